@@ -1,0 +1,221 @@
+//! Everything resolved once from the arguments, the environment and the workspace. Code below
+//! `main` takes `&Config` and never reads the environment itself.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::GlobalArgs;
+use crate::guard::Sweep;
+use crate::job_id;
+use crate::lease::Owner;
+use crate::locks::LockTrust;
+use crate::term::{ColorChoice, Verbosity};
+use crate::units::{self, Threshold};
+use crate::workspace;
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// The shared root holding every job dir.
+    pub(crate) root: PathBuf,
+    /// The job id as given or derived; recorded in the lease.
+    pub(crate) job_id: String,
+    /// The job dir's name under the root: the job id sanitized into one path component.
+    pub(crate) job_name: String,
+    /// An active lease whose heartbeat stopped this long ago is expired.
+    pub(crate) ttl: Duration,
+    /// How long a released lease stays protected.
+    pub(crate) linger: Duration,
+    /// Reclaim when free space is below this…
+    pub(crate) reclaim_below: Threshold,
+    /// …until it reaches this (default: `reclaim_below` plus 5 points).
+    pub(crate) reclaim_to: Option<Threshold>,
+    /// Refuse to start below this.
+    pub(crate) min_free: Threshold,
+    /// Expired dirs kept per workspace for warm reuse.
+    pub(crate) keep_expired: usize,
+    /// Whether a new job may adopt an expired dir of its workspace.
+    pub(crate) adopt: bool,
+    /// How long to wait for another run of the same job; `None` is "as long as it takes".
+    pub(crate) wait: Option<Duration>,
+    /// This process, as its lease will name it.
+    pub(crate) owner: Owner,
+    /// The workspace the wrapped command builds (or the current dir outside a Rust project).
+    pub(crate) workspace_root: PathBuf,
+    /// The CI's repository name, part of the warm-reuse key.
+    pub(crate) repository: Option<String>,
+    /// `CARGO_GUARDED_LOCKS=trusted|untrusted`: overrides the lock self-test.
+    pub(crate) locks_forced: Option<bool>,
+    /// The cargo that invoked us (`$CARGO`), else `cargo` on PATH.
+    pub(crate) cargo: OsString,
+    /// `$RUSTC`, else `rustc` on PATH.
+    pub(crate) rustc: PathBuf,
+    /// An inherited `CARGO_TARGET_DIR`, which the job's dir overrides.
+    pub(crate) inherited_target_dir: Option<OsString>,
+    /// A separate build dir is configured (env or cargo config): scope it to the job too.
+    pub(crate) build_dir_configured: bool,
+    /// A user-set `CARGO_LLVM_COV_TARGET_DIR`, made job-scoped.
+    pub(crate) llvm_cov_target_dir: Option<OsString>,
+}
+
+/// An environment variable; empty counts as unset.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn var_os(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// The flag, else the variable parsed with the flag's own parser, else the default.
+fn pick<T>(
+    flag: Option<T>,
+    env: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+    default: T,
+) -> Result<T> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    match var(env) {
+        Some(s) => parse(&s).map_err(|e| anyhow::anyhow!("{env}: {e}")),
+        None => Ok(default),
+    }
+}
+
+/// Output settings, which must be known before anything else can be said.
+pub(crate) fn output(g: &GlobalArgs) -> (Verbosity, ColorChoice) {
+    let verbosity = match (g.quiet, g.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    (verbosity, g.color.unwrap_or(ColorChoice::Auto))
+}
+
+impl Config {
+    /// `command_args` are the wrapped command's arguments (for `--manifest-path`).
+    pub(crate) fn resolve(g: &GlobalArgs, command_args: &[OsString]) -> Result<Config> {
+        let cwd = std::env::current_dir().context("failed to read the current directory")?;
+        let root = match g
+            .root
+            .clone()
+            .or_else(|| var_os("CARGO_GUARDED_ROOT").map(PathBuf::from))
+        {
+            Some(r) => cwd.join(r),
+            None => default_root()?,
+        };
+        let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
+        let job_id = match g.job_id.clone().or_else(|| var("CARGO_GUARDED_JOB_ID")) {
+            Some(id) => id,
+            None => job_id::derive(&var, &workspace_root),
+        };
+        let adopt = !g.no_adopt
+            && var("CARGO_GUARDED_ADOPT")
+                .is_none_or(|v| !matches!(v.as_str(), "0" | "false" | "no"));
+        let locks_forced = match var("CARGO_GUARDED_LOCKS").as_deref() {
+            None => None,
+            Some("trusted") => Some(true),
+            Some("untrusted") => Some(false),
+            Some(other) => {
+                bail!("CARGO_GUARDED_LOCKS: expected `trusted` or `untrusted`, got `{other}`")
+            }
+        };
+        let keep_expired = pick(
+            g.keep_expired,
+            "CARGO_GUARDED_KEEP_EXPIRED",
+            |s| {
+                s.parse()
+                    .map_err(|_| format!("expected a whole number, got `{s}`"))
+            },
+            1,
+        )?;
+        let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
+        Ok(Config {
+            job_name: job_id::sanitize(&job_id),
+            job_id,
+            ttl: pick(
+                g.ttl,
+                "CARGO_GUARDED_TTL",
+                units::parse_duration,
+                Duration::from_secs(600),
+            )?,
+            linger: pick(
+                g.linger,
+                "CARGO_GUARDED_LINGER",
+                units::parse_duration,
+                Duration::from_secs(3600),
+            )?,
+            reclaim_below: pick(
+                g.reclaim_below,
+                "CARGO_GUARDED_RECLAIM_BELOW",
+                Threshold::parse,
+                Threshold::Percent(15.0),
+            )?,
+            reclaim_to: pick(
+                g.reclaim_to.map(Some),
+                "CARGO_GUARDED_RECLAIM_TO",
+                |s| Threshold::parse(s).map(Some),
+                None,
+            )?,
+            min_free: pick(
+                g.min_free,
+                "CARGO_GUARDED_MIN_FREE",
+                Threshold::parse,
+                Threshold::Bytes(2 << 30),
+            )?,
+            keep_expired,
+            adopt,
+            wait: pick(
+                g.wait.map(Some),
+                "CARGO_GUARDED_WAIT",
+                |s| units::parse_duration(s).map(Some),
+                None,
+            )?,
+            owner: Owner::this_process(var("RUNNER_NAME")),
+            build_dir_configured: var_os("CARGO_BUILD_BUILD_DIR").is_some()
+                || workspace::build_dir_configured(&cwd, cargo_home.as_deref()),
+            workspace_root,
+            repository: var("GITHUB_REPOSITORY"),
+            locks_forced,
+            cargo: var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
+            inherited_target_dir: var_os("CARGO_TARGET_DIR"),
+            llvm_cov_target_dir: var_os("CARGO_LLVM_COV_TARGET_DIR"),
+            root,
+        })
+    }
+
+    /// The guard's settings for a filesystem of `total` bytes.
+    pub(crate) fn sweep(&self, total: u64, trust: LockTrust) -> Sweep {
+        let reclaim_below = self.reclaim_below.bytes(total);
+        let reclaim_to = match self.reclaim_to {
+            Some(t) => t.bytes(total),
+            None => self.reclaim_below.plus_points(5.0, total),
+        }
+        .max(reclaim_below);
+        Sweep {
+            dry_run: false,
+            all_expired: false,
+            reclaim_below,
+            reclaim_to,
+            keep_expired: self.keep_expired,
+            max_time: None,
+            trust,
+        }
+    }
+}
+
+fn default_root() -> Result<PathBuf> {
+    if let Some(cache) = var_os("XDG_CACHE_HOME") {
+        return Ok(Path::new(&cache).join("cargo-guarded"));
+    }
+    match var_os("HOME") {
+        Some(home) => Ok(Path::new(&home).join(".cache").join("cargo-guarded")),
+        None => bail!(
+            "no default root: neither XDG_CACHE_HOME nor HOME is set; pass --root or set CARGO_GUARDED_ROOT"
+        ),
+    }
+}

@@ -1,0 +1,408 @@
+//! The disk guard: one sweep over the root that reclaims expired job dirs, oldest-expired first,
+//! until free space reaches the target. `cargo guarded gc` and the precheck before every wrapped
+//! command both run exactly this code.
+//!
+//! Safe to run from every runner's hook at once: sweeps take turns on `.guard.lock`, and each
+//! dir is claimed under its own lock (`lease::claim`), which live jobs hold for their whole run.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use serde::Serialize;
+
+use crate::fault;
+use crate::fs::{self, Space};
+use crate::lease::{self, Claim, GUARD_LOCK, Lease, NEW_PREFIX, Root, TRASH, Verdict};
+use crate::locks::LockTrust;
+use crate::term;
+use crate::units::{Bytes, Short};
+
+/// How long a sweep waits for another sweep of the same root before giving up on this one.
+const GUARD_WAIT: Duration = Duration::from_secs(60);
+/// A `.new-*` dir younger than this may still be getting its lock; leave it.
+const UNFINISHED_AGE: Duration = Duration::from_secs(60);
+
+/// What one sweep should do.
+#[derive(Debug, Clone)]
+pub(crate) struct Sweep {
+    pub(crate) dry_run: bool,
+    /// Reclaim every expired dir, whatever the free space.
+    pub(crate) all_expired: bool,
+    /// Start reclaiming under pressure when free space is below this many bytes…
+    pub(crate) reclaim_below: u64,
+    /// …and keep going until it reaches this many.
+    pub(crate) reclaim_to: u64,
+    /// Expired dirs kept per workspace for warm reuse; older expired ones always go.
+    pub(crate) keep_expired: usize,
+    /// Start no new deletion after this long.
+    pub(crate) max_time: Option<Duration>,
+    pub(crate) trust: LockTrust,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Removed {
+    pub(crate) job_id: String,
+    pub(crate) dir: String,
+    pub(crate) bytes: u64,
+    pub(crate) expired_for_secs: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Kept {
+    pub(crate) job_id: Option<String>,
+    pub(crate) dir: String,
+    pub(crate) reason: String,
+}
+
+/// Everything one sweep decided, in the shape `gc --json` prints.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) dry_run: bool,
+    pub(crate) free_before: u64,
+    pub(crate) free_after: u64,
+    pub(crate) total_bytes: u64,
+    pub(crate) target_free: u64,
+    pub(crate) removed: Vec<Removed>,
+    pub(crate) kept: Vec<Kept>,
+    pub(crate) errors: Vec<String>,
+}
+
+impl Report {
+    pub(crate) fn freed(&self) -> u64 {
+        self.removed.iter().map(|r| r.bytes).sum()
+    }
+}
+
+/// A dir whose lease says it has expired; still to be confirmed under its lock.
+struct Expired {
+    name: OsString,
+    lease: Lease,
+    since: SystemTime,
+}
+
+/// Run one sweep.
+pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
+    let start = Instant::now();
+    let before = Space::of(&root.path)
+        .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
+    let mut report = Report {
+        dry_run: opts.dry_run,
+        free_before: before.free,
+        free_after: before.free,
+        total_bytes: before.total,
+        target_free: opts.reclaim_to,
+        removed: Vec::new(),
+        kept: Vec::new(),
+        errors: Vec::new(),
+    };
+
+    // One sweep at a time per root. A dry run changes nothing and needs no turn.
+    let _turn = if opts.dry_run {
+        None
+    } else {
+        match take_turn(root)? {
+            Some(lock) => Some(lock),
+            None => {
+                report.errors.push(format!(
+                    "another sweep held {} for {}; skipped this sweep",
+                    root.join(GUARD_LOCK).display(),
+                    Short(GUARD_WAIT)
+                ));
+                return Ok(report);
+            }
+        }
+    };
+    if !opts.dry_run {
+        finish_trash(root, &mut report);
+    }
+
+    let now = SystemTime::now();
+    let mut expired = Vec::new();
+    for (name, _) in root.job_names()? {
+        let dir_path = root.join(&name).display().to_string();
+        let lease = match root.open_job(&name) {
+            Ok(dir) => lease::read(dir.as_fd()),
+            Err(skip) => {
+                report.kept.push(Kept {
+                    job_id: None,
+                    dir: dir_path,
+                    reason: skip.to_string(),
+                });
+                continue;
+            }
+        };
+        let lease = match lease {
+            Ok(l) => l,
+            Err(why) => {
+                report.kept.push(Kept {
+                    job_id: None,
+                    dir: dir_path,
+                    reason: format!("kept: unknown – {why}"),
+                });
+                continue;
+            }
+        };
+        match lease::classify(&lease, now, opts.trust) {
+            Verdict::Expired { since } => expired.push(Expired { name, lease, since }),
+            verdict => report.kept.push(Kept {
+                job_id: Some(lease.job_id.clone()),
+                dir: dir_path,
+                reason: format!("kept: {}", verdict.reason(&lease)),
+            }),
+        }
+    }
+
+    // Oldest-expired first; among equals, largest first.
+    expired.sort_by(|a, b| {
+        a.since
+            .cmp(&b.since)
+            .then(b.lease.size_bytes.cmp(&a.lease.size_bytes))
+    });
+    let excess = beyond_retention(&expired, opts.keep_expired);
+    let under_pressure = before.free < opts.reclaim_below;
+    let mut free = before.free;
+    for (i, e) in expired.into_iter().enumerate() {
+        let dir_path = root.join(&e.name).display().to_string();
+        let keep = |reason: String| Kept {
+            job_id: Some(e.lease.job_id.clone()),
+            dir: dir_path.clone(),
+            reason,
+        };
+        let wanted =
+            opts.all_expired || excess.contains(&i) || (under_pressure && free < opts.reclaim_to);
+        if !wanted {
+            let why = if under_pressure {
+                "kept: expired, but free space already reached the target".to_owned()
+            } else {
+                format!(
+                    "kept: expired, warm for reuse (--keep-expired {})",
+                    opts.keep_expired
+                )
+            };
+            report.kept.push(keep(why));
+            continue;
+        }
+        if opts.max_time.is_some_and(|m| start.elapsed() >= m) {
+            report
+                .kept
+                .push(keep("kept: expired, but --max-time was reached".into()));
+            continue;
+        }
+        let expired_for_secs = now.duration_since(e.since).unwrap_or_default().as_secs();
+        match lease::claim(root, &e.name, opts.trust, opts.dry_run) {
+            Claim::Kept { reason, lease } => report.kept.push(Kept {
+                job_id: lease.map(|l| l.job_id),
+                dir: dir_path,
+                reason,
+            }),
+            Claim::Would { lease } => {
+                let bytes = lease
+                    .size_bytes
+                    .or_else(|| fs::tree_size(root.fd(), &e.name, None))
+                    .unwrap_or(0);
+                free = free.saturating_add(bytes);
+                report.removed.push(Removed {
+                    job_id: lease.job_id,
+                    dir: dir_path,
+                    bytes,
+                    expired_for_secs,
+                });
+            }
+            Claim::Trashed { trash_name, lease } => {
+                let space_before = Space::of(&root.path).map(|s| s.free).unwrap_or(free);
+                if let Err(e) = delete_from_trash(root, &trash_name) {
+                    report.errors.push(format!(
+                        "failed to delete {}: {e}",
+                        root.join(TRASH).join(&trash_name).display()
+                    ));
+                }
+                let now_free = Space::of(&root.path)
+                    .map(|s| s.free)
+                    .unwrap_or(space_before);
+                let bytes = lease
+                    .size_bytes
+                    .unwrap_or(now_free.saturating_sub(space_before));
+                free = now_free.max(free);
+                report.removed.push(Removed {
+                    job_id: lease.job_id,
+                    dir: dir_path,
+                    bytes,
+                    expired_for_secs,
+                });
+            }
+        }
+    }
+    report.free_after = if opts.dry_run {
+        free
+    } else {
+        Space::of(&root.path).map(|s| s.free).unwrap_or(free)
+    };
+    Ok(report)
+}
+
+/// Indices (into the oldest-first list) of expired dirs beyond the `keep` most recently used of
+/// their workspace. Dirs with no recorded workspace are never counted as excess.
+fn beyond_retention(expired: &[Expired], keep: usize) -> Vec<usize> {
+    let mut by_workspace: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
+    for (i, e) in expired.iter().enumerate() {
+        if let Some(ws) = e.lease.workspace.as_deref() {
+            by_workspace
+                .entry((ws, e.lease.toolchain.as_deref()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut excess = Vec::new();
+    for mut idx in by_workspace.into_values() {
+        idx.sort_by(|&a, &b| {
+            expired[b]
+                .lease
+                .renewed_at
+                .cmp(&expired[a].lease.renewed_at)
+        });
+        excess.extend(idx.into_iter().skip(keep));
+    }
+    excess
+}
+
+/// Take `.guard.lock`, waiting up to `GUARD_WAIT` for a sweep on another runner to finish.
+fn take_turn(root: &Root) -> Result<Option<File>> {
+    let fd = rustix::fs::openat(
+        root.fd(),
+        GUARD_LOCK,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("failed to open {}", root.join(GUARD_LOCK).display()))?;
+    let lock = File::from(fd);
+    let deadline = Instant::now() + GUARD_WAIT;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(Some(lock)),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| {
+                    format!("failed to lock {}", root.join(GUARD_LOCK).display())
+                });
+            }
+        }
+    }
+}
+
+/// Finish what earlier sweeps (possibly killed mid-delete) left in `.trash/`, and move abandoned
+/// half-created job dirs there first.
+fn finish_trash(root: &Root, report: &mut Report) {
+    if let Ok(entries) = fs::list(root.fd()) {
+        for (name, _) in entries {
+            if name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
+                lease::claim_unfinished(root, &name, UNFINISHED_AGE);
+            }
+        }
+    }
+    let Ok(trash) = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)) else {
+        return;
+    };
+    let Ok(entries) = fs::list(trash.as_fd()) else {
+        return;
+    };
+    for (name, ty) in entries {
+        let done = if ty == rustix::fs::FileType::Directory {
+            delete_from_trash(root, &name)
+        } else {
+            // A symlink or file: remove the entry itself, never what it points to.
+            rustix::fs::unlinkat(&trash, &name, AtFlags::empty()).map_err(Into::into)
+        };
+        if let Err(e) = done {
+            report.errors.push(format!(
+                "failed to delete {}: {e}",
+                root.join(TRASH).join(&name).display()
+            ));
+        }
+    }
+}
+
+fn delete_from_trash(root: &Root, name: &OsStr) -> std::io::Result<()> {
+    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))?;
+    fault::point("guard-delete");
+    fs::remove_tree(trash.as_fd(), name, root.dev)
+}
+
+/// How much of a report to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// `cargo guarded gc`: every decision.
+    Gc,
+    /// `gc --hook`: every decision plus a header and a footer with the disk's state.
+    Hook,
+    /// Before a wrapped command: what was removed; what was kept only with `-v`.
+    Precheck,
+}
+
+/// Print every decision with its reason.
+pub(crate) fn print(report: &Report, root: &Root, style: Style) {
+    let before = Space {
+        free: report.free_before,
+        total: report.total_bytes,
+    };
+    let after = Space {
+        free: report.free_after,
+        total: report.total_bytes,
+    };
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let job = |dir: &str| dir.rsplit('/').next().unwrap_or(dir).to_owned();
+    let frame = style == Style::Hook || !report.removed.is_empty();
+    if frame {
+        term::status(format_args!(
+            "{} at {}% used ({} free): reclaiming expired target dirs",
+            root.path.display(),
+            before.used_pct(),
+            Bytes(before.free)
+        ));
+    }
+    for r in &report.removed {
+        term::status(format_args!(
+            "{verb}: {} (expired {} ago, {})",
+            job(&r.dir),
+            Short(Duration::from_secs(r.expired_for_secs)),
+            Bytes(r.bytes)
+        ));
+    }
+    for k in &report.kept {
+        let (action, detail) = k.reason.split_once(": ").unwrap_or(("kept", &k.reason));
+        let line = format!("{action}: {} ({detail})", job(&k.dir));
+        if style == Style::Precheck {
+            term::verbose(line);
+        } else {
+            term::status(line);
+        }
+    }
+    for e in &report.errors {
+        term::warn(e);
+    }
+    if frame {
+        let freed = if report.dry_run {
+            "would free"
+        } else {
+            "freed"
+        };
+        term::status(format_args!(
+            "{freed} {}, now {}% used ({} free)",
+            Bytes(report.freed()),
+            after.used_pct(),
+            Bytes(after.free)
+        ));
+    }
+}

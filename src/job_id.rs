@@ -1,0 +1,145 @@
+//! Job ids: derived from the CI environment (or the workspace, locally) and sanitized into one
+//! safe path component, which is the job dir's name under the root.
+
+use std::path::Path;
+
+/// Longest job dir name we create; ids longer than this are cut and suffixed with a hash.
+const MAX_NAME_LEN: usize = 96;
+
+/// The job id as the CI system knows it, or a stable per-workspace id for local builds.
+///
+/// `var` reads one environment variable (empty counts as unset); it is a parameter so that the
+/// derivation is testable without touching the process environment.
+pub(crate) fn derive(var: &dyn Fn(&str) -> Option<String>, workspace_root: &Path) -> String {
+    // GitHub Actions: one id per job of a run attempt. RUNNER_NAME separates matrix legs that
+    // run at once on different runners of one host; steps of a job share every one of these.
+    if let (Some(run), Some(job)) = (var("GITHUB_RUN_ID"), var("GITHUB_JOB")) {
+        let repo = var("GITHUB_REPOSITORY").unwrap_or_default();
+        let attempt = var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into());
+        let runner = var("RUNNER_NAME").unwrap_or_default();
+        return format!("gh-{repo}-{run}-{attempt}-{job}-{runner}");
+    }
+    if let Some(id) = var("CI_JOB_ID") {
+        return format!("gl-{id}");
+    }
+    if let Some(id) = var("BUILDKITE_JOB_ID") {
+        return format!("bk-{id}");
+    }
+    // Locally: one dir per workspace, so repeated builds stay warm.
+    let base = workspace_root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    format!(
+        "local-{base}-{}",
+        short_hash(workspace_root.as_os_str().as_encoded_bytes())
+    )
+}
+
+/// One safe path component for `id`: ASCII letters, digits, `.`, `_`, `-`; never empty, never a
+/// dot-name (those belong to cargo-guarded), never `..`, at most `MAX_NAME_LEN` bytes. Ids that
+/// had to change get a hash of the original appended, so distinct ids stay distinct.
+pub(crate) fn sanitize(id: &str) -> String {
+    let mut out = String::with_capacity(id.len().min(MAX_NAME_LEN));
+    for c in id.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            c
+        } else {
+            '_'
+        };
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    let trimmed = out.trim_start_matches(['.', '-', '_']);
+    let mut name: String = trimmed.chars().take(MAX_NAME_LEN - 9).collect();
+    if name != id {
+        if name.is_empty() {
+            name.push_str("job");
+        }
+        name.push('-');
+        name.push_str(&short_hash(id.as_bytes()));
+    }
+    name
+}
+
+/// Eight hex digits of a stable hash (UUID v5, i.e. SHA-1): the same on every machine and
+/// toolchain, unlike `DefaultHasher`.
+pub(crate) fn short_hash(bytes: &[u8]) -> String {
+    let u = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, bytes);
+    u.simple().to_string()[..8].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        let map: HashMap<_, _> = pairs.iter().copied().collect();
+        move |k| map.get(k).map(|v| v.to_string())
+    }
+
+    #[test]
+    fn github_ids_are_per_job_and_runner() {
+        let vars = [
+            ("GITHUB_REPOSITORY", "acme/widgets"),
+            ("GITHUB_RUN_ID", "123"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+            ("GITHUB_JOB", "coverage"),
+            ("RUNNER_NAME", "runner-3"),
+        ];
+        let id = derive(&env(&vars), Path::new("/w"));
+        assert_eq!(id, "gh-acme/widgets-123-2-coverage-runner-3");
+        assert!(sanitize(&id).starts_with("gh-acme_widgets-123-2-coverage-runner-3-"));
+    }
+
+    #[test]
+    fn gitlab_and_buildkite() {
+        assert_eq!(
+            derive(&env(&[("CI_JOB_ID", "77")]), Path::new("/w")),
+            "gl-77"
+        );
+        assert_eq!(
+            derive(&env(&[("BUILDKITE_JOB_ID", "ab-c")]), Path::new("/w")),
+            "bk-ab-c"
+        );
+    }
+
+    #[test]
+    fn local_ids_follow_the_workspace() {
+        let a = derive(&env(&[]), Path::new("/home/me/proj"));
+        assert!(a.starts_with("local-proj-"), "{a}");
+        assert_eq!(a, derive(&env(&[]), Path::new("/home/me/proj")));
+        assert_ne!(a, derive(&env(&[]), Path::new("/home/you/proj")));
+    }
+
+    #[test]
+    fn hostile_ids_give_one_safe_component() {
+        let long = "x".repeat(5000);
+        for id in [
+            "../../etc",
+            "/",
+            ".",
+            "..",
+            "",
+            "a/b",
+            "ünïcødé ☃",
+            &long,
+            "-rf",
+            ".trash",
+        ] {
+            let name = sanitize(id);
+            assert!(!name.is_empty(), "{id:?}");
+            assert!(name.len() <= MAX_NAME_LEN, "{id:?} -> {name}");
+            assert!(!name.starts_with(['.', '-']), "{id:?} -> {name}");
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                "{id:?} -> {name}"
+            );
+        }
+        assert_ne!(sanitize("a/b"), sanitize("a_b"));
+        assert_eq!(sanitize("plain-id_1.2"), "plain-id_1.2");
+    }
+}

@@ -1,0 +1,137 @@
+//! `cargo guarded`: run cargo in a leased, job-scoped target dir, and reclaim only target dirs
+//! whose lease has expired. See README.md and PROTOCOL.md.
+
+mod cli;
+mod config;
+mod exit_codes;
+mod fault;
+mod fs;
+mod guard;
+mod job_id;
+mod lease;
+mod locks;
+mod precheck;
+mod process;
+mod run;
+mod status;
+mod term;
+mod units;
+mod workspace;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use clap::Parser;
+
+use crate::cli::{Cli, Command, GcArgs, StatusArgs};
+use crate::config::Config;
+use crate::lease::Root;
+use crate::precheck::NoSpace;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        // The one place errors are printed.
+        Err(err) => {
+            term::error(format_args!("{err:#}"));
+            if err.downcast_ref::<NoSpace>().is_some() {
+                ExitCode::from(exit_codes::NO_SPACE)
+            } else {
+                ExitCode::from(exit_codes::ERROR)
+            }
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let args = cli::normalize(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    let (verbosity, color) = config::output(&cli.global);
+    term::init(verbosity, color);
+
+    match cli.command {
+        Command::Reap { pgid } => Ok(ExitCode::from(process::reap(pgid))),
+        Command::External(args) => {
+            let tool = run::Tool::from_external(args);
+            let cfg = Config::resolve(&cli.global, tool.args())?;
+            run::wrapped(&cfg, &tool)
+        }
+        Command::Exec { command } => {
+            let tool = run::Tool::Exec(command);
+            run::wrapped(&Config::resolve(&cli.global, &[])?, &tool)
+        }
+        Command::Env => run::env(&Config::resolve(&cli.global, &[])?),
+        Command::Hold => run::hold(&Config::resolve(&cli.global, &[])?),
+        Command::Status(args) => status(&Config::resolve(&cli.global, &[])?, &args),
+        Command::Gc(args) => gc(&Config::resolve(&cli.global, &[])?, &args),
+    }
+}
+
+/// Help and version go to stdout with exit 0; any other parse error becomes one line, exit 1.
+fn clap_error(e: clap::Error) -> Result<ExitCode> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            Err(anyhow!("{first} (see `cargo guarded --help`)"))
+        }
+    }
+}
+
+fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
+    let root = Root::open(&cfg.root)?;
+    let trust = locks::assess(&root, cfg.locks_forced);
+    let status = status::collect(&root, trust, args.sizes)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        status::print(&status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
+    if !cfg.root.exists() {
+        term::status(format_args!(
+            "root {} does not exist: nothing to reclaim",
+            cfg.root.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let root = Root::open(&cfg.root)?;
+    let trust = locks::assess(&root, cfg.locks_forced);
+    let space = fs::Space::of(&root.path)?;
+    let mut sweep = cfg.sweep(space.total, trust);
+    sweep.dry_run = args.dry_run;
+    sweep.all_expired = args.all_expired;
+    sweep.max_time = args.max_time;
+    let report = guard::sweep(&root, &sweep)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let style = if args.hook {
+            guard::Style::Hook
+        } else {
+            guard::Style::Gc
+        };
+        guard::print(&report, &root, style);
+    }
+    // A hook never fails the job for disk reasons; errors were printed above.
+    if report.errors.is_empty() || args.hook {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit_codes::ERROR))
+    }
+}

@@ -1,0 +1,106 @@
+//! The disk precheck before every wrapped command: reclaim through the guard's own sweep when
+//! free space is low (or when a new job may leave excess expired dirs behind), then refuse to
+//! start below `--min-free`.
+
+use std::fmt;
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::fs::Space;
+use crate::guard::{self, Report};
+use crate::lease::{self, Root, Verdict};
+use crate::locks::LockTrust;
+use crate::units::Bytes;
+
+/// Not enough disk even after reclaiming: `main` turns this into exit 75.
+#[derive(Debug)]
+pub(crate) struct NoSpace {
+    pub(crate) root: String,
+    pub(crate) free: u64,
+    pub(crate) required: u64,
+    /// Live (unexpired) leases holding the most space: `(job id, bytes, holder)`.
+    pub(crate) biggest_live: Vec<(String, Option<u64>, String)>,
+}
+
+impl fmt::Display for NoSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not enough free disk space on {}: {} free ({} bytes), {} required ({} bytes) by --min-free, \
+             after reclaiming every expired job dir",
+            self.root,
+            Bytes(self.free),
+            self.free,
+            Bytes(self.required),
+            self.required
+        )?;
+        if self.biggest_live.is_empty() {
+            write!(f, "; no live leases hold space in the root")
+        } else {
+            write!(f, "; live leases holding the most space: ")?;
+            for (i, (job, size, holder)) in self.biggest_live.iter().enumerate() {
+                let size = size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string());
+                write!(
+                    f,
+                    "{}{job} ({size}, {holder})",
+                    if i > 0 { ", " } else { "" }
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl std::error::Error for NoSpace {}
+
+/// Run the precheck. `new_job`: the job's dir was just created or adopted, so apply the
+/// per-workspace retention even without pressure. Returns the sweep's report if one ran.
+pub(crate) fn run(
+    root: &Root,
+    cfg: &Config,
+    trust: LockTrust,
+    new_job: bool,
+) -> Result<Option<Report>> {
+    let space = Space::of(&root.path)
+        .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
+    let sweep = cfg.sweep(space.total, trust);
+    let report = if space.free < sweep.reclaim_below || new_job {
+        let report = guard::sweep(root, &sweep)?;
+        guard::print(&report, root, guard::Style::Precheck);
+        Some(report)
+    } else {
+        None
+    };
+    let space = Space::of(&root.path)
+        .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
+    let required = cfg.min_free.bytes(space.total);
+    if space.free < required {
+        return Err(NoSpace {
+            root: root.path.display().to_string(),
+            free: space.free,
+            required,
+            biggest_live: biggest_live(root, trust),
+        }
+        .into());
+    }
+    Ok(report)
+}
+
+fn biggest_live(root: &Root, trust: LockTrust) -> Vec<(String, Option<u64>, String)> {
+    let now = std::time::SystemTime::now();
+    let mut live: Vec<_> = root
+        .job_names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let dir = root.open_job(&name).ok()?;
+            let l = lease::read(std::os::fd::AsFd::as_fd(&dir)).ok()?;
+            (!matches!(lease::classify(&l, now, trust), Verdict::Expired { .. }))
+                .then(|| (l.job_id.clone(), l.size_bytes, l.holder()))
+        })
+        .collect();
+    live.sort_by(|a, b| b.1.cmp(&a.1));
+    live.truncate(3);
+    live
+}

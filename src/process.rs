@@ -1,0 +1,240 @@
+//! Running the wrapped program: one `ProcessBuilder`, and supervision that forwards signals,
+//! passes the exit status through, and makes sure the child's whole process tree dies with the
+//! wrapper — no orphaned rustc keeps writing into a dir the guard may later reclaim.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use anyhow::{Context, Result};
+use rustix::process::{Pid, Signal};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::exit_codes;
+
+/// A command line with environment changes; printed in backticks in errors.
+#[must_use]
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessBuilder {
+    program: OsString,
+    args: Vec<OsString>,
+    /// `None` removes the variable from the child's environment.
+    env: Vec<(OsString, Option<OsString>)>,
+}
+
+impl ProcessBuilder {
+    pub(crate) fn new(program: impl Into<OsString>) -> Self {
+        ProcessBuilder {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub(crate) fn args(&mut self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> &mut Self {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub(crate) fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Self {
+        self.env
+            .push((key.as_ref().to_owned(), Some(val.as_ref().to_owned())));
+        self
+    }
+
+    pub(crate) fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    pub(crate) fn get_envs(&self) -> impl Iterator<Item = (&OsStr, Option<&OsStr>)> {
+        self.env.iter().map(|(k, v)| (k.as_os_str(), v.as_deref()))
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd
+    }
+}
+
+impl fmt::Display for ProcessBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}", self.program.to_string_lossy())?;
+        for a in &self.args {
+            write!(f, " {}", a.to_string_lossy())?;
+        }
+        write!(f, "`")
+    }
+}
+
+/// A running child in its own process group, with signal forwarding and a reaper.
+pub(crate) struct Supervised {
+    child: Child,
+    pgid: Pid,
+    signals: signal_hook::iterator::Handle,
+    forwarder: std::thread::JoinHandle<()>,
+    reaper: Option<Child>,
+    /// The terminal was handed to the child's group; take it back when it is done.
+    terminal: bool,
+}
+
+/// Start `pb` in its own process group.
+///
+/// - SIGINT/SIGTERM/SIGHUP sent to the wrapper are forwarded to the child's group, and the
+///   wrapper stays alive to release the lease.
+/// - If the wrapper dies anyway (SIGKILL, OOM), a reaper process (`cargo-guarded __reap`) sees its
+///   pipe close and SIGKILLs the group, so rustc and build scripts go too; `PR_SET_PDEATHSIG`
+///   covers the direct child even if the reaper could not start.
+/// - In an interactive terminal the child's group becomes the foreground group, so Ctrl-C and
+///   reading stdin (`cargo run`) work as without the wrapper.
+pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
+    let signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("failed to install signal handlers")?;
+    let stdin = std::io::stdin();
+    let terminal = rustix::termios::isatty(&stdin)
+        && rustix::termios::tcgetpgrp(&stdin).is_ok_and(|g| g == rustix::process::getpgrp());
+    if terminal {
+        // Taking the terminal back from a background group raises SIGTTOU; ignore it here (the
+        // child gets the default back before exec).
+        // SAFETY: setting a signal disposition to SIG_IGN has no memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
+    }
+    let mut cmd = pb.command();
+    cmd.process_group(0);
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
+    // (tcsetpgrp, signal, prctl), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if terminal {
+                let _ = rustix::termios::tcsetpgrp(
+                    std::os::fd::BorrowedFd::borrow_raw(0),
+                    rustix::process::getpid(),
+                );
+                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+            }
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("failed to start {pb}"))?;
+    let pgid = Pid::from_child(&child);
+    if terminal {
+        let _ = rustix::termios::tcsetpgrp(&stdin, pgid);
+    }
+    let reaper = spawn_reaper(pgid);
+    let handle = signals.handle();
+    let forwarder = std::thread::spawn(move || {
+        let mut signals = signals;
+        for sig in signals.forever() {
+            let sig = match sig {
+                SIGINT => Signal::INT,
+                SIGHUP => Signal::HUP,
+                _ => Signal::TERM,
+            };
+            let _ = rustix::process::kill_process_group(pgid, sig);
+        }
+    });
+    Ok(Supervised {
+        child,
+        pgid,
+        signals: handle,
+        forwarder,
+        reaper,
+        terminal,
+    })
+}
+
+impl Supervised {
+    pub(crate) fn pgid(&self) -> Pid {
+        self.pgid
+    }
+
+    /// Wait for the child; stop forwarding and dismiss the reaper.
+    pub(crate) fn wait(mut self) -> Result<ExitStatus> {
+        let status = self
+            .child
+            .wait()
+            .context("failed to wait for the child process")?;
+        if self.terminal {
+            let _ = rustix::termios::tcsetpgrp(std::io::stdin(), rustix::process::getpgrp());
+        }
+        if let Some(mut reaper) = self.reaper.take() {
+            // "done": the reaper exits without killing anything.
+            if let Some(mut pipe) = reaper.stdin.take() {
+                let _ = pipe.write_all(b"x");
+            }
+            let _ = reaper.wait();
+        }
+        self.signals.close();
+        let _ = self.forwarder.join();
+        Ok(status)
+    }
+}
+
+/// Kill the child's process group if the wrapper ever goes away without saying so.
+fn spawn_reaper(pgid: Pid) -> Option<Child> {
+    let exe = std::env::current_exe().ok()?;
+    Command::new(exe)
+        .arg("__reap")
+        .arg(pgid.as_raw_nonzero().get().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own group: a Ctrl-C aimed at the wrapper must not kill the reaper first.
+        .process_group(0)
+        .spawn()
+        .ok()
+}
+
+/// The reaper's side (`cargo-guarded __reap PGID`): block on stdin; EOF without the "done" byte
+/// means the wrapper died, so kill its child's group.
+pub(crate) fn reap(pgid: i32) -> u8 {
+    let mut byte = [0u8; 1];
+    let n = std::io::stdin().read(&mut byte).unwrap_or(0);
+    if n == 0
+        && let Some(pid) = Pid::from_raw(pgid)
+    {
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    }
+    0
+}
+
+/// The wrapper's exit code for the child's status: its own code, or 128+N for signal N.
+pub(crate) fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(exit_codes::ERROR),
+        (None, Some(sig)) => exit_codes::for_signal(sig),
+        (None, None) => exit_codes::ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_the_command() {
+        let mut pb = ProcessBuilder::new("cargo");
+        pb.args(["test", "--workspace"]);
+        assert_eq!(pb.to_string(), "`cargo test --workspace`");
+    }
+
+    #[test]
+    fn exit_codes_pass_through() {
+        assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
+        assert_eq!(exit_code(ExitStatus::from_raw(15)), 143);
+    }
+}

@@ -1,0 +1,129 @@
+//! Parsing and printing of durations, sizes and free-space thresholds.
+//!
+//! Pure functions: the CLI and the environment both parse through here, so `--ttl 10m` and
+//! `CARGO_GUARDED_TTL=10m` accept exactly the same spellings.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A duration such as `10m`, `1h 30m`, `0s` (humantime's syntax).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}` ({e}); use e.g. `90s`, `10m`, `1h`"))
+}
+
+/// A size such as `2GiB`, `500MB`, `1073741824`.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("invalid size `{s}` ({e}); use e.g. `2GiB`, `500MB`"))
+}
+
+/// A free-space threshold: an absolute size, or a percentage of the filesystem's total size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Threshold {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl Threshold {
+    pub(crate) fn parse(s: &str) -> Result<Threshold, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let pct: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid percentage `{s}`; use e.g. `15%`"))?;
+            if !(0.0..=100.0).contains(&pct) {
+                return Err(format!("percentage `{s}` is outside 0%..=100%"));
+            }
+            Ok(Threshold::Percent(pct))
+        } else {
+            parse_size(t).map(Threshold::Bytes)
+        }
+    }
+
+    /// The threshold in bytes on a filesystem of `total` bytes.
+    pub(crate) fn bytes(self, total: u64) -> u64 {
+        match self {
+            Threshold::Bytes(b) => b,
+            Threshold::Percent(p) => ((total as f64) * p / 100.0).ceil() as u64,
+        }
+    }
+
+    /// `self` raised by `points` percentage points (or by that share of `total` for sizes).
+    pub(crate) fn plus_points(self, points: f64, total: u64) -> u64 {
+        match self {
+            Threshold::Percent(p) => Threshold::Percent((p + points).min(100.0)).bytes(total),
+            Threshold::Bytes(b) => b.saturating_add(Threshold::Percent(points).bytes(total)),
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threshold::Bytes(b) => write!(f, "{}", Bytes(*b)),
+            Threshold::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Bytes printed the way people read them: `1.6 GiB`.
+pub(crate) struct Bytes(pub(crate) u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", bytesize::ByteSize(self.0).display().iec())
+    }
+}
+
+/// A duration in its largest whole unit (`4s`, `12m`, `2h`, `3d`), for "renewed 4s ago".
+pub(crate) struct Short(pub(crate) Duration);
+
+impl fmt::Display for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        match s {
+            0..60 => write!(f, "{s}s"),
+            60..3600 => write!(f, "{}m", s / 60),
+            3600..172_800 => write!(f, "{}h", s / 3600),
+            _ => write!(f, "{}d", s / 86_400),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        assert_eq!(Threshold::parse("15%").unwrap(), Threshold::Percent(15.0));
+        assert_eq!(Threshold::parse("100%").unwrap().bytes(1000), 1000);
+        assert_eq!(Threshold::parse("2GiB").unwrap(), Threshold::Bytes(2 << 30));
+        assert_eq!(Threshold::parse("15%").unwrap().plus_points(5.0, 1000), 200);
+        assert!(Threshold::parse("150%").is_err());
+        assert!(Threshold::parse("lots").is_err());
+        assert!(Threshold::parse("-3%").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(
+            parse_duration("ten minutes")
+                .unwrap_err()
+                .contains("ten minutes")
+        );
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(Short(Duration::from_secs(4)).to_string(), "4s");
+        assert_eq!(Short(Duration::from_secs(7300)).to_string(), "2h");
+        assert_eq!(Short(Duration::from_secs(86_400 * 3)).to_string(), "3d");
+    }
+}
