@@ -53,7 +53,7 @@ pub(crate) fn sanitize(id: &str) -> String {
     }
     let trimmed = out.trim_start_matches(['.', '-', '_']);
     let mut name: String = trimmed.chars().take(MAX_NAME_LEN - 9).collect();
-    if name != id {
+    if name != id || name.is_empty() {
         if name.is_empty() {
             name.push_str("job");
         }

@@ -560,6 +560,7 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
         for cand in candidates {
             match adopt(root, req, &key, &cand)? {
                 AdoptOutcome::Adopted(held) => {
+                    let held = *held;
                     let origin = Origin::Adopted {
                         from: cand.lease.job_id.clone(),
                         size: cand.lease.size_bytes,
@@ -628,12 +629,12 @@ fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Vec<C
             out.push(Candidate { name, lease });
         }
     }
-    out.sort_by(|a, b| b.lease.renewed_at.cmp(&a.lease.renewed_at));
+    out.sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
     out
 }
 
 enum AdoptOutcome {
-    Adopted(Held),
+    Adopted(Box<Held>),
     /// Someone else (a guard, another adopter, a resuming step) got there first.
     Lost,
     /// Our own job's name appeared meanwhile.
@@ -692,12 +693,8 @@ fn adopt(
     lease.size_bytes = cand.lease.size_bytes;
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", root.join(req.name).display()))?;
-    Ok(AdoptOutcome::Adopted(held(
-        root,
-        OsStr::new(req.name),
-        dir,
-        lease,
-    )?))
+    let held = held(root, OsStr::new(req.name), dir, lease)?;
+    Ok(AdoptOutcome::Adopted(Box::new(held)))
 }
 
 /// Create a fresh job dir. It is built under a dot-name (invisible to guards and other jobs),

@@ -51,6 +51,8 @@ pub(crate) fn assess(root: &Root, forced: Option<bool>) -> LockTrust {
         None => {}
     }
     if let Ok(st) = rustix::fs::fstatfs(root.fd()) {
+        // `f_type`'s width differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
         let ty = st.f_type as i64;
         if let Some((_, name)) = UNTRUSTED.iter().find(|(magic, _)| *magic == ty) {
             return LockTrust::Untrusted(name);

@@ -100,7 +100,7 @@ fn biggest_live(root: &Root, trust: LockTrust) -> Vec<(String, Option<u64>, Stri
                 .then(|| (l.job_id.clone(), l.size_bytes, l.holder()))
         })
         .collect();
-    live.sort_by(|a, b| b.1.cmp(&a.1));
+    live.sort_by_key(|l| std::cmp::Reverse(l.1));
     live.truncate(3);
     live
 }

@@ -3,7 +3,6 @@
 //! Also `env` and `hold`, which hold the same lease without running a tool.
 
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -239,7 +238,7 @@ fn release(cfg: &Config, held: Arc<Held>) -> Result<()> {
 fn job_env(cfg: &Config, held: &Held, llvm_cov: bool, pb: &mut ProcessBuilder) {
     let target = held.target_dir();
     if let Some(inherited) = &cfg.inherited_target_dir
-        && PathBuf::from(inherited) != target
+        && *inherited != target
     {
         term::verbose(format_args!(
             "overriding inherited CARGO_TARGET_DIR={} with the job's dir (a shared target dir is \
@@ -258,5 +257,8 @@ fn job_env(cfg: &Config, held: &Held, llvm_cov: bool, pb: &mut ProcessBuilder) {
         );
     }
     pb.env("CARGO_GUARDED_JOB_ID", held.job_id());
+    // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
+    pb.env_remove("CARGO_GUARDED_FAULT")
+        .env_remove("CARGO_GUARDED_PAUSE");
     pb.env("CARGO_GUARDED_TARGET_DIR", OsStr::new(&target));
 }
