@@ -204,6 +204,7 @@ impl Config {
             keep_expired: self.keep_expired,
             max_time: None,
             trust,
+            unfinished_age: self.ttl.min(Duration::from_secs(60)),
         }
     }
 }

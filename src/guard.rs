@@ -24,8 +24,6 @@ use crate::units::{Bytes, Short};
 
 /// How long a sweep waits for another sweep of the same root before giving up on this one.
 const GUARD_WAIT: Duration = Duration::from_secs(60);
-/// A `.new-*` dir younger than this may still be getting its lock; leave it.
-const UNFINISHED_AGE: Duration = Duration::from_secs(60);
 
 /// What one sweep should do.
 #[derive(Debug, Clone)]
@@ -42,6 +40,9 @@ pub(crate) struct Sweep {
     /// Start no new deletion after this long.
     pub(crate) max_time: Option<Duration>,
     pub(crate) trust: LockTrust,
+    /// An unlocked `.new-*` dir (a job that died while creating its dir) older than this is
+    /// abandoned. Younger ones may still be getting their lock.
+    pub(crate) unfinished_age: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,7 +119,7 @@ pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
         }
     };
     if !opts.dry_run {
-        finish_trash(root, &mut report);
+        finish_trash(root, opts.unfinished_age, &mut report);
     }
 
     let now = SystemTime::now();
@@ -165,6 +166,7 @@ pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
     });
     let excess = beyond_retention(&expired, opts.keep_expired);
     let under_pressure = before.free < opts.reclaim_below;
+    fault::point("guard-scanned");
     let mut free = before.free;
     for (i, e) in expired.into_iter().enumerate() {
         let dir_path = root.join(&e.name).display().to_string();
@@ -300,11 +302,11 @@ fn take_turn(root: &Root) -> Result<Option<File>> {
 
 /// Finish what earlier sweeps (possibly killed mid-delete) left in `.trash/`, and move abandoned
 /// half-created job dirs there first.
-fn finish_trash(root: &Root, report: &mut Report) {
+fn finish_trash(root: &Root, unfinished_age: Duration, report: &mut Report) {
     if let Ok(entries) = fs::list(root.fd()) {
         for (name, _) in entries {
             if name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
-                lease::claim_unfinished(root, &name, UNFINISHED_AGE);
+                lease::claim_unfinished(root, &name, unfinished_age);
             }
         }
     }

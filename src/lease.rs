@@ -706,7 +706,13 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
     rustix::fs::mkdirat(root.fd(), tmp.as_str(), Mode::from_raw_mode(0o755))
         .map_err(io::Error::from)
         .with_context(|| format!("failed to create {}", tmp_path.display()))?;
-    let dir = File::from(fs::open_dir_nofollow(root.fd(), OsStr::new(&tmp))?);
+    // Race closed: a guard may take an unlocked `.new-*` dir for abandoned (only after a grace
+    // period, but a stopped process can outlast it). Then our name is gone: start over.
+    let dir = match fs::open_dir_nofollow(root.fd(), OsStr::new(&tmp)) {
+        Ok(fd) => File::from(fd),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("failed to open {}", tmp_path.display())),
+    };
     dir.lock()
         .with_context(|| format!("failed to lock {}", tmp_path.display()))?;
     fault::point("acquire-locked");
@@ -724,6 +730,8 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
             let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.dev);
             Ok(None)
         }
+        // A guard moved our unfinished dir into `.trash/` (see above): start over.
+        Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(io::Error::from(e))
             .with_context(|| format!("failed to publish {}", root.join(req.name).display())),
     }
