@@ -41,6 +41,12 @@ pub(crate) fn identity_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Ident
     Ok((st.st_dev, st.st_ino))
 }
 
+/// Whether the entry `name` in `dir` is a symlink (not followed).
+pub(crate) fn is_symlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+}
+
 /// Names in `dir`, without `.` and `..`.
 pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<(OsString, FileType)>> {
     let mut out = Vec::new();

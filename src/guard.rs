@@ -119,6 +119,7 @@ pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
         }
     };
     if !opts.dry_run {
+        root.ensure_layout()?;
         finish_trash(root, opts.unfinished_age, &mut report);
     }
 

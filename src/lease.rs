@@ -85,19 +85,22 @@ impl Root {
         std::fs::create_dir_all(path)
             .with_context(|| format!("failed to create root {}", path.display()))?;
         let root = Root::open(path)?;
-        if !path.join("CACHEDIR.TAG").exists() {
-            fs::write_atomic(root.fd(), "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes()).with_context(
-                || format!("failed to write {}", path.join("CACHEDIR.TAG").display()),
+        root.ensure_layout()?;
+        Ok(root)
+    }
+
+    /// The root's own entries: `CACHEDIR.TAG` (so backup tools skip it) and `.trash/`.
+    pub(crate) fn ensure_layout(&self) -> Result<()> {
+        if !self.join("CACHEDIR.TAG").exists() {
+            fs::write_atomic(self.fd(), "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes()).with_context(
+                || format!("failed to write {}", self.join("CACHEDIR.TAG").display()),
             )?;
         }
-        match rustix::fs::mkdirat(root.fd(), TRASH, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => {
-                return Err(io::Error::from(e))
-                    .with_context(|| format!("failed to create {}", path.join(TRASH).display()));
-            }
+        match rustix::fs::mkdirat(self.fd(), TRASH, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(io::Error::from(e))
+                .with_context(|| format!("failed to create {}", self.join(TRASH).display())),
         }
-        Ok(root)
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -119,12 +122,16 @@ impl Root {
 
     /// Open a job dir without following a symlink and check it is on the root's filesystem.
     pub(crate) fn open_job(&self, name: &OsStr) -> Result<File, Skip> {
-        let fd = fs::open_dir_nofollow(self.fd(), name).map_err(|e| match e.raw_os_error() {
-            Some(e) if e == Errno::LOOP.raw_os_error() => Skip::Symlink,
-            Some(e) if e == Errno::NOTDIR.raw_os_error() => Skip::NotDir,
-            Some(e) if e == Errno::NOENT.raw_os_error() => Skip::Gone,
-            _ => Skip::Io(e.to_string()),
-        })?;
+        let fd =
+            fs::open_dir_nofollow(self.fd(), name).map_err(|e| match Errno::from_io_error(&e) {
+                // `O_DIRECTORY | O_NOFOLLOW` on a symlink gives ENOTDIR or ELOOP: say which it was.
+                Some(Errno::LOOP | Errno::NOTDIR) if fs::is_symlink_at(self.fd(), name) => {
+                    Skip::Symlink
+                }
+                Some(Errno::LOOP | Errno::NOTDIR) => Skip::NotDir,
+                Some(Errno::NOENT) => Skip::Gone,
+                _ => Skip::Io(e.to_string()),
+            })?;
         let ident = fs::identity(fd.as_fd()).map_err(|e| Skip::Io(e.to_string()))?;
         if ident.0 != self.dev {
             return Err(Skip::OtherFs);

@@ -1,0 +1,745 @@
+//! The disk guard (issue 3): the seed scenario, a crash at every step, attacks planted in the
+//! root, untrusted locks, and a real small filesystem.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// RFC 3339 for `secs` seconds from now (negative: in the past).
+fn ts(secs: i64) -> String {
+    let now = SystemTime::now();
+    let t = if secs >= 0 {
+        now + Duration::from_secs(secs as u64)
+    } else {
+        now - Duration::from_secs((-secs) as u64)
+    };
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A lease as cargo-guarded writes it.
+fn lease(job: &str, state: &str, renewed: i64, expires: i64, ttl: u64) -> Value {
+    json!({
+        "protocol": 1, "job_id": job, "token": "t", "workspace": "planted", "toolchain": null,
+        "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
+        "created_at": ts(renewed), "renewed_at": ts(renewed), "expires_at": ts(expires),
+        "heartbeat_secs": 1, "ttl_secs": ttl, "state": state, "size_bytes": null, "command": []
+    })
+}
+
+/// Plant a job dir with `lease` (or none) and a file in its target dir.
+fn plant(env: &Env, name: &str, lease: Option<&Value>) -> PathBuf {
+    let dir = env.root.join(name);
+    std::fs::create_dir_all(dir.join("target/debug")).unwrap();
+    std::fs::write(dir.join("target/debug/artifact"), vec![7u8; 4096]).unwrap();
+    if let Some(l) = lease {
+        std::fs::write(
+            dir.join("lease.json"),
+            serde_json::to_vec_pretty(l).unwrap(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn expired(env: &Env, name: &str) -> PathBuf {
+    plant(env, name, Some(&lease(name, "released", -7200, -3600, 600)))
+}
+
+fn gc_json(env: &Env, extra: &[&str]) -> Value {
+    let mut args = vec!["gc", "--json"];
+    args.extend_from_slice(extra);
+    let out = env.run(env.path(), &args);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("gc --json: {e}\n{}", describe(&out)))
+}
+
+fn kept_reason(report: &Value, name: &str) -> String {
+    report["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["dir"].as_str().unwrap().ends_with(&format!("/{name}")))
+        .map(|k| k["reason"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{name} not among kept: {report:#}"))
+}
+
+fn removed(report: &Value) -> Vec<String> {
+    let mut v: Vec<String> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["dir"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn trash_entries(env: &Env) -> usize {
+    std::fs::read_dir(env.root.join(".trash"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A live job: `exec -- sleep 60` holding `job`'s lease until killed.
+fn live_job(env: &Env, job: &str) -> Child {
+    let child = env
+        .cmd(env.path())
+        .args(["guarded", "--job-id", job, "exec", "--", "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(30, || env.root.join(job).join("lease.json").exists()
+            && env.lease(job)["state"] == "active"),
+        "live job {job} never became active"
+    );
+    child
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
+#[test]
+fn seed_scenario_builds_survive_a_guard_at_forced_pressure() {
+    let env = Env::new();
+    let ws = env.fixture("slow");
+    // Dirs that expired before the builds started, from another workspace.
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for i in 1..=3 {
+        env.ok(
+            &elsewhere,
+            [
+                "--no-adopt",
+                "--linger",
+                "0s",
+                "--job-id",
+                &format!("old-{i}"),
+                "exec",
+                "--",
+                "true",
+            ],
+        );
+    }
+
+    let done = Arc::new(AtomicBool::new(false));
+    let sweeps = Arc::new(AtomicUsize::new(0));
+    let guard = {
+        let (done, sweeps) = (Arc::clone(&done), Arc::clone(&sweeps));
+        let (root, tmp) = (env.root.clone(), env.path().to_owned());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let out = output(
+                    Command::new(BIN)
+                        .env_clear()
+                        .env("NO_COLOR", "1")
+                        .args(["guarded", "--root"])
+                        .arg(&root)
+                        .args(["gc", "--reclaim-below", "100%"])
+                        .current_dir(&tmp),
+                );
+                if !out.status.success() {
+                    failures.push(describe(&out));
+                }
+                sweeps.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            failures
+        })
+    };
+    let builds: Vec<Child> = (1..=3)
+        .map(|i| {
+            env.cmd(&ws)
+                .args(["guarded", "--job-id", &format!("seed-{i}"), "build"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = builds
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    done.store(true, Ordering::SeqCst);
+    let failures = guard.join().unwrap();
+    eprintln!(
+        "seed scenario: {} sweeps during 3 builds",
+        sweeps.load(Ordering::SeqCst)
+    );
+
+    for out in &outs {
+        assert_success(out);
+    }
+    assert!(failures.is_empty(), "a sweep failed: {failures:#?}");
+    assert!(
+        sweeps.load(Ordering::SeqCst) >= 2,
+        "the guard loop never overlapped the builds"
+    );
+    let dirs = env.job_dirs();
+    for i in 1..=3 {
+        assert!(
+            !dirs.contains(&format!("old-{i}")),
+            "expired dir old-{i} survived: {dirs:?}"
+        );
+        let again = env.ok(&ws, ["--job-id", &format!("seed-{i}"), "build"]);
+        assert!(
+            !compiled_anything(&again),
+            "seed-{i} was touched:\n{}",
+            describe(&again)
+        );
+    }
+    assert_eq!(trash_entries(&env), 0);
+}
+
+#[test]
+fn a_crash_at_any_step_loses_no_live_dir_and_is_reclaimed_later() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let holder = live_job(&env, "live");
+    let crash = |step: &str, args: &[&str]| {
+        let mut cmd = env.cmd(&ws);
+        cmd.env("CARGO_GUARDED_FAULT", step)
+            .arg("guarded")
+            .args(args);
+        let out = output(&mut cmd);
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "fault point {step} was not reached:\n{}",
+            describe(&out)
+        );
+    };
+    let no_new_dirs = |env: &Env| {
+        std::fs::read_dir(&env.root)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".new-")
+            })
+            .count()
+            == 0
+    };
+
+    // Creating a dir: nothing is visible under the job's name; the unfinished dir ages out.
+    for step in ["acquire-locked", "acquire-before-publish"] {
+        crash(step, &["--job-id", "fresh", "exec", "--", "true"]);
+        assert!(
+            !env.job_dirs().contains(&"fresh".to_owned()),
+            "{step}: half-visible job dir"
+        );
+        assert!(
+            !no_new_dirs(&env),
+            "{step}: expected an unfinished .new-* dir"
+        );
+        assert!(
+            wait_for(20, || {
+                env.ok(env.path(), ["--ttl", "1s", "gc"]);
+                no_new_dirs(&env)
+            }),
+            "{step}: unfinished dir never reclaimed"
+        );
+        assert_eq!(trash_entries(&env), 0);
+    }
+
+    // Resuming, heartbeat, release: the dir stays; a dead job's dir expires after its TTL.
+    env.ok(&ws, ["--job-id", "job", "exec", "--", "true"]);
+    crash(
+        "acquire-resume-locked",
+        &["--job-id", "job", "exec", "--", "true"],
+    );
+    assert_eq!(env.lease("job")["state"], "released");
+    crash(
+        "heartbeat",
+        &[
+            "--ttl", "1s", "--job-id", "beat", "exec", "--", "sleep", "30",
+        ],
+    );
+    crash(
+        "release",
+        &["--ttl", "1s", "--job-id", "rel", "exec", "--", "true"],
+    );
+    for job in ["beat", "rel"] {
+        assert_eq!(env.lease(job)["state"], "active", "{job}");
+    }
+    assert!(
+        wait_for(20, || {
+            let r = gc_json(&env, &["--all-expired"]);
+            !env.job_dirs().contains(&"beat".to_owned())
+                && !env.job_dirs().contains(&"rel".to_owned())
+                && r["errors"] == json!([])
+        }),
+        "dead jobs' dirs were not reclaimed after their TTL: {:?}",
+        env.job_dirs()
+    );
+
+    // Adopting: the candidate stays whole under one name or the other.
+    env.ok(
+        &ws,
+        ["--linger", "0s", "--job-id", "donor", "exec", "--", "true"],
+    );
+    crash("adopt-locked", &["--job-id", "taker", "exec", "--", "true"]);
+    assert!(env.job_dirs().contains(&"donor".to_owned()));
+    assert!(!env.job_dirs().contains(&"taker".to_owned()));
+    crash(
+        "adopt-renamed",
+        &["--job-id", "taker", "exec", "--", "true"],
+    );
+    assert!(!env.job_dirs().contains(&"donor".to_owned()));
+    assert_eq!(
+        env.lease("taker")["job_id"],
+        "donor",
+        "renamed, lease not yet rewritten"
+    );
+    env.ok(&ws, ["--job-id", "taker", "exec", "--", "true"]);
+    assert_eq!(env.lease("taker")["job_id"], "taker");
+
+    // The guard: before the rename nothing changed; after it, the next sweep empties the trash.
+    for (i, step) in [
+        "guard-locked",
+        "guard-rename",
+        "guard-trashed",
+        "guard-delete",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("old-{i}");
+        expired(&env, &name);
+        let mut cmd = env.cmd(env.path());
+        cmd.env("CARGO_GUARDED_FAULT", step)
+            .args(["guarded", "gc", "--all-expired"]);
+        let out = output(&mut cmd);
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "fault point {step} was not reached:\n{}",
+            describe(&out)
+        );
+        env.ok(env.path(), ["gc", "--all-expired"]);
+        assert!(
+            !env.job_dirs().contains(&name),
+            "{step}: {name} not reclaimed by the next sweep"
+        );
+        assert_eq!(trash_entries(&env), 0, "{step}: trash not emptied");
+    }
+
+    assert_eq!(
+        env.lease("live")["state"],
+        "active",
+        "the live job's lease changed"
+    );
+    assert!(
+        env.root.join("live/target").is_dir(),
+        "the live job's dir was lost"
+    );
+    stop(holder);
+}
+
+#[test]
+fn nothing_unclassifiable_is_deleted_and_nothing_outside_the_root_is_touched() {
+    let env = Env::new();
+    let outside = env.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("precious"), "keep me").unwrap();
+    std::fs::create_dir_all(&env.root).unwrap();
+
+    std::os::unix::fs::symlink(&outside, env.root.join("evil-link")).unwrap();
+    std::fs::write(env.root.join("stray-file"), "x").unwrap();
+    plant(&env, "no-lease", None);
+    plant(
+        &env,
+        "future",
+        Some(&json!({"protocol": 99, "job_id": "future"})),
+    );
+    plant(&env, "garbage", None);
+    std::fs::write(env.root.join("garbage/lease.json"), b"\x00\xffnot json").unwrap();
+    let huge = plant(&env, "huge", None);
+    std::fs::File::create(huge.join("lease.json"))
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let fifo = plant(&env, "fifo", None);
+    assert!(
+        Command::new("mkfifo")
+            .arg(fifo.join("lease.json"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let linked = plant(&env, "linked-lease", None);
+    std::fs::write(
+        outside.join("lease.json"),
+        serde_json::to_vec(&lease("x", "released", -7200, -3600, 1)).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.join("lease.json"), linked.join("lease.json")).unwrap();
+    // An expired lease that names paths outside the root: only its own dir may go.
+    let mut pointing = lease("pointing", "released", -7200, -3600, 600);
+    pointing["target_dir"] = json!(outside);
+    pointing["dir"] = json!("/");
+    plant(&env, "pointing", Some(&pointing));
+
+    let report = gc_json(&env, &["--all-expired", "--reclaim-below", "100%"]);
+    assert_eq!(removed(&report), ["pointing"], "{report:#}");
+    assert_eq!(kept_reason(&report, "evil-link"), "skipped: symlink");
+    assert_eq!(
+        kept_reason(&report, "stray-file"),
+        "skipped: not a directory"
+    );
+    assert!(kept_reason(&report, "no-lease").contains("unknown – no lease"));
+    assert!(kept_reason(&report, "future").contains("unknown lease protocol version 99"));
+    assert!(kept_reason(&report, "garbage").contains("unknown – lease unreadable"));
+    assert!(kept_reason(&report, "huge").contains("unknown – lease larger than"));
+    assert!(kept_reason(&report, "fifo").contains("unknown"));
+    assert!(kept_reason(&report, "linked-lease").contains("unknown – lease is a symlink"));
+    for name in [
+        "no-lease",
+        "future",
+        "garbage",
+        "huge",
+        "fifo",
+        "linked-lease",
+    ] {
+        assert!(
+            env.root.join(name).join("target/debug/artifact").exists(),
+            "{name} was touched"
+        );
+    }
+    assert!(env.root.join("evil-link").is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(outside.join("precious")).unwrap(),
+        "keep me"
+    );
+    assert!(outside.join("lease.json").exists());
+}
+
+/// Swap an expired job dir for a symlink to `outside` while the guard is paused at `step`.
+fn swap_during(step: &str) {
+    let env = Env::new();
+    let outside = env.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("precious"), "keep me").unwrap();
+    expired(&env, "victim");
+    let pause = env.path().join("paused");
+    let guard = env
+        .cmd(env.path())
+        .env("CARGO_GUARDED_PAUSE", format!("{step}:{}", pause.display()))
+        .args(["guarded", "gc", "--json", "--all-expired"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(30, || pause.exists()),
+        "guard never reached {step}"
+    );
+    let moved = env.path().join("moved-away");
+    std::fs::rename(env.root.join("victim"), &moved).unwrap();
+    std::os::unix::fs::symlink(&outside, env.root.join("victim")).unwrap();
+    std::fs::remove_file(&pause).unwrap();
+    let out = guard.wait_with_output().unwrap();
+    assert_success(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(removed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("precious")).unwrap(),
+        "keep me"
+    );
+    assert!(moved.join("target/debug/artifact").exists());
+    assert!(env.root.join("victim").is_symlink());
+}
+
+#[test]
+fn a_dir_swapped_for_a_symlink_after_the_scan_is_skipped() {
+    swap_during("guard-scanned");
+}
+
+#[test]
+fn a_dir_swapped_for_a_symlink_after_its_lock_is_skipped() {
+    swap_during("guard-locked");
+}
+
+#[test]
+fn untrusted_locks_fall_back_to_the_heartbeat_with_a_margin() {
+    let env = Env::new();
+    // Fresh heartbeat, lock free (no process holds it).
+    plant(&env, "fresh", Some(&lease("fresh", "active", 0, 600, 600)));
+    // Heartbeat stopped 700 s ago with a 600 s TTL: expired, but within the untrusted margin.
+    plant(
+        &env,
+        "stale",
+        Some(&lease("stale", "active", -700, -100, 600)),
+    );
+
+    let mut cmd = env.cmd(env.path());
+    cmd.env("CARGO_GUARDED_LOCKS", "untrusted")
+        .args(["guarded", "gc", "--json", "--all-expired"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(removed(&report), Vec::<String>::new(), "{report:#}");
+    assert!(kept_reason(&report, "fresh").contains("lease held by runner-9"));
+
+    let report = gc_json(&env, &["--all-expired"]);
+    assert_eq!(
+        removed(&report),
+        ["stale"],
+        "with trusted locks the stale lease expires: {report:#}"
+    );
+    assert!(env.root.join("fresh").exists());
+}
+
+#[test]
+fn dry_run_reports_what_it_would_remove_and_removes_nothing() {
+    let env = Env::new();
+    expired(&env, "old");
+    plant(
+        &env,
+        "lingering",
+        Some(&lease("lingering", "released", 0, 2400, 600)),
+    );
+    let out = env.ok(env.path(), ["gc", "--dry-run", "--all-expired"]);
+    let text = stderr(&out);
+    assert!(text.contains("would remove: old (expired 1h ago"), "{text}");
+    assert!(
+        text.contains("kept: lingering (released, expires in"),
+        "{text}"
+    );
+    assert!(env.root.join("old/target/debug/artifact").exists());
+    let report = gc_json(&env, &["--dry-run", "--all-expired"]);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(removed(&report), ["old"]);
+    for key in ["free_before", "free_after", "target_free"] {
+        assert!(report[key].is_u64(), "{key}: {report:#}");
+    }
+    assert!(report["errors"].as_array().unwrap().is_empty());
+
+    let out = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(
+        stderr(&out).contains("removed: old (expired 1h ago"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!env.root.join("old").exists());
+}
+
+#[test]
+fn without_pressure_the_guard_keeps_expired_dirs_it_does_not_need() {
+    let env = Env::new();
+    expired(&env, "old");
+    let report = gc_json(&env, &["--reclaim-below", "0%", "--keep-expired", "5"]);
+    assert_eq!(removed(&report), Vec::<String>::new());
+    assert!(
+        kept_reason(&report, "old").starts_with("kept: expired"),
+        "{report:#}"
+    );
+    let report = gc_json(&env, &["--reclaim-below", "100%"]);
+    assert_eq!(removed(&report), ["old"]);
+}
+
+// --- A real small filesystem --------------------------------------------------------------------
+
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs of `mib` MiB, or say why not.
+    fn mount(at: &Path, mib: u64) -> Result<Tmpfs, String> {
+        if !is_root() {
+            return Err("not running as root (tmpfs mounts need it)".into());
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn tmpfs_or_skip(env: &Env, mib: u64) -> Option<Tmpfs> {
+    match Tmpfs::mount(&env.path().join("mnt"), mib) {
+        Ok(t) => Some(t),
+        Err(why) if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some() && is_root() => {
+            panic!("tmpfs test required but cannot run: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// `exec` a job that writes `mib` MiB into its target dir.
+fn fill_args(job: &str, mib: u64, linger: &str) -> Vec<String> {
+    [
+        "--no-adopt",
+        "--keep-expired",
+        "100",
+        "--min-free",
+        "0",
+        "--reclaim-below",
+        "0",
+        "--linger",
+        linger,
+        "--job-id",
+        job,
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        &format!("head -c {}M /dev/zero > \"$CARGO_TARGET_DIR/blob\"", mib),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn on_a_full_small_disk_the_guard_frees_just_enough_oldest_first() {
+    let env = Env::new();
+    let Some(mnt) = tmpfs_or_skip(&env, 300) else {
+        return;
+    };
+    let root = mnt.0.join("root");
+    let run = |args: &[String]| {
+        let mut cmd = env.cmd(env.path());
+        cmd.env("CARGO_GUARDED_ROOT", &root)
+            .arg("guarded")
+            .args(args);
+        output(&mut cmd)
+    };
+    for i in 1..=5 {
+        assert_success(&run(&fill_args(&format!("fill-{i}"), 50, "0s")));
+    }
+    // ~250 MiB used of 300: a job that needs 120 MiB free must reclaim two dirs, oldest first.
+    let ws = env.fixture("small");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_ROOT", &root).args([
+        "guarded",
+        "--keep-expired",
+        "100",
+        "--reclaim-below",
+        "120M",
+        "--reclaim-to",
+        "120M",
+        "--min-free",
+        "100M",
+        "--job-id",
+        "needs-space",
+        "build",
+    ]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let left: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fill-"))
+        .collect();
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, ["fill-3", "fill-4", "fill-5"], "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("removed: fill-1"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn on_a_small_disk_full_of_live_leases_nothing_is_deleted_and_the_job_refuses() {
+    let env = Env::new();
+    let Some(mnt) = tmpfs_or_skip(&env, 300) else {
+        return;
+    };
+    let root = mnt.0.join("root");
+    let mut holders = Vec::new();
+    for i in 1..=4 {
+        let job = format!("live-{i}");
+        let mut args = fill_args(&job, 50, "1h");
+        // Keep the lease live after filling.
+        let script = args.pop().unwrap() + " && sleep 60";
+        args.push(script);
+        let child = env
+            .cmd(env.path())
+            .env("CARGO_GUARDED_ROOT", &root)
+            .arg("guarded")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        holders.push(child);
+        assert!(wait_for(30, || root
+            .join(&job)
+            .join("target/blob")
+            .metadata()
+            .is_ok_and(|m| m.len() == 50 << 20)));
+    }
+    let ws = env.fixture("small");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_ROOT", &root).args([
+        "guarded",
+        "--min-free",
+        "150M",
+        "--job-id",
+        "wants-space",
+        "build",
+    ]);
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(75), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not enough free disk space") && err.contains("required"),
+        "{err}"
+    );
+    assert!(!compiled_anything(&out));
+    for i in 1..=4 {
+        assert!(
+            root.join(format!("live-{i}/target/blob")).exists(),
+            "live-{i} was deleted"
+        );
+    }
+    for h in holders {
+        stop(h);
+    }
+}
