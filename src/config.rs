@@ -8,9 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::GlobalArgs;
+use crate::github::GitHub;
 use crate::guard::Sweep;
 use crate::job_id;
 use crate::lease::Owner;
+use crate::llvm;
 use crate::locks::LockTrust;
 use crate::term::{ColorChoice, Verbosity};
 use crate::units::{self, Threshold};
@@ -58,6 +60,13 @@ pub(crate) struct Config {
     pub(crate) build_dir_configured: bool,
     /// A user-set `CARGO_LLVM_COV_TARGET_DIR`, made job-scoped.
     pub(crate) llvm_cov_target_dir: Option<OsString>,
+    /// Where cargo-llvm-cov's LLVM tools are looked for (`LLVM_COV`, `LLVM_PROFDATA`,
+    /// `CARGO_GUARDED_LLVM_SEARCH_DIRS`, `PATH`); only read for `llvm-cov` and `doctor`.
+    pub(crate) llvm: llvm::Search,
+    /// The CI system detected from its variables, for `doctor`.
+    pub(crate) ci: Option<&'static str>,
+    /// Inside GitHub Actions: where step outputs and the step summary go.
+    pub(crate) github: Option<GitHub>,
 }
 
 /// An environment variable; empty counts as unset.
@@ -184,6 +193,15 @@ impl Config {
             rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
             inherited_target_dir: var_os("CARGO_TARGET_DIR"),
             llvm_cov_target_dir: var_os("CARGO_LLVM_COV_TARGET_DIR"),
+            llvm: llvm::Search {
+                llvm_cov: var_os("LLVM_COV").map(PathBuf::from),
+                llvm_profdata: var_os("LLVM_PROFDATA").map(PathBuf::from),
+                dirs: var_os("CARGO_GUARDED_LLVM_SEARCH_DIRS")
+                    .map(|d| std::env::split_paths(&d).collect()),
+                path: var_os("PATH"),
+            },
+            ci: ci_name(&var),
+            github: GitHub::from_env(&var),
             root,
         })
     }
@@ -203,9 +221,26 @@ impl Config {
             reclaim_to,
             keep_expired: self.keep_expired,
             max_time: None,
+            turn_wait: crate::guard::GUARD_WAIT,
             trust,
             unfinished_age: self.ttl.min(Duration::from_secs(60)),
         }
+    }
+}
+
+/// The CI system we run in, by the variables it always sets (the ones `job_id::derive` reads
+/// first); `CI` alone means one whose job ids we cannot derive.
+fn ci_name(var: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
+    if var("GITHUB_ACTIONS").is_some() || var("GITHUB_RUN_ID").is_some() {
+        Some("GitHub Actions")
+    } else if var("GITLAB_CI").is_some() || var("CI_JOB_ID").is_some() {
+        Some("GitLab CI")
+    } else if var("BUILDKITE").is_some() || var("BUILDKITE_JOB_ID").is_some() {
+        Some("Buildkite")
+    } else if var("CI").is_some() {
+        Some("unrecognised CI (CI is set)")
+    } else {
+        None
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::config::Config;
 use crate::fs::Space;
+use crate::github;
 use crate::guard::{self, Report};
 use crate::lease::{self, Root, Verdict};
 use crate::locks::LockTrust;
@@ -64,10 +65,15 @@ pub(crate) fn run(
 ) -> Result<Option<Report>> {
     let space = Space::of(&root.path)
         .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-    let sweep = cfg.sweep(space.total, trust);
-    let report = if space.free < sweep.reclaim_below || new_job {
+    let mut sweep = cfg.sweep(space.total, trust);
+    let pressure = space.free < sweep.reclaim_below;
+    if !pressure {
+        // Only retention to apply: if a sweep is already running, it does that; don't queue.
+        sweep.turn_wait = std::time::Duration::ZERO;
+    }
+    let report = if pressure || new_job {
         let report = guard::sweep(root, &sweep)?;
-        guard::print(&report, root, guard::Style::Precheck);
+        github::print_report(cfg.github.as_ref(), &report, root, guard::Style::Precheck);
         Some(report)
     } else {
         None
