@@ -123,12 +123,31 @@ fn stop(mut child: Child) {
 
 #[test]
 fn seed_scenario_builds_survive_a_guard_at_forced_pressure() {
+    seed_scenario(3, 3, 1);
+}
+
+/// The longer version: `cargo test --test guard -- --ignored` (counts are printed).
+#[test]
+#[ignore = "stress run; opt in with --ignored"]
+fn seed_scenario_stress() {
+    let builds = std::env::var("STRESS_BUILDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    seed_scenario(builds, 12, 3);
+}
+
+/// `builds` real builds of a workspace that takes seconds to compile, started at once, while
+/// `guards` loops run `gc --reclaim-below 100%` (forced pressure) every 100 ms; `old` dirs
+/// expired before they started.
+fn seed_scenario(builds: usize, old: usize, guards: usize) {
     let env = Env::new();
     let ws = env.fixture("slow");
     // Dirs that expired before the builds started, from another workspace.
     let elsewhere = env.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    for i in 1..=3 {
+    for i in 1..=old {
+        let job = format!("old-{i}");
         env.ok(
             &elsewhere,
             [
@@ -136,7 +155,7 @@ fn seed_scenario_builds_survive_a_guard_at_forced_pressure() {
                 "--linger",
                 "0s",
                 "--job-id",
-                &format!("old-{i}"),
+                &job,
                 "exec",
                 "--",
                 "true",
@@ -146,31 +165,33 @@ fn seed_scenario_builds_survive_a_guard_at_forced_pressure() {
 
     let done = Arc::new(AtomicBool::new(false));
     let sweeps = Arc::new(AtomicUsize::new(0));
-    let guard = {
-        let (done, sweeps) = (Arc::clone(&done), Arc::clone(&sweeps));
-        let (root, tmp) = (env.root.clone(), env.path().to_owned());
-        std::thread::spawn(move || {
-            let mut failures = Vec::new();
-            while !done.load(Ordering::SeqCst) {
-                let out = output(
-                    Command::new(BIN)
-                        .env_clear()
-                        .env("NO_COLOR", "1")
-                        .args(["guarded", "--root"])
-                        .arg(&root)
-                        .args(["gc", "--reclaim-below", "100%"])
-                        .current_dir(&tmp),
-                );
-                if !out.status.success() {
-                    failures.push(describe(&out));
+    let loops: Vec<_> = (0..guards)
+        .map(|_| {
+            let (done, sweeps) = (Arc::clone(&done), Arc::clone(&sweeps));
+            let (root, tmp) = (env.root.clone(), env.path().to_owned());
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !done.load(Ordering::SeqCst) {
+                    let out = output(
+                        Command::new(BIN)
+                            .env_clear()
+                            .env("NO_COLOR", "1")
+                            .args(["guarded", "--root"])
+                            .arg(&root)
+                            .args(["gc", "--reclaim-below", "100%"])
+                            .current_dir(&tmp),
+                    );
+                    if !out.status.success() {
+                        failures.push(describe(&out));
+                    }
+                    sweeps.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                sweeps.fetch_add(1, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            failures
+                failures
+            })
         })
-    };
-    let builds: Vec<Child> = (1..=3)
+        .collect();
+    let children: Vec<Child> = (1..=builds)
         .map(|i| {
             env.cmd(&ws)
                 .args(["guarded", "--job-id", &format!("seed-{i}"), "build"])
@@ -180,31 +201,30 @@ fn seed_scenario_builds_survive_a_guard_at_forced_pressure() {
                 .unwrap()
         })
         .collect();
-    let outs: Vec<_> = builds
+    let outs: Vec<_> = children
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
         .collect();
     done.store(true, Ordering::SeqCst);
-    let failures = guard.join().unwrap();
+    let failures: Vec<String> = loops.into_iter().flat_map(|l| l.join().unwrap()).collect();
+    let sweeps = sweeps.load(Ordering::SeqCst);
     eprintln!(
-        "seed scenario: {} sweeps during 3 builds",
-        sweeps.load(Ordering::SeqCst)
+        "seed scenario: {builds} builds, {old} expired dirs, {guards} guard loop(s), {sweeps} sweeps"
     );
 
     for out in &outs {
         assert_success(out);
     }
     assert!(failures.is_empty(), "a sweep failed: {failures:#?}");
-    assert!(
-        sweeps.load(Ordering::SeqCst) >= 2,
-        "the guard loop never overlapped the builds"
-    );
+    assert!(sweeps >= 2, "the guard loop never overlapped the builds");
     let dirs = env.job_dirs();
-    for i in 1..=3 {
+    for i in 1..=old {
         assert!(
             !dirs.contains(&format!("old-{i}")),
             "expired dir old-{i} survived: {dirs:?}"
         );
+    }
+    for i in 1..=builds {
         let again = env.ok(&ws, ["--job-id", &format!("seed-{i}"), "build"]);
         assert!(
             !compiled_anything(&again),
