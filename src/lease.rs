@@ -41,6 +41,9 @@ pub(crate) const NEW_PREFIX: &str = ".new-";
 const MAX_LEASE_BYTES: u64 = 64 * 1024;
 /// Size walks at release stop after this; the size is then reported as unknown.
 const SIZE_BUDGET: Duration = Duration::from_millis(500);
+/// A size measured more recently than this is kept at release: repeated local builds (and the
+/// steps of one CI job) do not pay for a walk of the whole target dir each time.
+const SIZE_REFRESH: Duration = Duration::from_secs(600);
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This directory holds cargo-guarded job dirs (Rust target dirs).\n\
@@ -237,6 +240,9 @@ pub(crate) struct Lease {
     pub(crate) ttl_secs: u64,
     pub(crate) state: State,
     pub(crate) size_bytes: Option<u64>,
+    /// When `size_bytes` was measured (Unix seconds).
+    #[serde(default)]
+    pub(crate) size_measured_at: Option<u64>,
     pub(crate) command: Vec<String>,
 }
 
@@ -415,6 +421,7 @@ impl Request<'_> {
             ttl_secs: self.ttl.as_secs(),
             state: State::Active,
             size_bytes: None,
+            size_measured_at: None,
             command: self.command.clone(),
         }
     }
@@ -540,6 +547,7 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
             lease.workspace = p.workspace.clone();
             lease.toolchain = p.toolchain.clone();
             lease.size_bytes = p.size_bytes;
+            lease.size_measured_at = p.size_measured_at;
         }
         write(dir.as_fd(), &lease)
             .with_context(|| format!("failed to write lease in {}", path.display()))?;
@@ -698,6 +706,7 @@ fn adopt(
     fault::point("adopt-renamed");
     let mut lease = req.lease(Some(key), SystemTime::now());
     lease.size_bytes = cand.lease.size_bytes;
+    lease.size_measured_at = cand.lease.size_measured_at;
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", root.join(req.name).display()))?;
     let held = held(root, OsStr::new(req.name), dir, lease)?;
@@ -825,18 +834,37 @@ impl Held {
     /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
     /// and record the target dir's size (bounded walk). The lock drops with `self`.
     pub(crate) fn release(self, linger: Duration) -> Result<()> {
-        let size = fs::tree_size(
-            self.dir.as_fd(),
-            OsStr::new(TARGET),
-            Some(Instant::now() + SIZE_BUDGET),
-        );
+        let now = SystemTime::now();
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+        };
+        let measured_at = self
+            .lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .size_measured_at;
+        let stale =
+            measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
+        let size = if stale {
+            fs::tree_size(
+                self.dir.as_fd(),
+                OsStr::new(TARGET),
+                Some(Instant::now() + SIZE_BUDGET),
+            )
+        } else {
+            None
+        };
         fault::point("release");
         self.update(|l| {
-            let now = SystemTime::now();
             l.state = State::Released;
             l.renewed_at = now;
             l.expires_at = now + linger;
-            l.size_bytes = size.or(l.size_bytes);
+            if let Some(size) = size {
+                l.size_bytes = Some(size);
+                l.size_measured_at = Some(unix(now));
+            }
         })
         .with_context(|| format!("failed to release lease in {}", self.path.display()))
     }
@@ -980,6 +1008,7 @@ mod tests {
             ttl_secs: ttl,
             state,
             size_bytes: None,
+            size_measured_at: None,
             command: vec![],
         };
         (l, now)
