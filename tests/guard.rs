@@ -763,3 +763,28 @@ fn on_a_small_disk_full_of_live_leases_nothing_is_deleted_and_the_job_refuses() 
         stop(h);
     }
 }
+
+/// PROTOCOL.md "Renew": if the job dir is moved away under a running job (a rogue cleaner, an
+/// operator's `mv`), the job stops loudly instead of building into a dir being deleted.
+#[test]
+fn a_job_whose_dir_is_moved_away_stops_loudly() {
+    let env = Env::new();
+    let job = env
+        .cmd(env.path())
+        .args([
+            "guarded", "--ttl", "1s", "--job-id", "victim", "exec", "--", "sleep", "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(30, || env.root.join("victim/lease.json").exists()));
+    std::fs::rename(env.root.join("victim"), env.path().join("moved")).unwrap();
+    let out = job.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("was moved away while the job was running"),
+        "{}",
+        describe(&out)
+    );
+}
