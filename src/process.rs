@@ -201,15 +201,36 @@ fn spawn_reaper(pgid: Pid) -> Option<Child> {
 
 /// The reaper's side (`cargo-guarded __reap PGID`): block on stdin; EOF without the "done" byte
 /// means the wrapper died, so kill its child's group.
+///
+/// It only ever kills a group it can prove is the wrapper's child's: `PGID` must lead its own
+/// group and be a child of our parent (the wrapper), checked before waiting. A stray
+/// `__reap 1` must not turn into `kill(-1, SIGKILL)`.
 pub(crate) fn reap(pgid: i32) -> u8 {
+    let wrapper = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    let Some(group) = Pid::from_raw(pgid).filter(|_| pgid > 1 && leads_child_group(pgid, wrapper))
+    else {
+        return exit_codes::ERROR;
+    };
     let mut byte = [0u8; 1];
     let n = std::io::stdin().read(&mut byte).unwrap_or(0);
-    if n == 0
-        && let Some(pid) = Pid::from_raw(pgid)
-    {
-        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    if n == 0 {
+        let _ = rustix::process::kill_process_group(group, Signal::KILL);
     }
     0
+}
+
+/// Whether process `pid` leads its own process group and is a child of `parent` (from
+/// `/proc/<pid>/stat`: `pid (comm) state ppid pgrp ...`).
+fn leads_child_group(pid: i32, parent: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+        && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pid)
 }
 
 /// The wrapper's exit code for the child's status: its own code, or 128+N for signal N.
@@ -230,6 +251,16 @@ mod tests {
         let mut pb = ProcessBuilder::new("cargo");
         pb.args(["test", "--workspace"]);
         assert_eq!(pb.to_string(), "`cargo test --workspace`");
+    }
+
+    #[test]
+    fn the_reaper_refuses_groups_it_cannot_prove_are_the_wrappers() {
+        // Process 1 and ourselves are not children of our parent's... child group; nothing dies.
+        assert!(!leads_child_group(1, std::process::id() as i32));
+        assert!(!leads_child_group(std::process::id() as i32, 1));
+        assert_eq!(reap(1), exit_codes::ERROR);
+        assert_eq!(reap(-1), exit_codes::ERROR);
+        assert_eq!(reap(0), exit_codes::ERROR);
     }
 
     #[test]
