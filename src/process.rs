@@ -207,8 +207,10 @@ fn spawn_reaper(pgid: Pid) -> Option<Child> {
 /// `__reap 1` must not turn into `kill(-1, SIGKILL)`.
 pub(crate) fn reap(pgid: i32) -> u8 {
     let wrapper = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
-    let Some(group) = Pid::from_raw(pgid).filter(|_| pgid > 1 && leads_child_group(pgid, wrapper))
-    else {
+    if pgid <= 1 || !leads_child_group(pgid, wrapper) {
+        return exit_codes::ERROR;
+    }
+    let Some(group) = Pid::from_raw(pgid) else {
         return exit_codes::ERROR;
     };
     let mut byte = [0u8; 1];
