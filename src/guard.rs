@@ -310,8 +310,16 @@ fn take_turn(root: &Root, wait: Duration) -> Result<Option<File>> {
 fn finish_trash(root: &Root, unfinished_age: Duration, report: &mut Report) {
     if let Ok(entries) = fs::list(root.fd()) {
         for (name, _) in entries {
-            if name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
-                lease::claim_unfinished(root, &name, unfinished_age);
+            if name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes())
+                && lease::claim_unfinished(root, &name, unfinished_age).is_some()
+            {
+                // Deleted with the rest of `.trash/` just below.
+                report.removed.push(Removed {
+                    job_id: "(unfinished: its job died while creating it)".into(),
+                    dir: root.join(&name).display().to_string(),
+                    bytes: 0,
+                    expired_for_secs: unfinished_age.as_secs(),
+                });
             }
         }
     }
