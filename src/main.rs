@@ -6,6 +6,7 @@ mod config;
 mod exit_codes;
 mod fault;
 mod fs;
+mod github;
 mod guard;
 mod job_id;
 mod lease;
@@ -126,7 +127,10 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
         } else {
             guard::Style::Gc
         };
-        guard::print(&report, &root, style);
+        github::print_report(cfg.github.as_ref(), &report, &root, style);
+    }
+    if let Some(gh) = &cfg.github {
+        gh.gc_done(cfg, &root, &report);
     }
     // A hook never fails the job for disk reasons; errors were printed above.
     if report.errors.is_empty() || args.hook {

@@ -180,6 +180,7 @@ fn acquire(cfg: &Config, command: Vec<String>) -> Result<Held> {
         ));
     }
     let key = || workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), &cfg.rustc);
+    let command_line = command.join(" ");
     let req = Request {
         job_id: &cfg.job_id,
         name: &cfg.job_name,
@@ -193,7 +194,7 @@ fn acquire(cfg: &Config, command: Vec<String>) -> Result<Held> {
     };
     let (held, origin) = lease::acquire(&root, &req)?;
     let new_job = !matches!(origin, Origin::Resumed);
-    match origin {
+    match &origin {
         Origin::Resumed => term::verbose(format_args!("job dir {} (resumed)", held.path.display())),
         Origin::Fresh => term::status(format_args!(
             "job dir {} (fresh dir{})",
@@ -213,15 +214,25 @@ fn acquire(cfg: &Config, command: Vec<String>) -> Result<Held> {
             size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string()),
             Short(
                 SystemTime::now()
-                    .duration_since(last_used)
+                    .duration_since(*last_used)
                     .unwrap_or_default()
             ),
             held.path.display()
         )),
     }
-    if let Err(e) = precheck::run(&root, cfg, trust, new_job) {
-        release(cfg, Arc::new(held))?;
-        return Err(e);
+    let report = match precheck::run(&root, cfg, trust, new_job) {
+        Ok(report) => report,
+        Err(e) => {
+            if let (Some(gh), Some(no_space)) = (&cfg.github, e.downcast_ref::<precheck::NoSpace>())
+            {
+                gh.refused(no_space, &cfg.job_id, &command_line);
+            }
+            release(cfg, Arc::new(held))?;
+            return Err(e);
+        }
+    };
+    if let Some(gh) = &cfg.github {
+        gh.job_ready(cfg, &root, &held, &origin, &command_line, report.as_ref());
     }
     Ok(held)
 }

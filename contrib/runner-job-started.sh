@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# GitHub Actions runner pre-job hook: reclaim expired cargo-guarded job dirs on this host before
+# each job starts. The drop-in replacement for an `rm -rf` disk guard: it only ever removes dirs
+# whose lease has expired, never the dir of a build running on a sibling runner.
+#
+# Install (in each runner's .env file, or the service's environment):
+#   ACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/cargo-guarded/runner-job-started.sh
+#   CARGO_GUARDED_ROOT=/srv/cargo-guarded      # the host's shared root (this is the default)
+#
+# Every runner of a host may run it at the same moment: sweeps take turns on the root's
+# .guard.lock and claim each dir under its own lock. It never fails the job (a hook that exits
+# non-zero fails it, and a disk guard must not take jobs down with it); problems are printed.
+#
+# Optional settings:
+#   CARGO_GUARDED_BIN            the binary (default: cargo-guarded on PATH, else ~/.cargo/bin)
+#   CARGO_GUARDED_HOOK_MAX_TIME  start no new deletion after this long (default 2m)
+#   CARGO_GUARDED_HOOK_TIMEOUT   stop the sweep after this long (default 5m; a sweep killed
+#                                mid-delete is finished by the next one)
+#   CARGO_GUARDED_RECLAIM_BELOW, CARGO_GUARDED_RECLAIM_TO, CARGO_GUARDED_KEEP_EXPIRED: as for
+#                                the CLI
+set -u
+
+say() { echo "[cargo-guarded hook] $*" >&2; }
+
+root=${CARGO_GUARDED_ROOT:-/srv/cargo-guarded}
+cg=${CARGO_GUARDED_BIN:-}
+if [ -z "$cg" ]; then
+  cg=$(command -v cargo-guarded 2>/dev/null) ||
+    { [ -x "${HOME:-/nonexistent}/.cargo/bin/cargo-guarded" ] && cg="$HOME/.cargo/bin/cargo-guarded"; } ||
+    cg=""
+fi
+if [ -z "$cg" ]; then
+  say "cargo-guarded not found (set CARGO_GUARDED_BIN); skipping the disk guard"
+  exit 0
+fi
+
+cmd=("$cg" guarded --root "$root" gc --hook --max-time "${CARGO_GUARDED_HOOK_MAX_TIME:-2m}")
+if command -v timeout >/dev/null 2>&1; then
+  cmd=(timeout --kill-after=30s "${CARGO_GUARDED_HOOK_TIMEOUT:-5m}" "${cmd[@]}")
+fi
+"${cmd[@]}"
+code=$?
+if [ "$code" -ne 0 ]; then
+  say "the sweep of $root exited with status $code; the job goes on"
+fi
+exit 0

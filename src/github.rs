@@ -1,0 +1,438 @@
+//! GitHub Actions output, produced by the binary itself when `GITHUB_ACTIONS=true`: step outputs
+//! (`$GITHUB_OUTPUT`), a step summary (`$GITHUB_STEP_SUMMARY`), log groups around the guard's
+//! lines, and annotations for a disk that stays low or a precheck that refuses to start.
+//!
+//! Workflow commands (`::group::`, `::warning::`, `::error::`) go to stderr. The runner reads
+//! them from both streams (actions/runner's `ScriptHandler` puts a command-parsing
+//! `OutputManager` on stdout and on stderr alike), stderr is where every other line of ours goes
+//! (so a group wraps exactly the lines it should, in order), and stdout stays machine-readable
+//! for `env`, `status --json` and `gc --json`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::fs::Space;
+use crate::guard::{Report, Style};
+use crate::lease::{Held, Origin, Root};
+use crate::precheck::NoSpace;
+use crate::term::{self, Verbosity};
+use crate::units::{Bytes, Short};
+
+/// The runner's files for this step; resolved once in `Config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GitHub {
+    /// `$GITHUB_OUTPUT`: step outputs, appended as `name=value` records.
+    pub(crate) output: Option<PathBuf>,
+    /// `$GITHUB_STEP_SUMMARY`: markdown appended to the job's summary page.
+    pub(crate) step_summary: Option<PathBuf>,
+}
+
+impl GitHub {
+    /// `Some` only inside GitHub Actions. `var` reads one variable (empty counts as unset).
+    pub(crate) fn from_env(var: &dyn Fn(&str) -> Option<String>) -> Option<GitHub> {
+        if var("GITHUB_ACTIONS").as_deref() != Some("true") {
+            return None;
+        }
+        Some(GitHub {
+            output: var("GITHUB_OUTPUT").map(PathBuf::from),
+            step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+        })
+    }
+
+    /// A wrapped command (or `env`, `hold`) has its lease and passed the precheck: set the step's
+    /// outputs and summarise the disk and the job dir.
+    pub(crate) fn job_ready(
+        &self,
+        cfg: &Config,
+        root: &Root,
+        held: &Held,
+        origin: &Origin,
+        command: &str,
+        report: Option<&Report>,
+    ) {
+        let target = held.target_dir();
+        let reclaimed = report.map_or(0, |r| if r.dry_run { 0 } else { r.freed() });
+        self.set_outputs(&[
+            ("target-dir", &target.display().to_string()),
+            ("job-id", &held.job_id()),
+            ("reclaimed-bytes", &reclaimed.to_string()),
+        ]);
+        if let Some(r) = report {
+            self.warn_if_still_low(cfg, root, r);
+        }
+        let mut md = format!("### cargo guarded `{}`\n\n", code(command));
+        let origin = match origin {
+            Origin::Fresh => "a fresh dir".to_owned(),
+            Origin::Resumed => "resumed from an earlier step of this job".to_owned(),
+            Origin::Adopted { from, size, .. } => format!(
+                "adopted warm from expired job `{}`{}",
+                code(from),
+                size.map_or_else(String::new, |s| format!(" ({})", Bytes(s)))
+            ),
+        };
+        let _ = writeln!(
+            md,
+            "Job `{}` builds in `{}` ({origin}).\n",
+            code(&held.job_id()),
+            code(&target.display().to_string())
+        );
+        let own = held
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        match report {
+            Some(r) => disk_report(&mut md, root, r, own.as_deref()),
+            None => match Space::of(&root.path) {
+                Ok(s) => {
+                    let _ = writeln!(
+                        md,
+                        "Free space on `{}`: {} of {} ({}% used); no sweep was needed.\n",
+                        code(&root.path.display().to_string()),
+                        Bytes(s.free),
+                        Bytes(s.total),
+                        s.used_pct()
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(md, "Free space unknown: {}\n", cell(&e.to_string()));
+                }
+            },
+        }
+        self.append_summary(&md);
+    }
+
+    /// The precheck refused to start (exit 75): an error annotation with the numbers, and the
+    /// same in the step summary.
+    pub(crate) fn refused(&self, no_space: &NoSpace, job_id: &str, command: &str) {
+        annotate(
+            "error",
+            "cargo-guarded: not enough disk space",
+            &format!(
+                "{} free on {}, {} required by min-free, after reclaiming every expired job dir \
+                 ({} < {} bytes); exit 75",
+                Bytes(no_space.free),
+                no_space.root,
+                Bytes(no_space.required),
+                no_space.free,
+                no_space.required
+            ),
+        );
+        let mut md = format!(
+            "### cargo guarded `{}`: refused to start\n\n\
+             Not enough free disk space on `{}`: **{} free, {} required** by min-free \
+             ({} < {} bytes), after reclaiming every expired job dir. Exit status 75.\n\n",
+            code(command),
+            code(&no_space.root),
+            Bytes(no_space.free),
+            Bytes(no_space.required),
+            no_space.free,
+            no_space.required
+        );
+        // The refused job still held its own lease while the precheck looked.
+        let others: Vec<_> = no_space
+            .biggest_live
+            .iter()
+            .filter(|(job, _, _)| job != job_id)
+            .collect();
+        if others.is_empty() {
+            md.push_str("No other live lease holds space in the root.\n\n");
+        } else {
+            md.push_str(
+                "Live leases holding the most space:\n\n| job | size | held by |\n|---|---:|---|\n",
+            );
+            for (job, size, holder) in others {
+                let size = size.map_or_else(|| "unknown".into(), |s| Bytes(s).to_string());
+                let _ = writeln!(md, "| `{}` | {size} | {} |", code(job), cell(holder));
+            }
+            md.push('\n');
+        }
+        self.append_summary(&md);
+    }
+
+    /// `cargo guarded gc`: the summary, the `reclaimed-bytes` output and the low-disk warning.
+    pub(crate) fn gc_done(&self, cfg: &Config, root: &Root, report: &Report) {
+        let reclaimed = if report.dry_run { 0 } else { report.freed() };
+        self.set_outputs(&[("reclaimed-bytes", &reclaimed.to_string())]);
+        self.warn_if_still_low(cfg, root, report);
+        let mut md = format!(
+            "### cargo guarded gc{}\n\n",
+            if report.dry_run { " (dry run)" } else { "" }
+        );
+        disk_report(&mut md, root, report, None);
+        self.append_summary(&md);
+    }
+
+    /// `::warning::` when a sweep that ran under pressure could not bring free space up to the
+    /// reclaim target: what is left is held by live leases (or is not ours).
+    fn warn_if_still_low(&self, cfg: &Config, root: &Root, report: &Report) {
+        let reclaim_below = cfg.reclaim_below.bytes(report.total_bytes);
+        if report.dry_run
+            || report.free_before >= reclaim_below
+            || report.free_after >= report.target_free
+        {
+            return;
+        }
+        annotate(
+            "warning",
+            "cargo-guarded: disk still low",
+            &format!(
+                "{} free on {} after reclaiming {} from {} expired job dir(s), below the reclaim \
+                 target of {} ({} < {} bytes); {} job dir(s) kept (live leases or warm dirs)",
+                Bytes(report.free_after),
+                root.path.display(),
+                Bytes(report.freed()),
+                report.removed.len(),
+                Bytes(report.target_free),
+                report.free_after,
+                report.target_free,
+                report.kept.len()
+            ),
+        );
+    }
+
+    fn set_outputs(&self, pairs: &[(&str, &str)]) {
+        let Some(path) = &self.output else {
+            return;
+        };
+        let mut text = String::new();
+        for (name, value) in pairs {
+            if value.contains(['\n', '\r']) {
+                // The multi-line form; the delimiter cannot occur in the value.
+                let delim = format!("ghadelimiter_{}", uuid::Uuid::new_v4().simple());
+                let _ = write!(text, "{name}<<{delim}\n{value}\n{delim}\n");
+            } else {
+                let _ = writeln!(text, "{name}={value}");
+            }
+        }
+        if let Err(e) = append(path, &text) {
+            // Not worth failing a build over.
+            term::warn(format_args!("{e:#}; the step's outputs are missing"));
+        }
+    }
+
+    fn append_summary(&self, markdown: &str) {
+        let Some(path) = &self.step_summary else {
+            return;
+        };
+        if let Err(e) = append(path, markdown) {
+            term::warn(format_args!("{e:#}; the step summary is missing"));
+        }
+    }
+}
+
+/// Print a sweep's report, inside a collapsed log group when on GitHub and there is anything
+/// to print.
+pub(crate) fn print_report(github: Option<&GitHub>, report: &Report, root: &Root, style: Style) {
+    let prints_anything = !report.errors.is_empty()
+        || match term::verbosity() {
+            Verbosity::Quiet => false,
+            Verbosity::Verbose => true,
+            Verbosity::Normal => style != Style::Precheck || !report.removed.is_empty(),
+        };
+    let grouped = github.is_some() && prints_anything;
+    if grouped {
+        let title = match style {
+            Style::Precheck => "cargo-guarded: disk precheck",
+            Style::Gc | Style::Hook => "cargo-guarded: gc",
+        };
+        command_line(&format!("::group::{title}"));
+    }
+    crate::guard::print(report, root, style);
+    if grouped {
+        command_line("::endgroup::");
+    }
+}
+
+/// Disk before/after, what was reclaimed and what was kept, as markdown. `own`: the job dir of
+/// the job that ran the sweep (kept because its own lease is live).
+fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>) {
+    let before = Space {
+        free: r.free_before,
+        total: r.total_bytes,
+    };
+    let after = Space {
+        free: r.free_after,
+        total: r.total_bytes,
+    };
+    let _ = write!(
+        md,
+        "Disk of `{}` ({} total):\n\n\
+         | | free | used |\n|---|---:|---:|\n\
+         | before | {} | {}% |\n| after | {} | {}% |\n\n",
+        code(&root.path.display().to_string()),
+        Bytes(r.total_bytes),
+        Bytes(before.free),
+        before.used_pct(),
+        Bytes(after.free),
+        after.used_pct()
+    );
+    let verb = if r.dry_run {
+        "Would reclaim"
+    } else {
+        "Reclaimed"
+    };
+    if r.removed.is_empty() {
+        let _ = writeln!(md, "{verb} nothing: no expired job dir had to go.\n");
+    } else {
+        let _ = write!(
+            md,
+            "**{verb} {}** from {} expired job dir(s):\n\n\
+             | job | size | expired |\n|---|---:|---:|\n",
+            Bytes(r.freed()),
+            r.removed.len()
+        );
+        for x in &r.removed {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} ago |",
+                code(&x.job_id),
+                Bytes(x.bytes),
+                Short(Duration::from_secs(x.expired_for_secs))
+            );
+        }
+        md.push('\n');
+    }
+    if !r.kept.is_empty() {
+        let _ = write!(
+            md,
+            "Kept {} job dir(s) (live leases, lingering and warm dirs):\n\n\
+             | job dir | why |\n|---|---|\n",
+            r.kept.len()
+        );
+        for k in &r.kept {
+            let dir = Path::new(&k.dir)
+                .file_name()
+                .map_or_else(|| k.dir.clone(), |n| n.to_string_lossy().into_owned());
+            let why = k.reason.strip_prefix("kept: ").unwrap_or(&k.reason);
+            let this = if own == Some(dir.as_str()) {
+                " (this job)"
+            } else {
+                ""
+            };
+            let _ = writeln!(md, "| `{}`{this} | {} |", code(&dir), cell(why));
+        }
+        md.push('\n');
+    }
+    for e in &r.errors {
+        let _ = writeln!(md, "> **error:** {}\n", cell(e));
+    }
+}
+
+/// Text inside a markdown code span in a table cell: no backticks, no pipes, one line.
+fn code(s: &str) -> String {
+    s.replace('`', "'")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+/// Plain text in a markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("failed to append to {}", path.display()))
+}
+
+/// `::error title=…::message` / `::warning …`: shown on the run's page, not just in the log.
+fn annotate(level: &str, title: &str, message: &str) {
+    command_line(&format!(
+        "::{level} title={}::{}",
+        escape_property(title),
+        escape_data(message)
+    ));
+}
+
+/// One workflow command on its own line on stderr.
+fn command_line(line: &str) {
+    let mut err = std::io::stderr().lock();
+    // Nothing sensible to do if stderr is gone.
+    let _ = writeln!(err, "{line}");
+}
+
+/// Workflow-command message escaping (as in @actions/core's `escapeData`).
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Workflow-command property escaping (as in @actions/core's `escapeProperty`).
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        let map: HashMap<_, _> = pairs.iter().copied().collect();
+        move |k| map.get(k).map(|v| v.to_string())
+    }
+
+    #[test]
+    fn only_inside_github_actions() {
+        assert_eq!(GitHub::from_env(&vars(&[])), None);
+        assert_eq!(
+            GitHub::from_env(&vars(&[
+                ("GITHUB_ACTIONS", "false"),
+                ("GITHUB_OUTPUT", "/o")
+            ])),
+            None
+        );
+        assert_eq!(
+            GitHub::from_env(&vars(&[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_OUTPUT", "/o"),
+                ("GITHUB_STEP_SUMMARY", "/s")
+            ])),
+            Some(GitHub {
+                output: Some("/o".into()),
+                step_summary: Some("/s".into())
+            })
+        );
+    }
+
+    #[test]
+    fn workflow_command_escaping() {
+        assert_eq!(escape_data("50% of a\r\nb"), "50%25 of a%0D%0Ab");
+        assert_eq!(escape_property("a: b, c"), "a%3A b%2C c");
+    }
+
+    #[test]
+    fn multi_line_outputs_use_a_delimiter() {
+        let t = tempfile::tempdir().unwrap();
+        let gh = GitHub {
+            output: Some(t.path().join("out")),
+            step_summary: None,
+        };
+        gh.set_outputs(&[("a", "one"), ("b", "two\nlines")]);
+        let text = std::fs::read_to_string(t.path().join("out")).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("a=one"));
+        let (name, delim) = lines.next().unwrap().split_once("<<").unwrap();
+        assert_eq!(name, "b");
+        assert_eq!(lines.next(), Some("two"));
+        assert_eq!(lines.next(), Some("lines"));
+        assert_eq!(lines.next(), Some(delim));
+    }
+
+    #[test]
+    fn table_cells_cannot_break_the_table() {
+        assert_eq!(code("a|b`c\nd"), "a\\|b'c d");
+        assert_eq!(cell("x|y"), "x\\|y");
+    }
+}

@@ -1,0 +1,1127 @@
+//! The GitHub Action, the runner hook and the systemd units, run the way a runner (or systemd)
+//! runs them: a temp workspace, `GITHUB_ACTIONS=true`, fresh `GITHUB_OUTPUT`/`GITHUB_ENV`/
+//! `GITHUB_STEP_SUMMARY` files per step, the runner's variables, and the action's inputs mapped
+//! into `INPUT_*` variables exactly as action.yml maps them. The scripts under `action/` and
+//! `contrib/` run for real with bash, with the built binary on PATH.
+
+mod common;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+
+const SOURCE: &str = env!("CARGO_MANIFEST_DIR");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const RUN_ID: &str = "7001";
+const JOB_ID: &str = "gh-octo/app-7001-1-build-runner-1";
+/// A bound on one step (`timeout` signals the step's whole process group), so a step that
+/// would wait forever, say for a lease holder it failed to stop, fails the test instead.
+const STEP_TIMEOUT: [&str; 2] = ["--kill-after=10s", "300"];
+
+/// One job on a fake runner: its workspace, the runner's temp dirs, and a bin dir with
+/// `cargo-guarded` on PATH.
+struct Job {
+    env: Env,
+    ws: PathBuf,
+    bin_dir: PathBuf,
+    runner_temp: PathBuf,
+    tool_cache: PathBuf,
+    /// Lines later steps get from `GITHUB_ENV`, as the runner applies them.
+    exported: Vec<(String, String)>,
+    steps: usize,
+}
+
+/// One step's files, fresh per step as the runner makes them.
+struct Step {
+    output: PathBuf,
+    summary: PathBuf,
+    env_file: PathBuf,
+    path_file: PathBuf,
+}
+
+impl Step {
+    fn outputs(&self) -> HashMap<String, String> {
+        parse_outputs(&std::fs::read_to_string(&self.output).unwrap_or_default())
+    }
+
+    fn summary(&self) -> String {
+        std::fs::read_to_string(&self.summary).unwrap_or_default()
+    }
+
+    fn env_lines(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(&self.env_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+impl Job {
+    fn new() -> Job {
+        let env = Env::new();
+        let ws = env.fixture("small");
+        let bin_dir = env.path().join("bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        std::os::unix::fs::symlink(BIN, bin_dir.join("cargo-guarded")).unwrap();
+        let runner_temp = env.path().join("runner-temp");
+        let tool_cache = env.path().join("tool-cache");
+        std::fs::create_dir_all(&runner_temp).unwrap();
+        std::fs::create_dir_all(&tool_cache).unwrap();
+        Job {
+            env,
+            ws,
+            bin_dir,
+            runner_temp,
+            tool_cache,
+            exported: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        self.steps += 1;
+        let dir = self.env.path().join(format!("step-{}", self.steps));
+        std::fs::create_dir_all(&dir).unwrap();
+        let touch = |name: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, "").unwrap();
+            p
+        };
+        Step {
+            output: touch("output"),
+            summary: touch("summary"),
+            env_file: touch("env"),
+            path_file: touch("path"),
+        }
+    }
+
+    /// `program` in `cwd` with the cleaned test environment plus what a runner sets for a step.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>, cwd: &Path, step: &Step) -> Command {
+        let base = self.env.cmd(cwd);
+        let mut cmd = Command::new(program);
+        cmd.env_clear().current_dir(cwd);
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        let mut path = OsString::from(&self.bin_dir);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        cmd.env("PATH", path)
+            .env("GITHUB_ACTIONS", "true")
+            .env("CI", "true")
+            .env("GITHUB_OUTPUT", &step.output)
+            .env("GITHUB_STEP_SUMMARY", &step.summary)
+            .env("GITHUB_ENV", &step.env_file)
+            .env("GITHUB_PATH", &step.path_file)
+            .env("GITHUB_RUN_ID", RUN_ID)
+            .env("GITHUB_RUN_ATTEMPT", "1")
+            .env("GITHUB_JOB", "build")
+            .env("GITHUB_REPOSITORY", "octo/app")
+            .env("RUNNER_NAME", "runner-1")
+            .env("RUNNER_TEMP", &self.runner_temp)
+            .env("RUNNER_TOOL_CACHE", &self.tool_cache)
+            .env("GITHUB_ACTION_PATH", SOURCE);
+        for (k, v) in &self.exported {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// The binary itself as a step runs it: `cargo-guarded guarded ARGS`.
+    fn binary(&self, cwd: &Path, step: &Step, args: &[&str]) -> Output {
+        let mut cmd = self.command(BIN, cwd, step);
+        cmd.arg("guarded").args(args);
+        output(&mut cmd)
+    }
+
+    /// The action, step by step, as the runner runs a composite action: each step's env is
+    /// built from action.yml's `env:` mapping, with the inputs' defaults from action.yml.
+    fn action(&mut self, inputs: &[(&str, &str)]) -> ActionRun {
+        let manifest = Manifest::load();
+        let mut given: HashMap<&str, &str> = inputs.iter().copied().collect();
+        for (name, default) in &manifest.defaults {
+            given.entry(name.as_str()).or_insert(default.as_str());
+        }
+        let install_step = self.step();
+        let mut install = self.command("timeout", &self.ws, &install_step);
+        install
+            .args(STEP_TIMEOUT)
+            .arg("bash")
+            .arg(Path::new(SOURCE).join("action/install.sh"));
+        let install_out = output(&mut install);
+        assert_success(&install_out);
+        let bin = install_step.outputs().remove("bin").unwrap_or_default();
+        // GITHUB_PATH applies to the next steps.
+        let added_path = std::fs::read_to_string(&install_step.path_file).unwrap();
+
+        let run_step = self.step();
+        let mut run = self.command("timeout", &self.ws, &run_step);
+        run.args(STEP_TIMEOUT)
+            .arg("bash")
+            .arg(Path::new(SOURCE).join("action/run.sh"));
+        for (var, source) in &manifest.run_env {
+            let value = match source {
+                Source::Input(name) => given.get(name.as_str()).copied().unwrap_or("").to_owned(),
+                Source::InstallOutput(name) => {
+                    assert_eq!(name, "bin", "action.yml reads an unknown install output");
+                    bin.clone()
+                }
+            };
+            run.env(var, value);
+        }
+        if let Some(dir) = added_path.lines().next() {
+            let mut path = OsString::from(dir);
+            path.push(":");
+            path.push(
+                run.get_envs()
+                    .find(|(k, _)| *k == "PATH")
+                    .unwrap()
+                    .1
+                    .unwrap(),
+            );
+            run.env("PATH", path);
+        }
+        let run_out = output(&mut run);
+        // GITHUB_ENV applies to the job's later steps.
+        self.exported.extend(run_step.env_lines());
+        ActionRun {
+            install: install_out,
+            install_bin: bin,
+            run: run_out,
+            step: run_step,
+        }
+    }
+
+    /// The pid of the background lease holder, if the action started one.
+    fn hold_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir(&self.runner_temp).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("cargo-guarded-hold-")
+                && name.ends_with(".pid")
+                && let Some(pid) = std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Job {
+    /// A failed test must not leave a lease holder behind.
+    fn drop(&mut self) {
+        for pid in self.hold_pids() {
+            kill(pid, "KILL");
+        }
+    }
+}
+
+struct ActionRun {
+    install: Output,
+    install_bin: String,
+    run: Output,
+    step: Step,
+}
+
+/// Where a step's env value comes from, as action.yml says.
+enum Source {
+    Input(String),
+    InstallOutput(String),
+}
+
+/// What the tests need of action.yml, read with a line parser that knows its (our) layout.
+struct Manifest {
+    text: String,
+    /// Every input and its default.
+    defaults: Vec<(String, String)>,
+    /// The `run` step's `env:` mapping.
+    run_env: Vec<(String, Source)>,
+}
+
+impl Manifest {
+    fn load() -> Manifest {
+        let text = std::fs::read_to_string(Path::new(SOURCE).join("action.yml")).unwrap();
+        let mut defaults = Vec::new();
+        let mut run_env = Vec::new();
+        let mut section = "";
+        let mut current_input: Option<String> = None;
+        let mut in_run_env = false;
+        let mut step_id = String::new();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            if !line.starts_with(' ') && line.ends_with(':') {
+                section = line.trim_end_matches(':');
+                continue;
+            }
+            if section == "inputs" {
+                if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
+                    && !name.starts_with(' ')
+                {
+                    current_input = Some(name.to_owned());
+                    defaults.push((name.to_owned(), String::new()));
+                } else if let Some(d) = line.trim().strip_prefix("default: ") {
+                    assert!(current_input.is_some());
+                    defaults.last_mut().unwrap().1 = d.trim_matches('\'').to_owned();
+                }
+            }
+            if section == "runs" {
+                let t = line.trim();
+                if let Some(id) = t.strip_prefix("- id: ") {
+                    step_id = id.to_owned();
+                    in_run_env = false;
+                } else if t == "env:" {
+                    in_run_env = step_id == "run";
+                } else if in_run_env && let Some((var, value)) = t.split_once(": ${{ ") {
+                    let expr = value.strip_suffix(" }}").expect("one expression per value");
+                    let source = if let Some(name) = expr.strip_prefix("inputs.") {
+                        Source::Input(name.to_owned())
+                    } else if let Some(name) = expr.strip_prefix("steps.install.outputs.") {
+                        Source::InstallOutput(name.to_owned())
+                    } else {
+                        panic!("unexpected expression in action.yml: {expr}")
+                    };
+                    run_env.push((var.to_owned(), source));
+                } else if t.starts_with("run:") {
+                    in_run_env = false;
+                }
+            }
+        }
+        Manifest {
+            text,
+            defaults,
+            run_env,
+        }
+    }
+}
+
+/// `GITHUB_OUTPUT`'s two record forms: `name=value` and `name<<DELIM` … `DELIM`.
+fn parse_outputs(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            out.insert(name.to_owned(), value.join("\n"));
+        } else if let Some((name, value)) = line.split_once('=') {
+            out.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    out
+}
+
+/// Whether someone holds the kernel lock on `dir` (tried without blocking, released at once).
+fn dir_locked(dir: &Path) -> bool {
+    let f = std::fs::File::open(dir).unwrap();
+    match f.try_lock() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(e)) => panic!("failed to try the lock on {dir:?}: {e}"),
+    }
+}
+
+fn kill(pid: i32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// A live lease: `cargo guarded --job-id ID exec -- sleep 60`, killed when dropped.
+struct Holder {
+    child: Child,
+}
+
+impl Holder {
+    fn start(env: &Env, cwd: &Path, job_id: &str) -> Holder {
+        let mut cmd = env.cmd(cwd);
+        cmd.args(["guarded", "--job-id", job_id, "exec", "--", "sleep", "60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap();
+        let holder = Holder { child };
+        assert!(
+            wait_for(60, || lease_state(env, job_id).as_deref() == Some("active")),
+            "the holder's lease never became active: {:#}",
+            env.status()
+        );
+        holder
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A job's lease state as `status --json` reports it.
+fn lease_state(env: &Env, job_id: &str) -> Option<String> {
+    if !env.root.exists() {
+        return None;
+    }
+    env.status()["leases"]
+        .as_array()?
+        .iter()
+        .find(|l| l["job_id"] == job_id)
+        .and_then(|l| l["state"].as_str().map(str::to_owned))
+}
+
+/// The job dir of `job_id`, from `status --json`.
+fn job_dir(env: &Env, job_id: &str) -> PathBuf {
+    let status = env.status();
+    let lease = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["job_id"] == job_id)
+        .unwrap_or_else(|| panic!("no lease for {job_id}: {status:#}"));
+    PathBuf::from(lease["dir"].as_str().unwrap())
+}
+
+/// An expired job dir of another workspace holding 1 MiB: `--linger 0s` expires it at release.
+fn expired_dir(env: &Env, job_id: &str) {
+    let elsewhere = env.path().join(format!("elsewhere-{job_id}"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    env.ok(
+        &elsewhere,
+        [
+            "--job-id",
+            job_id,
+            "--linger",
+            "0s",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "head -c 1048576 /dev/zero > \"$CARGO_TARGET_DIR/blob\"",
+        ],
+    );
+    assert_eq!(lease_state(env, job_id).as_deref(), Some("expired"));
+}
+
+/// The lines between `::group::TITLE` and the next `::endgroup::` on stderr.
+fn group<'a>(stderr: &'a str, title: &str) -> Vec<&'a str> {
+    let start = format!("::group::{title}");
+    let mut lines = stderr.lines().skip_while(|l| *l != start);
+    assert!(lines.next().is_some(), "no `{start}` in:\n{stderr}");
+    let inside: Vec<&str> = lines
+        .by_ref()
+        .take_while(|l| *l != "::endgroup::")
+        .collect();
+    inside
+}
+
+// ---------------------------------------------------------------------------------------------
+// action.yml
+
+#[test]
+fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_shell() {
+    let m = Manifest::load();
+    let inputs: Vec<&str> = m.defaults.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        inputs,
+        [
+            "command",
+            "working-directory",
+            "root",
+            "job-id",
+            "min-free",
+            "reclaim-below",
+            "ttl",
+            "linger",
+            "export-target-dir"
+        ]
+    );
+    for input in &inputs {
+        let var = format!("INPUT_{}", input.to_uppercase().replace('-', "_"));
+        let mapped: Vec<_> = m
+            .run_env
+            .iter()
+            .filter(|(_, s)| matches!(s, Source::Input(n) if n == input))
+            .map(|(v, _)| v.as_str())
+            .collect();
+        assert_eq!(
+            mapped,
+            [var.as_str()],
+            "input `{input}` must reach run.sh as {var}"
+        );
+    }
+    for line in m
+        .text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("run:"))
+    {
+        assert!(
+            !line.contains("${{"),
+            "an expression in a shell line: {line}"
+        );
+    }
+    for output in ["target-dir", "job-id", "reclaimed-bytes"] {
+        assert!(
+            m.text
+                .contains(&format!("value: ${{{{ steps.run.outputs.{output} }}}}")),
+            "output `{output}` must come from the run step"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The action end to end
+
+#[test]
+fn build_step_sets_outputs_and_a_summary() {
+    let mut job = Job::new();
+    let a = job.action(&[("command", "build")]);
+    assert_success(&a.run);
+    assert!(
+        stdout(&a.install).contains("from PATH"),
+        "the matching cargo-guarded on PATH must be used\n{}",
+        describe(&a.install)
+    );
+    assert_eq!(
+        a.install_bin,
+        job.bin_dir.join("cargo-guarded").display().to_string()
+    );
+
+    let outputs = a.step.outputs();
+    let dir = job_dir(&job.env, JOB_ID);
+    assert_eq!(outputs["job-id"], JOB_ID);
+    assert_eq!(
+        outputs["target-dir"],
+        dir.join("target").display().to_string()
+    );
+    assert_eq!(outputs["reclaimed-bytes"], "0");
+    assert!(
+        dir.join("target/debug/app").exists(),
+        "{}",
+        describe(&a.run)
+    );
+
+    let summary = a.step.summary();
+    for want in [
+        "### cargo guarded `build`",
+        &format!("Job `{JOB_ID}`"),
+        &outputs["target-dir"],
+        "a fresh dir",
+        "| before |",
+        "| after |",
+        "Reclaimed nothing",
+        "(this job)",
+    ] {
+        assert!(summary.contains(want), "summary lacks {want:?}:\n{summary}");
+    }
+    let err = stderr(&a.run);
+    assert!(
+        !err.contains("::warning") && !err.contains("::error"),
+        "{}",
+        describe(&a.run)
+    );
+    assert_eq!(lease_state(&job.env, JOB_ID).as_deref(), Some("released"));
+}
+
+#[test]
+fn precheck_reclaims_in_a_log_group_keeps_live_leases_and_warns_when_disk_stays_low() {
+    let mut job = Job::new();
+    expired_dir(&job.env, "old");
+    let live_ws = job.env.fixture_as("small", "live-ws");
+    let mut live = Holder::start(&job.env, &live_ws, "live");
+    let live_dir = job_dir(&job.env, "live");
+
+    // Every share of the disk is "low" at 100%, so the sweep runs under pressure, takes every
+    // expired dir, and still cannot reach the target.
+    let a = job.action(&[("command", "build"), ("reclaim-below", "100%")]);
+    assert_success(&a.run);
+    let err = stderr(&a.run);
+    let grouped = group(&err, "cargo-guarded: disk precheck");
+    assert!(
+        grouped.iter().any(|l| l.contains("removed: old")),
+        "the sweep's lines belong in the group\n{}",
+        describe(&a.run)
+    );
+    assert!(
+        err.lines().any(
+            |l| l.starts_with("::warning title=cargo-guarded%3A disk still low::")
+                && l.contains("below the reclaim target")
+        ),
+        "{}",
+        describe(&a.run)
+    );
+
+    let outputs = a.step.outputs();
+    let reclaimed: u64 = outputs["reclaimed-bytes"].parse().unwrap();
+    assert!(reclaimed >= 1 << 20, "reclaimed {reclaimed} bytes");
+    let summary = a.step.summary();
+    assert!(summary.contains("**Reclaimed "), "{summary}");
+    assert!(summary.contains("| `old` |"), "{summary}");
+    let live_row = summary
+        .lines()
+        .find(|l| l.starts_with("| `live` |"))
+        .unwrap_or_else(|| panic!("the live lease is not listed as kept:\n{summary}"));
+    assert!(live_row.contains("lease held by"), "{live_row}");
+
+    assert!(live.running(), "the live build was disturbed");
+    assert!(live_dir.exists(), "a live job dir was removed");
+    assert_eq!(lease_state(&job.env, "live").as_deref(), Some("active"));
+    assert_eq!(lease_state(&job.env, "old"), None, "the expired dir stayed");
+}
+
+#[test]
+fn low_disk_fails_the_step_with_an_error_annotation_and_exit_75() {
+    let mut job = Job::new();
+    let a = job.action(&[("command", "build"), ("min-free", "100%")]);
+    assert_eq!(a.run.status.code(), Some(75), "{}", describe(&a.run));
+    let err = stderr(&a.run);
+    let annotation = err
+        .lines()
+        .find(|l| l.starts_with("::error title=cargo-guarded%3A not enough disk space::"))
+        .unwrap_or_else(|| panic!("no ::error:: annotation\n{}", describe(&a.run)));
+    assert!(annotation.contains("required by min-free"), "{annotation}");
+    assert!(
+        annotation.contains(" bytes)") && annotation.contains(" < "),
+        "the annotation carries the numbers: {annotation}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: not enough free disk space")),
+        "{}",
+        describe(&a.run)
+    );
+    let summary = a.step.summary();
+    assert!(summary.contains("refused to start"), "{summary}");
+    assert!(summary.contains("Exit status 75"), "{summary}");
+    assert!(
+        !a.step.outputs().contains_key("target-dir"),
+        "a refused step has no target dir"
+    );
+
+    // The same from the CLI flag, without the action around it.
+    let step = job.step();
+    let out = job.binary(&job.ws, &step, &["--min-free", "100%", "build"]);
+    assert_eq!(out.status.code(), Some(75), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("::error title="),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn command_words_split_like_a_shell_but_nothing_is_expanded() {
+    let mut job = Job::new();
+    let a = job.action(&[
+        (
+            "command",
+            r#"exec -- sh -c 'printf "%s\n" "$CARGO_TARGET_DIR" "$1" > words.txt' sh '$HOME *'"#,
+        ),
+        ("working-directory", "app"),
+    ]);
+    assert_success(&a.run);
+    let words = std::fs::read_to_string(job.ws.join("app/words.txt")).unwrap();
+    let target = &a.step.outputs()["target-dir"];
+    assert_eq!(words, format!("{target}\n$HOME *\n"));
+
+    let bad = job.action(&[("command", "build 'unbalanced")]);
+    assert_eq!(bad.run.status.code(), Some(1), "{}", describe(&bad.run));
+    assert!(stdout(&bad.run).contains("::error title=cargo-guarded::cannot split"));
+}
+
+#[test]
+fn export_target_dir_keeps_the_lease_live_for_later_plain_cargo_steps() {
+    let mut job = Job::new();
+    let a = job.action(&[
+        ("command", "build"),
+        ("export-target-dir", "true"),
+        ("ttl", "3s"),
+    ]);
+    assert_success(&a.run);
+    let target = a.step.outputs()["target-dir"].clone();
+    let exported: HashMap<_, _> = a.step.env_lines().into_iter().collect();
+    assert_eq!(exported.get("CARGO_TARGET_DIR"), Some(&target));
+    assert_eq!(
+        exported.get("CARGO_GUARDED_JOB_ID").map(String::as_str),
+        Some(JOB_ID)
+    );
+    let pids = job.hold_pids();
+    assert_eq!(pids.len(), 1, "one lease holder");
+    let first = pids[0];
+    assert!(alive(first));
+    assert_eq!(lease_state(&job.env, JOB_ID).as_deref(), Some("active"));
+    let dir = job_dir(&job.env, JOB_ID);
+    assert!(dir_locked(&dir));
+
+    // A later plain cargo step builds in the exported dir, warm; a sibling's guard meanwhile
+    // reclaims every expired dir and leaves this one alone.
+    let step = job.step();
+    let mut cargo = job.command("cargo", &job.ws, &step);
+    cargo.arg("build");
+    let out = output(&mut cargo);
+    assert_success(&out);
+    assert!(!compiled_anything(&out), "{}", describe(&out));
+    job.env.ok(job.env.path(), ["gc", "--all-expired"]);
+    assert!(dir.join("target/debug/app").exists());
+
+    // Using the action again in the same job stops the holder first (else this step would
+    // wait for the lease forever), then holds the lease again.
+    let again = job.action(&[("command", "build"), ("export-target-dir", "true")]);
+    assert_success(&again.run);
+    assert!(
+        stdout(&again.run).contains("stopping the lease holder"),
+        "{}",
+        describe(&again.run)
+    );
+    assert!(!alive(first), "the first holder is still running");
+    let second = job.hold_pids();
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0], first);
+    assert_eq!(lease_state(&job.env, JOB_ID).as_deref(), Some("active"));
+
+    // The runner's end-of-job orphan cleanup SIGKILLs it: the lock goes with the process, while
+    // the lease (this step's TTL is the default 10m) still protects the dir for a while.
+    kill(second[0], "KILL");
+    assert!(wait_for(30, || !alive(second[0])));
+    // Its other threads may still be exiting for a moment after the main one is a zombie.
+    assert!(
+        wait_for(30, || !dir_locked(&dir)),
+        "a dead holder's lock must be free"
+    );
+    assert_eq!(
+        lease_state(&job.env, JOB_ID).as_deref(),
+        Some("active"),
+        "its heartbeat is recent, so the dir stays protected until the TTL passes"
+    );
+}
+
+#[test]
+fn a_killed_holder_expires_one_ttl_after_its_last_heartbeat() {
+    let mut job = Job::new();
+    let a = job.action(&[
+        ("command", "build"),
+        ("export-target-dir", "true"),
+        ("ttl", "2s"),
+        ("linger", "1h"),
+    ]);
+    assert_success(&a.run);
+    let pid = job.hold_pids()[0];
+    let dir = job_dir(&job.env, JOB_ID);
+    kill(pid, "KILL");
+    assert!(wait_for(30, || !alive(pid)));
+    // Not the 1h linger: a SIGKILLed holder never released, so its TTL is what ends it.
+    assert!(
+        wait_for(60, || lease_state(&job.env, JOB_ID).as_deref()
+            == Some("expired")),
+        "{:#}",
+        job.env.status()
+    );
+    job.env.ok(job.env.path(), ["gc", "--all-expired"]);
+    assert!(
+        !dir.exists(),
+        "the expired dir of a finished job is reclaimed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary's GitHub output, outside the action
+
+#[test]
+fn outside_github_actions_no_files_are_written_and_no_workflow_commands_printed() {
+    let mut job = Job::new();
+    expired_dir(&job.env, "old");
+    let step = job.step();
+    let mut cmd = job.command(BIN, &job.ws, &step);
+    cmd.env_remove("GITHUB_ACTIONS")
+        .args(["guarded", "--reclaim-below", "100%", "build"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    assert!(stderr(&out).contains("removed: old"), "{}", describe(&out));
+    assert!(!stderr(&out).contains("::"), "{}", describe(&out));
+    assert_eq!(std::fs::read_to_string(&step.output).unwrap(), "");
+    assert_eq!(step.summary(), "");
+}
+
+#[test]
+fn machine_readable_stdout_stays_clean_on_github() {
+    let mut job = Job::new();
+    expired_dir(&job.env, "old");
+    let step = job.step();
+    let env_out = job.binary(&job.ws, &step, &["--reclaim-below", "100%", "env"]);
+    assert_success(&env_out);
+    let text = stdout(&env_out);
+    assert!(text.contains("CARGO_TARGET_DIR="), "{text}");
+    for line in text.lines() {
+        assert!(
+            line.split_once('=')
+                .is_some_and(|(k, _)| !k.is_empty() && !k.contains(':')),
+            "not a KEY=VALUE line on stdout: {line:?}"
+        );
+    }
+    // The warning went to stderr, where the runner reads workflow commands too.
+    assert!(stderr(&env_out).contains("::warning title="));
+
+    for args in [
+        &["--reclaim-below", "100%", "gc", "--json"][..],
+        &["status", "--json"],
+    ] {
+        let step = job.step();
+        let out = job.binary(&job.ws, &step, args);
+        assert_success(&out);
+        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out.stdout);
+        assert!(
+            parsed.is_ok(),
+            "{args:?}: stdout is not JSON\n{}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn gc_on_github_groups_its_log_sets_reclaimed_bytes_and_summarises() {
+    let mut job = Job::new();
+    expired_dir(&job.env, "old");
+    let step = job.step();
+    let out = job.binary(job.env.path(), &step, &["--reclaim-below", "100%", "gc"]);
+    assert_success(&out);
+    let err = stderr(&out);
+    let grouped = group(&err, "cargo-guarded: gc");
+    assert!(grouped.iter().any(|l| l.contains("removed: old")), "{err}");
+    assert!(err.contains("::warning title=cargo-guarded%3A disk still low::"));
+    let reclaimed: u64 = step.outputs()["reclaimed-bytes"].parse().unwrap();
+    assert!(reclaimed >= 1 << 20, "reclaimed {reclaimed}");
+    let summary = step.summary();
+    assert!(summary.starts_with("### cargo guarded gc\n"), "{summary}");
+    assert!(summary.contains("| `old` |"), "{summary}");
+
+    // A dry run reclaims nothing and so warns about nothing.
+    expired_dir(&job.env, "old2");
+    let step = job.step();
+    let out = job.binary(
+        job.env.path(),
+        &step,
+        &["--reclaim-below", "100%", "gc", "--dry-run"],
+    );
+    assert_success(&out);
+    assert!(!stderr(&out).contains("::warning"), "{}", describe(&out));
+    assert_eq!(step.outputs()["reclaimed-bytes"], "0");
+    assert!(step.summary().contains("Would reclaim"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// action/install.sh
+
+#[test]
+fn install_prefers_path_then_the_runner_cache_then_cargo_install() {
+    let mut job = Job::new();
+    // An older cargo-guarded on PATH, and a cargo that records what it is asked to do and
+    // "installs" by linking the built binary into the requested root.
+    let fake = job.env.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let log = job.env.path().join("cargo.log");
+    std::fs::write(
+        fake.join("cargo-guarded"),
+        "#!/bin/sh\necho 'cargo-guarded 0.0.1'\n",
+    )
+    .unwrap();
+    let fake_cargo = r#"#!/bin/sh
+printf '%s\n' "$*" >> 'LOG'
+while [ $# -gt 0 ]; do
+  if [ "$1" = --root ]; then mkdir -p "$2/bin" && ln -s 'BIN' "$2/bin/cargo-guarded"; fi
+  shift
+done
+"#;
+    std::fs::write(
+        fake.join("cargo"),
+        fake_cargo
+            .replace("LOG", &log.display().to_string())
+            .replace("BIN", BIN),
+    )
+    .unwrap();
+    for f in ["cargo-guarded", "cargo"] {
+        let p = fake.join(f);
+        let mut perm = std::fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&p, perm).unwrap();
+    }
+    std::fs::remove_file(job.bin_dir.join("cargo-guarded")).unwrap();
+    std::os::unix::fs::symlink(
+        fake.join("cargo-guarded"),
+        job.bin_dir.join("cargo-guarded"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(fake.join("cargo"), job.bin_dir.join("cargo")).unwrap();
+
+    let run_install = |job: &mut Job| {
+        let step = job.step();
+        let mut cmd = job.command("bash", &job.ws, &step);
+        cmd.arg(Path::new(SOURCE).join("action/install.sh"));
+        let out = output(&mut cmd);
+        assert_success(&out);
+        let bin = step.outputs()["bin"].clone();
+        let path = std::fs::read_to_string(&step.path_file).unwrap();
+        (out, bin, path)
+    };
+
+    let (_, bin, path) = run_install(&mut job);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    assert!(
+        calls.starts_with(&format!("install --locked --path {SOURCE} --root ")),
+        "{calls}"
+    );
+    let cache = job.tool_cache.join("cargo-guarded");
+    assert!(
+        Path::new(&bin).starts_with(&cache),
+        "{bin} is not in the tool cache"
+    );
+    assert!(
+        bin.contains(&format!("/{VERSION}-")),
+        "keyed by version: {bin}"
+    );
+    assert_eq!(
+        path.trim(),
+        Path::new(&bin).parent().unwrap().display().to_string()
+    );
+    let version = Command::new(&bin).args(["guarded", "--version"]).output();
+    assert_eq!(
+        String::from_utf8_lossy(&version.unwrap().stdout).trim(),
+        format!("cargo-guarded {VERSION}")
+    );
+
+    // The next job on this runner finds it in the cache: no second install.
+    let (out, bin2, _) = run_install(&mut job);
+    assert_eq!(bin2, bin);
+    assert!(
+        stdout(&out).contains("cached on this runner"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// contrib/: the runner hook and the systemd units
+
+#[test]
+fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    expired_dir(&env, "old");
+    let mut live = Holder::start(&env, &ws, "live");
+    let live_dir = job_dir(&env, "live");
+    let ws2 = env.fixture_as("small", "other");
+    let mut live2 = Holder::start(&env, &ws2, "live-2");
+    let live2_dir = job_dir(&env, "live-2");
+
+    let hook = |name: &str| -> Child {
+        let base = env.cmd(env.path());
+        let mut cmd = Command::new("bash");
+        cmd.env_clear();
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
+            .current_dir(env.path())
+            .env("CARGO_GUARDED_BIN", BIN)
+            .env("CARGO_GUARDED_RECLAIM_BELOW", "100%")
+            .env("RUNNER_NAME", name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let (a, b) = (hook("runner-1"), hook("runner-2"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_success(&a);
+    assert_success(&b);
+    let both = format!("{}{}", stderr(&a), stderr(&b));
+    assert_eq!(
+        both.matches("removed: old").count(),
+        1,
+        "exactly one sweep removes the expired dir\n{}\n{}",
+        describe(&a),
+        describe(&b)
+    );
+
+    assert!(
+        live.running() && live2.running(),
+        "a live build was disturbed"
+    );
+    assert!(live_dir.join("lease.json").exists() && live2_dir.join("lease.json").exists());
+    assert_eq!(lease_state(&env, "live").as_deref(), Some("active"));
+    assert_eq!(lease_state(&env, "live-2").as_deref(), Some("active"));
+    assert_eq!(lease_state(&env, "old"), None);
+}
+
+#[test]
+fn hook_never_fails_the_job() {
+    let env = Env::new();
+    let run = |extra: &[(&str, &str)]| {
+        let base = env.cmd(env.path());
+        let mut cmd = Command::new("bash");
+        cmd.env_clear();
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
+            .current_dir(env.path());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        output(&mut cmd)
+    };
+    // A root that cannot be a root (a file): the sweep fails, the job does not.
+    let file_root = env.path().join("not-a-dir");
+    std::fs::write(&file_root, "x").unwrap();
+    let out = run(&[
+        ("CARGO_GUARDED_BIN", BIN),
+        ("CARGO_GUARDED_ROOT", file_root.to_str().unwrap()),
+    ]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("the job goes on"),
+        "{}",
+        describe(&out)
+    );
+
+    // No binary anywhere: it says so and lets the job run.
+    let empty = env.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let path = format!("{}:/usr/bin:/bin", empty.display());
+    let out = run(&[("PATH", &path), ("HOME", env.path().to_str().unwrap())]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("cargo-guarded not found"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn systemd_units_verify() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        // CI installs it (.ci/run) and turns this skip into a failure.
+        assert!(
+            std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
+            "systemd-analyze is not installed, and CARGO_GUARDED_REQUIRE_TOOLS=1"
+        );
+        eprintln!("skipped: systemd-analyze is not installed (install systemd)");
+        return;
+    };
+    let env = Env::new();
+    let dir = env.path().join("units");
+    std::fs::create_dir_all(&dir).unwrap();
+    let contrib = Path::new(SOURCE).join("contrib");
+    let service = std::fs::read_to_string(contrib.join("cargo-guarded-gc.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/local/bin/cargo-guarded guarded gc --all-expired"));
+    // verify insists that the ExecStart binary exists: point it at the built one.
+    std::fs::write(
+        dir.join("cargo-guarded-gc.service"),
+        service.replace("/usr/local/bin/cargo-guarded", BIN),
+    )
+    .unwrap();
+    std::fs::copy(
+        contrib.join("cargo-guarded-gc.timer"),
+        dir.join("cargo-guarded-gc.timer"),
+    )
+    .unwrap();
+    let out = output(Command::new(analyze).arg("verify").args([
+        dir.join("cargo-guarded-gc.service"),
+        dir.join("cargo-guarded-gc.timer"),
+    ]));
+    assert_success(&out);
+    // verify exits 0 on unknown keys and bad values; it only says so on stderr.
+    assert_eq!(stderr(&out), "", "{}", describe(&out));
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+#[test]
+fn sccache_wrapper_keeps_per_job_variables_out_of_the_cache_key() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // A stand-in sccache that records the CARGO_* environment it is given (what sccache would
+    // hash) and runs the compiler.
+    let bin = env.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let seen = env.path().join("seen");
+    std::fs::create_dir_all(&seen).unwrap();
+    let fake = bin.join("sccache");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nenv | grep '^CARGO_' | sort > '{}/'$$\nexec \"$@\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&fake).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&fake, perm).unwrap();
+
+    let mut cmd = env.cmd(&ws);
+    let mut path = OsString::from(&bin);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    cmd.env("PATH", path)
+        .env(
+            "RUSTC_WRAPPER",
+            Path::new(SOURCE).join("contrib/sccache-wrapper.sh"),
+        )
+        .args(["guarded", "--job-id", "job-1", "build"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    assert!(job_dir(&env, "job-1").join("target/debug/app").exists());
+
+    let mut compiles = 0;
+    for e in std::fs::read_dir(&seen).unwrap().flatten() {
+        let vars = std::fs::read_to_string(e.path()).unwrap();
+        if !vars.contains("CARGO_CRATE_NAME=") {
+            continue; // `rustc -vV` and other queries
+        }
+        compiles += 1;
+        for line in vars.lines() {
+            assert!(
+                !line.starts_with("CARGO_GUARDED_") && !line.starts_with("CARGO_TARGET_DIR="),
+                "a per-job variable reached sccache: {line}"
+            );
+        }
+    }
+    assert!(compiles >= 2, "the fake sccache saw {compiles} compiles");
+}
