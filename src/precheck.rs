@@ -86,19 +86,21 @@ pub(crate) fn run(
             root: root.path.display().to_string(),
             free: space.free,
             required,
-            biggest_live: biggest_live(root, trust),
+            biggest_live: biggest_live(root, trust, &cfg.job_name),
         }
         .into());
     }
     Ok(report)
 }
 
-fn biggest_live(root: &Root, trust: LockTrust) -> Vec<(String, Option<u64>, String)> {
+/// The live leases holding the most space, other than the refusing job's own.
+fn biggest_live(root: &Root, trust: LockTrust, own: &str) -> Vec<(String, Option<u64>, String)> {
     let now = std::time::SystemTime::now();
     let mut live: Vec<_> = root
         .job_names()
         .unwrap_or_default()
         .into_iter()
+        .filter(|(name, _)| name != own)
         .filter_map(|(name, _)| {
             let dir = root.open_job(&name).ok()?;
             let l = lease::read(std::os::fd::AsFd::as_fd(&dir)).ok()?;
