@@ -62,7 +62,13 @@ pub(crate) struct GlobalArgs {
 
     /// Job id; steps with the same id share one dir [env: CARGO_GUARDED_JOB_ID]
     /// [default: derived from GitHub Actions, GitLab CI or Buildkite; locally, from the workspace]
-    #[arg(long, value_name = "ID", global = true)]
+    // Empty is an error, not one shared dir for every job whose id variable was unset.
+    #[arg(
+        long,
+        value_name = "ID",
+        global = true,
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     pub(crate) job_id: Option<String>,
 
     /// An active lease whose heartbeat stopped this long ago is expired [env: CARGO_GUARDED_TTL]

@@ -122,8 +122,12 @@ impl Config {
             None => job_id::derive(&var, &workspace_root),
         };
         let adopt = !g.no_adopt
-            && var("CARGO_GUARDED_ADOPT")
-                .is_none_or(|v| !matches!(v.as_str(), "0" | "false" | "no"));
+            && match var("CARGO_GUARDED_ADOPT").as_deref() {
+                None | Some("1" | "true" | "yes" | "on") => true,
+                Some("0" | "false" | "no" | "off") => false,
+                // A typo must not silently keep adoption on.
+                Some(other) => bail!("CARGO_GUARDED_ADOPT: expected `1` or `0`, got `{other}`"),
+            };
         let locks_forced = match var("CARGO_GUARDED_LOCKS").as_deref() {
             None => None,
             Some("trusted") => Some(true),

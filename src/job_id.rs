@@ -5,6 +5,8 @@ use std::path::Path;
 
 /// Longest job dir name we create; ids longer than this are cut and suffixed with a hash.
 const MAX_NAME_LEN: usize = 96;
+/// Names in the root that are cargo-guarded's own files, never a job dir.
+const RESERVED: &[&str] = &["CACHEDIR.TAG"];
 
 /// The job id as the CI system knows it, or a stable per-workspace id for local builds.
 ///
@@ -37,8 +39,9 @@ pub(crate) fn derive(var: &dyn Fn(&str) -> Option<String>, workspace_root: &Path
 }
 
 /// One safe path component for `id`: ASCII letters, digits, `.`, `_`, `-`; never empty, never a
-/// dot-name (those belong to cargo-guarded), never `..`, at most `MAX_NAME_LEN` bytes. Ids that
-/// had to change get a hash of the original appended, so distinct ids stay distinct.
+/// dot-name (those belong to cargo-guarded), never `..` or one of our `RESERVED` names, at most
+/// `MAX_NAME_LEN` bytes. Ids that had to change get a hash of the original appended, so distinct
+/// ids stay distinct.
 pub(crate) fn sanitize(id: &str) -> String {
     let mut out = String::with_capacity(id.len().min(MAX_NAME_LEN));
     for c in id.chars() {
@@ -53,7 +56,7 @@ pub(crate) fn sanitize(id: &str) -> String {
     }
     let trimmed = out.trim_start_matches(['.', '-', '_']);
     let mut name: String = trimmed.chars().take(MAX_NAME_LEN - 9).collect();
-    if name != id || name.is_empty() {
+    if name != id || name.is_empty() || RESERVED.contains(&name.as_str()) {
         if name.is_empty() {
             name.push_str("job");
         }
@@ -140,6 +143,7 @@ mod tests {
             );
         }
         assert_ne!(sanitize("a/b"), sanitize("a_b"));
+        assert!(sanitize("CACHEDIR.TAG").starts_with("CACHEDIR.TAG-"));
         assert_eq!(sanitize("plain-id_1.2"), "plain-id_1.2");
     }
 }

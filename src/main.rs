@@ -81,12 +81,24 @@ fn clap_error(e: clap::Error) -> Result<ExitCode> {
         }
         _ => {
             let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
+            let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            Err(anyhow!("{first} (see `cargo guarded --help`)"))
+            // "the following required arguments were not provided:" names them on the indented
+            // lines below; keep them on the one line.
+            let listed: Vec<&str> = if first.ends_with(':') {
+                lines
+                    .take_while(|l| l.starts_with("  "))
+                    .map(str::trim)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let sep = if listed.is_empty() { "" } else { " " };
+            Err(anyhow!(
+                "{first}{sep}{} (see `cargo guarded --help`)",
+                listed.join(", ")
+            ))
         }
     }
 }

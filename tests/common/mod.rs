@@ -206,3 +206,208 @@ fn rustix_uid_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Background runs, processes and signals (core, signal and bad-input tests).
+
+/// A `cargo-guarded` run in the background, its stdout and stderr going to files so a test can
+/// watch them while it runs.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    pub what: String,
+}
+
+impl Env {
+    /// Start `cargo-guarded guarded ARGS` in `cwd` in the background; `name` names its log files
+    /// (`<tmp>/<name>.stdout`, `<tmp>/<name>.stderr`).
+    pub fn spawn<I, S>(&self, cwd: &Path, name: &str, args: I) -> Spawned
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.cmd(cwd);
+        cmd.arg("guarded").args(args);
+        spawn_logged(&mut cmd, &self.path().join(name))
+    }
+
+    /// Every path under the temp dir outside the root (relative, sorted): what a run must not
+    /// change.
+    pub fn outside_root(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        list_tree(self.path(), self.path(), &mut |p| p != self.root, &mut out);
+        out.sort();
+        out
+    }
+}
+
+/// Start `cmd` with stdout/stderr to `<base>.stdout` / `<base>.stderr` (stdin closed).
+pub fn spawn_logged(cmd: &mut Command, base: &Path) -> Spawned {
+    let stdout_path = base.with_extension("stdout");
+    let stderr_path = base.with_extension("stderr");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let what = format!("{cmd:?}");
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => panic!("failed to start {what}: {e}"),
+    };
+    Spawned {
+        child,
+        stdout_path,
+        stderr_path,
+        what,
+    }
+}
+
+impl Spawned {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn stdout_so_far(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Wait (at most `secs`) for the run to end and return its output. Past the bound it is
+    /// killed and the test fails, printing what it said.
+    pub fn finish(mut self, secs: u64) -> Output {
+        let mut status = None;
+        wait_for(secs, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        let out = |status| Output {
+            status,
+            stdout: std::fs::read(&self.stdout_path).unwrap_or_default(),
+            stderr: std::fs::read(&self.stderr_path).unwrap_or_default(),
+        };
+        match status {
+            Some(s) => out(s),
+            None => {
+                let _ = self.child.kill();
+                let s = self.child.wait().unwrap();
+                panic!(
+                    "{} did not finish within {secs}s\n{}",
+                    self.what,
+                    describe(&out(s))
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Spawned {
+    /// A failed test must not leave a wrapper (and its `sleep 300`) behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Send `sig` to `pid` (a real `kill(2)`).
+pub fn send_signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}) failed: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether `pid` is a running process. A zombie counts as dead: it runs nothing and holds no
+/// files, and an orphan's zombie lingers where PID 1 does not reap.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the `(comm)` field, which may itself contain spaces or parens.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// A pid a test's child wrote to `path`, once the file is complete (ends with a newline).
+pub fn read_pid(path: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if !text.ends_with('\n') {
+        return None;
+    }
+    text.trim().parse().ok()
+}
+
+/// Whether someone holds the kernel lock on `dir` (a non-blocking `flock` attempt that is
+/// released at once).
+pub fn is_locked(dir: &Path) -> bool {
+    let f = std::fs::File::open(dir).unwrap();
+    match f.try_lock() {
+        Ok(()) => {
+            f.unlock().unwrap();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(e)) => panic!("failed to try the lock on {dir:?}: {e}"),
+    }
+}
+
+fn list_tree(base: &Path, dir: &Path, keep: &mut dyn FnMut(&Path) -> bool, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let p = entry.path();
+        if !keep(&p) {
+            continue;
+        }
+        out.push(p.strip_prefix(base).unwrap().to_owned());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            list_tree(base, &p, keep, out);
+        }
+    }
+}
+
+/// The only line of `out`'s stderr, asserting there is exactly one.
+pub fn one_line_error(out: &Output) -> String {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr\n{}",
+        describe(out)
+    );
+    assert!(
+        lines[0].starts_with("error: "),
+        "expected an `error: ` line\n{}",
+        describe(out)
+    );
+    lines[0].to_owned()
+}
+
+impl Env {
+    /// `sh -c SCRIPT` in `cwd` with the same cleaned environment as the binary gets.
+    pub fn shell(&self, cwd: &Path, script: &str) -> Output {
+        let cmd = self.cmd(cwd);
+        let envs: Vec<_> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
+        let mut sh = Command::new("sh");
+        sh.env_clear()
+            .envs(envs)
+            .current_dir(cwd)
+            .args(["-c", script]);
+        output(&mut sh)
+    }
+}

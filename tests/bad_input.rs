@@ -1,0 +1,226 @@
+//! Bad input: each mistake is one line on stderr and exit 1, before any cargo runs, and nothing
+//! is created outside the root.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+/// Run `cargo guarded ARGS build`-like commands with extra environment, in a fresh fixture.
+fn run_with(env: &Env, ws: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = env.cmd(ws);
+    cmd.envs(vars.iter().copied()).arg("guarded").args(args);
+    output(&mut cmd)
+}
+
+/// Exit 1, exactly one `error:` line that contains every one of `needles`, cargo never started.
+fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(1), "{}", describe(out));
+    let line = one_line_error(out);
+    for n in needles {
+        assert!(line.contains(n), "the error should name {n:?}: {line}");
+    }
+    assert!(!compiled_anything(out), "{}", describe(out));
+    assert!(out.stdout.is_empty(), "{}", describe(out));
+}
+
+#[test]
+fn bad_arguments_and_environment_are_one_line_errors() {
+    // (environment, arguments, what the error must name)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+    let cases: &[Case] = &[
+        (&[], &["--frobnicate", "build"], &["--frobnicate"]),
+        (&[], &["--ttl", "soon", "build"], &["soon"]),
+        (&[], &["--linger=forever", "build"], &["forever"]),
+        (&[], &["--min-free", "lots", "build"], &["lots"]),
+        (&[], &["--reclaim-below", "150%", "build"], &["150%"]),
+        (
+            &[("CARGO_GUARDED_TTL", "abc")],
+            &["build"],
+            &["CARGO_GUARDED_TTL", "abc"],
+        ),
+        (
+            &[("CARGO_GUARDED_MIN_FREE", "lots")],
+            &["build"],
+            &["CARGO_GUARDED_MIN_FREE", "lots"],
+        ),
+        (
+            &[("CARGO_GUARDED_WAIT", "a while")],
+            &["exec", "--", "true"],
+            &["CARGO_GUARDED_WAIT", "a while"],
+        ),
+        (&[], &["--color", "sometimes", "build"], &["sometimes"]),
+        (&[], &["--job-id=", "build"], &["--job-id"]),
+        (&[], &["exec"], &["<PROGRAM>"]),
+        (
+            &[("CARGO_GUARDED_ADOPT", "maybe")],
+            &["build"],
+            &["CARGO_GUARDED_ADOPT", "maybe"],
+        ),
+        (
+            &[("CARGO_GUARDED_LOCKS", "sometimes")],
+            &["build"],
+            &["CARGO_GUARDED_LOCKS", "sometimes"],
+        ),
+        (
+            &[("CARGO_GUARDED_KEEP_EXPIRED", "many")],
+            &["build"],
+            &["CARGO_GUARDED_KEEP_EXPIRED", "many"],
+        ),
+    ];
+    for (vars, args, needles) in cases {
+        let env = Env::new();
+        let ws = env.fixture("small");
+        let before = env.outside_root();
+        let out = run_with(&env, &ws, vars, args);
+        assert_one_line_error(&out, needles);
+        assert!(!ws.join("target").exists());
+        assert_eq!(
+            env.outside_root(),
+            before,
+            "{args:?}: created outside the root"
+        );
+        assert!(
+            env.job_dirs().is_empty(),
+            "{vars:?} {args:?}: a lease was taken for invalid input"
+        );
+    }
+}
+
+#[test]
+fn a_root_that_is_a_file_is_a_one_line_error() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let file = env.path().join("root-file");
+    std::fs::write(&file, "not a dir").unwrap();
+    let before = env.outside_root();
+    for root in [file.clone(), file.join("root")] {
+        let out = run_with(
+            &env,
+            &ws,
+            &[("CARGO_GUARDED_ROOT", root.to_str().unwrap())],
+            &["build"],
+        );
+        assert_one_line_error(&out, &[root.to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a dir");
+        assert!(!ws.join("target").exists());
+        assert_eq!(
+            env.outside_root(),
+            before,
+            "{root:?}: created outside the root"
+        );
+    }
+}
+
+/// Makes directories unwritable for as long as it lives: `chmod 555`, or as root (whom
+/// permissions do not stop) the immutable attribute, `chattr +i`.
+struct ReadOnly(Vec<std::path::PathBuf>);
+
+impl ReadOnly {
+    /// `Err(reason)` when this machine cannot make a directory unwritable for us.
+    fn make(dirs: &[&Path]) -> Result<ReadOnly, String> {
+        let guard = ReadOnly(Vec::new());
+        let mut guard = guard;
+        for dir in dirs {
+            if is_root() {
+                let out = std::process::Command::new("chattr")
+                    .arg("+i")
+                    .arg(dir)
+                    .output()
+                    .map_err(|e| format!("running as root and chattr is unavailable ({e})"))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "running as root and `chattr +i` failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+            } else {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            }
+            guard.0.push(dir.to_path_buf());
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            if is_root() {
+                let _ = std::process::Command::new("chattr")
+                    .arg("-i")
+                    .arg(dir)
+                    .status();
+            } else {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unwritable_root_is_a_one_line_error() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // A root that cannot be created, and an existing root that cannot be written.
+    let parent = env.path().join("read-only");
+    let existing = env.path().join("read-only-root");
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::create_dir(&existing).unwrap();
+    let _read_only = match ReadOnly::make(&[&parent, &existing]) {
+        Ok(guard) => guard,
+        Err(why) => {
+            eprintln!(
+                "skipped: {why}; `a_root_that_is_a_file_is_a_one_line_error` covers a root that cannot be created"
+            );
+            return;
+        }
+    };
+    let before = env.outside_root();
+    for root in [parent.join("root"), existing.clone()] {
+        let out = run_with(
+            &env,
+            &ws,
+            &[("CARGO_GUARDED_ROOT", root.to_str().unwrap())],
+            &["build"],
+        );
+        assert_one_line_error(&out, &[root.to_str().unwrap()]);
+        assert!(!ws.join("target").exists());
+        assert_eq!(
+            env.outside_root(),
+            before,
+            "{root:?}: created outside the root"
+        );
+    }
+}
+
+#[test]
+fn a_program_that_cannot_start_is_one_error_and_releases_the_lease() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let missing = env.path().join("no-such-program");
+    let out = env.run(
+        &ws,
+        [
+            "--job-id".as_ref(),
+            "missing".as_ref(),
+            "exec".as_ref(),
+            "--".as_ref(),
+            missing.as_os_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{}", describe(&out));
+    assert!(
+        errors[0].contains(missing.to_str().unwrap()),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("missing")["state"], "released");
+    assert!(!is_locked(&env.root.join("missing")));
+}

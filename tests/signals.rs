@@ -1,0 +1,125 @@
+//! Signals with real processes: a signal sent to the wrapper reaches the child and the lease is
+//! still released; a wrapper killed outright takes its child's whole tree with it, and its lease
+//! expires after the TTL instead of being released.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// A wrapped `sh` that writes its pid to `child.pid` and the pid of a background `sleep` (its
+/// child, the wrapper's grandchild) to `gc.pid`, then waits. Returns once both pids are written.
+fn start_tree(env: &Env, ws: &Path, extra: &[&str]) -> (Spawned, i32, i32) {
+    let script = "echo $$ > child.tmp && mv child.tmp child.pid; \
+                  sleep 300 & echo $! > gc.tmp && mv gc.tmp gc.pid; wait";
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["--job-id", "sig", "exec", "--", "sh", "-c", script]);
+    let run = env.spawn(ws, "wrapper", args);
+    let mut pids = None;
+    let started = wait_for(60, || {
+        pids = read_pid(&ws.join("child.pid")).zip(read_pid(&ws.join("gc.pid")));
+        pids.is_some()
+    });
+    assert!(started, "the child never started\n{}", run.stderr_so_far());
+    let (child, grandchild) = pids.unwrap();
+    assert!(pid_alive(child) && pid_alive(grandchild));
+    assert_eq!(env.lease("sig")["state"], "active");
+    assert!(is_locked(&env.root.join("sig")));
+    (run, child, grandchild)
+}
+
+fn assert_gone(pids: &[i32], what: &str) {
+    assert!(
+        wait_for(30, || pids.iter().all(|&p| !pid_alive(p))),
+        "{what}: still running: {:?}",
+        pids.iter().filter(|&&p| pid_alive(p)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn sigterm_to_the_wrapper_ends_the_child_and_releases() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let (run, child, grandchild) = start_tree(&env, &ws, &[]);
+    send_signal(run.pid(), libc::SIGTERM);
+    let out = run.finish(60);
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    assert_gone(&[child, grandchild], "after SIGTERM");
+    assert_eq!(env.lease("sig")["state"], "released");
+    assert!(!is_locked(&env.root.join("sig")));
+}
+
+#[test]
+fn sigint_and_sighup_are_forwarded_too() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGHUP, 129)] {
+        let env = Env::new();
+        let ws = env.fixture("small");
+        // `exec`: the signal goes to `sleep` itself (a non-interactive shell's background jobs
+        // ignore SIGINT, which would hide whether the signal arrived).
+        let run = env.spawn(
+            &ws,
+            "wrapper",
+            [
+                "--job-id",
+                "sig",
+                "exec",
+                "--",
+                "sh",
+                "-c",
+                "echo $$ > child.tmp && mv child.tmp child.pid; exec sleep 300",
+            ],
+        );
+        let mut child = None;
+        assert!(
+            wait_for(60, || {
+                child = read_pid(&ws.join("child.pid"));
+                child.is_some()
+            }),
+            "the child never started\n{}",
+            run.stderr_so_far()
+        );
+        send_signal(run.pid(), sig);
+        let out = run.finish(60);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "signal {sig}\n{}",
+            describe(&out)
+        );
+        assert_gone(&[child.unwrap()], "after the forwarded signal");
+        assert_eq!(env.lease("sig")["state"], "released");
+    }
+}
+
+#[test]
+fn sigkill_to_the_wrapper_kills_the_tree_and_the_lease_expires() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let (mut run, child, grandchild) = start_tree(&env, &ws, &["--ttl", "1s"]);
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+
+    // No orphan keeps writing into a dir a guard may later reclaim.
+    assert_gone(&[child, grandchild], "after SIGKILL of the wrapper");
+    // The kernel dropped the lock with the process; the lease was never released.
+    let dir = env.root.join("sig");
+    assert!(
+        wait_for(30, || !is_locked(&dir)),
+        "the lock outlived the wrapper"
+    );
+    assert_eq!(env.lease("sig")["state"], "active");
+    // Once the heartbeat is older than the TTL, status calls it expired.
+    let mut last = serde_json::Value::Null;
+    let expired = wait_for(60, || {
+        last = env.status();
+        last["leases"][0]["state"] == "expired"
+    });
+    assert!(expired, "never expired: {last:#}");
+    assert_eq!(last["leases"][0]["job_id"], "sig");
+    assert_eq!(
+        env.lease("sig")["state"],
+        "active",
+        "status changes nothing"
+    );
+}
