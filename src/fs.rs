@@ -91,19 +91,24 @@ pub(crate) fn read_capped(
 }
 
 /// Replace `name` in `dir` atomically with `bytes` (temp file + rename), so a reader sees the old
-/// or the new contents, never half of either.
+/// or the new contents, never half of either. The temp name is unique, so concurrent writers
+/// (several jobs creating one new root's `CACHEDIR.TAG`) never rename each other's file away.
 pub(crate) fn write_atomic(dir: BorrowedFd<'_>, name: &str, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let tmp = format!(".{name}.tmp");
+    let tmp = format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple());
     let fd = rustix::fs::openat(
         dir,
         tmp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o644),
     )?;
-    File::from(fd).write_all(bytes)?;
-    rustix::fs::renameat(dir, tmp.as_str(), dir, name)?;
-    Ok(())
+    let written = File::from(fd)
+        .write_all(bytes)
+        .and_then(|()| Ok(rustix::fs::renameat(dir, tmp.as_str(), dir, name)?));
+    if written.is_err() {
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    }
+    written
 }
 
 /// Remove the tree `name` in `parent` without following symlinks and without entering another

@@ -418,7 +418,8 @@ impl Request<'_> {
             renewed_at: now,
             expires_at: now + self.ttl,
             heartbeat_secs: heartbeat_interval(self.ttl).as_secs().max(1),
-            ttl_secs: self.ttl.as_secs(),
+            // Whole seconds, rounded up: `--ttl 500ms` must not record "expires at once".
+            ttl_secs: self.ttl.as_secs_f64().ceil() as u64,
             state: State::Active,
             size_bytes: None,
             size_measured_at: None,

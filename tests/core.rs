@@ -102,8 +102,6 @@ fn two_job_ids_at_once_get_separate_dirs() {
 
 /// Runners sharing a host start their first jobs on a new root at the same moment.
 #[test]
-#[ignore = "bug in src/fs.rs write_atomic (fixed temp name `.CACHEDIR.TAG.tmp`): when two runs \
-            create the root at once, one rename fails with ENOENT and the run exits 1"]
 fn first_runs_on_a_new_root_at_once() {
     let env = Env::new();
     for round in 0..10 {
