@@ -394,6 +394,8 @@ pub(crate) struct Request<'a> {
     pub(crate) key: &'a dyn Fn() -> WorkspaceKey,
     pub(crate) adopt: bool,
     pub(crate) trust: LockTrust,
+    /// `Err` once the wrapper was told to stop: waiting for the lease ends with it.
+    pub(crate) interrupted: &'a dyn Fn() -> Result<()>,
 }
 
 /// The heartbeat interval for a TTL: often enough that a few missed beats stay inside the TTL.
@@ -502,6 +504,7 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
             match dir.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
+                    (req.interrupted)()?;
                     if !announced {
                         let holder = read(dir.as_fd()).map_or_else(|e| e, |l| l.holder());
                         term::status(format_args!(

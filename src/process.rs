@@ -9,6 +9,8 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use rustix::process::{Pid, Signal};
@@ -79,6 +81,59 @@ impl fmt::Display for ProcessBuilder {
         write!(f, "`")
     }
 }
+
+/// SIGINT, SIGTERM and SIGHUP, caught from the start of a run: a signal that arrives while the
+/// wrapper waits for its lease or sweeps must still end in a released lease and exit 128+N,
+/// not in a wrapper killed with the lease left active until its TTL.
+pub(crate) struct Interrupts {
+    last: Arc<AtomicUsize>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Interrupts {
+    pub(crate) fn install() -> Result<Interrupts> {
+        let last = Arc::new(AtomicUsize::new(0));
+        let mut ids = Vec::new();
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            let id = signal_hook::flag::register_usize(sig, Arc::clone(&last), sig as usize)
+                .context("failed to install signal handlers")?;
+            ids.push(id);
+        }
+        Ok(Interrupts { last, ids })
+    }
+
+    /// `Err(Interrupted)` once a signal has arrived.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.last.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            sig => Err(Interrupted(sig as i32).into()),
+        }
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// The run was stopped by signal `.0` before its command started: exit 128+N.
+#[derive(Debug)]
+pub(crate) struct Interrupted(pub(crate) i32);
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "interrupted by signal {} before the command started",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// A running child in its own process group, with signal forwarding and a reaper.
 pub(crate) struct Supervised {

@@ -123,3 +123,36 @@ fn sigkill_to_the_wrapper_kills_the_tree_and_the_lease_expires() {
         "status changes nothing"
     );
 }
+
+/// A signal that arrives while the wrapper is still waiting for its lease (before its command
+/// started) ends it with 128+N at once, and leaves the holder's lease alone.
+#[test]
+fn a_signal_while_waiting_for_the_lease_ends_the_wait() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let (holder, child, grandchild) = start_tree(&env, &ws, &[]);
+    let waiter = env.spawn(&ws, "waiter", ["--job-id", "sig", "exec", "--", "true"]);
+    assert!(
+        wait_for(30, || waiter
+            .stderr_so_far()
+            .contains("waiting for lease held by")),
+        "the second run never waited\n{}",
+        waiter.stderr_so_far()
+    );
+    send_signal(waiter.pid(), libc::SIGTERM);
+    let out = waiter.finish(30);
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("interrupted by signal 15"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        pid_alive(child) && pid_alive(grandchild),
+        "the holder's command was touched"
+    );
+    assert_eq!(env.lease("sig")["state"], "active");
+    send_signal(holder.pid(), libc::SIGTERM);
+    let out = holder.finish(60);
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+}
