@@ -143,9 +143,13 @@ pub(crate) enum Command {
     },
     /// Hold the job's lease (heartbeat included) until this process is stopped
     Hold,
-    /// Internal: kill a process group when the wrapper dies (stdin closes without a word)
-    #[command(name = "__reap", hide = true)]
-    Reap { pgid: i32 },
+    /// Check the root, disk, locks, toolchain and coverage tools; print each problem with its fix
+    /// (exit 1 if one would make wrapped commands fail)
+    Doctor {
+        /// Print the report as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// A cargo command, `llvm-cov` or `nextest`, run with the job's target dir
     #[command(external_subcommand)]
     External(Vec<OsString>),

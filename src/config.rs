@@ -232,6 +232,9 @@ impl Config {
     }
 }
 
+/// `CI` is set, but by no CI whose job ids `job_id::derive` knows.
+pub(crate) const UNRECOGNISED_CI: &str = "unrecognised CI (CI is set)";
+
 /// The CI system we run in, by the variables it always sets (the ones `job_id::derive` reads
 /// first); `CI` alone means one whose job ids we cannot derive.
 fn ci_name(var: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
@@ -242,7 +245,7 @@ fn ci_name(var: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
     } else if var("BUILDKITE").is_some() || var("BUILDKITE_JOB_ID").is_some() {
         Some("Buildkite")
     } else if var("CI").is_some() {
-        Some("unrecognised CI (CI is set)")
+        Some(UNRECOGNISED_CI)
     } else {
         None
     }

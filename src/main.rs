@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod doctor;
 mod exit_codes;
 mod fault;
 mod fs;
@@ -10,6 +11,7 @@ mod github;
 mod guard;
 mod job_id;
 mod lease;
+mod llvm;
 mod locks;
 mod precheck;
 mod process;
@@ -37,6 +39,8 @@ fn main() -> ExitCode {
             term::error(format_args!("{err:#}"));
             if err.downcast_ref::<NoSpace>().is_some() {
                 ExitCode::from(exit_codes::NO_SPACE)
+            } else if let Some(process::Interrupted(sig)) = err.downcast_ref() {
+                ExitCode::from(exit_codes::for_signal(*sig))
             } else {
                 ExitCode::from(exit_codes::ERROR)
             }
@@ -54,7 +58,6 @@ fn run() -> Result<ExitCode> {
     term::init(verbosity, color);
 
     match cli.command {
-        Command::Reap { pgid } => Ok(ExitCode::from(process::reap(pgid))),
         Command::External(args) => {
             let tool = run::Tool::from_external(args);
             let cfg = Config::resolve(&cli.global, tool.args())?;
@@ -68,6 +71,7 @@ fn run() -> Result<ExitCode> {
         Command::Hold => run::hold(&Config::resolve(&cli.global, &[])?),
         Command::Status(args) => status(&Config::resolve(&cli.global, &[])?, &args),
         Command::Gc(args) => gc(&Config::resolve(&cli.global, &[])?, &args),
+        Command::Doctor { json } => doctor::run(&Config::resolve(&cli.global, &[])?, json),
     }
 }
 

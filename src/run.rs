@@ -11,9 +11,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
 use crate::lease::{self, Heartbeat, Held, Origin, Request, Root};
+use crate::llvm;
 use crate::locks::{self, LockTrust};
 use crate::precheck;
-use crate::process::{self, ProcessBuilder};
+use crate::process::{self, Interrupts, ProcessBuilder};
 use crate::term;
 use crate::units::{Bytes, Short};
 use crate::workspace;
@@ -89,6 +90,11 @@ impl Tool {
                 // Cargo runs subcommands as `cargo-llvm-cov llvm-cov ARGS`; so do we.
                 let mut pb = ProcessBuilder::new(exe);
                 pb.args(["llvm-cov"]).args(args);
+                if llvm::needs_tools(args) {
+                    for (var, path) in llvm::child_env(&cfg.rustc, &cfg.llvm)? {
+                        pb.env(var, path);
+                    }
+                }
                 pb
             }
             Tool::Exec(args) => {
@@ -110,9 +116,15 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let held = acquire(cfg, command)?;
+    let interrupts = Interrupts::install()?;
+    let held = acquire(cfg, command, &|| interrupts.check())?;
     let held = Arc::new(held);
     job_env(cfg, &held, matches!(tool, Tool::LlvmCov(_)), &mut pb);
+    // Stopped while sweeping: release without starting the command.
+    if let Err(e) = interrupts.check() {
+        release(cfg, held)?;
+        return Err(e);
+    }
 
     let child = match process::spawn(&pb) {
         Ok(child) => child,
@@ -135,7 +147,7 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
 /// `cargo guarded env`: take the job's lease, print its environment, release it (protected for
 /// `--linger`, so plain cargo steps that follow find the dir).
 pub(crate) fn env(cfg: &Config) -> Result<ExitCode> {
-    let held = acquire(cfg, vec!["env".into()])?;
+    let held = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
     let mut pb = ProcessBuilder::new("env");
     job_env(cfg, &held, false, &mut pb);
     for (k, v) in pb.get_envs() {
@@ -150,9 +162,8 @@ pub(crate) fn env(cfg: &Config) -> Result<ExitCode> {
 /// `cargo guarded hold`: keep the job's lease live (lock and heartbeat) until SIGTERM, SIGINT or
 /// SIGHUP, then release it. For workflows whose later steps run plain cargo in the job's dir.
 pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    let held = acquire(cfg, vec!["hold".into()])?;
+    let interrupts = Interrupts::install()?;
+    let held = acquire(cfg, vec!["hold".into()], &|| interrupts.check())?;
     let held = Arc::new(held);
     term::status(format_args!(
         "holding the lease on {} until stopped",
@@ -163,14 +174,20 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
     });
-    signals.forever().next();
+    while interrupts.check().is_ok() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     heartbeat.stop()?;
     release(cfg, held)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Open (or create) the root, take the job's lease and run the disk precheck.
-fn acquire(cfg: &Config, command: Vec<String>) -> Result<Held> {
+fn acquire(
+    cfg: &Config,
+    command: Vec<String>,
+    interrupted: &dyn Fn() -> Result<()>,
+) -> Result<Held> {
     let root = Root::create(&cfg.root)?;
     let trust = locks::assess(&root, cfg.locks_forced);
     if trust != LockTrust::Trusted {
@@ -191,6 +208,7 @@ fn acquire(cfg: &Config, command: Vec<String>) -> Result<Held> {
         key: &key,
         adopt: cfg.adopt,
         trust,
+        interrupted,
     };
     let (held, origin) = lease::acquire(&root, &req)?;
     let new_job = !matches!(origin, Origin::Resumed);
