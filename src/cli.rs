@@ -25,7 +25,7 @@ Examples:
   cargo guarded build --release
   cargo guarded llvm-cov --lcov --output-path lcov.info
   cargo guarded --root /srv/cargo-guarded gc --hook
-  eval \"$(cargo guarded env)\"; cargo doc";
+  eval \"$(cargo guarded env --shell)\"; cargo doc";
 
 /// Run cargo in a leased, job-scoped target dir, and reclaim only dirs whose lease has expired.
 ///
@@ -126,7 +126,11 @@ pub(crate) struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Print the job's environment (CARGO_TARGET_DIR=...), one per line, for scripts
-    Env,
+    Env {
+        /// Print `export NAME='value'` lines instead, for `eval "$(cargo guarded env --shell)"`
+        #[arg(long)]
+        shell: bool,
+    },
     /// Show the root's free space and every job dir with its lease state
     Status(StatusArgs),
     /// Reclaim job dirs whose lease has expired (the disk guard)

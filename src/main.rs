@@ -67,7 +67,7 @@ fn run() -> Result<ExitCode> {
             let tool = run::Tool::Exec(command);
             run::wrapped(&Config::resolve(&cli.global, &[])?, &tool)
         }
-        Command::Env => run::env(&Config::resolve(&cli.global, &[])?),
+        Command::Env { shell } => run::env(&Config::resolve(&cli.global, &[])?, shell),
         Command::Hold => run::hold(&Config::resolve(&cli.global, &[])?),
         Command::Status(args) => status(&Config::resolve(&cli.global, &[])?, &args),
         Command::Gc(args) => gc(&Config::resolve(&cli.global, &[])?, &args),
@@ -108,9 +108,14 @@ fn clap_error(e: clap::Error) -> Result<ExitCode> {
 }
 
 fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
-    let root = Root::open(&cfg.root)?;
-    let trust = locks::assess(&root, cfg.locks_forced);
-    let status = status::collect(&root, trust, args.sizes)?;
+    // A root nobody has used yet is an empty one, not an error (and `status` never creates it).
+    let status = if cfg.root.exists() {
+        let root = Root::open(&cfg.root)?;
+        let trust = locks::assess(&root, cfg.locks_forced);
+        status::collect(&root, trust, args.sizes)?
+    } else {
+        status::empty(&cfg.root)?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

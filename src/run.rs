@@ -53,15 +53,31 @@ impl Tool {
         if matches!(self, Tool::Exec(_)) {
             return Ok(());
         }
-        let explicit = self
+        let args: Vec<&[u8]> = self
             .args()
             .iter()
-            .take_while(|a| *a != "--")
-            .any(|a| a == "--target-dir" || a.as_encoded_bytes().starts_with(b"--target-dir="));
-        if explicit {
+            .map(|a| a.as_encoded_bytes())
+            .take_while(|a| *a != b"--")
+            .collect();
+        let names_a_dir = |v: &[u8]| {
+            v.windows(10).any(|w| w == b"target-dir") || v.windows(9).any(|w| w == b"build-dir")
+        };
+        // `--config build.target-dir=…` / `build.build-dir=…` would move the build out too.
+        let config_moves_dir = args.iter().enumerate().any(|(i, a)| {
+            let value = match a.strip_prefix(b"--config=") {
+                Some(v) => Some(v),
+                None if *a == b"--config" => args.get(i + 1).copied(),
+                None => None,
+            };
+            value.is_some_and(|v| v.contains(&b'=') && names_a_dir(v))
+        });
+        let explicit = args
+            .iter()
+            .any(|a| *a == b"--target-dir" || a.starts_with(b"--target-dir="));
+        if explicit || config_moves_dir {
             bail!(
-                "`--target-dir` cannot be used with cargo guarded: every job builds in its own leased \
-                 dir under the root, so a guard never deletes a live build; drop the flag (run \
+                "`--target-dir` (or a `--config` that sets the target or build dir) cannot be used \
+                 with cargo guarded: every job builds in its own leased dir under the root, so a guard never deletes a live build; drop the flag (run \
                  `cargo guarded env` to see the job's dir)"
             );
         }
@@ -146,13 +162,19 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
 
 /// `cargo guarded env`: take the job's lease, print its environment, release it (protected for
 /// `--linger`, so plain cargo steps that follow find the dir).
-pub(crate) fn env(cfg: &Config) -> Result<ExitCode> {
+pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
     let held = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
     let mut pb = ProcessBuilder::new("env");
     job_env(cfg, &held, false, &mut pb);
     for (k, v) in pb.get_envs() {
-        if let Some(v) = v {
-            println!("{}={}", k.to_string_lossy(), v.to_string_lossy());
+        let (k, Some(v)) = (k.to_string_lossy(), v.map(|v| v.to_string_lossy())) else {
+            continue;
+        };
+        if shell {
+            // Single quotes keep every byte literal; a quote itself is closed, escaped, reopened.
+            println!("export {k}='{}'", v.replace('\'', "'\\''"));
+        } else {
+            println!("{k}={v}");
         }
     }
     release(cfg, Arc::new(held))?;

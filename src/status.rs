@@ -1,6 +1,7 @@
 //! `cargo guarded status`: the root's free space and every job dir with its lease state.
 
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -94,6 +95,23 @@ pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Stat
         free_bytes: space.free,
         total_bytes: space.total,
         leases,
+    })
+}
+
+/// The status of a root that does not exist yet: no job dirs, and the free space of the
+/// filesystem it would be created on.
+pub(crate) fn empty(root: &Path) -> Result<Status> {
+    let existing = root
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let space = Space::of(existing)
+        .with_context(|| format!("failed to read free space of {}", existing.display()))?;
+    Ok(Status {
+        root: root.display().to_string(),
+        free_bytes: space.free,
+        total_bytes: space.total,
+        leases: Vec::new(),
     })
 }
 

@@ -251,6 +251,8 @@ fn explicit_target_dir_is_rejected() {
         &["build", "--target-dir", "elsewhere"][..],
         &["build", "--target-dir=elsewhere"][..],
         &["test", "--release", "--target-dir", "elsewhere"][..],
+        &["build", "--config", "build.target-dir='elsewhere'"][..],
+        &["build", "--config=build.build-dir='elsewhere'"][..],
     ] {
         let out = env.run(&ws, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
@@ -382,10 +384,9 @@ fn env_prints_the_jobs_target_dir_and_id_for_scripts() {
     assert_eq!(env.lease("scripted")["state"], "released");
 
     // A script that calls cargo itself builds in the job's dir, so a later wrapped build of the
-    // same job is warm. (`set -a`: the lines are plain assignments, which `eval` alone does not
-    // export to cargo.)
+    // same job is warm. (`--shell` prints `export NAME='value'`, quoted for any root path.)
     let script =
-        format!("set -a && eval \"$('{BIN}' guarded --job-id scripted env)\" && cargo build");
+        format!("eval \"$('{BIN}' guarded --job-id scripted env --shell)\" && cargo build");
     let out = env.shell(&ws, &script);
     assert_success(&out);
     assert!(compiled_anything(&out), "{}", describe(&out));
@@ -393,6 +394,15 @@ fn env_prints_the_jobs_target_dir_and_id_for_scripts() {
     assert!(target.join("debug/app").is_file(), "{}", describe(&out));
     let wrapped = env.ok(&ws, ["--job-id", "scripted", "build"]);
     assert!(!compiled_anything(&wrapped), "{}", describe(&wrapped));
+}
+
+#[test]
+fn status_of_a_root_not_created_yet_is_empty_and_creates_nothing() {
+    let env = Env::new();
+    let status = env.status();
+    assert_eq!(status["leases"], serde_json::json!([]));
+    assert!(status["free_bytes"].as_u64().unwrap() > 0);
+    assert!(!env.root.exists(), "status created the root");
 }
 
 #[test]
