@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -167,23 +167,10 @@ fn adoption_and_the_guard_race_only_through_the_lock() {
         "donor",
         &["--linger", "0s", "exec", "--", "true"],
     );
-    let pause = env.path().join("paused");
-    let first = env
-        .cmd(&ws)
-        .env("RUNNER_NAME", "r1")
-        .env(
-            "CARGO_GUARDED_PAUSE",
-            format!("adopt-locked:{}", pause.display()),
-        )
-        .args(["guarded", "--job-id", "first", "exec", "--", "true"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for(30, || pause.exists()),
-        "first adopter never reached adopt-locked"
-    );
+    let mut cmd = env.cmd(&ws);
+    cmd.env("RUNNER_NAME", "r1")
+        .args(["guarded", "--job-id", "first", "exec", "--", "true"]);
+    let first = env.paused(cmd, "first", "adopt-locked");
 
     let second = step(&env, &ws, "r2", "second", &["exec", "--", "true"]);
     assert!(
@@ -199,8 +186,7 @@ fn adoption_and_the_guard_race_only_through_the_lock() {
     );
     assert!(env.root.join("donor/target").exists());
 
-    std::fs::remove_file(&pause).unwrap();
-    let first = first.wait_with_output().unwrap();
+    let first = first.resume(60);
     assert_success(&first);
     assert!(
         stderr(&first).contains("adopted donor"),
@@ -225,26 +211,12 @@ fn a_dir_the_guard_is_claiming_is_not_adopted() {
         "donor",
         &["--linger", "0s", "exec", "--", "true"],
     );
-    let pause = env.path().join("paused");
-    let guard = env
-        .cmd(env.path())
-        .env(
-            "CARGO_GUARDED_PAUSE",
-            format!("guard-locked:{}", pause.display()),
-        )
-        .args(["guarded", "gc", "--all-expired"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for(30, || pause.exists()),
-        "guard never reached guard-locked"
-    );
+    let mut cmd = env.cmd(env.path());
+    cmd.args(["guarded", "gc", "--all-expired"]);
+    let guard = env.paused(cmd, "guard", "guard-locked");
     let job = step(&env, &ws, "r2", "newcomer", &["exec", "--", "true"]);
     assert!(stderr(&job).contains("fresh dir"), "{}", describe(&job));
-    std::fs::remove_file(&pause).unwrap();
-    let guard = guard.wait_with_output().unwrap();
+    let guard = guard.resume(60);
     assert_success(&guard);
     assert!(
         stderr(&guard).contains("removed: donor"),

@@ -467,24 +467,13 @@ fn swap_during(step: &str) {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("precious"), "keep me").unwrap();
     expired(&env, "victim");
-    let pause = env.path().join("paused");
-    let guard = env
-        .cmd(env.path())
-        .env("CARGO_GUARDED_PAUSE", format!("{step}:{}", pause.display()))
-        .args(["guarded", "gc", "--json", "--all-expired"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for(30, || pause.exists()),
-        "guard never reached {step}"
-    );
+    let mut cmd = env.cmd(env.path());
+    cmd.args(["guarded", "gc", "--json", "--all-expired"]);
+    let guard = env.paused(cmd, "guard", step);
     let moved = env.path().join("moved-away");
     std::fs::rename(env.root.join("victim"), &moved).unwrap();
     std::os::unix::fs::symlink(&outside, env.root.join("victim")).unwrap();
-    std::fs::remove_file(&pause).unwrap();
-    let out = guard.wait_with_output().unwrap();
+    let out = guard.resume(60);
     assert_success(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(removed(&report), Vec::<String>::new(), "{report:#}");

@@ -411,3 +411,33 @@ impl Env {
         output(&mut sh)
     }
 }
+
+/// A run stopped at one of cargo-guarded's fault points (`CARGO_GUARDED_PAUSE=<step>:<file>`):
+/// it waits there until `resume` deletes the file, so a test can act between two steps.
+pub struct Paused {
+    run: Spawned,
+    file: PathBuf,
+}
+
+impl Env {
+    /// Start `cmd` (from `Env::cmd`, arguments included) and return once it is paused at `step`.
+    pub fn paused(&self, mut cmd: Command, name: &str, step: &str) -> Paused {
+        let file = self.path().join(format!("{name}.paused"));
+        cmd.env("CARGO_GUARDED_PAUSE", format!("{step}:{}", file.display()));
+        let run = spawn_logged(&mut cmd, &self.path().join(name));
+        assert!(
+            wait_for(30, || file.exists()),
+            "{name} never reached {step}\n{}",
+            run.stderr_so_far()
+        );
+        Paused { run, file }
+    }
+}
+
+impl Paused {
+    /// Let it go on, and wait (at most `secs`) for it to finish.
+    pub fn resume(self, secs: u64) -> Output {
+        std::fs::remove_file(&self.file).unwrap();
+        self.run.finish(secs)
+    }
+}
