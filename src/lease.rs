@@ -35,6 +35,8 @@ pub(crate) const LEASE_FILE: &str = "lease.json";
 pub(crate) const TARGET: &str = "target";
 pub(crate) const TRASH: &str = ".trash";
 pub(crate) const GUARD_LOCK: &str = ".guard.lock";
+/// `rustc -vV` answers, cached by `workspace::toolchain`.
+pub(crate) const TOOLCHAIN_CACHE: &str = ".toolchains";
 /// Job dirs under construction: invisible under a dot-name until complete.
 pub(crate) const NEW_PREFIX: &str = ".new-";
 /// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).

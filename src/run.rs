@@ -218,7 +218,11 @@ fn acquire(
             root.path.display()
         ));
     }
-    let key = || workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), &cfg.rustc);
+    let key = || {
+        let toolchain =
+            workspace::toolchain(&cfg.rustc, &cfg.cargo, &root.join(lease::TOOLCHAIN_CACHE));
+        workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
+    };
     let command_line = command.join(" ");
     let req = Request {
         job_id: &cfg.job_id,

@@ -37,13 +37,22 @@ pub(crate) fn init(verbosity: Verbosity, color: ColorChoice) {
         ColorChoice::Always => anstream::ColorChoice::Always,
         ColorChoice::Never => anstream::ColorChoice::Never,
     };
-    let _ = SETTINGS.set(Settings { verbosity, color });
+    let _ = SETTINGS.set(Settings {
+        verbosity,
+        color: resolve(color),
+    });
+}
+
+/// Decide `auto` once (NO_COLOR, CLICOLOR, whether stderr is a terminal), not on every line:
+/// a sweep prints a line per job dir.
+fn resolve(color: anstream::ColorChoice) -> anstream::ColorChoice {
+    anstream::AutoStream::new(std::io::stderr(), color).current_choice()
 }
 
 fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| Settings {
         verbosity: Verbosity::Normal,
-        color: anstream::ColorChoice::Auto,
+        color: resolve(anstream::ColorChoice::Auto),
     })
 }
 
@@ -52,9 +61,11 @@ pub(crate) fn verbosity() -> Verbosity {
 }
 
 fn emit(style: Style, label: &str, msg: &dyn Display) {
+    // One write per line, so lines from concurrent runs sharing a log do not interleave.
+    let line = format!("{style}{label}{style:#} {msg}\n");
     let mut err = anstream::AutoStream::new(std::io::stderr().lock(), settings().color);
     // Nothing sensible to do if stderr is gone.
-    let _ = writeln!(err, "{style}{label}{style:#} {msg}");
+    let _ = err.write_all(line.as_bytes());
 }
 
 /// A normal progress line (`[cargo-guarded] job dir …`); hidden by `-q`.

@@ -2,7 +2,7 @@
 //! costs most of a no-op build): its root, the checkout it lives in, and the key that says which
 //! job dirs hold "the same build" for warm reuse.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,8 +57,9 @@ pub(crate) struct WorkspaceKey {
     pub(crate) toolchain: Option<String>,
 }
 
-/// Compute the key. `repo_hint` is the CI's repository name (`GITHUB_REPOSITORY`) if any.
-pub(crate) fn key(root: &Path, repo_hint: Option<&str>, rustc: &Path) -> WorkspaceKey {
+/// Compute the key. `repo_hint` is the CI's repository name (`GITHUB_REPOSITORY`) if any;
+/// `toolchain` comes from [`toolchain`].
+pub(crate) fn key(root: &Path, repo_hint: Option<&str>, toolchain: Option<String>) -> WorkspaceKey {
     let checkout = root.ancestors().find(|d| d.join(".git").exists());
     let (repo, rel) = match checkout {
         Some(top) => {
@@ -80,7 +81,7 @@ pub(crate) fn key(root: &Path, repo_hint: Option<&str>, rustc: &Path) -> Workspa
         } else {
             format!("{repo}:{rel}")
         },
-        toolchain: toolchain(rustc),
+        toolchain,
     }
 }
 
@@ -103,8 +104,53 @@ fn git_remote(top: &Path) -> Option<String> {
     None
 }
 
-/// `rustc -vV`'s release and host line, e.g. `1.95.0 x86_64-unknown-linux-gnu`.
-pub(crate) fn toolchain(rustc: &Path) -> Option<String> {
+/// `rustc -vV`'s release and host, e.g. `1.95.0 x86_64-unknown-linux-gnu`, cached in `cache`.
+///
+/// Running `rustc -vV` through rustup's proxy costs about 10 ms, most of an adopting job's
+/// start-up. The answer is cached under a key of the real compiler binary (path, size, mtime),
+/// which is known when `rustc` is an absolute path (`$RUSTC`) or when cargo ran us (`$CARGO` is
+/// the toolchain's own cargo; its sibling `rustc` is the toolchain's compiler). A bare `rustc`
+/// on PATH may be a rustup proxy whose toolchain depends on overrides: never cached.
+pub(crate) fn toolchain(rustc: &Path, cargo: &OsStr, cache: &Path) -> Option<String> {
+    let real = if rustc.is_absolute() {
+        Some(rustc.to_owned())
+    } else {
+        let cargo = Path::new(cargo);
+        cargo
+            .is_absolute()
+            .then(|| cargo.with_file_name("rustc"))
+            .filter(|r| r.is_file())
+    };
+    let Some(real) = real else {
+        return rustc_version(rustc);
+    };
+    let meta = fs::metadata(&real).ok()?;
+    let stamp = format!(
+        "{}\0{}\0{:?}",
+        real.display(),
+        meta.len(),
+        meta.modified().ok()
+    );
+    let entry = cache.join(crate::job_id::short_hash(stamp.as_bytes()));
+    if let Ok(cached) = fs::read_to_string(&entry)
+        && !cached.trim().is_empty()
+    {
+        return Some(cached.trim().to_owned());
+    }
+    let found = rustc_version(&real)?;
+    // Best effort: a cache that cannot be written only costs the next job 10 ms.
+    let tmp = cache.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+    if fs::create_dir_all(cache).is_ok()
+        && fs::write(&tmp, &found).is_ok()
+        && fs::rename(&tmp, &entry).is_err()
+    {
+        let _ = fs::remove_file(&tmp);
+    }
+    Some(found)
+}
+
+/// `rustc -vV`, parsed.
+fn rustc_version(rustc: &Path) -> Option<String> {
     let out = Command::new(rustc).arg("-vV").output().ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     let field = |name: &str| {
@@ -169,8 +215,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(git_remote(t.path()).as_deref(), Some("acme/widgets"));
-        let k = key(&t.path().join("sub"), None, Path::new("/nonexistent-rustc"));
+        let k = key(&t.path().join("sub"), None, None);
         assert_eq!(k.workspace, "acme/widgets:sub");
         assert_eq!(k.toolchain, None);
+    }
+
+    #[test]
+    fn the_toolchain_is_asked_once_per_compiler_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let calls = t.path().join("calls");
+        let rustc = t.path().join("rustc");
+        fs::write(
+            &rustc,
+            format!(
+                "#!/bin/sh\necho x >> '{}'\nprintf 'release: 9.9.9\\nhost: test-host\\n'\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&rustc, fs::Permissions::from_mode(0o755)).unwrap();
+        let cache = t.path().join("cache");
+        for _ in 0..3 {
+            let found = toolchain(&rustc, OsStr::new("cargo"), &cache);
+            assert_eq!(found.as_deref(), Some("9.9.9 test-host"));
+        }
+        assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 1);
+        // Via `$CARGO`: its sibling `rustc` is the compiler, cached under the same key.
+        let found = toolchain(
+            Path::new("rustc"),
+            t.path().join("cargo").as_os_str(),
+            &cache,
+        );
+        assert_eq!(found.as_deref(), Some("9.9.9 test-host"));
+        assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 1);
     }
 }
