@@ -54,6 +54,9 @@ pub(crate) struct Config {
     pub(crate) cargo: OsString,
     /// `$RUSTC`, else `rustc` on PATH.
     pub(crate) rustc: PathBuf,
+    /// What rustup would pick a toolchain by when `rustc` is its proxy (`RUSTUP_TOOLCHAIN`,
+    /// `RUSTUP_HOME`): part of the toolchain cache's key.
+    pub(crate) rustup: workspace::Rustup,
     /// An inherited `CARGO_TARGET_DIR`, which the job's dir overrides.
     pub(crate) inherited_target_dir: Option<OsString>,
     /// A separate build dir is configured (env or cargo config): scope it to the job too.
@@ -195,6 +198,12 @@ impl Config {
             locks_forced,
             cargo: var_os("CARGO").unwrap_or_else(|| "cargo".into()),
             rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
+            rustup: workspace::Rustup {
+                toolchain: var_os("RUSTUP_TOOLCHAIN"),
+                home: var_os("RUSTUP_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| var_os("HOME").map(|h| Path::new(&h).join(".rustup"))),
+            },
             inherited_target_dir: var_os("CARGO_TARGET_DIR"),
             llvm_cov_target_dir: var_os("CARGO_LLVM_COV_TARGET_DIR"),
             llvm: llvm::Search {

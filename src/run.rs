@@ -219,8 +219,13 @@ fn acquire(
         ));
     }
     let key = || {
-        let toolchain =
-            workspace::toolchain(&cfg.rustc, &cfg.cargo, &root.join(lease::TOOLCHAIN_CACHE));
+        let toolchain = workspace::toolchain(
+            &cfg.rustc,
+            &cfg.cargo,
+            &cfg.rustup,
+            &cfg.workspace_root,
+            &root.join(lease::TOOLCHAIN_CACHE),
+        );
         workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
     };
     let command_line = command.join(" ");

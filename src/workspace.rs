@@ -104,40 +104,64 @@ fn git_remote(top: &Path) -> Option<String> {
     None
 }
 
+/// What rustup picks a toolchain by, for a `rustc` that is its proxy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rustup {
+    /// `RUSTUP_TOOLCHAIN`
+    pub(crate) toolchain: Option<OsString>,
+    /// `RUSTUP_HOME` (default `~/.rustup`): its `settings.toml` and `toolchains/` change when the
+    /// default or an installed toolchain does.
+    pub(crate) home: Option<PathBuf>,
+}
+
 /// `rustc -vV`'s release and host, e.g. `1.95.0 x86_64-unknown-linux-gnu`, cached in `cache`.
 ///
 /// Running `rustc -vV` through rustup's proxy costs about 10 ms, most of an adopting job's
-/// start-up. The answer is cached under a key of the real compiler binary (path, size, mtime),
-/// which is known when `rustc` is an absolute path (`$RUSTC`) or when cargo ran us (`$CARGO` is
-/// the toolchain's own cargo; its sibling `rustc` is the toolchain's compiler). A bare `rustc`
-/// on PATH may be a rustup proxy whose toolchain depends on overrides: never cached.
-pub(crate) fn toolchain(rustc: &Path, cargo: &OsStr, cache: &Path) -> Option<String> {
-    let real = if rustc.is_absolute() {
-        Some(rustc.to_owned())
+/// start-up, so the answer is cached under a stamp of everything that decides it:
+/// - the real compiler binary's path, size and mtime, when it is known: `rustc` is absolute
+///   (`$RUSTC`), or cargo ran us (`$CARGO` is the toolchain's own cargo; its sibling `rustc` is
+///   the toolchain's compiler);
+/// - otherwise the `rustc` found on PATH (usually the proxy) plus what rustup resolves a
+///   toolchain by: `RUSTUP_TOOLCHAIN`, the nearest `rust-toolchain(.toml)` above the workspace,
+///   and the state of `RUSTUP_HOME`.
+///
+/// A stale hit could only make a job adopt a dir built by another toolchain, which cargo then
+/// rebuilds: slower, never wrong.
+pub(crate) fn toolchain(
+    rustc: &Path,
+    cargo: &OsStr,
+    rustup: &Rustup,
+    workspace: &Path,
+    cache: &Path,
+) -> Option<String> {
+    let sibling = Path::new(cargo).with_file_name("rustc");
+    let (compiler, stamp) = if rustc.is_absolute() {
+        (rustc.to_owned(), file_stamp(rustc))
+    } else if Path::new(cargo).is_absolute() && sibling.is_file() {
+        let stamp = file_stamp(&sibling);
+        (sibling, stamp)
     } else {
-        let cargo = Path::new(cargo);
-        cargo
-            .is_absolute()
-            .then(|| cargo.with_file_name("rustc"))
-            .filter(|r| r.is_file())
+        let found = which::which(rustc).ok();
+        let mut stamp = found.as_deref().map(file_stamp).unwrap_or_default();
+        stamp.push_str(&format!("\0{:?}", rustup.toolchain));
+        let pinned = workspace
+            .ancestors()
+            .flat_map(|d| [d.join("rust-toolchain.toml"), d.join("rust-toolchain")])
+            .find_map(|f| fs::read_to_string(f).ok());
+        stamp.push_str(&format!("\0{pinned:?}"));
+        if let Some(home) = &rustup.home {
+            stamp.push_str(&file_stamp(&home.join("settings.toml")));
+            stamp.push_str(&file_stamp(&home.join("toolchains")));
+        }
+        (rustc.to_owned(), stamp)
     };
-    let Some(real) = real else {
-        return rustc_version(rustc);
-    };
-    let meta = fs::metadata(&real).ok()?;
-    let stamp = format!(
-        "{}\0{}\0{:?}",
-        real.display(),
-        meta.len(),
-        meta.modified().ok()
-    );
     let entry = cache.join(crate::job_id::short_hash(stamp.as_bytes()));
     if let Ok(cached) = fs::read_to_string(&entry)
         && !cached.trim().is_empty()
     {
         return Some(cached.trim().to_owned());
     }
-    let found = rustc_version(&real)?;
+    let found = rustc_version(&compiler)?;
     // Best effort: a cache that cannot be written only costs the next job 10 ms.
     let tmp = cache.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
     if fs::create_dir_all(cache).is_ok()
@@ -147,6 +171,17 @@ pub(crate) fn toolchain(rustc: &Path, cargo: &OsStr, cache: &Path) -> Option<Str
         let _ = fs::remove_file(&tmp);
     }
     Some(found)
+}
+
+/// Path, size and modification time of a file or dir (empty if it is missing).
+fn file_stamp(path: &Path) -> String {
+    let meta = fs::metadata(path).ok();
+    format!(
+        "\0{}\0{:?}\0{:?}",
+        path.display(),
+        meta.as_ref().map(|m| m.len()),
+        meta.and_then(|m| m.modified().ok())
+    )
 }
 
 /// `rustc -vV`, parsed.
@@ -237,14 +272,23 @@ mod tests {
         fs::set_permissions(&rustc, fs::Permissions::from_mode(0o755)).unwrap();
         let cache = t.path().join("cache");
         for _ in 0..3 {
-            let found = toolchain(&rustc, OsStr::new("cargo"), &cache);
+            let found = toolchain(
+                &rustc,
+                OsStr::new("cargo"),
+                &Rustup::default(),
+                t.path(),
+                &cache,
+            );
             assert_eq!(found.as_deref(), Some("9.9.9 test-host"));
         }
         assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 1);
         // Via `$CARGO`: its sibling `rustc` is the compiler, cached under the same key.
+        let cargo = t.path().join("cargo");
         let found = toolchain(
             Path::new("rustc"),
-            t.path().join("cargo").as_os_str(),
+            cargo.as_os_str(),
+            &Rustup::default(),
+            t.path(),
             &cache,
         );
         assert_eq!(found.as_deref(), Some("9.9.9 test-host"));
