@@ -11,6 +11,10 @@
 //! `cargo bench-nop` (an external subcommand that runs `true`) is timed as well: it is what
 //! cargo's own dispatch of any `cargo <subcommand>` costs before the subcommand does anything.
 //!
+//! The small fixture's no-op build (~17 ms) is mostly process start-up, so it is measured again
+//! on a generated workspace of `BENCH_CRATES` (default 150) path crates, closer to a real
+//! project's no-op build; `BENCH_CRATES=0` skips it.
+//!
 //! Scale: `BENCH_RUNS` (default 30, at least 20 for the figure) runs of each variant.
 
 mod common;
@@ -28,13 +32,78 @@ fn main() {
     }
     let runs = env_usize("BENCH_RUNS", 30).max(1);
     let tmp = tempdir("cg-bench-noop-");
-    let logs = tmp.path().join("logs");
     let ws = fixture("small", &tmp.path().join("ws"));
-    let root = tmp.path().join("root");
+    measure("fixtures/small", &ws, runs, &tmp.path().join("small"));
+    let crates = env_usize("BENCH_CRATES", 150);
+    if crates > 0 {
+        let ws = generated_workspace(crates, &tmp.path().join("gen-ws"));
+        println!();
+        measure(
+            &format!("a generated workspace of {crates} crates"),
+            &ws,
+            runs,
+            &tmp.path().join("gen"),
+        );
+    }
+}
+
+/// A workspace of `n` library crates, each depending on up to three earlier ones, and a binary
+/// that depends on the last: many units for cargo's fingerprint checks, little code.
+fn generated_workspace(n: usize, dir: &Path) -> std::path::PathBuf {
+    let members: Vec<String> = (0..n).map(|i| format!("\"c{i}\"")).collect();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"2\"\nmembers = [{}, \"app\"]\n",
+            members.join(", ")
+        ),
+    )
+    .unwrap();
+    let krate = |name: &str, deps: &[usize], body: &str, file: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(d.join("src")).unwrap();
+        let deps: String = deps
+            .iter()
+            .map(|j| format!("c{j} = {{ path = \"../c{j}\" }}\n"))
+            .collect();
+        std::fs::write(
+            d.join("Cargo.toml"),
+            format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}"),
+        )
+        .unwrap();
+        std::fs::write(d.join("src").join(file), body).unwrap();
+    };
+    for i in 0..n {
+        let deps: Vec<usize> = (i.saturating_sub(3)..i).collect();
+        let sum: String = deps.iter().map(|j| format!(" + c{j}::value()")).collect();
+        krate(
+            &format!("c{i}"),
+            &deps,
+            &format!("pub fn value() -> u64 {{ {i}{sum} }}\n"),
+            "lib.rs",
+        );
+    }
+    let last = n - 1;
+    krate(
+        "app",
+        &[last],
+        &format!("fn main() {{ println!(\"{{}}\", c{last}::value()); }}\n"),
+        "main.rs",
+    );
+    dir.canonicalize().unwrap()
+}
+
+fn measure(what: &str, ws: &Path, runs: usize, scratch: &Path) {
+    let ws = ws.to_owned();
+    let logs = scratch.join("logs");
+    let tmp = scratch;
+    std::fs::create_dir_all(tmp).unwrap();
+    let root = tmp.join("root");
     let job_target = root.join(JOB).join("target");
 
     // `cargo guarded` finds the subcommand on PATH, like an installed one.
-    let bin_dir = tmp.path().join("bin");
+    let bin_dir = tmp.join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::os::unix::fs::symlink(BIN, bin_dir.join("cargo-guarded")).unwrap();
     // What any external subcommand costs before it does anything: `cargo bench-nop` runs
@@ -76,7 +145,7 @@ fn main() {
         c
     };
 
-    println!("noop_build: no-op `cargo build` of fixtures/small, {runs} interleaved runs each");
+    println!("noop_build: no-op `cargo build` of {what}, {runs} interleaved runs each");
     println!("  binary:     {BIN}");
     println!("  workspace:  {}", ws.display());
     println!(
@@ -92,7 +161,7 @@ fn main() {
         first.stderr
     );
     assert!(
-        job_target.join("debug/app").exists(),
+        job_target.join("debug").join("app").exists(),
         "cargo guarded did not build into {}",
         job_target.display()
     );
