@@ -777,3 +777,47 @@ fn a_job_whose_dir_is_moved_away_stops_loudly() {
         describe(&out)
     );
 }
+
+#[test]
+fn max_time_stops_new_deletions() {
+    let env = Env::new();
+    for i in 0..3 {
+        expired(&env, &format!("old-{i}"));
+    }
+    let report = gc_json(&env, &["--all-expired", "--max-time", "0s"]);
+    assert_eq!(removed(&report), Vec::<String>::new(), "{report:#}");
+    for i in 0..3 {
+        assert_eq!(
+            kept_reason(&report, &format!("old-{i}")),
+            "kept: expired, but --max-time was reached"
+        );
+    }
+    assert_eq!(env.job_dirs().len(), 3);
+}
+
+#[test]
+fn hook_mode_prints_compact_decisions_and_never_fails_the_job() {
+    let env = Env::new();
+    expired(&env, "old");
+    plant(&env, "live", Some(&lease("live", "active", 0, 600, 600)));
+    plant(&env, "broken", None);
+    let out = env.ok(env.path(), ["gc", "--hook", "--all-expired"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("% used") && err.contains("reclaiming expired target dirs"),
+        "{err}"
+    );
+    assert!(err.contains("removed: old (expired 1h ago"), "{err}");
+    assert!(
+        err.contains("kept: live (lease held by runner-9 (pid 4121), renewed"),
+        "{err}"
+    );
+    assert!(err.contains("kept: broken (unknown – no lease)"), "{err}");
+    assert!(err.contains("freed "), "{err}");
+    // A root that cannot be swept (here: not there at all) still does not fail the hook.
+    let out = env.run(
+        env.path(),
+        ["--root", "/nonexistent/cargo-guarded", "gc", "--hook"],
+    );
+    assert_success(&out);
+}
