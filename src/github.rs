@@ -251,14 +251,7 @@ pub(crate) fn print_report(github: Option<&GitHub>, report: &Report, root: &Root
 /// Disk before/after, what was reclaimed and what was kept, as markdown. `own`: the job dir of
 /// the job that ran the sweep (kept because its own lease is live).
 fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>) {
-    let before = Space {
-        free: r.free_before,
-        total: r.total_bytes,
-    };
-    let after = Space {
-        free: r.free_after,
-        total: r.total_bytes,
-    };
+    let (before, after) = (r.before(), r.after());
     let _ = write!(
         md,
         "Disk of `{}` ({} total):\n\n\

@@ -76,6 +76,22 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// The disk as the sweep found it.
+    pub(crate) fn before(&self) -> Space {
+        Space {
+            free: self.free_before,
+            total: self.total_bytes,
+        }
+    }
+
+    /// The disk as the sweep left it.
+    pub(crate) fn after(&self) -> Space {
+        Space {
+            free: self.free_after,
+            total: self.total_bytes,
+        }
+    }
+
     pub(crate) fn freed(&self) -> u64 {
         self.removed.iter().map(|r| r.bytes).sum()
     }
@@ -364,14 +380,7 @@ pub(crate) enum Style {
 
 /// Print every decision with its reason.
 pub(crate) fn print(report: &Report, root: &Root, style: Style) {
-    let before = Space {
-        free: report.free_before,
-        total: report.total_bytes,
-    };
-    let after = Space {
-        free: report.free_after,
-        total: report.total_bytes,
-    };
+    let (before, after) = (report.before(), report.after());
     let verb = if report.dry_run {
         "would remove"
     } else {
