@@ -606,7 +606,11 @@ impl Drop for Tmpfs {
 }
 
 fn tmpfs_or_skip(env: &Env, mib: u64) -> Option<Tmpfs> {
-    match Tmpfs::mount(&env.path().join("mnt"), mib) {
+    tmpfs_at_or_skip(&env.path().join("mnt"), mib)
+}
+
+fn tmpfs_at_or_skip(at: &Path, mib: u64) -> Option<Tmpfs> {
+    match Tmpfs::mount(at, mib) {
         Ok(t) => Some(t),
         Err(why) if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some() && is_root() => {
             panic!("tmpfs test required but cannot run: {why}")
@@ -820,4 +824,40 @@ fn hook_mode_prints_compact_decisions_and_never_fails_the_job() {
         ["--root", "/nonexistent/cargo-guarded", "gc", "--hook"],
     );
     assert_success(&out);
+}
+
+/// Invariant 5: deletion never leaves the root's filesystem. A filesystem mounted inside an
+/// expired job dir stays, with its files, and the sweep reports it.
+#[test]
+fn deletion_never_enters_another_filesystem() {
+    let env = Env::new();
+    let dir = expired(&env, "old");
+    let Some(mnt) = tmpfs_at_or_skip(&dir.join("target/debug/mounted"), 8) else {
+        return;
+    };
+    std::fs::write(mnt.0.join("on-another-fs"), "keep me").unwrap();
+    let out = env.run(env.path(), ["gc", "--all-expired"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("another filesystem"),
+        "{}",
+        describe(&out)
+    );
+    // The dir was moved into the trash (the mount moves with it) and emptied around the mount.
+    let trashed = std::fs::read_dir(env.root.join(".trash"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let moved = Tmpfs(trashed.join("target/debug/mounted"));
+    std::mem::forget(mnt);
+    assert_eq!(
+        std::fs::read_to_string(moved.0.join("on-another-fs")).unwrap(),
+        "keep me"
+    );
+    assert!(
+        !trashed.join("lease.json").exists(),
+        "the rest of the dir was not deleted"
+    );
 }
