@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 /// `(st_dev, st_ino)`: what a path has to still name for us to trust it is the dir we locked.
 pub(crate) type Identity = (u64, u64);
@@ -112,8 +113,9 @@ pub(crate) fn write_atomic(dir: BorrowedFd<'_>, name: &str, bytes: &[u8]) -> io:
 }
 
 /// Remove the tree `name` in `parent` without following symlinks and without entering another
-/// filesystem (a mount point inside is an error, and stays). Iterative, so a deep tree cannot
-/// overflow the stack; fds are held only along the current path.
+/// filesystem. Iterative, so a deep tree cannot overflow the stack; fds are held only along the
+/// current path. What cannot be removed (a mount point inside, an entry that fails) stays with
+/// its ancestors; everything else goes, and the first error is returned.
 pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, dev: u64) -> io::Result<()> {
     struct Frame {
         dir: Dir,
@@ -130,6 +132,7 @@ pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, dev: u64) -> io:
         }
         Ok(Dir::new(fd)?)
     };
+    let mut first_error: Option<io::Error> = None;
     let mut stack = vec![Frame {
         dir: open(parent, name)?,
         name: name.to_owned(),
@@ -150,10 +153,14 @@ pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, dev: u64) -> io:
                 }
                 if ty == FileType::Directory {
                     let child = os(child).to_owned();
-                    let dir = open(fd, &child)?;
-                    stack.push(Frame { dir, name: child });
-                } else {
-                    rustix::fs::unlinkat(fd, child, AtFlags::empty())?;
+                    match open(fd, &child) {
+                        Ok(dir) => stack.push(Frame { dir, name: child }),
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                } else if let Err(e) = rustix::fs::unlinkat(fd, child, AtFlags::empty()) {
+                    first_error.get_or_insert(e.into());
                 }
             }
             None => {
@@ -163,11 +170,18 @@ pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, dev: u64) -> io:
                     Some(f) => f.dir.fd()?,
                     None => parent,
                 };
-                rustix::fs::unlinkat(at, &done.name, AtFlags::REMOVEDIR)?;
+                match rustix::fs::unlinkat(at, &done.name, AtFlags::REMOVEDIR) {
+                    // Not empty because of what already failed: that error says why.
+                    Err(Errno::NOTEMPTY) if first_error.is_some() => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e.into());
+                    }
+                    Ok(()) => {}
+                }
             }
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Bytes used by the tree `name` in `parent` (allocated blocks, not apparent sizes), or `None`
