@@ -83,6 +83,9 @@ fn clap_error(e: clap::Error) -> Result<ExitCode> {
             let _ = e.print();
             Ok(ExitCode::SUCCESS)
         }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err(anyhow!(
+            "no command given: try `cargo guarded build`, or see `cargo guarded --help`"
+        )),
         _ => {
             let rendered = e.render().to_string();
             let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());

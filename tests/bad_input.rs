@@ -55,6 +55,7 @@ fn bad_arguments_and_environment_are_one_line_errors() {
         (&[], &["--color", "sometimes", "build"], &["sometimes"]),
         (&[], &["--job-id=", "build"], &["--job-id"]),
         (&[], &["exec"], &["<PROGRAM>"]),
+        (&[], &[], &["no command given"]),
         (
             &[("CARGO_GUARDED_ADOPT", "maybe")],
             &["build"],
