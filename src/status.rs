@@ -143,7 +143,12 @@ pub(crate) fn print(status: &Status) {
     for e in &status.leases {
         let mut line = format!("  {:<9} {}", e.state, e.job_id);
         if let Some(host) = &e.host {
-            line += &format!("  held by {host} (pid {})", e.pid.unwrap_or_default());
+            let held = if e.state == "active" {
+                "held by"
+            } else {
+                "last held by"
+            };
+            line += &format!("  {held} {host} (pid {})", e.pid.unwrap_or_default());
         }
         if let Some(d) = ago(&e.created_at) {
             line += &format!(", age {}", Short(d));
