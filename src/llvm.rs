@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::term;
@@ -48,34 +48,12 @@ pub(crate) struct Rustc {
 
 impl Rustc {
     pub(crate) fn query(rustc: &Path) -> Result<Rustc> {
-        let run = |args: &[&str]| -> Result<String> {
-            let out = Command::new(rustc).args(args).output().with_context(|| {
-                format!("failed to run `{} {}`", rustc.display(), args.join(" "))
-            })?;
-            if !out.status.success() {
-                bail!(
-                    "`{} {}` failed ({}): {}",
-                    rustc.display(),
-                    args.join(" "),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        };
-        let vv = run(&["-vV"])?;
-        let field = |name: &str| {
-            vv.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        let missing =
-            |name: &str| anyhow::anyhow!("`{} -vV` printed no `{name}` line", rustc.display());
+        let v = crate::rustc::version(rustc)?;
         Ok(Rustc {
-            release: field("release:").ok_or_else(|| missing("release:"))?,
-            host: field("host:").ok_or_else(|| missing("host:"))?,
-            llvm_version: field("LLVM version:"),
-            sysroot: PathBuf::from(run(&["--print", "sysroot"])?.trim()),
+            release: v.release,
+            host: v.host,
+            llvm_version: v.llvm_version,
+            sysroot: PathBuf::from(crate::rustc::output(rustc, &["--print", "sysroot"])?.trim()),
         })
     }
 

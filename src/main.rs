@@ -16,6 +16,7 @@ mod locks;
 mod precheck;
 mod process;
 mod run;
+mod rustc;
 mod status;
 mod term;
 mod units;

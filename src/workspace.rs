@@ -5,7 +5,6 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The workspace root cargo would use from `start`: the nearest ancestor whose `Cargo.toml` has a
 /// `[workspace]` table, else the nearest `Cargo.toml`, else `start` itself (e.g. `exec` outside a
@@ -186,14 +185,8 @@ fn file_stamp(path: &Path) -> String {
 
 /// `rustc -vV`, parsed.
 fn rustc_version(rustc: &Path) -> Option<String> {
-    let out = Command::new(rustc).arg("-vV").output().ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-    };
-    Some(format!("{} {}", field("release:")?, field("host:")?))
+    let v = crate::rustc::version(rustc).ok()?;
+    Some(format!("{} {}", v.release, v.host))
 }
 
 /// Whether cargo is configured with a separate build dir (`build.build-dir`), found by reading
