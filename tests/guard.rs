@@ -861,3 +861,43 @@ fn deletion_never_enters_another_filesystem() {
         "the rest of the dir was not deleted"
     );
 }
+
+/// Issue 4's retention on a real small filesystem: without any disk pressure, a sweep keeps only
+/// the `--keep-expired` most recently used expired dirs of a workspace, and the space comes back.
+#[test]
+fn on_a_small_disk_retention_keeps_the_newest_expired_dir_per_workspace() {
+    let env = Env::new();
+    let Some(mnt) = tmpfs_or_skip(&env, 200) else {
+        return;
+    };
+    let root = mnt.0.join("root");
+    let run = |args: &[String]| {
+        let mut cmd = env.cmd(env.path());
+        cmd.env("CARGO_GUARDED_ROOT", &root)
+            .arg("guarded")
+            .args(args);
+        output(&mut cmd)
+    };
+    for i in 1..=4 {
+        assert_success(&run(&fill_args(&format!("ret-{i}"), 20, "0s")));
+    }
+    let free = || {
+        let status = run(&["status".into(), "--json".into()]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        status["free_bytes"].as_u64().unwrap()
+    };
+    let before = free();
+    let out = run(&["gc".into(), "--reclaim-below".into(), "0".into()]);
+    assert_success(&out);
+    let mut left: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ret-"))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["ret-4"], "{}", describe(&out));
+    assert!(
+        free(&root) >= before + (55 << 20),
+        "60 MiB of expired dirs should be free again"
+    );
+}
