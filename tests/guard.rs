@@ -605,8 +605,13 @@ impl Drop for Tmpfs {
     }
 }
 
-fn tmpfs_or_skip(env: &Env, mib: u64) -> Option<Tmpfs> {
-    tmpfs_at_or_skip(&env.path().join("mnt"), mib)
+/// An `Env` whose root is on a fresh tmpfs of `mib` MiB (unmounted when the `Tmpfs` drops,
+/// before the `Env`'s temp dir goes), or `None` with the reason printed.
+fn env_on_tmpfs(mib: u64) -> Option<(Tmpfs, Env)> {
+    let mut env = Env::new();
+    let mnt = tmpfs_at_or_skip(&env.path().join("mnt"), mib)?;
+    env.root = mnt.0.join("root");
+    Some((mnt, env))
 }
 
 fn tmpfs_at_or_skip(at: &Path, mib: u64) -> Option<Tmpfs> {
@@ -649,48 +654,37 @@ fn fill_args(job: &str, mib: u64, linger: &str) -> Vec<String> {
 
 #[test]
 fn on_a_full_small_disk_the_guard_frees_just_enough_oldest_first() {
-    let env = Env::new();
-    let Some(mnt) = tmpfs_or_skip(&env, 300) else {
+    let Some((_mnt, env)) = env_on_tmpfs(300) else {
         return;
     };
-    let root = mnt.0.join("root");
-    let run = |args: &[String]| {
-        let mut cmd = env.cmd(env.path());
-        cmd.env("CARGO_GUARDED_ROOT", &root)
-            .arg("guarded")
-            .args(args);
-        output(&mut cmd)
-    };
     for i in 1..=5 {
-        assert_success(&run(&fill_args(&format!("fill-{i}"), 50, "0s")));
+        env.ok(env.path(), fill_args(&format!("fill-{i}"), 50, "0s"));
     }
     // ~250 MiB used of 300: a job that needs 120 MiB free must reclaim two dirs, oldest first.
     let ws = env.fixture("small");
-    let mut cmd = env.cmd(&ws);
-    cmd.env("CARGO_GUARDED_ROOT", &root).args([
-        "guarded",
-        "--keep-expired",
-        "100",
-        "--reclaim-below",
-        "120M",
-        "--reclaim-to",
-        "120M",
-        "--min-free",
-        "100M",
-        "--job-id",
-        "needs-space",
-        "build",
-    ]);
-    let out = output(&mut cmd);
+    let out = env.run(
+        &ws,
+        [
+            "--keep-expired",
+            "100",
+            "--reclaim-below",
+            "120M",
+            "--reclaim-to",
+            "120M",
+            "--min-free",
+            "100M",
+            "--job-id",
+            "needs-space",
+            "build",
+        ],
+    );
     assert_success(&out);
-    let left: Vec<String> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("fill-"))
-        .collect();
-    let mut left = left;
-    left.sort();
-    assert_eq!(left, ["fill-3", "fill-4", "fill-5"], "{}", describe(&out));
+    assert_eq!(
+        env.job_dirs(),
+        ["fill-3", "fill-4", "fill-5", "needs-space"],
+        "{}",
+        describe(&out)
+    );
     assert!(
         stderr(&out).contains("removed: fill-1"),
         "{}",
@@ -700,11 +694,9 @@ fn on_a_full_small_disk_the_guard_frees_just_enough_oldest_first() {
 
 #[test]
 fn on_a_small_disk_full_of_live_leases_nothing_is_deleted_and_the_job_refuses() {
-    let env = Env::new();
-    let Some(mnt) = tmpfs_or_skip(&env, 300) else {
+    let Some((_mnt, env)) = env_on_tmpfs(300) else {
         return;
     };
-    let root = mnt.0.join("root");
     let mut holders = Vec::new();
     for i in 1..=4 {
         let job = format!("live-{i}");
@@ -714,7 +706,6 @@ fn on_a_small_disk_full_of_live_leases_nothing_is_deleted_and_the_job_refuses() 
         args.push(script);
         let child = env
             .cmd(env.path())
-            .env("CARGO_GUARDED_ROOT", &root)
             .arg("guarded")
             .args(&args)
             .stdout(Stdio::null())
@@ -722,23 +713,18 @@ fn on_a_small_disk_full_of_live_leases_nothing_is_deleted_and_the_job_refuses() 
             .spawn()
             .unwrap();
         holders.push(child);
-        assert!(wait_for(30, || root
+        assert!(wait_for(30, || env
+            .root
             .join(&job)
             .join("target/blob")
             .metadata()
             .is_ok_and(|m| m.len() == 50 << 20)));
     }
     let ws = env.fixture("small");
-    let mut cmd = env.cmd(&ws);
-    cmd.env("CARGO_GUARDED_ROOT", &root).args([
-        "guarded",
-        "--min-free",
-        "150M",
-        "--job-id",
-        "wants-space",
-        "build",
-    ]);
-    let out = output(&mut cmd);
+    let out = env.run(
+        &ws,
+        ["--min-free", "150M", "--job-id", "wants-space", "build"],
+    );
     assert_eq!(out.status.code(), Some(75), "{}", describe(&out));
     let err = stderr(&out);
     assert!(
@@ -748,7 +734,7 @@ fn on_a_small_disk_full_of_live_leases_nothing_is_deleted_and_the_job_refuses() 
     assert!(!compiled_anything(&out));
     for i in 1..=4 {
         assert!(
-            root.join(format!("live-{i}/target/blob")).exists(),
+            env.root.join(format!("live-{i}/target/blob")).exists(),
             "live-{i} was deleted"
         );
     }
@@ -866,36 +852,16 @@ fn deletion_never_enters_another_filesystem() {
 /// the `--keep-expired` most recently used expired dirs of a workspace, and the space comes back.
 #[test]
 fn on_a_small_disk_retention_keeps_the_newest_expired_dir_per_workspace() {
-    let env = Env::new();
-    let Some(mnt) = tmpfs_or_skip(&env, 200) else {
+    let Some((_mnt, env)) = env_on_tmpfs(200) else {
         return;
     };
-    let root = mnt.0.join("root");
-    let run = |args: &[String]| {
-        let mut cmd = env.cmd(env.path());
-        cmd.env("CARGO_GUARDED_ROOT", &root)
-            .arg("guarded")
-            .args(args);
-        output(&mut cmd)
-    };
     for i in 1..=4 {
-        assert_success(&run(&fill_args(&format!("ret-{i}"), 20, "0s")));
+        env.ok(env.path(), fill_args(&format!("ret-{i}"), 20, "0s"));
     }
-    let free = || {
-        let status = run(&["status".into(), "--json".into()]);
-        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
-        status["free_bytes"].as_u64().unwrap()
-    };
+    let free = || env.status()["free_bytes"].as_u64().unwrap();
     let before = free();
-    let out = run(&["gc".into(), "--reclaim-below".into(), "0".into()]);
-    assert_success(&out);
-    let mut left: Vec<String> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("ret-"))
-        .collect();
-    left.sort();
-    assert_eq!(left, ["ret-4"], "{}", describe(&out));
+    let out = env.ok(env.path(), ["gc", "--reclaim-below", "0"]);
+    assert_eq!(env.job_dirs(), ["ret-4"], "{}", describe(&out));
     assert!(
         free() >= before + (55 << 20),
         "60 MiB of expired dirs should be free again"
