@@ -19,6 +19,20 @@ fn step(env: &Env, ws: &Path, runner: &str, job: &str, args: &[&str]) -> Output 
     out
 }
 
+/// A fixture workspace whose root holds one expired dir, `donor`, ready to be adopted.
+fn with_expired_donor() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(
+        &env,
+        &ws,
+        "r",
+        "donor",
+        &["--linger", "0s", "exec", "--", "true"],
+    );
+    (env, ws)
+}
+
 fn compiled_a_dependency(out: &Output) -> bool {
     stderr(out)
         .lines()
@@ -158,15 +172,7 @@ fn no_adopt_starts_cold() {
 /// cleanly: the job starts fresh, the guard keeps the dir.
 #[test]
 fn adoption_and_the_guard_race_only_through_the_lock() {
-    let env = Env::new();
-    let ws = env.fixture("small");
-    step(
-        &env,
-        &ws,
-        "r",
-        "donor",
-        &["--linger", "0s", "exec", "--", "true"],
-    );
+    let (env, ws) = with_expired_donor();
     let mut cmd = env.cmd(&ws);
     cmd.env("RUNNER_NAME", "r1")
         .args(["guarded", "--job-id", "first", "exec", "--", "true"]);
@@ -202,15 +208,7 @@ fn adoption_and_the_guard_race_only_through_the_lock() {
 /// it, and starts fresh; the guard then removes it.
 #[test]
 fn a_dir_the_guard_is_claiming_is_not_adopted() {
-    let env = Env::new();
-    let ws = env.fixture("small");
-    step(
-        &env,
-        &ws,
-        "r",
-        "donor",
-        &["--linger", "0s", "exec", "--", "true"],
-    );
+    let (env, ws) = with_expired_donor();
     let mut cmd = env.cmd(env.path());
     cmd.args(["guarded", "gc", "--all-expired"]);
     let guard = env.paused(cmd, "guard", "guard-locked");
