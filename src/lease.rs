@@ -939,20 +939,15 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         return Claim::Would { lease };
     }
     fault::point("guard-rename");
-    let trash_name = OsString::from(format!(
-        "{}.{}",
-        name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let moved = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
-        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
-        .and_then(|trash| rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name));
-    if let Err(e) = moved {
-        return kept(
-            Some(lease),
-            format!("kept: could not move into {TRASH}/ ({e})"),
-        );
-    }
+    let trash_name = match move_to_trash(root, name) {
+        Ok(trash_name) => trash_name,
+        Err(e) => {
+            return kept(
+                Some(lease),
+                format!("kept: could not move into {TRASH}/ ({e})"),
+            );
+        }
+    };
     drop(dir);
     fault::point("guard-trashed");
     Claim::Trashed { trash_name, lease }
@@ -975,14 +970,21 @@ pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> 
     if !root.still_names(name, &dir) {
         return None;
     }
-    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok()?;
+    move_to_trash(root, name).ok()
+}
+
+/// Rename `name` into `.trash/` under a unique name (the caller holds its lock), returning that
+/// name. Same filesystem, so the rename is atomic: the dir is whole under one name or the other.
+fn move_to_trash(root: &Root, name: &OsStr) -> Result<OsString, Errno> {
+    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
     let trash_name = OsString::from(format!(
         "{}.{}",
         name.to_string_lossy(),
         uuid::Uuid::new_v4().simple()
     ));
-    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name).ok()?;
-    Some(trash_name)
+    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)?;
+    Ok(trash_name)
 }
 
 #[cfg(test)]
