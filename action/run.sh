@@ -10,8 +10,19 @@ set -uo pipefail
 
 cg=${CARGO_GUARDED_BIN:-cargo-guarded}
 
+# Workflow-command data escaping (@actions/core's escapeData), for everything from outside (the
+# inputs, the holder's log) printed inside a `::error`/`::warning` line: a line break in it can
+# then never start a line of its own that the runner would parse as a command.
+escape_data() {
+  local s=$1
+  s=${s//'%'/'%25'}
+  s=${s//$'\r'/'%0D'}
+  s=${s//$'\n'/'%0A'}
+  printf '%s' "$s"
+}
+
 fail() {
-  echo "::error title=cargo-guarded::$*"
+  echo "::error title=cargo-guarded::$(escape_data "$*")"
   exit 1
 }
 
@@ -47,31 +58,24 @@ printf '%s\n' "$INPUT_COMMAND" | xargs printf '%s\0' >"$words" ||
 args=()
 while IFS= read -r -d '' word; do args+=("$word"); done <"$words"
 
-# With export-target-dir, a background `cargo guarded hold` keeps the job's lease live. It is
-# found again through a pid file named after its job id and root, so that a later use of the
-# action in the same job (which sees the exported CARGO_GUARDED_JOB_ID) can stop it first: while
-# it holds the lease, `cargo guarded` of the same job would wait for it.
-state_dir=${RUNNER_TEMP:-${TMPDIR:-/tmp}}
-hold_file() { # $1: job id, $2: extension
-  local key
-  key=$(printf '%s\n%s\n' "$1" "${CARGO_GUARDED_ROOT:-}" | cksum | cut -d ' ' -f 1)
-  echo "$state_dir/cargo-guarded-hold-$key.$2"
-}
+# With export-target-dir, a background `cargo guarded hold` keeps the job's lease live. The
+# holder itself writes the job's environment to GITHUB_ENV (values with line breaks in the
+# runner's heredoc form, so no value can define another variable), including:
+# - CARGO_GUARDED_LEASE: its lease; a later `cargo guarded` step of the job runs inside it
+#   rather than waiting for it;
+# - CARGO_GUARDED_HOLD_PID and CARGO_GUARDED_HOLD_ID: its pid, and a random id given in its
+#   environment, so that a later use of the action stops this very holder, never another
+#   process that happens to have that pid now.
 
-# Whether $1 is a live `cargo-guarded ... hold` (not a recycled pid).
-is_hold() {
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q 'cargo-guarded.* hold'
+# Whether $1 is the live holder started with hold id $2 (its environment says so).
+is_our_hold() {
+  [ -n "$1" ] && [ -n "$2" ] && kill -0 "$1" 2>/dev/null &&
+    tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | grep -Fqx "CARGO_GUARDED_HOLD_ID=$2"
 }
 
 stop_hold() {
-  [ -n "${CARGO_GUARDED_JOB_ID:-}" ] || return 0
-  local pidfile pid
-  pidfile=$(hold_file "$CARGO_GUARDED_JOB_ID" pid)
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  rm -f "$pidfile"
-  is_hold "$pid" || return 0
+  local pid=${CARGO_GUARDED_HOLD_PID:-}
+  is_our_hold "$pid" "${CARGO_GUARDED_HOLD_ID:-}" || return 0
   echo "stopping the lease holder of an earlier step (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || return 0
   # It releases the lease (protected for the linger) and exits; bounded, in 0.1 s steps.
@@ -83,41 +87,39 @@ stop_hold() {
 }
 
 start_hold() {
-  local env_lines
-  # GITHUB_ACTIONS is blanked for these two: their outputs and summary would repeat the command's.
-  if ! env_lines=$(GITHUB_ACTIONS='' "$cg" guarded --quiet env); then
-    echo "::warning title=cargo-guarded::could not read the job's environment; CARGO_TARGET_DIR was not exported"
+  local holdlog hold_id pid
+  holdlog=$(mktemp "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/cargo-guarded-hold.XXXXXXXXXX") || {
+    echo "::warning title=cargo-guarded::cannot create the lease holder's log; CARGO_TARGET_DIR was not exported"
     return 0
-  fi
-  printf '%s\n' "$env_lines" | grep -E '^[A-Z_][A-Z0-9_]*=' >>"${GITHUB_ENV:?GITHUB_ENV is not set}"
-  if [ -n "${CARGO_GUARDED_ROOT:-}" ]; then
-    printf 'CARGO_GUARDED_ROOT=%s\n' "$CARGO_GUARDED_ROOT" >>"$GITHUB_ENV"
-  fi
-  local job_id pidfile holdlog
-  job_id=$(printf '%s\n' "$env_lines" | sed -n 's/^CARGO_GUARDED_JOB_ID=//p')
-  pidfile=$(hold_file "$job_id" pid)
-  holdlog=$(hold_file "$job_id" log)
+  }
+  hold_id=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s-%s' "$$" "$RANDOM$RANDOM")
   # Detached: its own session (the step's cancellation does not reach it), no inherited pipes
   # (the runner would wait for them to close). It inherits RUNNER_TRACKING_ID, so the runner's
   # end-of-job orphan cleanup kills it; the lease then expires one TTL after its last heartbeat.
-  CARGO_GUARDED_JOB_ID=$job_id GITHUB_ACTIONS='' setsid nohup "$cg" guarded hold \
-    </dev/null >"$holdlog" 2>&1 &
-  local pid=$!
-  echo "$pid" >"$pidfile"
-  # Bounded wait until it holds the lease (its first line says so), so the lease is live before
-  # the next step starts; 0.1 s steps, 10 minutes at most (it may have to wait for a guard).
+  # The job id reaches it as data (the environment), never re-parsed. GITHUB_ACTIONS is blanked:
+  # its outputs and summary would repeat the command's.
+  CARGO_GUARDED_EXPORT_ENV=${GITHUB_ENV:?GITHUB_ENV is not set} CARGO_GUARDED_HOLD_ID=$hold_id \
+    GITHUB_ACTIONS='' setsid nohup "$cg" guarded hold </dev/null >"$holdlog" 2>&1 &
+  pid=$!
+  # Bounded wait until it holds the lease and has written GITHUB_ENV (its first line says so),
+  # so the lease is live before the next step starts; 0.1 s steps, 10 minutes at most (it may
+  # have to wait for a guard).
   for _ in $(seq 6000); do
     if grep -q 'holding the lease' "$holdlog" 2>/dev/null; then
-      echo "holding the lease on ${job_id} for the rest of the job (pid $pid); CARGO_TARGET_DIR exported"
+      echo "holding the job's lease for the rest of the job (pid $pid); CARGO_TARGET_DIR exported"
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  echo "::warning title=cargo-guarded::the lease holder did not start; the job dir stays protected only for the linger after this step: $(tr '\n' ' ' <"$holdlog" 2>/dev/null)"
+  echo "::warning title=cargo-guarded::the lease holder did not start; the job dir stays protected only for the linger after this step: $(escape_data "$(cat "$holdlog" 2>/dev/null)")"
 }
 
-stop_hold
+# A live holder of this job's lease stays while CARGO_TARGET_DIR stays exported: this step's
+# command then runs inside its lease. Only a step that exports again replaces it.
+if [ "$export_target_dir" = true ]; then
+  stop_hold
+fi
 "$cg" guarded "${args[@]}"
 code=$?
 # 75: the disk was too full to start; there is no lease worth holding.

@@ -70,6 +70,12 @@ pub(crate) struct Config {
     pub(crate) ci: Option<&'static str>,
     /// Inside GitHub Actions: where step outputs and the step summary go.
     pub(crate) github: Option<GitHub>,
+    /// `CARGO_GUARDED_LEASE`: the lease a parent `cargo guarded` (or the action's `hold`) holds
+    /// for this job, so a nested run works inside it instead of waiting for it forever.
+    pub(crate) parent_lease: Option<String>,
+    /// `CARGO_GUARDED_EXPORT_ENV` (set by the action for `hold`): the `GITHUB_ENV` file to write
+    /// the job's environment to once the lease is held.
+    pub(crate) export_env: Option<PathBuf>,
 }
 
 /// An environment variable; empty counts as unset.
@@ -215,6 +221,8 @@ impl Config {
             },
             ci: ci_name(&var),
             github: GitHub::from_env(&var),
+            parent_lease: var("CARGO_GUARDED_LEASE"),
+            export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
             root,
         })
     }

@@ -57,11 +57,12 @@ impl GitHub {
     ) {
         let target = held.target_dir();
         let reclaimed = report.map_or(0, |r| if r.dry_run { 0 } else { r.freed() });
-        self.set_outputs(&[
-            ("target-dir", &target.display().to_string()),
-            ("job-id", &held.job_id()),
-            ("reclaimed-bytes", &reclaimed.to_string()),
-        ]);
+        self.set_job_outputs(
+            &target,
+            &held.job_id(),
+            reclaimed,
+            crate::run::origin_name(origin),
+        );
         if let Some(r) = report {
             self.warn_if_still_low(cfg, root, r);
         }
@@ -104,6 +105,18 @@ impl GitHub {
             },
         }
         self.append_summary(&md);
+    }
+
+    /// The step outputs of a wrapped command, written on every path that got as far as a job
+    /// dir (exit 75 included): `target-dir`, `job-id`, `reclaimed-bytes` and `origin`
+    /// (`fresh`, `resumed` or `adopted`, like rust-cache's `cache-hit`).
+    pub(crate) fn set_job_outputs(&self, target: &Path, job_id: &str, reclaimed: u64, origin: &str) {
+        self.set_outputs(&[
+            ("target-dir", &target.display().to_string()),
+            ("job-id", job_id),
+            ("reclaimed-bytes", &reclaimed.to_string()),
+            ("origin", origin),
+        ]);
     }
 
     /// The precheck refused to start (exit 75): an error annotation with the numbers, and the
@@ -328,7 +341,19 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-fn append(path: &Path, text: &str) -> Result<()> {
+/// One `NAME=value` record for a `GITHUB_ENV`-style file. A value with a line break (a hostile
+/// job id: `pr-7\nBASH_ENV=/x`) takes the `NAME<<DELIMITER` form with a random delimiter, as
+/// the runner parses it, so it can never define a second variable.
+pub(crate) fn env_record(name: &str, value: &str) -> String {
+    if value.contains(['\n', '\r']) {
+        let delim = format!("ghadelimiter_{}", uuid::Uuid::new_v4().simple());
+        format!("{name}<<{delim}\n{value}\n{delim}\n")
+    } else {
+        format!("{name}={value}\n")
+    }
+}
+
+pub(crate) fn append(path: &Path, text: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .create(true)

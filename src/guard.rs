@@ -106,6 +106,30 @@ struct Expired {
 
 /// Run one sweep.
 pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
+    sweep_with(root, opts, None, &|| Ok(()))
+}
+
+/// A dir this sweep moved into `.trash/` (or a leftover there it claimed), locked by us until
+/// it is deleted, so a concurrent sweep neither deletes it too nor reports it twice.
+struct Pending {
+    trash_name: OsString,
+    _lock: File,
+    /// What to report once deleted; `None` for leftovers of an earlier sweep (reported then).
+    removed: Option<(Removed, Option<u64>)>,
+}
+
+/// Run one sweep. `spare`: a job dir never to claim (the running job's own, which it is about to
+/// resume). `interrupted`: `Err` once the caller was told to stop; waiting for the turn ends then.
+///
+/// `.guard.lock` covers only the decisions and the renames into `.trash/`; deleting runs after
+/// the lock is released (as Bazel does with its `.deleted` dirs), so a slow delete or a stopped
+/// sweep never makes another job wait for its turn.
+pub(crate) fn sweep_with(
+    root: &Root,
+    opts: &Sweep,
+    spare: Option<&OsStr>,
+    interrupted: &dyn Fn() -> Result<()>,
+) -> Result<Report> {
     let start = Instant::now();
     let before = Space::of(&root.path)
         .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
@@ -121,10 +145,10 @@ pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
     };
 
     // One sweep at a time per root. A dry run changes nothing and needs no turn.
-    let _turn = if opts.dry_run {
+    let turn = if opts.dry_run {
         None
     } else {
-        match take_turn(root, opts.turn_wait)? {
+        match take_turn(root, opts.turn_wait, interrupted)? {
             Some(lock) => Some(lock),
             // Not waiting (a precheck with room to spare): the running sweep does this work.
             None if opts.turn_wait.is_zero() => return Ok(report),
@@ -138,15 +162,24 @@ pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
             }
         }
     };
+    let mut pending = Vec::new();
     if !opts.dry_run {
         root.ensure_layout()?;
-        finish_trash(root, opts.unfinished_age, &mut report);
+        claim_trash(root, opts.unfinished_age, &mut report, &mut pending);
     }
 
     let now = SystemTime::now();
     let mut expired = Vec::new();
     for (name, _) in root.job_names()? {
         let dir_path = root.join(&name).display().to_string();
+        if spare == Some(name.as_os_str()) {
+            report.kept.push(Kept {
+                job_id: None,
+                dir: dir_path,
+                reason: "kept: the running job's own dir".into(),
+            });
+            continue;
+        }
         let lease = match root.open_job(&name) {
             Ok(dir) => lease::read(dir.as_fd()),
             Err(skip) => {
@@ -188,6 +221,8 @@ pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
     let excess = beyond_retention(&expired, opts.keep_expired);
     let under_pressure = before.free < opts.reclaim_below;
     fault::point("guard-scanned");
+    // Free space as it will be once what was claimed is deleted: the deletes come after the
+    // turn, so the decisions count each claimed dir's recorded (else measured) size.
     let mut free = before.free;
     for (i, e) in expired.into_iter().enumerate() {
         let dir_path = root.join(&e.name).display().to_string();
@@ -237,31 +272,55 @@ pub(crate) fn sweep(root: &Root, opts: &Sweep) -> Result<Report> {
                 });
             }
             Claim::Trashed { trash_name, lease } => {
-                let space_before = Space::of(&root.path).map(|s| s.free).unwrap_or(free);
-                if let Err(e) = delete_from_trash(root, &trash_name) {
-                    report.errors.push(format!(
-                        "failed to delete {}: {e}",
-                        root.join(TRASH).join(&trash_name).display()
-                    ));
-                }
-                let now_free = Space::of(&root.path)
-                    .map(|s| s.free)
-                    .unwrap_or(space_before);
-                let bytes = lease
-                    .size_bytes
-                    .unwrap_or(now_free.saturating_sub(space_before));
-                free = now_free.max(free);
-                report.removed.push(Removed {
+                let estimate = lease.size_bytes.or_else(|| {
+                    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok()?;
+                    fs::tree_size(trash.as_fd(), &trash_name, None)
+                });
+                free = free.saturating_add(estimate.unwrap_or(0));
+                let removed = Removed {
                     job_id: lease.job_id,
                     dir: dir_path,
-                    bytes,
+                    bytes: 0,
                     expired_for_secs,
-                });
+                };
+                // Still under the turn, so no other sweep can lock it first.
+                match lock_trash_entry(root, &trash_name) {
+                    Ok(lock) => pending.push(Pending {
+                        trash_name,
+                        _lock: lock,
+                        removed: Some((removed, lease.size_bytes)),
+                    }),
+                    Err(e) => report.errors.push(format!(
+                        "failed to lock {}: {e}",
+                        root.join(TRASH).join(&trash_name).display()
+                    )),
+                }
             }
         }
     }
+    // The decisions and renames are done: let other sweeps and prechecks in, then delete.
+    drop(turn);
+    let projected = free;
+    let mut free = before.free;
+    for p in pending {
+        let space_before = Space::of(&root.path).map(|s| s.free).unwrap_or(free);
+        if let Err(e) = delete_from_trash(root, &p.trash_name) {
+            report.errors.push(format!(
+                "failed to delete {}: {e}",
+                root.join(TRASH).join(&p.trash_name).display()
+            ));
+        }
+        let now_free = Space::of(&root.path)
+            .map(|s| s.free)
+            .unwrap_or(space_before);
+        free = now_free.max(free);
+        if let Some((mut removed, recorded)) = p.removed {
+            removed.bytes = recorded.unwrap_or(now_free.saturating_sub(space_before));
+            report.removed.push(removed);
+        }
+    }
     report.free_after = if opts.dry_run {
-        free
+        projected
     } else {
         Space::of(&root.path).map(|s| s.free).unwrap_or(free)
     };
@@ -293,8 +352,13 @@ fn beyond_retention(expired: &[Expired], keep: usize) -> Vec<usize> {
     excess
 }
 
-/// Take `.guard.lock`, waiting up to `wait` for a sweep on another runner to finish.
-fn take_turn(root: &Root, wait: Duration) -> Result<Option<File>> {
+/// Take `.guard.lock`, waiting up to `wait` for a sweep on another runner to finish. A signal
+/// (`interrupted`) ends the wait at once: the README promises a prompt exit.
+fn take_turn(
+    root: &Root,
+    wait: Duration,
+    interrupted: &dyn Fn() -> Result<()>,
+) -> Result<Option<File>> {
     let fd = rustix::fs::openat(
         root.fd(),
         GUARD_LOCK,
@@ -309,6 +373,7 @@ fn take_turn(root: &Root, wait: Duration) -> Result<Option<File>> {
         match lock.try_lock() {
             Ok(()) => return Ok(Some(lock)),
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                interrupted()?;
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(TryLockError::WouldBlock) => return Ok(None),
@@ -321,15 +386,33 @@ fn take_turn(root: &Root, wait: Duration) -> Result<Option<File>> {
     }
 }
 
-/// Finish what earlier sweeps (possibly killed mid-delete) left in `.trash/`, and move abandoned
-/// half-created job dirs there first.
-fn finish_trash(root: &Root, unfinished_age: Duration, report: &mut Report) {
+/// Lock a `.trash/` entry (a dir, never followed) for deletion; `WouldBlock` while another
+/// sweep is deleting it.
+fn lock_trash_entry(root: &Root, name: &OsStr) -> std::io::Result<File> {
+    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))?;
+    let entry = File::from(fs::open_dir_nofollow(trash.as_fd(), name)?);
+    match entry.try_lock() {
+        Ok(()) => Ok(entry),
+        Err(TryLockError::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Under the turn: move abandoned half-created job dirs into `.trash/`, and claim (lock) what
+/// earlier sweeps, possibly killed mid-delete, left there. Entries another sweep is deleting
+/// right now are locked by it: skipped, neither deleted twice nor reported twice.
+fn claim_trash(
+    root: &Root,
+    unfinished_age: Duration,
+    report: &mut Report,
+    pending: &mut Vec<Pending>,
+) {
     if let Ok(entries) = fs::list(root.fd()) {
         for (name, _) in entries {
             if name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes())
                 && lease::claim_unfinished(root, &name, unfinished_age).is_some()
             {
-                // Deleted with the rest of `.trash/` just below.
+                // Deleted with the rest of `.trash/` after the turn.
                 report.removed.push(Removed {
                     job_id: "(unfinished: its job died while creating it)".into(),
                     dir: root.join(&name).display().to_string(),
@@ -346,17 +429,32 @@ fn finish_trash(root: &Root, unfinished_age: Duration, report: &mut Report) {
         return;
     };
     for (name, ty) in entries {
-        let done = if ty == rustix::fs::FileType::Directory {
-            delete_from_trash(root, &name)
-        } else {
+        if ty != rustix::fs::FileType::Directory {
             // A symlink or file: remove the entry itself, never what it points to.
-            rustix::fs::unlinkat(&trash, &name, AtFlags::empty()).map_err(Into::into)
-        };
-        if let Err(e) = done {
-            report.errors.push(format!(
-                "failed to delete {}: {e}",
+            if let Err(e) = rustix::fs::unlinkat(&trash, &name, AtFlags::empty()) {
+                report.errors.push(format!(
+                    "failed to delete {}: {e}",
+                    root.join(TRASH).join(&name).display()
+                ));
+            }
+            continue;
+        }
+        match lock_trash_entry(root, &name) {
+            Ok(lock) => pending.push(Pending {
+                trash_name: name,
+                _lock: lock,
+                removed: None,
+            }),
+            // Another sweep is deleting it (or it is already gone).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotFound
+                ) => {}
+            Err(e) => report.errors.push(format!(
+                "failed to lock {}: {e}",
                 root.join(TRASH).join(&name).display()
-            ));
+            )),
         }
     }
 }

@@ -14,12 +14,18 @@ const RESERVED: &[&str] = &["CACHEDIR.TAG"];
 /// derivation is testable without touching the process environment.
 pub(crate) fn derive(var: &dyn Fn(&str) -> Option<String>, workspace_root: &Path) -> String {
     // GitHub Actions: one id per job of a run attempt. RUNNER_NAME separates matrix legs that
-    // run at once on different runners of one host; steps of a job share every one of these.
+    // run at once on different runners of one host. Matrix legs that run one after another on
+    // one runner share all of those (GITHUB_JOB is the job's key, not the leg); the runner's
+    // RUNNER_TRACKING_ID (`github_<uuid>`, a new one for every job it runs, the same in every
+    // step of that job) tells them apart, so a second leg does not "resume" the first's lease.
     if let (Some(run), Some(job)) = (var("GITHUB_RUN_ID"), var("GITHUB_JOB")) {
         let repo = var("GITHUB_REPOSITORY").unwrap_or_default();
         let attempt = var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into());
         let runner = var("RUNNER_NAME").unwrap_or_default();
-        return format!("gh-{repo}-{run}-{attempt}-{job}-{runner}");
+        let leg = var("RUNNER_TRACKING_ID")
+            .map(|t| format!("-{}", short_hash(t.as_bytes())))
+            .unwrap_or_default();
+        return format!("gh-{repo}-{run}-{attempt}-{job}-{runner}{leg}");
     }
     if let Some(id) = var("CI_JOB_ID") {
         return format!("gl-{id}");
@@ -95,6 +101,26 @@ mod tests {
         let id = derive(&env(&vars), Path::new("/w"));
         assert_eq!(id, "gh-acme/widgets-123-2-coverage-runner-3");
         assert!(sanitize(&id).starts_with("gh-acme_widgets-123-2-coverage-runner-3-"));
+    }
+
+    #[test]
+    fn sequential_matrix_legs_on_one_runner_get_their_own_ids() {
+        let leg = |tracking: &'static str| {
+            let vars = [
+                ("GITHUB_REPOSITORY", "acme/widgets"),
+                ("GITHUB_RUN_ID", "123"),
+                ("GITHUB_JOB", "test"),
+                ("RUNNER_NAME", "runner-3"),
+                ("RUNNER_TRACKING_ID", tracking),
+            ];
+            derive(&env(&vars), Path::new("/w"))
+        };
+        let first = leg("github_7d3c1e0a-0000-4000-8000-000000000001");
+        let second = leg("github_7d3c1e0a-0000-4000-8000-000000000002");
+        assert_ne!(first, second);
+        assert_ne!(sanitize(&first), sanitize(&second));
+        // Every step of one leg: the same id.
+        assert_eq!(first, leg("github_7d3c1e0a-0000-4000-8000-000000000001"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod workspace;
 
 use std::process::ExitCode;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 
 use crate::cli::{Cli, Command, GcArgs, StatusArgs};
@@ -120,11 +120,13 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
     } else {
         status::empty(&cfg.root)?
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&status)?)
     } else {
-        status::print(&status);
-    }
+        status::render(&status)
+    };
+    // A reader that left early (`status | head -1`) is not an error.
+    term::out(&text).context("failed to write to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -145,7 +147,8 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     sweep.max_time = args.max_time;
     let report = guard::sweep(&root, &sweep)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        term::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+            .context("failed to write to stdout")?;
     } else {
         let style = if args.hook {
             guard::Style::Hook

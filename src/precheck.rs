@@ -55,28 +55,59 @@ impl fmt::Display for NoSpace {
 
 impl std::error::Error for NoSpace {}
 
-/// Run the precheck. `new_job`: the job's dir was just created or adopted, so apply the
-/// per-workspace retention even without pressure. Returns the sweep's report if one ran.
-pub(crate) fn run(
+/// Before the job writes anything (its lease, its dir, the toolchain cache): under pressure,
+/// reclaim first. On a 100%-full disk this is what lets the job's lease be written at all.
+/// The job's own dir is spared: a later step of the job is about to resume it.
+pub(crate) fn before_lease(
+    root: &Root,
+    cfg: &Config,
+    trust: LockTrust,
+    interrupted: &dyn Fn() -> Result<()>,
+) -> Result<Option<Report>> {
+    let space = Space::of(&root.path)
+        .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
+    let sweep = cfg.sweep(space.total, trust);
+    if space.free >= sweep.reclaim_below {
+        return Ok(None);
+    }
+    let own = std::ffi::OsStr::new(&cfg.job_name);
+    let report = guard::sweep_with(root, &sweep, Some(own), interrupted)?;
+    github::print_report(cfg.github.as_ref(), &report, root, guard::Style::Precheck);
+    Ok(Some(report))
+}
+
+/// Once the job holds its lease: apply the per-workspace retention for a `new_job` (its dir was
+/// just created or adopted) unless `before_lease` already swept, then refuse to start below
+/// `--min-free`. Returns the sweep's report if one ran.
+pub(crate) fn after_lease(
     root: &Root,
     cfg: &Config,
     trust: LockTrust,
     new_job: bool,
+    earlier: Option<Report>,
+    interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<Option<Report>> {
-    let space = Space::of(&root.path)
-        .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-    let mut sweep = cfg.sweep(space.total, trust);
-    let pressure = space.free < sweep.reclaim_below;
-    if !pressure {
-        // Only retention to apply: if a sweep is already running, it does that; don't queue.
-        sweep.turn_wait = std::time::Duration::ZERO;
-    }
-    let report = if pressure || new_job {
-        let report = guard::sweep(root, &sweep)?;
-        github::print_report(cfg.github.as_ref(), &report, root, guard::Style::Precheck);
-        Some(report)
-    } else {
-        None
+    let report = match earlier {
+        Some(r) => Some(r),
+        None => {
+            let space = Space::of(&root.path).with_context(|| {
+                format!("failed to read free space of {}", root.path.display())
+            })?;
+            let mut sweep = cfg.sweep(space.total, trust);
+            let pressure = space.free < sweep.reclaim_below;
+            if !pressure {
+                // Only retention to apply: if a sweep is already running, it does that; don't
+                // queue.
+                sweep.turn_wait = std::time::Duration::ZERO;
+            }
+            if pressure || new_job {
+                let report = guard::sweep_with(root, &sweep, None, interrupted)?;
+                github::print_report(cfg.github.as_ref(), &report, root, guard::Style::Precheck);
+                Some(report)
+            } else {
+                None
+            }
+        }
     };
     let space = Space::of(&root.path)
         .with_context(|| format!("failed to read free space of {}", root.path.display()))?;

@@ -3,6 +3,8 @@
 //! Also `env` and `hold`, which hold the same lease without running a tool.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,7 +12,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
-use crate::lease::{self, Heartbeat, Held, Origin, Request, Root};
+use crate::github;
+use crate::lease::{self, Heartbeat, Held, Origin, Request, Root, State, TARGET};
 use crate::llvm;
 use crate::locks::{self, LockTrust};
 use crate::precheck;
@@ -48,32 +51,42 @@ impl Tool {
         }
     }
 
-    /// A cargo-driven tool given its own `--target-dir` would build outside the lease.
+    /// A cargo-driven tool given its own `--target-dir` would build outside the lease; so would a
+    /// `--config` (inline `KEY=VALUE`, or a config file) that sets `build.target-dir` or
+    /// `build.build-dir`, which outranks the job's `CARGO_TARGET_DIR`.
     fn check_args(&self) -> Result<()> {
         if matches!(self, Tool::Exec(_)) {
             return Ok(());
         }
-        let args: Vec<&[u8]> = self
-            .args()
-            .iter()
-            .map(|a| a.as_encoded_bytes())
-            .take_while(|a| *a != b"--")
-            .collect();
+        let args: Vec<&OsString> = self.args().iter().take_while(|a| *a != "--").collect();
         let names_a_dir = |v: &[u8]| {
             v.windows(10).any(|w| w == b"target-dir") || v.windows(9).any(|w| w == b"build-dir")
         };
-        // `--config build.target-dir=…` / `build.build-dir=…` would move the build out too.
-        let config_moves_dir = args.iter().enumerate().any(|(i, a)| {
-            let value = match a.strip_prefix(b"--config=") {
-                Some(v) => Some(v),
-                None if *a == b"--config" => args.get(i + 1).copied(),
+        let mut config_moves_dir = false;
+        for (i, a) in args.iter().enumerate() {
+            let bytes = a.as_encoded_bytes();
+            let value = match bytes.strip_prefix(b"--config=") {
+                Some(v) => Some(OsStr::new(
+                    // SAFETY: split off an ASCII prefix of encoded bytes from the same OsStr.
+                    unsafe { OsStr::from_encoded_bytes_unchecked(v) },
+                )),
+                None if bytes == b"--config" => args.get(i + 1).map(|v| v.as_os_str()),
                 None => None,
             };
-            value.is_some_and(|v| v.contains(&b'=') && names_a_dir(v))
+            let Some(value) = value else { continue };
+            // As cargo decides: an existing path is a config file, anything else `KEY=VALUE`.
+            let path = std::path::Path::new(value);
+            if !value.is_empty() && path.exists() {
+                config_moves_dir |= config_file_moves_dir(path)?;
+            } else {
+                let v = value.as_encoded_bytes();
+                config_moves_dir |= v.contains(&b'=') && names_a_dir(v);
+            }
+        }
+        let explicit = args.iter().any(|a| {
+            let a = a.as_encoded_bytes();
+            a == b"--target-dir" || a.starts_with(b"--target-dir=")
         });
-        let explicit = args
-            .iter()
-            .any(|a| *a == b"--target-dir" || a.starts_with(b"--target-dir="));
         if explicit || config_moves_dir {
             bail!(
                 "`--target-dir` (or a `--config` that sets the target or build dir) cannot be used \
@@ -123,29 +136,59 @@ impl Tool {
     }
 }
 
+/// Whether a `--config FILE` sets `build.target-dir` or `build.build-dir`, in whatever TOML
+/// spelling (a `[build]` table, dotted keys, an inline table): parsed with a real TOML parser,
+/// since a text search would miss `build = { "target-dir" = … }` and friends.
+fn config_file_moves_dir(path: &std::path::Path) -> Result<bool> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("failed to parse config file {}", path.display()))?;
+    Ok(table
+        .get("build")
+        .and_then(|b| b.as_table())
+        .is_some_and(|b| b.contains_key("target-dir") || b.contains_key("build-dir")))
+}
+
 /// Run `tool` under the job's lease and return its exit code.
 pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
     tool.check_args()?;
     let mut pb = tool.process(cfg)?;
+    let llvm_cov = matches!(tool, Tool::LlvmCov(_));
+    if let Some(parent) = nested(cfg)? {
+        // Inside a parent run's (or the action's `hold`'s) live lease for this same job: it holds
+        // the lock and beats the heart; taking the lease again would wait for it forever.
+        term::verbose(format_args!(
+            "running inside the lease already held on {} by this job",
+            parent.path.display()
+        ));
+        if let Some(gh) = &cfg.github {
+            gh.set_job_outputs(&parent.path.join(TARGET), &parent.job_id, 0, "resumed");
+        }
+        job_env(cfg, &parent, llvm_cov, &mut pb);
+        let child = process::spawn(&pb)?;
+        return Ok(ExitCode::from(process::exit_code(child.wait()?)));
+    }
     let command: Vec<String> = tool
         .args()
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let interrupts = Interrupts::install()?;
-    let held = acquire(cfg, command, &|| interrupts.check())?;
+    let (held, lease_env) = acquire(cfg, command, &|| interrupts.check())?;
     let held = Arc::new(held);
-    job_env(cfg, &held, matches!(tool, Tool::LlvmCov(_)), &mut pb);
+    job_env(cfg, &lease_env, llvm_cov, &mut pb);
     // Stopped while sweeping: release without starting the command.
     if let Err(e) = interrupts.check() {
-        release(cfg, held)?;
+        release(cfg, held);
         return Err(e);
     }
 
     let child = match process::spawn(&pb) {
         Ok(child) => child,
         Err(e) => {
-            release(cfg, held)?;
+            release(cfg, held);
             return Err(e);
         }
     };
@@ -155,38 +198,85 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
     });
     let status = child.wait();
     // The heartbeat's error (the dir was moved away) outranks the child's status.
-    heartbeat.stop()?;
-    release(cfg, held)?;
+    let lost = heartbeat.stop();
+    // A release that fails (a disk that filled during the command) must not change the
+    // command's status: warned about in `release`; the lock goes with this process anyway.
+    release(cfg, held);
+    lost?;
     Ok(ExitCode::from(process::exit_code(status?)))
 }
 
 /// `cargo guarded env`: take the job's lease, print its environment, release it (protected for
 /// `--linger`, so plain cargo steps that follow find the dir).
+///
+/// A value with a line break is printed in the `NAME<<DELIMITER` form that `GITHUB_ENV`
+/// understands, so `env >> "$GITHUB_ENV"` can never define a second variable.
 pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
-    let held = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
     let mut pb = ProcessBuilder::new("env");
-    job_env(cfg, &held, false, &mut pb);
+    let held = match nested(cfg)? {
+        Some(parent) => {
+            job_env(cfg, &parent, false, &mut pb);
+            None
+        }
+        None => {
+            let (held, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
+            job_env(cfg, &lease_env, false, &mut pb);
+            Some(held)
+        }
+    };
+    let mut text = String::new();
     for (k, v) in pb.get_envs() {
         let (k, Some(v)) = (k.to_string_lossy(), v.map(|v| v.to_string_lossy())) else {
             continue;
         };
         if shell {
             // Single quotes keep every byte literal; a quote itself is closed, escaped, reopened.
-            println!("export {k}='{}'", v.replace('\'', "'\\''"));
+            text += &format!("export {k}='{}'\n", v.replace('\'', "'\\''"));
         } else {
-            println!("{k}={v}");
+            text += &github::env_record(&k, &v);
         }
     }
-    release(cfg, Arc::new(held))?;
+    // Released before printing: a reader that went away must not leave the lease active.
+    if let Some(held) = held {
+        release(cfg, Arc::new(held));
+    }
+    term::out(&text).context("failed to write to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo guarded hold`: keep the job's lease live (lock and heartbeat) until SIGTERM, SIGINT or
 /// SIGHUP, then release it. For workflows whose later steps run plain cargo in the job's dir.
+///
+/// With `CARGO_GUARDED_EXPORT_ENV` (the action sets it to `GITHUB_ENV`), the job's environment
+/// is written there once the lease is held, including `CARGO_GUARDED_LEASE`: a later
+/// `cargo guarded` step of the job then runs inside this lease instead of waiting for it.
 pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
+    if let Some(parent) = nested(cfg)? {
+        bail!(
+            "the lease on {} is already held by this job (pid {}); nothing to hold",
+            parent.path.display(),
+            parent.pid
+        );
+    }
     let interrupts = Interrupts::install()?;
-    let held = acquire(cfg, vec!["hold".into()], &|| interrupts.check())?;
+    let (held, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check())?;
     let held = Arc::new(held);
+    if let Some(file) = &cfg.export_env {
+        let mut pb = ProcessBuilder::new("hold");
+        job_env(cfg, &lease_env, false, &mut pb);
+        pb.env("CARGO_GUARDED_ROOT", &cfg.root);
+        pb.env("CARGO_GUARDED_HOLD_PID", std::process::id().to_string());
+        let mut text = String::new();
+        for (k, v) in pb.get_envs() {
+            if let Some(v) = v {
+                text += &github::env_record(&k.to_string_lossy(), &v.to_string_lossy());
+            }
+        }
+        if let Err(e) = github::append(file, &text) {
+            release(cfg, held);
+            return Err(e);
+        }
+    }
     term::status(format_args!(
         "holding the lease on {} until stopped",
         held.path.display()
@@ -199,9 +289,64 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    heartbeat.stop()?;
-    release(cfg, held)?;
+    let lost = heartbeat.stop();
+    release(cfg, held);
+    lost?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a child needs to know of the lease it runs under.
+struct LeaseEnv {
+    /// The job dir.
+    path: PathBuf,
+    job_id: String,
+    /// The holder's pid, for messages.
+    pid: u32,
+    /// `CARGO_GUARDED_LEASE`: `<token> <job dir>`.
+    marker: String,
+}
+
+/// `CARGO_GUARDED_LEASE` names a lease by its random token and its dir. A nested run finds it
+/// inherited; it is this job's live lease only if the dir is this run's own job dir, its lease
+/// is active with that token, and someone (the parent) holds its lock.
+fn marker(token: &str, path: &std::path::Path) -> String {
+    format!("{token} {}", path.display())
+}
+
+/// The live lease of a parent `cargo guarded` (or the action's `hold`) of this same job, if this
+/// run is nested inside one.
+fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
+    let Some(inherited) = &cfg.parent_lease else {
+        return Ok(None);
+    };
+    let Some((token, dir)) = inherited.split_once(' ') else {
+        return Ok(None);
+    };
+    let path = cfg.root.join(&cfg.job_name);
+    if std::path::Path::new(dir) != path || !cfg.root.is_dir() {
+        return Ok(None);
+    }
+    let root = Root::open(&cfg.root)?;
+    let Ok(dir) = root.open_job(OsStr::new(&cfg.job_name)) else {
+        return Ok(None);
+    };
+    let Ok(lease) = lease::read(dir.as_fd()) else {
+        return Ok(None);
+    };
+    if lease.token != token || lease.state != State::Active {
+        return Ok(None);
+    }
+    // Unlocked: the parent is gone (killed); take the lease the normal way.
+    match dir.try_lock() {
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        _ => return Ok(None),
+    }
+    Ok(Some(LeaseEnv {
+        marker: marker(&lease.token, &path),
+        path,
+        job_id: lease.job_id,
+        pid: lease.pid,
+    }))
 }
 
 /// Open (or create) the root, take the job's lease and run the disk precheck.
@@ -209,7 +354,7 @@ fn acquire(
     cfg: &Config,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-) -> Result<Held> {
+) -> Result<(Held, LeaseEnv)> {
     let root = Root::create(&cfg.root)?;
     let trust = locks::assess(&root, cfg.locks_forced);
     if trust != LockTrust::Trusted {
@@ -218,6 +363,8 @@ fn acquire(
             root.path.display()
         ));
     }
+    // Reclaim before writing anything: on a full disk, the lease itself could not be written.
+    let swept = precheck::before_lease(&root, cfg, trust, interrupted)?;
     let key = || {
         let toolchain = workspace::toolchain(
             &cfg.rustc,
@@ -269,34 +416,76 @@ fn acquire(
             held.path.display()
         )),
     }
-    let report = match precheck::run(&root, cfg, trust, new_job) {
+    // The token this acquisition wrote: what a nested run recognises the lease by.
+    let token = root
+        .open_job(OsStr::new(&cfg.job_name))
+        .ok()
+        .and_then(|dir| lease::read(dir.as_fd()).ok())
+        .map(|l| l.token)
+        .unwrap_or_default();
+    let lease_env = LeaseEnv {
+        marker: marker(&token, &held.path),
+        path: held.path.clone(),
+        job_id: held.job_id(),
+        pid: std::process::id(),
+    };
+    let reclaimed_before = swept.as_ref().map_or(0, |r| r.freed());
+    let report = match precheck::after_lease(&root, cfg, trust, new_job, swept, interrupted) {
         Ok(report) => report,
         Err(e) => {
-            if let (Some(gh), Some(no_space)) = (&cfg.github, e.downcast_ref::<precheck::NoSpace>())
-            {
-                gh.refused(no_space, &cfg.job_id, &command_line);
+            if let Some(gh) = &cfg.github {
+                // Exit 75 too gets its outputs: what was reclaimed, and the dir it would have used.
+                gh.set_job_outputs(
+                    &held.target_dir(),
+                    &held.job_id(),
+                    reclaimed_before,
+                    origin_name(&origin),
+                );
+                if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
+                    gh.refused(no_space, &cfg.job_id, &command_line);
+                }
             }
-            release(cfg, Arc::new(held))?;
+            release(cfg, Arc::new(held));
             return Err(e);
         }
     };
     if let Some(gh) = &cfg.github {
         gh.job_ready(cfg, &root, &held, &origin, &command_line, report.as_ref());
     }
-    Ok(held)
+    Ok((held, lease_env))
 }
 
-fn release(cfg: &Config, held: Arc<Held>) -> Result<()> {
-    match Arc::try_unwrap(held) {
+/// The `origin` step output.
+pub(crate) fn origin_name(origin: &Origin) -> &'static str {
+    match origin {
+        Origin::Fresh => "fresh",
+        Origin::Resumed => "resumed",
+        Origin::Adopted { .. } => "adopted",
+    }
+}
+
+/// Release the lease. A failure (a full disk, a dir moved away) is a warning, never the run's
+/// result: the command's status wins, and the lock goes with this process, so the lease ends
+/// anyway (judged by its heartbeat once the lock is free).
+fn release(cfg: &Config, held: Arc<Held>) {
+    let result = match Arc::try_unwrap(held) {
         Ok(held) => held.release(cfg.linger),
-        Err(_) => bail!("internal error: the lease is still shared at release"),
+        Err(_) => Err(anyhow::anyhow!(
+            "internal error: the lease is still shared at release"
+        )),
+    };
+    if let Err(e) = result {
+        term::warn(format_args!(
+            "{e:#}; the lease ends with this process (its lock is released), protected only by \
+             its last heartbeat"
+        ));
     }
 }
 
 /// The child's environment: the job's target dir, and job-scoped versions of every other dir a
 /// configuration could point at something shared.
-fn job_env(cfg: &Config, held: &Held, llvm_cov: bool, pb: &mut ProcessBuilder) {
-    let target = held.target_dir();
+fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
+    let target = lease.path.join(TARGET);
     if let Some(inherited) = &cfg.inherited_target_dir
         && *inherited != target
     {
@@ -308,17 +497,19 @@ fn job_env(cfg: &Config, held: &Held, llvm_cov: bool, pb: &mut ProcessBuilder) {
     }
     pb.env("CARGO_TARGET_DIR", &target);
     if cfg.build_dir_configured {
-        pb.env("CARGO_BUILD_BUILD_DIR", held.path.join("build"));
+        pb.env("CARGO_BUILD_BUILD_DIR", lease.path.join("build"));
     }
     if llvm_cov && cfg.llvm_cov_target_dir.is_some() {
         pb.env(
             "CARGO_LLVM_COV_TARGET_DIR",
-            held.path.join("llvm-cov-target"),
+            lease.path.join("llvm-cov-target"),
         );
     }
-    pb.env("CARGO_GUARDED_JOB_ID", held.job_id());
+    pb.env("CARGO_GUARDED_JOB_ID", &lease.job_id);
     // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
     pb.env_remove("CARGO_GUARDED_FAULT")
-        .env_remove("CARGO_GUARDED_PAUSE");
+        .env_remove("CARGO_GUARDED_PAUSE")
+        .env_remove("CARGO_GUARDED_EXPORT_ENV");
     pb.env("CARGO_GUARDED_TARGET_DIR", OsStr::new(&target));
+    pb.env("CARGO_GUARDED_LEASE", &lease.marker);
 }

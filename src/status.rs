@@ -115,15 +115,20 @@ pub(crate) fn empty(root: &Path) -> Result<Status> {
     })
 }
 
-/// The human-readable table.
-pub(crate) fn print(status: &Status) {
+/// The human-readable table. Lease strings (job id, runner, workspace) are someone else's data:
+/// escaped, so a newline in one cannot start a line of its own.
+pub(crate) fn render(status: &Status) -> String {
+    use std::fmt::Write as _;
+    let esc = crate::term::escape;
+    let mut out = String::new();
     let space = Space {
         free: status.free_bytes,
         total: status.total_bytes,
     };
-    println!(
+    let _ = writeln!(
+        out,
         "root {}: {} free of {} ({}% used), {} job dir(s)",
-        status.root,
+        esc(&status.root),
         Bytes(status.free_bytes),
         Bytes(status.total_bytes),
         space.used_pct(),
@@ -141,14 +146,18 @@ pub(crate) fn print(status: &Status) {
             .map(|t| t.duration_since(now).unwrap_or(Duration::ZERO))
     };
     for e in &status.leases {
-        let mut line = format!("  {:<9} {}", e.state, e.job_id);
+        let mut line = format!("  {:<9} {}", e.state, esc(&e.job_id));
         if let Some(host) = &e.host {
             let held = if e.state == "active" {
                 "held by"
             } else {
                 "last held by"
             };
-            line += &format!("  {held} {host} (pid {})", e.pid.unwrap_or_default());
+            line += &format!(
+                "  {held} {} (pid {})",
+                esc(host),
+                e.pid.unwrap_or_default()
+            );
         }
         if let Some(d) = ago(&e.created_at) {
             line += &format!(", age {}", Short(d));
@@ -165,11 +174,12 @@ pub(crate) fn print(status: &Status) {
             line += &format!(", {}", Bytes(s));
         }
         if let Some(ws) = &e.workspace {
-            line += &format!(", workspace {ws}");
+            line += &format!(", workspace {}", esc(ws));
         }
         if let Some(note) = &e.note {
-            line += &format!("  ({note})");
+            line += &format!("  ({})", esc(note));
         }
-        println!("{line}");
+        let _ = writeln!(out, "{line}");
     }
+    out
 }
