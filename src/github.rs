@@ -110,7 +110,13 @@ impl GitHub {
     /// The step outputs of a wrapped command, written on every path that got as far as a job
     /// dir (exit 75 included): `target-dir`, `job-id`, `reclaimed-bytes` and `origin`
     /// (`fresh`, `resumed` or `adopted`, like rust-cache's `cache-hit`).
-    pub(crate) fn set_job_outputs(&self, target: &Path, job_id: &str, reclaimed: u64, origin: &str) {
+    pub(crate) fn set_job_outputs(
+        &self,
+        target: &Path,
+        job_id: &str,
+        reclaimed: u64,
+        origin: &str,
+    ) {
         self.set_outputs(&[
             ("target-dir", &target.display().to_string()),
             ("job-id", job_id),

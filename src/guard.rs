@@ -369,11 +369,21 @@ fn take_turn(
     .with_context(|| format!("failed to open {}", root.join(GUARD_LOCK).display()))?;
     let lock = File::from(fd);
     let deadline = Instant::now() + wait;
+    let mut announced = false;
     loop {
         match lock.try_lock() {
             Ok(()) => return Ok(Some(lock)),
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                 interrupted()?;
+                if !announced {
+                    term::verbose(format_args!(
+                        "waiting up to {} for another sweep of {} ({})",
+                        Short(wait),
+                        root.path.display(),
+                        GUARD_LOCK
+                    ));
+                    announced = true;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(TryLockError::WouldBlock) => return Ok(None),

@@ -90,9 +90,8 @@ pub(crate) fn after_lease(
     let report = match earlier {
         Some(r) => Some(r),
         None => {
-            let space = Space::of(&root.path).with_context(|| {
-                format!("failed to read free space of {}", root.path.display())
-            })?;
+            let space = Space::of(&root.path)
+                .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
             let mut sweep = cfg.sweep(space.total, trust);
             let pressure = space.free < sweep.reclaim_below;
             if !pressure {

@@ -153,11 +153,7 @@ pub(crate) fn render(status: &Status) -> String {
             } else {
                 "last held by"
             };
-            line += &format!(
-                "  {held} {} (pid {})",
-                esc(host),
-                e.pid.unwrap_or_default()
-            );
+            line += &format!("  {held} {} (pid {})", esc(host), e.pid.unwrap_or_default());
         }
         if let Some(d) = ago(&e.created_at) {
             line += &format!(", age {}", Short(d));

@@ -127,7 +127,10 @@ pub(crate) fn escape(s: &str) -> Cow<'_, str> {
 /// quietly, as for cargo: `Ok(false)`, never a panic. Other write errors are errors.
 pub(crate) fn out(text: &str) -> std::io::Result<bool> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e),

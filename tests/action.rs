@@ -5,6 +5,8 @@
 //! `contrib/` run for real with bash, with the built binary on PATH.
 
 mod common;
+#[path = "common/github_env.rs"]
+mod github_env;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -51,13 +53,9 @@ impl Step {
         std::fs::read_to_string(&self.summary).unwrap_or_default()
     }
 
+    /// `GITHUB_ENV` as the runner parses it (heredoc values included).
     fn env_lines(&self) -> Vec<(String, String)> {
-        std::fs::read_to_string(&self.env_file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+        github_env::read(&self.env_file)
     }
 }
 
@@ -199,21 +197,17 @@ impl Job {
         }
     }
 
-    /// The pid of the background lease holder, if the action started one.
+    /// The pid of the live background lease holder, if the action started one (the holder
+    /// exports its pid to `GITHUB_ENV`).
     fn hold_pids(&self) -> Vec<i32> {
-        let mut pids = Vec::new();
-        for e in std::fs::read_dir(&self.runner_temp).unwrap().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("cargo-guarded-hold-")
-                && name.ends_with(".pid")
-                && let Some(pid) = std::fs::read_to_string(e.path())
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok())
-            {
-                pids.push(pid);
-            }
-        }
-        pids
+        self.exported
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "CARGO_GUARDED_HOLD_PID")
+            .and_then(|(_, v)| v.parse().ok())
+            .filter(|pid| alive(*pid))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -619,10 +613,13 @@ fn low_disk_fails_the_step_with_an_error_annotation_and_exit_75() {
     let summary = a.step.summary();
     assert!(summary.contains("refused to start"), "{summary}");
     assert!(summary.contains("Exit status 75"), "{summary}");
-    assert!(
-        !a.step.outputs().contains_key("target-dir"),
-        "a refused step has no target dir"
-    );
+    // Exit 75 still sets every output (issue 12): what was reclaimed, the dir the job would have
+    // used, how it came by it.
+    let outputs = a.step.outputs();
+    for name in ["target-dir", "job-id", "reclaimed-bytes", "origin"] {
+        assert!(outputs.contains_key(name), "no {name} output: {outputs:?}");
+    }
+    assert_eq!(outputs["origin"], "fresh");
 
     // The same from the CLI flag, without the action around it.
     let step = job.step();
@@ -1124,4 +1121,107 @@ fn sccache_wrapper_keeps_per_job_variables_out_of_the_cache_key() {
         }
     }
     assert!(compiles >= 2, "the fake sccache saw {compiles} compiles");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile inputs and the lease holder (issue 14: items 1, 3, 14, 15; issue 12's `origin`)
+
+#[test]
+fn a_newline_in_the_job_id_defines_no_variable_in_github_env() {
+    let mut job = Job::new();
+    let id = "pr-7\nBASH_ENV=/x";
+    let a = job.action(&[
+        ("command", "exec -- true"),
+        ("job-id", id),
+        ("export-target-dir", "true"),
+    ]);
+    assert_success(&a.run);
+    // Parsed as the runner parses it, heredoc values included.
+    let vars: HashMap<_, _> = a.step.env_lines().into_iter().collect();
+    assert!(!vars.contains_key("BASH_ENV"), "{vars:?}");
+    assert_eq!(
+        vars.get("CARGO_GUARDED_JOB_ID").map(String::as_str),
+        Some(id)
+    );
+    // The holder holds the very dir that CARGO_TARGET_DIR names.
+    let target = PathBuf::from(&vars["CARGO_TARGET_DIR"]);
+    assert!(dir_locked(target.parent().unwrap()), "{vars:?}");
+    assert_eq!(job.hold_pids().len(), 1);
+    for line in stdout(&a.run).lines().chain(stderr(&a.run).lines()) {
+        assert!(!line.starts_with("BASH_ENV"), "{}", describe(&a.run));
+    }
+}
+
+#[test]
+fn a_later_use_without_export_keeps_the_holder_and_runs_inside_its_lease() {
+    let mut job = Job::new();
+    let a = job.action(&[("command", "exec -- true"), ("export-target-dir", "true")]);
+    assert_success(&a.run);
+    assert_eq!(a.step.outputs()["origin"], "fresh");
+    let target = a.step.outputs()["target-dir"].clone();
+    let pid = job.hold_pids()[0];
+
+    let b = job.action(&[("command", "exec -- sh -c 'echo \"$CARGO_TARGET_DIR\"'")]);
+    assert_success(&b.run);
+    assert_eq!(stdout(&b.run).trim(), target, "{}", describe(&b.run));
+    assert!(
+        !stdout(&b.run).contains("stopping the lease holder"),
+        "{}",
+        describe(&b.run)
+    );
+    assert_eq!(b.step.outputs()["origin"], "resumed");
+    // CARGO_TARGET_DIR stays exported, so the holder stays.
+    assert!(alive(pid), "the holder was stopped");
+    assert_eq!(lease_state(&job.env, JOB_ID).as_deref(), Some("active"));
+    assert!(dir_locked(&job_dir(&job.env, JOB_ID)));
+}
+
+#[test]
+fn the_holder_is_stopped_only_when_it_is_this_jobs_own() {
+    let mut job = Job::new();
+    // A pid that GITHUB_ENV names, but that is some other process (a recycled pid).
+    let mut other = Command::new("sleep").arg("300").spawn().unwrap();
+    job.exported
+        .push(("CARGO_GUARDED_HOLD_PID".into(), other.id().to_string()));
+    job.exported
+        .push(("CARGO_GUARDED_HOLD_ID".into(), "not-its-id".into()));
+    let a = job.action(&[("command", "exec -- true"), ("export-target-dir", "true")]);
+    let still_alive = alive(other.id() as i32);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_success(&a.run);
+    assert!(still_alive, "an unrelated process was killed");
+    assert!(!stdout(&a.run).contains("stopping the lease holder"));
+    // No pid file anywhere: nothing predictable in /tmp or the runner's temp dir.
+    for e in std::fs::read_dir(&job.runner_temp).unwrap().flatten() {
+        assert!(
+            !e.file_name().to_string_lossy().ends_with(".pid"),
+            "{:?}",
+            e.path()
+        );
+    }
+}
+
+#[test]
+fn inputs_in_error_lines_cannot_start_a_workflow_command() {
+    let mut job = Job::new();
+    for inputs in [
+        vec![
+            ("command", "build"),
+            ("export-target-dir", "x\n::error::pwned"),
+        ],
+        vec![
+            ("command", "build"),
+            ("working-directory", "nope\n::error::pwned"),
+        ],
+        vec![("command", "build 'unbalanced\n::error::pwned")],
+    ] {
+        let a = job.action(&inputs);
+        assert_eq!(a.run.status.code(), Some(1), "{}", describe(&a.run));
+        let all = format!("{}{}", stdout(&a.run), stderr(&a.run));
+        assert!(all.contains("::error title=cargo-guarded::"), "{all}");
+        for line in all.lines() {
+            assert!(!line.starts_with("::error::pwned"), "{}", describe(&a.run));
+        }
+    }
 }
