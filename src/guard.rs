@@ -376,7 +376,7 @@ fn take_turn(
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                 interrupted()?;
                 if !announced {
-                    term::verbose(format_args!(
+                    term::status(format_args!(
                         "waiting up to {} for another sweep of {} ({})",
                         Short(wait),
                         root.path.display(),

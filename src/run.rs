@@ -4,6 +4,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -66,10 +67,7 @@ impl Tool {
         for (i, a) in args.iter().enumerate() {
             let bytes = a.as_encoded_bytes();
             let value = match bytes.strip_prefix(b"--config=") {
-                Some(v) => Some(OsStr::new(
-                    // SAFETY: split off an ASCII prefix of encoded bytes from the same OsStr.
-                    unsafe { OsStr::from_encoded_bytes_unchecked(v) },
-                )),
+                Some(v) => Some(OsStr::from_bytes(v)),
                 None if bytes == b"--config" => args.get(i + 1).map(|v| v.as_os_str()),
                 None => None,
             };
