@@ -587,3 +587,35 @@ fn env_prints_a_multi_line_value_in_the_form_github_env_keeps_whole() {
         "{vars:?}"
     );
 }
+
+#[test]
+fn an_adopted_dirs_hostile_job_id_stays_on_its_line() {
+    let env = Env::new();
+    let hostile = "x\n::error::pwned";
+    env.ok(
+        env.path(),
+        [
+            "--job-id",
+            hostile,
+            "--linger",
+            "0s",
+            "--min-free",
+            "0",
+            "exec",
+            "--",
+            "true",
+        ],
+    );
+    let out = env.ok(
+        env.path(),
+        ["--job-id", "next", "--min-free", "0", "exec", "--", "true"],
+    );
+    assert!(
+        stderr(&out).contains("adopted x\\n::error::pwned"),
+        "{}",
+        describe(&out)
+    );
+    for line in stderr(&out).lines() {
+        assert!(!line.starts_with("::error::pwned"), "{}", describe(&out));
+    }
+}
