@@ -4,8 +4,8 @@
 # ends.
 #
 # Inputs arrive only as INPUT_* environment variables (action.yml maps them): they are data here,
-# never shell code. The step outputs (target-dir, job-id, reclaimed-bytes), the step summary and
-# the annotations are written by cargo-guarded itself (src/github.rs).
+# never shell code. The step outputs (target-dir, job-id, reclaimed-bytes, origin), the step
+# summary and the annotations are written by cargo-guarded itself (src/github.rs).
 set -uo pipefail
 
 cg=${CARGO_GUARDED_BIN:-cargo-guarded}

@@ -2,8 +2,10 @@
 //! until free space reaches the target. `cargo guarded gc` and the precheck before every wrapped
 //! command both run exactly this code.
 //!
-//! Safe to run from every runner's hook at once: sweeps take turns on `.guard.lock`, and each
-//! dir is claimed under its own lock (`lease::claim`), which live jobs hold for their whole run.
+//! Safe to run from every runner's hook at once: sweeps take turns on `.guard.lock` for their
+//! decisions and renames into `.trash/`, and each dir is claimed under its own lock
+//! (`lease::claim`), which live jobs hold for their whole run. Deleting what was trashed happens
+//! after the turn, under a lock on each trash entry, so a slow or stopped delete holds no one up.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
