@@ -125,6 +125,11 @@ impl GitHub {
         ]);
     }
 
+    /// A run that failed before it had a job dir: the job id it asked for, nothing reclaimed.
+    pub(crate) fn set_early_outputs(&self, job_id: &str) {
+        self.set_outputs(&[("job-id", job_id), ("reclaimed-bytes", "0")]);
+    }
+
     /// The precheck refused to start (exit 75): an error annotation with the numbers, and the
     /// same in the step summary.
     pub(crate) fn refused(&self, no_space: &NoSpace, job_id: &str, command: &str) {

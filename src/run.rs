@@ -353,6 +353,24 @@ fn acquire(
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<(Held, LeaseEnv)> {
+    let mut outputs_written = false;
+    let result = acquire_and_check(cfg, command, interrupted, &mut outputs_written);
+    if result.is_err()
+        && !outputs_written
+        && let Some(gh) = &cfg.github
+    {
+        // Failed before the job had a dir: the outputs that are known.
+        gh.set_early_outputs(&cfg.job_id);
+    }
+    result
+}
+
+fn acquire_and_check(
+    cfg: &Config,
+    command: Vec<String>,
+    interrupted: &dyn Fn() -> Result<()>,
+    outputs_written: &mut bool,
+) -> Result<(Held, LeaseEnv)> {
     let root = Root::create(&cfg.root)?;
     let trust = locks::assess(&root, cfg.locks_forced);
     if trust != LockTrust::Trusted {
@@ -431,6 +449,7 @@ fn acquire(
     let report = match precheck::after_lease(&root, cfg, trust, new_job, swept, interrupted) {
         Ok(report) => report,
         Err(e) => {
+            *outputs_written = true;
             if let Some(gh) = &cfg.github {
                 // Exit 75 too gets its outputs: what was reclaimed, and the dir it would have used.
                 gh.set_job_outputs(
@@ -450,6 +469,7 @@ fn acquire(
     if let Some(gh) = &cfg.github {
         gh.job_ready(cfg, &root, &held, &origin, &command_line, report.as_ref());
     }
+    *outputs_written = true;
     Ok((held, lease_env))
 }
 

@@ -1225,3 +1225,22 @@ fn inputs_in_error_lines_cannot_start_a_workflow_command() {
         }
     }
 }
+
+#[test]
+fn a_run_that_fails_before_it_has_a_dir_still_sets_its_job_id_output() {
+    let mut job = Job::new();
+    let step = job.step();
+    let file = job.env.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let mut cmd = job.command(BIN, &job.ws, &step);
+    cmd.env("CARGO_GUARDED_ROOT", &file)
+        .args(["guarded", "exec", "--", "true"]);
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let outputs = step.outputs();
+    assert_eq!(outputs.get("job-id").map(String::as_str), Some(JOB_ID));
+    assert_eq!(
+        outputs.get("reclaimed-bytes").map(String::as_str),
+        Some("0")
+    );
+}
