@@ -135,7 +135,7 @@ fn a_background_grandchild_is_gone_after_a_normal_exit() {
             "--",
             "sh",
             "-c",
-            "setsid sleep 1000 & echo $! > bg.pid",
+            "setsid sleep 1000 >/dev/null 2>&1 & echo $! > bg.pid",
         ],
     );
     let bg = read_pid(&ws.join("bg.pid")).expect("bg.pid");
