@@ -207,8 +207,8 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
         forwarded.push(libc::SIGCONT);
     }
     let signals = Signals::new(&forwarded).context("failed to install signal handlers")?;
-    let foreground =
-        job_control && rustix::termios::tcgetpgrp(&stdin).is_ok_and(|g| g == rustix::process::getpgrp());
+    let foreground = job_control
+        && rustix::termios::tcgetpgrp(&stdin).is_ok_and(|g| g == rustix::process::getpgrp());
     let ttou_ignored = inherited_ignored(libc::SIGTTOU);
     if job_control {
         // Taking the terminal back from a background group raises SIGTTOU; ignore it here (the

@@ -1021,19 +1021,30 @@ fn hook_never_fails_the_job() {
     let file_root = env.path().join("not-a-dir");
     std::fs::write(&file_root, "x").unwrap();
     let root = file_root.to_str().unwrap();
-    let out = run_hook(&env, &[("CARGO_GUARDED_BIN", BIN), ("CARGO_GUARDED_ROOT", root)], &[]);
+    let out = run_hook(
+        &env,
+        &[("CARGO_GUARDED_BIN", BIN), ("CARGO_GUARDED_ROOT", root)],
+        &[],
+    );
     warned(&out, "exited with status 1; the job goes on");
 
     // A bad setting.
     let out = run_hook(
         &env,
-        &[("CARGO_GUARDED_BIN", BIN), ("CARGO_GUARDED_RECLAIM_BELOW", "lots")],
+        &[
+            ("CARGO_GUARDED_BIN", BIN),
+            ("CARGO_GUARDED_RECLAIM_BELOW", "lots"),
+        ],
         &[],
     );
     warned(&out, "the job goes on");
 
     // A binary that is not there (127).
-    let out = run_hook(&env, &[("CARGO_GUARDED_BIN", "/nonexistent/cargo-guarded")], &[]);
+    let out = run_hook(
+        &env,
+        &[("CARGO_GUARDED_BIN", "/nonexistent/cargo-guarded")],
+        &[],
+    );
     warned(&out, "exited with status 127; the job goes on");
 
     // A sweep that times out (124): a stand-in binary that hangs.
@@ -1079,7 +1090,9 @@ fn hook_default_root_is_the_clis() {
         output(&mut cmd)
     };
     // Released with no linger: expired at once.
-    assert_success(&job(&["--job-id", "old", "--linger", "0s", "exec", "--", "true"]));
+    assert_success(&job(&[
+        "--job-id", "old", "--linger", "0s", "exec", "--", "true",
+    ]));
     let default_root = home.join(".cache/cargo-guarded");
     assert!(default_root.join("old").is_dir());
     let out = run_hook(
@@ -1124,13 +1137,33 @@ fn systemd_units_verify() {
         dir.join("cargo-guarded-gc.timer"),
     )
     .unwrap();
-    let out = output(Command::new(analyze).arg("verify").args([
+    let out = output(Command::new(&analyze).arg("verify").args([
         dir.join("cargo-guarded-gc.service"),
         dir.join("cargo-guarded-gc.timer"),
     ]));
     assert_success(&out);
     // verify exits 0 on unknown keys and bad values; it only says so on stderr.
     assert_eq!(stderr(&out), "", "{}", describe(&out));
+
+    // Hardened (issue 14 item 19): the sandbox lets it write the root and nothing else, and
+    // systemd's own exposure score stays low.
+    assert!(
+        service.contains("Environment=CARGO_GUARDED_ROOT=/srv/cargo-guarded")
+            && service.contains("ReadWritePaths=/srv/cargo-guarded")
+            && service.contains("ProtectSystem=strict")
+    );
+    let out = output(
+        Command::new(&analyze)
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(dir.join("cargo-guarded-gc.service")),
+    );
+    let text = stdout(&out);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for cargo-guarded-gc.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score\n{}", describe(&out)));
+    assert!(score <= 1.5, "exposure {score} > 1.5\n{text}");
 }
 
 fn which(program: &str) -> Result<PathBuf, ()> {

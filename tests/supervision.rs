@@ -28,7 +28,12 @@ fn wait_pid(run: &Spawned, file: &Path) -> i32 {
         pid = read_pid(file);
         pid.is_some()
     });
-    assert!(ok, "{} was never written\n{}", file.display(), run.stderr_so_far());
+    assert!(
+        ok,
+        "{} was never written\n{}",
+        file.display(),
+        run.stderr_so_far()
+    );
     pid.unwrap()
 }
 
@@ -72,8 +77,15 @@ fn kill_9_during_nextest_kills_the_test_processes() {
     let env = Env::new();
     let ws = env.fixture("sleeper");
     let mut cmd = env.cmd(&ws);
-    cmd.env("SLEEPER_DIR", &ws)
-        .args(["guarded", "-v", "--job-id", "nx", "nextest", "run", "--no-capture"]);
+    cmd.env("SLEEPER_DIR", &ws).args([
+        "guarded",
+        "-v",
+        "--job-id",
+        "nx",
+        "nextest",
+        "run",
+        "--no-capture",
+    ]);
     let run = spawn_logged(&mut cmd, &env.path().join("nextest"));
     let test = wait_pid(&run, &ws.join("test.pid"));
     // nextest runs each test in a process group of its own: the wrapper's group kill misses it.
@@ -84,16 +96,27 @@ fn kill_9_during_nextest_kills_the_test_processes() {
     send_signal(run.pid(), libc::SIGKILL);
     let out = run.finish(30);
     assert_eq!(out.status.signal(), Some(libc::SIGKILL));
-    assert_gone(&[test], "the nextest test process after kill -9 of the wrapper");
+    assert_gone(
+        &[test],
+        "the nextest test process after kill -9 of the wrapper",
+    );
     let log = std::fs::metadata(ws.join("test.log")).unwrap().len();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(std::fs::metadata(ws.join("test.log")).unwrap().len(), log, "still written");
+    assert_eq!(
+        std::fs::metadata(ws.join("test.log")).unwrap().len(),
+        log,
+        "still written"
+    );
     assert!(
         stderr(&out).contains("tracking the command's process tree"),
         "-v names the mechanism\n{}",
         describe(&out)
     );
-    assert!(wait_for(30, || cgroups_left().is_empty()), "{:?}", cgroups_left());
+    assert!(
+        wait_for(30, || cgroups_left().is_empty()),
+        "{:?}",
+        cgroups_left()
+    );
 }
 
 #[test]
@@ -183,12 +206,15 @@ fn without_a_cgroup_the_token_finds_the_tree() {
         ]);
     let run = spawn_logged(&mut cmd, &env.path().join("token"));
     let leader = wait_pid(&run, &ws.join("t.pid"));
-    assert!(wait_for(30, || run.stderr_so_far().contains("CARGO_GUARDED_RUN_TOKEN")));
-    let children: Vec<i32> = std::fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    assert!(wait_for(30, || run
+        .stderr_so_far()
+        .contains("CARGO_GUARDED_RUN_TOKEN")));
+    let children: Vec<i32> =
+        std::fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
     send_signal(run.pid(), libc::SIGKILL);
     run.finish(30);
     let mut all = children;
@@ -226,15 +252,27 @@ fn an_inherited_ignored_sighup_stays_ignored() {
     }
     let run = spawn_logged(&mut cmd, &env.path().join("nohup"));
     let child = wait_pid(&run, &ws.join("c.pid"));
-    assert!(ignores(child, libc::SIGHUP), "the child does not ignore SIGHUP");
+    assert!(
+        ignores(child, libc::SIGHUP),
+        "the child does not ignore SIGHUP"
+    );
     send_signal(run.pid(), libc::SIGHUP);
     send_signal(child, libc::SIGHUP);
     // Give a wrongly forwarded or delivered hangup the time to act, then check both still live.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(pid_alive(run.pid()) && pid_alive(child), "{}", run.stderr_so_far());
+    assert!(
+        pid_alive(run.pid()) && pid_alive(child),
+        "{}",
+        run.stderr_so_far()
+    );
     send_signal(run.pid(), libc::SIGTERM);
     let out = run.finish(30);
-    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{}", describe(&out));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(env.lease("nohup")["state"], "released");
 }
 
@@ -243,7 +281,9 @@ fn an_inherited_ignored_sigchld_does_not_break_the_run() {
     let env = Env::new();
     let ws = env.fixture("small");
     let mut cmd = env.cmd(&ws);
-    cmd.args(["guarded", "--job-id", "chld", "exec", "--", "sh", "-c", "exit 7"]);
+    cmd.args([
+        "guarded", "--job-id", "chld", "exec", "--", "sh", "-c", "exit 7",
+    ]);
     // SAFETY: setting a disposition between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -287,8 +327,16 @@ fn other_terminating_signals_are_forwarded_and_release() {
         let (run, child) = start_sleeper(&env, &ws, "fw");
         send_signal(run.pid(), sig);
         let out = run.finish(30);
-        assert_eq!(out.status.signal(), Some(sig), "signal {sig}: {}", describe(&out));
-        assert!(!out.status.core_dumped(), "signal {sig}: the wrapper dumped core");
+        assert_eq!(
+            out.status.signal(),
+            Some(sig),
+            "signal {sig}: {}",
+            describe(&out)
+        );
+        assert!(
+            !out.status.core_dumped(),
+            "signal {sig}: the wrapper dumped core"
+        );
         assert_gone(&[child], "the child");
         assert_eq!(env.lease("fw")["state"], "released", "signal {sig}");
     }
@@ -302,13 +350,26 @@ fn sigtstp_to_the_wrapper_stops_the_child_and_sigcont_resumes_it() {
     let ws = env.fixture("small");
     let (run, child) = start_sleeper(&env, &ws, "tstp");
     send_signal(run.pid(), libc::SIGTSTP);
-    assert!(wait_for(30, || state(child) == "T"), "child state {}", state(child));
+    assert!(
+        wait_for(30, || state(child) == "T"),
+        "child state {}",
+        state(child)
+    );
     assert_ne!(state(run.pid()), "T", "the wrapper stopped itself");
     send_signal(run.pid(), libc::SIGCONT);
-    assert!(wait_for(30, || state(child) == "S"), "child state {}", state(child));
+    assert!(
+        wait_for(30, || state(child) == "S"),
+        "child state {}",
+        state(child)
+    );
     send_signal(run.pid(), libc::SIGTERM);
     let out = run.finish(30);
-    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{}", describe(&out));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(env.lease("tstp")["state"], "released");
 }
 
@@ -342,7 +403,11 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it() {
     assert!(t.wait_for_text(60, "ready-42"), "{}", t.pane());
     let child = read_pid(&ws.join("c.pid")).unwrap();
     t.keys(&["C-z"]);
-    assert!(t.wait_for_text(30, "Stopped"), "Ctrl-Z did not stop the job:\n{}", t.pane());
+    assert!(
+        t.wait_for_text(30, "Stopped"),
+        "Ctrl-Z did not stop the job:\n{}",
+        t.pane()
+    );
     assert_eq!(state(child), "T");
     assert_eq!(env.lease("tz")["state"], "active");
     t.line("fg");
@@ -368,7 +433,11 @@ fn fg_after_a_background_start_does_not_hang() {
         "echo $$ > c.pid; read x; echo got-$x",
     ]);
     t.line(&format!("{job} &"));
-    assert!(wait_for(60, || read_pid(&ws.join("c.pid")).is_some()), "{}", t.pane());
+    assert!(
+        wait_for(60, || read_pid(&ws.join("c.pid")).is_some()),
+        "{}",
+        t.pane()
+    );
     t.line("fg");
     t.line("there");
     assert!(t.wait_for_text(30, "got-there"), "fg hung:\n{}", t.pane());
@@ -404,16 +473,24 @@ fn ctrl_c_stops_a_shell_loop() {
     t.line("echo after-$((1+1))=$?");
     assert!(t.wait_for_text(30, "after-2="), "{}", t.pane());
     let pane = t.pane();
-    assert!(!pane.contains("iteration-b") && !pane.contains("survived"), "{pane}");
+    assert!(
+        !pane.contains("iteration-b") && !pane.contains("survived"),
+        "{pane}"
+    );
     assert!(pane.contains("after-2=130"), "{pane}");
     assert_eq!(env.lease("tl")["state"], "released");
     // Interactive: bash stops the loop when the job died of SIGINT.
-    t.line(&format!("for i in d e f; do {job} $i; done; echo surv-$((2+2))"));
+    t.line(&format!(
+        "for i in d e f; do {job} $i; done; echo surv-$((2+2))"
+    ));
     assert!(t.wait_for_text(60, "iteration-d"), "{}", t.pane());
     t.keys(&["C-c"]);
     t.line("echo after-$((2+1))=$?");
     assert!(t.wait_for_text(30, "after-3="), "{}", t.pane());
     let pane = t.pane();
-    assert!(!pane.contains("iteration-e") && !pane.contains("surv-4"), "{pane}");
+    assert!(
+        !pane.contains("iteration-e") && !pane.contains("surv-4"),
+        "{pane}"
+    );
     assert_eq!(env.lease("tl")["state"], "released");
 }

@@ -103,10 +103,13 @@ impl Tree {
         use std::os::fd::AsRawFd;
         Killer {
             needle: &self.needle,
-            cgroup: self
-                .cgroup
-                .as_ref()
-                .map(|c| (c.kill.as_raw_fd(), c.events.as_raw_fd(), c.c_path.as_c_str())),
+            cgroup: self.cgroup.as_ref().map(|c| {
+                (
+                    c.kill.as_raw_fd(),
+                    c.events.as_raw_fd(),
+                    c.c_path.as_c_str(),
+                )
+            }),
         }
     }
 
@@ -141,7 +144,13 @@ impl Cgroup {
                 .write(write)
                 .open(path.join(name))
         };
-        let files = (|| Ok::<_, std::io::Error>((open("cgroup.procs", true)?, open("cgroup.kill", true)?, open("cgroup.events", false)?)))();
+        let files = (|| {
+            Ok::<_, std::io::Error>((
+                open("cgroup.procs", true)?,
+                open("cgroup.kill", true)?,
+                open("cgroup.events", false)?,
+            ))
+        })();
         match files {
             Ok((procs, kill, events)) => Some(Cgroup {
                 c_path: CString::new(path.as_os_str().as_bytes()).ok()?,
@@ -192,7 +201,10 @@ fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -310,8 +322,9 @@ fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
     if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    name.iter()
-        .try_fold(0 as libc::pid_t, |acc, &c| acc.checked_mul(10)?.checked_add((c - b'0') as libc::pid_t))
+    name.iter().try_fold(0 as libc::pid_t, |acc, &c| {
+        acc.checked_mul(10)?.checked_add((c - b'0') as libc::pid_t)
+    })
 }
 
 /// Whether `/proc/<pid>/environ` holds `needle` (which starts and ends with NUL; the first
@@ -386,11 +399,17 @@ mod tests {
             cgroup2_dir(mi, "/user.slice/a b"),
             Some(PathBuf::from("/sys/fs/cgroup/unified/user.slice/a b"))
         );
-        assert_eq!(cgroup2_dir(mi, "/"), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            cgroup2_dir(mi, "/"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         let none = "30 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n";
         assert_eq!(cgroup2_dir(none, "/"), None);
         let sub = "35 30 0:30 /ci /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(cgroup2_dir(sub, "/ci/job"), Some(PathBuf::from("/sys/fs/cgroup/job")));
+        assert_eq!(
+            cgroup2_dir(sub, "/ci/job"),
+            Some(PathBuf::from("/sys/fs/cgroup/job"))
+        );
         assert_eq!(cgroup2_dir(sub, "/other"), None);
         let esc = "35 30 0:30 / /mnt/c\\040g rw - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_dir(esc, "/"), Some(PathBuf::from("/mnt/c g")));
@@ -420,14 +439,26 @@ mod tests {
             // SAFETY: a dir fd standing in for /proc.
             unsafe { environ_holds(proc_fd.as_raw_fd(), name.as_bytes(), &tree.needle) }
         };
-        assert!(check("1", environ_of(&["CARGO_GUARDED_RUN_TOKEN=abc", "A=b"])));
-        assert!(check("2", environ_of(&["A=b", "CARGO_GUARDED_RUN_TOKEN=abc"])));
+        assert!(check(
+            "1",
+            environ_of(&["CARGO_GUARDED_RUN_TOKEN=abc", "A=b"])
+        ));
+        assert!(check(
+            "2",
+            environ_of(&["A=b", "CARGO_GUARDED_RUN_TOKEN=abc"])
+        ));
         assert!(!check("3", environ_of(&["CARGO_GUARDED_RUN_TOKEN=abcd"])));
         assert!(!check("4", environ_of(&["XCARGO_GUARDED_RUN_TOKEN=abc"])));
         // Across the 8 KiB read boundary, after a large variable.
         let big = format!("B={}", "x".repeat(8190));
-        assert!(check("5", environ_of(&[&big, "CARGO_GUARDED_RUN_TOKEN=abc"])));
+        assert!(check(
+            "5",
+            environ_of(&[&big, "CARGO_GUARDED_RUN_TOKEN=abc"])
+        ));
         let big = format!("B={}", "x".repeat(20000));
-        assert!(check("6", environ_of(&[&big, "CARGO_GUARDED_RUN_TOKEN=abc", "C=d"])));
+        assert!(check(
+            "6",
+            environ_of(&[&big, "CARGO_GUARDED_RUN_TOKEN=abc", "C=d"])
+        ));
     }
 }

@@ -23,11 +23,31 @@ impl Tmux {
                 shell.push(format!("{k}={}", v.to_string_lossy()));
             }
         }
-        shell.extend(["PS1=$ ", "TERM=screen", "bash", "--norc", "--noprofile", "-i"].map(String::from));
+        shell.extend(
+            [
+                "PS1=$ ",
+                "TERM=screen",
+                "bash",
+                "--norc",
+                "--noprofile",
+                "-i",
+            ]
+            .map(String::from),
+        );
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
-            .args(["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50", "-c"])
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "200",
+                "-y",
+                "50",
+                "-c",
+            ])
             .arg(cwd)
             .args(&shell)
             .status()
