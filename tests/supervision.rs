@@ -8,7 +8,7 @@ mod common;
 mod tmux;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use tmux::Tmux;
@@ -57,16 +57,20 @@ fn ignores(pid: i32, sig: i32) -> bool {
     mask & (1 << (sig - 1)) != 0
 }
 
-fn cgroups_left() -> Vec<String> {
-    std::fs::read_dir("/sys/fs/cgroup/unified")
-        .or_else(|_| std::fs::read_dir("/sys/fs/cgroup"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("cargo-guarded-"))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The cgroup the wrapper `pid` would have made (under this test's own cgroup v2), if it is
+/// still there. Per pid: other tests' wrappers run at the same time.
+fn cgroup_left(pid: i32) -> Option<PathBuf> {
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let rel = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim_start_matches('/');
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|base| Path::new(base).join(rel))
+        .filter(|dir| dir.join("cgroup.procs").exists())
+        .map(|dir| dir.join(format!("cargo-guarded-{pid}")))
+        .find(|dir| dir.exists())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -93,7 +97,8 @@ fn kill_9_during_nextest_kills_the_test_processes() {
         rustix::process::getpgid(rustix::process::Pid::from_raw(test)).ok(),
         rustix::process::getpgid(rustix::process::Pid::from_raw(run.pid())).ok()
     );
-    send_signal(run.pid(), libc::SIGKILL);
+    let wrapper = run.pid();
+    send_signal(wrapper, libc::SIGKILL);
     let out = run.finish(30);
     assert_eq!(out.status.signal(), Some(libc::SIGKILL));
     assert_gone(
@@ -113,9 +118,9 @@ fn kill_9_during_nextest_kills_the_test_processes() {
         describe(&out)
     );
     assert!(
-        wait_for(30, || cgroups_left().is_empty()),
+        wait_for(30, || cgroup_left(wrapper).is_none()),
         "{:?}",
-        cgroups_left()
+        cgroup_left(wrapper)
     );
 }
 
@@ -148,23 +153,55 @@ fn kill_9_kills_a_new_session() {
 fn a_background_grandchild_is_gone_after_a_normal_exit() {
     let env = Env::new();
     let ws = env.fixture("small");
-    let out = env.ok(
-        &ws,
-        [
-            "-v",
-            "--job-id",
-            "bg",
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "setsid sleep 1000 >/dev/null 2>&1 & echo $! > bg.pid",
-        ],
-    );
+    let mut cmd = env.cmd(&ws);
+    cmd.args([
+        "guarded",
+        "-v",
+        "--job-id",
+        "bg",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "setsid sleep 1000 >/dev/null 2>&1 & echo $! > bg.pid",
+    ]);
+    let run = spawn_logged(&mut cmd, &env.path().join("bg"));
+    let wrapper = run.pid();
+    let out = run.finish(60);
+    assert_success(&out);
     let bg = read_pid(&ws.join("bg.pid")).expect("bg.pid");
     assert_gone(&[bg], "a background grandchild after the command exited");
     assert_eq!(env.lease("bg")["state"], "released", "{}", describe(&out));
-    assert!(cgroups_left().is_empty(), "{:?}", cgroups_left());
+    assert_eq!(cgroup_left(wrapper), None);
+}
+
+/// A `cargo guarded` inside another: `kill -9` of the outer one takes the inner one's tree too,
+/// and no cgroup of either is left behind.
+#[test]
+fn kill_9_of_an_outer_wrapper_takes_a_nested_one_and_leaves_no_cgroup() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let inner = format!(
+        "'{BIN}' guarded --job-id inner exec -- sh -c 'sleep 1000 & echo $! > n.tmp && mv n.tmp n.pid; wait'"
+    );
+    let run = env.spawn(
+        &ws,
+        "outer",
+        ["--job-id", "outer", "exec", "--", "sh", "-c", &inner],
+    );
+    let sleeper = wait_pid(&run, &ws.join("n.pid"));
+    let wrapper = run.pid();
+    send_signal(wrapper, libc::SIGKILL);
+    run.finish(30);
+    assert_gone(
+        &[sleeper],
+        "the nested run's tree after kill -9 of the outer wrapper",
+    );
+    assert!(
+        wait_for(30, || cgroup_left(wrapper).is_none()),
+        "{:?}",
+        cgroup_left(wrapper)
+    );
 }
 
 /// A user who may not create cgroups: the token in the environment finds the tree.

@@ -260,7 +260,62 @@ fn kill_cgroup(kill: i32, events: i32, path: &CStr) {
             };
             libc::nanosleep(&pause, std::ptr::null_mut());
         }
+        // A nested `cargo guarded` made its own cgroup inside ours, and its reaper, in ours too,
+        // was killed before it could remove it: remove those first (empty now, like ours).
+        let dir = libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir >= 0 {
+            remove_subdirs(dir, 4);
+            libc::close(dir);
+        }
         libc::rmdir(path.as_ptr());
+    }
+}
+
+/// Remove the (cgroup) dirs under `dir`, down to `depth` levels: a cgroup dir is removed with
+/// `rmdir` once it has no children and no processes, whatever interface files it shows.
+/// Async-signal-safe.
+///
+/// # Safety
+/// `dir` is an open directory fd.
+unsafe fn remove_subdirs(dir: i32, depth: u32) {
+    if depth == 0 {
+        return;
+    }
+    let mut dents = [0u8; 2048];
+    // SAFETY: as in `kill_token_holders`: records are parsed within the bytes returned.
+    unsafe {
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, dir, dents.as_mut_ptr(), dents.len());
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0usize;
+            while off + 19 < n as usize {
+                let reclen = u16::from_ne_bytes([dents[off + 16], dents[off + 17]]) as usize;
+                if reclen == 0 {
+                    break;
+                }
+                let is_dir = dents[off + 18] == libc::DT_DIR;
+                let name = &mut dents[off + 19..(off + reclen).min(n as usize)];
+                let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+                if is_dir && len < name.len() && name[..len] != *b"." && name[..len] != *b".." {
+                    let sub = libc::openat(
+                        dir,
+                        name.as_ptr().cast(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    if sub >= 0 {
+                        remove_subdirs(sub, depth - 1);
+                        libc::close(sub);
+                    }
+                    libc::unlinkat(dir, name.as_ptr().cast(), libc::AT_REMOVEDIR);
+                }
+                off += reclen;
+            }
+        }
     }
 }
 
