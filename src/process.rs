@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
@@ -18,6 +18,7 @@ use signal_hook::iterator::Signals;
 
 use crate::exit_codes;
 
+mod clone3;
 mod tree;
 
 /// A command line with environment changes; printed in backticks in errors.
@@ -172,7 +173,7 @@ impl std::error::Error for Interrupted {}
 
 /// A running child in its own process group, with signal forwarding, job control, and a reaper.
 pub(crate) struct Supervised {
-    child: Child,
+    pid: libc::pid_t,
     pgid: Pid,
     signals: signal_hook::iterator::Handle,
     forwarder: Option<std::thread::JoinHandle<()>>,
@@ -217,41 +218,15 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
         unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
     }
     let mut tree = tree::Tree::prepare();
-    let procs_fd = tree.procs_fd();
-    let mut cmd = pb.command();
-    cmd.process_group(0);
-    cmd.env(tree::TOKEN_VAR, tree.token());
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
-    // (write, tcsetpgrp, signal, prctl), allocating nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Into our cgroup before exec, so not even the first fork escapes it. A refusal is
-            // noticed by `confirm` afterwards.
-            if let Some(fd) = procs_fd {
-                libc::write(fd, b"0".as_ptr().cast(), 1);
-            }
-            if foreground {
-                let _ = rustix::termios::tcsetpgrp(
-                    std::os::fd::BorrowedFd::borrow_raw(0),
-                    rustix::process::getpid(),
-                );
-            }
-            if job_control && !ttou_ignored {
-                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-            }
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("failed to start {pb}"))?;
-    let pgid = Pid::from_child(&child);
+    let setup = move || child_setup(foreground, job_control, ttou_ignored);
+    let child = start(pb, &tree, setup).with_context(|| format!("failed to start {pb}"))?;
+    // SAFETY: a pid we just started is a positive number.
+    let pgid = unsafe { Pid::from_raw_unchecked(child) };
     if foreground {
         let _ = rustix::termios::tcsetpgrp(&stdin, pgid);
         GAVE_TERMINAL.store(true, Ordering::SeqCst);
     }
-    tree.confirm(child.id());
+    tree.confirm(child as u32);
     crate::term::verbose(tree.describe());
     let reaper = spawn_reaper(pgid, tree.killer());
     let handle = signals.handle();
@@ -264,7 +239,7 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
         }
     });
     Ok(Supervised {
-        child,
+        pid: child,
         pgid,
         signals: handle,
         forwarder: Some(forwarder),
@@ -272,6 +247,65 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
         tree: Some(tree),
         job_control,
     })
+}
+
+/// In the child, before exec: its own process group, the terminal if we had it, the inherited
+/// SIGTTOU disposition, and death with the wrapper. Async-signal-safe: runs after a fork of a
+/// multithreaded process.
+fn child_setup(foreground: bool, job_control: bool, ttou_ignored: bool) -> std::io::Result<()> {
+    rustix::process::setpgid(None, None)?;
+    if foreground {
+        // SAFETY: fd 0 is stdin, open for the whole call.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        let _ = rustix::termios::tcsetpgrp(stdin, rustix::process::getpid());
+    }
+    if job_control && !ttou_ignored {
+        // SAFETY: setting a disposition has no memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
+    }
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(())
+}
+
+/// Start the child with the run's token in its environment: born inside our cgroup if there is
+/// one (`clone3`), else with std's `Command`, moving itself into the cgroup before exec when
+/// `clone3` is refused (correct, but the move costs an RCU grace period).
+fn start(
+    pb: &ProcessBuilder,
+    tree: &tree::Tree,
+    setup: impl Fn() -> std::io::Result<()> + Send + Sync + 'static,
+) -> std::io::Result<libc::pid_t> {
+    let token = [(
+        OsStr::new(tree::TOKEN_VAR),
+        Some(OsStr::new(tree.token())),
+    )];
+    if let Some(dir) = tree.dir_fd() {
+        let prepared = clone3::Prepared::new(
+            &pb.program,
+            pb.args.iter().map(OsString::as_os_str),
+            pb.get_envs().chain(token),
+        )?;
+        // SAFETY: `setup` is async-signal-safe (see `child_setup`).
+        match unsafe { clone3::spawn(&prepared, dir, &setup) } {
+            Ok(pid) => return Ok(pid),
+            Err(clone3::Failed::Spawn(e)) => return Err(e),
+            Err(clone3::Failed::Unsupported) => {}
+        }
+    }
+    let procs_fd = tree.procs_fd();
+    let mut cmd = pb.command();
+    cmd.env(tree::TOKEN_VAR, tree.token());
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
+    // (write, and those of `child_setup`), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = procs_fd {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+            }
+            setup()
+        });
+    }
+    Ok(cmd.spawn()?.id() as libc::pid_t)
 }
 
 impl Supervised {
@@ -288,7 +322,7 @@ impl Supervised {
     }
 
     fn wait_for_exit(&self) -> Result<ExitStatus> {
-        let pid = self.child.id() as libc::pid_t;
+        let pid = self.pid;
         loop {
             let mut raw = 0;
             // WUNTRACED: a stopped child must be seen, or Ctrl-Z leaves the terminal with a

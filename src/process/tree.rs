@@ -34,6 +34,8 @@ pub(super) struct Tree {
 struct Cgroup {
     path: PathBuf,
     c_path: CString,
+    /// The dir itself, for `clone3(CLONE_INTO_CGROUP)`.
+    dir: std::fs::File,
     procs: std::fs::File,
     kill: std::fs::File,
     events: std::fs::File,
@@ -61,7 +63,14 @@ impl Tree {
         &self.token
     }
 
-    /// The fd `pre_exec` writes "0" to, moving the child into our cgroup before it execs.
+    /// The fd of our cgroup's dir, to start the child in it.
+    pub(super) fn dir_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.cgroup.as_ref().map(|c| c.dir.as_raw_fd())
+    }
+
+    /// The fd `pre_exec` writes "0" to, moving the child into our cgroup before it execs (when
+    /// `clone3` is refused).
     pub(super) fn procs_fd(&self) -> Option<i32> {
         use std::os::fd::AsRawFd;
         self.cgroup.as_ref().map(|c| c.procs.as_raw_fd())
@@ -146,15 +155,17 @@ impl Cgroup {
         };
         let files = (|| {
             Ok::<_, std::io::Error>((
+                std::fs::File::open(&path)?,
                 open("cgroup.procs", true)?,
                 open("cgroup.kill", true)?,
                 open("cgroup.events", false)?,
             ))
         })();
         match files {
-            Ok((procs, kill, events)) => Some(Cgroup {
+            Ok((dir, procs, kill, events)) => Some(Cgroup {
                 c_path: CString::new(path.as_os_str().as_bytes()).ok()?,
                 path,
+                dir,
                 procs,
                 kill,
                 events,
@@ -165,6 +176,14 @@ impl Cgroup {
                 None
             }
         }
+    }
+}
+
+impl Drop for Cgroup {
+    /// The child never started, or it was not in the cgroup: nothing to keep. (After
+    /// `kill_all` the dir is gone already.)
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
     }
 }
 
