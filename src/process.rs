@@ -275,10 +275,7 @@ fn start(
     tree: &tree::Tree,
     setup: impl Fn() -> std::io::Result<()> + Send + Sync + 'static,
 ) -> std::io::Result<libc::pid_t> {
-    let token = [(
-        OsStr::new(tree::TOKEN_VAR),
-        Some(OsStr::new(tree.token())),
-    )];
+    let token = [(OsStr::new(tree::TOKEN_VAR), Some(OsStr::new(tree.token())))];
     if let Some(dir) = tree.dir_fd() {
         let prepared = clone3::Prepared::new(
             &pb.program,

@@ -8,7 +8,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -65,7 +65,10 @@ impl Prepared {
         let path = resolve(program, &vars)?;
         let cstr = |b: &[u8]| {
             CString::new(b).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "nul byte found in provided data")
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "nul byte found in provided data",
+                )
             })
         };
         let mut argv = vec![cstr(program.as_bytes())?];
@@ -118,8 +121,8 @@ pub(super) unsafe fn spawn(
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = prepared.envp.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let (read_end, write_end) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Failed::Spawn(e.into()))?;
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Failed::Spawn(e.into()))?;
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -176,7 +179,6 @@ pub(super) unsafe fn spawn(
     let pid = pid as libc::pid_t;
     drop(write_end);
     // EOF: the exec succeeded (the pipe closed on exec). Four bytes: its errno.
-    let read_end = OwnedFd::from(read_end);
     let mut buf = [0u8; 4];
     let mut got = 0;
     while got < buf.len() {
@@ -193,5 +195,7 @@ pub(super) unsafe fn spawn(
     let mut status = 0;
     // SAFETY: reaping our own child, which exits right after reporting.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    Err(Failed::Spawn(io::Error::from_raw_os_error(i32::from_ne_bytes(buf))))
+    Err(Failed::Spawn(io::Error::from_raw_os_error(
+        i32::from_ne_bytes(buf),
+    )))
 }
