@@ -233,8 +233,13 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
     let forwarder = std::thread::spawn(move || {
         let mut signals = signals;
         for sig in signals.forever() {
-            if let Some(sig) = Signal::from_named_raw(sig) {
-                let _ = rustix::process::kill_process_group(pgid, sig);
+            if let Some(signal) = Signal::from_named_raw(sig) {
+                let _ = rustix::process::kill_process_group(pgid, signal);
+            }
+            // A stopped child acts on a terminating signal only once continued (what a shell's
+            // `kill` does for a stopped job too).
+            if ENDING.contains(&sig) {
+                let _ = rustix::process::kill_process_group(pgid, Signal::CONT);
             }
         }
     });
@@ -341,28 +346,43 @@ impl Supervised {
         }
     }
 
-    /// The child stopped with `sig`. What a job-control shell does: if it stopped reading or
-    /// writing the terminal while we are in the foreground (we were started with `&` and then
-    /// `fg`'d), give it the terminal and continue it. Otherwise take the terminal back and stop
-    /// ourselves, so the shell that started us sees its job stopped and gets its prompt back;
-    /// once continued (`fg` or `bg`), give the terminal back if it is ours and continue the
-    /// child. Without a terminal nothing is done: a SIGCONT sent to us is forwarded.
+    /// The child stopped with `sig`; do what a job-control shell does.
+    ///
+    /// - Stopped by the terminal (SIGTTIN/SIGTTOU: it read or wrote it from the background):
+    ///   wait until we are the foreground group (`fg`), then give it the terminal and continue
+    ///   it. We poll rather than stop ourselves: a `fg` arriving between the child's stop and
+    ///   ours would be lost (its SIGCONT finding us still running) and leave us stopped in the
+    ///   foreground for good.
+    /// - Stopped otherwise (Ctrl-Z, SIGTSTP, SIGSTOP): take the terminal back and stop
+    ///   ourselves, so the shell that started us sees its job stopped and gets its prompt back;
+    ///   once continued (`fg` or `bg`), give the terminal back if it is ours and continue the
+    ///   child.
+    ///
+    /// Without a terminal nothing is done: a SIGCONT sent to us is forwarded.
     fn stopped(&self, sig: i32) {
         if !self.job_control {
             return;
         }
         let stdin = std::io::stdin();
         let ours = rustix::process::getpgrp();
-        let holder = rustix::termios::tcgetpgrp(&stdin).ok();
-        if !matches!(sig, libc::SIGTTIN | libc::SIGTTOU) || holder != Some(ours) {
-            if holder == Some(self.pgid) {
+        let foreground = || rustix::termios::tcgetpgrp(&stdin).ok() == Some(ours);
+        if matches!(sig, libc::SIGTTIN | libc::SIGTTOU) {
+            while !foreground() {
+                if !still_stopped(self.pid) {
+                    // Continued or killed by someone else: back to waiting for it.
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        } else {
+            if rustix::termios::tcgetpgrp(&stdin).ok() == Some(self.pgid) {
                 let _ = rustix::termios::tcsetpgrp(&stdin, ours);
             }
             // SIGSTOP, not SIGTSTP: it cannot be caught or ignored, so we really stop.
             // SAFETY: raising a signal on ourselves.
             unsafe { libc::raise(libc::SIGSTOP) };
         }
-        if rustix::termios::tcgetpgrp(&stdin).is_ok_and(|g| g == ours) {
+        if foreground() {
             let _ = rustix::termios::tcsetpgrp(&stdin, self.pgid);
         }
         let _ = rustix::process::kill_process_group(self.pgid, Signal::CONT);
@@ -390,6 +410,17 @@ impl Supervised {
             let _ = forwarder.join();
         }
     }
+}
+
+/// Whether `pid` (our child) is still stopped, from `/proc/PID/stat`.
+fn still_stopped(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            Some(matches!(rest.split_whitespace().next()?, "T" | "t"))
+        })
+        .unwrap_or(false)
 }
 
 /// The reaper: a forked copy of the wrapper that blocks reading a pipe whose only writer is the

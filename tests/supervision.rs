@@ -46,6 +46,18 @@ fn state(pid: i32) -> String {
         .to_owned()
 }
 
+/// Whether `pid` runs (not stopped) in the terminal's foreground group: only then is it safe to
+/// type for it (keys typed while the shell still has the terminal in raw mode arrive as `\r`).
+fn running_in_foreground(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    // state ppid pgrp session tty_nr tpgid
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.len() > 5 && f[0] != "T" && f[2] == f[5]
+}
+
 /// Whether `pid` ignores `sig` (`SigIgn` in `/proc/PID/status`).
 fn ignores(pid: i32, sig: i32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -448,6 +460,11 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it() {
     assert_eq!(state(child), "T");
     assert_eq!(env.lease("tz")["state"], "active");
     t.line("fg");
+    assert!(
+        wait_for(30, || running_in_foreground(child)),
+        "{}",
+        t.pane()
+    );
     t.line("hello");
     assert!(t.wait_for_text(30, "got-hello"), "{}", t.pane());
     t.line("echo rc=$?");

@@ -18,8 +18,9 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-/// The variable that carries the run's token to every descendant.
-pub(crate) const TOKEN_VAR: &str = "CARGO_GUARDED_RUN_TOKEN";
+/// The variable that carries the run's token to every descendant. Not `CARGO_`-prefixed: sccache
+/// hashes every `CARGO_*` variable into its keys, and a per-run value would make every run miss.
+pub(crate) const TOKEN_VAR: &str = "_CARGO_GUARDED_RUN_TOKEN";
 
 /// How the tree is tracked; fixed once the child has started.
 pub(super) struct Tree {
@@ -500,7 +501,7 @@ mod tests {
     #[test]
     fn the_token_scan_matches_whole_variables_only() {
         let tree = Tree {
-            needle: b"\0CARGO_GUARDED_RUN_TOKEN=abc\0".to_vec(),
+            needle: b"\0_CARGO_GUARDED_RUN_TOKEN=abc\0".to_vec(),
             token: "abc".into(),
             cgroup: None,
         };
@@ -515,24 +516,24 @@ mod tests {
         };
         assert!(check(
             "1",
-            environ_of(&["CARGO_GUARDED_RUN_TOKEN=abc", "A=b"])
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=abc", "A=b"])
         ));
         assert!(check(
             "2",
-            environ_of(&["A=b", "CARGO_GUARDED_RUN_TOKEN=abc"])
+            environ_of(&["A=b", "_CARGO_GUARDED_RUN_TOKEN=abc"])
         ));
-        assert!(!check("3", environ_of(&["CARGO_GUARDED_RUN_TOKEN=abcd"])));
-        assert!(!check("4", environ_of(&["XCARGO_GUARDED_RUN_TOKEN=abc"])));
+        assert!(!check("3", environ_of(&["_CARGO_GUARDED_RUN_TOKEN=abcd"])));
+        assert!(!check("4", environ_of(&["X_CARGO_GUARDED_RUN_TOKEN=abc"])));
         // Across the 8 KiB read boundary, after a large variable.
         let big = format!("B={}", "x".repeat(8190));
         assert!(check(
             "5",
-            environ_of(&[&big, "CARGO_GUARDED_RUN_TOKEN=abc"])
+            environ_of(&[&big, "_CARGO_GUARDED_RUN_TOKEN=abc"])
         ));
         let big = format!("B={}", "x".repeat(20000));
         assert!(check(
             "6",
-            environ_of(&[&big, "CARGO_GUARDED_RUN_TOKEN=abc", "C=d"])
+            environ_of(&[&big, "_CARGO_GUARDED_RUN_TOKEN=abc", "C=d"])
         ));
     }
 }
