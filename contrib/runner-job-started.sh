@@ -5,7 +5,8 @@
 #
 # Install (in each runner's .env file, or the service's environment):
 #   ACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/cargo-guarded/runner-job-started.sh
-#   CARGO_GUARDED_ROOT=/srv/cargo-guarded      # the host's shared root (this is the default)
+#   CARGO_GUARDED_ROOT=/srv/cargo-guarded      # the host's shared root (default: the CLI's,
+#                                              # ~/.cache/cargo-guarded of the runner's user)
 #
 # Every runner of a host may run it at the same moment: sweeps take turns on the root's
 # .guard.lock and claim each dir under its own lock. It never fails the job (a hook that exits
@@ -18,11 +19,21 @@
 #                                mid-delete is finished by the next one)
 #   CARGO_GUARDED_RECLAIM_BELOW, CARGO_GUARDED_RECLAIM_TO, CARGO_GUARDED_KEEP_EXPIRED: as for
 #                                the CLI
-set -u
+#
+# The runner runs it as `bash -e runner-job-started.sh`: `set +e` first, so that no failing
+# command (a root that is a file, a bad setting, a missing binary, a timeout) can end it before
+# it prints its warning and exits 0. No `set -u` either: an unset variable must not abort it.
+set +e
 
-say() { echo "[cargo-guarded hook] $*" >&2; }
+# A warning in the job's log and annotations (workflow commands work in hook output).
+warn() { echo "::warning::cargo-guarded hook: $*"; }
 
-root=${CARGO_GUARDED_ROOT:-/srv/cargo-guarded}
+# Without CARGO_GUARDED_ROOT the CLI's own default root is used (as for the jobs of this runner's
+# user), so the hook cleans the root the jobs actually use.
+root_args=()
+if [ -n "${CARGO_GUARDED_ROOT:-}" ]; then
+  root_args=(--root "$CARGO_GUARDED_ROOT")
+fi
 cg=${CARGO_GUARDED_BIN:-}
 if [ -z "$cg" ]; then
   cg=$(command -v cargo-guarded 2>/dev/null) ||
@@ -30,17 +41,17 @@ if [ -z "$cg" ]; then
     cg=""
 fi
 if [ -z "$cg" ]; then
-  say "cargo-guarded not found (set CARGO_GUARDED_BIN); skipping the disk guard"
+  warn "cargo-guarded not found (set CARGO_GUARDED_BIN); skipping the disk guard"
   exit 0
 fi
 
-cmd=("$cg" guarded --root "$root" gc --hook --max-time "${CARGO_GUARDED_HOOK_MAX_TIME:-2m}")
+cmd=("$cg" guarded "${root_args[@]}" gc --hook --max-time "${CARGO_GUARDED_HOOK_MAX_TIME:-2m}")
 if command -v timeout >/dev/null 2>&1; then
   cmd=(timeout --kill-after=30s "${CARGO_GUARDED_HOOK_TIMEOUT:-5m}" "${cmd[@]}")
 fi
-"${cmd[@]}"
-code=$?
+code=0
+"${cmd[@]}" || code=$?
 if [ "$code" -ne 0 ]; then
-  say "the sweep of $root exited with status $code; the job goes on"
+  warn "the sweep of ${CARGO_GUARDED_ROOT:-the default root} exited with status $code; the job goes on"
 fi
 exit 0

@@ -7,6 +7,10 @@
 # and CARGO_GUARDED_* that cargo guarded sets would make every job's keys unique, and no job would
 # ever hit another job's entries. rustc reads none of them, so they are dropped here, and sccache
 # (found on PATH) sees the same key for the same crate in every job.
+#
+# Start the sccache server before `cargo guarded` (`sccache --start-server` in an earlier step):
+# a server that the build itself starts is part of the build's process tree, and cargo guarded
+# ends that tree when the command exits, so it would be started anew by every run.
 for var in $(env | sed -n 's/^\(CARGO_GUARDED_[A-Za-z0-9_]*\)=.*/\1/p'); do
   unset "$var"
 done

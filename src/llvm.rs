@@ -90,6 +90,9 @@ pub(crate) struct Tools {
     /// Variables to set for cargo-llvm-cov; empty when it finds the tools by itself.
     #[serde(skip)]
     pub(crate) child_env: Vec<(&'static str, PathBuf)>,
+    /// What `-v` says when the user set one variable and we chose its partner.
+    #[serde(skip)]
+    pub(crate) paired: Option<String>,
 }
 
 /// No tools of rustc's LLVM major anywhere we looked. Its message names what to install.
@@ -174,6 +177,9 @@ pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static s
             "cargo-llvm-cov uses the rustup llvm-tools component in {}",
             tools.llvm_cov.parent().unwrap_or(Path::new("")).display()
         )),
+        Source::Found if tools.paired.is_some() => {
+            term::verbose(tools.paired.as_deref().unwrap_or_default());
+        }
         Source::Found => {
             let set: Vec<String> = tools
                 .child_env
@@ -202,6 +208,9 @@ pub(crate) fn find_for(rustc: &Rustc, search: &Search) -> Result<Tools> {
     if let Some(tools) = from_env(search) {
         return Ok(tools);
     }
+    if let Some(tools) = partner_of_users_tool(rustc, search)? {
+        return Ok(tools);
+    }
     let component = rustc.component_dir();
     let (cov, profdata) = (component.join("llvm-cov"), component.join("llvm-profdata"));
     if is_executable(&cov) && is_executable(&profdata) {
@@ -210,6 +219,7 @@ pub(crate) fn find_for(rustc: &Rustc, search: &Search) -> Result<Tools> {
             llvm_cov: search.llvm_cov.clone().unwrap_or(cov),
             llvm_profdata: search.llvm_profdata.clone().unwrap_or(profdata),
             child_env: Vec::new(),
+            paired: None,
         });
     }
     let Some(major) = rustc.llvm_major() else {
@@ -258,7 +268,110 @@ pub(crate) fn find_for(rustc: &Rustc, search: &Search) -> Result<Tools> {
         llvm_cov: search.llvm_cov.clone().unwrap_or(cov),
         llvm_profdata: search.llvm_profdata.clone().unwrap_or(profdata),
         child_env,
+        paired: None,
     })
+}
+
+/// Exactly one of `LLVM_COV` and `LLVM_PROFDATA` set: the other must be of the same LLVM major
+/// as the user's tool, or llvm-profdata writes profiles that llvm-cov cannot read (and LLVM 14's
+/// llvm-cov next to LLVM 22's llvm-profdata is what cargo-llvm-cov would otherwise get). So the
+/// partner is of the user's tool's major: from the same dir first (`llvm-cov-14` pairs with
+/// `llvm-profdata-14`), else wherever that major is installed. A user's tool of another major
+/// than rustc's is used as asked, with a warning; one that reports no version is paired with
+/// rustc's major, and `-v` says so.
+fn partner_of_users_tool(rustc: &Rustc, search: &Search) -> Result<Option<Tools>> {
+    let (user, user_var, want, want_var) = match (&search.llvm_cov, &search.llvm_profdata) {
+        (Some(cov), None) => (cov, "LLVM_COV", "llvm-profdata", "LLVM_PROFDATA"),
+        (None, Some(profdata)) => (profdata, "LLVM_PROFDATA", "llvm-cov", "LLVM_COV"),
+        _ => return Ok(None),
+    };
+    let user_major = tool_major(user);
+    let rustc_major = rustc.llvm_major();
+    let Some(major) = user_major.or(rustc_major) else {
+        bail!(
+            "{user_var}={} reports no LLVM version and neither does rustc {}, so its {want} \
+             cannot be matched to it; set {want_var} too",
+            user.display(),
+            rustc.release
+        );
+    };
+    if let (Some(u), Some(r)) = (user_major, rustc_major)
+        && u != r
+    {
+        term::warn(format_args!(
+            "{user_var}={} is LLVM {u}, but rustc's LLVM is {r}: tools of another major may not \
+             read the profiles rustc writes; set {user_var} to LLVM {r}'s {} or unset it",
+            user.display(),
+            user.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    let mut options = siblings(user, want);
+    if Some(major) == rustc_major {
+        options.push(rustc.component_dir().join(want));
+    }
+    let dirs = search.dirs.clone().unwrap_or_else(|| builtin_dirs(major));
+    for (cov, profdata) in candidates(major, &dirs, search.path.as_deref()) {
+        options.push(if want == "llvm-cov" { cov } else { profdata });
+    }
+    let Some(partner) = options
+        .into_iter()
+        .find(|p| is_executable(p) && tool_major(p) == Some(major))
+    else {
+        bail!(
+            "{user_var}={} is LLVM {major}'s, and no {want} of LLVM {major} was found next to it, \
+             in {}or on PATH; set {want_var} to LLVM {major}'s {want} too",
+            user.display(),
+            dirs.iter()
+                .map(|d| format!("{}, ", d.display()))
+                .collect::<String>()
+        );
+    };
+    let paired = match user_major {
+        Some(m) => format!(
+            "{user_var}={} (LLVM {m}) is set: setting {want_var}={} (LLVM {m}, the same major)",
+            user.display(),
+            partner.display()
+        ),
+        None => format!(
+            "{user_var}={} is set and reports no LLVM version: setting {want_var}={} (LLVM \
+             {major}, rustc's major)",
+            user.display(),
+            partner.display()
+        ),
+    };
+    let (llvm_cov, llvm_profdata) = if want == "llvm-cov" {
+        (partner.clone(), user.clone())
+    } else {
+        (user.clone(), partner.clone())
+    };
+    Ok(Some(Tools {
+        source: Source::Found,
+        llvm_cov,
+        llvm_profdata,
+        child_env: vec![(want_var, partner)],
+        paired: Some(paired),
+    }))
+}
+
+/// `want` next to `tool`, named the same way (`llvm-cov-14` → `llvm-profdata-14`), then plain.
+fn siblings(tool: &Path, want: &str) -> Vec<PathBuf> {
+    let Some(dir) = tool.parent() else {
+        return Vec::new();
+    };
+    let name = tool.file_name().unwrap_or_default().to_string_lossy();
+    let other = if want == "llvm-cov" {
+        "llvm-profdata"
+    } else {
+        "llvm-cov"
+    };
+    let mut out = Vec::new();
+    if name.contains(other) {
+        out.push(dir.join(name.replacen(other, want, 1)));
+    }
+    if !out.contains(&dir.join(want)) {
+        out.push(dir.join(want));
+    }
+    out
 }
 
 /// Both variables set: cargo-llvm-cov uses them, whatever they are.
@@ -268,6 +381,7 @@ fn from_env(search: &Search) -> Option<Tools> {
         llvm_cov: search.llvm_cov.clone()?,
         llvm_profdata: search.llvm_profdata.clone()?,
         child_env: Vec::new(),
+        paired: None,
     })
 }
 
@@ -318,9 +432,24 @@ fn candidates(major: u32, dirs: &[PathBuf], path: Option<&OsStr>) -> Vec<(PathBu
 
 /// The LLVM major a tool's `--version` reports (`Debian LLVM version 22.1.8`, `LLVM version
 /// 19.1.7`, `Homebrew LLVM version 20.1.0`).
+///
+/// Before LLVM 15, `llvm-profdata --version` is an "Unknown command!": its version is printed by
+/// a subcommand's `--version` (`llvm-profdata merge --version`), which is tried second.
 pub(crate) fn tool_major(tool: &Path) -> Option<u32> {
-    let out = Command::new(tool).arg("--version").output().ok()?;
-    version_major(&String::from_utf8_lossy(&out.stdout))
+    let ask = |args: &[&str]| {
+        let out = Command::new(tool).args(args).output().ok()?;
+        version_major(&String::from_utf8_lossy(&out.stdout))
+    };
+    ask(&["--version"]).or_else(|| {
+        let profdata = tool
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("llvm-profdata"));
+        if profdata {
+            ask(&["merge", "--version"])
+        } else {
+            None
+        }
+    })
 }
 
 fn version_major(text: &str) -> Option<u32> {
@@ -498,5 +627,48 @@ mod tests {
             tools.child_env,
             [("LLVM_PROFDATA", dir.join("llvm-profdata"))]
         );
+    }
+
+    #[test]
+    fn a_users_tool_is_paired_with_its_own_major() {
+        let t = tempfile::tempdir().unwrap();
+        let old = t.path().join("old");
+        let new = t.path().join("new");
+        let mine = fake_tool(&old, "llvm-cov-19", 19);
+        fake_tool(&old, "llvm-profdata-19", 19);
+        fake_tool(&old, "llvm-profdata", 19);
+        fake_tool(&new, "llvm-cov", 22);
+        fake_tool(&new, "llvm-profdata", 22);
+        let r = rustc(t.path(), Some("22.1.2"));
+        let search = Search {
+            llvm_cov: Some(mine.clone()),
+            dirs: Some(vec![new.clone()]),
+            ..Search::default()
+        };
+        // LLVM 19's llvm-cov: its partner is LLVM 19's, named alike, never rustc's LLVM 22.
+        let tools = find_for(&r, &search).unwrap();
+        assert_eq!(tools.llvm_cov, mine);
+        assert_eq!(
+            tools.child_env,
+            [("LLVM_PROFDATA", old.join("llvm-profdata-19"))]
+        );
+        assert!(tools.paired.unwrap().contains("(LLVM 19)"));
+        // LLVM 22's llvm-profdata alone: llvm-cov from its own dir.
+        let search = Search {
+            llvm_profdata: Some(new.join("llvm-profdata")),
+            dirs: Some(vec![old.clone()]),
+            ..Search::default()
+        };
+        let tools = find_for(&r, &search).unwrap();
+        assert_eq!(tools.child_env, [("LLVM_COV", new.join("llvm-cov"))]);
+        // No partner of that major anywhere: an error naming the major, not a mixed pair.
+        let lone = fake_tool(&t.path().join("lone"), "llvm-cov", 17);
+        let search = Search {
+            llvm_cov: Some(lone),
+            dirs: Some(vec![old, new]),
+            ..Search::default()
+        };
+        let err = format!("{:#}", find_for(&r, &search).unwrap_err());
+        assert!(err.contains("no llvm-profdata of LLVM 17"), "{err}");
     }
 }

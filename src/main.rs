@@ -33,20 +33,27 @@ use crate::lease::Root;
 use crate::precheck::NoSpace;
 
 fn main() -> ExitCode {
-    match run() {
+    let code = match run() {
         Ok(code) => code,
         // The one place errors are printed.
         Err(err) => {
             term::error(format_args!("{err:#}"));
             if err.downcast_ref::<NoSpace>().is_some() {
-                ExitCode::from(exit_codes::NO_SPACE)
+                return ExitCode::from(exit_codes::NO_SPACE);
             } else if let Some(process::Interrupted(sig)) = err.downcast_ref() {
+                process::die_of(*sig);
                 ExitCode::from(exit_codes::for_signal(*sig))
             } else {
-                ExitCode::from(exit_codes::ERROR)
+                return ExitCode::from(exit_codes::ERROR);
             }
         }
+    };
+    // The lease is released: end the way the child ended, so a shell loop around us stops on
+    // Ctrl-C (only death by SIGINT, not exit 130, tells bash the user interrupted).
+    if let Some(sig) = process::child_signal() {
+        process::die_of(sig);
     }
+    code
 }
 
 fn run() -> Result<ExitCode> {

@@ -8,16 +8,18 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use rustix::process::{Pid, Signal};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::exit_codes;
+
+mod clone3;
+mod tree;
 
 /// A command line with environment changes; printed in backticks in errors.
 #[must_use]
@@ -82,7 +84,40 @@ impl fmt::Display for ProcessBuilder {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP, caught from the start of a run: a signal that arrives while the
+/// The signals that end a run; each one's default action would kill the wrapper with the lease
+/// left active until its TTL. Before the command starts they stop the wait for the lease (released,
+/// exit 128+N); while it runs they are forwarded to it, and the wrapper lives on to release.
+const ENDING: [i32; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+];
+
+/// Whether `sig` was ignored when we started (`nohup`, or a parent that ignores SIGINT for its
+/// background jobs). Such a signal stays ignored, for us and, across exec, for the child: a
+/// handler installed over it would turn a hangup that `nohup` meant to ignore into one forwarded.
+fn inherited_ignored(sig: i32) -> bool {
+    // SAFETY: querying a disposition (null new action) changes nothing.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Undo an inherited `SIGCHLD` ignore: with it, the kernel reaps children itself and `waitpid`
+/// fails with ECHILD, and the child (cargo) would inherit the same broken setting.
+fn reset_sigchld() {
+    if inherited_ignored(libc::SIGCHLD) {
+        // SAFETY: setting a disposition to SIG_DFL has no memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    }
+}
+
+/// The [`ENDING`] signals, caught from the start of a run: a signal that arrives while the
 /// wrapper waits for its lease or sweeps must still end in a released lease and exit 128+N,
 /// not in a wrapper killed with the lease left active until its TTL.
 pub(crate) struct Interrupts {
@@ -92,9 +127,10 @@ pub(crate) struct Interrupts {
 
 impl Interrupts {
     pub(crate) fn install() -> Result<Interrupts> {
+        reset_sigchld();
         let last = Arc::new(AtomicUsize::new(0));
         let mut ids = Vec::new();
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
+        for sig in ENDING.into_iter().filter(|&s| !inherited_ignored(s)) {
             let id = signal_hook::flag::register_usize(sig, Arc::clone(&last), sig as usize)
                 .context("failed to install signal handlers")?;
             ids.push(id);
@@ -135,82 +171,143 @@ impl fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// A running child in its own process group, with signal forwarding and a reaper.
+/// A running child in its own process group, with signal forwarding, job control, and a reaper.
 pub(crate) struct Supervised {
-    child: Child,
+    pid: libc::pid_t,
     pgid: Pid,
     signals: signal_hook::iterator::Handle,
-    forwarder: std::thread::JoinHandle<()>,
+    forwarder: Option<std::thread::JoinHandle<()>>,
     reaper: Option<Reaper>,
-    /// The terminal was handed to the child's group; take it back when it is done.
-    terminal: bool,
+    tree: Option<tree::Tree>,
+    /// Stdin is a terminal of which we may be the foreground group: stops are handled the way
+    /// a shell handles them (see [`Supervised::stopped`]).
+    job_control: bool,
 }
 
 /// Start `pb` in its own process group.
 ///
-/// - SIGINT/SIGTERM/SIGHUP sent to the wrapper are forwarded to the child's group, and the
-///   wrapper stays alive to release the lease.
-/// - If the wrapper dies anyway (SIGKILL, OOM), a forked reaper sees its pipe close and SIGKILLs the group, so rustc and build scripts go too; `PR_SET_PDEATHSIG`
-///   covers the direct child even if the reaper could not start.
+/// - The [`ENDING`] signals sent to the wrapper are forwarded to the child's group, and the
+///   wrapper stays alive to release the lease. SIGTSTP is forwarded too, so a `kill -TSTP` of
+///   the wrapper stops the child rather than the wrapper (and its heartbeat) alone.
+/// - The whole tree is tracked ([`tree`]): if the wrapper dies anyway (SIGKILL, OOM), a forked
+///   reaper sees its pipe close and kills the group and the tree, so rustc, build scripts and
+///   nextest's tests go too; `PR_SET_PDEATHSIG` covers the direct child even if the reaper could
+///   not start. When the child exits, whatever it left running is killed before the release.
 /// - In an interactive terminal the child's group becomes the foreground group, so Ctrl-C and
 ///   reading stdin (`cargo run`) work as without the wrapper.
 pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
-    let signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("failed to install signal handlers")?;
+    reset_sigchld();
+    let mut forwarded: Vec<i32> = ENDING.to_vec();
+    forwarded.push(libc::SIGTSTP);
+    forwarded.retain(|&s| !inherited_ignored(s));
     let stdin = std::io::stdin();
-    let terminal = rustix::termios::isatty(&stdin)
+    let job_control = rustix::termios::isatty(&stdin) && rustix::termios::tcgetpgrp(&stdin).is_ok();
+    if !job_control {
+        // Without a terminal nobody else will continue a stopped child: a SIGCONT sent to the
+        // wrapper is for it. (With one, `stopped` continues it once the terminal is settled.)
+        forwarded.push(libc::SIGCONT);
+    }
+    let signals = Signals::new(&forwarded).context("failed to install signal handlers")?;
+    let foreground = job_control
         && rustix::termios::tcgetpgrp(&stdin).is_ok_and(|g| g == rustix::process::getpgrp());
-    if terminal {
+    let ttou_ignored = inherited_ignored(libc::SIGTTOU);
+    if job_control {
         // Taking the terminal back from a background group raises SIGTTOU; ignore it here (the
-        // child gets the default back before exec).
+        // child gets its inherited disposition back before exec).
         // SAFETY: setting a signal disposition to SIG_IGN has no memory-safety preconditions.
         unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
     }
-    let mut cmd = pb.command();
-    cmd.process_group(0);
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
-    // (tcsetpgrp, signal, prctl), allocating nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if terminal {
-                let _ = rustix::termios::tcsetpgrp(
-                    std::os::fd::BorrowedFd::borrow_raw(0),
-                    rustix::process::getpid(),
-                );
-                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-            }
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("failed to start {pb}"))?;
-    let pgid = Pid::from_child(&child);
-    if terminal {
+    let mut tree = tree::Tree::prepare();
+    let setup = move || child_setup(foreground, job_control, ttou_ignored);
+    let child = start(pb, &tree, setup).with_context(|| format!("failed to start {pb}"))?;
+    // SAFETY: a pid we just started is a positive number.
+    let pgid = unsafe { Pid::from_raw_unchecked(child) };
+    if foreground {
         let _ = rustix::termios::tcsetpgrp(&stdin, pgid);
+        GAVE_TERMINAL.store(true, Ordering::SeqCst);
     }
-    let reaper = spawn_reaper(pgid);
+    tree.confirm(child as u32);
+    crate::term::verbose(tree.describe());
+    let reaper = spawn_reaper(pgid, tree.killer());
     let handle = signals.handle();
     let forwarder = std::thread::spawn(move || {
         let mut signals = signals;
         for sig in signals.forever() {
-            let sig = match sig {
-                SIGINT => Signal::INT,
-                SIGHUP => Signal::HUP,
-                _ => Signal::TERM,
-            };
-            let _ = rustix::process::kill_process_group(pgid, sig);
+            if let Some(signal) = Signal::from_named_raw(sig) {
+                let _ = rustix::process::kill_process_group(pgid, signal);
+            }
+            // A stopped child acts on a terminating signal only once continued (what a shell's
+            // `kill` does for a stopped job too).
+            if ENDING.contains(&sig) {
+                let _ = rustix::process::kill_process_group(pgid, Signal::CONT);
+            }
         }
     });
     Ok(Supervised {
-        child,
+        pid: child,
         pgid,
         signals: handle,
-        forwarder,
+        forwarder: Some(forwarder),
         reaper,
-        terminal,
+        tree: Some(tree),
+        job_control,
     })
+}
+
+/// In the child, before exec: its own process group, the terminal if we had it, the inherited
+/// SIGTTOU disposition, and death with the wrapper. Async-signal-safe: runs after a fork of a
+/// multithreaded process.
+fn child_setup(foreground: bool, job_control: bool, ttou_ignored: bool) -> std::io::Result<()> {
+    rustix::process::setpgid(None, None)?;
+    if foreground {
+        // SAFETY: fd 0 is stdin, open for the whole call.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        let _ = rustix::termios::tcsetpgrp(stdin, rustix::process::getpid());
+    }
+    if job_control && !ttou_ignored {
+        // SAFETY: setting a disposition has no memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
+    }
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(())
+}
+
+/// Start the child with the run's token in its environment: born inside our cgroup if there is
+/// one (`clone3`), else with std's `Command`, moving itself into the cgroup before exec when
+/// `clone3` is refused (correct, but the move costs an RCU grace period).
+fn start(
+    pb: &ProcessBuilder,
+    tree: &tree::Tree,
+    setup: impl Fn() -> std::io::Result<()> + Send + Sync + 'static,
+) -> std::io::Result<libc::pid_t> {
+    let token = [(OsStr::new(tree::TOKEN_VAR), Some(OsStr::new(tree.token())))];
+    if let Some(dir) = tree.dir_fd() {
+        let prepared = clone3::Prepared::new(
+            &pb.program,
+            pb.args.iter().map(OsString::as_os_str),
+            pb.get_envs().chain(token),
+        )?;
+        // SAFETY: `setup` is async-signal-safe (see `child_setup`).
+        match unsafe { clone3::spawn(&prepared, dir, &setup) } {
+            Ok(pid) => return Ok(pid),
+            Err(clone3::Failed::Spawn(e)) => return Err(e),
+            Err(clone3::Failed::Unsupported) => {}
+        }
+    }
+    let procs_fd = tree.procs_fd();
+    let mut cmd = pb.command();
+    cmd.env(tree::TOKEN_VAR, tree.token());
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
+    // (write, and those of `child_setup`), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = procs_fd {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+            }
+            setup()
+        });
+    }
+    Ok(cmd.spawn()?.id() as libc::pid_t)
 }
 
 impl Supervised {
@@ -218,39 +315,130 @@ impl Supervised {
         self.pgid
     }
 
-    /// Wait for the child; stop forwarding and dismiss the reaper.
+    /// Wait for the child to exit (handling its stops on the way); then kill whatever it left
+    /// running, stop forwarding and dismiss the reaper.
     pub(crate) fn wait(mut self) -> Result<ExitStatus> {
-        let status = self
-            .child
-            .wait()
-            .context("failed to wait for the child process")?;
-        if self.terminal {
-            let _ = rustix::termios::tcsetpgrp(std::io::stdin(), rustix::process::getpgrp());
+        let status = self.wait_for_exit();
+        self.finish();
+        status
+    }
+
+    fn wait_for_exit(&self) -> Result<ExitStatus> {
+        let pid = self.pid;
+        loop {
+            let mut raw = 0;
+            // WUNTRACED: a stopped child must be seen, or Ctrl-Z leaves the terminal with a
+            // stopped group and the wrapper waiting forever.
+            // SAFETY: waiting for our own child into a local.
+            let r = unsafe { libc::waitpid(pid, &mut raw, libc::WUNTRACED) };
+            if r == -1 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err).context("failed to wait for the child process");
+            }
+            if libc::WIFSTOPPED(raw) {
+                self.stopped(libc::WSTOPSIG(raw));
+                continue;
+            }
+            return Ok(ExitStatus::from_raw(raw));
+        }
+    }
+
+    /// The child stopped with `sig`; do what a job-control shell does.
+    ///
+    /// - Stopped by the terminal (SIGTTIN/SIGTTOU: it read or wrote it from the background):
+    ///   wait until we are the foreground group (`fg`), then give it the terminal and continue
+    ///   it. We poll rather than stop ourselves: a `fg` arriving between the child's stop and
+    ///   ours would be lost (its SIGCONT finding us still running) and leave us stopped in the
+    ///   foreground for good.
+    /// - Stopped otherwise (Ctrl-Z, SIGTSTP, SIGSTOP): take the terminal back and stop
+    ///   ourselves, so the shell that started us sees its job stopped and gets its prompt back;
+    ///   once continued (`fg` or `bg`), give the terminal back if it is ours and continue the
+    ///   child.
+    ///
+    /// Without a terminal nothing is done: a SIGCONT sent to us is forwarded.
+    fn stopped(&self, sig: i32) {
+        if !self.job_control {
+            return;
+        }
+        let stdin = std::io::stdin();
+        let ours = rustix::process::getpgrp();
+        let foreground = || rustix::termios::tcgetpgrp(&stdin).ok() == Some(ours);
+        if matches!(sig, libc::SIGTTIN | libc::SIGTTOU) {
+            while !foreground() {
+                if !still_stopped(self.pid) {
+                    // Continued or killed by someone else: back to waiting for it.
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        } else {
+            if rustix::termios::tcgetpgrp(&stdin).ok() == Some(self.pgid) {
+                let _ = rustix::termios::tcsetpgrp(&stdin, ours);
+            }
+            // SIGSTOP, not SIGTSTP: it cannot be caught or ignored, so we really stop.
+            // SAFETY: raising a signal on ourselves.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+        if foreground() {
+            let _ = rustix::termios::tcsetpgrp(&stdin, self.pgid);
+        }
+        let _ = rustix::process::kill_process_group(self.pgid, Signal::CONT);
+    }
+
+    /// The child has exited: take the terminal back, kill what is left of its group and tree
+    /// (background jobs, daemons, nextest's test processes) so nothing writes into the dir after
+    /// the release, then stop forwarding and dismiss the reaper.
+    fn finish(&mut self) {
+        if self.job_control {
+            let stdin = std::io::stdin();
+            if rustix::termios::tcgetpgrp(&stdin).is_ok_and(|g| g == self.pgid) {
+                let _ = rustix::termios::tcsetpgrp(&stdin, rustix::process::getpgrp());
+            }
+        }
+        let _ = rustix::process::kill_process_group(self.pgid, Signal::KILL);
+        if let Some(tree) = self.tree.take() {
+            tree.kill_all();
         }
         if let Some(reaper) = self.reaper.take() {
             reaper.dismiss();
         }
         self.signals.close();
-        let _ = self.forwarder.join();
-        Ok(status)
+        if let Some(forwarder) = self.forwarder.take() {
+            let _ = forwarder.join();
+        }
     }
+}
+
+/// Whether `pid` (our child) is still stopped, from `/proc/PID/stat`.
+fn still_stopped(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            Some(matches!(rest.split_whitespace().next()?, "T" | "t"))
+        })
+        .unwrap_or(false)
 }
 
 /// The reaper: a forked copy of the wrapper that blocks reading a pipe whose only writer is the
 /// wrapper. EOF without the "done" byte means the wrapper died (SIGKILL, OOM): kill the child's
-/// group. Forked rather than spawned, so it costs no exec on every run, and it kills exactly the
-/// group the wrapper created — there is no entry point that takes a pgid from outside.
+/// group and tree. Forked rather than spawned, so it costs no exec on every run, and it kills
+/// exactly the tree the wrapper created — there is no entry point that takes a target from outside.
 struct Reaper {
     pid: libc::pid_t,
     done: File,
 }
 
-fn spawn_reaper(pgid: Pid) -> Option<Reaper> {
+fn spawn_reaper(pgid: Pid, killer: tree::Killer<'_>) -> Option<Reaper> {
     let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
     let (read_fd, write_fd) = (read_end.as_raw_fd(), write_end.as_raw_fd());
     let group = pgid.as_raw_nonzero().get();
-    // SAFETY: the child runs only async-signal-safe calls (setpgid, close, read, kill, _exit) and
-    // allocates nothing, as required after fork in a multithreaded process.
+    // SAFETY: the child runs only async-signal-safe calls (setpgid, close, read, kill, the
+    // killer's raw syscalls, _exit) and allocates nothing, as required after fork in a
+    // multithreaded process.
     match unsafe { libc::fork() } {
         -1 => None,
         0 => unsafe {
@@ -266,6 +454,7 @@ fn spawn_reaper(pgid: Pid) -> Option<Reaper> {
             };
             if n == 0 {
                 libc::kill(-group, libc::SIGKILL);
+                killer.kill_all();
             }
             libc::_exit(0)
         },
@@ -290,12 +479,60 @@ impl Reaper {
     }
 }
 
+/// The signal the child died of, recorded by [`exit_code`] for [`die_of`].
+static CHILD_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The child was given the terminal: a Ctrl-C reached its group, not ours (see [`die_of`]).
+static GAVE_TERMINAL: AtomicBool = AtomicBool::new(false);
+
 /// The wrapper's exit code for the child's status: its own code, or 128+N for signal N.
 pub(crate) fn exit_code(status: ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
         (Some(code), _) => u8::try_from(code).unwrap_or(exit_codes::ERROR),
-        (None, Some(sig)) => exit_codes::for_signal(sig),
+        (None, Some(sig)) => {
+            CHILD_SIGNAL.store(sig, Ordering::SeqCst);
+            exit_codes::for_signal(sig)
+        }
         (None, None) => exit_codes::ERROR,
+    }
+}
+
+/// The signal the wrapped command died of, if it did.
+pub(crate) fn child_signal() -> Option<i32> {
+    match CHILD_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+/// Die of `sig`, after the lease is released: a shell decides whether a loop around us goes on
+/// by how we ended. An interactive bash stops `for ...; do cargo guarded ...; done` when the job
+/// died of SIGINT (not on exit 130). A non-interactive one (`bash script.sh`) stops only if it
+/// got the SIGINT itself: without us, Ctrl-C would have reached its process group, but we gave
+/// the terminal to the child's group, so when the child died of a keyboard signal we send it on
+/// to our own group (which the shell shares, and we die of it too). No core dump of our own: the
+/// child's crash is the child's. Returns only if the signal did not kill us.
+pub(crate) fn die_of(sig: i32) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: plain syscalls: rlimit and disposition changes, unblocking and raising a signal.
+    unsafe {
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        let from_keyboard = matches!(sig, libc::SIGINT | libc::SIGQUIT);
+        if from_keyboard && GAVE_TERMINAL.load(Ordering::SeqCst) {
+            libc::kill(0, sig);
+        }
+        libc::raise(sig);
     }
 }
 

@@ -946,7 +946,8 @@ fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
                 cmd.env(k, v);
             }
         }
-        cmd.arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
+        cmd.arg("-e")
+            .arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
             .current_dir(env.path())
             .env("CARGO_GUARDED_BIN", BIN)
             .env("CARGO_GUARDED_RECLAIM_BELOW", "100%")
@@ -979,50 +980,130 @@ fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
     assert_eq!(lease_state(&env, "old"), None);
 }
 
+/// The runner runs the hook as `bash -e {path}` (and fails the job if it exits non-zero): run it
+/// exactly so.
+fn run_hook(env: &Env, extra: &[(&str, &str)], remove: &[&str]) -> Output {
+    let base = env.cmd(env.path());
+    let mut cmd = Command::new("bash");
+    cmd.env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.arg("-e")
+        .arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
+        .current_dir(env.path());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    output(&mut cmd)
+}
+
 #[test]
 fn hook_never_fails_the_job() {
     let env = Env::new();
-    let run = |extra: &[(&str, &str)]| {
-        let base = env.cmd(env.path());
-        let mut cmd = Command::new("bash");
-        cmd.env_clear();
-        for (k, v) in base.get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        cmd.arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
-            .current_dir(env.path());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        output(&mut cmd)
+    let warned = |out: &Output, what: &str| {
+        assert_success(out);
+        assert!(
+            stdout(out).contains("::warning::cargo-guarded hook:") && stdout(out).contains(what),
+            "{}",
+            describe(out)
+        );
     };
     // A root that cannot be a root (a file): the sweep fails, the job does not.
     let file_root = env.path().join("not-a-dir");
     std::fs::write(&file_root, "x").unwrap();
-    let out = run(&[
-        ("CARGO_GUARDED_BIN", BIN),
-        ("CARGO_GUARDED_ROOT", file_root.to_str().unwrap()),
-    ]);
-    assert_success(&out);
-    assert!(
-        stderr(&out).contains("the job goes on"),
-        "{}",
-        describe(&out)
+    let root = file_root.to_str().unwrap();
+    let out = run_hook(
+        &env,
+        &[("CARGO_GUARDED_BIN", BIN), ("CARGO_GUARDED_ROOT", root)],
+        &[],
     );
+    warned(&out, "exited with status 1; the job goes on");
+
+    // A bad setting.
+    let out = run_hook(
+        &env,
+        &[
+            ("CARGO_GUARDED_BIN", BIN),
+            ("CARGO_GUARDED_RECLAIM_BELOW", "lots"),
+        ],
+        &[],
+    );
+    warned(&out, "the job goes on");
+
+    // A binary that is not there (127).
+    let out = run_hook(
+        &env,
+        &[("CARGO_GUARDED_BIN", "/nonexistent/cargo-guarded")],
+        &[],
+    );
+    warned(&out, "exited with status 127; the job goes on");
+
+    // A sweep that times out (124): a stand-in binary that hangs.
+    let hang = env.path().join("hang");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run_hook(
+        &env,
+        &[
+            ("CARGO_GUARDED_BIN", hang.to_str().unwrap()),
+            ("CARGO_GUARDED_HOOK_TIMEOUT", "0.2s"),
+        ],
+        &[],
+    );
+    warned(&out, "exited with status 124; the job goes on");
 
     // No binary anywhere: it says so and lets the job run.
     let empty = env.path().join("empty-bin");
     std::fs::create_dir_all(&empty).unwrap();
     let path = format!("{}:/usr/bin:/bin", empty.display());
-    let out = run(&[("PATH", &path), ("HOME", env.path().to_str().unwrap())]);
-    assert_success(&out);
-    assert!(
-        stderr(&out).contains("cargo-guarded not found"),
-        "{}",
-        describe(&out)
+    let out = run_hook(
+        &env,
+        &[("PATH", &path), ("HOME", env.path().to_str().unwrap())],
+        &[],
     );
+    warned(&out, "cargo-guarded not found");
+}
+
+/// Without CARGO_GUARDED_ROOT the hook sweeps the CLI's default root, the one the runner user's
+/// jobs use (issue 11 item 9), not a fixed path of its own.
+#[test]
+fn hook_default_root_is_the_clis() {
+    let env = Env::new();
+    let home = env.path().join("home");
+    let ws = env.fixture("small");
+    let job = |args: &[&str]| {
+        let mut cmd = env.cmd(&ws);
+        cmd.env_remove("CARGO_GUARDED_ROOT")
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .arg("guarded")
+            .args(args);
+        output(&mut cmd)
+    };
+    // Released with no linger: expired at once.
+    assert_success(&job(&[
+        "--job-id", "old", "--linger", "0s", "exec", "--", "true",
+    ]));
+    let default_root = home.join(".cache/cargo-guarded");
+    assert!(default_root.join("old").is_dir());
+    let out = run_hook(
+        &env,
+        &[
+            ("CARGO_GUARDED_BIN", BIN),
+            ("HOME", home.to_str().unwrap()),
+            ("CARGO_GUARDED_RECLAIM_BELOW", "100%"),
+        ],
+        &["CARGO_GUARDED_ROOT", "XDG_CACHE_HOME"],
+    );
+    assert_success(&out);
+    assert!(!stdout(&out).contains("::warning::"), "{}", describe(&out));
+    assert!(!default_root.join("old").exists(), "{}", describe(&out));
 }
 
 #[test]
@@ -1053,13 +1134,33 @@ fn systemd_units_verify() {
         dir.join("cargo-guarded-gc.timer"),
     )
     .unwrap();
-    let out = output(Command::new(analyze).arg("verify").args([
+    let out = output(Command::new(&analyze).arg("verify").args([
         dir.join("cargo-guarded-gc.service"),
         dir.join("cargo-guarded-gc.timer"),
     ]));
     assert_success(&out);
     // verify exits 0 on unknown keys and bad values; it only says so on stderr.
     assert_eq!(stderr(&out), "", "{}", describe(&out));
+
+    // Hardened (issue 14 item 19): the sandbox lets it write the root and nothing else, and
+    // systemd's own exposure score stays low.
+    assert!(
+        service.contains("Environment=CARGO_GUARDED_ROOT=/srv/cargo-guarded")
+            && service.contains("ReadWritePaths=/srv/cargo-guarded")
+            && service.contains("ProtectSystem=strict")
+    );
+    let out = output(
+        Command::new(&analyze)
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(dir.join("cargo-guarded-gc.service")),
+    );
+    let text = stdout(&out);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for cargo-guarded-gc.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score\n{}", describe(&out)));
+    assert!(score <= 1.5, "exposure {score} > 1.5\n{text}");
 }
 
 fn which(program: &str) -> Result<PathBuf, ()> {

@@ -64,12 +64,15 @@ fn rustc() -> Rustc {
     }
 }
 
-/// The LLVM major a tool's `--version` reports.
+/// The LLVM major a tool's `--version` reports (`llvm-profdata merge --version` before LLVM 15).
 fn tool_major(tool: &Path) -> Option<u32> {
-    let out = Command::new(tool).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rest = text.split_once("LLVM version ")?.1;
-    rest.split('.').next()?.parse().ok()
+    let ask = |args: &[&str]| -> Option<u32> {
+        let out = Command::new(tool).args(args).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rest = text.split_once("LLVM version ")?.1;
+        rest.split('.').next()?.parse().ok()
+    };
+    ask(&["--version"]).or_else(|| ask(&["merge", "--version"]))
 }
 
 /// A dir holding llvm-cov and llvm-profdata of rustc's major where a distribution puts them.
@@ -564,6 +567,82 @@ fn with_only_another_major_available_it_fails_with_the_install_hint() {
             .args(["llvm-cov", "clean"]),
     );
     assert!(record.exists());
+}
+
+/// Only one variable set, to a real LLVM 14 tool (Debian's llvm-14, not rustc's major): its
+/// partner is LLVM 14's too, never rustc's LLVM's, and `-v` says which major it is (issue 14
+/// item 12). And a tool of rustc's major gets its partner from its own dir.
+#[test]
+fn a_users_tool_is_paired_with_a_partner_of_its_own_major() {
+    let r = rustc();
+    let old = PathBuf::from("/usr/lib/llvm-14/bin");
+    if !require(
+        if tool_major(&old.join("llvm-cov")) == Some(14) && r.major != 14 {
+            Ok(())
+        } else {
+            Err("no LLVM 14 tools in /usr/lib/llvm-14/bin (install llvm-14)".to_owned())
+        },
+    ) {
+        return;
+    }
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let (fake_bin, record) = recording_cargo_llvm_cov(&env);
+    let seen = |var: &str| -> String {
+        let text = std::fs::read_to_string(&record).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{var}=")))
+            .unwrap()
+            .to_owned()
+    };
+    for (var, tool, partner_var, partner) in [
+        ("LLVM_COV", "llvm-cov", "LLVM_PROFDATA", "llvm-profdata"),
+        ("LLVM_PROFDATA", "llvm-profdata", "LLVM_COV", "llvm-cov"),
+    ] {
+        let _ = std::fs::remove_file(&record);
+        let mine = old.join(tool);
+        let out = run_ok(
+            cov_cmd(&env, &ws)
+                .env("PATH", path_with(&[&fake_bin]))
+                .env(var, &mine)
+                .args(["-v", "llvm-cov", "--lcov"]),
+        );
+        assert_eq!(seen(var), mine.to_str().unwrap());
+        let got = PathBuf::from(seen(partner_var));
+        assert_eq!(
+            tool_major(&got),
+            Some(14),
+            "{partner_var}={}",
+            got.display()
+        );
+        assert_eq!(got, old.join(partner));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{var}={} (LLVM 14) is set", mine.display())),
+            "{}",
+            describe(&out)
+        );
+        assert!(!err.contains("rustc's LLVM major"), "{}", describe(&out));
+        assert!(
+            err.contains(&format!("is LLVM 14, but rustc's LLVM is {}", r.major)),
+            "{}",
+            describe(&out)
+        );
+    }
+    if let Some(dir) = matching_llvm_dir(r.major) {
+        let _ = std::fs::remove_file(&record);
+        let out = run_ok(
+            cov_cmd(&env, &ws)
+                .env("PATH", path_with(&[&fake_bin]))
+                .env("LLVM_COV", dir.join("llvm-cov"))
+                .args(["-v", "llvm-cov", "--lcov"]),
+        );
+        assert_eq!(
+            PathBuf::from(seen("LLVM_PROFDATA")),
+            dir.join("llvm-profdata")
+        );
+        assert!(!stderr(&out).contains("warning"), "{}", describe(&out));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,539 @@
+//! Tracking the child's whole process tree, not just its process group: nextest gives each test
+//! its own group, `setsid` a new session, and a build may leave a daemon in the background. All
+//! of them may still be writing into the job's dir when the lease is released.
+//!
+//! Two mechanisms, the best that works here:
+//! - a cgroup v2 of our own, created under the wrapper's cgroup, that the child is moved into
+//!   before exec: every descendant stays in it whatever it does, and `cgroup.kill` kills them all
+//!   at once (Linux >= 5.14);
+//! - else a per-run token in the child's environment: descendants inherit it, and the killer
+//!   scans `/proc/*/environ` for it (processes it may read: its own uid's, or all as root).
+//!   A process that scrubs its environment escapes this one.
+//!
+//! The killing code runs in the forked reaper too (after `fork` in a multithreaded process), so
+//! it only makes raw syscalls into stack buffers: no allocation, no locks.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// The variable that carries the run's token to every descendant. Not `CARGO_`-prefixed: sccache
+/// hashes every `CARGO_*` variable into its keys, and a per-run value would make every run miss.
+pub(crate) const TOKEN_VAR: &str = "_CARGO_GUARDED_RUN_TOKEN";
+
+/// How the tree is tracked; fixed once the child has started.
+pub(super) struct Tree {
+    /// `TOKEN_VAR=<token>` as found in `/proc/PID/environ`, NUL-delimited on both sides.
+    needle: Vec<u8>,
+    token: String,
+    cgroup: Option<Cgroup>,
+}
+
+/// Our own cgroup v2 dir, with the files opened before the fork (so the reaper and `pre_exec`
+/// need no path lookups).
+struct Cgroup {
+    path: PathBuf,
+    c_path: CString,
+    /// The dir itself, for `clone3(CLONE_INTO_CGROUP)`.
+    dir: std::fs::File,
+    procs: std::fs::File,
+    kill: std::fs::File,
+    events: std::fs::File,
+}
+
+impl Tree {
+    /// Prepare tracking for one run: a fresh token, and our cgroup if we can make one. Costs a
+    /// few file operations and no subprocess.
+    pub(super) fn prepare() -> Tree {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut needle = Vec::with_capacity(TOKEN_VAR.len() + token.len() + 3);
+        needle.push(0);
+        needle.extend_from_slice(TOKEN_VAR.as_bytes());
+        needle.push(b'=');
+        needle.extend_from_slice(token.as_bytes());
+        needle.push(0);
+        Tree {
+            needle,
+            token,
+            cgroup: Cgroup::create(),
+        }
+    }
+
+    pub(super) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The fd of our cgroup's dir, to start the child in it.
+    pub(super) fn dir_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.cgroup.as_ref().map(|c| c.dir.as_raw_fd())
+    }
+
+    /// The fd `pre_exec` writes "0" to, moving the child into our cgroup before it execs (when
+    /// `clone3` is refused).
+    pub(super) fn procs_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.cgroup.as_ref().map(|c| c.procs.as_raw_fd())
+    }
+
+    /// After the spawn: keep the cgroup only if the child really is in it (the move may be
+    /// refused: no write access to the common ancestor, a cgroup with controllers enabled).
+    pub(super) fn confirm(&mut self, child: u32) {
+        let Some(cg) = &self.cgroup else { return };
+        let inside = std::fs::read_to_string(format!("/proc/{child}/cgroup"))
+            .ok()
+            .and_then(|s| {
+                let rel = s.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+                Some(cg.path.ends_with(rel.trim_start_matches('/')))
+            })
+            .unwrap_or(false);
+        if !inside {
+            let _ = std::fs::remove_dir(&cg.path);
+            self.cgroup = None;
+        }
+    }
+
+    /// What `-v` says about the mechanism in use.
+    pub(super) fn describe(&self) -> String {
+        match &self.cgroup {
+            Some(cg) => format!(
+                "tracking the command's process tree in cgroup {}",
+                cg.path.display()
+            ),
+            None => format!(
+                "no writable cgroup v2: tracking the command's process tree by {TOKEN_VAR} in \
+                 /proc/*/environ"
+            ),
+        }
+    }
+
+    /// The raw parts the reaper needs after `fork`.
+    pub(super) fn killer(&self) -> Killer<'_> {
+        use std::os::fd::AsRawFd;
+        Killer {
+            needle: &self.needle,
+            cgroup: self.cgroup.as_ref().map(|c| {
+                (
+                    c.kill.as_raw_fd(),
+                    c.events.as_raw_fd(),
+                    c.c_path.as_c_str(),
+                )
+            }),
+        }
+    }
+
+    /// Kill whatever is left of the tree and remove our cgroup (normal exit, before release).
+    pub(super) fn kill_all(self) {
+        self.killer().kill_all();
+    }
+}
+
+impl fmt::Debug for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Cgroup {
+    /// A child cgroup of the wrapper's own, in the cgroup v2 hierarchy (on a hybrid host, the
+    /// one mounted at `/sys/fs/cgroup/unified`). `None` when there is none we can write to.
+    fn create() -> Option<Cgroup> {
+        let ours = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let rel = ours.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let base = cgroup2_dir(&mountinfo, rel)?;
+        let path = base.join(format!("cargo-guarded-{}", std::process::id()));
+        // A dir of the same name is left by an earlier wrapper of the same pid killed before its
+        // reaper could remove it; it is empty (or we could not remove it, and fall back).
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).ok()?;
+        let open = |name: &str, write: bool| {
+            std::fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open(path.join(name))
+        };
+        let files = (|| {
+            Ok::<_, std::io::Error>((
+                std::fs::File::open(&path)?,
+                open("cgroup.procs", true)?,
+                open("cgroup.kill", true)?,
+                open("cgroup.events", false)?,
+            ))
+        })();
+        match files {
+            Ok((dir, procs, kill, events)) => Some(Cgroup {
+                c_path: CString::new(path.as_os_str().as_bytes()).ok()?,
+                path,
+                dir,
+                procs,
+                kill,
+                events,
+            }),
+            Err(_) => {
+                // No cgroup.kill (Linux < 5.14) or no access: the token has to do.
+                let _ = std::fs::remove_dir(&path);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    /// The child never started, or it was not in the cgroup: nothing to keep. (After
+    /// `kill_all` the dir is gone already.)
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// The dir of cgroup `rel` (as in `/proc/self/cgroup`'s `0::` line) under a cgroup2 mount.
+fn cgroup2_dir(mountinfo: &str, rel: &str) -> Option<PathBuf> {
+    for line in mountinfo.lines() {
+        // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS"
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next() != Some("cgroup2") {
+            continue;
+        }
+        let fields: Vec<&str> = left.split(' ').collect();
+        let (root, mountpoint) = (*fields.get(3)?, *fields.get(4)?);
+        // A mount of a sub-tree (a container's cgroup namespace shows "/") holds `rel` only if
+        // `rel` lies under its root.
+        let Some(inner) = rel.strip_prefix(root.trim_end_matches('/')) else {
+            continue;
+        };
+        let mut dir = PathBuf::from(unescape_mountinfo(mountpoint));
+        for part in inner.split('/').filter(|p| !p.is_empty()) {
+            if part == ".." {
+                return None;
+            }
+            dir.push(part);
+        }
+        return Some(dir);
+    }
+    None
+}
+
+/// Mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    OsStr::from_bytes(&out).to_owned()
+}
+
+/// Everything needed to kill the tree, as borrowed raw parts: usable after `fork`.
+#[derive(Clone, Copy)]
+pub(super) struct Killer<'a> {
+    needle: &'a [u8],
+    /// `cgroup.kill` fd, `cgroup.events` fd, the dir.
+    cgroup: Option<(i32, i32, &'a CStr)>,
+}
+
+impl Killer<'_> {
+    /// Kill every process of the tree, then remove our cgroup. Async-signal-safe.
+    pub(super) fn kill_all(self) {
+        match self.cgroup {
+            Some((kill, events, path)) => kill_cgroup(kill, events, path),
+            None => {
+                // New processes may be forked while we scan: scan until a scan finds none.
+                for _ in 0..50 {
+                    if kill_token_holders(self.needle) == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `cgroup.kill`, wait (bounded) until the cgroup is empty, remove it.
+fn kill_cgroup(kill: i32, events: i32, path: &CStr) {
+    // SAFETY: plain syscalls on fds and a path we own; the buffers live on this stack.
+    unsafe {
+        libc::write(kill, b"1".as_ptr().cast(), 1);
+        let mut buf = [0u8; 256];
+        // Killed processes leave the cgroup as they exit: usually at once, but a process in
+        // uninterruptible sleep (an NFS write) takes its time. Up to ~10 s, then leave the
+        // (possibly non-empty) dir; it costs nothing but a name.
+        for _ in 0..2000 {
+            let n = libc::pread(events, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n <= 0 || contains(&buf[..n as usize], b"populated 0") {
+                break;
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 5_000_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+        // A nested `cargo guarded` made its own cgroup inside ours, and its reaper, in ours too,
+        // was killed before it could remove it: remove those first (empty now, like ours).
+        let dir = libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir >= 0 {
+            remove_subdirs(dir, 4);
+            libc::close(dir);
+        }
+        libc::rmdir(path.as_ptr());
+    }
+}
+
+/// Remove the (cgroup) dirs under `dir`, down to `depth` levels: a cgroup dir is removed with
+/// `rmdir` once it has no children and no processes, whatever interface files it shows.
+/// Async-signal-safe.
+///
+/// # Safety
+/// `dir` is an open directory fd.
+unsafe fn remove_subdirs(dir: i32, depth: u32) {
+    if depth == 0 {
+        return;
+    }
+    let mut dents = [0u8; 2048];
+    // SAFETY: as in `kill_token_holders`: records are parsed within the bytes returned.
+    unsafe {
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, dir, dents.as_mut_ptr(), dents.len());
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0usize;
+            while off + 19 < n as usize {
+                let reclen = u16::from_ne_bytes([dents[off + 16], dents[off + 17]]) as usize;
+                if reclen == 0 {
+                    break;
+                }
+                let is_dir = dents[off + 18] == libc::DT_DIR;
+                let name = &mut dents[off + 19..(off + reclen).min(n as usize)];
+                let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+                if is_dir && len < name.len() && name[..len] != *b"." && name[..len] != *b".." {
+                    let sub = libc::openat(
+                        dir,
+                        name.as_ptr().cast(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    if sub >= 0 {
+                        remove_subdirs(sub, depth - 1);
+                        libc::close(sub);
+                    }
+                    libc::unlinkat(dir, name.as_ptr().cast(), libc::AT_REMOVEDIR);
+                }
+                off += reclen;
+            }
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// SIGKILL every process (but us) whose environment holds `needle`; returns how many.
+/// Raw `getdents64`/`open`/`read` into stack buffers: this runs after `fork` in the reaper.
+fn kill_token_holders(needle: &[u8]) -> usize {
+    let mut killed = 0;
+    // SAFETY: syscalls on fds opened here, into buffers on this stack, each read bounded by the
+    // buffer's length; dirent records are parsed within the bytes getdents64 returned.
+    unsafe {
+        let proc_fd = libc::open(
+            c"/proc".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if proc_fd < 0 {
+            return 0;
+        }
+        let me = libc::getpid();
+        let mut dents = [0u8; 4096];
+        loop {
+            let n = libc::syscall(
+                libc::SYS_getdents64,
+                proc_fd,
+                dents.as_mut_ptr(),
+                dents.len(),
+            );
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0usize;
+            while off + 19 < n as usize {
+                // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
+                let reclen = u16::from_ne_bytes([dents[off + 16], dents[off + 17]]) as usize;
+                let name = &dents[off + 19..(off + reclen).min(n as usize)];
+                let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+                if let Some(pid) = parse_pid(name)
+                    && pid != me
+                    && environ_holds(proc_fd, name, needle)
+                {
+                    libc::kill(pid, libc::SIGKILL);
+                    killed += 1;
+                }
+                if reclen == 0 {
+                    break;
+                }
+                off += reclen;
+            }
+        }
+        libc::close(proc_fd);
+    }
+    killed
+}
+
+fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    name.iter().try_fold(0 as libc::pid_t, |acc, &c| {
+        acc.checked_mul(10)?.checked_add((c - b'0') as libc::pid_t)
+    })
+}
+
+/// Whether `/proc/<pid>/environ` holds `needle` (which starts and ends with NUL; the first
+/// variable has no NUL before it, so the stream is read as if one preceded it).
+///
+/// # Safety
+/// `proc_fd` is an open fd of `/proc`.
+unsafe fn environ_holds(proc_fd: i32, pid: &[u8], needle: &[u8]) -> bool {
+    let mut path = [0u8; 32];
+    let rel = b"/environ";
+    if pid.len() + rel.len() + 1 > path.len() || needle.len() > 128 {
+        return false;
+    }
+    path[..pid.len()].copy_from_slice(pid);
+    path[pid.len()..pid.len() + rel.len()].copy_from_slice(rel);
+    // SAFETY: `path` is NUL-terminated (zero-filled beyond what was copied).
+    let fd = unsafe {
+        libc::openat(
+            proc_fd,
+            path.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // The last `needle.len() - 1` bytes of the previous chunk are kept before the next one, so
+    // a match across a chunk boundary is found.
+    let mut buf = [0u8; 128 + 8192];
+    let keep = needle.len() - 1;
+    let mut have = keep;
+    let mut found = false;
+    loop {
+        // SAFETY: reading into the part of `buf` after the kept bytes.
+        let n = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
+        if n <= 0 {
+            break;
+        }
+        let end = have + n as usize;
+        if contains(&buf[..end], needle) {
+            found = true;
+            break;
+        }
+        buf.copy_within(end - keep..end, 0);
+        have = keep;
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    found
+}
+
+/// An environment as `/proc/PID/environ` shows it, for tests of the scan.
+#[cfg(test)]
+fn environ_of(vars: &[&str]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for var in vars {
+        v.extend_from_slice(var.as_bytes());
+        v.push(0);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_on_a_hybrid_host() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                  35 30 0:30 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_dir(mi, "/user.slice/a b"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/user.slice/a b"))
+        );
+        assert_eq!(
+            cgroup2_dir(mi, "/"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let none = "30 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n";
+        assert_eq!(cgroup2_dir(none, "/"), None);
+        let sub = "35 30 0:30 /ci /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_dir(sub, "/ci/job"),
+            Some(PathBuf::from("/sys/fs/cgroup/job"))
+        );
+        assert_eq!(cgroup2_dir(sub, "/other"), None);
+        let esc = "35 30 0:30 / /mnt/c\\040g rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_dir(esc, "/"), Some(PathBuf::from("/mnt/c g")));
+    }
+
+    #[test]
+    fn pids_are_digits_only() {
+        assert_eq!(parse_pid(b"123"), Some(123));
+        assert_eq!(parse_pid(b"self"), None);
+        assert_eq!(parse_pid(b""), None);
+        assert_eq!(parse_pid(b"99999999999"), None);
+    }
+
+    #[test]
+    fn the_token_scan_matches_whole_variables_only() {
+        let tree = Tree {
+            needle: b"\0_CARGO_GUARDED_RUN_TOKEN=abc\0".to_vec(),
+            token: "abc".into(),
+            cgroup: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let proc_fd = std::fs::File::open(dir.path()).unwrap();
+        let check = |name: &str, env: Vec<u8>| {
+            std::fs::create_dir_all(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join("environ"), env).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: a dir fd standing in for /proc.
+            unsafe { environ_holds(proc_fd.as_raw_fd(), name.as_bytes(), &tree.needle) }
+        };
+        assert!(check(
+            "1",
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=abc", "A=b"])
+        ));
+        assert!(check(
+            "2",
+            environ_of(&["A=b", "_CARGO_GUARDED_RUN_TOKEN=abc"])
+        ));
+        assert!(!check("3", environ_of(&["_CARGO_GUARDED_RUN_TOKEN=abcd"])));
+        assert!(!check("4", environ_of(&["X_CARGO_GUARDED_RUN_TOKEN=abc"])));
+        // Across the 8 KiB read boundary, after a large variable.
+        let big = format!("B={}", "x".repeat(8190));
+        assert!(check(
+            "5",
+            environ_of(&[&big, "_CARGO_GUARDED_RUN_TOKEN=abc"])
+        ));
+        let big = format!("B={}", "x".repeat(20000));
+        assert!(check(
+            "6",
+            environ_of(&[&big, "_CARGO_GUARDED_RUN_TOKEN=abc", "C=d"])
+        ));
+    }
+}

@@ -1,0 +1,550 @@
+//! Supervision with real processes and a real terminal: no process of the command's tree outlives
+//! the wrapper (cgroup or token, `kill -9` or normal exit); signals the wrapper inherited as
+//! ignored stay ignored; Ctrl-Z, `fg` and Ctrl-C in a tmux session behave as in a shell; the
+//! other terminating signals are forwarded and the lease released.
+
+mod common;
+#[path = "common/tmux.rs"]
+mod tmux;
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+
+use common::*;
+use tmux::Tmux;
+
+fn assert_gone(pids: &[i32], what: &str) {
+    assert!(
+        wait_for(30, || pids.iter().all(|&p| !pid_alive(p))),
+        "{what}: still running: {:?}",
+        pids.iter().filter(|&&p| pid_alive(p)).collect::<Vec<_>>()
+    );
+}
+
+/// Wait for `file` to hold a pid; fail with the run's stderr otherwise.
+fn wait_pid(run: &Spawned, file: &Path) -> i32 {
+    let mut pid = None;
+    let ok = wait_for(120, || {
+        pid = read_pid(file);
+        pid.is_some()
+    });
+    assert!(
+        ok,
+        "{} was never written\n{}",
+        file.display(),
+        run.stderr_so_far()
+    );
+    pid.unwrap()
+}
+
+/// The process state letter from `/proc/PID/stat` (`S`, `T`, `Z`, ...).
+fn state(pid: i32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// Whether `pid` runs (not stopped) in the terminal's foreground group: only then is it safe to
+/// type for it (keys typed while the shell still has the terminal in raw mode arrive as `\r`).
+fn running_in_foreground(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    // state ppid pgrp session tty_nr tpgid
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.len() > 5 && f[0] != "T" && f[2] == f[5]
+}
+
+/// Whether `pid` ignores `sig` (`SigIgn` in `/proc/PID/status`).
+fn ignores(pid: i32, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    mask & (1 << (sig - 1)) != 0
+}
+
+/// The cgroup the wrapper `pid` would have made (under this test's own cgroup v2), if it is
+/// still there. Per pid: other tests' wrappers run at the same time.
+fn cgroup_left(pid: i32) -> Option<PathBuf> {
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let rel = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim_start_matches('/');
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|base| Path::new(base).join(rel))
+        .filter(|dir| dir.join("cgroup.procs").exists())
+        .map(|dir| dir.join(format!("cargo-guarded-{pid}")))
+        .find(|dir| dir.exists())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole tree
+
+#[test]
+fn kill_9_during_nextest_kills_the_test_processes() {
+    let env = Env::new();
+    let ws = env.fixture("sleeper");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("SLEEPER_DIR", &ws).args([
+        "guarded",
+        "-v",
+        "--job-id",
+        "nx",
+        "nextest",
+        "run",
+        "--no-capture",
+    ]);
+    let run = spawn_logged(&mut cmd, &env.path().join("nextest"));
+    let test = wait_pid(&run, &ws.join("test.pid"));
+    // nextest runs each test in a process group of its own: the wrapper's group kill misses it.
+    assert_ne!(
+        rustix::process::getpgid(rustix::process::Pid::from_raw(test)).ok(),
+        rustix::process::getpgid(rustix::process::Pid::from_raw(run.pid())).ok()
+    );
+    let wrapper = run.pid();
+    send_signal(wrapper, libc::SIGKILL);
+    let out = run.finish(30);
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    assert_gone(
+        &[test],
+        "the nextest test process after kill -9 of the wrapper",
+    );
+    let log = std::fs::metadata(ws.join("test.log")).unwrap().len();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        std::fs::metadata(ws.join("test.log")).unwrap().len(),
+        log,
+        "still written"
+    );
+    assert!(
+        stderr(&out).contains("tracking the command's process tree"),
+        "-v names the mechanism\n{}",
+        describe(&out)
+    );
+    assert!(
+        wait_for(30, || cgroup_left(wrapper).is_none()),
+        "{:?}",
+        cgroup_left(wrapper)
+    );
+}
+
+#[test]
+fn kill_9_kills_a_new_session() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let run = env.spawn(
+        &ws,
+        "setsid",
+        [
+            "--job-id",
+            "ss",
+            "exec",
+            "--",
+            "setsid",
+            "--wait",
+            "sh",
+            "-c",
+            "echo $$ > s.tmp && mv s.tmp s.pid; exec sleep 1000",
+        ],
+    );
+    let sleeper = wait_pid(&run, &ws.join("s.pid"));
+    send_signal(run.pid(), libc::SIGKILL);
+    run.finish(30);
+    assert_gone(&[sleeper], "setsid sleep after kill -9 of the wrapper");
+}
+
+#[test]
+fn a_background_grandchild_is_gone_after_a_normal_exit() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let mut cmd = env.cmd(&ws);
+    cmd.args([
+        "guarded",
+        "-v",
+        "--job-id",
+        "bg",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "setsid sleep 1000 >/dev/null 2>&1 & echo $! > bg.pid",
+    ]);
+    let run = spawn_logged(&mut cmd, &env.path().join("bg"));
+    let wrapper = run.pid();
+    let out = run.finish(60);
+    assert_success(&out);
+    let bg = read_pid(&ws.join("bg.pid")).expect("bg.pid");
+    assert_gone(&[bg], "a background grandchild after the command exited");
+    assert_eq!(env.lease("bg")["state"], "released", "{}", describe(&out));
+    assert_eq!(cgroup_left(wrapper), None);
+}
+
+/// A `cargo guarded` inside another: `kill -9` of the outer one takes the inner one's tree too,
+/// and no cgroup of either is left behind.
+#[test]
+fn kill_9_of_an_outer_wrapper_takes_a_nested_one_and_leaves_no_cgroup() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let inner = format!(
+        "'{BIN}' guarded --job-id inner exec -- sh -c 'sleep 1000 & echo $! > n.tmp && mv n.tmp n.pid; wait'"
+    );
+    let run = env.spawn(
+        &ws,
+        "outer",
+        ["--job-id", "outer", "exec", "--", "sh", "-c", &inner],
+    );
+    let sleeper = wait_pid(&run, &ws.join("n.pid"));
+    let wrapper = run.pid();
+    send_signal(wrapper, libc::SIGKILL);
+    run.finish(30);
+    assert_gone(
+        &[sleeper],
+        "the nested run's tree after kill -9 of the outer wrapper",
+    );
+    assert!(
+        wait_for(30, || cgroup_left(wrapper).is_none()),
+        "{:?}",
+        cgroup_left(wrapper)
+    );
+}
+
+/// A user who may not create cgroups: the token in the environment finds the tree.
+#[test]
+fn without_a_cgroup_the_token_finds_the_tree() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_none(),
+            "needs root for a second user"
+        );
+        eprintln!("skipped: needs root to run as a second user");
+        return;
+    }
+    let env = Env::new();
+    let ws = env.fixture("small");
+    std::fs::create_dir(&env.root).unwrap();
+    for p in [env.path(), &env.root, &ws] {
+        std::os::unix::fs::chown(p, Some(4711), Some(4711)).unwrap();
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", "4711", "--regid", "4711", "--clear-groups", BIN]);
+    let base = env.cmd(&ws);
+    cmd.env_clear()
+        .envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("HOME", env.path())
+        .current_dir(&ws)
+        .args([
+            "guarded",
+            "-v",
+            "--job-id",
+            "tok",
+            "exec",
+            "--",
+            "setsid",
+            "--wait",
+            "sh",
+            "-c",
+            "echo $$ > t.tmp && mv t.tmp t.pid; sleep 1000 & exec sleep 1000",
+        ]);
+    let run = spawn_logged(&mut cmd, &env.path().join("token"));
+    let leader = wait_pid(&run, &ws.join("t.pid"));
+    assert!(wait_for(30, || run
+        .stderr_so_far()
+        .contains("CARGO_GUARDED_RUN_TOKEN")));
+    let children: Vec<i32> =
+        std::fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+    send_signal(run.pid(), libc::SIGKILL);
+    run.finish(30);
+    let mut all = children;
+    all.push(leader);
+    assert_gone(&all, "the token-tracked tree after kill -9 of the wrapper");
+}
+
+use std::process::Command;
+
+// ---------------------------------------------------------------------------------------------
+// Inherited dispositions
+
+/// `nohup`: SIGHUP ignored when we start stays ignored, for the wrapper and the child.
+#[test]
+fn an_inherited_ignored_sighup_stays_ignored() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let mut cmd = env.cmd(&ws);
+    cmd.args([
+        "guarded",
+        "--job-id",
+        "nohup",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > c.tmp && mv c.tmp c.pid; exec sleep 1000",
+    ]);
+    // SAFETY: setting a disposition between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let run = spawn_logged(&mut cmd, &env.path().join("nohup"));
+    let child = wait_pid(&run, &ws.join("c.pid"));
+    assert!(
+        ignores(child, libc::SIGHUP),
+        "the child does not ignore SIGHUP"
+    );
+    send_signal(run.pid(), libc::SIGHUP);
+    send_signal(child, libc::SIGHUP);
+    // Give a wrongly forwarded or delivered hangup the time to act, then check both still live.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        pid_alive(run.pid()) && pid_alive(child),
+        "{}",
+        run.stderr_so_far()
+    );
+    send_signal(run.pid(), libc::SIGTERM);
+    let out = run.finish(30);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("nohup")["state"], "released");
+}
+
+#[test]
+fn an_inherited_ignored_sigchld_does_not_break_the_run() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let mut cmd = env.cmd(&ws);
+    cmd.args([
+        "guarded", "--job-id", "chld", "exec", "--", "sh", "-c", "exit 7",
+    ]);
+    // SAFETY: setting a disposition between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    assert_eq!(env.lease("chld")["state"], "released");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals sent to the wrapper
+
+fn start_sleeper(env: &Env, ws: &Path, job: &str) -> (Spawned, i32) {
+    let run = env.spawn(
+        ws,
+        job,
+        [
+            "--job-id",
+            job,
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo $$ > c.tmp && mv c.tmp c.pid; exec sleep 1000",
+        ],
+    );
+    let child = wait_pid(&run, &ws.join("c.pid"));
+    (run, child)
+}
+
+/// QUIT, USR1, USR2 and ALRM are forwarded: the child dies of it, the lease is released, and the
+/// wrapper dies of the same signal.
+#[test]
+fn other_terminating_signals_are_forwarded_and_release() {
+    for sig in [libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM] {
+        let env = Env::new();
+        let ws = env.fixture("small");
+        let (run, child) = start_sleeper(&env, &ws, "fw");
+        send_signal(run.pid(), sig);
+        let out = run.finish(30);
+        assert_eq!(
+            out.status.signal(),
+            Some(sig),
+            "signal {sig}: {}",
+            describe(&out)
+        );
+        assert!(
+            !out.status.core_dumped(),
+            "signal {sig}: the wrapper dumped core"
+        );
+        assert_gone(&[child], "the child");
+        assert_eq!(env.lease("fw")["state"], "released", "signal {sig}");
+    }
+}
+
+/// `kill -TSTP` of the wrapper (no terminal) stops the child, not the wrapper alone; `kill
+/// -CONT` continues it.
+#[test]
+fn sigtstp_to_the_wrapper_stops_the_child_and_sigcont_resumes_it() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let (run, child) = start_sleeper(&env, &ws, "tstp");
+    send_signal(run.pid(), libc::SIGTSTP);
+    assert!(
+        wait_for(30, || state(child) == "T"),
+        "child state {}",
+        state(child)
+    );
+    assert_ne!(state(run.pid()), "T", "the wrapper stopped itself");
+    send_signal(run.pid(), libc::SIGCONT);
+    assert!(
+        wait_for(30, || state(child) == "S"),
+        "child state {}",
+        state(child)
+    );
+    send_signal(run.pid(), libc::SIGTERM);
+    let out = run.finish(30);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("tstp")["state"], "released");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real terminal
+
+/// `cargo-guarded guarded ARGS...` as a shell command line (arguments single-quoted).
+fn cmdline(args: &[&str]) -> String {
+    let mut s = format!("'{BIN}' guarded");
+    for a in args {
+        s.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
+    }
+    s
+}
+
+#[test]
+fn ctrl_z_stops_the_job_and_fg_resumes_it() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let t = Tmux::start(&env, &ws);
+    let job = cmdline(&[
+        "--job-id",
+        "tz",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > c.pid; echo ready-$((40+2)); read x; echo got-$x",
+    ]);
+    t.line(&job);
+    assert!(t.wait_for_text(60, "ready-42"), "{}", t.pane());
+    let child = read_pid(&ws.join("c.pid")).unwrap();
+    t.keys(&["C-z"]);
+    assert!(
+        t.wait_for_text(30, "Stopped"),
+        "Ctrl-Z did not stop the job:\n{}",
+        t.pane()
+    );
+    assert_eq!(state(child), "T");
+    assert_eq!(env.lease("tz")["state"], "active");
+    t.line("fg");
+    assert!(
+        wait_for(30, || running_in_foreground(child)),
+        "{}",
+        t.pane()
+    );
+    t.line("hello");
+    assert!(t.wait_for_text(30, "got-hello"), "{}", t.pane());
+    t.line("echo rc=$?");
+    assert!(t.wait_for_text(30, "rc=0"), "{}", t.pane());
+    assert_eq!(env.lease("tz")["state"], "released");
+}
+
+#[test]
+fn fg_after_a_background_start_does_not_hang() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let t = Tmux::start(&env, &ws);
+    let job = cmdline(&[
+        "--job-id",
+        "tb",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > c.pid; read x; echo got-$x",
+    ]);
+    t.line(&format!("{job} &"));
+    assert!(
+        wait_for(60, || read_pid(&ws.join("c.pid")).is_some()),
+        "{}",
+        t.pane()
+    );
+    t.line("fg");
+    t.line("there");
+    assert!(t.wait_for_text(30, "got-there"), "fg hung:\n{}", t.pane());
+    t.line("echo rc=$?");
+    assert!(t.wait_for_text(30, "rc=0"), "{}", t.pane());
+}
+
+/// Ctrl-C stops a loop around `cargo guarded`, in an interactive shell and in a script.
+#[test]
+fn ctrl_c_stops_a_shell_loop() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let t = Tmux::start(&env, &ws);
+    let job = cmdline(&[
+        "--job-id",
+        "tl",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo iteration-$0; exec sleep 1000",
+    ]);
+    std::fs::write(
+        ws.join("loop.sh"),
+        format!("for i in a b c; do {job} $i; done; echo survived\n"),
+    )
+    .unwrap();
+    // A script: bash stops its loop only if it got the SIGINT itself. (The interactive shell
+    // then drops the rest of the line too.)
+    t.line("bash loop.sh");
+    assert!(t.wait_for_text(60, "iteration-a"), "{}", t.pane());
+    t.keys(&["C-c"]);
+    t.line("echo after-$((1+1))=$?");
+    assert!(t.wait_for_text(30, "after-2="), "{}", t.pane());
+    let pane = t.pane();
+    assert!(
+        !pane.contains("iteration-b") && !pane.contains("survived"),
+        "{pane}"
+    );
+    assert!(pane.contains("after-2=130"), "{pane}");
+    assert_eq!(env.lease("tl")["state"], "released");
+    // Interactive: bash stops the loop when the job died of SIGINT.
+    t.line(&format!(
+        "for i in d e f; do {job} $i; done; echo surv-$((2+2))"
+    ));
+    assert!(t.wait_for_text(60, "iteration-d"), "{}", t.pane());
+    t.keys(&["C-c"]);
+    t.line("echo after-$((2+1))=$?");
+    assert!(t.wait_for_text(30, "after-3="), "{}", t.pane());
+    let pane = t.pane();
+    assert!(
+        !pane.contains("iteration-e") && !pane.contains("surv-4"),
+        "{pane}"
+    );
+    assert_eq!(env.lease("tl")["state"], "released");
+}
