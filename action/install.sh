@@ -59,7 +59,7 @@ stem="cargo-guarded-v$want-$target"
 archive="$stem.tar.gz"
 listed() {
   [ -f "$checksums" ] || return 0
-  awk -v name="$1" '$2 == name && $1 ~ /^[0-9a-f]{64}$/ { print $1; exit }' "$checksums"
+  awk -v name="$1" '$2 == name && length($1) == 64 && $1 !~ /[^0-9a-f]/ { print $1; exit }' "$checksums"
 }
 archive_sum=
 bin_sum=
@@ -147,8 +147,8 @@ build_key=$(
     find Cargo.toml Cargo.lock src -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 cat
     # The toolchain the scrubbed environment resolves, and the config cargo reads from
     # CARGO_HOME (the build runs from a dir with no .cargo/config.toml above it).
-    cd / && "${clean_env[@]}" rustc -vV 2>/dev/null
-    cat "${CARGO_HOME:-$HOME/.cargo}"/config "${CARGO_HOME:-$HOME/.cargo}"/config.toml 2>/dev/null
+    cd / && "${clean_env[@]}" rustc -vV 2>/dev/null || true
+    cat "${CARGO_HOME:-$HOME/.cargo}"/config "${CARGO_HOME:-$HOME/.cargo}"/config.toml 2>/dev/null || true
   } | cksum | cut -d ' ' -f 1
 )
 cache="$cache_base/cargo-guarded/$want-source-$build_key/$(uname -m)"
