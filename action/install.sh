@@ -161,9 +161,12 @@ else
   build=$(mktemp -d "$cache/.install.XXXXXX")
   trap 'rm -rf "$build" "${staging:-}"' EXIT
   echo "::group::cargo install cargo-guarded $want from $action_path"
-  # From inside the temp dir, so no .cargo/config.toml of the job's workspace applies; without
-  # CARGO_TARGET_DIR, cargo install builds in a temp dir it removes afterwards.
-  (cd "$build" && "${clean_env[@]}" cargo install --locked --path "$action_path" --root "$build") ||
+  # From inside the temp dir, so no .cargo/config.toml of the job's workspace applies. The
+  # target dir is ours too: `cargo install --path` would otherwise build in the action's own
+  # `target/` (read-only, or shared by every runner of the host), and a job's CARGO_TARGET_DIR
+  # (a job dir) is not where the tool should be built. It goes with the temp dir.
+  (cd "$build" && "${clean_env[@]}" CARGO_TARGET_DIR="$build/target" \
+    cargo install --locked --path "$action_path" --root "$build") ||
     fail "cargo install --locked --path $action_path failed (see the log above)"
   echo "::endgroup::"
   mv -f "$build/bin/cargo-guarded" "$bin.$$"

@@ -216,7 +216,6 @@ fn missing_archive_falls_back_to_cargo_install_with_a_notice_and_a_scrubbed_env(
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
         "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
         "CARGO_PROFILE_RELEASE_DEBUG",
         "LLVM_PROFILE_FILE",
         "CARGO_GUARDED_INSTALL_BASE_URL",
@@ -226,6 +225,16 @@ fn missing_archive_falls_back_to_cargo_install_with_a_notice_and_a_scrubbed_env(
             "cargo install saw {var}:\n{calls}"
         );
     }
+    // The build's target dir is a temp dir of the install, not the job's dir nor the action's.
+    let target_dirs: Vec<&str> = calls
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV CARGO_TARGET_DIR="))
+        .collect();
+    assert_eq!(target_dirs.len(), 1, "{calls}");
+    assert!(
+        Path::new(target_dirs[0]).starts_with(&r.tool_cache),
+        "{calls}"
+    );
     assert!(Path::new(&bin).starts_with(&r.tool_cache), "{bin}");
     assert_eq!(version_of(&bin), format!("cargo-guarded {VERSION}"));
 
