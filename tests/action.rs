@@ -70,6 +70,24 @@ impl Job {
         let tool_cache = env.path().join("tool-cache");
         std::fs::create_dir_all(&runner_temp).unwrap();
         std::fs::create_dir_all(&tool_cache).unwrap();
+        // action/install.sh trusts a cargo-guarded on PATH only if it is the release binary
+        // (action/checksums.txt); this test build stands in for it through a checksum list of
+        // its own (the variable is for tests only).
+        let sha = Command::new("sha256sum").arg(BIN).output().unwrap();
+        let sha = String::from_utf8_lossy(&sha.stdout);
+        let arch = if cfg!(target_arch = "aarch64") {
+            "aarch64"
+        } else {
+            "x86_64"
+        };
+        std::fs::write(
+            env.path().join("checksums.txt"),
+            format!(
+                "{}  cargo-guarded-v{VERSION}-{arch}-unknown-linux-musl/cargo-guarded\n",
+                sha.split_whitespace().next().unwrap()
+            ),
+        )
+        .unwrap();
         Job {
             env,
             ws,
@@ -125,7 +143,11 @@ impl Job {
             .env("RUNNER_NAME", "runner-1")
             .env("RUNNER_TEMP", &self.runner_temp)
             .env("RUNNER_TOOL_CACHE", &self.tool_cache)
-            .env("GITHUB_ACTION_PATH", SOURCE);
+            .env("GITHUB_ACTION_PATH", SOURCE)
+            .env(
+                "CARGO_GUARDED_INSTALL_CHECKSUMS",
+                self.env.path().join("checksums.txt"),
+            );
         for (k, v) in &self.exported {
             cmd.env(k, v);
         }
