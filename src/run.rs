@@ -269,6 +269,10 @@ fn acquire(
             held.path.display()
         )),
     }
+    if let Origin::Adopted { from, size, .. } = &origin {
+        // Under the adopter's lock: the previous job is over and no one else can build here.
+        crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune);
+    }
     let report = match precheck::run(&root, cfg, trust, new_job) {
         Ok(report) => report,
         Err(e) => {
