@@ -114,8 +114,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "K", global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) prune_after: Option<u64>,
 
-    /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its size after
-    /// its first build, or `off`); it is emptied and the job builds fresh
+    /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its largest size
+    /// over its first --prune-after jobs, or `off`); it is emptied and the job builds fresh
     /// [env: CARGO_GUARDED_MAX_WARM_SIZE] [default: 3x]
     #[arg(long, value_name = "SIZE|Nx", value_parser = crate::prune::WarmLimit::parse, global = true)]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,

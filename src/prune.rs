@@ -48,8 +48,8 @@ const OUTPUT_DIRS: &[&str] = &["deps", "build", "examples"];
 /// `ST_NOATIME` in `statvfs`'s `f_flag`.
 const ST_NOATIME: u64 = 1024;
 
-/// `--max-warm-size`: an absolute size, a multiple of the dir's size after its first build, or
-/// off.
+/// `--max-warm-size`: an absolute size, a multiple of the dir's largest size over its first K
+/// adoptions, or off.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum WarmLimit {
     Bytes(u64),
@@ -74,7 +74,7 @@ impl WarmLimit {
         units::parse_size(t).map(WarmLimit::Bytes)
     }
 
-    /// The limit in bytes for a dir whose first build left `base` bytes.
+    /// The limit in bytes for a dir whose first jobs left at most `base` bytes.
     fn bytes(self, base: Option<u64>) -> Option<u64> {
         match self {
             WarmLimit::Bytes(b) => Some(b),
@@ -88,7 +88,7 @@ impl fmt::Display for WarmLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WarmLimit::Bytes(b) => write!(f, "{}", Bytes(*b)),
-            WarmLimit::Times(x) => write!(f, "{x}x its size after its first build"),
+            WarmLimit::Times(x) => write!(f, "{x}x its largest size over its first jobs"),
             WarmLimit::Off => f.write_str("off"),
         }
     }
@@ -110,8 +110,12 @@ struct Index {
     generation: u64,
     /// When atimes were last reset (ns since the epoch); `None`: never (nothing observable yet).
     reset_at_ns: Option<u64>,
-    /// Size of the dir when its first adoption found it: the size of a fresh build.
+    /// The largest size of the dir at its first K adoptions: what its builds of every job
+    /// shape take (a build-only job's fresh dir alone would make a test job look oversized).
     base_size: Option<u64>,
+    /// Adoptions that contributed to `base_size` so far.
+    #[serde(default)]
+    base_samples: u64,
     /// Profile dir (relative to `target/`) → unit (`<pkg>-<hash>`) → last generation using it.
     units: BTreeMap<String, BTreeMap<String, u64>>,
     /// Profile dir → `incremental/` entry → (its mtime in ns, last generation it changed).
@@ -125,6 +129,8 @@ struct Index {
 #[derive(Debug, Default)]
 pub(crate) struct Pruned {
     pub(crate) units: usize,
+    /// `incremental/` dirs rustc had not written in K jobs.
+    pub(crate) incremental: usize,
     pub(crate) bytes: u64,
 }
 
@@ -154,8 +160,11 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
         Some(Instant::now() + SIZE_BUDGET),
     )
     .or(size);
-    if index.base_size.is_none() {
-        index.base_size = size;
+    if let Some(size) = size
+        && index.base_samples < s.after
+    {
+        index.base_size = Some(index.base_size.unwrap_or(0).max(size));
+        index.base_samples += 1;
     }
 
     // The backstop, everywhere: a dir far larger than a fresh build is emptied, not adopted warm.
@@ -182,7 +191,8 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
         return Ok(());
     }
     if !s.enabled {
-        return Ok(());
+        // Still record the base size, for the backstop.
+        return save(job_dir, &index);
     }
     if let Err(why) = atime_observable(target.as_fd()) {
         term::status(format_args!(
@@ -264,8 +274,10 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
             pending.entry(rel.clone()).or_default().insert(h.to_owned());
         }
     }
-    index.pending = pending.clone();
-    save(job_dir, &index)?;
+    if !dead_units.is_empty() {
+        index.pending = pending.clone();
+        save(job_dir, &index)?;
+    }
 
     let mut first_error = None;
     let mut finished: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -341,7 +353,10 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
         };
         if let Some(inc) = open_sub(fd.as_fd(), "incremental") {
             match remove(inc.as_fd(), OsStr::new(name), dev) {
-                Ok(b) => pruned.bytes += b,
+                Ok(b) => {
+                    pruned.bytes += b;
+                    pruned.incremental += 1;
+                }
                 Err(e) => {
                     first_error.get_or_insert_with(|| format!("{rel}/incremental/{name}: {e}"));
                 }
@@ -387,11 +402,16 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
     index.pending = pending;
     save(job_dir, &index)?;
 
-    if pruned.units > 0 || pruned.bytes > 0 {
+    if pruned.units > 0 || pruned.incremental > 0 {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
         term::status(format_args!(
-            "pruned {} dead unit{}, {}, of {from} (warm)",
+            "pruned {} dead unit{}{}, {}, of {from} (warm)",
             pruned.units,
-            if pruned.units == 1 { "" } else { "s" },
+            plural(pruned.units),
+            match pruned.incremental {
+                0 => String::new(),
+                n => format!(" and {n} stale incremental dir{}", plural(n)),
+            },
             Bytes(pruned.bytes)
         ));
     } else {

@@ -148,7 +148,13 @@ fn without_pruning_the_history_grows() {
     let mut sizes = Vec::new();
     for i in 1..=6 {
         set_dep_version(&ws, &format!("1.0.{i}"));
-        job(&env, &ws, &format!("job-{i}"), &["--no-prune"], &["build"]);
+        job(
+            &env,
+            &ws,
+            &format!("job-{i}"),
+            &["--no-prune", "--max-warm-size", "off"],
+            &["build"],
+        );
         sizes.push(du(&target(&env, &format!("job-{i}"))));
     }
     assert!(
@@ -311,7 +317,7 @@ fn noatime_engages_the_fallback_and_says_so() {
         }
     }
     assert_eq!(fingerprints(&env, "job-3", "dep"), 3, "nothing pruned");
-    // The backstop: over 1.1x its first size, the dir is emptied and the job builds fresh.
+    // The backstop: over 1.1x its size at its first adoption (K = 1), the dir is emptied and the job builds fresh.
     set_dep_version(&ws, "1.0.4");
     let out = job(
         &env,
@@ -320,6 +326,8 @@ fn noatime_engages_the_fallback_and_says_so() {
         &[
             "--max-warm-size",
             "1.1x",
+            "--prune-after",
+            "1",
             "--min-free",
             "0",
             "--reclaim-below",
