@@ -573,7 +573,9 @@ fn profile_dirs(target: BorrowedFd<'_>) -> Vec<(String, OwnedFd)> {
     let mut out = Vec::new();
     let mut stack: Vec<(String, OwnedFd, usize)> = Vec::new();
     for (name, ty) in list(target) {
+        // `doc/` holds no units (its fingerprints are in the profile dirs) and many dirs.
         if let (Some(n), FileType::Directory) = (name.to_str(), ty)
+            && n != "doc"
             && let Some(fd) = open_sub(target, n)
         {
             stack.push((n.to_owned(), fd, 1));
@@ -594,6 +596,7 @@ fn profile_dirs(target: BorrowedFd<'_>) -> Vec<(String, OwnedFd)> {
         for (name, ty) in entries {
             if let (Some(n), FileType::Directory) = (name.to_str(), ty)
                 && !n.starts_with('.')
+                && n != "doc"
                 && let Some(sub) = open_sub(fd.as_fd(), n)
             {
                 stack.push((format!("{rel}/{n}"), sub, depth + 1));

@@ -439,3 +439,51 @@ fn a_pruner_racing_a_guard_and_an_adopter_removes_nothing_live() {
         );
     }
 }
+
+/// The index and the dir are untrusted: a garbage `prune.json` is ignored (every unit counts as
+/// used, nothing is pruned that time) and rebuilt; a symlink carrying a dead unit's hash is
+/// removed as a link, never followed.
+#[test]
+fn a_bad_index_and_planted_symlinks_are_handled() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let extra = ["--prune-after", "1"];
+    for i in 1..=2 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+    }
+    std::fs::write(
+        env.root.join("job-2/prune.json"),
+        b"{\"version\": 1, \"units\": 7",
+    )
+    .unwrap();
+    set_dep_version(&ws, "1.0.3");
+    let out = job(&env, &ws, "job-3", &extra, &["build"]);
+    assert!(!stderr(&out).contains("pruned"), "{}", describe(&out));
+    assert_eq!(fingerprints(&env, "job-3", "dep"), 3);
+
+    // Plant a link named like an output of dep 1.0.1's unit (dead from now on) to a file outside.
+    let outside = env.path().join("precious");
+    std::fs::write(&outside, "keep").unwrap();
+    let deps = target(&env, "job-3").join("debug/deps");
+    let old = std::fs::read_dir(&deps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("libdep-") && n.ends_with(".rlib"))
+        .min_by_key(|n| std::fs::metadata(deps.join(n)).unwrap().modified().unwrap())
+        .unwrap();
+    let hash = old.trim_start_matches("libdep-").trim_end_matches(".rlib");
+    std::os::unix::fs::symlink(&outside, deps.join(format!("dep-{hash}.planted"))).unwrap();
+    for i in 4..=5 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        let out = job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+        assert!(stderr(&out).contains("pruned"), "{}", describe(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
+    let deps = target(&env, "job-5").join("debug/deps");
+    assert!(!deps.join(format!("dep-{hash}.planted")).exists());
+    assert!(fingerprints(&env, "job-5", "dep") <= 2);
+    let again = job(&env, &ws, "job-6", &extra, &["build"]);
+    assert!(!compiled_anything(&again), "{}", describe(&again));
+}
