@@ -269,6 +269,8 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
 
     // Record what is about to go before touching it: a crash mid-prune is finished next time.
     let mut pending = std::mem::take(&mut index.pending);
+    // A profile dir that is gone took its units with it.
+    pending.retain(|rel, _| profiles.iter().any(|(r, _)| r == rel));
     for (rel, unit) in &dead_units {
         if let Some(h) = unit_hash(unit) {
             pending.entry(rel.clone()).or_default().insert(h.to_owned());
@@ -469,7 +471,9 @@ fn atime_observable(target: BorrowedFd<'_>) -> Result<(), String> {
     }
 }
 
-/// Whether any file of the unit's fingerprint dir was read or written since `reset`.
+/// Whether any file of the unit's fingerprint dir was read or written since `reset`. The reset
+/// left atime == mtime exactly, so any other atime is a read (even one that moved it backwards,
+/// as on a file whose mtime a skewed server clock put in the future).
 fn fingerprint_read(fp: Option<BorrowedFd<'_>>, unit: &str, reset: u64) -> bool {
     let Some(dir) = fp.and_then(|fp| open_sub(fp, unit)) else {
         return true;
@@ -477,7 +481,7 @@ fn fingerprint_read(fp: Option<BorrowedFd<'_>>, unit: &str, reset: u64) -> bool 
     list(dir.as_fd()).iter().any(|(name, ty)| {
         *ty == FileType::RegularFile
             && stat_ns(dir.as_fd(), name)
-                .is_some_and(|(atime, mtime)| atime > mtime || mtime >= reset)
+                .is_some_and(|(atime, mtime)| atime != mtime || mtime >= reset)
     })
 }
 
