@@ -43,6 +43,8 @@ const PROBE: &str = ".cargo-guarded-atime-probe";
 const BUDGET: Duration = Duration::from_secs(2);
 /// The size walk of the backstop, when the lease has no recent size.
 const SIZE_BUDGET: Duration = Duration::from_millis(500);
+/// The job dir's `build/`, cargo's build dir when one is configured.
+const BUILD_DIR: &str = "build";
 /// Where cargo puts per-unit outputs named `…-<hash>…` inside a profile dir.
 const OUTPUT_DIRS: &[&str] = &["deps", "build", "examples"];
 /// `ST_NOATIME` in `statvfs`'s `f_flag`.
@@ -209,7 +211,16 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
     let mut pruned = Pruned::default();
     let mut dead_inc = Vec::new();
     let mut dead_units: Vec<(String, String)> = Vec::new();
-    let profiles = profile_dirs(target.as_fd());
+    // Units live under `target/`, or under `build/` when a build dir is configured (run.rs
+    // points `CARGO_BUILD_BUILD_DIR` there).
+    let mut profiles = profile_dirs(target.as_fd());
+    if let Some(build) = open_sub(job_dir, BUILD_DIR) {
+        profiles.extend(
+            profile_dirs(build.as_fd())
+                .into_iter()
+                .map(|(rel, fd)| (format!("{BUILD_DIR}:{rel}"), fd)),
+        );
+    }
     let mut units_now: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut inc_now: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
     for (rel, fd) in &profiles {

@@ -487,3 +487,32 @@ fn a_bad_index_and_planted_symlinks_are_handled() {
     let again = job(&env, &ws, "job-6", &extra, &["build"]);
     assert!(!compiled_anything(&again), "{}", describe(&again));
 }
+
+/// With a build dir configured, cargo keeps its units in the job's `build/`: pruned there too.
+#[test]
+fn units_in_a_configured_build_dir_are_pruned() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let extra = ["--prune-after", "1"];
+    for i in 1..=4 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        let mut cmd = env.cmd(&ws);
+        cmd.env("RUNNER_NAME", "r")
+            .env("CARGO_BUILD_BUILD_DIR", env.path().join("ignored"))
+            .args(["guarded", "--job-id", &format!("job-{i}"), "--linger", "0s"])
+            .args(extra)
+            .arg("build");
+        let out = output(&mut cmd);
+        assert_success(&out);
+        if i > 2 {
+            assert!(stderr(&out).contains("dead unit"), "{}", describe(&out));
+        }
+    }
+    let fp = env.root.join("job-4/build/debug/.fingerprint");
+    let deps = std::fs::read_dir(&fp)
+        .unwrap_or_else(|e| panic!("{}: {e}", fp.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dep-"))
+        .count();
+    assert_eq!(deps, 2);
+}
