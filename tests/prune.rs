@@ -516,3 +516,21 @@ fn units_in_a_configured_build_dir_are_pruned() {
         .count();
     assert_eq!(deps, 2);
 }
+
+/// The steps of one job (build, then test) resume its dir, so what any step used counts for the
+/// job: with K = 1, the next job's test step still finds the test units.
+#[test]
+fn every_step_of_a_job_counts_as_that_job() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let extra = ["--prune-after", "1"];
+    for i in 1..=4 {
+        let id = format!("job-{i}");
+        let build = job(&env, &ws, &id, &extra, &["build"]);
+        let test = job(&env, &ws, &id, &extra, &["test", "--no-run"]);
+        if i > 1 {
+            assert!(!compiled_anything(&build), "{}", describe(&build));
+            assert!(!compiled_anything(&test), "{}", describe(&test));
+        }
+    }
+}
