@@ -156,12 +156,10 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
         ..Index::default()
     });
     // The lease's size can be minutes (jobs) old: measure now, within a budget.
-    let size = fs::tree_size(
-        job_dir,
-        OsStr::new(TARGET),
-        Some(Instant::now() + SIZE_BUDGET),
-    )
-    .or(size);
+    let deadline = Instant::now() + SIZE_BUDGET;
+    let size = fs::tree_size(job_dir, OsStr::new(TARGET), Some(deadline))
+        .map(|t| t + fs::tree_size(job_dir, OsStr::new(BUILD_DIR), Some(deadline)).unwrap_or(0))
+        .or(size);
     if let Some(size) = size
         && index.base_samples < s.after
     {
@@ -179,6 +177,10 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
         rustix::fs::mkdirat(job_dir, TARGET, Mode::from_raw_mode(0o755))
             .map_err(io::Error::from)
             .context("failed to recreate target/")?;
+        if fs::open_dir_nofollow(job_dir, OsStr::new(BUILD_DIR)).is_ok() {
+            remove(job_dir, OsStr::new(BUILD_DIR), dev)
+                .context("failed to empty the oversized build/")?;
+        }
         let _ = rustix::fs::unlinkat(job_dir, INDEX, AtFlags::empty());
         term::status(format_args!(
             "the dir adopted from {from} is {}, over --max-warm-size ({}{}): emptied it; this job \
@@ -330,7 +332,10 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
             let mut result = Ok(0);
             if let (Some(name), Some(fp)) = (fingerprint, &fp) {
                 result = remove(fp.as_fd(), OsStr::new(name), dev);
-                fault::point("prune-fingerprint-removed");
+                // Once per prune, so a test pausing here is not held at every unit.
+                if pruned.units == 0 {
+                    fault::point("prune-fingerprint-removed");
+                }
             }
             for (sub, name) in outputs.get(hash).into_iter().flatten() {
                 if result.is_err() {
