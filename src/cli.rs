@@ -105,6 +105,21 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true)]
     pub(crate) no_adopt: bool,
 
+    /// Never prune dead units from an adopted dir [env: CARGO_GUARDED_PRUNE=0]
+    #[arg(long, global = true)]
+    pub(crate) no_prune: bool,
+
+    /// At adoption, prune units no job used in this many jobs [env: CARGO_GUARDED_PRUNE_AFTER]
+    /// [default: 3]
+    #[arg(long, value_name = "K", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) prune_after: Option<u64>,
+
+    /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its largest size
+    /// over its first --prune-after jobs, or `off`); it is emptied and the job builds fresh
+    /// [env: CARGO_GUARDED_MAX_WARM_SIZE] [default: 3x]
+    #[arg(long, value_name = "SIZE|Nx", value_parser = crate::prune::WarmLimit::parse, global = true)]
+    pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
+
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [env: CARGO_GUARDED_WAIT] [default: wait as long as it takes, like cargo's own lock]
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, global = true)]

@@ -40,6 +40,8 @@ pub(crate) struct Config {
     pub(crate) keep_expired: usize,
     /// Whether a new job may adopt an expired dir of its workspace.
     pub(crate) adopt: bool,
+    /// Pruning of adopted dirs (`prune.rs`).
+    pub(crate) prune: crate::prune::Settings,
     /// How long to wait for another run of the same job; `None` is "as long as it takes".
     pub(crate) wait: Option<Duration>,
     /// This process, as its lease will name it.
@@ -154,6 +156,31 @@ impl Config {
             },
             1,
         )?;
+        let prune = crate::prune::Settings {
+            enabled: !g.no_prune
+                && match var("CARGO_GUARDED_PRUNE").as_deref() {
+                    None | Some("1" | "true" | "yes" | "on") => true,
+                    Some("0" | "false" | "no" | "off") => false,
+                    Some(other) => bail!("CARGO_GUARDED_PRUNE: expected `1` or `0`, got `{other}`"),
+                },
+            after: pick(
+                g.prune_after,
+                "CARGO_GUARDED_PRUNE_AFTER",
+                |s| match s.parse::<u64>() {
+                    Ok(k) if k >= 1 => Ok(k),
+                    _ => Err(format!(
+                        "expected a whole number of jobs (at least 1), got `{s}`"
+                    )),
+                },
+                3,
+            )?,
+            max_warm: pick(
+                g.max_warm_size,
+                "CARGO_GUARDED_MAX_WARM_SIZE",
+                crate::prune::WarmLimit::parse,
+                crate::prune::WarmLimit::Times(3.0),
+            )?,
+        };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
@@ -190,6 +217,7 @@ impl Config {
             )?,
             keep_expired,
             adopt,
+            prune,
             wait: pick(
                 g.wait.map(Some),
                 "CARGO_GUARDED_WAIT",

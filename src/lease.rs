@@ -461,6 +461,11 @@ impl Held {
         self.path.join(TARGET)
     }
 
+    /// The job dir, open and locked: for work done under the lock (pruning at adoption).
+    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
     pub(crate) fn job_id(&self) -> String {
         self.lease
             .lock()

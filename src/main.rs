@@ -15,6 +15,7 @@ mod llvm;
 mod locks;
 mod precheck;
 mod process;
+mod prune;
 mod run;
 mod rustc;
 mod status;

@@ -432,6 +432,10 @@ fn acquire_and_check(
             held.path.display()
         )),
     }
+    if let Origin::Adopted { from, size, .. } = &origin {
+        // Under the adopter's lock: the previous job is over and no one else can build here.
+        crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune);
+    }
     // The token this acquisition wrote: what a nested run recognises the lease by.
     let token = root
         .open_job(OsStr::new(&cfg.job_name))

@@ -1,0 +1,536 @@
+//! Warm dirs that stay small (issue 9): at adoption, units no job used in the last K jobs are
+//! pruned; live ones (two versions of one crate, other job shapes within K) never are; where
+//! access times are not recorded the run says so and only the size backstop applies.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+/// One CI job on runner `r`: its dir expires at release, so the next job adopts it.
+fn job(env: &Env, ws: &Path, id: &str, extra: &[&str], args: &[&str]) -> Output {
+    let mut cmd = env.cmd(ws);
+    cmd.env("RUNNER_NAME", "r")
+        .env("CARGO_LLVM_COV_SETUP", "no")
+        .args(["guarded", "--job-id", id, "--linger", "0s"])
+        .args(extra)
+        .args(args);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    out
+}
+
+/// Bytes allocated under `dir`, each inode once (cargo hard-links uplifted binaries).
+fn du(dir: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if seen.insert(m.ino()) {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+fn set_dep_version(ws: &Path, v: &str) {
+    let toml = ws.join("dep/Cargo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("version = ") {
+                format!("version = \"{v}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(toml, text).unwrap();
+}
+
+fn set_edit(ws: &Path, n: u32) {
+    let main = ws.join("app/src/main.rs");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let start = text.find("const EDIT: u32 = ").unwrap();
+    let end = start + text[start..].find(';').unwrap();
+    let text = format!("{}const EDIT: u32 = {n}{}", &text[..start], &text[end..]);
+    std::fs::write(main, text).unwrap();
+}
+
+/// A fresh `cargo build` of the workspace's current state, outside the root.
+fn fresh_size(env: &Env, ws: &Path, name: &str) -> u64 {
+    let dir = env.path().join(name);
+    let out = env.shell(
+        ws,
+        &format!("cargo build -q --target-dir '{}'", dir.display()),
+    );
+    assert_success(&out);
+    du(&dir)
+}
+
+fn target(env: &Env, id: &str) -> PathBuf {
+    env.root.join(id).join("target")
+}
+
+fn fingerprints(env: &Env, id: &str, pkg: &str) -> usize {
+    std::fs::read_dir(target(env, id).join("debug/.fingerprint"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.rsplit_once('-'))
+                .is_some_and(|(p, _)| p == pkg)
+        })
+        .count()
+}
+
+/// Ten jobs, the path dependency's version (so its hash, and its dependents') moving on each:
+/// the dir stays flat and, with K = 1, within 1.3x a fresh build; the two units of `feat` (a
+/// normal dependency with a feature and a build-dependency without) are both kept; the last
+/// state re-run compiles nothing.
+#[test]
+fn a_moving_dependency_does_not_grow_the_dir() {
+    for (k, bound) in [("1", 1.3), ("3", 2.0)] {
+        let env = Env::new();
+        let ws = env.fixture("moving");
+        let extra = ["--prune-after", k];
+        let mut sizes = Vec::new();
+        for i in 1..=10 {
+            set_dep_version(&ws, &format!("1.0.{i}"));
+            let out = job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+            if i > 1 {
+                assert!(
+                    stderr(&out).contains(&format!("adopted job-{}", i - 1)),
+                    "{}",
+                    describe(&out)
+                );
+            }
+            sizes.push(du(&target(&env, &format!("job-{i}"))));
+        }
+        let fresh = fresh_size(&env, &ws, "fresh");
+        let last = *sizes.last().unwrap();
+        let ratio = last as f64 / fresh as f64;
+        assert!(
+            ratio <= bound,
+            "K={k}: warm/fresh = {ratio:.2} > {bound} (sizes {sizes:?}, fresh {fresh})"
+        );
+        // Flat: the last job's dir is no larger than the one K+2 jobs into the history.
+        let settled = sizes[k.parse::<usize>().unwrap() + 2];
+        assert!(
+            last as f64 <= settled as f64 * 1.05,
+            "K={k}: the dir still grows: {sizes:?}"
+        );
+        assert_eq!(
+            fingerprints(&env, "job-10", "feat"),
+            2,
+            "both feat units kept"
+        );
+        let again = job(&env, &ws, "job-11", &extra, &["build"]);
+        assert!(!compiled_anything(&again), "{}", describe(&again));
+    }
+}
+
+/// Without pruning the same history grows: the test above would fail on the old code.
+#[test]
+fn without_pruning_the_history_grows() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let mut sizes = Vec::new();
+    for i in 1..=6 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        job(
+            &env,
+            &ws,
+            &format!("job-{i}"),
+            &["--no-prune", "--max-warm-size", "off"],
+            &["build"],
+        );
+        sizes.push(du(&target(&env, &format!("job-{i}"))));
+    }
+    assert!(
+        sizes[5] as f64 > sizes[0] as f64 * 1.5,
+        "expected growth without pruning: {sizes:?}"
+    );
+    assert_eq!(fingerprints(&env, "job-6", "dep"), 6);
+}
+
+/// The common case: a workspace crate edited in every job. Its unit hashes stay; rustc keeps one
+/// incremental session; the dir stays the size of a fresh build.
+#[test]
+fn a_crate_edited_every_job_does_not_grow_the_dir() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let mut sizes = Vec::new();
+    for i in 1..=8 {
+        set_edit(&ws, i);
+        let out = job(&env, &ws, &format!("job-{i}"), &[], &["build"]);
+        assert!(compiled_anything(&out));
+        sizes.push(du(&target(&env, &format!("job-{i}"))));
+    }
+    let fresh = fresh_size(&env, &ws, "fresh");
+    let ratio = sizes[7] as f64 / fresh as f64;
+    assert!(ratio <= 1.3, "warm/fresh = {ratio:.2} ({sizes:?}, {fresh})");
+}
+
+/// Build, test and llvm-cov jobs round and round (K = 3): after the first round none of them
+/// recompiles anything, though each uses units the other two do not.
+#[test]
+fn alternating_job_shapes_within_k_recompile_nothing() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let shapes: [&[&str]; 3] = [&["build"], &["test"], &["llvm-cov", "--no-report"]];
+    let mut n = 0;
+    for round in 0..3 {
+        for shape in shapes {
+            n += 1;
+            let out = job(&env, &ws, &format!("job-{n}"), &[], shape);
+            if round > 0 {
+                assert!(
+                    !compiled_anything(&out),
+                    "job {n} ({shape:?}) recompiled:\n{}",
+                    describe(&out)
+                );
+            }
+        }
+    }
+    // And pruning did run: a shape gone for more than K jobs loses its units.
+    for i in 1..=4 {
+        n += 1;
+        job(&env, &ws, &format!("job-{n}"), &[], &["build"]);
+        let _ = i;
+    }
+    assert!(
+        !target(&env, &format!("job-{n}"))
+            .join("llvm-cov-target/debug/.fingerprint")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "llvm-cov units unused for 4 jobs were kept"
+    );
+}
+
+struct Umount(PathBuf);
+
+impl Drop for Umount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Mount a tmpfs with `opts` on the env's root (the caller checked it runs as root).
+fn tmpfs_root(env: &Env, opts: &str) -> Umount {
+    std::fs::create_dir_all(&env.root).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+        .arg(&env.root)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount -t tmpfs -o {opts} failed");
+    Umount(env.root.clone())
+}
+
+fn root_or_skip(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{what} test required but not running as root");
+    }
+    eprintln!("skipped: not running as root (tmpfs mounts need it)");
+    false
+}
+
+/// On a tmpfs with its default `relatime`, reads after the reset are recorded: dead units go,
+/// live ones stay.
+#[test]
+fn pruning_works_on_a_relatime_tmpfs() {
+    if !root_or_skip("tmpfs") {
+        return;
+    }
+    let env = Env::new();
+    let _mnt = tmpfs_root(&env, "size=512m");
+    let ws = env.fixture("moving");
+    let extra = [
+        "--prune-after",
+        "1",
+        "--min-free",
+        "0",
+        "--reclaim-below",
+        "0%",
+    ];
+    for i in 1..=4 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        let out = job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+        if i > 2 {
+            assert!(stderr(&out).contains("pruned"), "{}", describe(&out));
+        }
+    }
+    assert_eq!(fingerprints(&env, "job-4", "dep"), 2);
+    assert_eq!(fingerprints(&env, "job-4", "feat"), 2);
+    let again = job(&env, &ws, "job-5", &extra, &["build"]);
+    assert!(!compiled_anything(&again), "{}", describe(&again));
+}
+
+/// A tmpfs mounted `noatime` (as root): reads are not observable, the run says so, nothing is
+/// pruned, and the `--max-warm-size` backstop still empties an oversized dir.
+#[test]
+fn noatime_engages_the_fallback_and_says_so() {
+    if !root_or_skip("noatime") {
+        return;
+    }
+    let env = Env::new();
+    let _mnt = tmpfs_root(&env, "noatime,size=512m");
+    let ws = env.fixture("moving");
+    for i in 1..=3 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        let out = job(
+            &env,
+            &ws,
+            &format!("job-{i}"),
+            &[
+                "--prune-after",
+                "1",
+                "--min-free",
+                "0",
+                "--reclaim-below",
+                "0%",
+            ],
+            &["build"],
+        );
+        if i > 1 {
+            let err = stderr(&out);
+            assert!(
+                err.contains("not pruning") && err.contains("noatime"),
+                "{}",
+                describe(&out)
+            );
+            assert!(!err.contains("pruned"), "{}", describe(&out));
+        }
+    }
+    assert_eq!(fingerprints(&env, "job-3", "dep"), 3, "nothing pruned");
+    // The backstop: over 1.1x its size at its first adoption (K = 1), the dir is emptied and the job builds fresh.
+    set_dep_version(&ws, "1.0.4");
+    let out = job(
+        &env,
+        &ws,
+        "job-4",
+        &[
+            "--max-warm-size",
+            "1.1x",
+            "--prune-after",
+            "1",
+            "--min-free",
+            "0",
+            "--reclaim-below",
+            "0%",
+        ],
+        &["build"],
+    );
+    assert!(
+        stderr(&out).contains("over --max-warm-size") && stderr(&out).contains("builds fresh"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stderr(&out).contains("Compiling feat"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(fingerprints(&env, "job-4", "dep"), 1);
+}
+
+/// The pruner (an adopter, stopped between removing a dead unit's fingerprint and its outputs)
+/// races a guard and a second adopter: the guard keeps the dir (its lock is held), the second
+/// job does not adopt it; then the pruner is killed there. The next adopter finishes the prune,
+/// and the state still builds without recompiling what is live.
+#[test]
+fn a_pruner_racing_a_guard_and_an_adopter_removes_nothing_live() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    for i in 1..=2 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        job(
+            &env,
+            &ws,
+            &format!("job-{i}"),
+            &["--prune-after", "1"],
+            &["build"],
+        );
+    }
+    // job-3 adopts job-2's dir; dep 1.0.1's units are dead (K = 1) and are being pruned.
+    set_dep_version(&ws, "1.0.3");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("RUNNER_NAME", "r").args([
+        "guarded",
+        "--job-id",
+        "job-3",
+        "--linger",
+        "0s",
+        "--prune-after",
+        "1",
+        "build",
+    ]);
+    let paused = env.paused(cmd, "pruner", "prune-fingerprint-removed");
+    let gc = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(env.root.join("job-3").exists(), "{}", describe(&gc));
+    let mut other = env.cmd(&ws);
+    other
+        .env("RUNNER_NAME", "r2")
+        .args(["guarded", "--job-id", "other", "exec", "--", "true"]);
+    let other = output(&mut other);
+    assert_success(&other);
+    assert!(!stderr(&other).contains("adopted"), "{}", describe(&other));
+    let done = paused.resume(120);
+    assert_success(&done);
+    assert!(stderr(&done).contains("pruned"), "{}", describe(&done));
+    assert!(
+        !stderr(&done).contains("Compiling feat"),
+        "{}",
+        describe(&done)
+    );
+
+    // Now a crash (abort) between a dead unit's fingerprint and its outputs.
+    set_dep_version(&ws, "1.0.4");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("RUNNER_NAME", "r")
+        .env("CARGO_GUARDED_FAULT", "prune-fingerprint-removed")
+        .args([
+            "guarded",
+            "--job-id",
+            "job-4",
+            "--linger",
+            "0s",
+            "--prune-after",
+            "1",
+            "build",
+        ]);
+    let crashed = output(&mut cmd);
+    assert!(!crashed.status.success(), "{}", describe(&crashed));
+    // The same job runs again (resumes its dir, unpruned but consistent) and builds.
+    let out = job(&env, &ws, "job-4", &["--prune-after", "1"], &["build"]);
+    assert!(
+        !stderr(&out).contains("Compiling feat"),
+        "{}",
+        describe(&out)
+    );
+    // The next adopter completes the prune: no output of a unit without a fingerprint remains.
+    let out = job(&env, &ws, "job-5", &["--prune-after", "1"], &["build"]);
+    assert!(!compiled_anything(&out), "{}", describe(&out));
+    let t = target(&env, "job-5").join("debug");
+    let fps: Vec<String> = std::fs::read_dir(t.join(".fingerprint"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| Some(e.file_name().to_str()?.rsplit_once('-')?.1.to_owned()))
+        .collect();
+    for e in std::fs::read_dir(t.join("deps")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            fps.iter().any(|h| name.contains(h.as_str())),
+            "{name} is an output of a pruned unit"
+        );
+    }
+}
+
+/// The index and the dir are untrusted: a garbage `prune.json` is ignored (every unit counts as
+/// used, nothing is pruned that time) and rebuilt; a symlink carrying a dead unit's hash is
+/// removed as a link, never followed.
+#[test]
+fn a_bad_index_and_planted_symlinks_are_handled() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let extra = ["--prune-after", "1"];
+    for i in 1..=2 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+    }
+    std::fs::write(
+        env.root.join("job-2/prune.json"),
+        b"{\"version\": 1, \"units\": 7",
+    )
+    .unwrap();
+    set_dep_version(&ws, "1.0.3");
+    let out = job(&env, &ws, "job-3", &extra, &["build"]);
+    assert!(!stderr(&out).contains("pruned"), "{}", describe(&out));
+    assert_eq!(fingerprints(&env, "job-3", "dep"), 3);
+
+    // Plant a link named like an output of dep 1.0.1's unit (dead from now on) to a file outside.
+    let outside = env.path().join("precious");
+    std::fs::write(&outside, "keep").unwrap();
+    let deps = target(&env, "job-3").join("debug/deps");
+    let old = std::fs::read_dir(&deps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("libdep-") && n.ends_with(".rlib"))
+        .min_by_key(|n| std::fs::metadata(deps.join(n)).unwrap().modified().unwrap())
+        .unwrap();
+    let hash = old.trim_start_matches("libdep-").trim_end_matches(".rlib");
+    std::os::unix::fs::symlink(&outside, deps.join(format!("dep-{hash}.planted"))).unwrap();
+    for i in 4..=5 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        let out = job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+        assert!(stderr(&out).contains("pruned"), "{}", describe(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
+    let deps = target(&env, "job-5").join("debug/deps");
+    assert!(!deps.join(format!("dep-{hash}.planted")).exists());
+    assert!(fingerprints(&env, "job-5", "dep") <= 2);
+    let again = job(&env, &ws, "job-6", &extra, &["build"]);
+    assert!(!compiled_anything(&again), "{}", describe(&again));
+}
+
+/// With a build dir configured, cargo keeps its units in the job's `build/`: pruned there too.
+#[test]
+fn units_in_a_configured_build_dir_are_pruned() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let extra = ["--prune-after", "1"];
+    for i in 1..=4 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        let mut cmd = env.cmd(&ws);
+        cmd.env("RUNNER_NAME", "r")
+            .env("CARGO_BUILD_BUILD_DIR", env.path().join("ignored"))
+            .args(["guarded", "--job-id", &format!("job-{i}"), "--linger", "0s"])
+            .args(extra)
+            .arg("build");
+        let out = output(&mut cmd);
+        assert_success(&out);
+        if i > 2 {
+            assert!(stderr(&out).contains("dead unit"), "{}", describe(&out));
+        }
+    }
+    let fp = env.root.join("job-4/build/debug/.fingerprint");
+    let deps = std::fs::read_dir(&fp)
+        .unwrap_or_else(|e| panic!("{}: {e}", fp.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dep-"))
+        .count();
+    assert_eq!(deps, 2);
+}
+
+/// The steps of one job (build, then test) resume its dir, so what any step used counts for the
+/// job: with K = 1, the next job's test step still finds the test units.
+#[test]
+fn every_step_of_a_job_counts_as_that_job() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let extra = ["--prune-after", "1"];
+    for i in 1..=4 {
+        let id = format!("job-{i}");
+        let build = job(&env, &ws, &id, &extra, &["build"]);
+        let test = job(&env, &ws, &id, &extra, &["test", "--no-run"]);
+        if i > 1 {
+            assert!(!compiled_anything(&build), "{}", describe(&build));
+            assert!(!compiled_anything(&test), "{}", describe(&test));
+        }
+    }
+}
