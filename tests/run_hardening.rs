@@ -302,7 +302,12 @@ fn sigterm_while_waiting_for_the_guard_lock_ends_the_run_at_once() {
     let _ = holder.kill();
     let _ = holder.wait();
     // Dies of the signal after releasing (a shell sees 143), as every interrupted run does.
-    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{}", describe(&out));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        describe(&out)
+    );
     // No lease is left active: the job had not written one yet, or released it.
     let dir = env.root.join("waits");
     if dir.exists() {
