@@ -1,5 +1,5 @@
 //! File-system primitives the lease protocol and the guard are built on: no-follow opens relative
-//! to a directory fd, deletion that never follows a symlink or leaves the root's filesystem, size
+//! to a directory fd, deletion that never follows a symlink or leaves the root's mount, size
 //! walks with a time budget, and free space.
 //!
 //! Everything here works relative to an open directory fd (the `*at` syscalls, via rustix), so a

@@ -49,7 +49,15 @@ fn removed_names(report: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["dir"].as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+        .map(|r| {
+            r["dir"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -170,16 +178,26 @@ fn a_read_only_dir_of_the_guards_own_user_is_deleted() {
     let out = run_as(
         &env,
         USER,
-        &["--job-id", "ro", "--linger", "0s", "exec", "--", "sh", "-c", script],
+        &[
+            "--job-id", "ro", "--linger", "0s", "exec", "--", "sh", "-c", script,
+        ],
     );
     assert_success(&out);
     let ro = env.root.join("ro");
     assert_eq!(ro.metadata().unwrap().uid(), USER);
     let out = run_as(&env, USER, &["gc", "--all-expired", "--json"]);
     assert_success(&out);
-    assert_eq!(removed_names(&report_of(&out)), ["ro"], "{}", describe(&out));
+    assert_eq!(
+        removed_names(&report_of(&out)),
+        ["ro"],
+        "{}",
+        describe(&out)
+    );
     assert!(!ro.exists());
-    assert_eq!(std::fs::read_dir(env.root.join(".trash")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(env.root.join(".trash")).unwrap().count(),
+        0
+    );
 }
 
 /// Item 13, the other side: a read-only dir of another user is never chmodded; what cannot be
@@ -237,7 +255,10 @@ fn freed_bytes_are_counted_from_what_was_unlinked() {
         (8 << 20..(8 << 20) + (64 << 10)).contains(&bytes),
         "freed {bytes}, expected 8 MiB plus a few blocks: {report:#}"
     );
-    assert_eq!(std::fs::metadata(mnt.0.join("outside")).unwrap().len(), 12 << 20);
+    assert_eq!(
+        std::fs::metadata(mnt.0.join("outside")).unwrap().len(),
+        12 << 20
+    );
     drop(env);
     drop(mnt);
 }
@@ -276,7 +297,10 @@ fn hostile_toolchain_cache_entries_do_not_stop_a_job() {
             describe(&out)
         );
         for entry in &entries {
-            assert!(entry.symlink_metadata().unwrap().is_file(), "{bad} not replaced");
+            assert!(
+                entry.symlink_metadata().unwrap().is_file(),
+                "{bad} not replaced"
+            );
         }
     }
 }
