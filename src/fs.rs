@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Instant;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
@@ -544,31 +545,41 @@ pub(crate) fn tree_size(
     deadline: Option<Instant>,
 ) -> Option<u64> {
     let root = open_dir_nofollow(parent, name).ok()?;
-    let dev = rustix::fs::fstat(&root).ok()?.st_dev;
+    let mount = mount_of(root.as_fd()).ok()?;
     let mut total = 0u64;
-    let mut stack = vec![root];
-    while let Some(fd) = stack.pop() {
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return None;
-        }
-        let Ok(dir) = Dir::read_from(&fd) else {
-            continue;
-        };
-        for entry in dir.flatten() {
-            let child = entry.file_name();
-            if child == c"." || child == c".." {
-                continue;
+    // Pending dirs by (open parent, name), each opened only when its turn comes: the fds held
+    // are those of dirs with pending children, not one per pending dir (a `.fingerprint/` with
+    // thousands of subdirs would otherwise exhaust the fd limit).
+    let mut stack: Vec<(Rc<OwnedFd>, OsString)> = Vec::new();
+    let mut next = Some(root);
+    loop {
+        if let Some(fd) = next.take() {
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return None;
             }
-            let Ok(st) = rustix::fs::statat(&fd, child, AtFlags::SYMLINK_NOFOLLOW) else {
-                continue;
-            };
-            total += st.st_blocks as u64 * 512;
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory
-                && st.st_dev == dev
-                && let Ok(sub) = open_dir_nofollow(fd.as_fd(), os(child))
+            // Never measure into another mount (a bind mount has the same device).
+            if meta(fd.as_fd()).is_ok_and(|m| m.mount.same(&mount))
+                && let Ok(dir) = Dir::read_from(&fd)
             {
-                stack.push(sub);
+                let fd = Rc::new(fd);
+                for entry in dir.flatten() {
+                    let child = entry.file_name();
+                    if child == c"." || child == c".." {
+                        continue;
+                    }
+                    let Ok(st) = rustix::fs::statat(&*fd, child, AtFlags::SYMLINK_NOFOLLOW) else {
+                        continue;
+                    };
+                    total += st.st_blocks as u64 * 512;
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                        stack.push((fd.clone(), os(child).to_owned()));
+                    }
+                }
             }
+        }
+        match stack.pop() {
+            Some((parent, name)) => next = open_dir_nofollow(parent.as_fd(), &name).ok(),
+            None => break,
         }
     }
     Some(total)

@@ -144,6 +144,29 @@ fn a_tree_deeper_than_the_fd_limit_is_deleted() {
     );
 }
 
+/// Measuring holds no fd per pending dir either: a dry run under a low fd limit sizes a wide
+/// tree (like a `.fingerprint/` of hundreds of crates) in full.
+#[test]
+fn a_wide_tree_is_measured_under_a_low_fd_limit() {
+    if !root_or_skip("prlimit test") {
+        return;
+    }
+    let env = Env::new();
+    let dir = expired(&env.root, "wide", None);
+    for i in 0..300 {
+        let sub = dir.join(format!("target/debug/.fingerprint/crate-{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("f"), vec![1u8; 64 << 10]).unwrap();
+    }
+    let mut cmd = env.cmd(env.path());
+    cmd.args(["guarded", "gc", "--all-expired", "--dry-run", "--json"]);
+    let out = output(&mut wrapped(&["prlimit", "--nofile=64:64"], &cmd));
+    assert_success(&out);
+    let report = report_of(&out);
+    let bytes = report["removed"][0]["bytes"].as_u64().unwrap();
+    assert!(bytes >= 300 * (64 << 10), "measured {bytes}: {report:#}");
+}
+
 const USER: u32 = 4242;
 
 /// A root owned by a second user, with a temp dir they can traverse.
