@@ -396,6 +396,7 @@ pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, mount: MountId) 
             break;
         };
         if up.dir.is_none() {
+            crate::fault::point("remove-tree-reopen");
             let child_fd = done.dir.as_ref().expect("the top frame is open").fd();
             match child_fd
                 .map_err(io::Error::from)

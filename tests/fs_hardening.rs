@@ -144,6 +144,50 @@ fn a_tree_deeper_than_the_fd_limit_is_deleted() {
     );
 }
 
+/// Item 12's safety: an ancestor re-opened through `..` must be the dir the walk entered. Here
+/// the dir being finished is moved out of the tree just before its parent is re-opened: its `..`
+/// is now a dir outside the root, whose files must survive.
+#[test]
+fn a_dir_moved_out_during_the_walk_does_not_lead_it_outside() {
+    let env = Env::new();
+    let dir = expired(&env.root, "deep", None);
+    let mut deep = dir.join("target/debug");
+    for i in 0..40 {
+        deep.push("d");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join(format!("f{i}")), "x").unwrap();
+    }
+    let outside = env.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("precious"), "keep me").unwrap();
+    let mut cmd = env.cmd(env.path());
+    cmd.args(["guarded", "gc", "--all-expired", "--json"]);
+    let paused = env.paused(cmd, "gc", "remove-tree-reopen");
+    // The dir the walk just emptied is the deepest one left.
+    let mut done = trashed(&env.root).join("target/debug");
+    while done.join("d").exists() {
+        done.push("d");
+    }
+    assert_ne!(
+        done.file_name().unwrap(),
+        "debug",
+        "the walk re-opened too early"
+    );
+    std::fs::rename(&done, outside.join("moved")).unwrap();
+    let out = paused.resume(60);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        std::fs::read_to_string(outside.join("precious")).unwrap(),
+        "keep me",
+        "{}",
+        describe(&out)
+    );
+    let reason = kept_reason(&report_of(&out), "deep");
+    assert!(reason.contains("was moved"), "{reason}");
+    // The walk stopped there: the rest stays in the trash.
+    assert!(trashed(&env.root).join("target/debug").exists());
+}
+
 /// Measuring holds no fd per pending dir either: a dry run under a low fd limit sizes a wide
 /// tree (like a `.fingerprint/` of hundreds of crates) in full.
 #[test]
