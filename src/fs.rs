@@ -1,5 +1,5 @@
 //! File-system primitives the lease protocol and the guard are built on: no-follow opens relative
-//! to a directory fd, deletion that never follows a symlink or leaves the root's filesystem, size
+//! to a directory fd, deletion that never follows a symlink or leaves the root's mount, size
 //! walks with a time budget, and free space.
 //!
 //! Everything here works relative to an open directory fd (the `*at` syscalls, via rustix), so a
@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Instant;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
@@ -112,76 +113,429 @@ pub(crate) fn write_atomic(dir: BorrowedFd<'_>, name: &str, bytes: &[u8]) -> io:
     written
 }
 
-/// Remove the tree `name` in `parent` without following symlinks and without entering another
-/// filesystem. Iterative, so a deep tree cannot overflow the stack; fds are held only along the
-/// current path. What cannot be removed (a mount point inside, an entry that fails) stays with
-/// its ancestors; everything else goes, and the first error is returned.
-pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, dev: u64) -> io::Result<()> {
-    struct Frame {
-        dir: Dir,
-        name: OsString,
+/// The mount a file lives on: its device and, where the kernel says, its mount id.
+///
+/// The device alone cannot tell a bind mount from its surroundings: a bind mount of the same
+/// filesystem has the same `st_dev`. Its mount id (`statx` `STATX_MNT_ID`, Linux 5.8; before
+/// that the `mnt_id:` line of `/proc/self/fdinfo`, Linux 3.15) differs. Only where neither is
+/// available (`mnt: None`) is the device all we compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MountId {
+    pub(crate) dev: u64,
+    pub(crate) mnt: Option<u64>,
+}
+
+impl MountId {
+    /// Whether `other` is provably on this same mount. An unknown mount id on either side when
+    /// the other has one counts as a different mount: deletion then keeps it.
+    fn same(&self, other: &MountId) -> bool {
+        self.dev == other.dev && self.mnt == other.mnt
     }
-    let open = |at: BorrowedFd<'_>, name: &OsStr| -> io::Result<Dir> {
-        let fd = open_dir_nofollow(at, name)?;
-        let st = rustix::fs::fstat(&fd)?;
-        if st.st_dev != dev {
-            return Err(io::Error::other(format!(
-                "{} is on another filesystem (a mount point); left in place",
-                Path::new(name).display()
-            )));
-        }
-        Ok(Dir::new(fd)?)
+}
+
+/// What deletion needs to know about an open file or an entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    pub(crate) mount: MountId,
+    pub(crate) ino: u64,
+    mode: u32,
+    uid: u32,
+    nlink: u64,
+    /// Allocated bytes (`st_blocks * 512`).
+    bytes: u64,
+}
+
+impl Meta {
+    fn file_type(&self) -> FileType {
+        FileType::from_raw_mode(self.mode)
+    }
+}
+
+/// The mount, identity and size of the open file `fd` (an `O_PATH` fd is fine).
+pub(crate) fn meta(fd: BorrowedFd<'_>) -> io::Result<Meta> {
+    meta_at(fd, OsStr::new(""))
+}
+
+/// The same for the entry `name` in `dir` (not followed if it is a symlink); an empty `name`
+/// means `dir` itself.
+fn meta_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
+    use rustix::fs::StatxFlags;
+    let flags = if name.is_empty() {
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
     };
-    let mut first_error: Option<io::Error> = None;
+    match rustix::fs::statx(
+        dir,
+        name,
+        flags,
+        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+    ) {
+        Ok(st) => {
+            let mnt = if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 {
+                Some(st.stx_mnt_id)
+            } else {
+                mount_id_fallback(dir, name)
+            };
+            Ok(Meta {
+                mount: MountId {
+                    dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+                    mnt,
+                },
+                ino: st.stx_ino,
+                mode: u32::from(st.stx_mode),
+                uid: st.stx_uid,
+                nlink: u64::from(st.stx_nlink),
+                bytes: st.stx_blocks.saturating_mul(512),
+            })
+        }
+        // Kernels before 4.11 (and some seccomp filters) have no statx.
+        Err(Errno::NOSYS) => {
+            let st = rustix::fs::statat(dir, name, flags)?;
+            Ok(Meta {
+                mount: MountId {
+                    dev: st.st_dev,
+                    mnt: mount_id_fallback(dir, name),
+                },
+                ino: st.st_ino,
+                mode: st.st_mode,
+                uid: st.st_uid,
+                nlink: st.st_nlink,
+                bytes: (st.st_blocks as u64).saturating_mul(512),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The mount id from `/proc/self/fdinfo/<fd>`, for kernels without `STATX_MNT_ID`. Only for
+/// the fd itself: an entry by name has to be opened (`O_PATH`, no-follow) first.
+fn mount_id_fallback(dir: BorrowedFd<'_>, name: &OsStr) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let opened;
+    let fd = if name.is_empty() {
+        dir
+    } else {
+        opened = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        opened.as_fd()
+    };
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// How this kernel tells mounts apart, for `-v` and `doctor`.
+pub(crate) fn mount_id_source(fd: BorrowedFd<'_>) -> &'static str {
+    use rustix::fs::StatxFlags;
+    match rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID) {
+        Ok(st) if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 => "statx mount ids",
+        _ if mount_id_fallback(fd, OsStr::new("")).is_some() => "/proc/self/fdinfo mount ids",
+        _ => {
+            "devices only (no statx mount id, no /proc): a bind mount of the same filesystem \
+              inside an expired dir is not recognised"
+        }
+    }
+}
+
+/// The mount of the open file `fd`.
+pub(crate) fn mount_of(fd: BorrowedFd<'_>) -> io::Result<MountId> {
+    Ok(meta(fd)?.mount)
+}
+
+/// What [`remove_tree`] did: the bytes it freed, and the first thing it could not remove.
+#[derive(Debug, Default)]
+pub(crate) struct Removal {
+    /// Allocated bytes of what was unlinked: files whose link count was 1 at the unlink (a file
+    /// with another hard link frees nothing yet) and removed directories. Counted, not read back
+    /// from `statvfs`, which lags behind on filesystems with delayed block accounting.
+    pub(crate) freed: u64,
+    /// The first error; what it concerns is still there, with its ancestors.
+    pub(crate) error: Option<io::Error>,
+}
+
+impl Removal {
+    fn fail(&mut self, e: impl Into<io::Error>) {
+        self.error.get_or_insert(e.into());
+    }
+
+    /// The freed bytes, or the first error.
+    pub(crate) fn result(self) -> io::Result<u64> {
+        self.error.map_or(Ok(self.freed), Err)
+    }
+}
+
+/// Directory fds [`remove_tree`] keeps open at most, whatever the depth: far below any fd limit.
+const OPEN_DIRS: usize = 16;
+
+/// Remove the tree `name` in `parent`, which must be on `mount`. What cannot be removed (a
+/// mount point inside, an entry that fails) stays with its ancestors; everything else goes.
+///
+/// The rules, each because this is the one primitive that deletes, and what is inside a tree is
+/// written by someone else:
+/// - **Relative to an open directory fd, never a path** (`openat`/`unlinkat`): a path component
+///   swapped for a symlink between two steps cannot redirect a deletion (CVE-2022-21658).
+/// - **Never follow a symlink**: every open is `O_NOFOLLOW | O_DIRECTORY`, and a symlink is
+///   unlinked as an entry; what it points to is not touched.
+/// - **Never cross a mount**: a directory is only entered if its device *and mount id* equal
+///   `mount`. A filesystem mounted inside (tmpfs, a bind mount of the same disk, which only the
+///   mount id tells apart) keeps its files; the error names it.
+/// - **Never leave the tree**: at most [`OPEN_DIRS`] directory fds are held, so a tree deeper
+///   than the fd limit can still be deleted. An ancestor whose fd was closed is re-opened as
+///   `..` of its child and must have the `(dev, ino, mount)` recorded when it was entered; a
+///   dir moved elsewhere meanwhile fails the check and the walk stops there, keeping the rest.
+///   Before each `rmdir`, the name must still be the dir that was emptied.
+/// - **Only chmod what we own**: a directory without owner write or search permission (Go's
+///   module cache is `0555`) gets them added before it is emptied, if and only if its owner is
+///   our effective uid; anything else that denies us stays, with the error.
+///
+/// Iterative, so a deep tree cannot overflow the stack.
+pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, mount: MountId) -> Removal {
+    struct Frame {
+        name: OsString,
+        meta: Meta,
+        /// `None` once closed to stay within [`OPEN_DIRS`]; re-opened through `..`.
+        dir: Option<Dir>,
+        /// Entries that stay: skipped when the dir is read again after a re-open.
+        kept: std::collections::HashSet<OsString>,
+    }
+    let mut out = Removal::default();
+    let (dir, meta) = match open_for_removal(parent, name, mount) {
+        Ok(opened) => opened,
+        Err(e) => {
+            out.fail(e);
+            return out;
+        }
+    };
     let mut stack = vec![Frame {
-        dir: open(parent, name)?,
         name: name.to_owned(),
+        meta,
+        dir: Some(dir),
+        kept: Default::default(),
     }];
+    // Frames `low..` hold an open dir; those below were closed.
+    let mut low = 0;
     while let Some(top) = stack.last_mut() {
-        match top.dir.read() {
-            Some(entry) => {
-                let entry = entry?;
-                let child = entry.file_name();
-                if child == c"." || child == c".." {
+        let dir = top.dir.as_mut().expect("the top frame is open");
+        let entry = match dir.read() {
+            Some(Ok(entry)) => Some(entry),
+            Some(Err(e)) => {
+                // The rest of this dir stays; its `rmdir` below then fails with ENOTEMPTY.
+                out.fail(e);
+                None
+            }
+            None => None,
+        };
+        if let Some(entry) = entry {
+            let child = os(entry.file_name());
+            if child == "." || child == ".." || top.kept.contains(child) {
+                continue;
+            }
+            let child = child.to_owned();
+            let fd = match dir.fd() {
+                Ok(fd) => fd,
+                Err(e) => {
+                    out.fail(e);
+                    top.kept.insert(child);
                     continue;
                 }
-                let fd = top.dir.fd()?;
-                let mut ty = entry.file_type();
-                if ty == FileType::Unknown {
-                    let st = rustix::fs::statat(fd, child, AtFlags::SYMLINK_NOFOLLOW)?;
-                    ty = FileType::from_raw_mode(st.st_mode);
+            };
+            let st = match meta_at(fd, &child) {
+                Ok(st) => st,
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => continue,
+                Err(e) => {
+                    out.fail(e);
+                    top.kept.insert(child);
+                    continue;
                 }
-                if ty == FileType::Directory {
-                    let child = os(child).to_owned();
-                    match open(fd, &child) {
-                        Ok(dir) => stack.push(Frame { dir, name: child }),
-                        Err(e) => {
-                            first_error.get_or_insert(e);
+            };
+            if st.file_type() == FileType::Directory {
+                match open_for_removal(fd, &child, mount) {
+                    Ok((dir, meta)) => {
+                        stack.push(Frame {
+                            name: child,
+                            meta,
+                            dir: Some(dir),
+                            kept: Default::default(),
+                        });
+                        if stack.len() - low > OPEN_DIRS {
+                            stack[low].dir = None;
+                            low += 1;
                         }
                     }
-                } else if let Err(e) = rustix::fs::unlinkat(fd, child, AtFlags::empty()) {
-                    first_error.get_or_insert(e.into());
+                    Err(e) => {
+                        out.fail(e);
+                        top.kept.insert(child);
+                    }
+                }
+            } else {
+                match rustix::fs::unlinkat(fd, &child, AtFlags::empty()) {
+                    Ok(()) if st.nlink <= 1 => out.freed += st.bytes,
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => {
+                        out.fail(e);
+                        top.kept.insert(child);
+                    }
                 }
             }
-            None => {
-                let done = stack.pop().expect("stack is non-empty");
-                drop(done.dir);
-                let at = match stack.last() {
-                    Some(f) => f.dir.fd()?,
-                    None => parent,
-                };
-                match rustix::fs::unlinkat(at, &done.name, AtFlags::REMOVEDIR) {
-                    // Not empty because of what already failed: that error says why.
-                    Err(Errno::NOTEMPTY) if first_error.is_some() => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e.into());
-                    }
-                    Ok(()) => {}
+            continue;
+        }
+
+        // This dir is empty (or holds only what stays): remove it from its parent.
+        let done = stack.pop().expect("stack is non-empty");
+        low = low.min(stack.len());
+        let Some(up) = stack.last_mut() else {
+            drop(done.dir);
+            out.freed += rmdir_checked(parent, &done.name, &done.meta, &mut out).unwrap_or(0);
+            break;
+        };
+        if up.dir.is_none() {
+            crate::fault::point("remove-tree-reopen");
+            let child_fd = done.dir.as_ref().expect("the top frame is open").fd();
+            match child_fd
+                .map_err(io::Error::from)
+                .and_then(|fd| reopen_parent(fd, &up.meta))
+            {
+                Ok(dir) => up.dir = Some(dir),
+                Err(e) => {
+                    // We can no longer prove where we are: stop, keeping everything left.
+                    out.fail(e);
+                    return out;
                 }
+            }
+            low = stack.len() - 1;
+        }
+        drop(done.dir);
+        let up = stack.last_mut().expect("checked above");
+        let at = match up.dir.as_ref().expect("just re-opened").fd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                out.fail(e);
+                up.kept.insert(done.name);
+                continue;
+            }
+        };
+        match rmdir_checked(at, &done.name, &done.meta, &mut out) {
+            Some(bytes) => out.freed += bytes,
+            None => {
+                up.kept.insert(done.name);
             }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    out
+}
+
+/// Open the directory `name` in `at` for emptying: not a symlink, on `mount`, and writable and
+/// searchable by us (adding the owner bits only on a dir we own).
+fn open_for_removal(at: BorrowedFd<'_>, name: &OsStr, mount: MountId) -> io::Result<(Dir, Meta)> {
+    let on_mount = |meta: &Meta| {
+        if meta.mount.same(&mount) {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "{} is a mount point (another filesystem or a bind mount); left in place",
+                Path::new(name).display()
+            )))
+        }
+    };
+    let euid = rustix::process::geteuid().as_raw();
+    let fd = match open_dir_nofollow(at, name) {
+        Ok(fd) => fd,
+        Err(e) if Errno::from_io_error(&e) == Some(Errno::ACCESS) => {
+            // Not even readable by us (mode 0000, 0333…). An `O_PATH` fd names the inode without
+            // read permission, so the check and the chmod concern the same dir even if the name
+            // is swapped meanwhile (a chmod by name would follow a symlink put there).
+            let path = rustix::fs::openat(
+                at,
+                name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let meta = meta(path.as_fd())?;
+            on_mount(&meta)?;
+            if meta.uid != euid {
+                return Err(e);
+            }
+            use std::os::fd::AsRawFd;
+            rustix::fs::chmod(
+                format!("/proc/self/fd/{}", path.as_raw_fd()),
+                Mode::from_raw_mode((meta.mode & 0o7777) | 0o700),
+            )?;
+            rustix::fs::openat(
+                &path,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = meta(fd.as_fd())?;
+    on_mount(&meta)?;
+    if meta.file_type() != FileType::Directory {
+        return Err(io::Error::from(Errno::NOTDIR));
+    }
+    // Emptying a dir needs write and search permission on it. Only on our own dirs: we never
+    // change the mode of something another user owns.
+    if meta.mode & 0o300 != 0o300 && meta.uid == euid {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode((meta.mode & 0o7777) | 0o700))?;
+    }
+    Ok((Dir::new(fd)?, meta))
+}
+
+/// Re-open the parent of the open dir `child` through `..`, and check it is the dir recorded as
+/// `expected` when the walk entered it.
+fn reopen_parent(child: BorrowedFd<'_>, expected: &Meta) -> io::Result<Dir> {
+    let fd = open_dir_nofollow(child, OsStr::new(".."))?;
+    let found = meta(fd.as_fd())?;
+    if found.ino != expected.ino || !found.mount.same(&expected.mount) {
+        return Err(io::Error::other(
+            "a directory was moved while it was being deleted; the rest is left in place",
+        ));
+    }
+    Ok(Dir::new(fd)?)
+}
+
+/// `rmdir` `name` in `at` if it still is the dir `expected` that was emptied; the bytes freed,
+/// or `None` (the error recorded) if it stays.
+fn rmdir_checked(
+    at: BorrowedFd<'_>,
+    name: &OsStr,
+    expected: &Meta,
+    out: &mut Removal,
+) -> Option<u64> {
+    match meta_at(at, name) {
+        Ok(now) if now.ino == expected.ino && now.mount.same(&expected.mount) => {}
+        Ok(_) => {
+            out.fail(io::Error::other(format!(
+                "{} was replaced while it was being deleted; left in place",
+                Path::new(name).display()
+            )));
+            return None;
+        }
+        Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => return Some(0),
+        Err(e) => {
+            out.fail(e);
+            return None;
+        }
+    }
+    match rustix::fs::unlinkat(at, name, AtFlags::REMOVEDIR) {
+        Ok(()) => Some(expected.bytes),
+        // Someone else removed it first: nothing freed by us.
+        Err(Errno::NOENT) => Some(0),
+        // Not empty because of what already failed: that error says why.
+        Err(Errno::NOTEMPTY) if out.error.is_some() => None,
+        Err(e) => {
+            out.fail(e);
+            None
+        }
+    }
 }
 
 /// Bytes used by the tree `name` in `parent` (allocated blocks, not apparent sizes), or `None`
@@ -192,31 +546,41 @@ pub(crate) fn tree_size(
     deadline: Option<Instant>,
 ) -> Option<u64> {
     let root = open_dir_nofollow(parent, name).ok()?;
-    let dev = rustix::fs::fstat(&root).ok()?.st_dev;
+    let mount = mount_of(root.as_fd()).ok()?;
     let mut total = 0u64;
-    let mut stack = vec![root];
-    while let Some(fd) = stack.pop() {
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return None;
-        }
-        let Ok(dir) = Dir::read_from(&fd) else {
-            continue;
-        };
-        for entry in dir.flatten() {
-            let child = entry.file_name();
-            if child == c"." || child == c".." {
-                continue;
+    // Pending dirs by (open parent, name), each opened only when its turn comes: the fds held
+    // are those of dirs with pending children, not one per pending dir (a `.fingerprint/` with
+    // thousands of subdirs would otherwise exhaust the fd limit).
+    let mut stack: Vec<(Rc<OwnedFd>, OsString)> = Vec::new();
+    let mut next = Some(root);
+    loop {
+        if let Some(fd) = next.take() {
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return None;
             }
-            let Ok(st) = rustix::fs::statat(&fd, child, AtFlags::SYMLINK_NOFOLLOW) else {
-                continue;
-            };
-            total += st.st_blocks as u64 * 512;
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory
-                && st.st_dev == dev
-                && let Ok(sub) = open_dir_nofollow(fd.as_fd(), os(child))
+            // Never measure into another mount (a bind mount has the same device).
+            if meta(fd.as_fd()).is_ok_and(|m| m.mount.same(&mount))
+                && let Ok(dir) = Dir::read_from(&fd)
             {
-                stack.push(sub);
+                let fd = Rc::new(fd);
+                for entry in dir.flatten() {
+                    let child = entry.file_name();
+                    if child == c"." || child == c".." {
+                        continue;
+                    }
+                    let Ok(st) = rustix::fs::statat(&*fd, child, AtFlags::SYMLINK_NOFOLLOW) else {
+                        continue;
+                    };
+                    total += st.st_blocks as u64 * 512;
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                        stack.push((fd.clone(), os(child).to_owned()));
+                    }
+                }
             }
+        }
+        match stack.pop() {
+            Some((parent, name)) => next = open_dir_nofollow(parent.as_fd(), &name).ok(),
+            None => break,
         }
     }
     Some(total)
@@ -267,8 +631,10 @@ mod tests {
         std::fs::write(victim.join("a/b/c/file"), "x").unwrap();
         symlink(&outside, victim.join("a/link")).unwrap();
         let parent = File::open(t.path()).unwrap();
-        let dev = identity(parent.as_fd()).unwrap().0;
-        remove_tree(parent.as_fd(), OsStr::new("victim"), dev).unwrap();
+        let mount = mount_of(parent.as_fd()).unwrap();
+        remove_tree(parent.as_fd(), OsStr::new("victim"), mount)
+            .result()
+            .unwrap();
         assert!(!victim.exists());
         assert_eq!(
             std::fs::read_to_string(outside.join("precious")).unwrap(),
@@ -282,9 +648,63 @@ mod tests {
         std::fs::create_dir(t.path().join("real")).unwrap();
         symlink(t.path().join("real"), t.path().join("link")).unwrap();
         let parent = File::open(t.path()).unwrap();
-        let dev = identity(parent.as_fd()).unwrap().0;
-        assert!(remove_tree(parent.as_fd(), OsStr::new("link"), dev).is_err());
+        let mount = mount_of(parent.as_fd()).unwrap();
+        assert!(
+            remove_tree(parent.as_fd(), OsStr::new("link"), mount)
+                .result()
+                .is_err()
+        );
         assert!(t.path().join("real").exists());
+    }
+
+    /// Deeper than [`OPEN_DIRS`], so ancestors are closed and re-opened through `..`; every
+    /// file's blocks are counted.
+    #[test]
+    fn remove_tree_deletes_a_tree_deeper_than_its_open_dirs_and_counts_bytes() {
+        let t = tempfile::tempdir().unwrap();
+        let mut deep = t.path().join("victim");
+        for i in 0..(OPEN_DIRS * 5) {
+            deep.push(format!("d{i}"));
+            std::fs::create_dir_all(&deep).unwrap();
+            std::fs::write(deep.join("f"), vec![1u8; 8192]).unwrap();
+            std::fs::write(deep.parent().unwrap().join(format!("g{i}")), "x").unwrap();
+        }
+        let before = tree_size(
+            File::open(t.path()).unwrap().as_fd(),
+            OsStr::new("victim"),
+            None,
+        )
+        .unwrap();
+        let parent = File::open(t.path()).unwrap();
+        let mount = mount_of(parent.as_fd()).unwrap();
+        let freed = remove_tree(parent.as_fd(), OsStr::new("victim"), mount)
+            .result()
+            .unwrap();
+        assert!(!t.path().join("victim").exists());
+        // `tree_size` leaves out the top dir's own blocks.
+        assert!(
+            freed >= before && freed >= (OPEN_DIRS as u64 * 5 * 8192),
+            "{freed} < {before}"
+        );
+    }
+
+    /// A hard-linked file frees nothing until its last link goes.
+    #[test]
+    fn remove_tree_counts_a_hard_linked_file_once() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("victim/a")).unwrap();
+        std::fs::write(t.path().join("victim/a/f"), vec![1u8; 64 * 1024]).unwrap();
+        std::fs::hard_link(t.path().join("victim/a/f"), t.path().join("outside")).unwrap();
+        let parent = File::open(t.path()).unwrap();
+        let mount = mount_of(parent.as_fd()).unwrap();
+        let freed = remove_tree(parent.as_fd(), OsStr::new("victim"), mount)
+            .result()
+            .unwrap();
+        assert!(freed < 64 * 1024, "{freed}");
+        assert_eq!(
+            std::fs::read(t.path().join("outside")).unwrap().len(),
+            64 * 1024
+        );
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub(crate) struct Report {
     pub(crate) removed: Vec<Removed>,
     pub(crate) kept: Vec<Kept>,
     pub(crate) errors: Vec<String>,
+    /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, and expired dirs
+    /// that could only be partly deleted (listed in `kept`, with the error).
+    pub(crate) other_freed: u64,
 }
 
 impl Report {
@@ -95,7 +98,7 @@ impl Report {
     }
 
     pub(crate) fn freed(&self) -> u64 {
-        self.removed.iter().map(|r| r.bytes).sum()
+        self.removed.iter().map(|r| r.bytes).sum::<u64>() + self.other_freed
     }
 }
 
@@ -117,7 +120,7 @@ struct Pending {
     trash_name: OsString,
     _lock: File,
     /// What to report once deleted; `None` for leftovers of an earlier sweep (reported then).
-    removed: Option<(Removed, Option<u64>)>,
+    removed: Option<Removed>,
 }
 
 /// Run one sweep. `spare`: a job dir never to claim (the running job's own, which it is about to
@@ -144,6 +147,7 @@ pub(crate) fn sweep_with(
         removed: Vec::new(),
         kept: Vec::new(),
         errors: Vec::new(),
+        other_freed: 0,
     };
 
     // One sweep at a time per root. A dry run changes nothing and needs no turn.
@@ -223,9 +227,12 @@ pub(crate) fn sweep_with(
     let excess = beyond_retention(&expired, opts.keep_expired);
     let under_pressure = before.free < opts.reclaim_below;
     fault::point("guard-scanned");
-    // Free space as it will be once what was claimed is deleted: the deletes come after the
-    // turn, so the decisions count each claimed dir's recorded (else measured) size.
-    let mut free = before.free;
+    // What the dirs claimed so far will free once deleted. The deletes come after the turn, so
+    // the decisions count each claimed dir's recorded (else measured) size; the report then
+    // counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
+    // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
+    // `--reclaim-to`.
+    let mut projected = 0u64;
     for (i, e) in expired.into_iter().enumerate() {
         let dir_path = root.join(&e.name).display().to_string();
         let keep = |reason: String| Kept {
@@ -233,8 +240,9 @@ pub(crate) fn sweep_with(
             dir: dir_path.clone(),
             reason,
         };
-        let wanted =
-            opts.all_expired || excess.contains(&i) || (under_pressure && free < opts.reclaim_to);
+        let wanted = opts.all_expired
+            || excess.contains(&i)
+            || (under_pressure && short_of_target(before.free, projected, opts.reclaim_to));
         if !wanted {
             let why = if under_pressure {
                 "kept: expired, but free space already reached the target".to_owned()
@@ -265,7 +273,7 @@ pub(crate) fn sweep_with(
                     .size_bytes
                     .or_else(|| fs::tree_size(root.fd(), &e.name, None))
                     .unwrap_or(0);
-                free = free.saturating_add(bytes);
+                projected = projected.saturating_add(bytes);
                 report.removed.push(Removed {
                     job_id: lease.job_id,
                     dir: dir_path,
@@ -278,7 +286,7 @@ pub(crate) fn sweep_with(
                     let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok()?;
                     fs::tree_size(trash.as_fd(), &trash_name, None)
                 });
-                free = free.saturating_add(estimate.unwrap_or(0));
+                projected = projected.saturating_add(estimate.unwrap_or(0));
                 let removed = Removed {
                     job_id: lease.job_id,
                     dir: dir_path,
@@ -290,7 +298,7 @@ pub(crate) fn sweep_with(
                     Ok(lock) => pending.push(Pending {
                         trash_name,
                         _lock: lock,
-                        removed: Some((removed, lease.size_bytes)),
+                        removed: Some(removed),
                     }),
                     Err(e) => report.errors.push(format!(
                         "failed to lock {}: {e}",
@@ -302,31 +310,56 @@ pub(crate) fn sweep_with(
     }
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
     drop(turn);
-    let projected = free;
-    let mut free = before.free;
     for p in pending {
-        let space_before = Space::of(&root.path).map(|s| s.free).unwrap_or(free);
-        if let Err(e) = delete_from_trash(root, &p.trash_name) {
-            report.errors.push(format!(
-                "failed to delete {}: {e}",
-                root.join(TRASH).join(&p.trash_name).display()
-            ));
-        }
-        let now_free = Space::of(&root.path)
-            .map(|s| s.free)
-            .unwrap_or(space_before);
-        free = now_free.max(free);
-        if let Some((mut removed, recorded)) = p.removed {
-            removed.bytes = recorded.unwrap_or(now_free.saturating_sub(space_before));
-            report.removed.push(removed);
+        let removal = delete_from_trash(root, &p.trash_name);
+        let rest = root.join(TRASH).join(&p.trash_name);
+        match (p.removed, removal.error) {
+            (Some(mut removed), None) => {
+                removed.bytes = removal.freed;
+                report.removed.push(removed);
+            }
+            // Never reported as removed: what stays is named, with the error.
+            (Some(removed), Some(e)) => {
+                report.other_freed += removal.freed;
+                report
+                    .errors
+                    .push(format!("failed to delete {}: {e}", rest.display()));
+                report.kept.push(Kept {
+                    job_id: Some(removed.job_id),
+                    dir: removed.dir,
+                    reason: format!(
+                        "kept: expired, but only partly deleted ({} freed); the rest stays in \
+                         {}: {e}",
+                        Bytes(removal.freed),
+                        rest.display()
+                    ),
+                });
+            }
+            // A leftover of an earlier sweep (reported then).
+            (None, error) => {
+                report.other_freed += removal.freed;
+                if let Some(e) = error {
+                    report
+                        .errors
+                        .push(format!("failed to delete {}: {e}", rest.display()));
+                }
+            }
         }
     }
+    let counted = before.free.saturating_add(report.freed());
     report.free_after = if opts.dry_run {
-        projected
+        before.free.saturating_add(projected)
     } else {
-        Space::of(&root.path).map(|s| s.free).unwrap_or(free)
+        Space::of(&root.path).map(|s| s.free).unwrap_or(counted)
     };
     Ok(report)
+}
+
+/// Whether a sweep under pressure still needs to reclaim: free space as the sweep found it plus
+/// what the dirs it claimed will free is below the target (never a re-read free space, which
+/// lags behind the deletes on filesystems with delayed block accounting).
+fn short_of_target(free_before: u64, freed: u64, reclaim_to: u64) -> bool {
+    free_before.saturating_add(freed) < reclaim_to
 }
 
 /// Indices (into the oldest-first list) of expired dirs beyond the `keep` most recently used of
@@ -471,10 +504,19 @@ fn claim_trash(
     }
 }
 
-fn delete_from_trash(root: &Root, name: &OsStr) -> std::io::Result<()> {
-    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))?;
+/// Delete `name` in `.trash/`; what it freed (counted, see [`fs::Removal`]) and the first error.
+fn delete_from_trash(root: &Root, name: &OsStr) -> fs::Removal {
+    let trash = match fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)) {
+        Ok(trash) => trash,
+        Err(e) => {
+            return fs::Removal {
+                freed: 0,
+                error: Some(e),
+            };
+        }
+    };
     fault::point("guard-delete");
-    fs::remove_tree(trash.as_fd(), name, root.dev)
+    fs::remove_tree(trash.as_fd(), name, root.mount)
 }
 
 /// How much of a report to print.
@@ -538,5 +580,22 @@ pub(crate) fn print(report: &Report, root: &Root, style: Style) {
             after.used_pct(),
             Bytes(after.free)
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Item 20 of issue 13: under pressure, "enough" is decided from the free space the sweep
+    /// found plus what it counted as freed, not from a `statvfs` that may still lag behind.
+    #[test]
+    fn the_pressure_decision_uses_the_counted_bytes() {
+        let (before, target) = (100, 1_000);
+        assert!(short_of_target(before, 0, target));
+        assert!(short_of_target(before, 899, target));
+        // 900 counted: the target is reached, even if the disk does not show it yet.
+        assert!(!short_of_target(before, 900, target));
+        assert!(!short_of_target(u64::MAX, u64::MAX, target));
     }
 }

@@ -58,8 +58,9 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 pub(crate) struct Root {
     pub(crate) path: PathBuf,
     fd: OwnedFd,
-    /// The root's device: deletion never leaves it.
-    pub(crate) dev: u64,
+    /// The root's mount (device and mount id): deletion never leaves it, not even into a bind
+    /// mount of the same filesystem.
+    pub(crate) mount: fs::MountId,
 }
 
 impl Root {
@@ -74,11 +75,19 @@ impl Root {
             bail!("root {} is not a directory", path.display());
         }
         let fd = OwnedFd::from(file);
-        let dev = fs::identity(fd.as_fd())?.0;
+        let mount = fs::mount_of(fd.as_fd())
+            .with_context(|| format!("failed to stat root {}", path.display()))?;
+        if mount.mnt.is_none() {
+            crate::term::verbose(format_args!(
+                "mounts under {} are told apart by {}",
+                path.display(),
+                fs::mount_id_source(fd.as_fd())
+            ));
+        }
         Ok(Root {
             path: path.to_owned(),
             fd,
-            dev,
+            mount,
         })
     }
 
@@ -137,8 +146,10 @@ impl Root {
                 Some(Errno::NOENT) => Skip::Gone,
                 _ => Skip::Io(e.to_string()),
             })?;
-        let ident = fs::identity(fd.as_fd()).map_err(|e| Skip::Io(e.to_string()))?;
-        if ident.0 != self.dev {
+        // A job dir that is itself a mount point (another filesystem, or a bind mount of the
+        // root's own, which only the mount id tells apart) is not a job dir we may touch.
+        let mount = fs::mount_of(fd.as_fd()).map_err(|e| Skip::Io(e.to_string()))?;
+        if mount != self.mount {
             return Err(Skip::OtherFs);
         }
         Ok(File::from(fd))
@@ -754,7 +765,7 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
         Ok(()) => Ok(Some(held(root, OsStr::new(req.name), dir, lease)?)),
         Err(e) if is_exists(e) => {
             drop(dir);
-            let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.dev);
+            let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.mount);
             Ok(None)
         }
         // A guard moved our unfinished dir into `.trash/` (see above): start over.

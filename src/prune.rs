@@ -150,7 +150,8 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).context("failed to open target/"),
     };
-    let dev = fs::identity(target.as_fd())?.0;
+    // Deletion stays on the job dir's mount: a bind mount inside `target/` keeps its files.
+    let dev = fs::mount_of(job_dir)?;
     let mut index = load(job_dir).unwrap_or_else(|| Index {
         version: INDEX_VERSION,
         ..Index::default()
@@ -636,12 +637,10 @@ fn list(dir: BorrowedFd<'_>) -> Vec<(OsString, FileType)> {
 
 /// Remove one entry (a tree or a file) and return the bytes it held. The one place pruning
 /// deletes through, so a change of `fs::remove_tree`'s signature is adapted here.
-fn remove(parent: BorrowedFd<'_>, name: &OsStr, dev: u64) -> io::Result<u64> {
+fn remove(parent: BorrowedFd<'_>, name: &OsStr, dev: fs::MountId) -> io::Result<u64> {
     let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-        let bytes = fs::tree_size(parent, name, None).unwrap_or(0);
-        fs::remove_tree(parent, name, dev)?;
-        Ok(bytes)
+        fs::remove_tree(parent, name, dev).result()
     } else {
         rustix::fs::unlinkat(parent, name, AtFlags::empty())?;
         Ok(st.st_blocks as u64 * 512)

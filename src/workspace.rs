@@ -4,7 +4,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 /// The workspace root cargo would use from `start`: the nearest ancestor whose `Cargo.toml` has a
 /// `[workspace]` table, else the nearest `Cargo.toml`, else `start` itself (e.g. `exec` outside a
@@ -154,22 +157,56 @@ pub(crate) fn toolchain(
         }
         (rustc.to_owned(), stamp)
     };
-    let entry = cache.join(crate::job_id::short_hash(stamp.as_bytes()));
-    if let Ok(cached) = fs::read_to_string(&entry)
-        && !cached.trim().is_empty()
-    {
-        return Some(cached.trim().to_owned());
+    let entry = crate::job_id::short_hash(stamp.as_bytes());
+    if let Some(cached) = read_cached(cache, &entry) {
+        return Some(cached);
     }
     let found = rustc_version(&compiler)?;
     // Best effort: a cache that cannot be written only costs the next job 10 ms.
-    let tmp = cache.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
     if fs::create_dir_all(cache).is_ok()
-        && fs::write(&tmp, &found).is_ok()
-        && fs::rename(&tmp, &entry).is_err()
+        && let Ok(dir) = open_cache(cache)
     {
-        let _ = fs::remove_file(&tmp);
+        let _ = crate::fs::write_atomic(dir.as_fd(), &entry, found.as_bytes());
     }
     Some(found)
+}
+
+/// A cache entry is one short line; anything larger is not one we wrote.
+const MAX_CACHE_ENTRY: u64 = 1024;
+
+/// The toolchain cache dir, opened without following a symlink: the root is shared, and what is
+/// in it was written by someone else.
+fn open_cache(cache: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        cache,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The cached answer `name` in `cache`, read like a lease: relative to the cache dir's fd,
+/// no-follow, a regular file only, size-capped, never blocking. A FIFO there would otherwise
+/// hang every new job, and a symlink to `/dev/zero` exhaust its memory. A bad entry is ignored
+/// (the answer is recomputed and replaces it).
+fn read_cached(cache: &Path, name: &str) -> Option<String> {
+    let dir = open_cache(cache).ok()?;
+    let bad = |why: &dyn std::fmt::Display| {
+        crate::term::verbose(format_args!(
+            "ignored toolchain cache entry {}: {why}; asking rustc",
+            cache.join(name).display()
+        ));
+        None
+    };
+    match crate::fs::read_capped(dir.as_fd(), OsStr::new(name), MAX_CACHE_ENTRY) {
+        Ok(Some(bytes)) => match String::from_utf8(bytes) {
+            Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+            Ok(_) => bad(&"empty"),
+            Err(_) => bad(&"not UTF-8"),
+        },
+        Ok(None) => bad(&format_args!("larger than {MAX_CACHE_ENTRY} bytes")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bad(&e),
+    }
 }
 
 /// Path, size and modification time of a file or dir (empty if it is missing).
