@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use rustix::fs::{Mode, RenameFlags};
+use rustix::fs::{Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +39,18 @@ pub(crate) const GUARD_LOCK: &str = ".guard.lock";
 pub(crate) const TOOLCHAIN_CACHE: &str = ".toolchains";
 /// Job dirs under construction: invisible under a dot-name until complete.
 pub(crate) const NEW_PREFIX: &str = ".new-";
+/// Written only by cargo-guarded, when it lays out a root: `gc` and `status` work only in a
+/// directory that has it (or the layout of earlier versions, which then gets it).
+pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";
 /// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).
 const MAX_LEASE_BYTES: u64 = 64 * 1024;
+/// The longest `--ttl`/`--linger` (and `ttl_secs` in a lease) we accept: 3650 days (10 years). Longer is a
+/// typo (`20000y`), and it keeps `now + ttl` far from `SystemTime`'s limits and inside the years
+/// RFC 3339 can print (up to 9999), so every lease we write can be read back.
+pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// The recorded command is for humans: capped far below `MAX_LEASE_BYTES`, so a job with a huge
+/// argv still writes a lease every guard can read (and reclaim).
+const MAX_COMMAND_BYTES: usize = 4 * 1024;
 /// Size walks at release stop after this; the size is then reported as unknown.
 const SIZE_BUDGET: Duration = Duration::from_millis(500);
 /// A size measured more recently than this is kept at release: repeated local builds (and the
@@ -63,26 +73,32 @@ pub(crate) struct Root {
 }
 
 impl Root {
-    /// Open an existing root (for `status` and `gc`, which must not create one by accident).
+    /// Open an existing root (for `status` and `gc`, which must not create one by accident). It
+    /// must prove it is one before anything in it is read as a job dir or deleted: `gc --root
+    /// ~` must not empty `~/.trash`. A symlink as the root is refused too (the marker would be
+    /// checked in one dir and the sweep could run in another if the link changes).
     pub(crate) fn open(path: &Path) -> Result<Root> {
-        let file =
-            File::open(path).with_context(|| format!("failed to open root {}", path.display()))?;
-        let meta = file
-            .metadata()
-            .with_context(|| format!("failed to stat root {}", path.display()))?;
-        if !meta.is_dir() {
-            bail!("root {} is not a directory", path.display());
+        let root = Root::open_dir(path)?;
+        match root.kind() {
+            RootKind::Marked => {}
+            // Made by an earlier version: ours beyond doubt, so give it the marker.
+            RootKind::Legacy => {
+                let _ = root.write_marker();
+            }
+            // Nothing in it to delete or misread; the first job or sweep lays it out.
+            RootKind::Empty => {}
+            RootKind::Foreign => bail!(
+                "{} is not a cargo-guarded root (it has no {ROOT_MARKER} marker); refusing to \
+                 touch it. Pass the root your jobs use, or a new or empty directory",
+                path.display()
+            ),
         }
-        let fd = OwnedFd::from(file);
-        let dev = fs::identity(fd.as_fd())?.0;
-        Ok(Root {
-            path: path.to_owned(),
-            fd,
-            dev,
-        })
+        Ok(root)
     }
 
-    /// Open the root, creating it with its `CACHEDIR.TAG` and `.trash/` if needed.
+    /// Open the root for a job, creating it with its layout if needed. An existing non-empty
+    /// directory that is not a root is refused: laying one out there would let a later `gc`
+    /// delete files in it.
     pub(crate) fn create(path: &Path) -> Result<Root> {
         if path.exists() && !path.is_dir() {
             bail!("root {} exists but is not a directory", path.display());
@@ -94,17 +110,158 @@ impl Root {
         Ok(root)
     }
 
-    /// The root's own entries: `CACHEDIR.TAG` (so backup tools skip it) and `.trash/`.
+    fn open_dir(path: &Path) -> Result<Root> {
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("failed to stat root {}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            bail!(
+                "root {} is a symlink; pass the directory itself ({})",
+                path.display(),
+                std::fs::canonicalize(path)
+                    .map_or_else(|_| "unresolvable".into(), |p| p.display().to_string())
+            );
+        }
+        if !meta.is_dir() {
+            bail!("root {} is not a directory", path.display());
+        }
+        let fd = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+        .with_context(|| format!("failed to open root {}", path.display()))?;
+        let dev = fs::identity(fd.as_fd())?.0;
+        Ok(Root {
+            path: path.to_owned(),
+            fd,
+            dev,
+        })
+    }
+
+    /// Whether this directory is a root: our marker, or the layout earlier versions wrote
+    /// (`CACHEDIR.TAG` with our comment line, and `.trash/`), or nothing at all.
+    fn kind(&self) -> RootKind {
+        let is_file = |name: &str| {
+            rustix::fs::statat(self.fd(), name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
+        };
+        if is_file(ROOT_MARKER) {
+            return RootKind::Marked;
+        }
+        let tag = fs::read_capped(self.fd(), OsStr::new("CACHEDIR.TAG"), 4096)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let ours = tag
+            .split(|b| *b == b'\n')
+            .any(|l| l == CACHEDIR_TAG.lines().nth(1).unwrap_or_default().as_bytes());
+        if ours && fs::open_dir_nofollow(self.fd(), OsStr::new(TRASH)).is_ok() {
+            return RootKind::Legacy;
+        }
+        match fs::list(self.fd()) {
+            Ok(entries) if entries.is_empty() => RootKind::Empty,
+            _ => RootKind::Foreign,
+        }
+    }
+
+    fn write_marker(&self) -> io::Result<()> {
+        let file = self.create_shared_file(OsStr::new(ROOT_MARKER))?;
+        io::Write::write_all(&mut &file, b"cargo-guarded root: job dirs in here are leased; \
+            `cargo guarded gc` deletes only expired ones\n")
+    }
+
+    /// The root's own entries: the marker, `CACHEDIR.TAG` (so backup tools skip it), `.trash/`,
+    /// `.toolchains/` and the guard's lock file, each shared as widely as the root itself.
     pub(crate) fn ensure_layout(&self) -> Result<()> {
+        if self.kind() != RootKind::Marked {
+            self.write_marker()
+                .with_context(|| format!("failed to write {}", self.join(ROOT_MARKER).display()))?;
+        }
         if !self.join("CACHEDIR.TAG").exists() {
             fs::write_atomic(self.fd(), "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes()).with_context(
                 || format!("failed to write {}", self.join("CACHEDIR.TAG").display()),
             )?;
+            let _ = rustix::fs::chmodat(
+                self.fd(),
+                "CACHEDIR.TAG",
+                self.shared_mode(0o644),
+                rustix::fs::AtFlags::empty(),
+            );
         }
-        match rustix::fs::mkdirat(self.fd(), TRASH, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(Errno::EXIST) => Ok(()),
-            Err(e) => Err(io::Error::from(e))
-                .with_context(|| format!("failed to create {}", self.join(TRASH).display())),
+        for dir in [TRASH, TOOLCHAIN_CACHE] {
+            self.create_shared_dir(dir)
+                .with_context(|| format!("failed to create {}", self.join(dir).display()))?;
+        }
+        // Best effort: a user who may not create it still locks an existing one read-only.
+        let _ = self.open_lock_file(GUARD_LOCK);
+        Ok(())
+    }
+
+    /// `base` plus the write bits the root grants its group and others (and its sticky bit for
+    /// dirs): with a 1777 root, every user's jobs and guards must be able to use these entries.
+    fn shared_mode(&self, base: u32) -> Mode {
+        let root_mode = rustix::fs::fstat(self.fd()).map_or(0, |st| st.st_mode);
+        let mut mode = base | (root_mode & 0o022);
+        if base & 0o100 != 0 {
+            mode |= root_mode & 0o1000;
+        }
+        Mode::from_raw_mode(mode)
+    }
+
+    /// Create a directory of the root with its shared mode; an existing one is fine. The mode is
+    /// set after creation, because `mkdir` applies the umask.
+    fn create_shared_dir(&self, name: &str) -> io::Result<()> {
+        match rustix::fs::mkdirat(self.fd(), name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {
+                let fd = fs::open_dir_nofollow(self.fd(), OsStr::new(name))?;
+                rustix::fs::fchmod(&fd, self.shared_mode(0o755))?;
+                Ok(())
+            }
+            Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Create a new file of the root with its shared mode (`fchmod` after create: the umask).
+    /// An existing one is opened read-only.
+    pub(crate) fn create_shared_file(&self, name: &OsStr) -> io::Result<File> {
+        match rustix::fs::openat(
+            self.fd(),
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => {
+                rustix::fs::fchmod(&fd, self.shared_mode(0o644))?;
+                Ok(File::from(fd))
+            }
+            Err(Errno::EXIST) => self.open_read_only(name),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn open_read_only(&self, name: &OsStr) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            self.fd(),
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// A lock file of the root (`.guard.lock`): opened read-only, since `flock` works on any
+    /// open file and another user's file need not be writable for us; created if missing.
+    pub(crate) fn open_lock_file(&self, name: &str) -> io::Result<File> {
+        match self.open_read_only(OsStr::new(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.create_shared_file(OsStr::new(name))
+            }
+            other => other,
         }
     }
 
@@ -157,6 +314,14 @@ impl Root {
             _ => false,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootKind {
+    Marked,
+    Legacy,
+    Empty,
+    Foreign,
 }
 
 /// Why an entry of the root is not a job dir we may touch.
@@ -294,7 +459,34 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Lease, String> {
         Some(v) => return Err(format!("unknown lease protocol version {v}")),
         None => return Err("lease has no protocol version".into()),
     }
-    serde_json::from_slice(bytes).map_err(|e| format!("lease unreadable ({e})"))
+    let lease: Lease =
+        serde_json::from_slice(bytes).map_err(|e| format!("lease unreadable ({e})"))?;
+    check_range(&lease)?;
+    Ok(lease)
+}
+
+/// Leases are written by anyone who can write the root: a TTL or a time that no clock arithmetic
+/// can hold makes the lease unclassifiable (kept, with this reason), never a panic. The bound is
+/// what `classify` adds at most: the TTL twice (heartbeat plus the untrusted-locks margin).
+fn check_range(lease: &Lease) -> Result<(), String> {
+    let ttl = lease.ttl();
+    let margin = ttl.max(Duration::from_secs(60));
+    let out = |what: &str| Err(format!("lease out of range ({what})"));
+    if lease.ttl_secs > MAX_LEASE_DURATION.as_secs() {
+        return out(&format!("ttl_secs {}", lease.ttl_secs));
+    }
+    if lease
+        .renewed_at
+        .checked_add(ttl)
+        .and_then(|t| t.checked_add(margin))
+        .is_none()
+    {
+        return out("renewed_at plus ttl");
+    }
+    if lease.expires_at.checked_add(margin).is_none() {
+        return out("expires_at");
+    }
+    Ok(())
 }
 
 /// Read the lease of an open job dir, with the size cap, never following a symlink or blocking
@@ -339,17 +531,28 @@ pub(crate) fn classify(lease: &Lease, now: SystemTime, trust: LockTrust) -> Verd
         LockTrust::Untrusted(_) => lease.ttl().max(Duration::from_secs(60)),
     };
     let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    // `parse` rejected leases whose times overflow; should one get here anyway, it stays
+    // unexpired (kept) rather than panicking.
     match lease.state {
         State::Released => {
-            let until = lease.expires_at + margin;
+            let Some(until) = lease.expires_at.checked_add(margin) else {
+                return Verdict::Lingering {
+                    expires_in: Duration::MAX,
+                };
+            };
             match until.duration_since(now) {
                 Ok(left) if !left.is_zero() => Verdict::Lingering { expires_in: left },
                 _ => Verdict::Expired { since: until },
             }
         }
         State::Active => {
-            let stale = lease.renewed_at + lease.ttl() + margin;
-            if now > stale {
+            let stale = lease
+                .renewed_at
+                .checked_add(lease.ttl())
+                .and_then(|t| t.checked_add(margin));
+            if let Some(stale) = stale
+                && now > stale
+            {
                 Verdict::Expired { since: stale }
             } else {
                 Verdict::Live {
@@ -420,16 +623,47 @@ impl Request<'_> {
             pid: self.owner.pid,
             created_at,
             renewed_at: now,
-            expires_at: now + self.ttl,
+            expires_at: expiry(now, self.ttl),
             heartbeat_secs: heartbeat_interval(self.ttl).as_secs().max(1),
             // Whole seconds, rounded up: `--ttl 500ms` must not record "expires at once".
             ttl_secs: self.ttl.as_secs_f64().ceil() as u64,
             state: State::Active,
             size_bytes: None,
             size_measured_at: None,
-            command: self.command.clone(),
+            command: cap_command(&self.command),
         }
     }
+}
+
+/// `now + d`, saturating at `MAX_LEASE_DURATION` (the CLI refuses longer values already).
+fn expiry(now: SystemTime, d: Duration) -> SystemTime {
+    now.checked_add(d.min(MAX_LEASE_DURATION)).unwrap_or(now)
+}
+
+/// The command as recorded in the lease: at most `MAX_COMMAND_BYTES` of arguments, each argument
+/// cut at a char boundary, then a marker saying how many were left out.
+fn cap_command(command: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    for (i, arg) in command.iter().enumerate() {
+        let room = MAX_COMMAND_BYTES.saturating_sub(used);
+        if room == 0 {
+            out.push(format!("[{} more arguments elided]", command.len() - i));
+            break;
+        }
+        if arg.len() <= room {
+            out.push(arg.clone());
+            used += arg.len();
+        } else {
+            let mut cut = room;
+            while !arg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push(format!("{}[… {} bytes elided]", &arg[..cut], arg.len() - cut));
+            used = MAX_COMMAND_BYTES;
+        }
+    }
+    out
 }
 
 /// How the job came by its dir.
@@ -486,7 +720,7 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
     let path = root.join(req.name);
     let started = Instant::now();
     let mut announced = false;
-    loop {
+    'open: loop {
         let dir = match root.open_job(name) {
             Ok(dir) => dir,
             Err(Skip::Gone) => match create_or_adopt(root, req)? {
@@ -500,6 +734,14 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
             ),
         };
 
+        // Never wait on, or build into, a dir that another user put under our name.
+        if let Err(why) = check_owned(&dir) {
+            bail!(
+                "{} cannot be used as this job's dir: {why}; remove it or choose another --job-id",
+                path.display()
+            );
+        }
+
         // Another run of the same job id holds the lock: wait, like cargo's "Blocking waiting
         // for file lock", polling so that `--wait` can bound it.
         loop {
@@ -507,6 +749,13 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
                     (req.interrupted)()?;
+                    // Race closed: while we wait on this inode, an adopter (holding its lock)
+                    // may rename it away to its own job's name, or a guard into `.trash/`. We
+                    // would then wait for, and finally lock, a dir that is no longer ours: look
+                    // at the name again instead.
+                    if !root.still_names(name, &dir) {
+                        continue 'open;
+                    }
                     if !announced {
                         let holder = read(dir.as_fd()).map_or_else(|e| e, |l| l.holder());
                         term::status(format_args!(
@@ -534,6 +783,14 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
             continue;
         }
         fault::point("acquire-resume-locked");
+        // Race closed: its lease or `target` swapped for another user's (or a symlink) between
+        // the check above and our lock.
+        if let Err(why) = check_owned(&dir) {
+            bail!(
+                "{} cannot be used as this job's dir: {why}; remove it or choose another --job-id",
+                path.display()
+            );
+        }
 
         // Ours now. Keep the creation time and workspace of the job's earlier steps.
         let prev = read(dir.as_fd());
@@ -559,6 +816,34 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
             .with_context(|| format!("failed to write lease in {}", path.display()))?;
         return Ok((held(root, name, dir, lease)?, Origin::Resumed));
     }
+}
+
+/// Race closed (shared roots, mode 1777): another user may pre-create a job's dir with a valid
+/// lease and a `target` symlink into their own files, or into ours. A job dir we resume or adopt,
+/// its lease and its `target/` must belong to us and be a real dir, file and dir.
+fn check_owned(dir: &File) -> Result<(), String> {
+    use rustix::fs::FileType;
+    let me = rustix::process::geteuid().as_raw();
+    let st = rustix::fs::fstat(dir).map_err(|e| format!("cannot stat it ({e})"))?;
+    if st.st_uid != me {
+        return Err(format!("owned by uid {}, not by this user (uid {me})", st.st_uid));
+    }
+    for (name, want, what) in [
+        (LEASE_FILE, FileType::RegularFile, "a regular file"),
+        (TARGET, FileType::Directory, "a directory"),
+    ] {
+        match rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) != want => {
+                return Err(format!("its {name} is not {what}"));
+            }
+            Ok(st) if st.st_uid != me => {
+                return Err(format!("its {name} is owned by uid {}, not by uid {me}", st.st_uid));
+            }
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(format!("cannot stat its {name} ({e})")),
+        }
+    }
+    Ok(())
 }
 
 fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result<Held> {
@@ -643,11 +928,19 @@ fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Vec<C
                 lease = fresh;
             }
         }
+        let owned = check_owned(&dir);
         drop(dir);
         if lease.same_key(key)
             && matches!(classify(&lease, now, req.trust), Verdict::Expired { .. })
         {
-            out.push(Candidate { name, lease });
+            // Another user's dir is not ours to take (nor could we write it): start fresh.
+            match owned {
+                Ok(()) => out.push(Candidate { name, lease }),
+                Err(why) => term::verbose(format_args!(
+                    "not adopting {}: {why}",
+                    root.join(&name).display()
+                )),
+            }
         }
     }
     out.sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
@@ -681,6 +974,14 @@ fn adopt(
     if !root.still_names(&cand.name, &dir) {
         return Ok(AdoptOutcome::Lost);
     }
+    // Race closed: swapped for another user's dir, lease or `target` since the scan.
+    if let Err(why) = check_owned(&dir) {
+        term::verbose(format_args!(
+            "not adopting {}: {why}",
+            root.join(&cand.name).display()
+        ));
+        return Ok(AdoptOutcome::Lost);
+    }
     // Race closed: the dir's own job resumed it (renewing the lease) after our scan.
     match read(dir.as_fd()) {
         Ok(l)
@@ -706,6 +1007,13 @@ fn adopt(
                 )
             });
         }
+    }
+    if let Err(why) = verify_moved(&dir, root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
+        term::warn(format_args!(
+            "did not adopt {}: {why}",
+            root.join(&cand.name).display()
+        ));
+        return Ok(AdoptOutcome::Lost);
     }
     // A crash here leaves the dir under our name with the old (expired) lease: a later step of
     // this job takes it over, or a guard reclaims it. Either is safe.
@@ -746,7 +1054,14 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
         .with_context(|| format!("failed to create {}", tmp_path.join(TARGET).display()))?;
     fault::point("acquire-before-publish");
     match rename_noreplace(root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name)) {
-        Ok(()) => Ok(Some(held(root, OsStr::new(req.name), dir, lease)?)),
+        Ok(()) => {
+            if let Err(why) =
+                verify_moved(&dir, root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name))
+            {
+                bail!("failed to publish {}: {why}", root.join(req.name).display());
+            }
+            Ok(Some(held(root, OsStr::new(req.name), dir, lease)?))
+        }
         Err(e) if is_exists(e) => {
             drop(dir);
             let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.dev);
@@ -778,6 +1093,39 @@ fn is_exists(e: Errno) -> bool {
     e == Errno::EXIST || e == Errno::NOTEMPTY
 }
 
+/// Race closed: we check and lock a dir through its fd, but `rename` moves whatever the *name*
+/// points at when it runs. A third party who can write the root may swap the names in between
+/// (`renameat2(RENAME_EXCHANGE)` of the checked dir with a live job's dir), so after each rename
+/// the inode now under `to` must be the one we hold. If it is not, the wrong dir was moved: put it
+/// back under `from` (never replacing) and report why, so nobody deletes or adopts it.
+fn verify_moved(
+    held: &File,
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> Result<(), String> {
+    let ours = fs::identity(held.as_fd()).map_err(|e| format!("cannot stat the held dir ({e})"))?;
+    match fs::identity_at(to_dir, to) {
+        Ok(now) if now == ours => return Ok(()),
+        Ok(_) => {}
+        // Gone already: nothing of anyone's is under the new name for us to misuse.
+        Err(e) => return Err(format!("moved dir vanished at once ({e})")),
+    }
+    match rename_noreplace(to_dir, to, from_dir, from) {
+        Ok(()) => Err(
+            "the name was swapped for another dir between check and rename; put that dir back"
+                .into(),
+        ),
+        Err(e) => Err(format!(
+            "the name was swapped for another dir between check and rename; could not put it \
+             back ({}), it is left under {}",
+            io::Error::from(e),
+            to.to_string_lossy()
+        )),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Step 2: renew
 
@@ -798,6 +1146,7 @@ impl Heartbeat {
         let interval = heartbeat_interval(ttl);
         let (stop, rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
+            let mut failing = false;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
                 fault::point("heartbeat");
                 if !held.still_named() {
@@ -810,14 +1159,27 @@ impl Heartbeat {
                 let renewed = held.update(|l| {
                     let now = SystemTime::now();
                     l.renewed_at = now;
-                    l.expires_at = now + ttl;
+                    l.expires_at = expiry(now, ttl);
                 });
-                if let Err(e) = renewed {
-                    // The lock still protects the dir; the next beat may succeed (e.g. ENOSPC).
-                    term::warn(format_args!(
-                        "failed to renew lease in {}: {e}",
-                        held.path.display()
-                    ));
+                // The lock still protects the dir; the next beat may succeed (e.g. ENOSPC). Say
+                // so once when it starts failing and once when it recovers, not on every beat.
+                match renewed {
+                    Err(e) if !failing => {
+                        failing = true;
+                        term::warn(format_args!(
+                            "failed to renew lease in {}: {e} (the lock still protects it; retrying quietly)",
+                            held.path.display()
+                        ));
+                    }
+                    Err(_) => {}
+                    Ok(()) if failing => {
+                        failing = false;
+                        term::warn(format_args!(
+                            "renewing the lease in {} works again",
+                            held.path.display()
+                        ));
+                    }
+                    Ok(()) => {}
                 }
             }
             Ok(())
@@ -866,7 +1228,7 @@ impl Held {
         self.update(|l| {
             l.state = State::Released;
             l.renewed_at = now;
-            l.expires_at = now + linger;
+            l.expires_at = expiry(now, linger);
             if let Some(size) = size {
                 l.size_bytes = Some(size);
                 l.size_measured_at = Some(unix(now));
@@ -939,7 +1301,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         return Claim::Would { lease };
     }
     fault::point("guard-rename");
-    let trash_name = match move_to_trash(root, name) {
+    let trash_name = match move_to_trash(root, name, &dir) {
         Ok(trash_name) => trash_name,
         Err(e) => {
             return kept(
@@ -970,20 +1332,33 @@ pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> 
     if !root.still_names(name, &dir) {
         return None;
     }
-    move_to_trash(root, name).ok()
+    match move_to_trash(root, name, &dir) {
+        Ok(trash_name) => Some(trash_name),
+        Err(why) => {
+            term::warn(format_args!(
+                "kept {}: {why}",
+                root.join(name).display()
+            ));
+            None
+        }
+    }
 }
 
-/// Rename `name` into `.trash/` under a unique name (the caller holds its lock), returning that
-/// name. Same filesystem, so the rename is atomic: the dir is whole under one name or the other.
-fn move_to_trash(root: &Root, name: &OsStr) -> Result<OsString, Errno> {
-    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
-        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+/// Rename `name` into `.trash/` under a unique name (the caller holds its lock on `dir`),
+/// returning that name. Same filesystem, so the rename is atomic: the dir is whole under one
+/// name or the other. Checked afterwards (`verify_moved`): only the locked inode may end up in
+/// `.trash/`, where everything is deleted.
+fn move_to_trash(root: &Root, name: &OsStr, dir: &File) -> Result<OsString, String> {
+    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).map_err(|e| e.to_string())?;
     let trash_name = OsString::from(format!(
         "{}.{}",
         name.to_string_lossy(),
         uuid::Uuid::new_v4().simple()
     ));
-    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)?;
+    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)
+        .map_err(|e| io::Error::from(e).to_string())?;
+    fault::point("trash-renamed");
+    verify_moved(dir, root.fd(), name, trash.as_fd(), &trash_name)?;
     Ok(trash_name)
 }
 
