@@ -162,8 +162,15 @@ impl Root {
         if ours && fs::open_dir_nofollow(self.fd(), OsStr::new(TRASH)).is_ok() {
             return RootKind::Legacy;
         }
+        // Empty but for the lock files a `status` or `doctor` on it may have left.
         match fs::list(self.fd()) {
-            Ok(entries) if entries.is_empty() => RootKind::Empty,
+            Ok(entries)
+                if entries
+                    .iter()
+                    .all(|(n, _)| n == ".locktest" || n == GUARD_LOCK) =>
+            {
+                RootKind::Empty
+            }
             _ => RootKind::Foreign,
         }
     }
