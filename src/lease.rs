@@ -177,8 +177,11 @@ impl Root {
 
     fn write_marker(&self) -> io::Result<()> {
         let file = self.create_shared_file(OsStr::new(ROOT_MARKER))?;
-        io::Write::write_all(&mut &file, b"cargo-guarded root: job dirs in here are leased; \
-            `cargo guarded gc` deletes only expired ones\n")
+        io::Write::write_all(
+            &mut &file,
+            b"cargo-guarded root: job dirs in here are leased; \
+            `cargo guarded gc` deletes only expired ones\n",
+        )
     }
 
     /// The root's own entries: the marker, `CACHEDIR.TAG` (so backup tools skip it), `.trash/`,
@@ -666,7 +669,11 @@ fn cap_command(command: &[String]) -> Vec<String> {
             while !arg.is_char_boundary(cut) {
                 cut -= 1;
             }
-            out.push(format!("{}[… {} bytes elided]", &arg[..cut], arg.len() - cut));
+            out.push(format!(
+                "{}[… {} bytes elided]",
+                &arg[..cut],
+                arg.len() - cut
+            ));
             used = MAX_COMMAND_BYTES;
         }
     }
@@ -833,7 +840,10 @@ fn check_owned(dir: &File) -> Result<(), String> {
     let me = rustix::process::geteuid().as_raw();
     let st = rustix::fs::fstat(dir).map_err(|e| format!("cannot stat it ({e})"))?;
     if st.st_uid != me {
-        return Err(format!("owned by uid {}, not by this user (uid {me})", st.st_uid));
+        return Err(format!(
+            "owned by uid {}, not by this user (uid {me})",
+            st.st_uid
+        ));
     }
     for (name, want, what) in [
         (LEASE_FILE, FileType::RegularFile, "a regular file"),
@@ -844,7 +854,10 @@ fn check_owned(dir: &File) -> Result<(), String> {
                 return Err(format!("its {name} is not {what}"));
             }
             Ok(st) if st.st_uid != me => {
-                return Err(format!("its {name} is owned by uid {}, not by uid {me}", st.st_uid));
+                return Err(format!(
+                    "its {name} is owned by uid {}, not by uid {me}",
+                    st.st_uid
+                ));
             }
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(format!("cannot stat its {name} ({e})")),
@@ -1062,9 +1075,13 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
     fault::point("acquire-before-publish");
     match rename_noreplace(root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name)) {
         Ok(()) => {
-            if let Err(why) =
-                verify_moved(&dir, root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name))
-            {
+            if let Err(why) = verify_moved(
+                &dir,
+                root.fd(),
+                OsStr::new(&tmp),
+                root.fd(),
+                OsStr::new(req.name),
+            ) {
                 bail!("failed to publish {}: {why}", root.join(req.name).display());
             }
             Ok(Some(held(root, OsStr::new(req.name), dir, lease)?))
@@ -1342,10 +1359,7 @@ pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> 
     match move_to_trash(root, name, &dir) {
         Ok(trash_name) => Some(trash_name),
         Err(why) => {
-            term::warn(format_args!(
-                "kept {}: {why}",
-                root.join(name).display()
-            ));
+            term::warn(format_args!("kept {}: {why}", root.join(name).display()));
             None
         }
     }
