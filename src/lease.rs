@@ -796,7 +796,7 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
         if !root.still_names(name, &dir) {
             continue;
         }
-        fault::point("acquire-resume-locked");
+        step("acquire-resume-locked");
         // Race closed: its lease or `target` swapped for another user's (or a symlink) between
         // the check above and our lock.
         if let Err(why) = check_owned(&dir) {
@@ -1012,7 +1012,7 @@ fn adopt(
                 ) => {}
         _ => return Ok(AdoptOutcome::Lost),
     }
-    fault::point("adopt-locked");
+    step("adopt-locked");
     // Rename under the lock, never replacing: if our name exists, a sibling step created it.
     match rename_noreplace(root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
         Ok(()) => {}
@@ -1037,7 +1037,7 @@ fn adopt(
     }
     // A crash here leaves the dir under our name with the old (expired) lease: a later step of
     // this job takes it over, or a guard reclaims it. Either is safe.
-    fault::point("adopt-renamed");
+    step("adopt-renamed");
     let mut lease = req.lease(Some(key), SystemTime::now());
     lease.size_bytes = cand.lease.size_bytes;
     lease.size_measured_at = cand.lease.size_measured_at;
@@ -1065,14 +1065,14 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
     };
     dir.lock()
         .with_context(|| format!("failed to lock {}", tmp_path.display()))?;
-    fault::point("acquire-locked");
+    step("acquire-locked");
     let lease = req.lease(Some(key), SystemTime::now());
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", tmp_path.display()))?;
     rustix::fs::mkdirat(&dir, TARGET, Mode::from_raw_mode(0o755))
         .map_err(io::Error::from)
         .with_context(|| format!("failed to create {}", tmp_path.join(TARGET).display()))?;
-    fault::point("acquire-before-publish");
+    step("acquire-before-publish");
     match rename_noreplace(root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name)) {
         Ok(()) => {
             if let Err(why) = verify_moved(
@@ -1111,6 +1111,14 @@ fn rename_noreplace(
         Err(Errno::INVAL | Errno::NOSYS) => rustix::fs::renameat(from_dir, from, to_dir, to),
         other => other,
     }
+}
+
+/// A protocol step: a fault point for the crash and race tests, and in unit tests the place
+/// where the property test lets a third party rename things.
+fn step(name: &str) {
+    fault::point(name);
+    #[cfg(test)]
+    tests::third_party(name);
 }
 
 fn is_exists(e: Errno) -> bool {
@@ -1172,7 +1180,7 @@ impl Heartbeat {
         let thread = std::thread::spawn(move || {
             let mut failing = false;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
-                fault::point("heartbeat");
+                step("heartbeat");
                 if !held.still_named() {
                     on_lost();
                     bail!(
@@ -1248,7 +1256,7 @@ impl Held {
         } else {
             None
         };
-        fault::point("release");
+        step("release");
         self.update(|l| {
             l.state = State::Released;
             l.renewed_at = now;
@@ -1306,7 +1314,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
             return kept(Some(lease), format!("kept: unknown – lock failed ({e})"));
         }
     }
-    fault::point("guard-locked");
+    step("guard-locked");
     // Race closed: the name now points elsewhere (renamed, or swapped for a symlink).
     if !root.still_names(name, &dir) {
         return kept(Some(lease), "skipped: changed while being examined".into());
@@ -1324,7 +1332,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
     if dry_run {
         return Claim::Would { lease };
     }
-    fault::point("guard-rename");
+    step("guard-rename");
     let trash_name = match move_to_trash(root, name, &dir) {
         Ok(trash_name) => trash_name,
         Err(e) => {
@@ -1335,7 +1343,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         }
     };
     drop(dir);
-    fault::point("guard-trashed");
+    step("guard-trashed");
     Claim::Trashed { trash_name, lease }
 }
 
@@ -1378,7 +1386,7 @@ fn move_to_trash(root: &Root, name: &OsStr, dir: &File) -> Result<OsString, Stri
     ));
     rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)
         .map_err(|e| io::Error::from(e).to_string())?;
-    fault::point("trash-renamed");
+    step("trash-renamed");
     verify_moved(dir, root.fd(), name, trash.as_fd(), &trash_name)?;
     Ok(trash_name)
 }
@@ -1386,6 +1394,201 @@ fn move_to_trash(root: &Root, name: &OsStr, dir: &File) -> Result<OsString, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    type ThirdParty = (String, Box<dyn FnMut()>);
+
+    thread_local! {
+        /// What a third party does when the protocol reaches a step (once).
+        static THIRD_PARTY: RefCell<Option<ThirdParty>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn third_party(at: &str) {
+        let armed = THIRD_PARTY.with(|t| {
+            let mut t = t.borrow_mut();
+            if t.as_ref().is_some_and(|(s, _)| s == at) {
+                t.take()
+            } else {
+                None
+            }
+        });
+        if let Some((_, mut act)) = armed {
+            act();
+        }
+    }
+
+    /// The names the property test plays with: three jobs, and `x`, at first a symlink out of
+    /// the root.
+    const NAMES: [&str; 4] = ["j0", "j1", "j2", "x"];
+    const STEPS: [&str; 5] = [
+        "guard-rename",
+        "trash-renamed",
+        "adopt-locked",
+        "acquire-before-publish",
+        "acquire-resume-locked",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire {
+            job: usize,
+            adopt: bool,
+        },
+        Release(usize),
+        /// The job's process dies: lock gone, lease left active (TTL 0: expired at once).
+        Crash(usize),
+        Claim(usize),
+        ClaimUnfinished,
+        /// A third party renames `a` to `b` (swapping them if `exchange`) now...
+        Rename {
+            a: usize,
+            b: usize,
+            exchange: bool,
+        },
+        /// ...or when the protocol next reaches `STEPS[step]`.
+        RenameAt {
+            step: usize,
+            a: usize,
+            b: usize,
+            exchange: bool,
+        },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..3usize, any::<bool>()).prop_map(|(job, adopt)| Op::Acquire { job, adopt }),
+            (0..4usize).prop_map(Op::Release),
+            (0..4usize).prop_map(Op::Crash),
+            (0..4usize).prop_map(Op::Claim),
+            Just(Op::ClaimUnfinished),
+            (0..4usize, 0..4usize, any::<bool>()).prop_map(|(a, b, exchange)| Op::Rename {
+                a,
+                b,
+                exchange
+            }),
+            (0..5usize, 0..4usize, 0..4usize, any::<bool>()).prop_map(|(step, a, b, exchange)| {
+                Op::RenameAt {
+                    step,
+                    a,
+                    b,
+                    exchange,
+                }
+            }),
+        ]
+    }
+
+    fn rename(root_path: &Path, a: usize, b: usize, exchange: bool) {
+        let Ok(d) = File::open(root_path) else {
+            return;
+        };
+        let flags = if exchange {
+            RenameFlags::EXCHANGE
+        } else {
+            RenameFlags::NOREPLACE
+        };
+        let _ = rustix::fs::renameat_with(&d, NAMES[a], &d, NAMES[b], flags);
+    }
+
+    /// Whether the inode of `held` is a top-level entry of the root (not in `.trash/`) and
+    /// still holds its files.
+    fn alive(root: &Root, held: &Held) -> bool {
+        let named = fs::list(root.fd()).unwrap().iter().any(|(n, _)| {
+            n != TRASH && fs::identity_at(root.fd(), n).is_ok_and(|i| i == held.ident)
+        });
+        let files =
+            rustix::fs::statat(&held.dir, "target/keep", rustix::fs::AtFlags::empty()).is_ok();
+        named && files
+    }
+
+    fn run(ops: Vec<Op>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("precious"), "keep").unwrap();
+        let root = Root::create(&tmp.path().join("root")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("x")).unwrap();
+        let owner = Owner::this_process(None);
+        let key = || WorkspaceKey {
+            workspace: "ws".into(),
+            toolchain: None,
+        };
+        let no_interrupt = || Ok(());
+        let mut held: Vec<Held> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Acquire { job, adopt } => {
+                    let req = Request {
+                        job_id: NAMES[job],
+                        name: NAMES[job],
+                        owner: &owner,
+                        ttl: Duration::ZERO,
+                        command: vec![],
+                        wait: Some(Duration::ZERO),
+                        key: &key,
+                        adopt,
+                        trust: LockTrust::Trusted,
+                        interrupted: &no_interrupt,
+                    };
+                    if let Ok((h, _)) = acquire(&root, &req) {
+                        let _ = rustix::fs::mkdirat(&h.dir, TARGET, Mode::from_raw_mode(0o755));
+                        std::fs::write(
+                            format!("/proc/self/fd/{}/target/keep", {
+                                use std::os::fd::AsRawFd;
+                                h.dir.as_raw_fd()
+                            }),
+                            "live",
+                        )
+                        .unwrap();
+                        held.push(h);
+                    }
+                }
+                Op::Release(i) if i < held.len() => {
+                    let _ = held.remove(i).release(Duration::ZERO);
+                }
+                Op::Crash(i) if i < held.len() => drop(held.remove(i)),
+                Op::Release(_) | Op::Crash(_) => {}
+                Op::Claim(n) => {
+                    if let Claim::Trashed { trash_name, .. } =
+                        claim(&root, OsStr::new(NAMES[n]), LockTrust::Trusted, false)
+                    {
+                        let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).unwrap();
+                        fs::remove_tree(trash.as_fd(), &trash_name, root.dev).unwrap();
+                    }
+                }
+                Op::ClaimUnfinished => {
+                    for (n, _) in fs::list(root.fd()).unwrap() {
+                        if n.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
+                            let _ = claim_unfinished(&root, &n, Duration::ZERO);
+                        }
+                    }
+                }
+                Op::Rename { a, b, exchange } => rename(&root.path, a, b, exchange),
+                Op::RenameAt {
+                    step,
+                    a,
+                    b,
+                    exchange,
+                } => {
+                    let path = root.path.clone();
+                    THIRD_PARTY.with(|t| {
+                        *t.borrow_mut() = Some((
+                            STEPS[step].to_owned(),
+                            Box::new(move || rename(&path, a, b, exchange)),
+                        ));
+                    });
+                }
+            }
+            for h in &held {
+                assert!(alive(&root, h), "lost live dir {}", h.path.display());
+            }
+            assert!(
+                outside.join("precious").exists(),
+                "deleted outside the root"
+            );
+        }
+        THIRD_PARTY.with(|t| t.borrow_mut().take());
+    }
 
     fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, SystemTime) {
         let now = SystemTime::now();
@@ -1483,6 +1686,16 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+
+        /// Random interleavings of the protocol's steps with a third party's renames (plain and
+        /// `RENAME_EXCHANGE`, also in the middle of a step) never lose a live dir and never
+        /// delete outside the root.
+        #[test]
+        fn no_interleaving_loses_a_live_dir(ops in proptest::collection::vec(op(), 1..40)) {
+            run(ops);
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = parse(&bytes);
