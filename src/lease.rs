@@ -44,9 +44,9 @@ pub(crate) const NEW_PREFIX: &str = ".new-";
 pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";
 /// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).
 const MAX_LEASE_BYTES: u64 = 64 * 1024;
-/// The longest `--ttl`/`--linger` (and `ttl_secs` in a lease) we accept: 3650 days (10 years). Longer is a
-/// typo (`20000y`), and it keeps `now + ttl` far from `SystemTime`'s limits and inside the years
-/// RFC 3339 can print (up to 9999), so every lease we write can be read back.
+/// The longest `--ttl`/`--linger` (and `ttl_secs` in a lease) we accept: 3650 days (10 years).
+/// Longer is a typo (`20000y`), and it keeps `now + ttl` far from `SystemTime`'s limits and
+/// inside the years RFC 3339 can print (up to 9999), so every lease we write can be read back.
 pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 /// The recorded command is for humans: capped far below `MAX_LEASE_BYTES`, so a job with a huge
 /// argv still writes a lease every guard can read (and reclaim).

@@ -204,7 +204,7 @@ fn an_adopter_never_takes_a_swapped_in_live_dir() {
     assert_success(&live.finish(60));
 }
 
-// --- item 4: only roots are swept ------------------------------------------------------------------
+// --- item 4: only roots are swept ----------------------------------------------------------------
 
 fn tree(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = walk(dir);
@@ -296,7 +296,7 @@ fn a_root_laid_out_by_an_earlier_version_still_works_and_gets_the_marker() {
     assert!(env.job_dirs().is_empty());
 }
 
-// --- item 7: a heartbeat that cannot write ---------------------------------------------------------
+// --- item 7: a heartbeat that cannot write -------------------------------------------------------
 
 struct Tmpfs(PathBuf);
 
@@ -360,7 +360,7 @@ fn a_heartbeat_on_a_full_disk_warns_once_and_once_on_recovery() {
     drop(mnt);
 }
 
-// --- item 8: a lock someone else holds ---------------------------------------------------------------
+// --- item 8: a lock someone else holds -----------------------------------------------------------
 
 #[test]
 fn a_held_locktest_file_freezes_nothing() {
@@ -394,7 +394,7 @@ fn a_held_locktest_file_freezes_nothing() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-// --- item 14: a huge command line ---------------------------------------------------------------------
+// --- item 14: a huge command line ----------------------------------------------------------------
 
 #[test]
 fn a_job_with_80kb_of_arguments_leaves_a_reclaimable_lease() {
@@ -423,7 +423,7 @@ fn a_job_with_80kb_of_arguments_leaves_a_reclaimable_lease() {
     assert!(env.job_dirs().is_empty());
 }
 
-// --- item 17: waiting for a dir that is renamed away -------------------------------------------------
+// --- item 17: waiting for a dir that is renamed away ---------------------------------------------
 
 #[test]
 fn a_step_waiting_for_its_dir_starts_over_when_an_adopter_renames_it() {
@@ -456,7 +456,7 @@ fn a_step_waiting_for_its_dir_starts_over_when_an_adopter_renames_it() {
     assert_success(&y.join().unwrap());
 }
 
-// --- items 15 and 16: several users --------------------------------------------------------------------
+// --- items 15 and 16: several users --------------------------------------------------------------
 
 const ALICE: u32 = 4242;
 const BOB: u32 = 4343;
