@@ -557,3 +557,17 @@ fn a_job_dir_planted_by_another_user_is_never_used() {
     assert!(stderr(&out).contains("not adopting"), "{}", describe(&out));
     assert_eq!(std::fs::read_dir(&bait).unwrap().count(), 0);
 }
+
+#[test]
+fn doctor_warns_about_a_shared_root_without_the_sticky_bit() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.root).unwrap();
+    users::chmod(&env.root, 0o777);
+    let out = env.run(env.path(), ["doctor"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("lacks the sticky bit"), "{}", describe(&out));
+    users::chmod(&env.root, 0o1777);
+    let out = env.run(env.path(), ["doctor"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains("sticky"), "{}", describe(&out));
+}
