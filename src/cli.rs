@@ -73,12 +73,12 @@ pub(crate) struct GlobalArgs {
 
     /// An active lease whose heartbeat stopped this long ago is expired [env: CARGO_GUARDED_TTL]
     /// [default: 10m]
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true)]
     pub(crate) ttl: Option<Duration>,
 
     /// How long a released lease stays protected so later steps of the job find their dir; `0s`
     /// expires it at release [env: CARGO_GUARDED_LINGER] [default: 1h]
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true)]
     pub(crate) linger: Option<Duration>,
 
     /// Reclaim expired dirs when free space is below this size or share of the disk
@@ -205,6 +205,11 @@ pub(crate) struct GcArgs {
 
 /// `cargo guarded build` reaches us as `cargo-guarded guarded build`; a direct
 /// `cargo-guarded build` works too. Drop the word cargo inserts.
+/// `--ttl` and `--linger`: at most `lease::MAX_LEASE_DURATION` (10 years; see there why).
+pub(crate) fn lease_duration(s: &str) -> Result<Duration, String> {
+    units::parse_duration_at_most(s, crate::lease::MAX_LEASE_DURATION)
+}
+
 pub(crate) fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
     if args.get(1).is_some_and(|a| a == "guarded") {
         args.remove(1);

@@ -188,13 +188,13 @@ impl Config {
             ttl: pick(
                 g.ttl,
                 "CARGO_GUARDED_TTL",
-                units::parse_duration,
+                crate::cli::lease_duration,
                 Duration::from_secs(600),
             )?,
             linger: pick(
                 g.linger,
                 "CARGO_GUARDED_LINGER",
-                units::parse_duration,
+                crate::cli::lease_duration,
                 Duration::from_secs(3600),
             )?,
             reclaim_below: pick(

@@ -134,6 +134,24 @@ fn collect(cfg: &Config) -> Report {
             "pass a writable --root (or CARGO_GUARDED_ROOT), e.g. under $XDG_CACHE_HOME".into(),
         );
     }
+    // Writable by others without the sticky bit: any user may rename or replace anyone's job
+    // dirs (the lease protocol checks owners, but cannot stop renames in such a directory).
+    if exists
+        && let Ok(st) = rustix::fs::stat(root)
+        && st.st_mode & 0o022 != 0
+        && st.st_mode & 0o1000 == 0
+    {
+        problem(
+            "warning",
+            format!(
+                "root {} is writable by other users ({:o}) but lacks the sticky bit: any of them \
+                 can rename or remove every job's dir",
+                root.display(),
+                st.st_mode & 0o7777
+            ),
+            format!("chmod +t {}", root.display()),
+        );
+    }
     let filesystem = rustix::fs::statfs(&checked).ok().map(|st| {
         // `f_type`'s width differs between architectures.
         #[allow(clippy::unnecessary_cast)]

@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::AtFlags;
 use serde::Serialize;
 
 use crate::fault;
@@ -394,15 +394,10 @@ fn take_turn(
     wait: Duration,
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<Option<File>> {
-    let fd = rustix::fs::openat(
-        root.fd(),
-        GUARD_LOCK,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(std::io::Error::from)
-    .with_context(|| format!("failed to open {}", root.join(GUARD_LOCK).display()))?;
-    let lock = File::from(fd);
+    // Read-only where it exists: another user's lock file need not be writable for us.
+    let lock = root
+        .open_lock_file(GUARD_LOCK)
+        .with_context(|| format!("failed to open {}", root.join(GUARD_LOCK).display()))?;
     let deadline = Instant::now() + wait;
     let mut announced = false;
     loop {

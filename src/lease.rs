@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use rustix::fs::{Mode, RenameFlags};
+use rustix::fs::{Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +39,18 @@ pub(crate) const GUARD_LOCK: &str = ".guard.lock";
 pub(crate) const TOOLCHAIN_CACHE: &str = ".toolchains";
 /// Job dirs under construction: invisible under a dot-name until complete.
 pub(crate) const NEW_PREFIX: &str = ".new-";
+/// Written only by cargo-guarded, when it lays out a root: `gc` and `status` work only in a
+/// directory that has it (or the layout of earlier versions, which then gets it).
+pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";
 /// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).
 const MAX_LEASE_BYTES: u64 = 64 * 1024;
+/// The longest `--ttl`/`--linger` (and `ttl_secs` in a lease) we accept: 3650 days (10 years).
+/// Longer is a typo (`20000y`), and it keeps `now + ttl` far from `SystemTime`'s limits and
+/// inside the years RFC 3339 can print (up to 9999), so every lease we write can be read back.
+pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// The recorded command is for humans: capped far below `MAX_LEASE_BYTES`, so a job with a huge
+/// argv still writes a lease every guard can read (and reclaim).
+const MAX_COMMAND_BYTES: usize = 4 * 1024;
 /// Size walks at release stop after this; the size is then reported as unknown.
 const SIZE_BUDGET: Duration = Duration::from_millis(500);
 /// A size measured more recently than this is kept at release: repeated local builds (and the
@@ -64,17 +74,67 @@ pub(crate) struct Root {
 }
 
 impl Root {
-    /// Open an existing root (for `status` and `gc`, which must not create one by accident).
+    /// Open an existing root (for `status` and `gc`, which must not create one by accident). It
+    /// must prove it is one before anything in it is read as a job dir or deleted: `gc --root
+    /// ~` must not empty `~/.trash`. A symlink as the root is refused too (the marker would be
+    /// checked in one dir and the sweep could run in another if the link changes).
     pub(crate) fn open(path: &Path) -> Result<Root> {
-        let file =
-            File::open(path).with_context(|| format!("failed to open root {}", path.display()))?;
-        let meta = file
-            .metadata()
+        let root = Root::open_dir(path)?;
+        match root.kind() {
+            RootKind::Marked => {}
+            // Made by an earlier version: ours beyond doubt, so give it the marker.
+            RootKind::Legacy => {
+                let _ = root.write_marker();
+            }
+            // Nothing in it to delete or misread; the first job or sweep lays it out.
+            RootKind::Empty => {}
+            RootKind::Foreign => bail!(
+                "{} is not a cargo-guarded root (it has no {ROOT_MARKER} marker); refusing to \
+                 touch it. Pass the root your jobs use, or a new or empty directory",
+                path.display()
+            ),
+        }
+        Ok(root)
+    }
+
+    /// Open the root for a job, creating it with its layout if needed. An existing non-empty
+    /// directory that is not a root is refused: laying one out there would let a later `gc`
+    /// delete files in it.
+    pub(crate) fn create(path: &Path) -> Result<Root> {
+        if path.exists() && !path.is_dir() {
+            bail!("root {} exists but is not a directory", path.display());
+        }
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("failed to create root {}", path.display()))?;
+        let root = Root::open(path)?;
+        root.ensure_layout()?;
+        Ok(root)
+    }
+
+    fn open_dir(path: &Path) -> Result<Root> {
+        let meta = std::fs::symlink_metadata(path)
             .with_context(|| format!("failed to stat root {}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            bail!(
+                "root {} is a symlink; pass the directory itself ({})",
+                path.display(),
+                std::fs::canonicalize(path)
+                    .map_or_else(|_| "unresolvable".into(), |p| p.display().to_string())
+            );
+        }
         if !meta.is_dir() {
             bail!("root {} is not a directory", path.display());
         }
-        let fd = OwnedFd::from(file);
+        let fd = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+        .with_context(|| format!("failed to open root {}", path.display()))?;
         let mount = fs::mount_of(fd.as_fd())
             .with_context(|| format!("failed to stat root {}", path.display()))?;
         if mount.mnt.is_none() {
@@ -91,29 +151,136 @@ impl Root {
         })
     }
 
-    /// Open the root, creating it with its `CACHEDIR.TAG` and `.trash/` if needed.
-    pub(crate) fn create(path: &Path) -> Result<Root> {
-        if path.exists() && !path.is_dir() {
-            bail!("root {} exists but is not a directory", path.display());
+    /// Whether this directory is a root: our marker, or the layout earlier versions wrote
+    /// (`CACHEDIR.TAG` with our comment line, and `.trash/`), or nothing at all.
+    fn kind(&self) -> RootKind {
+        let is_file = |name: &str| {
+            rustix::fs::statat(self.fd(), name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
+        };
+        if is_file(ROOT_MARKER) {
+            return RootKind::Marked;
         }
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("failed to create root {}", path.display()))?;
-        let root = Root::open(path)?;
-        root.ensure_layout()?;
-        Ok(root)
+        let tag = fs::read_capped(self.fd(), OsStr::new("CACHEDIR.TAG"), 4096)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let ours = tag
+            .split(|b| *b == b'\n')
+            .any(|l| l == CACHEDIR_TAG.lines().nth(1).unwrap_or_default().as_bytes());
+        if ours && fs::open_dir_nofollow(self.fd(), OsStr::new(TRASH)).is_ok() {
+            return RootKind::Legacy;
+        }
+        // Empty but for the lock files a `status` or `doctor` on it may have left.
+        match fs::list(self.fd()) {
+            Ok(entries)
+                if entries
+                    .iter()
+                    .all(|(n, _)| n == ".locktest" || n == GUARD_LOCK) =>
+            {
+                RootKind::Empty
+            }
+            _ => RootKind::Foreign,
+        }
     }
 
-    /// The root's own entries: `CACHEDIR.TAG` (so backup tools skip it) and `.trash/`.
+    fn write_marker(&self) -> io::Result<()> {
+        let file = self.create_shared_file(OsStr::new(ROOT_MARKER))?;
+        io::Write::write_all(
+            &mut &file,
+            b"cargo-guarded root: job dirs in here are leased; \
+            `cargo guarded gc` deletes only expired ones\n",
+        )
+    }
+
+    /// The root's own entries: the marker, `CACHEDIR.TAG` (so backup tools skip it), `.trash/`,
+    /// `.toolchains/` and the guard's lock file, each shared as widely as the root itself.
     pub(crate) fn ensure_layout(&self) -> Result<()> {
+        if self.kind() != RootKind::Marked {
+            self.write_marker()
+                .with_context(|| format!("failed to write {}", self.join(ROOT_MARKER).display()))?;
+        }
         if !self.join("CACHEDIR.TAG").exists() {
             fs::write_atomic(self.fd(), "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes()).with_context(
                 || format!("failed to write {}", self.join("CACHEDIR.TAG").display()),
             )?;
+            let _ = rustix::fs::chmodat(
+                self.fd(),
+                "CACHEDIR.TAG",
+                self.shared_mode(0o644),
+                rustix::fs::AtFlags::empty(),
+            );
         }
-        match rustix::fs::mkdirat(self.fd(), TRASH, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(Errno::EXIST) => Ok(()),
-            Err(e) => Err(io::Error::from(e))
-                .with_context(|| format!("failed to create {}", self.join(TRASH).display())),
+        for dir in [TRASH, TOOLCHAIN_CACHE] {
+            self.create_shared_dir(dir)
+                .with_context(|| format!("failed to create {}", self.join(dir).display()))?;
+        }
+        // Best effort: a user who may not create it still locks an existing one read-only.
+        let _ = self.open_lock_file(GUARD_LOCK);
+        Ok(())
+    }
+
+    /// `base` plus the write bits the root grants its group and others (and its sticky bit for
+    /// dirs): with a 1777 root, every user's jobs and guards must be able to use these entries.
+    fn shared_mode(&self, base: u32) -> Mode {
+        let root_mode = rustix::fs::fstat(self.fd()).map_or(0, |st| st.st_mode);
+        let mut mode = base | (root_mode & 0o022);
+        if base & 0o100 != 0 {
+            mode |= root_mode & 0o1000;
+        }
+        Mode::from_raw_mode(mode)
+    }
+
+    /// Create a directory of the root with its shared mode; an existing one is fine. The mode is
+    /// set after creation, because `mkdir` applies the umask.
+    fn create_shared_dir(&self, name: &str) -> io::Result<()> {
+        match rustix::fs::mkdirat(self.fd(), name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {
+                let fd = fs::open_dir_nofollow(self.fd(), OsStr::new(name))?;
+                rustix::fs::fchmod(&fd, self.shared_mode(0o755))?;
+                Ok(())
+            }
+            Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Create a new file of the root with its shared mode (`fchmod` after create: the umask).
+    /// An existing one is opened read-only.
+    pub(crate) fn create_shared_file(&self, name: &OsStr) -> io::Result<File> {
+        match rustix::fs::openat(
+            self.fd(),
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => {
+                rustix::fs::fchmod(&fd, self.shared_mode(0o644))?;
+                Ok(File::from(fd))
+            }
+            Err(Errno::EXIST) => self.open_read_only(name),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn open_read_only(&self, name: &OsStr) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            self.fd(),
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// A lock file of the root (`.guard.lock`): opened read-only, since `flock` works on any
+    /// open file and another user's file need not be writable for us; created if missing.
+    pub(crate) fn open_lock_file(&self, name: &str) -> io::Result<File> {
+        match self.open_read_only(OsStr::new(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.create_shared_file(OsStr::new(name))
+            }
+            other => other,
         }
     }
 
@@ -168,6 +335,14 @@ impl Root {
             _ => false,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootKind {
+    Marked,
+    Legacy,
+    Empty,
+    Foreign,
 }
 
 /// Why an entry of the root is not a job dir we may touch.
@@ -305,7 +480,34 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Lease, String> {
         Some(v) => return Err(format!("unknown lease protocol version {v}")),
         None => return Err("lease has no protocol version".into()),
     }
-    serde_json::from_slice(bytes).map_err(|e| format!("lease unreadable ({e})"))
+    let lease: Lease =
+        serde_json::from_slice(bytes).map_err(|e| format!("lease unreadable ({e})"))?;
+    check_range(&lease)?;
+    Ok(lease)
+}
+
+/// Leases are written by anyone who can write the root: a TTL or a time that no clock arithmetic
+/// can hold makes the lease unclassifiable (kept, with this reason), never a panic. The bound is
+/// what `classify` adds at most: the TTL twice (heartbeat plus the untrusted-locks margin).
+fn check_range(lease: &Lease) -> Result<(), String> {
+    let ttl = lease.ttl();
+    let margin = ttl.max(Duration::from_secs(60));
+    let out = |what: &str| Err(format!("lease out of range ({what})"));
+    if lease.ttl_secs > MAX_LEASE_DURATION.as_secs() {
+        return out(&format!("ttl_secs {}", lease.ttl_secs));
+    }
+    if lease
+        .renewed_at
+        .checked_add(ttl)
+        .and_then(|t| t.checked_add(margin))
+        .is_none()
+    {
+        return out("renewed_at plus ttl");
+    }
+    if lease.expires_at.checked_add(margin).is_none() {
+        return out("expires_at");
+    }
+    Ok(())
 }
 
 /// Read the lease of an open job dir, with the size cap, never following a symlink or blocking
@@ -350,17 +552,28 @@ pub(crate) fn classify(lease: &Lease, now: SystemTime, trust: LockTrust) -> Verd
         LockTrust::Untrusted(_) => lease.ttl().max(Duration::from_secs(60)),
     };
     let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    // `parse` rejected leases whose times overflow; should one get here anyway, it stays
+    // unexpired (kept) rather than panicking.
     match lease.state {
         State::Released => {
-            let until = lease.expires_at + margin;
+            let Some(until) = lease.expires_at.checked_add(margin) else {
+                return Verdict::Lingering {
+                    expires_in: Duration::MAX,
+                };
+            };
             match until.duration_since(now) {
                 Ok(left) if !left.is_zero() => Verdict::Lingering { expires_in: left },
                 _ => Verdict::Expired { since: until },
             }
         }
         State::Active => {
-            let stale = lease.renewed_at + lease.ttl() + margin;
-            if now > stale {
+            let stale = lease
+                .renewed_at
+                .checked_add(lease.ttl())
+                .and_then(|t| t.checked_add(margin));
+            if let Some(stale) = stale
+                && now > stale
+            {
                 Verdict::Expired { since: stale }
             } else {
                 Verdict::Live {
@@ -431,16 +644,51 @@ impl Request<'_> {
             pid: self.owner.pid,
             created_at,
             renewed_at: now,
-            expires_at: now + self.ttl,
+            expires_at: expiry(now, self.ttl),
             heartbeat_secs: heartbeat_interval(self.ttl).as_secs().max(1),
             // Whole seconds, rounded up: `--ttl 500ms` must not record "expires at once".
             ttl_secs: self.ttl.as_secs_f64().ceil() as u64,
             state: State::Active,
             size_bytes: None,
             size_measured_at: None,
-            command: self.command.clone(),
+            command: cap_command(&self.command),
         }
     }
+}
+
+/// `now + d`, saturating at `MAX_LEASE_DURATION` (the CLI refuses longer values already).
+fn expiry(now: SystemTime, d: Duration) -> SystemTime {
+    now.checked_add(d.min(MAX_LEASE_DURATION)).unwrap_or(now)
+}
+
+/// The command as recorded in the lease: at most `MAX_COMMAND_BYTES` of arguments, each argument
+/// cut at a char boundary, then a marker saying how many were left out.
+fn cap_command(command: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    for (i, arg) in command.iter().enumerate() {
+        let room = MAX_COMMAND_BYTES.saturating_sub(used);
+        if room == 0 {
+            out.push(format!("[{} more arguments elided]", command.len() - i));
+            break;
+        }
+        if arg.len() <= room {
+            out.push(arg.clone());
+            used += arg.len();
+        } else {
+            let mut cut = room;
+            while !arg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push(format!(
+                "{}[… {} bytes elided]",
+                &arg[..cut],
+                arg.len() - cut
+            ));
+            used = MAX_COMMAND_BYTES;
+        }
+    }
+    out
 }
 
 /// How the job came by its dir.
@@ -485,6 +733,15 @@ impl Held {
             .clone()
     }
 
+    /// The random token of this acquisition: what a nested run recognises the lease by.
+    pub(crate) fn token(&self) -> String {
+        self.lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token
+            .clone()
+    }
+
     fn still_named(&self) -> bool {
         fs::identity_at(self.root_fd.as_fd(), &self.name).is_ok_and(|i| i == self.ident)
     }
@@ -502,7 +759,7 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
     let path = root.join(req.name);
     let started = Instant::now();
     let mut announced = false;
-    loop {
+    'open: loop {
         let dir = match root.open_job(name) {
             Ok(dir) => dir,
             Err(Skip::Gone) => match create_or_adopt(root, req)? {
@@ -516,6 +773,14 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
             ),
         };
 
+        // Never wait on, or build into, a dir that another user put under our name.
+        if let Err(why) = check_owned(&dir) {
+            bail!(
+                "{} cannot be used as this job's dir: {why}; remove it or choose another --job-id",
+                path.display()
+            );
+        }
+
         // Another run of the same job id holds the lock: wait, like cargo's "Blocking waiting
         // for file lock", polling so that `--wait` can bound it.
         loop {
@@ -523,6 +788,13 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
                     (req.interrupted)()?;
+                    // Race closed: while we wait on this inode, an adopter (holding its lock)
+                    // may rename it away to its own job's name, or a guard into `.trash/`. We
+                    // would then wait for, and finally lock, a dir that is no longer ours: look
+                    // at the name again instead.
+                    if !root.still_names(name, &dir) {
+                        continue 'open;
+                    }
                     if !announced {
                         let holder = read(dir.as_fd()).map_or_else(|e| e, |l| l.holder());
                         term::status(format_args!(
@@ -549,7 +821,15 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
         if !root.still_names(name, &dir) {
             continue;
         }
-        fault::point("acquire-resume-locked");
+        step("acquire-resume-locked");
+        // Race closed: its lease or `target` swapped for another user's (or a symlink) between
+        // the check above and our lock.
+        if let Err(why) = check_owned(&dir) {
+            bail!(
+                "{} cannot be used as this job's dir: {why}; remove it or choose another --job-id",
+                path.display()
+            );
+        }
 
         // Ours now. Keep the creation time and workspace of the job's earlier steps.
         let prev = read(dir.as_fd());
@@ -575,6 +855,40 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
             .with_context(|| format!("failed to write lease in {}", path.display()))?;
         return Ok((held(root, name, dir, lease)?, Origin::Resumed));
     }
+}
+
+/// Race closed (shared roots, mode 1777): another user may pre-create a job's dir with a valid
+/// lease and a `target` symlink into their own files, or into ours. A job dir we resume or adopt,
+/// its lease and its `target/` must belong to us and be a real dir, file and dir.
+fn check_owned(dir: &File) -> Result<(), String> {
+    use rustix::fs::FileType;
+    let me = rustix::process::geteuid().as_raw();
+    let st = rustix::fs::fstat(dir).map_err(|e| format!("cannot stat it ({e})"))?;
+    if st.st_uid != me {
+        return Err(format!(
+            "owned by uid {}, not by this user (uid {me})",
+            st.st_uid
+        ));
+    }
+    for (name, want, what) in [
+        (LEASE_FILE, FileType::RegularFile, "a regular file"),
+        (TARGET, FileType::Directory, "a directory"),
+    ] {
+        match rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) != want => {
+                return Err(format!("its {name} is not {what}"));
+            }
+            Ok(st) if st.st_uid != me => {
+                return Err(format!(
+                    "its {name} is owned by uid {}, not by uid {me}",
+                    st.st_uid
+                ));
+            }
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(format!("cannot stat its {name} ({e})")),
+        }
+    }
+    Ok(())
 }
 
 fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result<Held> {
@@ -659,11 +973,19 @@ fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Vec<C
                 lease = fresh;
             }
         }
+        let owned = check_owned(&dir);
         drop(dir);
         if lease.same_key(key)
             && matches!(classify(&lease, now, req.trust), Verdict::Expired { .. })
         {
-            out.push(Candidate { name, lease });
+            // Another user's dir is not ours to take (nor could we write it): start fresh.
+            match owned {
+                Ok(()) => out.push(Candidate { name, lease }),
+                Err(why) => term::verbose(format_args!(
+                    "not adopting {}: {why}",
+                    root.join(&name).display()
+                )),
+            }
         }
     }
     out.sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
@@ -697,6 +1019,14 @@ fn adopt(
     if !root.still_names(&cand.name, &dir) {
         return Ok(AdoptOutcome::Lost);
     }
+    // Race closed: swapped for another user's dir, lease or `target` since the scan.
+    if let Err(why) = check_owned(&dir) {
+        term::verbose(format_args!(
+            "not adopting {}: {why}",
+            root.join(&cand.name).display()
+        ));
+        return Ok(AdoptOutcome::Lost);
+    }
     // Race closed: the dir's own job resumed it (renewing the lease) after our scan.
     match read(dir.as_fd()) {
         Ok(l)
@@ -707,7 +1037,7 @@ fn adopt(
                 ) => {}
         _ => return Ok(AdoptOutcome::Lost),
     }
-    fault::point("adopt-locked");
+    step("adopt-locked");
     // Rename under the lock, never replacing: if our name exists, a sibling step created it.
     match rename_noreplace(root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
         Ok(()) => {}
@@ -723,9 +1053,16 @@ fn adopt(
             });
         }
     }
+    if let Err(why) = verify_moved(&dir, root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
+        term::warn(format_args!(
+            "did not adopt {}: {why}",
+            root.join(&cand.name).display()
+        ));
+        return Ok(AdoptOutcome::Lost);
+    }
     // A crash here leaves the dir under our name with the old (expired) lease: a later step of
     // this job takes it over, or a guard reclaims it. Either is safe.
-    fault::point("adopt-renamed");
+    step("adopt-renamed");
     let mut lease = req.lease(Some(key), SystemTime::now());
     lease.size_bytes = cand.lease.size_bytes;
     lease.size_measured_at = cand.lease.size_measured_at;
@@ -753,16 +1090,27 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
     };
     dir.lock()
         .with_context(|| format!("failed to lock {}", tmp_path.display()))?;
-    fault::point("acquire-locked");
+    step("acquire-locked");
     let lease = req.lease(Some(key), SystemTime::now());
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", tmp_path.display()))?;
     rustix::fs::mkdirat(&dir, TARGET, Mode::from_raw_mode(0o755))
         .map_err(io::Error::from)
         .with_context(|| format!("failed to create {}", tmp_path.join(TARGET).display()))?;
-    fault::point("acquire-before-publish");
+    step("acquire-before-publish");
     match rename_noreplace(root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name)) {
-        Ok(()) => Ok(Some(held(root, OsStr::new(req.name), dir, lease)?)),
+        Ok(()) => {
+            if let Err(why) = verify_moved(
+                &dir,
+                root.fd(),
+                OsStr::new(&tmp),
+                root.fd(),
+                OsStr::new(req.name),
+            ) {
+                bail!("failed to publish {}: {why}", root.join(req.name).display());
+            }
+            Ok(Some(held(root, OsStr::new(req.name), dir, lease)?))
+        }
         Err(e) if is_exists(e) => {
             drop(dir);
             let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.mount);
@@ -790,8 +1138,49 @@ fn rename_noreplace(
     }
 }
 
+/// A protocol step: a fault point for the crash and race tests, and in unit tests the place
+/// where the property test lets a third party rename things.
+fn step(name: &str) {
+    fault::point(name);
+    #[cfg(test)]
+    tests::third_party(name);
+}
+
 fn is_exists(e: Errno) -> bool {
     e == Errno::EXIST || e == Errno::NOTEMPTY
+}
+
+/// Race closed: we check and lock a dir through its fd, but `rename` moves whatever the *name*
+/// points at when it runs. A third party who can write the root may swap the names in between
+/// (`renameat2(RENAME_EXCHANGE)` of the checked dir with a live job's dir), so after each rename
+/// the inode now under `to` must be the one we hold. If it is not, the wrong dir was moved: put it
+/// back under `from` (never replacing) and report why, so nobody deletes or adopts it.
+fn verify_moved(
+    held: &File,
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> Result<(), String> {
+    let ours = fs::identity(held.as_fd()).map_err(|e| format!("cannot stat the held dir ({e})"))?;
+    match fs::identity_at(to_dir, to) {
+        Ok(now) if now == ours => return Ok(()),
+        Ok(_) => {}
+        // Gone already: nothing of anyone's is under the new name for us to misuse.
+        Err(e) => return Err(format!("moved dir vanished at once ({e})")),
+    }
+    match rename_noreplace(to_dir, to, from_dir, from) {
+        Ok(()) => Err(
+            "the name was swapped for another dir between check and rename; put that dir back"
+                .into(),
+        ),
+        Err(e) => Err(format!(
+            "the name was swapped for another dir between check and rename; could not put it \
+             back ({}), it is left under {}",
+            io::Error::from(e),
+            to.to_string_lossy()
+        )),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -814,8 +1203,9 @@ impl Heartbeat {
         let interval = heartbeat_interval(ttl);
         let (stop, rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
+            let mut failing = false;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
-                fault::point("heartbeat");
+                step("heartbeat");
                 if !held.still_named() {
                     on_lost();
                     bail!(
@@ -826,14 +1216,27 @@ impl Heartbeat {
                 let renewed = held.update(|l| {
                     let now = SystemTime::now();
                     l.renewed_at = now;
-                    l.expires_at = now + ttl;
+                    l.expires_at = expiry(now, ttl);
                 });
-                if let Err(e) = renewed {
-                    // The lock still protects the dir; the next beat may succeed (e.g. ENOSPC).
-                    term::warn(format_args!(
-                        "failed to renew lease in {}: {e}",
-                        held.path.display()
-                    ));
+                // The lock still protects the dir; the next beat may succeed (e.g. ENOSPC). Say
+                // so once when it starts failing and once when it recovers, not on every beat.
+                match renewed {
+                    Err(e) if !failing => {
+                        failing = true;
+                        term::warn(format_args!(
+                            "failed to renew lease in {}: {e} (the lock still protects it; retrying quietly)",
+                            held.path.display()
+                        ));
+                    }
+                    Err(_) => {}
+                    Ok(()) if failing => {
+                        failing = false;
+                        term::warn(format_args!(
+                            "renewing the lease in {} works again",
+                            held.path.display()
+                        ));
+                    }
+                    Ok(()) => {}
                 }
             }
             Ok(())
@@ -878,11 +1281,11 @@ impl Held {
         } else {
             None
         };
-        fault::point("release");
+        step("release");
         self.update(|l| {
             l.state = State::Released;
             l.renewed_at = now;
-            l.expires_at = now + linger;
+            l.expires_at = expiry(now, linger);
             if let Some(size) = size {
                 l.size_bytes = Some(size);
                 l.size_measured_at = Some(unix(now));
@@ -936,7 +1339,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
             return kept(Some(lease), format!("kept: unknown – lock failed ({e})"));
         }
     }
-    fault::point("guard-locked");
+    step("guard-locked");
     // Race closed: the name now points elsewhere (renamed, or swapped for a symlink).
     if !root.still_names(name, &dir) {
         return kept(Some(lease), "skipped: changed while being examined".into());
@@ -954,8 +1357,8 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
     if dry_run {
         return Claim::Would { lease };
     }
-    fault::point("guard-rename");
-    let trash_name = match move_to_trash(root, name) {
+    step("guard-rename");
+    let trash_name = match move_to_trash(root, name, &dir) {
         Ok(trash_name) => trash_name,
         Err(e) => {
             return kept(
@@ -965,7 +1368,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         }
     };
     drop(dir);
-    fault::point("guard-trashed");
+    step("guard-trashed");
     Claim::Trashed { trash_name, lease }
 }
 
@@ -986,26 +1389,233 @@ pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> 
     if !root.still_names(name, &dir) {
         return None;
     }
-    move_to_trash(root, name).ok()
+    match move_to_trash(root, name, &dir) {
+        Ok(trash_name) => Some(trash_name),
+        Err(why) => {
+            term::warn(format_args!("kept {}: {why}", root.join(name).display()));
+            None
+        }
+    }
 }
 
-/// Rename `name` into `.trash/` under a unique name (the caller holds its lock), returning that
-/// name. Same filesystem, so the rename is atomic: the dir is whole under one name or the other.
-fn move_to_trash(root: &Root, name: &OsStr) -> Result<OsString, Errno> {
-    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
-        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+/// Rename `name` into `.trash/` under a unique name (the caller holds its lock on `dir`),
+/// returning that name. Same filesystem, so the rename is atomic: the dir is whole under one
+/// name or the other. Checked afterwards (`verify_moved`): only the locked inode may end up in
+/// `.trash/`, where everything is deleted.
+fn move_to_trash(root: &Root, name: &OsStr, dir: &File) -> Result<OsString, String> {
+    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).map_err(|e| e.to_string())?;
     let trash_name = OsString::from(format!(
         "{}.{}",
         name.to_string_lossy(),
         uuid::Uuid::new_v4().simple()
     ));
-    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)?;
+    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)
+        .map_err(|e| io::Error::from(e).to_string())?;
+    step("trash-renamed");
+    verify_moved(dir, root.fd(), name, trash.as_fd(), &trash_name)?;
     Ok(trash_name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    type ThirdParty = (String, Box<dyn FnMut()>);
+
+    thread_local! {
+        /// What a third party does when the protocol reaches a step (once).
+        static THIRD_PARTY: RefCell<Option<ThirdParty>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn third_party(at: &str) {
+        let armed = THIRD_PARTY.with(|t| {
+            let mut t = t.borrow_mut();
+            if t.as_ref().is_some_and(|(s, _)| s == at) {
+                t.take()
+            } else {
+                None
+            }
+        });
+        if let Some((_, mut act)) = armed {
+            act();
+        }
+    }
+
+    /// The names the property test plays with: three jobs, and `x`, at first a symlink out of
+    /// the root.
+    const NAMES: [&str; 4] = ["j0", "j1", "j2", "x"];
+    const STEPS: [&str; 5] = [
+        "guard-rename",
+        "trash-renamed",
+        "adopt-locked",
+        "acquire-before-publish",
+        "acquire-resume-locked",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire {
+            job: usize,
+            adopt: bool,
+        },
+        Release(usize),
+        /// The job's process dies: lock gone, lease left active (TTL 0: expired at once).
+        Crash(usize),
+        Claim(usize),
+        ClaimUnfinished,
+        /// A third party renames `a` to `b` (swapping them if `exchange`) now...
+        Rename {
+            a: usize,
+            b: usize,
+            exchange: bool,
+        },
+        /// ...or when the protocol next reaches `STEPS[step]`.
+        RenameAt {
+            step: usize,
+            a: usize,
+            b: usize,
+            exchange: bool,
+        },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..3usize, any::<bool>()).prop_map(|(job, adopt)| Op::Acquire { job, adopt }),
+            (0..4usize).prop_map(Op::Release),
+            (0..4usize).prop_map(Op::Crash),
+            (0..4usize).prop_map(Op::Claim),
+            Just(Op::ClaimUnfinished),
+            (0..4usize, 0..4usize, any::<bool>()).prop_map(|(a, b, exchange)| Op::Rename {
+                a,
+                b,
+                exchange
+            }),
+            (0..5usize, 0..4usize, 0..4usize, any::<bool>()).prop_map(|(step, a, b, exchange)| {
+                Op::RenameAt {
+                    step,
+                    a,
+                    b,
+                    exchange,
+                }
+            }),
+        ]
+    }
+
+    fn rename(root_path: &Path, a: usize, b: usize, exchange: bool) {
+        let Ok(d) = File::open(root_path) else {
+            return;
+        };
+        let flags = if exchange {
+            RenameFlags::EXCHANGE
+        } else {
+            RenameFlags::NOREPLACE
+        };
+        let _ = rustix::fs::renameat_with(&d, NAMES[a], &d, NAMES[b], flags);
+    }
+
+    /// Whether the inode of `held` is a top-level entry of the root (not in `.trash/`) and
+    /// still holds its files.
+    fn alive(root: &Root, held: &Held) -> bool {
+        let named = fs::list(root.fd()).unwrap().iter().any(|(n, _)| {
+            n != TRASH && fs::identity_at(root.fd(), n).is_ok_and(|i| i == held.ident)
+        });
+        let files =
+            rustix::fs::statat(&held.dir, "target/keep", rustix::fs::AtFlags::empty()).is_ok();
+        named && files
+    }
+
+    fn run(ops: Vec<Op>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("precious"), "keep").unwrap();
+        let root = Root::create(&tmp.path().join("root")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("x")).unwrap();
+        let owner = Owner::this_process(None);
+        let key = || WorkspaceKey {
+            workspace: "ws".into(),
+            toolchain: None,
+        };
+        let no_interrupt = || Ok(());
+        let mut held: Vec<Held> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Acquire { job, adopt } => {
+                    let req = Request {
+                        job_id: NAMES[job],
+                        name: NAMES[job],
+                        owner: &owner,
+                        ttl: Duration::ZERO,
+                        command: vec![],
+                        wait: Some(Duration::ZERO),
+                        key: &key,
+                        adopt,
+                        trust: LockTrust::Trusted,
+                        interrupted: &no_interrupt,
+                    };
+                    if let Ok((h, _)) = acquire(&root, &req) {
+                        let _ = rustix::fs::mkdirat(&h.dir, TARGET, Mode::from_raw_mode(0o755));
+                        std::fs::write(
+                            format!("/proc/self/fd/{}/target/keep", {
+                                use std::os::fd::AsRawFd;
+                                h.dir.as_raw_fd()
+                            }),
+                            "live",
+                        )
+                        .unwrap();
+                        held.push(h);
+                    }
+                }
+                Op::Release(i) if i < held.len() => {
+                    let _ = held.remove(i).release(Duration::ZERO);
+                }
+                Op::Crash(i) if i < held.len() => drop(held.remove(i)),
+                Op::Release(_) | Op::Crash(_) => {}
+                Op::Claim(n) => {
+                    if let Claim::Trashed { trash_name, .. } =
+                        claim(&root, OsStr::new(NAMES[n]), LockTrust::Trusted, false)
+                    {
+                        let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).unwrap();
+                        fs::remove_tree(trash.as_fd(), &trash_name, root.mount)
+                            .result()
+                            .unwrap();
+                    }
+                }
+                Op::ClaimUnfinished => {
+                    for (n, _) in fs::list(root.fd()).unwrap() {
+                        if n.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
+                            let _ = claim_unfinished(&root, &n, Duration::ZERO);
+                        }
+                    }
+                }
+                Op::Rename { a, b, exchange } => rename(&root.path, a, b, exchange),
+                Op::RenameAt {
+                    step,
+                    a,
+                    b,
+                    exchange,
+                } => {
+                    let path = root.path.clone();
+                    THIRD_PARTY.with(|t| {
+                        *t.borrow_mut() = Some((
+                            STEPS[step].to_owned(),
+                            Box::new(move || rename(&path, a, b, exchange)),
+                        ));
+                    });
+                }
+            }
+            for h in &held {
+                assert!(alive(&root, h), "lost live dir {}", h.path.display());
+            }
+            assert!(
+                outside.join("precious").exists(),
+                "deleted outside the root"
+            );
+        }
+        THIRD_PARTY.with(|t| t.borrow_mut().take());
+    }
 
     fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, SystemTime) {
         let now = SystemTime::now();
@@ -1103,6 +1713,16 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+
+        /// Random interleavings of the protocol's steps with a third party's renames (plain and
+        /// `RENAME_EXCHANGE`, also in the middle of a step) never lose a live dir and never
+        /// delete outside the root.
+        #[test]
+        fn no_interleaving_loses_a_live_dir(ops in proptest::collection::vec(op(), 1..40)) {
+            run(ops);
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = parse(&bytes);

@@ -65,25 +65,60 @@ pub(crate) fn assess(root: &Root, forced: Option<bool>) -> LockTrust {
     }
 }
 
+/// The self-test never blocks: anyone who can read the root can open `.locktest` and hold a
+/// lock on it, and a blocking wait would let them freeze every job and guard. If the shared file
+/// is busy (another guard testing right now, or someone holding it on purpose), the test runs on
+/// a scratch file unique to this process, removed afterwards. If neither can be opened (a user
+/// who may read but not write the root, e.g. for `status`), the filesystem type decided already
+/// (`assess`), and the test counts as passed: on a local filesystem flock is kernel-enforced.
 fn self_test(root: &Root) -> bool {
-    let name = OsStr::new(".locktest");
-    let open = || {
-        rustix::fs::openat(
-            root.fd(),
-            name,
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map(File::from)
-    };
-    let (Ok(a), Ok(b)) = (open(), open()) else {
-        return false;
-    };
-    // Other guards run this test at the same time: wait for our turn on the first handle.
-    if a.lock().is_err() {
-        return false;
+    let shared = OsStr::new(".locktest");
+    if let Some(a) = open_shared(root, shared) {
+        match a.try_lock() {
+            Ok(()) => {
+                let refused = second_open_refused(root, shared);
+                let _ = a.unlock();
+                return refused;
+            }
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(_)) => return false,
+        }
     }
-    let refused = matches!(b.try_lock(), Err(TryLockError::WouldBlock));
-    let _ = a.unlock();
+    let scratch = format!(".locktest-{}", uuid::Uuid::new_v4().simple());
+    let Ok(fd) = rustix::fs::openat(
+        root.fd(),
+        scratch.as_str(),
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) else {
+        return true;
+    };
+    let a = File::from(fd);
+    let refused = a.lock().is_ok() && second_open_refused(root, OsStr::new(&scratch));
+    let _ = rustix::fs::unlinkat(root.fd(), scratch.as_str(), rustix::fs::AtFlags::empty());
     refused
+}
+
+/// Open `.locktest` read-only (flock works on any open file, and another user's file may not be
+/// writable for us), creating it if missing with the root's sharing mode.
+fn open_shared(root: &Root, name: &OsStr) -> Option<File> {
+    let ro = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(root.fd(), name, ro, Mode::empty()) {
+        Ok(fd) => Some(File::from(fd)),
+        Err(rustix::io::Errno::NOENT) => root.create_shared_file(name).ok(),
+        Err(_) => None,
+    }
+}
+
+/// A second, independent open of `name` must not get the lock the first one holds.
+fn second_open_refused(root: &Root, name: &OsStr) -> bool {
+    let Ok(fd) = rustix::fs::openat(
+        root.fd(),
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    matches!(File::from(fd).try_lock(), Err(TryLockError::WouldBlock))
 }

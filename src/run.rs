@@ -436,15 +436,8 @@ fn acquire_and_check(
         // Under the adopter's lock: the previous job is over and no one else can build here.
         crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune);
     }
-    // The token this acquisition wrote: what a nested run recognises the lease by.
-    let token = root
-        .open_job(OsStr::new(&cfg.job_name))
-        .ok()
-        .and_then(|dir| lease::read(dir.as_fd()).ok())
-        .map(|l| l.token)
-        .unwrap_or_default();
     let lease_env = LeaseEnv {
-        marker: marker(&token, &held.path),
+        marker: marker(&held.token(), &held.path),
         path: held.path.clone(),
         job_id: held.job_id(),
         pid: std::process::id(),

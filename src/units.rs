@@ -12,6 +12,19 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration `{s}` ({e}); use e.g. `90s`, `10m`, `1h`"))
 }
 
+/// A lease duration (`--ttl`, `--linger`): a duration of at most `max`. Anything longer is a
+/// typo, and clock arithmetic on it could overflow.
+pub(crate) fn parse_duration_at_most(s: &str, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > max {
+        return Err(format!(
+            "duration `{s}` is longer than the maximum of {} days",
+            max.as_secs() / 86400
+        ));
+    }
+    Ok(d)
+}
+
 /// A size such as `2GiB`, `500MB`, `1073741824`.
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     s.trim()

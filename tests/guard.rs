@@ -38,6 +38,8 @@ fn lease(job: &str, state: &str, renewed: i64, expires: i64, ttl: u64) -> Value 
 fn plant(env: &Env, name: &str, lease: Option<&Value>) -> PathBuf {
     let dir = env.root.join(name);
     std::fs::create_dir_all(dir.join("target/debug")).unwrap();
+    // A planted root must be a root: `gc` refuses a directory without cargo-guarded's marker.
+    std::fs::write(env.root.join(".cargo-guarded-root"), "").unwrap();
     std::fs::write(dir.join("target/debug/artifact"), vec![7u8; 4096]).unwrap();
     if let Some(l) = lease {
         std::fs::write(
