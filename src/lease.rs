@@ -1,4 +1,4 @@
-//! The lease protocol (`PROTOCOL.md`): the root's layout, the lease record, and the steps in the
+//! The lease protocol (`docs/protocol.md`): the root's layout, the lease record, and the steps in the
 //! order a job takes them — acquire (fresh, resumed or adopted), renew, release — followed by the
 //! guard's claim on an expired dir. Each step's comment names the race it closes.
 //!
@@ -62,7 +62,7 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # For information about cache directory tags see https://bford.info/cachedir/\n";
 
 // ---------------------------------------------------------------------------------------------
-// The root
+// The root (docs/protocol.md#the-root)
 
 /// The shared root, opened once; every other path is resolved relative to its fd.
 pub(crate) struct Root {
@@ -368,7 +368,7 @@ impl std::fmt::Display for Skip {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The lease record
+// The lease record (docs/protocol.md#layout)
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -530,7 +530,7 @@ fn write(dir: BorrowedFd<'_>, lease: &Lease) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Expiry (pure; shared by the guard, adoption and `status`)
+// Expiry (pure; shared by the guard, adoption and `status`; docs/protocol.md#expiry)
 
 /// What a lease says about its dir, judged on the observer's clock.
 #[derive(Debug, Clone, PartialEq)]
@@ -604,7 +604,7 @@ impl Verdict {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Step 1: acquire
+// Step 1: acquire (docs/protocol.md#acquire, #adopt)
 
 /// What a job asks for.
 pub(crate) struct Request<'a> {
@@ -1184,7 +1184,7 @@ fn verify_moved(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Step 2: renew
+// Step 2: renew (docs/protocol.md#renew)
 
 /// The heartbeat: rewrites `renewed_at`/`expires_at` every interval while the job runs.
 pub(crate) struct Heartbeat {
@@ -1253,7 +1253,7 @@ impl Heartbeat {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Step 3: release
+// Step 3: release (docs/protocol.md#release)
 
 impl Held {
     /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
@@ -1296,7 +1296,7 @@ impl Held {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Step 4: the guard's claim
+// Step 4: the guard's claim (docs/protocol.md#claim-the-guard)
 
 /// What the guard may do with one job dir.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! `cargo guarded`: run cargo in a leased, job-scoped target dir, and reclaim only target dirs
-//! whose lease has expired. See README.md and PROTOCOL.md.
+//! whose lease has expired. See README.md and docs/protocol.md.
 
 mod cli;
 mod config;

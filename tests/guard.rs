@@ -745,7 +745,7 @@ fn on_a_small_disk_full_of_live_leases_nothing_is_deleted_and_the_job_refuses() 
     }
 }
 
-/// PROTOCOL.md "Renew": if the job dir is moved away under a running job (a rogue cleaner, an
+/// docs/protocol.md "Renew": if the job dir is moved away under a running job (a rogue cleaner, an
 /// operator's `mv`), the job stops loudly instead of building into a dir being deleted.
 #[test]
 fn a_job_whose_dir_is_moved_away_stops_loudly() {
