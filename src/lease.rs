@@ -180,14 +180,29 @@ impl Root {
             {
                 RootKind::Empty
             }
+            // Race closed: jobs starting together on a new root. Another one may have laid the
+            // root out between our marker check and this listing; the marker is written first,
+            // so if the listing shows anything of the layout, it shows the marker too.
+            Ok(entries) if entries.iter().any(|(n, _)| n == ROOT_MARKER) => RootKind::Marked,
             _ => RootKind::Foreign,
         }
     }
 
     fn write_marker(&self) -> io::Result<()> {
-        let file = self.create_shared_file(OsStr::new(ROOT_MARKER))?;
+        let fd = match rustix::fs::openat(
+            self.fd(),
+            ROOT_MARKER,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => fd,
+            // Another job starting on the same new root laid it out first: it is a root.
+            Err(Errno::EXIST) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        rustix::fs::fchmod(&fd, self.shared_mode(0o644))?;
         io::Write::write_all(
-            &mut &file,
+            &mut File::from(fd),
             b"cargo-guarded root: job dirs in here are leased; \
             `cargo guarded gc` deletes only expired ones\n",
         )
