@@ -24,6 +24,8 @@ fn ts(secs_ago: u64) -> String {
 fn expired(root: &Path, name: &str, size_bytes: Option<u64>) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("target/debug")).unwrap();
+    // A hand-built root proves it is one, as a root laid out by cargo guarded does.
+    std::fs::write(root.join(".cargo-guarded-root"), "").unwrap();
     let lease = json!({
         "protocol": 1, "job_id": name, "token": "t", "workspace": "planted", "toolchain": null,
         "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
