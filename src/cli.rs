@@ -40,7 +40,6 @@ Examples:
     bin_name = "cargo guarded",
     version,
     after_help = AFTER_HELP,
-    disable_help_subcommand = true,
     allow_external_subcommands = true,
     subcommand_value_name = "COMMAND",
     max_term_width = 100
@@ -98,7 +97,8 @@ pub(crate) struct GlobalArgs {
 
     /// Expired dirs kept per workspace for warm reuse, even without disk pressure
     /// [env: CARGO_GUARDED_KEEP_EXPIRED] [default: 1]
-    #[arg(long, value_name = "N", global = true)]
+    // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
+    #[arg(long, value_name = "N", global = true, allow_negative_numbers = true)]
     pub(crate) keep_expired: Option<usize>,
 
     /// Never adopt another job's expired dir; start cold instead [env: CARGO_GUARDED_ADOPT=0]

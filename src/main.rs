@@ -2,6 +2,7 @@
 //! whose lease has expired. See README.md and PROTOCOL.md.
 
 mod cli;
+mod commands;
 mod config;
 mod doctor;
 mod exit_codes;
@@ -25,7 +26,7 @@ mod workspace;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command, GcArgs, StatusArgs};
 use crate::config::Config;
@@ -51,15 +52,23 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let args = cli::normalize(std::env::args_os().collect());
+    let color_flag = term::color_flag(&args);
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return clap_error(e),
+        Err(e) => {
+            term::init(term::Verbosity::Normal, color_flag);
+            return clap_error(e);
+        }
     };
-    let (verbosity, color) = config::output(&cli.global);
-    term::init(verbosity, color);
+    let (verbosity, _) = config::output(&cli.global);
+    term::init(verbosity, cli.global.color);
 
     match cli.command {
         Command::External(args) => {
+            if let Err(e) = check_command(&args) {
+                return clap_error(e);
+            }
+            check_project(&args)?;
             let tool = run::Tool::from_external(args);
             let cfg = Config::resolve(&cli.global, tool.args())?;
             run::wrapped(&cfg, &tool)
@@ -76,7 +85,8 @@ fn run() -> Result<ExitCode> {
     }
 }
 
-/// Help and version go to stdout with exit 0; any other parse error becomes one line, exit 1.
+/// Help and version go to stdout with exit 0; any other parse error is printed as clap renders
+/// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own.
 fn clap_error(e: clap::Error) -> Result<ExitCode> {
     use clap::error::ErrorKind;
     match e.kind() {
@@ -88,27 +98,58 @@ fn clap_error(e: clap::Error) -> Result<ExitCode> {
             "no command given: try `cargo guarded build`, or see `cargo guarded --help`"
         )),
         _ => {
-            let rendered = e.render().to_string();
-            let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
-            let first = lines.next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // "the following required arguments were not provided:" names them on the indented
-            // lines below; keep them on the one line.
-            let listed: Vec<&str> = if first.ends_with(':') {
-                lines
-                    .take_while(|l| l.starts_with("  "))
-                    .map(str::trim)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let sep = if listed.is_empty() { "" } else { " " };
-            Err(anyhow!(
-                "{first}{sep}{} (see `cargo guarded --help`)",
-                listed.join(", ")
-            ))
+            term::write_styled(&e.render().ansi().to_string());
+            Ok(ExitCode::from(exit_codes::ERROR))
         }
     }
+}
+
+/// Before any lease is taken, the command must be one cargo would run: a typo would otherwise
+/// leave a job dir that lingers for an hour.
+fn check_command(args: &[std::ffi::OsString]) -> Result<(), clap::Error> {
+    let Some(name) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
+        return Ok(());
+    };
+    let path = std::env::var_os("PATH");
+    let cargo_home = commands::cargo_home();
+    let search = commands::Search {
+        path: path.as_deref(),
+        cargo_home: cargo_home.as_deref(),
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let aliases = || workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
+    if !commands::is_known(&name, &search, aliases) {
+        return Err(commands::unknown(
+            Cli::command(),
+            &name,
+            &search,
+            workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases,
+        ));
+    }
+    Ok(())
+}
+
+/// Before any lease is taken, a cargo command that needs a project must have one (cargo's own
+/// words for it), rather than take a job dir and fail in cargo.
+fn check_project(args: &[std::ffi::OsString]) -> Result<()> {
+    let Some(name) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
+        return Ok(());
+    };
+    let cwd = std::env::current_dir().context("failed to read the current directory")?;
+    // `cargo build --help` works anywhere; so does a command cargo will point elsewhere.
+    let mut rest = args.iter().skip(1).take_while(|a| *a != "--");
+    let elsewhere = rest.any(|a| {
+        let a = a.to_string_lossy();
+        a == "-h" || a == "--help" || a.starts_with("--manifest-path")
+    });
+    let start = workspace::start_dir(args, &cwd);
+    if commands::needs_manifest(&name) && !elsewhere && !workspace::has_manifest(&start) {
+        anyhow::bail!(
+            "could not find `Cargo.toml` in `{}` or any parent directory",
+            start.display()
+        );
+    }
+    Ok(())
 }
 
 fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
