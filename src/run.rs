@@ -524,6 +524,8 @@ fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuild
         );
     }
     pb.env("CARGO_GUARDED_JOB_ID", &lease.job_id);
+    // One colour decision for the whole log: ours (`--color`, CARGO_TERM_COLOR, NO_COLOR, tty).
+    pb.env("CARGO_TERM_COLOR", term::cargo_color());
     // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
     pb.env_remove("CARGO_GUARDED_FAULT")
         .env_remove("CARGO_GUARDED_PAUSE")

@@ -558,7 +558,7 @@ fn precheck_reclaims_in_a_log_group_keeps_live_leases_and_warns_when_disk_stays_
     let err = stderr(&a.run);
     let grouped = group(&err, "cargo-guarded: disk precheck");
     assert!(
-        grouped.iter().any(|l| l.contains("removed: old")),
+        grouped.iter().any(|l| l.contains("Removed old")),
         "the sweep's lines belong in the group\n{}",
         describe(&a.run)
     );
@@ -759,7 +759,7 @@ fn outside_github_actions_no_files_are_written_and_no_workflow_commands_printed(
         .args(["guarded", "--reclaim-below", "100%", "build"]);
     let out = output(&mut cmd);
     assert_success(&out);
-    assert!(stderr(&out).contains("removed: old"), "{}", describe(&out));
+    assert!(stderr(&out).contains("Removed old"), "{}", describe(&out));
     assert!(!stderr(&out).contains("::"), "{}", describe(&out));
     assert_eq!(std::fs::read_to_string(&step.output).unwrap(), "");
     assert_eq!(step.summary(), "");
@@ -809,7 +809,7 @@ fn gc_on_github_groups_its_log_sets_reclaimed_bytes_and_summarises() {
     assert_success(&out);
     let err = stderr(&out);
     let grouped = group(&err, "cargo-guarded: gc");
-    assert!(grouped.iter().any(|l| l.contains("removed: old")), "{err}");
+    assert!(grouped.iter().any(|l| l.contains("Removed old")), "{err}");
     assert!(err.contains("::warning title=cargo-guarded%3A disk still low::"));
     let reclaimed: u64 = step.outputs()["reclaimed-bytes"].parse().unwrap();
     assert!(reclaimed >= 1 << 20, "reclaimed {reclaimed}");
@@ -962,7 +962,7 @@ fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
     assert_success(&b);
     let both = format!("{}{}", stderr(&a), stderr(&b));
     assert_eq!(
-        both.matches("removed: old").count(),
+        both.matches("Removed old").count(),
         1,
         "exactly one sweep removes the expired dir\n{}\n{}",
         describe(&a),

@@ -86,7 +86,7 @@ fn two_job_ids_at_once_get_separate_dirs() {
         assert_success(out);
         assert!(compiled_anything(out), "{}", describe(out));
         assert!(
-            !stderr(out).contains("waiting for lease"),
+            !stderr(out).contains("Waiting for lease"),
             "different jobs must not wait for each other\n{}",
             describe(out)
         );
@@ -634,7 +634,7 @@ fn same_job_at_once_waits_for_the_lease() {
     assert!(
         wait_for(60, || second
             .stderr_so_far()
-            .contains("waiting for lease held by")),
+            .contains("Waiting for lease held by")),
         "no waiting message\n{}",
         second.stderr_so_far()
     );

@@ -1,0 +1,280 @@
+//! The command line as a user meets it (issue 11): `help <cmd>`, typos and non-projects that fail
+//! before any lease, clap's own error rendering, cargo-style output, one colour decision passed on
+//! to the wrapped command, workspace detection that reads TOML, and `gc` saying why it reclaims
+//! nothing.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use serde_json::json;
+
+/// No job dir was taken: the root was never even created.
+fn assert_no_lease(env: &Env, what: &str) {
+    assert!(
+        !env.root.exists() || env.job_dirs().is_empty(),
+        "{what}: a lease was taken: {:?}",
+        env.job_dirs()
+    );
+}
+
+#[test]
+fn help_for_a_command_is_ours_and_takes_no_lease() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let out = env.ok(&ws, ["help", "gc"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Usage: cargo guarded gc"),
+        "{}",
+        describe(&out)
+    );
+    assert!(text.contains("--dry-run"), "{text}");
+    let out = env.ok(&ws, ["help"]);
+    assert!(
+        stdout(&out).contains("Usage: cargo guarded"),
+        "{}",
+        describe(&out)
+    );
+    assert_no_lease(&env, "help");
+}
+
+#[test]
+fn a_mistyped_command_fails_before_any_lease_with_clap_s_tip() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    for (typo, meant) in [("biuld", "build"), ("stauts", "status"), ("tset", "test")] {
+        let out = env.run(&ws, [typo]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("error: unrecognized subcommand '{typo}'")),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("tip: a similar subcommand exists: '{meant}'")),
+            "{err}"
+        );
+        assert!(!compiled_anything(&out), "{}", describe(&out));
+        assert_no_lease(&env, typo);
+    }
+}
+
+#[test]
+fn installed_subcommands_and_config_aliases_are_known() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // A third-party `cargo-frob` on PATH, as `cargo install` would put it.
+    let bin = env.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let frob = bin.join("cargo-frob");
+    std::fs::write(
+        &frob,
+        "#!/bin/sh\nprintf '%s' \"$CARGO_TARGET_DIR\" > \"$0.ran\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&frob, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = env.cmd(&ws);
+    cmd.env("PATH", &path).args(["guarded", "frob"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let target = std::fs::read_to_string(bin.join("cargo-frob.ran")).unwrap();
+    assert!(target.starts_with(env.root.to_str().unwrap()), "{target}");
+    // A typo of it gets it as the tip.
+    let mut cmd = env.cmd(&ws);
+    cmd.env("PATH", &path).args(["guarded", "frbo"]);
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("tip: a similar subcommand exists: 'frob'"),
+        "{}",
+        describe(&out)
+    );
+    // An `[alias]` of the project's cargo config, in dotted-key spelling.
+    std::fs::create_dir(ws.join(".cargo")).unwrap();
+    std::fs::write(ws.join(".cargo/config.toml"), "alias.bb = \"build\"\n").unwrap();
+    let out = env.ok(&ws, ["bb"]);
+    assert!(compiled_anything(&out), "{}", describe(&out));
+}
+
+#[test]
+fn a_build_outside_any_project_fails_before_any_lease() {
+    let env = Env::new();
+    let empty = env.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = env.run(&empty, ["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("could not find `Cargo.toml` in") && line.contains(empty.to_str().unwrap()),
+        "{line}"
+    );
+    assert_no_lease(&env, "build outside a project");
+    // Commands that need no project still run, under a lease.
+    env.ok(&empty, ["exec", "--", "true"]);
+    assert_eq!(env.job_dirs().len(), 1);
+}
+
+#[test]
+fn clap_renders_its_own_errors_with_their_hints() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    for (args, needles) in [
+        (
+            &["gc", "--dry-rn"][..],
+            &[
+                "unexpected argument '--dry-rn'",
+                "tip: a similar argument exists: '--dry-run'",
+            ][..],
+        ),
+        (
+            &["--color", "sometimes", "build"],
+            &["[possible values: auto, always, never]"],
+        ),
+        (
+            &["--keep-expired", "-1", "build"],
+            &["invalid value '-1' for '--keep-expired <N>'"],
+        ),
+    ] {
+        let out = env.run(&ws, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
+        let err = stderr(&out);
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: missing {n:?}\n{err}");
+        }
+        assert_no_lease(&env, &format!("{args:?}"));
+    }
+}
+
+#[test]
+fn a_workspace_header_with_a_comment_is_still_one_workspace() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    std::fs::write(
+        ws.join("Cargo.toml"),
+        "[workspace] # root\nmembers = [\"app\", \"util\"]\nresolver = \"2\"\n",
+    )
+    .unwrap();
+    env.ok(&ws, ["build"]);
+    let out = env.ok(&ws.join("app"), ["build"]);
+    assert!(!compiled_anything(&out), "{}", describe(&out));
+    assert_eq!(env.job_dirs().len(), 1, "{:?}", env.job_dirs());
+}
+
+/// What the wrapped command sees as `CARGO_TERM_COLOR`, and whether our own lines were coloured.
+fn colour_seen(env: &Env, ws: &Path, vars: &[(&str, &str)], args: &[&str]) -> (String, bool) {
+    let seen = env.path().join("seen");
+    let mut cmd = env.cmd(ws);
+    cmd.env_remove("NO_COLOR").env_remove("CARGO_TERM_COLOR");
+    cmd.envs(vars.iter().copied())
+        .arg("guarded")
+        .args(args)
+        .args(["exec", "--", "sh", "-c"])
+        .arg(format!(
+            "printf '%s' \"$CARGO_TERM_COLOR\" > '{}'",
+            seen.display()
+        ));
+    let out = output(&mut cmd);
+    assert_success(&out);
+    (
+        std::fs::read_to_string(&seen).unwrap(),
+        stderr(&out).contains('\u{1b}'),
+    )
+}
+
+#[test]
+fn one_colour_decision_reaches_the_wrapped_command() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // CI sets CARGO_TERM_COLOR=always: cargo colours, and so do we.
+    let (child, ours) = colour_seen(&env, &ws, &[("CARGO_TERM_COLOR", "always")], &[]);
+    assert_eq!(child, "always");
+    assert!(
+        ours,
+        "our lines were not coloured under CARGO_TERM_COLOR=always"
+    );
+    // The flag wins over the environment, for cargo too.
+    let (child, ours) = colour_seen(
+        &env,
+        &ws,
+        &[("CARGO_TERM_COLOR", "always")],
+        &["--color", "never"],
+    );
+    assert_eq!(child, "never");
+    assert!(!ours);
+    // Not a terminal, NO_COLOR: no colour anywhere.
+    let (child, ours) = colour_seen(&env, &ws, &[("NO_COLOR", "1")], &[]);
+    assert_eq!(child, "never");
+    assert!(!ours);
+}
+
+/// RFC 3339 for `secs` seconds from now (negative: in the past).
+fn ts(secs: i64) -> String {
+    let now = SystemTime::now();
+    let t = if secs >= 0 {
+        now + Duration::from_secs(secs as u64)
+    } else {
+        now - Duration::from_secs((-secs) as u64)
+    };
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// An expired job dir of another job, as cargo-guarded would have left it.
+fn plant_expired(env: &Env, name: &str) {
+    let dir = env.root.join(name);
+    std::fs::create_dir_all(dir.join("target/debug")).unwrap();
+    std::fs::write(dir.join("target/debug/artifact"), vec![7u8; 4096]).unwrap();
+    let lease = json!({
+        "protocol": 1, "job_id": name, "token": "t", "workspace": "planted", "toolchain": null,
+        "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
+        "created_at": ts(-7200), "renewed_at": ts(-7200), "expires_at": ts(-3600),
+        "heartbeat_secs": 1, "ttl_secs": 600, "state": "released", "size_bytes": null,
+        "command": []
+    });
+    std::fs::write(
+        dir.join("lease.json"),
+        serde_json::to_vec_pretty(&lease).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn gc_says_why_it_reclaims_nothing_and_prints_cargo_style_lines() {
+    let env = Env::new();
+    // Make the root a real one first.
+    env.ok(env.path(), ["exec", "--", "true"]);
+    plant_expired(&env, "old");
+    let out = env.ok(env.path(), ["gc", "--dry-run", "--reclaim-below", "0%"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("     Nothing to reclaim: ") && err.contains("is above the reclaim target"),
+        "{err}"
+    );
+    assert!(!err.contains("now "), "{err}");
+    assert!(err.contains("        Kept old (expired"), "{err}");
+    plant_expired(&env, "older");
+    // With pressure, cargo's shape: verbs right-aligned in 12 columns.
+    let out = env.ok(env.path(), ["gc", "--dry-run", "--all-expired"]);
+    let err = stderr(&out);
+    assert!(err.contains("Would remove old (expired 1h ago"), "{err}");
+    assert!(err.contains("  Would free "), "{err}");
+    let out = env.ok(env.path(), ["gc", "--all-expired"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("\n     Removed older (expired 1h ago"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\n   Reclaimed ") && err.contains(" in 2 dirs; now "),
+        "{err}"
+    );
+    assert!(!err.contains("[cargo-guarded]"), "{err}");
+}
