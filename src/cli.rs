@@ -48,6 +48,9 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
 
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -59,15 +62,10 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "DIR", global = true)]
     pub(crate) root: Option<PathBuf>,
 
-    /// Job id; steps with the same id share one dir [env: CARGO_GUARDED_JOB_ID]
-    /// [default: derived from GitHub Actions, GitLab CI or Buildkite; locally, from the workspace]
-    // Empty is an error, not one shared dir for every job whose id variable was unset.
-    #[arg(
-        long,
-        value_name = "ID",
-        global = true,
-        value_parser = clap::builder::NonEmptyStringValueParser::new()
-    )]
+    // The job's options are parsed into `JobArgs` (before a wrapped command, or after `exec`,
+    // `env`, `hold`, `doctor`), not offered to `gc` or `status`, whose help would otherwise list
+    // options that do nothing there; `JobArgs::apply` copies them here.
+    #[arg(skip)]
     pub(crate) job_id: Option<String>,
 
     /// An active lease whose heartbeat stopped this long ago is expired [env: CARGO_GUARDED_TTL]
@@ -75,9 +73,7 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, global = true)]
     pub(crate) ttl: Option<Duration>,
 
-    /// How long a released lease stays protected so later steps of the job find their dir; `0s`
-    /// expires it at release [env: CARGO_GUARDED_LINGER] [default: 1h]
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, global = true)]
+    #[arg(skip)]
     pub(crate) linger: Option<Duration>,
 
     /// Reclaim expired dirs when free space is below this size or share of the disk
@@ -90,9 +86,7 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true)]
     pub(crate) reclaim_to: Option<Threshold>,
 
-    /// Refuse to start (exit 75) when free space is still below this after reclaiming
-    /// [env: CARGO_GUARDED_MIN_FREE] [default: 2GiB]
-    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true)]
+    #[arg(skip)]
     pub(crate) min_free: Option<Threshold>,
 
     /// Expired dirs kept per workspace for warm reuse, even without disk pressure
@@ -101,13 +95,10 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "N", global = true, allow_negative_numbers = true)]
     pub(crate) keep_expired: Option<usize>,
 
-    /// Never adopt another job's expired dir; start cold instead [env: CARGO_GUARDED_ADOPT=0]
-    #[arg(long, global = true)]
+    #[arg(skip)]
     pub(crate) no_adopt: bool,
 
-    /// Give up waiting for a lease held by another run of the same job after this long
-    /// [env: CARGO_GUARDED_WAIT] [default: wait as long as it takes, like cargo's own lock]
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, global = true)]
+    #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
     /// Print only warnings and errors
@@ -123,10 +114,60 @@ pub(crate) struct GlobalArgs {
     pub(crate) color: Option<ColorChoice>,
 }
 
+const JOB: &str = "Job options";
+
+/// Options of the job a command runs in: given before a wrapped command (`cargo guarded --job-id
+/// x build`) or after `exec`, `env`, `hold` and `doctor`; `gc` and `status` take none.
+#[derive(Debug, Args, Default, Clone)]
+pub(crate) struct JobArgs {
+    /// Job id; steps with the same id share one dir [env: CARGO_GUARDED_JOB_ID]
+    /// [default: derived from GitHub Actions, GitLab CI or Buildkite; locally, from the workspace]
+    // Empty is an error, not one shared dir for every job whose id variable was unset.
+    #[arg(
+        long,
+        value_name = "ID",
+        help_heading = JOB,
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    pub(crate) job_id: Option<String>,
+
+    /// How long a released lease stays protected so later steps of the job find their dir; `0s`
+    /// expires it at release [env: CARGO_GUARDED_LINGER] [default: 1h]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB)]
+    pub(crate) linger: Option<Duration>,
+
+    /// Refuse to start (exit 75) when free space is still below this after reclaiming
+    /// [env: CARGO_GUARDED_MIN_FREE] [default: 2GiB]
+    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, help_heading = JOB)]
+    pub(crate) min_free: Option<Threshold>,
+
+    /// Never adopt another job's expired dir; start cold instead [env: CARGO_GUARDED_ADOPT=0]
+    #[arg(long, help_heading = JOB)]
+    pub(crate) no_adopt: bool,
+
+    /// Give up waiting for a lease held by another run of the same job after this long
+    /// [env: CARGO_GUARDED_WAIT] [default: wait as long as it takes, like cargo's own lock]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB)]
+    pub(crate) wait: Option<Duration>,
+}
+
+impl JobArgs {
+    /// Copy into `g` what was given; `self` wins over what `g` already holds.
+    pub(crate) fn apply(self, g: &mut GlobalArgs) {
+        g.job_id = self.job_id.or(g.job_id.take());
+        g.linger = self.linger.or(g.linger);
+        g.min_free = self.min_free.or(g.min_free);
+        g.no_adopt |= self.no_adopt;
+        g.wait = self.wait.or(g.wait);
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Print the job's environment (CARGO_TARGET_DIR=...), one per line, for scripts
     Env {
+        #[command(flatten)]
+        job: JobArgs,
         /// Print `export NAME='value'` lines instead, for `eval "$(cargo guarded env --shell)"`
         #[arg(long)]
         shell: bool,
@@ -137,6 +178,8 @@ pub(crate) enum Command {
     Gc(GcArgs),
     /// Run any program under the job's lease and environment: `exec -- PROGRAM [ARGS]...`
     Exec {
+        #[command(flatten)]
+        job: JobArgs,
         #[arg(
             required = true,
             trailing_var_arg = true,
@@ -146,10 +189,15 @@ pub(crate) enum Command {
         command: Vec<OsString>,
     },
     /// Hold the job's lease (heartbeat included) until this process is stopped
-    Hold,
+    Hold {
+        #[command(flatten)]
+        job: JobArgs,
+    },
     /// Check the root, disk, locks, toolchain and coverage tools; print each problem with its fix
     /// (exit 1 if one would make wrapped commands fail)
     Doctor {
+        #[command(flatten)]
+        job: JobArgs,
         /// Print the report as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -229,7 +277,7 @@ mod tests {
     fn exec_takes_everything_after_double_dash() {
         let cli = parse(&["cargo-guarded", "exec", "--", "sh", "-c", "exit 7"]).unwrap();
         match cli.command {
-            Command::Exec { command } => assert_eq!(command, ["sh", "-c", "exit 7"]),
+            Command::Exec { command, .. } => assert_eq!(command, ["sh", "-c", "exit 7"]),
             other => panic!("unexpected {other:?}"),
         }
     }

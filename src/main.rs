@@ -60,28 +60,44 @@ fn run() -> Result<ExitCode> {
             return clap_error(e);
         }
     };
-    let (verbosity, _) = config::output(&cli.global);
-    term::init(verbosity, cli.global.color);
+    let Cli {
+        mut global,
+        job,
+        command,
+    } = cli;
+    job.apply(&mut global);
+    let (verbosity, _) = config::output(&global);
+    term::init(verbosity, global.color);
 
-    match cli.command {
+    match command {
         Command::External(args) => {
             if let Err(e) = check_command(&args) {
                 return clap_error(e);
             }
             check_project(&args)?;
             let tool = run::Tool::from_external(args);
-            let cfg = Config::resolve(&cli.global, tool.args())?;
+            let cfg = Config::resolve(&global, tool.args())?;
             run::wrapped(&cfg, &tool)
         }
-        Command::Exec { command } => {
+        Command::Exec { job, command } => {
+            job.apply(&mut global);
             let tool = run::Tool::Exec(command);
-            run::wrapped(&Config::resolve(&cli.global, &[])?, &tool)
+            run::wrapped(&Config::resolve(&global, &[])?, &tool)
         }
-        Command::Env { shell } => run::env(&Config::resolve(&cli.global, &[])?, shell),
-        Command::Hold => run::hold(&Config::resolve(&cli.global, &[])?),
-        Command::Status(args) => status(&Config::resolve(&cli.global, &[])?, &args),
-        Command::Gc(args) => gc(&Config::resolve(&cli.global, &[])?, &args),
-        Command::Doctor { json } => doctor::run(&Config::resolve(&cli.global, &[])?, json),
+        Command::Env { job, shell } => {
+            job.apply(&mut global);
+            run::env(&Config::resolve(&global, &[])?, shell)
+        }
+        Command::Hold { job } => {
+            job.apply(&mut global);
+            run::hold(&Config::resolve(&global, &[])?)
+        }
+        Command::Status(args) => status(&Config::resolve(&global, &[])?, &args),
+        Command::Gc(args) => gc(&Config::resolve(&global, &[])?, &args),
+        Command::Doctor { job, json } => {
+            job.apply(&mut global);
+            doctor::run(&Config::resolve(&global, &[])?, json)
+        }
     }
 }
 

@@ -278,3 +278,34 @@ fn gc_says_why_it_reclaims_nothing_and_prints_cargo_style_lines() {
     );
     assert!(!err.contains("[cargo-guarded]"), "{err}");
 }
+
+#[test]
+fn gc_help_lists_only_what_applies_to_gc() {
+    let env = Env::new();
+    let out = env.ok(env.path(), ["gc", "--help"]);
+    let help = stdout(&out);
+    for applies in [
+        "--dry-run",
+        "--all-expired",
+        "--reclaim-below",
+        "--root",
+        "--color",
+    ] {
+        assert!(help.contains(applies), "{applies} missing:\n{help}");
+    }
+    for job_only in ["--job-id", "--no-adopt", "--wait", "--linger", "--min-free"] {
+        assert!(!help.contains(job_only), "{job_only} listed:\n{help}");
+    }
+    let out = env.run(env.path(), ["gc", "--job-id", "x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    // Still accepted where they apply: before a wrapped command and after exec.
+    let ws = env.fixture("small");
+    env.ok(&ws, ["--job-id", "before", "exec", "--", "true"]);
+    env.ok(
+        &ws,
+        ["exec", "--job-id", "after", "--linger", "0s", "--", "true"],
+    );
+    let mut dirs = env.job_dirs();
+    dirs.sort();
+    assert_eq!(dirs, ["after", "before"]);
+}
