@@ -178,7 +178,7 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
         status::empty(&cfg.root)?
     };
     let text = if args.json {
-        format!("{}\n", serde_json::to_string_pretty(&status)?)
+        term::json(&status)?
     } else {
         status::render(&status)
     };
@@ -204,8 +204,7 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     sweep.max_time = args.max_time;
     let report = guard::sweep(&root, &sweep)?;
     if args.json {
-        term::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
-            .context("failed to write to stdout")?;
+        term::out(&term::json(&report)?).context("failed to write to stdout")?;
     } else {
         let style = if args.hook {
             guard::Style::Hook

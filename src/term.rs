@@ -191,6 +191,26 @@ pub(crate) fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The schema version of every `--json` output (`status`, `gc`, `doctor`). Adding a field keeps
+/// it; renaming, removing or changing the meaning of one bumps it. Fields: README, "JSON output".
+pub(crate) const JSON_VERSION: u32 = 1;
+
+/// `value` as pretty JSON with `"version": JSON_VERSION` first, and a final newline.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Versioned<'a, T> {
+        version: u32,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    let mut text = serde_json::to_string_pretty(&Versioned {
+        version: JSON_VERSION,
+        value,
+    })?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// Write `text` to stdout. A reader that went away (`| head -0`, a closed pipe) ends the output
 /// quietly, as for cargo: `Ok(false)`, never a panic. Other write errors are errors.
 pub(crate) fn out(text: &str) -> std::io::Result<bool> {

@@ -309,3 +309,100 @@ fn gc_help_lists_only_what_applies_to_gc() {
     dirs.sort();
     assert_eq!(dirs, ["after", "before"]);
 }
+
+/// Every key anywhere in `v`.
+fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                out.insert(k.clone());
+                keys(v, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn json_outputs_are_versioned_and_every_field_is_documented() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("## JSON output")
+        .expect("README has a JSON section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+
+    let env = Env::new();
+    let ws = env.fixture("small");
+    env.ok(&ws, ["exec", "--", "true"]);
+    plant_expired(&env, "old");
+    std::fs::create_dir(env.root.join("no-lease")).unwrap();
+    let runs = [
+        env.run(&ws, ["status", "--json", "--sizes"]),
+        env.run(&ws, ["gc", "--json", "--dry-run", "--all-expired"]),
+        env.run(&ws, ["doctor", "--json"]),
+    ];
+    for out in &runs {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}\n{}", describe(out)));
+        assert_eq!(v["version"], 1, "{v:#}");
+        let mut found = std::collections::BTreeSet::new();
+        keys(&v, &mut found);
+        for k in found {
+            assert!(
+                [format!("`{k}`"), format!(".{k}`"), format!("`{k}[]`")]
+                    .iter()
+                    .any(|form| section.contains(form.as_str())),
+                "field `{k}` is not documented in README's JSON section\n{v:#}"
+            );
+        }
+    }
+}
+
+#[test]
+fn status_is_a_table_sorted_by_state_with_totals_and_stale_sizes_marked() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // A lingering dir whose lease recorded 0 bytes, then gained a file: its size is stale.
+    env.ok(&ws, ["--job-id", "lingering", "exec", "--", "true"]);
+    std::fs::write(env.root.join("lingering/target/blob"), vec![1u8; 64 * 1024]).unwrap();
+    plant_expired(&env, "zz-expired");
+    plant_expired(&env, "aa-expired");
+    let out = env.ok(&ws, ["status"]);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].starts_with("STATE ") && lines[1].contains("SIZE"),
+        "{text}"
+    );
+    let states: Vec<&str> = lines[2..5]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(states, ["released", "expired", "expired"], "{text}");
+    // Columns line up: every row's job id starts where the header's JOB does.
+    let col = lines[1].find("JOB").unwrap();
+    for l in &lines[2..5] {
+        assert!(
+            l[col..].starts_with("lingering") || l[col..].contains("-expired"),
+            "{text}"
+        );
+        assert_eq!(&l[col - 2..col], "  ", "{text}");
+    }
+    assert!(
+        text.contains("total: live 0 dirs, 0 B; lingering 1 dir, 0 B; reclaimable 2 dirs, "),
+        "{text}"
+    );
+    assert!(lines[2].contains("0 B*"), "{text}");
+    assert!(text.contains("`--sizes` measures now"), "{text}");
+    // --sizes measures: the file shows, nothing is marked stale.
+    let out = env.ok(&ws, ["status", "--sizes"]);
+    let text = stdout(&out);
+    assert!(!text.contains("B*"), "{text}");
+    assert!(
+        text.contains("lingering 1 dir, ") && !text.contains("lingering 1 dir, 0 B"),
+        "{text}"
+    );
+}
