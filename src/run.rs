@@ -459,7 +459,12 @@ fn acquire_and_check(
                     origin_name(&origin),
                 );
                 if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
-                    gh.refused(no_space, &cfg.job_id, &command_line);
+                    gh.refused(
+                        no_space,
+                        &cfg.job_id,
+                        cfg.repository.as_deref(),
+                        &command_line,
+                    );
                 }
             }
             release(cfg, Arc::new(held));
