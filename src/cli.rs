@@ -202,6 +202,14 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `cargo guarded completions bash > /etc/bash_completion.d/cargo-guarded`
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `cargo guarded man | man -l -`
+    Man,
     /// A cargo command, `llvm-cov` or `nextest`, run with the job's target dir
     #[command(external_subcommand)]
     External(Vec<OsString>),

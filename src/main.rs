@@ -94,6 +94,20 @@ fn run() -> Result<ExitCode> {
         }
         Command::Status(args) => status(&Config::resolve(&global, &[])?, &args),
         Command::Gc(args) => gc(&Config::resolve(&global, &[])?, &args),
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
+            term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut text)
+                .context("failed to render the man page")?;
+            term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor { job, json } => {
             job.apply(&mut global);
             doctor::run(&Config::resolve(&global, &[])?, json)

@@ -406,3 +406,35 @@ fn status_is_a_table_sorted_by_state_with_totals_and_stale_sizes_marked() {
         "{text}"
     );
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_clap_definitions() {
+    let env = Env::new();
+    let out = env.ok(env.path(), ["completions", "bash"]);
+    let script = env.path().join("completion.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    // Real bash completes `cargo-guarded g` to `gc`.
+    let completed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}'; COMP_WORDS=(cargo-guarded g); COMP_CWORD=1; \
+             _cargo__guarded cargo-guarded g cargo-guarded; echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&completed.stdout).trim(),
+        "gc",
+        "{completed:?}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = env.ok(env.path(), ["completions", shell]);
+        assert!(stdout(&out).contains("dry-run"), "{shell}");
+    }
+    let out = env.ok(env.path(), ["man"]);
+    let page = stdout(&out);
+    assert!(page.contains(".TH cargo-guarded 1"), "{page}");
+    assert!(page.contains("completions"), "{page}");
+    assert_no_lease(&env, "completions and man");
+}
