@@ -172,6 +172,98 @@ pub(crate) fn error(msg: impl Display) {
     emit_label(AnsiColor::Red.on_default().bold(), "error:", &msg);
 }
 
+/// How often a long activity says it is still going when stderr is not a terminal (a CI log).
+const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Something that may take a while (a wait for a lease, a sweep): said at once, then kept
+/// visibly alive until `finish` — a spinner with the elapsed time on a terminal (indicatif),
+/// a plain `     Waiting … (20s)` line every 10 s in a CI log.
+pub(crate) struct Activity {
+    started: std::time::Instant,
+    verb: &'static str,
+    msg: String,
+    bar: Option<indicatif::ProgressBar>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Activity {
+    /// Start: prints `{verb:>12} {msg}` now (hidden by `-q`).
+    pub(crate) fn start(verb: &'static str, msg: impl Display) -> Activity {
+        let msg = escape(&msg.to_string()).into_owned();
+        let mut act = Activity {
+            started: std::time::Instant::now(),
+            verb,
+            msg,
+            bar: None,
+            stop: None,
+            ticker: None,
+        };
+        if verbosity() < Verbosity::Normal {
+            return act;
+        }
+        status_verb(verb, &act.msg);
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        if tty {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            let style = indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_message(act.msg.clone());
+            bar.set_style(style);
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            act.bar = Some(bar);
+        } else {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (verb, msg, started) = (act.verb, act.msg.clone(), act.started);
+            act.ticker = Some(std::thread::spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(PLAIN_EVERY)
+                {
+                    status_verb(
+                        verb,
+                        format_args!(
+                            "{msg} (still going after {})",
+                            crate::units::Short(started.elapsed())
+                        ),
+                    );
+                }
+            }));
+            act.stop = Some(tx);
+        }
+        act
+    }
+
+    /// How long it has been going.
+    pub(crate) fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    fn stop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Done: stop the spinner or the periodic lines, then print `{verb:>12} {msg}`.
+    pub(crate) fn finish(mut self, verb: &str, msg: impl Display) {
+        self.stop();
+        status_verb(verb, msg);
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Control characters (newline, carriage return, escape, NEL, …) as Rust escapes, so text from
 /// outside (a lease's job id, runner or command, a dir name, an action input) stays on its line
 /// and can never start a line that GitHub parses as a workflow command (`::error::…`) or move
