@@ -216,7 +216,17 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     sweep.dry_run = args.dry_run;
     sweep.all_expired = args.all_expired;
     sweep.max_time = args.max_time;
-    let report = guard::sweep(&root, &sweep)?;
+    // A sweep that deletes a big tree takes seconds: show it is at work while it is.
+    let working = (!args.json).then(|| {
+        term::Activity::start_after(
+            std::time::Duration::from_secs(1),
+            "Sweeping",
+            format_args!("{} for expired job dirs", root.path.display()),
+        )
+    });
+    let report = guard::sweep(&root, &sweep);
+    drop(working);
+    let report = report?;
     if args.json {
         term::out(&term::json(&report)?).context("failed to write to stdout")?;
     } else {

@@ -380,7 +380,14 @@ fn acquire_and_check(
         ));
     }
     // Reclaim before writing anything: on a full disk, the lease itself could not be written.
-    let swept = precheck::before_lease(&root, cfg, trust, interrupted)?;
+    let working = term::Activity::start_after(
+        std::time::Duration::from_secs(1),
+        "Checking",
+        format_args!("free space on {} (reclaiming if low)", root.path.display()),
+    );
+    let swept = precheck::before_lease(&root, cfg, trust, interrupted);
+    drop(working);
+    let swept = swept?;
     let key = || {
         let toolchain = workspace::toolchain(
             &cfg.rustc,

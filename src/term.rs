@@ -234,6 +234,62 @@ impl Activity {
         act
     }
 
+    /// Like `start`, but silent unless still going after `delay`: a sweep that finds nothing
+    /// to do says nothing extra, one that deletes for seconds shows that it is at work.
+    pub(crate) fn start_after(
+        delay: std::time::Duration,
+        verb: &'static str,
+        msg: impl Display,
+    ) -> Activity {
+        let msg = escape(&msg.to_string()).into_owned();
+        let started = std::time::Instant::now();
+        let mut act = Activity {
+            started,
+            verb,
+            msg: msg.clone(),
+            bar: None,
+            stop: None,
+            ticker: None,
+        };
+        if verbosity() < Verbosity::Normal {
+            return act;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        act.ticker = Some(std::thread::spawn(move || {
+            use std::sync::mpsc::RecvTimeoutError::Timeout;
+            if !matches!(rx.recv_timeout(delay), Err(Timeout)) {
+                return;
+            }
+            status_verb(verb, &msg);
+            if tty {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
+                {
+                    bar.set_style(style);
+                }
+                bar.set_message(msg);
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                let _ = rx.recv();
+                bar.finish_and_clear();
+            } else {
+                while let Err(Timeout) = rx.recv_timeout(PLAIN_EVERY) {
+                    status_verb(
+                        verb,
+                        format_args!(
+                            "{msg} (still going after {})",
+                            crate::units::Short(started.elapsed())
+                        ),
+                    );
+                }
+            }
+        }));
+        act.stop = Some(tx);
+        act
+    }
+
     /// How long it has been going.
     pub(crate) fn elapsed(&self) -> std::time::Duration {
         self.started.elapsed()

@@ -236,7 +236,7 @@ fn inherited_cargo_target_dir_is_overridden() {
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     assert!(env.root.join(&dirs[0]).join("target/debug/app").is_file());
     assert!(
-        stderr(&out).contains("overriding inherited CARGO_TARGET_DIR"),
+        stderr(&out).contains("Overriding inherited CARGO_TARGET_DIR"),
         "-v says why\n{}",
         describe(&out)
     );

@@ -137,3 +137,36 @@ fn a_wait_on_a_terminal_shows_a_live_spinner_then_clears_it() {
     assert!(!after.lines().any(is_spinner), "{after}");
     drop(holder);
 }
+
+#[test]
+fn a_long_sweep_says_it_is_at_work_while_it_is() {
+    let env = Env::new();
+    // A real root with one expired job dir (`--linger 0s`: expired at release).
+    let ws = env.fixture("small");
+    env.ok(
+        &ws,
+        ["--job-id", "old", "--linger", "0s", "exec", "--", "true"],
+    );
+    let mut cmd = env.cmd(env.path());
+    cmd.args(["guarded", "gc", "--all-expired"]);
+    // Held at the step after the scan: a sweep that takes as long as a test needs.
+    let paused = env.paused(cmd, "gc", "guard-scanned");
+    let log = env.path().join("gc.stderr");
+    assert!(
+        wait_for(30, || std::fs::read_to_string(&log).is_ok_and(|t| t
+            .contains("    Sweeping ")
+            && t.contains("for expired job dirs"))),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let out = paused.resume(60);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("     Removed old"),
+        "{}",
+        describe(&out)
+    );
+    // A sweep that finishes at once adds no line.
+    let out = env.ok(env.path(), ["gc"]);
+    assert!(!stderr(&out).contains("Sweeping"), "{}", describe(&out));
+}
