@@ -105,7 +105,7 @@ start_hold() {
   # so the lease is live before the next step starts; 0.1 s steps, 10 minutes at most (it may
   # have to wait for a guard).
   for _ in $(seq 6000); do
-    if grep -q 'holding the lease' "$holdlog" 2>/dev/null; then
+    if grep -qi 'holding the lease' "$holdlog" 2>/dev/null; then
       # Ours, a UUID: safe as a GITHUB_ENV line.
       printf 'CARGO_GUARDED_HOLD_ID=%s\n' "$hold_id" >>"$GITHUB_ENV"
       echo "holding the job's lease for the rest of the job (pid $pid); CARGO_TARGET_DIR exported"

@@ -40,7 +40,6 @@ Examples:
     bin_name = "cargo guarded",
     version,
     after_help = AFTER_HELP,
-    disable_help_subcommand = true,
     allow_external_subcommands = true,
     subcommand_value_name = "COMMAND",
     max_term_width = 100
@@ -48,6 +47,9 @@ Examples:
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
+
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
 
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -60,15 +62,10 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "DIR", global = true)]
     pub(crate) root: Option<PathBuf>,
 
-    /// Job id; steps with the same id share one dir [env: CARGO_GUARDED_JOB_ID]
-    /// [default: derived from GitHub Actions, GitLab CI or Buildkite; locally, from the workspace]
-    // Empty is an error, not one shared dir for every job whose id variable was unset.
-    #[arg(
-        long,
-        value_name = "ID",
-        global = true,
-        value_parser = clap::builder::NonEmptyStringValueParser::new()
-    )]
+    // The job's options are parsed into `JobArgs` (before a wrapped command, or after `exec`,
+    // `env`, `hold`, `doctor`), not offered to `gc` or `status`, whose help would otherwise list
+    // options that do nothing there; `JobArgs::apply` copies them here.
+    #[arg(skip)]
     pub(crate) job_id: Option<String>,
 
     /// An active lease whose heartbeat stopped this long ago is expired [env: CARGO_GUARDED_TTL]
@@ -76,9 +73,7 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true)]
     pub(crate) ttl: Option<Duration>,
 
-    /// How long a released lease stays protected so later steps of the job find their dir; `0s`
-    /// expires it at release [env: CARGO_GUARDED_LINGER] [default: 1h]
-    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true)]
+    #[arg(skip)]
     pub(crate) linger: Option<Duration>,
 
     /// Reclaim expired dirs when free space is below this size or share of the disk
@@ -91,38 +86,28 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true)]
     pub(crate) reclaim_to: Option<Threshold>,
 
-    /// Refuse to start (exit 75) when free space is still below this after reclaiming
-    /// [env: CARGO_GUARDED_MIN_FREE] [default: 2GiB]
-    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true)]
+    #[arg(skip)]
     pub(crate) min_free: Option<Threshold>,
 
     /// Expired dirs kept per workspace for warm reuse, even without disk pressure
     /// [env: CARGO_GUARDED_KEEP_EXPIRED] [default: 1]
-    #[arg(long, value_name = "N", global = true)]
+    // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
+    #[arg(long, value_name = "N", global = true, allow_negative_numbers = true)]
     pub(crate) keep_expired: Option<usize>,
 
-    /// Never adopt another job's expired dir; start cold instead [env: CARGO_GUARDED_ADOPT=0]
-    #[arg(long, global = true)]
+    #[arg(skip)]
     pub(crate) no_adopt: bool,
 
-    /// Never prune dead units from an adopted dir [env: CARGO_GUARDED_PRUNE=0]
-    #[arg(long, global = true)]
+    #[arg(skip)]
     pub(crate) no_prune: bool,
 
-    /// At adoption, prune units no job used in this many jobs [env: CARGO_GUARDED_PRUNE_AFTER]
-    /// [default: 3]
-    #[arg(long, value_name = "K", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(skip)]
     pub(crate) prune_after: Option<u64>,
 
-    /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its largest size
-    /// over its first --prune-after jobs, or `off`); it is emptied and the job builds fresh
-    /// [env: CARGO_GUARDED_MAX_WARM_SIZE] [default: 3x]
-    #[arg(long, value_name = "SIZE|Nx", value_parser = crate::prune::WarmLimit::parse, global = true)]
+    #[arg(skip)]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
-    /// Give up waiting for a lease held by another run of the same job after this long
-    /// [env: CARGO_GUARDED_WAIT] [default: wait as long as it takes, like cargo's own lock]
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, global = true)]
+    #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
     /// Print only warnings and errors
@@ -138,10 +123,88 @@ pub(crate) struct GlobalArgs {
     pub(crate) color: Option<ColorChoice>,
 }
 
+const JOB: &str = "Job options";
+
+/// Options of the job a command runs in: given before a wrapped command (`cargo guarded --job-id
+/// x build`) or after `exec`, `env`, `hold` and `doctor`; `gc` and `status` take none.
+#[derive(Debug, Args, Default, Clone)]
+pub(crate) struct JobArgs {
+    /// Job id; steps with the same id share one dir [env: CARGO_GUARDED_JOB_ID]
+    /// [default: derived from GitHub Actions, GitLab CI or Buildkite; locally, from the workspace]
+    // Empty is an error, not one shared dir for every job whose id variable was unset.
+    #[arg(
+        long,
+        value_name = "ID",
+        help_heading = JOB,
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    pub(crate) job_id: Option<String>,
+
+    /// How long a released lease stays protected so later steps of the job find their dir; `0s`
+    /// expires it at release [env: CARGO_GUARDED_LINGER] [default: 1h]
+    #[arg(long, value_name = "DURATION", value_parser = lease_duration, help_heading = JOB)]
+    pub(crate) linger: Option<Duration>,
+
+    /// Refuse to start (exit 75) when free space is still below this after reclaiming
+    /// [env: CARGO_GUARDED_MIN_FREE] [default: 2GiB]
+    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, help_heading = JOB)]
+    pub(crate) min_free: Option<Threshold>,
+
+    /// Never adopt another job's expired dir; start cold instead [env: CARGO_GUARDED_ADOPT=0]
+    #[arg(long, help_heading = JOB)]
+    pub(crate) no_adopt: bool,
+
+    /// Never prune dead units from an adopted dir [env: CARGO_GUARDED_PRUNE=0]
+    #[arg(long, help_heading = JOB)]
+    pub(crate) no_prune: bool,
+
+    /// At adoption, prune units no job used in this many jobs [env: CARGO_GUARDED_PRUNE_AFTER]
+    /// [default: 3]
+    #[arg(
+        long,
+        value_name = "K",
+        help_heading = JOB,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) prune_after: Option<u64>,
+
+    /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its largest size
+    /// over its first --prune-after jobs, or `off`); it is emptied and the job builds fresh
+    /// [env: CARGO_GUARDED_MAX_WARM_SIZE] [default: 3x]
+    #[arg(
+        long,
+        value_name = "SIZE|Nx",
+        help_heading = JOB,
+        value_parser = crate::prune::WarmLimit::parse
+    )]
+    pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
+
+    /// Give up waiting for a lease held by another run of the same job after this long
+    /// [env: CARGO_GUARDED_WAIT] [default: wait as long as it takes, like cargo's own lock]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB)]
+    pub(crate) wait: Option<Duration>,
+}
+
+impl JobArgs {
+    /// Copy into `g` what was given; `self` wins over what `g` already holds.
+    pub(crate) fn apply(self, g: &mut GlobalArgs) {
+        g.job_id = self.job_id.or(g.job_id.take());
+        g.linger = self.linger.or(g.linger);
+        g.min_free = self.min_free.or(g.min_free);
+        g.no_adopt |= self.no_adopt;
+        g.wait = self.wait.or(g.wait);
+        g.no_prune |= self.no_prune;
+        g.prune_after = self.prune_after.or(g.prune_after);
+        g.max_warm_size = self.max_warm_size.or(g.max_warm_size);
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Print the job's environment (CARGO_TARGET_DIR=...), one per line, for scripts
     Env {
+        #[command(flatten)]
+        job: JobArgs,
         /// Print `export NAME='value'` lines instead, for `eval "$(cargo guarded env --shell)"`
         #[arg(long)]
         shell: bool,
@@ -152,6 +215,8 @@ pub(crate) enum Command {
     Gc(GcArgs),
     /// Run any program under the job's lease and environment: `exec -- PROGRAM [ARGS]...`
     Exec {
+        #[command(flatten)]
+        job: JobArgs,
         #[arg(
             required = true,
             trailing_var_arg = true,
@@ -161,14 +226,27 @@ pub(crate) enum Command {
         command: Vec<OsString>,
     },
     /// Hold the job's lease (heartbeat included) until this process is stopped
-    Hold,
+    Hold {
+        #[command(flatten)]
+        job: JobArgs,
+    },
     /// Check the root, disk, locks, toolchain and coverage tools; print each problem with its fix
     /// (exit 1 if one would make wrapped commands fail)
     Doctor {
+        #[command(flatten)]
+        job: JobArgs,
         /// Print the report as JSON on stdout
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `cargo guarded completions bash > /etc/bash_completion.d/cargo-guarded`
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `cargo guarded man | man -l -`
+    Man,
     /// A cargo command, `llvm-cov` or `nextest`, run with the job's target dir
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -249,7 +327,7 @@ mod tests {
     fn exec_takes_everything_after_double_dash() {
         let cli = parse(&["cargo-guarded", "exec", "--", "sh", "-c", "exit 7"]).unwrap();
         match cli.command {
-            Command::Exec { command } => assert_eq!(command, ["sh", "-c", "exit 7"]),
+            Command::Exec { command, .. } => assert_eq!(command, ["sh", "-c", "exit 7"]),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::{self, Config};
@@ -84,7 +84,8 @@ pub(crate) struct Problem {
 pub(crate) fn run(cfg: &Config, json: bool) -> Result<ExitCode> {
     let report = collect(cfg);
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        // A reader that left early is not an error, as for `status`.
+        crate::term::out(&crate::term::json(&report)?).context("failed to write to stdout")?;
     } else {
         print(&report);
     }

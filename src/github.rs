@@ -87,7 +87,7 @@ impl GitHub {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned());
         match report {
-            Some(r) => disk_report(&mut md, root, r, own.as_deref()),
+            Some(r) => disk_report(&mut md, root, r, own.as_deref(), cfg.repository.as_deref()),
             None => match Space::of(&root.path) {
                 Ok(s) => {
                     let _ = writeln!(
@@ -132,7 +132,13 @@ impl GitHub {
 
     /// The precheck refused to start (exit 75): an error annotation with the numbers, and the
     /// same in the step summary.
-    pub(crate) fn refused(&self, no_space: &NoSpace, job_id: &str, command: &str) {
+    pub(crate) fn refused(
+        &self,
+        no_space: &NoSpace,
+        job_id: &str,
+        repo: Option<&str>,
+        command: &str,
+    ) {
         annotate(
             "error",
             "cargo-guarded: not enough disk space",
@@ -157,23 +163,37 @@ impl GitHub {
             no_space.free,
             no_space.required
         );
-        // The refused job still held its own lease while the precheck looked.
+        // The refused job still held its own lease while the precheck looked. Other
+        // repositories' jobs are counted, never named.
         let others: Vec<_> = no_space
             .biggest_live
             .iter()
             .filter(|(job, _, _)| job != job_id)
             .collect();
-        if others.is_empty() {
+        let (ours, theirs): (Vec<_>, Vec<_>) = others
+            .into_iter()
+            .partition(|(job, _, _)| same_repository(Some(job), repo));
+        if ours.is_empty() && theirs.is_empty() {
             md.push_str("No other live lease holds space in the root.\n\n");
-        } else {
+        }
+        if !ours.is_empty() {
             md.push_str(
                 "Live leases holding the most space:\n\n| job | size | held by |\n|---|---:|---|\n",
             );
-            for (job, size, holder) in others {
+            for (job, size, holder) in ours {
                 let size = size.map_or_else(|| "unknown".into(), |s| Bytes(s).to_string());
                 let _ = writeln!(md, "| `{}` | {size} | {} |", code(job), cell(holder));
             }
             md.push('\n');
+        }
+        if !theirs.is_empty() {
+            let bytes: u64 = theirs.iter().filter_map(|(_, s, _)| *s).sum();
+            let _ = writeln!(
+                md,
+                "{} live lease(s) of other repositories' jobs hold at least {}.\n",
+                theirs.len(),
+                Bytes(bytes)
+            );
         }
         self.append_summary(&md);
     }
@@ -187,7 +207,7 @@ impl GitHub {
             "### cargo guarded gc{}\n\n",
             if report.dry_run { " (dry run)" } else { "" }
         );
-        disk_report(&mut md, root, report, None);
+        disk_report(&mut md, root, report, None, cfg.repository.as_deref());
         self.append_summary(&md);
     }
 
@@ -272,9 +292,37 @@ pub(crate) fn print_report(github: Option<&GitHub>, report: &Report, root: &Root
     }
 }
 
+/// Whether a job id belongs to a job of `repo`: derived GitHub ids are `gh-<owner>/<repo>-…`.
+/// An id set by hand or unreadable counts as another repository's: a summary never names a job
+/// it cannot prove is this repository's (the root may be shared by several).
+fn same_repository(job_id: Option<&str>, repo: Option<&str>) -> bool {
+    match (job_id, repo) {
+        (Some(id), Some(repo)) => id
+            .strip_prefix("gh-")
+            .and_then(|rest| rest.strip_prefix(repo))
+            .is_some_and(|rest| rest.starts_with('-')),
+        _ => false,
+    }
+}
+
+/// What kind of kept dir a guard's reason describes, for the totals.
+fn kept_kind(reason: &str) -> &'static str {
+    let why = reason.strip_prefix("kept: ").unwrap_or(reason);
+    if why.starts_with("lease held by") || why.starts_with("the running job's own dir") {
+        "live"
+    } else if why.starts_with("released") {
+        "lingering"
+    } else if why.starts_with("expired") {
+        "expired (warm or not needed)"
+    } else {
+        "unknown"
+    }
+}
+
 /// Disk before/after, what was reclaimed and what was kept, as markdown. `own`: the job dir of
-/// the job that ran the sweep (kept because its own lease is live).
-fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>) {
+/// the job that ran the sweep (kept because its own lease is live). Rows name only this job and
+/// jobs of this repository (`repo`); other jobs in a shared root are counted, never named.
+fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>, repo: Option<&str>) {
     let (before, after) = (r.before(), r.after());
     let _ = write!(
         md,
@@ -296,44 +344,86 @@ fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>) {
     if r.removed.is_empty() {
         let _ = writeln!(md, "{verb} nothing: no expired job dir had to go.\n");
     } else {
-        let _ = write!(
+        let _ = writeln!(
             md,
-            "**{verb} {}** from {} expired job dir(s):\n\n\
-             | job | size | expired |\n|---|---:|---:|\n",
+            "**{verb} {}** from {} expired job dir(s).\n",
             Bytes(r.freed()),
             r.removed.len()
         );
-        for x in &r.removed {
+        let ours: Vec<_> = r
+            .removed
+            .iter()
+            .filter(|x| same_repository(Some(&x.job_id), repo))
+            .collect();
+        if !ours.is_empty() {
+            md.push_str("| job | size | expired |\n|---|---:|---:|\n");
+            for x in &ours {
+                let _ = writeln!(
+                    md,
+                    "| `{}` | {} | {} ago |",
+                    code(&x.job_id),
+                    Bytes(x.bytes),
+                    Short(Duration::from_secs(x.expired_for_secs))
+                );
+            }
+            md.push('\n');
+        }
+        let others = r.removed.len() - ours.len();
+        if others > 0 {
+            let bytes: u64 = r
+                .removed
+                .iter()
+                .filter(|x| !same_repository(Some(&x.job_id), repo))
+                .map(|x| x.bytes)
+                .sum();
             let _ = writeln!(
                 md,
-                "| `{}` | {} | {} ago |",
-                code(&x.job_id),
-                Bytes(x.bytes),
-                Short(Duration::from_secs(x.expired_for_secs))
+                "{others} of them ({}) belonged to other repositories' jobs.\n",
+                Bytes(bytes)
             );
         }
-        md.push('\n');
     }
     if !r.kept.is_empty() {
-        let _ = write!(
-            md,
-            "Kept {} job dir(s) (live leases, lingering and warm dirs):\n\n\
-             | job dir | why |\n|---|---|\n",
-            r.kept.len()
-        );
+        // Totals of everything kept, by kind; rows only for this job and this repository's.
+        let mut kinds: Vec<(&str, usize)> = Vec::new();
         for k in &r.kept {
-            let dir = Path::new(&k.dir)
-                .file_name()
-                .map_or_else(|| k.dir.clone(), |n| n.to_string_lossy().into_owned());
-            let why = k.reason.strip_prefix("kept: ").unwrap_or(&k.reason);
-            let this = if own == Some(dir.as_str()) {
-                " (this job)"
-            } else {
-                ""
-            };
-            let _ = writeln!(md, "| `{}`{this} | {} |", code(&dir), cell(why));
+            let kind = kept_kind(&k.reason);
+            match kinds.iter_mut().find(|(n, _)| *n == kind) {
+                Some((_, c)) => *c += 1,
+                None => kinds.push((kind, 1)),
+            }
         }
-        md.push('\n');
+        let totals: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let _ = writeln!(
+            md,
+            "Kept {} job dir(s): {}.\n",
+            r.kept.len(),
+            totals.join(", ")
+        );
+        let name = |k: &crate::guard::Kept| {
+            Path::new(&k.dir)
+                .file_name()
+                .map_or_else(|| k.dir.clone(), |n| n.to_string_lossy().into_owned())
+        };
+        let shown: Vec<_> = r
+            .kept
+            .iter()
+            .filter(|k| own == Some(name(k).as_str()) || same_repository(k.job_id.as_deref(), repo))
+            .collect();
+        if !shown.is_empty() {
+            md.push_str("| job dir | why |\n|---|---|\n");
+            for k in shown {
+                let dir = name(k);
+                let why = k.reason.strip_prefix("kept: ").unwrap_or(&k.reason);
+                let this = if own == Some(dir.as_str()) {
+                    " (this job)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(md, "| `{}`{this} | {} |", code(&dir), cell(why));
+            }
+            md.push('\n');
+        }
     }
     for e in &r.errors {
         let _ = writeln!(md, "> **error:** {}\n", cell(e));
@@ -405,6 +495,17 @@ fn escape_property(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ids_derived_for_this_repository_are_its_own() {
+        let repo = Some("octo/app");
+        assert!(same_repository(Some("gh-octo/app-7-1-build-r1"), repo));
+        assert!(!same_repository(Some("gh-octo/app2-7-1-build-r1"), repo));
+        assert!(!same_repository(Some("gh-other/app-7-1-build"), repo));
+        assert!(!same_repository(Some("old"), repo));
+        assert!(!same_repository(None, repo));
+        assert!(!same_repository(Some("gh-octo/app-7"), None));
+    }
     use std::collections::HashMap;
 
     fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {

@@ -525,56 +525,95 @@ pub(crate) enum Style {
     Precheck,
 }
 
-/// Print every decision with its reason.
+/// Print every decision with its reason, in cargo's shape: `     Removed old (expired 1h ago, …)`.
 pub(crate) fn print(report: &Report, root: &Root, style: Style) {
     let (before, after) = (report.before(), report.after());
-    let verb = if report.dry_run {
-        "would remove"
-    } else {
-        "removed"
-    };
     let job = |dir: &str| dir.rsplit('/').next().unwrap_or(dir).to_owned();
     let frame = style == Style::Hook || !report.removed.is_empty();
     if frame {
-        term::status(format_args!(
-            "{} at {}% used ({} free): reclaiming expired target dirs",
-            root.path.display(),
-            before.used_pct(),
-            Bytes(before.free)
-        ));
+        term::status_verb(
+            "Reclaiming",
+            format_args!(
+                "expired target dirs in {}: {}% used ({} free)",
+                root.path.display(),
+                before.used_pct(),
+                Bytes(before.free)
+            ),
+        );
     }
+    let removed_verb = if report.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
     for r in &report.removed {
-        term::status(format_args!(
-            "{verb}: {} (expired {} ago, {})",
-            job(&r.dir),
-            Short(Duration::from_secs(r.expired_for_secs)),
-            Bytes(r.bytes)
-        ));
+        term::status_verb(
+            removed_verb,
+            format_args!(
+                "{} (expired {} ago, {})",
+                job(&r.dir),
+                Short(Duration::from_secs(r.expired_for_secs)),
+                Bytes(r.bytes)
+            ),
+        );
     }
     for k in &report.kept {
-        let (action, detail) = k.reason.split_once(": ").unwrap_or(("kept", &k.reason));
-        let line = format!("{action}: {} ({detail})", job(&k.dir));
+        let detail = k.reason.strip_prefix("kept: ").unwrap_or(&k.reason);
+        let line = format!("{} ({detail})", job(&k.dir));
         if style == Style::Precheck {
-            term::verbose(line);
+            term::verbose(format_args!("kept {line}"));
         } else {
-            term::status(line);
+            term::status_verb("Kept", line);
         }
     }
     for e in &report.errors {
         term::warn(e);
     }
-    if frame {
-        let freed = if report.dry_run {
-            "would free"
+    if !report.removed.is_empty() {
+        let n = report.removed.len();
+        term::status_verb(
+            if report.dry_run {
+                "Would free"
+            } else {
+                "Reclaimed"
+            },
+            format_args!(
+                "{} in {n} dir{}; {} {}% used ({} free)",
+                Bytes(report.freed()),
+                if n == 1 { "" } else { "s" },
+                if report.dry_run { "would be" } else { "now" },
+                after.used_pct(),
+                Bytes(after.free)
+            ),
+        );
+    } else if style != Style::Precheck {
+        // Say why nothing goes, not a "now X% used" that suggests something did.
+        let expired_kept = report
+            .kept
+            .iter()
+            .any(|k| k.reason.starts_with("kept: expired"));
+        let why = if !expired_kept {
+            format!(
+                "no job dir has expired ({}% used, {} free)",
+                before.used_pct(),
+                Bytes(before.free)
+            )
+        } else if report.free_before >= report.target_free {
+            format!(
+                "{} free ({}% used) is above the reclaim target of {}; `--all-expired` reclaims \
+                 every expired dir anyway",
+                Bytes(before.free),
+                before.used_pct(),
+                Bytes(report.target_free)
+            )
         } else {
-            "freed"
+            format!(
+                "every expired dir is kept for the reason shown ({}% used, {} free)",
+                before.used_pct(),
+                Bytes(before.free)
+            )
         };
-        term::status(format_args!(
-            "{freed} {}, now {}% used ({} free)",
-            Bytes(report.freed()),
-            after.used_pct(),
-            Bytes(after.free)
-        ));
+        term::status_verb("Nothing", format_args!("to reclaim: {why}"));
     }
 }
 

@@ -773,7 +773,7 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
     let name = OsStr::new(req.name);
     let path = root.join(req.name);
     let started = Instant::now();
-    let mut announced = false;
+    let mut waiting: Option<term::Activity> = None;
     'open: loop {
         let dir = match root.open_job(name) {
             Ok(dir) => dir,
@@ -800,7 +800,16 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
         // for file lock", polling so that `--wait` can bound it.
         loop {
             match dir.try_lock() {
-                Ok(()) => break,
+                Ok(()) => {
+                    if let Some(w) = waiting.take() {
+                        let waited = Short(w.elapsed());
+                        w.finish(
+                            "Acquired",
+                            format_args!("the lease on {} after {waited}", path.display()),
+                        );
+                    }
+                    break;
+                }
                 Err(TryLockError::WouldBlock) => {
                     (req.interrupted)()?;
                     // Race closed: while we wait on this inode, an adopter (holding its lock)
@@ -810,13 +819,17 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
                     if !root.still_names(name, &dir) {
                         continue 'open;
                     }
-                    if !announced {
-                        let holder = read(dir.as_fd()).map_or_else(|e| e, |l| l.holder());
-                        term::status(format_args!(
-                            "waiting for lease held by {holder} on {}",
-                            path.display()
+                    if waiting.is_none() {
+                        // Who holds it and what it runs, said while we wait (a spinner, or a
+                        // line every 10 s in a CI log), not once and then silence.
+                        let holder = read(dir.as_fd()).map_or_else(
+                            |e| e,
+                            |l| format!("{} running `{}`", l.holder(), l.command.join(" ")),
+                        );
+                        waiting = Some(term::Activity::start(
+                            "Waiting",
+                            format_args!("for lease held by {holder} on {}", path.display()),
                         ));
-                        announced = true;
                     }
                     if req.wait.is_some_and(|w| started.elapsed() >= w) {
                         bail!(

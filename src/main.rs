@@ -2,6 +2,7 @@
 //! whose lease has expired. See README.md and docs/protocol.md.
 
 mod cli;
+mod commands;
 mod config;
 mod doctor;
 mod exit_codes;
@@ -26,7 +27,7 @@ mod workspace;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command, GcArgs, StatusArgs};
 use crate::config::Config;
@@ -59,32 +60,71 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let args = cli::normalize(std::env::args_os().collect());
+    let color_flag = term::color_flag(&args);
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return clap_error(e),
+        Err(e) => {
+            term::init(term::Verbosity::Normal, color_flag);
+            return clap_error(e);
+        }
     };
-    let (verbosity, color) = config::output(&cli.global);
-    term::init(verbosity, color);
+    let Cli {
+        mut global,
+        job,
+        command,
+    } = cli;
+    job.apply(&mut global);
+    let (verbosity, _) = config::output(&global);
+    term::init(verbosity, global.color);
 
-    match cli.command {
+    match command {
         Command::External(args) => {
+            if let Err(e) = check_command(&args) {
+                return clap_error(e);
+            }
+            check_project(&args)?;
             let tool = run::Tool::from_external(args);
-            let cfg = Config::resolve(&cli.global, tool.args())?;
+            let cfg = Config::resolve(&global, tool.args())?;
             run::wrapped(&cfg, &tool)
         }
-        Command::Exec { command } => {
+        Command::Exec { job, command } => {
+            job.apply(&mut global);
             let tool = run::Tool::Exec(command);
-            run::wrapped(&Config::resolve(&cli.global, &[])?, &tool)
+            run::wrapped(&Config::resolve(&global, &[])?, &tool)
         }
-        Command::Env { shell } => run::env(&Config::resolve(&cli.global, &[])?, shell),
-        Command::Hold => run::hold(&Config::resolve(&cli.global, &[])?),
-        Command::Status(args) => status(&Config::resolve(&cli.global, &[])?, &args),
-        Command::Gc(args) => gc(&Config::resolve(&cli.global, &[])?, &args),
-        Command::Doctor { json } => doctor::run(&Config::resolve(&cli.global, &[])?, json),
+        Command::Env { job, shell } => {
+            job.apply(&mut global);
+            run::env(&Config::resolve(&global, &[])?, shell)
+        }
+        Command::Hold { job } => {
+            job.apply(&mut global);
+            run::hold(&Config::resolve(&global, &[])?)
+        }
+        Command::Status(args) => status(&Config::resolve(&global, &[])?, &args),
+        Command::Gc(args) => gc(&Config::resolve(&global, &[])?, &args),
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
+            term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut text)
+                .context("failed to render the man page")?;
+            term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { job, json } => {
+            job.apply(&mut global);
+            doctor::run(&Config::resolve(&global, &[])?, json)
+        }
     }
 }
 
-/// Help and version go to stdout with exit 0; any other parse error becomes one line, exit 1.
+/// Help and version go to stdout with exit 0; any other parse error is printed as clap renders
+/// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own.
 fn clap_error(e: clap::Error) -> Result<ExitCode> {
     use clap::error::ErrorKind;
     match e.kind() {
@@ -96,27 +136,58 @@ fn clap_error(e: clap::Error) -> Result<ExitCode> {
             "no command given: try `cargo guarded build`, or see `cargo guarded --help`"
         )),
         _ => {
-            let rendered = e.render().to_string();
-            let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
-            let first = lines.next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // "the following required arguments were not provided:" names them on the indented
-            // lines below; keep them on the one line.
-            let listed: Vec<&str> = if first.ends_with(':') {
-                lines
-                    .take_while(|l| l.starts_with("  "))
-                    .map(str::trim)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let sep = if listed.is_empty() { "" } else { " " };
-            Err(anyhow!(
-                "{first}{sep}{} (see `cargo guarded --help`)",
-                listed.join(", ")
-            ))
+            term::write_styled(&e.render().ansi().to_string());
+            Ok(ExitCode::from(exit_codes::ERROR))
         }
     }
+}
+
+/// Before any lease is taken, the command must be one cargo would run: a typo would otherwise
+/// leave a job dir that lingers for an hour.
+fn check_command(args: &[std::ffi::OsString]) -> Result<(), clap::Error> {
+    let Some(name) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
+        return Ok(());
+    };
+    let path = std::env::var_os("PATH");
+    let cargo_home = commands::cargo_home();
+    let search = commands::Search {
+        path: path.as_deref(),
+        cargo_home: cargo_home.as_deref(),
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let aliases = || workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
+    if !commands::is_known(&name, &search, aliases) {
+        return Err(commands::unknown(
+            Cli::command(),
+            &name,
+            &search,
+            workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases,
+        ));
+    }
+    Ok(())
+}
+
+/// Before any lease is taken, a cargo command that needs a project must have one (cargo's own
+/// words for it), rather than take a job dir and fail in cargo.
+fn check_project(args: &[std::ffi::OsString]) -> Result<()> {
+    let Some(name) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
+        return Ok(());
+    };
+    let cwd = std::env::current_dir().context("failed to read the current directory")?;
+    // `cargo build --help` works anywhere; so does a command cargo will point elsewhere.
+    let mut rest = args.iter().skip(1).take_while(|a| *a != "--");
+    let elsewhere = rest.any(|a| {
+        let a = a.to_string_lossy();
+        a == "-h" || a == "--help" || a.starts_with("--manifest-path")
+    });
+    let start = workspace::start_dir(args, &cwd);
+    if commands::needs_manifest(&name) && !elsewhere && !workspace::has_manifest(&start) {
+        anyhow::bail!(
+            "could not find `Cargo.toml` in `{}` or any parent directory",
+            start.display()
+        );
+    }
+    Ok(())
 }
 
 fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
@@ -129,7 +200,7 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
         status::empty(&cfg.root)?
     };
     let text = if args.json {
-        format!("{}\n", serde_json::to_string_pretty(&status)?)
+        term::json(&status)?
     } else {
         status::render(&status)
     };
@@ -153,10 +224,19 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     sweep.dry_run = args.dry_run;
     sweep.all_expired = args.all_expired;
     sweep.max_time = args.max_time;
-    let report = guard::sweep(&root, &sweep)?;
+    // A sweep that deletes a big tree takes seconds: show it is at work while it is.
+    let working = (!args.json).then(|| {
+        term::Activity::start_after(
+            std::time::Duration::from_secs(1),
+            "Sweeping",
+            format_args!("{} for expired job dirs", root.path.display()),
+        )
+    });
+    let report = guard::sweep(&root, &sweep);
+    drop(working);
+    let report = report?;
     if args.json {
-        term::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
-            .context("failed to write to stdout")?;
+        term::out(&term::json(&report)?).context("failed to write to stdout")?;
     } else {
         let style = if args.hook {
             guard::Style::Hook

@@ -134,7 +134,9 @@ fn biggest_live(root: &Root, trust: LockTrust, own: &str) -> Vec<(String, Option
         .filter_map(|(name, _)| {
             let dir = root.open_job(&name).ok()?;
             let l = lease::read(std::os::fd::AsFd::as_fd(&dir)).ok()?;
-            (!matches!(lease::classify(&l, now, trust), Verdict::Expired { .. }))
+            // Live only: a released (lingering) dir's process is gone, and the summary says
+            // "live leases".
+            matches!(lease::classify(&l, now, trust), Verdict::Live { .. })
                 .then(|| (l.job_id.clone(), l.size_bytes, l.holder()))
         })
         .collect();

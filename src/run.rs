@@ -380,7 +380,14 @@ fn acquire_and_check(
         ));
     }
     // Reclaim before writing anything: on a full disk, the lease itself could not be written.
-    let swept = precheck::before_lease(&root, cfg, trust, interrupted)?;
+    let working = term::Activity::start_after(
+        std::time::Duration::from_secs(1),
+        "Checking",
+        format_args!("free space on {} (reclaiming if low)", root.path.display()),
+    );
+    let swept = precheck::before_lease(&root, cfg, trust, interrupted);
+    drop(working);
+    let swept = swept?;
     let key = || {
         let toolchain = workspace::toolchain(
             &cfg.rustc,
@@ -456,7 +463,12 @@ fn acquire_and_check(
                     origin_name(&origin),
                 );
                 if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
-                    gh.refused(no_space, &cfg.job_id, &command_line);
+                    gh.refused(
+                        no_space,
+                        &cfg.job_id,
+                        cfg.repository.as_deref(),
+                        &command_line,
+                    );
                 }
             }
             release(cfg, Arc::new(held));
@@ -521,6 +533,8 @@ fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuild
         );
     }
     pb.env("CARGO_GUARDED_JOB_ID", &lease.job_id);
+    // One colour decision for the whole log: ours (`--color`, CARGO_TERM_COLOR, NO_COLOR, tty).
+    pb.env("CARGO_TERM_COLOR", term::cargo_color());
     // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
     pb.env_remove("CARGO_GUARDED_FAULT")
         .env_remove("CARGO_GUARDED_PAUSE")

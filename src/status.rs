@@ -18,6 +18,44 @@ pub(crate) struct Status {
     pub(crate) free_bytes: u64,
     pub(crate) total_bytes: u64,
     pub(crate) leases: Vec<Entry>,
+    /// Job dirs and bytes by what a guard may do with them.
+    pub(crate) totals: Totals,
+}
+
+/// Counts and bytes of one kind of job dir (bytes as far as known: see `Entry::size_measured`).
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) dirs: usize,
+    pub(crate) bytes: u64,
+}
+
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// `active`: a running job's dir, never reclaimed.
+    pub(crate) live: Tally,
+    /// `released`: protected until its linger ends, for the job's later steps.
+    pub(crate) lingering: Tally,
+    /// `expired`: a guard may reclaim it.
+    pub(crate) reclaimable: Tally,
+    /// `unknown`: kept, never reclaimed, until someone looks.
+    pub(crate) unknown: Tally,
+}
+
+impl Totals {
+    fn of(leases: &[Entry]) -> Totals {
+        let mut t = Totals::default();
+        for e in leases {
+            let tally = match e.state {
+                "active" => &mut t.live,
+                "released" => &mut t.lingering,
+                "expired" => &mut t.reclaimable,
+                _ => &mut t.unknown,
+            };
+            tally.dirs += 1;
+            tally.bytes += e.size_bytes.unwrap_or(0);
+        }
+        t
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +72,9 @@ pub(crate) struct Entry {
     pub(crate) renewed_at: Option<String>,
     pub(crate) expires_at: Option<String>,
     pub(crate) size_bytes: Option<u64>,
+    /// `true`: `size_bytes` was measured by this call (`--sizes`); `false`: it is the size the
+    /// lease last recorded (at release; 0 or none while a job runs), possibly stale.
+    pub(crate) size_measured: bool,
     /// Why a dir is `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
@@ -58,6 +99,7 @@ pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Stat
             renewed_at: None,
             expires_at: None,
             size_bytes: None,
+            size_measured: false,
             note: None,
         };
         let lease = match root.open_job(&name) {
@@ -85,15 +127,25 @@ pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Stat
                 entry.size_bytes = l.size_bytes;
             }
         }
-        if sizes {
-            entry.size_bytes = fs::tree_size(root.fd(), &name, None).or(entry.size_bytes);
+        if sizes && let Some(measured) = fs::tree_size(root.fd(), &name, None) {
+            entry.size_bytes = Some(measured);
+            entry.size_measured = true;
         }
         leases.push(entry);
     }
+    // By state (what a guard may do), then oldest first: the order a guard reclaims in.
+    leases.sort_by(|a, b| {
+        (state_rank(a.state), &a.created_at, &a.job_id).cmp(&(
+            state_rank(b.state),
+            &b.created_at,
+            &b.job_id,
+        ))
+    });
     Ok(Status {
         root: root.path.display().to_string(),
         free_bytes: space.free,
         total_bytes: space.total,
+        totals: Totals::of(&leases),
         leases,
     })
 }
@@ -112,14 +164,26 @@ pub(crate) fn empty(root: &Path) -> Result<Status> {
         free_bytes: space.free,
         total_bytes: space.total,
         leases: Vec::new(),
+        totals: Totals::default(),
     })
 }
 
-/// The human-readable table. Lease strings (job id, runner, workspace) are someone else's data:
-/// escaped, so a newline in one cannot start a line of its own.
+fn state_rank(state: &str) -> u8 {
+    match state {
+        "active" => 0,
+        "released" => 1,
+        "expired" => 2,
+        _ => 3,
+    }
+}
+
+/// The human-readable table: a header line, one aligned row per job dir, totals. Lease strings
+/// (job id, runner, workspace) are someone else's data: escaped, so a newline in one cannot start
+/// a line of its own.
 pub(crate) fn render(status: &Status) -> String {
+    use comfy_table::{CellAlignment, Table, presets};
     use std::fmt::Write as _;
-    let esc = crate::term::escape;
+    let esc = |s: &str| crate::term::escape(s).into_owned();
     let mut out = String::new();
     let space = Space {
         free: status.free_bytes,
@@ -127,55 +191,114 @@ pub(crate) fn render(status: &Status) -> String {
     };
     let _ = writeln!(
         out,
-        "root {}: {} free of {} ({}% used), {} job dir(s)",
+        "root {}: {} free of {} ({}% used), {} job dir{}",
         esc(&status.root),
         Bytes(status.free_bytes),
         Bytes(status.total_bytes),
         space.used_pct(),
-        status.leases.len()
+        status.leases.len(),
+        if status.leases.len() == 1 { "" } else { "s" }
     );
+    if status.leases.is_empty() {
+        return out;
+    }
     let now = SystemTime::now();
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    };
     let ago = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .map(|t| now.duration_since(t).unwrap_or_default())
+        parse(t).map_or_else(
+            || "-".to_owned(),
+            |t| Short(now.duration_since(t).unwrap_or_default()).to_string(),
+        )
     };
-    let until = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .map(|t| t.duration_since(now).unwrap_or(Duration::ZERO))
-    };
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header([
+        "STATE",
+        "JOB",
+        "HOLDER",
+        "AGE",
+        "RENEWED",
+        "EXPIRES IN",
+        "SIZE",
+        "WORKSPACE",
+    ]);
+    let mut stale = false;
     for e in &status.leases {
-        let mut line = format!("  {:<9} {}", e.state, esc(&e.job_id));
-        if let Some(host) = &e.host {
-            let held = if e.state == "active" {
-                "held by"
-            } else {
-                "last held by"
-            };
-            line += &format!("  {held} {} (pid {})", esc(host), e.pid.unwrap_or_default());
-        }
-        if let Some(d) = ago(&e.created_at) {
-            line += &format!(", age {}", Short(d));
-        }
-        if let Some(d) = ago(&e.renewed_at) {
-            line += &format!(", renewed {} ago", Short(d));
-        }
-        if e.state == "released"
-            && let Some(d) = until(&e.expires_at)
-        {
-            line += &format!(", expires in {}", Short(d));
-        }
-        if let Some(s) = e.size_bytes {
-            line += &format!(", {}", Bytes(s));
-        }
-        if let Some(ws) = &e.workspace {
-            line += &format!(", workspace {}", esc(ws));
-        }
+        let holder = match (&e.host, e.pid) {
+            (Some(h), Some(pid)) => format!("{} (pid {pid})", esc(h)),
+            _ => "-".to_owned(),
+        };
+        let expires = if e.state == "released" {
+            parse(&e.expires_at).map_or_else(
+                || "-".to_owned(),
+                |t| Short(t.duration_since(now).unwrap_or(Duration::ZERO)).to_string(),
+            )
+        } else {
+            "-".to_owned()
+        };
+        let size = match e.size_bytes {
+            Some(b) if e.size_measured => Bytes(b).to_string(),
+            Some(b) => {
+                stale = true;
+                format!("{}*", Bytes(b))
+            }
+            None => "?".to_owned(),
+        };
+        let mut workspace = e.workspace.as_deref().map_or_else(|| "-".to_owned(), esc);
         if let Some(note) = &e.note {
-            line += &format!("  ({})", esc(note));
+            workspace = format!("({})", esc(note));
         }
-        let _ = writeln!(out, "{line}");
+        table.add_row([
+            e.state.to_owned(),
+            esc(&e.job_id),
+            holder,
+            ago(&e.created_at),
+            if e.renewed_at.is_some() {
+                format!("{} ago", ago(&e.renewed_at))
+            } else {
+                "-".to_owned()
+            },
+            expires,
+            size,
+            workspace,
+        ]);
+    }
+    // Columns two spaces apart, the first at the margin, sizes right-aligned.
+    if let Some(col) = table.column_mut(0) {
+        col.set_padding((0, 1));
+    }
+    if let Some(col) = table.column_mut(6) {
+        col.set_cell_alignment(CellAlignment::Right);
+    }
+    for line in table.lines() {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let t = &status.totals;
+    let tally = |name: &str, x: Tally| {
+        format!(
+            "{name} {} dir{}, {}",
+            x.dirs,
+            if x.dirs == 1 { "" } else { "s" },
+            Bytes(x.bytes)
+        )
+    };
+    let mut totals = vec![
+        tally("live", t.live),
+        tally("lingering", t.lingering),
+        tally("reclaimable", t.reclaimable),
+    ];
+    if t.unknown.dirs > 0 {
+        totals.push(tally("unknown (kept)", t.unknown));
+    }
+    let _ = writeln!(out, "total: {}", totals.join("; "));
+    if stale {
+        let _ = writeln!(
+            out,
+            "* size recorded by the lease at release (0 while a job runs); `--sizes` measures now"
+        );
     }
     out
 }

@@ -1,7 +1,9 @@
-//! Everything the tool itself says on stderr: status lines, warnings and the one error message.
+//! Everything the tool itself says on stderr, in cargo's style: a bold verb right-aligned in 12
+//! columns (`    Reclaimed …`, `     Waiting …`), bare `warning:` and `error:` prefixes.
 //!
-//! Messages carry the `[cargo-guarded]` tag so they stand out in CI logs interleaved with cargo's
-//! own output. Colour follows `--color`, `NO_COLOR` and whether stderr is a terminal (anstream).
+//! Colour is decided once, from `--color`, then `CARGO_TERM_COLOR` (which CI sets), then `auto`:
+//! `NO_COLOR`, `CLICOLOR_FORCE` and whether stderr is a terminal (anstream). The same decision is
+//! passed on to the wrapped cargo (`CARGO_TERM_COLOR`), so a log is never half coloured.
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -32,28 +34,53 @@ struct Settings {
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
 /// Set once, right after the arguments are parsed. Before that, defaults apply.
-pub(crate) fn init(verbosity: Verbosity, color: ColorChoice) {
-    let color = match color {
-        ColorChoice::Auto => anstream::ColorChoice::Auto,
-        ColorChoice::Always => anstream::ColorChoice::Always,
-        ColorChoice::Never => anstream::ColorChoice::Never,
-    };
+pub(crate) fn init(verbosity: Verbosity, color: Option<ColorChoice>) {
     let _ = SETTINGS.set(Settings {
         verbosity,
-        color: resolve(color),
+        color: decide(color),
     });
 }
 
-/// Decide `auto` once (NO_COLOR, CLICOLOR, whether stderr is a terminal), not on every line:
-/// a sweep prints a line per job dir.
-fn resolve(color: anstream::ColorChoice) -> anstream::ColorChoice {
-    anstream::AutoStream::new(std::io::stderr(), color).current_choice()
+/// The one colour decision: `--color` wins, then `CARGO_TERM_COLOR` (as cargo reads it), then
+/// `auto`, resolved once (NO_COLOR, CLICOLOR_FORCE, TERM=dumb, whether stderr is a terminal)
+/// rather than per line: a sweep prints a line per job dir.
+pub(crate) fn decide(flag: Option<ColorChoice>) -> anstream::ColorChoice {
+    let env = std::env::var("CARGO_TERM_COLOR").ok();
+    let choice = flag.or(match env.as_deref() {
+        Some("always") => Some(ColorChoice::Always),
+        Some("never") => Some(ColorChoice::Never),
+        // Anything else is cargo's to reject; for our own lines it means `auto`.
+        _ => None,
+    });
+    match choice {
+        Some(ColorChoice::Always) => anstream::ColorChoice::Always,
+        Some(ColorChoice::Never) => anstream::ColorChoice::Never,
+        _ => anstream::AutoStream::new(std::io::stderr(), anstream::ColorChoice::Auto)
+            .current_choice(),
+    }
+}
+
+/// `--color` as given before the arguments are parsed (for clap's own error message).
+pub(crate) fn color_flag(args: &[std::ffi::OsString]) -> Option<ColorChoice> {
+    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
+    let mut found = None;
+    while let Some(a) = it.next() {
+        let value = match a.as_ref() {
+            "--" => break,
+            "--color" => it.next().map(Cow::into_owned),
+            other => other.strip_prefix("--color=").map(str::to_owned),
+        };
+        if let Some(v) = value {
+            found = <ColorChoice as clap::ValueEnum>::from_str(&v, false).ok();
+        }
+    }
+    found
 }
 
 fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| Settings {
         verbosity: Verbosity::Normal,
-        color: resolve(anstream::ColorChoice::Auto),
+        color: decide(None),
     })
 }
 
@@ -61,47 +88,236 @@ pub(crate) fn verbosity() -> Verbosity {
     settings().verbosity
 }
 
-fn emit(style: Style, label: &str, msg: &dyn Display) {
-    // Messages quote outside data (lease strings, dir names, paths): escaped, so none of it can
-    // start a line of its own that CI would parse as a workflow command.
-    let msg = msg.to_string();
-    // One write per line, so lines from concurrent runs sharing a log do not interleave.
-    let line = format!("{style}{label}{style:#} {}\n", escape(&msg));
-    let mut err = anstream::AutoStream::new(std::io::stderr().lock(), settings().color);
-    // Nothing sensible to do if stderr is gone.
-    let _ = err.write_all(line.as_bytes());
+/// Whether our stderr lines are coloured.
+pub(crate) fn colored() -> bool {
+    settings().color != anstream::ColorChoice::Never
 }
 
-/// A normal progress line (`[cargo-guarded] job dir …`); hidden by `-q`.
-pub(crate) fn status(msg: impl Display) {
-    if verbosity() >= Verbosity::Normal {
-        emit(
-            AnsiColor::Green.on_default().bold(),
-            "[cargo-guarded]",
-            &msg,
-        );
+/// `CARGO_TERM_COLOR` for the wrapped command: our decision, so cargo's lines and ours agree.
+pub(crate) fn cargo_color() -> &'static str {
+    if colored() { "always" } else { "never" }
+}
+
+/// Write text that may hold ANSI styles to stderr, stripped unless colour is on.
+pub(crate) fn write_styled(text: &str) {
+    let mut err = anstream::AutoStream::new(std::io::stderr().lock(), settings().color);
+    // Nothing sensible to do if stderr is gone.
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// A verb right-aligned in 12 columns, as cargo prints `   Compiling foo`.
+fn emit_verb(style: Style, verb: &str, msg: &str) {
+    // Messages quote outside data (lease strings, dir names, paths): escaped, so none of it can
+    // start a line of its own that CI would parse as a workflow command.
+    // One write per line, so lines from concurrent runs sharing a log do not interleave.
+    write_styled(&format!("{style}{verb:>12}{style:#} {}\n", escape(msg)));
+}
+
+fn emit_label(style: Style, label: &str, msg: &dyn Display) {
+    write_styled(&format!(
+        "{style}{label}{style:#} {}\n",
+        escape(&msg.to_string())
+    ));
+}
+
+/// A message's first word as its verb (`waiting for lease …` → `     Waiting for lease …`), so
+/// every status line reads like cargo's without each caller naming a verb.
+fn split_verb(msg: &str) -> (String, &str) {
+    match msg.split_once(' ') {
+        Some((word, rest)) if word.len() <= 12 && word.chars().all(|c| c.is_alphabetic()) => {
+            let mut verb = String::with_capacity(word.len());
+            let mut chars = word.chars();
+            verb.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+            verb.extend(chars);
+            (verb, rest)
+        }
+        _ => ("Note".to_owned(), msg),
     }
 }
 
-/// Detail shown only with `-v`.
+/// A status line with its own verb: `status_verb("Reclaimed", "12 MiB …")`; hidden by `-q`.
+pub(crate) fn status_verb(verb: &str, msg: impl Display) {
+    if verbosity() >= Verbosity::Normal {
+        emit_verb(AnsiColor::Green.on_default().bold(), verb, &msg.to_string());
+    }
+}
+
+/// A normal progress line whose first word is its verb (`adopted x …` → `     Adopted x …`);
+/// hidden by `-q`.
+pub(crate) fn status(msg: impl Display) {
+    if verbosity() >= Verbosity::Normal {
+        let msg = msg.to_string();
+        let (verb, rest) = split_verb(&msg);
+        emit_verb(AnsiColor::Green.on_default().bold(), &verb, rest);
+    }
+}
+
+/// Detail shown only with `-v`, in the same shape with a cyan verb.
 pub(crate) fn verbose(msg: impl Display) {
     if verbosity() >= Verbosity::Verbose {
-        emit(AnsiColor::Cyan.on_default(), "[cargo-guarded]", &msg);
+        let msg = msg.to_string();
+        let (verb, rest) = split_verb(&msg);
+        emit_verb(AnsiColor::Cyan.on_default().bold(), &verb, rest);
     }
 }
 
 /// Something the user should fix or know; shown even with `-q`.
 pub(crate) fn warn(msg: impl Display) {
-    emit(
-        AnsiColor::Yellow.on_default().bold(),
-        "[cargo-guarded] warning:",
-        &msg,
-    );
+    emit_label(AnsiColor::Yellow.on_default().bold(), "warning:", &msg);
 }
 
 /// The single place an error reaches the user (called from `main`).
 pub(crate) fn error(msg: impl Display) {
-    emit(AnsiColor::Red.on_default().bold(), "error:", &msg);
+    emit_label(AnsiColor::Red.on_default().bold(), "error:", &msg);
+}
+
+/// How often a long activity says it is still going when stderr is not a terminal (a CI log).
+const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Something that may take a while (a wait for a lease, a sweep): said at once, then kept
+/// visibly alive until `finish` — a spinner with the elapsed time on a terminal (indicatif),
+/// a plain `     Waiting … (20s)` line every 10 s in a CI log.
+pub(crate) struct Activity {
+    started: std::time::Instant,
+    verb: &'static str,
+    msg: String,
+    bar: Option<indicatif::ProgressBar>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Activity {
+    /// Start: prints `{verb:>12} {msg}` now (hidden by `-q`).
+    pub(crate) fn start(verb: &'static str, msg: impl Display) -> Activity {
+        let msg = escape(&msg.to_string()).into_owned();
+        let mut act = Activity {
+            started: std::time::Instant::now(),
+            verb,
+            msg,
+            bar: None,
+            stop: None,
+            ticker: None,
+        };
+        if verbosity() < Verbosity::Normal {
+            return act;
+        }
+        status_verb(verb, &act.msg);
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        if tty {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            let style = indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_message(act.msg.clone());
+            bar.set_style(style);
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            act.bar = Some(bar);
+        } else {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (verb, msg, started) = (act.verb, act.msg.clone(), act.started);
+            act.ticker = Some(std::thread::spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(PLAIN_EVERY)
+                {
+                    status_verb(
+                        verb,
+                        format_args!(
+                            "{msg} (still going after {})",
+                            crate::units::Short(started.elapsed())
+                        ),
+                    );
+                }
+            }));
+            act.stop = Some(tx);
+        }
+        act
+    }
+
+    /// Like `start`, but silent unless still going after `delay`: a sweep that finds nothing
+    /// to do says nothing extra, one that deletes for seconds shows that it is at work.
+    pub(crate) fn start_after(
+        delay: std::time::Duration,
+        verb: &'static str,
+        msg: impl Display,
+    ) -> Activity {
+        let msg = escape(&msg.to_string()).into_owned();
+        let started = std::time::Instant::now();
+        let mut act = Activity {
+            started,
+            verb,
+            msg: msg.clone(),
+            bar: None,
+            stop: None,
+            ticker: None,
+        };
+        if verbosity() < Verbosity::Normal {
+            return act;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        act.ticker = Some(std::thread::spawn(move || {
+            use std::sync::mpsc::RecvTimeoutError::Timeout;
+            if !matches!(rx.recv_timeout(delay), Err(Timeout)) {
+                return;
+            }
+            status_verb(verb, &msg);
+            if tty {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
+                {
+                    bar.set_style(style);
+                }
+                bar.set_message(msg);
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                let _ = rx.recv();
+                bar.finish_and_clear();
+            } else {
+                while let Err(Timeout) = rx.recv_timeout(PLAIN_EVERY) {
+                    status_verb(
+                        verb,
+                        format_args!(
+                            "{msg} (still going after {})",
+                            crate::units::Short(started.elapsed())
+                        ),
+                    );
+                }
+            }
+        }));
+        act.stop = Some(tx);
+        act
+    }
+
+    /// How long it has been going.
+    pub(crate) fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    fn stop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Done: stop the spinner or the periodic lines, then print `{verb:>12} {msg}`.
+    pub(crate) fn finish(mut self, verb: &str, msg: impl Display) {
+        self.stop();
+        status_verb(verb, msg);
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Control characters (newline, carriage return, escape, NEL, …) as Rust escapes, so text from
@@ -123,6 +339,26 @@ pub(crate) fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The schema version of every `--json` output (`status`, `gc`, `doctor`). Adding a field keeps
+/// it; renaming, removing or changing the meaning of one bumps it. Fields: README, "JSON output".
+pub(crate) const JSON_VERSION: u32 = 1;
+
+/// `value` as pretty JSON with `"version": JSON_VERSION` first, and a final newline.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Versioned<'a, T> {
+        version: u32,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    let mut text = serde_json::to_string_pretty(&Versioned {
+        version: JSON_VERSION,
+        value,
+    })?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// Write `text` to stdout. A reader that went away (`| head -0`, a closed pipe) ends the output
 /// quietly, as for cargo: `Ok(false)`, never a panic. Other write errors are errors.
 pub(crate) fn out(text: &str) -> std::io::Result<bool> {
@@ -139,7 +375,33 @@ pub(crate) fn out(text: &str) -> std::io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::*;
+
+    #[test]
+    fn the_first_word_is_the_verb() {
+        assert_eq!(
+            split_verb("waiting for lease held by x"),
+            ("Waiting".to_owned(), "for lease held by x")
+        );
+        assert_eq!(
+            split_verb("/a/b at 90%"),
+            ("Note".to_owned(), "/a/b at 90%")
+        );
+    }
+
+    #[test]
+    fn color_flag_is_found_before_parsing() {
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            color_flag(&args(&["x", "--color", "always", "bulid"])),
+            Some(ColorChoice::Always)
+        );
+        assert_eq!(
+            color_flag(&args(&["x", "--color=never"])),
+            Some(ColorChoice::Never)
+        );
+        assert_eq!(color_flag(&args(&["x", "--", "--color=never"])), None);
+    }
 
     #[test]
     fn control_characters_stay_on_their_line() {

@@ -10,23 +10,43 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 
 /// The workspace root cargo would use from `start`: the nearest ancestor whose `Cargo.toml` has a
-/// `[workspace]` table, else the nearest `Cargo.toml`, else `start` itself (e.g. `exec` outside a
-/// Rust project).
+/// `[workspace]` table (or the dir a member's `package.workspace` names), else the nearest
+/// `Cargo.toml`, else `start` itself (e.g. `exec` outside a Rust project).
 pub(crate) fn find_root(start: &Path) -> PathBuf {
     let mut nearest = None;
     for dir in start.ancestors() {
-        let manifest = dir.join("Cargo.toml");
-        let Ok(text) = fs::read_to_string(&manifest) else {
+        let Some(manifest) = manifest(dir) else {
             continue;
         };
         if nearest.is_none() {
             nearest = Some(dir.to_path_buf());
+            // A member that names its workspace: cargo goes there, not to the nearest one above.
+            if let Some(ws) = manifest
+                .get("package")
+                .and_then(|p| p.get("workspace"))
+                .and_then(|w| w.as_str())
+            {
+                return dir.join(ws);
+            }
         }
-        if text.lines().any(|l| l.trim() == "[workspace]") {
+        if manifest.contains_key("workspace") {
             return dir.to_path_buf();
         }
     }
     nearest.unwrap_or_else(|| start.to_path_buf())
+}
+
+/// Whether `start` or a dir above it holds a `Cargo.toml` (what cargo looks for before anything).
+pub(crate) fn has_manifest(start: &Path) -> bool {
+    start.ancestors().any(|d| d.join("Cargo.toml").is_file())
+}
+
+/// `dir/Cargo.toml` parsed as TOML, so `[workspace] # root`, `workspace = { … }` and every other
+/// spelling read as cargo reads them. A manifest that is not valid TOML counts as a manifest
+/// without a workspace table: cargo reports its syntax error itself.
+fn manifest(dir: &Path) -> Option<toml::Table> {
+    let text = fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    Some(text.parse::<toml::Table>().unwrap_or_default())
 }
 
 /// Where cargo will start looking: the dir of `--manifest-path` if the arguments name one.
@@ -87,23 +107,48 @@ pub(crate) fn key(root: &Path, repo_hint: Option<&str>, toolchain: Option<String
     }
 }
 
-/// The `origin` URL from `.git/config`, read as text (no git process on the start-up path).
+/// `origin`'s repository (`acme/widgets`), asked of `git` itself: a `.git` that is a file
+/// (worktrees, submodules: `gitdir: …`, `commondir`), `include.path` and `includeIf` are read
+/// exactly as git reads them. This runs only when a job creates or adopts a dir, never on the
+/// resume path of a no-op build. Without git, or in a checkout git cannot read, the checkout's
+/// path is the key instead (a new job then starts cold rather than adopting a wrong dir).
 fn git_remote(top: &Path) -> Option<String> {
-    let config = fs::read_to_string(top.join(".git").join("config")).ok()?;
-    let mut in_origin = false;
-    for line in config.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_origin = line == "[remote \"origin\"]";
-        } else if in_origin && let Some(url) = line.strip_prefix("url") {
-            let url = url.trim_start().strip_prefix('=')?.trim();
-            // `git@host:acme/widgets.git` and `https://host/acme/widgets` name one repository.
-            let url = url.trim_end_matches('/').trim_end_matches(".git");
-            let tail: Vec<&str> = url.rsplit(['/', ':']).take(2).collect();
-            return Some(tail.into_iter().rev().collect::<Vec<_>>().join("/"));
-        }
+    let mut git = std::process::Command::new("git");
+    // `config --get` runs nothing from the repository (no hooks, no fsmonitor), so a checkout
+    // owned by another uid (a container's bind mount) may be read: `safe.directory` only guards
+    // commands that would execute what its config names.
+    git.args(["-c", "safe.directory=*", "-C"])
+        .arg(top)
+        .args(["config", "--get", "remote.origin.url"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // The checkout is `top`, not whatever repository the environment points git at.
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_COUNT",
+    ] {
+        git.env_remove(var);
     }
-    None
+    let out = git.output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    repository_of(String::from_utf8(out.stdout).ok()?.trim())
+}
+
+/// `git@host:acme/widgets.git`, `https://host/acme/widgets/` and `ssh://git@host/acme/widgets`
+/// name one repository: `acme/widgets`.
+fn repository_of(url: &str) -> Option<String> {
+    let url = url.trim_end_matches('/').trim_end_matches(".git");
+    if url.is_empty() {
+        return None;
+    }
+    let tail: Vec<&str> = url.rsplit(['/', ':']).take(2).collect();
+    Some(tail.into_iter().rev().collect::<Vec<_>>().join("/"))
 }
 
 /// What rustup picks a toolchain by, for a `rustc` that is its proxy.
@@ -226,20 +271,49 @@ fn rustc_version(rustc: &Path) -> Option<String> {
     Some(format!("{} {}", v.release, v.host))
 }
 
+/// What the cargo config files say that matters before cargo runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CargoConfig {
+    /// `build.build-dir` is set (a separate build dir that must be job-scoped too).
+    pub(crate) build_dir: bool,
+    /// `[alias]` names: commands `cargo guarded <alias>` must accept.
+    pub(crate) aliases: Vec<String>,
+}
+
+/// Read the config files cargo would read from `start` upwards and in `$CARGO_HOME`, as TOML:
+/// `[build] build-dir = …`, `build.build-dir = …` and `build = { build-dir = … }` are one key.
+/// A file that is not valid TOML is skipped; cargo reports it when it runs.
+pub(crate) fn cargo_config(start: &Path, cargo_home: Option<&Path>) -> CargoConfig {
+    let mut found = CargoConfig::default();
+    let dirs = start
+        .ancestors()
+        .map(|d| d.join(".cargo"))
+        .chain(cargo_home.map(Path::to_path_buf));
+    for dir in dirs {
+        for name in ["config.toml", "config"] {
+            let Ok(text) = fs::read_to_string(dir.join(name)) else {
+                continue;
+            };
+            let Ok(table) = text.parse::<toml::Table>() else {
+                continue;
+            };
+            let build_dir = table
+                .get("build")
+                .and_then(|b| b.as_table())
+                .is_some_and(|b| b.contains_key("build-dir"));
+            found.build_dir |= build_dir;
+            if let Some(aliases) = table.get("alias").and_then(|a| a.as_table()) {
+                found.aliases.extend(aliases.keys().cloned());
+            }
+        }
+    }
+    found
+}
+
 /// Whether cargo is configured with a separate build dir (`build.build-dir`), found by reading
 /// the config files cargo would read from `start` upwards and in `$CARGO_HOME`.
 pub(crate) fn build_dir_configured(start: &Path, cargo_home: Option<&Path>) -> bool {
-    let mentions = |dir: &Path| {
-        ["config.toml", "config"].iter().any(|f| {
-            fs::read_to_string(dir.join(f)).is_ok_and(|t| {
-                t.lines().any(|l| {
-                    let l = l.trim_start();
-                    l.starts_with("build-dir") || l.starts_with("build.build-dir")
-                })
-            })
-        })
-    };
-    start.ancestors().any(|d| mentions(&d.join(".cargo"))) || cargo_home.is_some_and(mentions)
+    cargo_config(start, cargo_home).build_dir
 }
 
 #[cfg(test)]
@@ -270,19 +344,110 @@ mod tests {
         assert_eq!(start_dir(&args, Path::new("/w")), Path::new("/w"));
     }
 
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
     #[test]
     fn remotes_name_the_repository() {
         let t = tempfile::tempdir().unwrap();
-        fs::create_dir(t.path().join(".git")).unwrap();
-        fs::write(
-            t.path().join(".git/config"),
-            "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = git@github.com:acme/widgets.git\n",
-        )
-        .unwrap();
-        assert_eq!(git_remote(t.path()).as_deref(), Some("acme/widgets"));
-        let k = key(&t.path().join("sub"), None, None);
+        let repo = t.path().join("repo");
+        fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q"]);
+        git(
+            &repo,
+            &["remote", "add", "origin", "git@github.com:acme/widgets.git"],
+        );
+        assert_eq!(git_remote(&repo).as_deref(), Some("acme/widgets"));
+        let k = key(&repo.join("sub"), None, None);
         assert_eq!(k.workspace, "acme/widgets:sub");
         assert_eq!(k.toolchain, None);
+
+        // A linked worktree: `.git` is a file (`gitdir: …/worktrees/wt`), the remote lives in
+        // the common dir. The old line reader found no remote and keyed by path.
+        git(&repo, &["commit", "-q", "--allow-empty", "-m", "x"]);
+        let wt = t.path().join("wt");
+        git(&repo, &["worktree", "add", "-q", wt.to_str().unwrap()]);
+        assert!(wt.join(".git").is_file());
+        assert_eq!(key(&wt, None, None).workspace, "acme/widgets");
+
+        // A submodule's `.git` file points into the superproject's `.git/modules/`.
+        let sub = t.path().join("sub");
+        let modules = t.path().join("modules/sub");
+        fs::create_dir_all(&sub).unwrap();
+        fs::create_dir_all(&modules).unwrap();
+        git(&modules, &["init", "-q", "--bare"]);
+        git(
+            &modules,
+            &[
+                "config",
+                "remote.origin.url",
+                "https://github.com/acme/sub/",
+            ],
+        );
+        git(&modules, &["config", "core.bare", "false"]);
+        fs::write(sub.join(".git"), "gitdir: ../modules/sub\n").unwrap();
+        assert_eq!(key(&sub, None, None).workspace, "acme/sub");
+    }
+
+    #[test]
+    fn workspace_tables_are_read_as_toml() {
+        let t = tempfile::tempdir().unwrap();
+        let ws = t.path();
+        // A comment after the header made the line matcher miss the workspace.
+        fs::write(
+            ws.join("Cargo.toml"),
+            "[workspace] # root\nmembers = [\"a\"]\n",
+        )
+        .unwrap();
+        fs::create_dir_all(ws.join("a/src")).unwrap();
+        fs::write(ws.join("a/Cargo.toml"), "[package]\nname = \"a\"\n").unwrap();
+        assert_eq!(find_root(&ws.join("a/src")), ws);
+        // `workspace.members = […]` as a dotted key.
+        fs::write(ws.join("Cargo.toml"), "workspace.members = [\"a\"]\n").unwrap();
+        assert_eq!(find_root(&ws.join("a")), ws);
+        // A member that names its workspace elsewhere.
+        let other = t.path().join("other");
+        fs::create_dir_all(other.join("m")).unwrap();
+        fs::write(
+            other.join("m/Cargo.toml"),
+            "[package]\nname = \"m\"\nworkspace = \"../../\"\n",
+        )
+        .unwrap();
+        assert_eq!(find_root(&other.join("m")), other.join("m/../../"));
+    }
+
+    #[test]
+    fn build_dir_and_aliases_are_read_in_every_toml_spelling() {
+        for (text, build_dir) in [
+            ("[build]\nbuild-dir = \"b\"\n", true),
+            ("build.build-dir = \"b\"\n", true),
+            ("build = { build-dir = \"b\" }\n", true),
+            ("[build]\n\"build-dir\" = \"b\"\n", true),
+            // The old prefix match took a comment or another table's key for the setting.
+            ("[alias]\nbuild-dirs = \"build\"\n", false),
+            ("# build-dir = \"b\"\n", false),
+            ("[profile.dev]\nbuild-dir = 1\n", false),
+        ] {
+            let t = tempfile::tempdir().unwrap();
+            fs::create_dir(t.path().join(".cargo")).unwrap();
+            fs::write(t.path().join(".cargo/config.toml"), text).unwrap();
+            assert_eq!(build_dir_configured(t.path(), None), build_dir, "{text}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("config.toml"), "alias.biuld = \"build\"\n").unwrap();
+        let found = cargo_config(t.path(), Some(t.path()));
+        assert_eq!(found.aliases, ["biuld"]);
     }
 
     #[test]

@@ -580,7 +580,7 @@ fn precheck_reclaims_in_a_log_group_keeps_live_leases_and_warns_when_disk_stays_
     let err = stderr(&a.run);
     let grouped = group(&err, "cargo-guarded: disk precheck");
     assert!(
-        grouped.iter().any(|l| l.contains("removed: old")),
+        grouped.iter().any(|l| l.contains("Removed old")),
         "the sweep's lines belong in the group\n{}",
         describe(&a.run)
     );
@@ -598,12 +598,20 @@ fn precheck_reclaims_in_a_log_group_keeps_live_leases_and_warns_when_disk_stays_
     assert!(reclaimed >= 1 << 20, "reclaimed {reclaimed} bytes");
     let summary = a.step.summary();
     assert!(summary.contains("**Reclaimed "), "{summary}");
-    assert!(summary.contains("| `old` |"), "{summary}");
-    let live_row = summary
-        .lines()
-        .find(|l| l.starts_with("| `live` |"))
-        .unwrap_or_else(|| panic!("the live lease is not listed as kept:\n{summary}"));
-    assert!(live_row.contains("lease held by"), "{live_row}");
+    // `old` and `live` are not this repository's jobs (octo/app's ids are `gh-octo/app-…`): a
+    // shared root's other tenants are counted in the summary, never named.
+    assert!(
+        summary.contains("1 of them (") && summary.contains("belonged to other repositories' jobs"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("`old`") && !summary.contains("`live`"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Kept 1 job dir(s): 1 live."),
+        "the live lease is counted as kept:\n{summary}"
+    );
 
     assert!(live.running(), "the live build was disturbed");
     assert!(live_dir.exists(), "a live job dir was removed");
@@ -651,6 +659,41 @@ fn low_disk_fails_the_step_with_an_error_annotation_and_exit_75() {
         stderr(&out).contains("::error title="),
         "{}",
         describe(&out)
+    );
+}
+
+#[test]
+fn exit_75_names_only_live_leases_and_only_this_repository_s() {
+    let mut job = Job::new();
+    // A released (lingering) dir of this repository: its process is gone, it is not live.
+    let lint_ws = job.env.fixture_as("small", "lint-ws");
+    job.env.ok(
+        &lint_ws,
+        ["--job-id", "gh-octo/app-4-1-lint-r3", "exec", "--", "true"],
+    );
+    let ours_ws = job.env.fixture_as("small", "ours-ws");
+    let _ours = Holder::start(&job.env, &ours_ws, "gh-octo/app-5-1-test-r2");
+    let theirs_ws = job.env.fixture_as("small", "theirs-ws");
+    let _theirs = Holder::start(&job.env, &theirs_ws, "gh-other/secret-1-1-b-r9");
+    let a = job.action(&[("command", "build"), ("min-free", "100%")]);
+    assert_eq!(a.run.status.code(), Some(75), "{}", describe(&a.run));
+    let summary = a.step.summary();
+    assert!(
+        summary.contains("Live leases holding the most space"),
+        "{summary}"
+    );
+    assert!(summary.contains("gh-octo/app-5-1-test-r2"), "{summary}");
+    assert!(
+        !summary.contains("lint-r3"),
+        "a released lease listed as live:\n{summary}"
+    );
+    assert!(
+        !summary.contains("other/secret"),
+        "another repository's job named:\n{summary}"
+    );
+    assert!(
+        summary.contains("1 live lease(s) of other repositories' jobs"),
+        "{summary}"
     );
 }
 
@@ -781,7 +824,7 @@ fn outside_github_actions_no_files_are_written_and_no_workflow_commands_printed(
         .args(["guarded", "--reclaim-below", "100%", "build"]);
     let out = output(&mut cmd);
     assert_success(&out);
-    assert!(stderr(&out).contains("removed: old"), "{}", describe(&out));
+    assert!(stderr(&out).contains("Removed old"), "{}", describe(&out));
     assert!(!stderr(&out).contains("::"), "{}", describe(&out));
     assert_eq!(std::fs::read_to_string(&step.output).unwrap(), "");
     assert_eq!(step.summary(), "");
@@ -831,13 +874,20 @@ fn gc_on_github_groups_its_log_sets_reclaimed_bytes_and_summarises() {
     assert_success(&out);
     let err = stderr(&out);
     let grouped = group(&err, "cargo-guarded: gc");
-    assert!(grouped.iter().any(|l| l.contains("removed: old")), "{err}");
+    assert!(grouped.iter().any(|l| l.contains("Removed old")), "{err}");
     assert!(err.contains("::warning title=cargo-guarded%3A disk still low::"));
     let reclaimed: u64 = step.outputs()["reclaimed-bytes"].parse().unwrap();
     assert!(reclaimed >= 1 << 20, "reclaimed {reclaimed}");
     let summary = step.summary();
     assert!(summary.starts_with("### cargo guarded gc\n"), "{summary}");
-    assert!(summary.contains("| `old` |"), "{summary}");
+    assert!(
+        !summary.contains("`old`"),
+        "another repository's job named:\n{summary}"
+    );
+    assert!(
+        summary.contains("belonged to other repositories' jobs"),
+        "{summary}"
+    );
 
     // A dry run reclaims nothing and so warns about nothing.
     expired_dir(&job.env, "old2");
@@ -985,7 +1035,7 @@ fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
     assert_success(&b);
     let both = format!("{}{}", stderr(&a), stderr(&b));
     assert_eq!(
-        both.matches("removed: old").count(),
+        both.matches("Removed old").count(),
         1,
         "exactly one sweep removes the expired dir\n{}\n{}",
         describe(&a),

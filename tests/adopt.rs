@@ -53,7 +53,7 @@ fn consecutive_jobs_on_one_runner_reuse_one_warm_dir() {
             describe(&out)
         );
         assert!(
-            stderr(&out).contains(&format!("adopted run-{}", i - 1)),
+            stderr(&out).contains(&format!("Adopted run-{}", i - 1)),
             "run {i}:\n{}",
             describe(&out)
         );
@@ -136,7 +136,7 @@ fn another_workspace_or_toolchain_never_adopts() {
 
     // With the same toolchain, it is adopted.
     let out = step(&env, &one, "r4", "one-3", &["exec", "--", "true"]);
-    assert!(stderr(&out).contains("adopted one-1"), "{}", describe(&out));
+    assert!(stderr(&out).contains("Adopted one-1"), "{}", describe(&out));
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn adoption_and_the_guard_race_only_through_the_lock() {
     let first = first.resume(60);
     assert_success(&first);
     assert!(
-        stderr(&first).contains("adopted donor"),
+        stderr(&first).contains("Adopted donor"),
         "{}",
         describe(&first)
     );
@@ -217,7 +217,7 @@ fn a_dir_the_guard_is_claiming_is_not_adopted() {
     let guard = guard.resume(60);
     assert_success(&guard);
     assert!(
-        stderr(&guard).contains("removed: donor"),
+        stderr(&guard).contains("Removed donor"),
         "{}",
         describe(&guard)
     );

@@ -27,6 +27,25 @@ fn assert_one_line_error(out: &Output, needles: &[&str]) {
     assert!(out.stdout.is_empty(), "{}", describe(out));
 }
 
+/// Exit 1, clap's own rendering: an `error:` first line, then clap's tips and usage; the message
+/// names every one of `needles`; cargo never started.
+fn assert_clap_error(out: &Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(1), "{}", describe(out));
+    let err = stderr(out);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: "), "{}", describe(out));
+    for n in needles {
+        assert!(err.contains(n), "the error should name {n:?}: {err}");
+    }
+    assert!(
+        err.contains("For more information, try '--help'."),
+        "{}",
+        describe(out)
+    );
+    assert!(!compiled_anything(out), "{}", describe(out));
+    assert!(out.stdout.is_empty(), "{}", describe(out));
+}
+
 #[test]
 fn bad_arguments_and_environment_are_one_line_errors() {
     // (environment, arguments, what the error must name)
@@ -77,7 +96,11 @@ fn bad_arguments_and_environment_are_one_line_errors() {
         let ws = env.fixture("small");
         let before = env.outside_root();
         let out = run_with(&env, &ws, vars, args);
-        assert_one_line_error(&out, needles);
+        if vars.is_empty() && !args.is_empty() {
+            assert_clap_error(&out, needles);
+        } else {
+            assert_one_line_error(&out, needles);
+        }
         assert!(!ws.join("target").exists());
         assert_eq!(
             env.outside_root(),

@@ -86,7 +86,7 @@ fn two_job_ids_at_once_get_separate_dirs() {
         assert_success(out);
         assert!(compiled_anything(out), "{}", describe(out));
         assert!(
-            !stderr(out).contains("waiting for lease"),
+            !stderr(out).contains("Waiting for lease"),
             "different jobs must not wait for each other\n{}",
             describe(out)
         );
@@ -236,7 +236,7 @@ fn inherited_cargo_target_dir_is_overridden() {
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     assert!(env.root.join(&dirs[0]).join("target/debug/app").is_file());
     assert!(
-        stderr(&out).contains("overriding inherited CARGO_TARGET_DIR"),
+        stderr(&out).contains("Overriding inherited CARGO_TARGET_DIR"),
         "-v says why\n{}",
         describe(&out)
     );
@@ -634,7 +634,7 @@ fn same_job_at_once_waits_for_the_lease() {
     assert!(
         wait_for(60, || second
             .stderr_so_far()
-            .contains("waiting for lease held by")),
+            .contains("Waiting for lease held by")),
         "no waiting message\n{}",
         second.stderr_so_far()
     );

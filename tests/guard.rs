@@ -538,9 +538,9 @@ fn dry_run_reports_what_it_would_remove_and_removes_nothing() {
     );
     let out = env.ok(env.path(), ["gc", "--dry-run", "--all-expired"]);
     let text = stderr(&out);
-    assert!(text.contains("would remove: old (expired 1h ago"), "{text}");
+    assert!(text.contains("Would remove old (expired 1h ago"), "{text}");
     assert!(
-        text.contains("kept: lingering (released, expires in"),
+        text.contains("Kept lingering (released, expires in"),
         "{text}"
     );
     assert!(env.root.join("old/target/debug/artifact").exists());
@@ -554,7 +554,7 @@ fn dry_run_reports_what_it_would_remove_and_removes_nothing() {
 
     let out = env.ok(env.path(), ["gc", "--all-expired"]);
     assert!(
-        stderr(&out).contains("removed: old (expired 1h ago"),
+        stderr(&out).contains("Removed old (expired 1h ago"),
         "{}",
         describe(&out)
     );
@@ -688,7 +688,7 @@ fn on_a_full_small_disk_the_guard_frees_just_enough_oldest_first() {
         describe(&out)
     );
     assert!(
-        stderr(&out).contains("removed: fill-1"),
+        stderr(&out).contains("Removed fill-1"),
         "{}",
         describe(&out)
     );
@@ -796,16 +796,16 @@ fn hook_mode_prints_compact_decisions_and_never_fails_the_job() {
     let out = env.ok(env.path(), ["gc", "--hook", "--all-expired"]);
     let err = stderr(&out);
     assert!(
-        err.contains("% used") && err.contains("reclaiming expired target dirs"),
+        err.contains("% used") && err.contains("Reclaiming expired target dirs"),
         "{err}"
     );
-    assert!(err.contains("removed: old (expired 1h ago"), "{err}");
+    assert!(err.contains("Removed old (expired 1h ago"), "{err}");
     assert!(
-        err.contains("kept: live (lease held by runner-9 (pid 4121), renewed"),
+        err.contains("Kept live (lease held by runner-9 (pid 4121), renewed"),
         "{err}"
     );
-    assert!(err.contains("kept: broken (unknown – no lease)"), "{err}");
-    assert!(err.contains("freed "), "{err}");
+    assert!(err.contains("Kept broken (unknown – no lease)"), "{err}");
+    assert!(err.contains("Reclaimed "), "{err}");
     // A root that cannot be swept (here: not there at all) still does not fail the hook.
     let out = env.run(
         env.path(),

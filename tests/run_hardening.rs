@@ -225,7 +225,7 @@ fn a_sweep_stopped_while_deleting_holds_no_one_up_and_nothing_is_deleted_twice()
     let report2 = gc_json(&env, &gc2);
     assert_eq!(report2["errors"], json!([]), "{report2:#}");
     assert_eq!(report2["removed"], json!([]), "{report2:#}");
-    assert!(!stderr(&out).contains("removed: old"), "{}", describe(&out));
+    assert!(!stderr(&out).contains("Removed old"), "{}", describe(&out));
     assert_eq!(
         std::fs::read_dir(env.root.join(".trash")).unwrap().count(),
         1,
@@ -292,7 +292,7 @@ fn sigterm_while_waiting_for_the_guard_lock_ends_the_run_at_once() {
         ],
     );
     assert!(
-        wait_for(30, || job.stderr_so_far().contains("waiting up to")),
+        wait_for(30, || job.stderr_so_far().contains("Waiting up to")),
         "{}",
         job.stderr_so_far()
     );
@@ -367,7 +367,7 @@ fn a_bare_run_while_hold_is_live_runs_inside_the_held_lease() {
         .env("CARGO_GUARDED_EXPORT_ENV", &exported);
     let hold = spawn_logged(&mut cmd, &env.path().join("hold"));
     assert!(
-        wait_for(60, || hold.stderr_so_far().contains("holding the lease")),
+        wait_for(60, || hold.stderr_so_far().contains("Holding the lease")),
         "{}",
         hold.stderr_so_far()
     );
@@ -617,7 +617,7 @@ fn an_adopted_dirs_hostile_job_id_stays_on_its_line() {
         ["--job-id", "next", "--min-free", "0", "exec", "--", "true"],
     );
     assert!(
-        stderr(&out).contains("adopted x\\n::error::pwned"),
+        stderr(&out).contains("Adopted x\\n::error::pwned"),
         "{}",
         describe(&out)
     );

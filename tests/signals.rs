@@ -138,7 +138,7 @@ fn a_signal_while_waiting_for_the_lease_ends_the_wait() {
     assert!(
         wait_for(30, || waiter
             .stderr_so_far()
-            .contains("waiting for lease held by")),
+            .contains("Waiting for lease held by")),
         "the second run never waited\n{}",
         waiter.stderr_so_far()
     );
