@@ -361,7 +361,9 @@ fn hostile_toolchain_cache_entries_do_not_stop_a_job() {
         let out = run.finish(60);
         assert_success(&out);
         assert!(
-            stderr(&out).to_lowercase().contains("ignored toolchain cache entry"),
+            stderr(&out)
+                .to_lowercase()
+                .contains("ignored toolchain cache entry"),
             "{}",
             describe(&out)
         );

@@ -445,7 +445,8 @@ fn a_step_waiting_for_its_dir_starts_over_when_an_adopter_renames_it() {
         env.path().join("x.stderr")
     )
     .unwrap_or_default()
-    .to_lowercase().contains("waiting for lease")));
+    .to_lowercase()
+    .contains("waiting for lease")));
     // Let the adopter rename x's dir to `y`; it keeps running, holding it, until the gate goes.
     let y = std::thread::spawn(move || adopter.resume(120));
     // x must not wait for y to finish: its name was taken away, so it starts a fresh dir.
@@ -554,7 +555,11 @@ fn a_job_dir_planted_by_another_user_is_never_used() {
     // Alice's other jobs do not adopt it either.
     let out = run(ALICE, &ws_a, &["-v", "--job-id", "other", "build"]);
     assert_success(&out);
-    assert!(stderr(&out).to_lowercase().contains("not adopting"), "{}", describe(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("not adopting"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(std::fs::read_dir(&bait).unwrap().count(), 0);
 }
 

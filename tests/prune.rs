@@ -110,7 +110,9 @@ fn a_moving_dependency_does_not_grow_the_dir() {
             let out = job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
             if i > 1 {
                 assert!(
-                    stderr(&out).to_lowercase().contains(&format!("adopted job-{}", i - 1)),
+                    stderr(&out)
+                        .to_lowercase()
+                        .contains(&format!("adopted job-{}", i - 1)),
                     "{}",
                     describe(&out)
                 );
@@ -271,7 +273,11 @@ fn pruning_works_on_a_relatime_tmpfs() {
         set_dep_version(&ws, &format!("1.0.{i}"));
         let out = job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
         if i > 2 {
-            assert!(stderr(&out).to_lowercase().contains("pruned"), "{}", describe(&out));
+            assert!(
+                stderr(&out).to_lowercase().contains("pruned"),
+                "{}",
+                describe(&out)
+            );
         }
     }
     assert_eq!(fingerprints(&env, "job-4", "dep"), 2);
@@ -388,10 +394,18 @@ fn a_pruner_racing_a_guard_and_an_adopter_removes_nothing_live() {
         .args(["guarded", "--job-id", "other", "exec", "--", "true"]);
     let other = output(&mut other);
     assert_success(&other);
-    assert!(!stderr(&other).to_lowercase().contains("adopted"), "{}", describe(&other));
+    assert!(
+        !stderr(&other).to_lowercase().contains("adopted"),
+        "{}",
+        describe(&other)
+    );
     let done = paused.resume(120);
     assert_success(&done);
-    assert!(stderr(&done).to_lowercase().contains("pruned"), "{}", describe(&done));
+    assert!(
+        stderr(&done).to_lowercase().contains("pruned"),
+        "{}",
+        describe(&done)
+    );
     assert!(
         !stderr(&done).contains("Compiling feat"),
         "{}",
@@ -459,7 +473,11 @@ fn a_bad_index_and_planted_symlinks_are_handled() {
     .unwrap();
     set_dep_version(&ws, "1.0.3");
     let out = job(&env, &ws, "job-3", &extra, &["build"]);
-    assert!(!stderr(&out).to_lowercase().contains("pruned"), "{}", describe(&out));
+    assert!(
+        !stderr(&out).to_lowercase().contains("pruned"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(fingerprints(&env, "job-3", "dep"), 3);
 
     // Plant a link named like an output of dep 1.0.1's unit (dead from now on) to a file outside.
@@ -478,7 +496,11 @@ fn a_bad_index_and_planted_symlinks_are_handled() {
     for i in 4..=5 {
         set_dep_version(&ws, &format!("1.0.{i}"));
         let out = job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
-        assert!(stderr(&out).to_lowercase().contains("pruned"), "{}", describe(&out));
+        assert!(
+            stderr(&out).to_lowercase().contains("pruned"),
+            "{}",
+            describe(&out)
+        );
     }
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
     let deps = target(&env, "job-5").join("debug/deps");
@@ -505,7 +527,11 @@ fn units_in_a_configured_build_dir_are_pruned() {
         let out = output(&mut cmd);
         assert_success(&out);
         if i > 2 {
-            assert!(stderr(&out).to_lowercase().contains("dead unit"), "{}", describe(&out));
+            assert!(
+                stderr(&out).to_lowercase().contains("dead unit"),
+                "{}",
+                describe(&out)
+            );
         }
     }
     let fp = env.root.join("job-4/build/debug/.fingerprint");

@@ -125,7 +125,9 @@ fn kill_9_during_nextest_kills_the_test_processes() {
         "still written"
     );
     assert!(
-        stderr(&out).to_lowercase().contains("tracking the command's process tree"),
+        stderr(&out)
+            .to_lowercase()
+            .contains("tracking the command's process tree"),
         "-v names the mechanism\n{}",
         describe(&out)
     );
