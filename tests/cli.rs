@@ -7,7 +7,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::json;
@@ -214,17 +213,6 @@ fn one_colour_decision_reaches_the_wrapped_command() {
     let (child, ours) = colour_seen(&env, &ws, &[("NO_COLOR", "1")], &[]);
     assert_eq!(child, "never");
     assert!(!ours);
-}
-
-/// RFC 3339 for `secs` seconds from now (negative: in the past).
-fn ts(secs: i64) -> String {
-    let now = SystemTime::now();
-    let t = if secs >= 0 {
-        now + Duration::from_secs(secs as u64)
-    } else {
-        now - Duration::from_secs((-secs) as u64)
-    };
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// An expired job dir of another job, as cargo-guarded would have left it.

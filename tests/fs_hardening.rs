@@ -10,15 +10,10 @@ mod mounts;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 use common::*;
 use mounts::*;
 use serde_json::{Value, json};
-
-fn ts(secs_ago: u64) -> String {
-    humantime::format_rfc3339_millis(SystemTime::now() - Duration::from_secs(secs_ago)).to_string()
-}
 
 /// Plant a job dir `name` whose lease expired an hour ago, claiming `size_bytes`.
 fn expired(root: &Path, name: &str, size_bytes: Option<u64>) -> PathBuf {
@@ -29,7 +24,7 @@ fn expired(root: &Path, name: &str, size_bytes: Option<u64>) -> PathBuf {
     let lease = json!({
         "protocol": 1, "job_id": name, "token": "t", "workspace": "planted", "toolchain": null,
         "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
-        "created_at": ts(7200), "renewed_at": ts(7200), "expires_at": ts(3600),
+        "created_at": ts(-7200), "renewed_at": ts(-7200), "expires_at": ts(-3600),
         "heartbeat_secs": 1, "ttl_secs": 600, "state": "released", "size_bytes": size_bytes,
         "command": []
     });
@@ -44,33 +39,6 @@ fn expired(root: &Path, name: &str, size_bytes: Option<u64>) -> PathBuf {
 fn report_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("gc --json: {e}\n{}", describe(out)))
-}
-
-fn removed_names(report: &Value) -> Vec<String> {
-    report["removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r["dir"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
-
-fn kept_reason(report: &Value, name: &str) -> String {
-    report["kept"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["dir"].as_str().unwrap().ends_with(&format!("/{name}")))
-        .map(|k| k["reason"].as_str().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("{name} not among kept: {report:#}"))
 }
 
 /// The only entry of the root's `.trash/`.

@@ -8,21 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-
-/// RFC 3339 for `secs` seconds from now (negative: in the past).
-fn ts(secs: i64) -> String {
-    let now = SystemTime::now();
-    let t = if secs >= 0 {
-        now + Duration::from_secs(secs as u64)
-    } else {
-        now - Duration::from_secs((-secs) as u64)
-    };
-    humantime::format_rfc3339_millis(t).to_string()
-}
 
 /// A lease as cargo-guarded writes it.
 fn lease(job: &str, state: &str, renewed: i64, expires: i64, ttl: u64) -> Value {
@@ -61,35 +50,6 @@ fn gc_json(env: &Env, extra: &[&str]) -> Value {
     let out = env.run(env.path(), &args);
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("gc --json: {e}\n{}", describe(&out)))
-}
-
-fn kept_reason(report: &Value, name: &str) -> String {
-    report["kept"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["dir"].as_str().unwrap().ends_with(&format!("/{name}")))
-        .map(|k| k["reason"].as_str().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("{name} not among kept: {report:#}"))
-}
-
-fn removed(report: &Value) -> Vec<String> {
-    let mut v: Vec<String> = report["removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r["dir"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn trash_entries(env: &Env) -> usize {
@@ -429,7 +389,7 @@ fn nothing_unclassifiable_is_deleted_and_nothing_outside_the_root_is_touched() {
     plant(&env, "pointing", Some(&pointing));
 
     let report = gc_json(&env, &["--all-expired", "--reclaim-below", "100%"]);
-    assert_eq!(removed(&report), ["pointing"], "{report:#}");
+    assert_eq!(removed_names(&report), ["pointing"], "{report:#}");
     assert_eq!(kept_reason(&report, "evil-link"), "skipped: symlink");
     assert_eq!(
         kept_reason(&report, "stray-file"),
@@ -478,7 +438,7 @@ fn swap_during(step: &str) {
     let out = guard.resume(60);
     assert_success(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(removed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(removed_names(&report), Vec::<String>::new(), "{report:#}");
     assert_eq!(
         std::fs::read_to_string(outside.join("precious")).unwrap(),
         "keep me"
@@ -515,12 +475,12 @@ fn untrusted_locks_fall_back_to_the_heartbeat_with_a_margin() {
     let out = output(&mut cmd);
     assert_success(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(removed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(removed_names(&report), Vec::<String>::new(), "{report:#}");
     assert!(kept_reason(&report, "fresh").contains("lease held by runner-9"));
 
     let report = gc_json(&env, &["--all-expired"]);
     assert_eq!(
-        removed(&report),
+        removed_names(&report),
         ["stale"],
         "with trusted locks the stale lease expires: {report:#}"
     );
@@ -546,7 +506,7 @@ fn dry_run_reports_what_it_would_remove_and_removes_nothing() {
     assert!(env.root.join("old/target/debug/artifact").exists());
     let report = gc_json(&env, &["--dry-run", "--all-expired"]);
     assert_eq!(report["dry_run"], true);
-    assert_eq!(removed(&report), ["old"]);
+    assert_eq!(removed_names(&report), ["old"]);
     for key in ["free_before", "free_after", "target_free"] {
         assert!(report[key].is_u64(), "{key}: {report:#}");
     }
@@ -566,13 +526,13 @@ fn without_pressure_the_guard_keeps_expired_dirs_it_does_not_need() {
     let env = Env::new();
     expired(&env, "old");
     let report = gc_json(&env, &["--reclaim-below", "0%", "--keep-expired", "5"]);
-    assert_eq!(removed(&report), Vec::<String>::new());
+    assert_eq!(removed_names(&report), Vec::<String>::new());
     assert!(
         kept_reason(&report, "old").starts_with("kept: expired"),
         "{report:#}"
     );
     let report = gc_json(&env, &["--reclaim-below", "100%"]);
-    assert_eq!(removed(&report), ["old"]);
+    assert_eq!(removed_names(&report), ["old"]);
 }
 
 // --- A real small filesystem --------------------------------------------------------------------
@@ -777,7 +737,7 @@ fn max_time_stops_new_deletions() {
         expired(&env, &format!("old-{i}"));
     }
     let report = gc_json(&env, &["--all-expired", "--max-time", "0s"]);
-    assert_eq!(removed(&report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(removed_names(&report), Vec::<String>::new(), "{report:#}");
     for i in 0..3 {
         assert_eq!(
             kept_reason(&report, &format!("old-{i}")),

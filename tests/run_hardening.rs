@@ -12,22 +12,10 @@ mod tmpfs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::{Value, json};
 use tmpfs::Tmpfs;
-
-/// RFC 3339 for `secs` seconds from now (negative: in the past).
-fn ts(secs: i64) -> String {
-    let now = SystemTime::now();
-    let t = if secs >= 0 {
-        now + Duration::from_secs(secs as u64)
-    } else {
-        now - Duration::from_secs((-secs) as u64)
-    };
-    humantime::format_rfc3339_millis(t).to_string()
-}
 
 /// A released lease that expired an hour ago.
 fn expired_lease(job: &str) -> Value {

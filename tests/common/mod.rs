@@ -441,3 +441,40 @@ impl Paused {
         self.run.finish(secs)
     }
 }
+
+/// RFC 3339 for `secs` seconds from now (negative: in the past), as leases record times.
+pub fn ts(secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let t = if secs >= 0 {
+        now + std::time::Duration::from_secs(secs as u64)
+    } else {
+        now - std::time::Duration::from_secs((-secs) as u64)
+    };
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The reason `gc --json` gives for keeping the job dir `name`.
+pub fn kept_reason(report: &Value, name: &str) -> String {
+    report["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["dir"].as_str().unwrap().ends_with(&format!("/{name}")))
+        .map(|k| k["reason"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{name} not among kept: {report:#}"))
+}
+
+/// The names of the job dirs `gc --json` removed, sorted.
+pub fn removed_names(report: &Value) -> Vec<String> {
+    let mut v: Vec<String> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let dir = r["dir"].as_str().unwrap();
+            dir.rsplit('/').next().unwrap().to_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
