@@ -52,6 +52,7 @@ impl GitHub {
         root: &Root,
         held: &Held,
         origin: &Origin,
+        pruned: &crate::prune::Pruned,
         command: &str,
         report: Option<&Report>,
     ) {
@@ -71,9 +72,19 @@ impl GitHub {
             Origin::Fresh => "a fresh dir".to_owned(),
             Origin::Resumed => "resumed from an earlier step of this job".to_owned(),
             Origin::Adopted { from, size, .. } => format!(
-                "adopted warm from expired job `{}`{}",
+                "adopted warm from expired job `{}`{}{}",
                 code(from),
-                size.map_or_else(String::new, |s| format!(" ({})", Bytes(s)))
+                size.map_or_else(String::new, |s| format!(" ({})", Bytes(s))),
+                if pruned.units + pruned.incremental > 0 {
+                    format!(
+                        "; pruned {} dead units and {} stale incremental dirs, {}",
+                        pruned.units,
+                        pruned.incremental,
+                        Bytes(pruned.bytes)
+                    )
+                } else {
+                    String::new()
+                }
             ),
         };
         let _ = writeln!(

@@ -138,16 +138,23 @@ pub(crate) struct Pruned {
 
 /// Called right after a job adopted `from`'s dir, while its lock is held. Never fails the job:
 /// pruning is an optimisation, so its errors are warnings.
-pub(crate) fn at_adoption(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) {
-    if let Err(e) = run(job_dir, from, size, s) {
+/// Returns what was pruned (nothing, when pruning is off, not possible here, or failed).
+pub(crate) fn at_adoption(
+    job_dir: BorrowedFd<'_>,
+    from: &str,
+    size: Option<u64>,
+    s: &Settings,
+) -> Pruned {
+    run(job_dir, from, size, s).unwrap_or_else(|e| {
         term::warn(format_args!("pruning the dir adopted from {from}: {e:#}"));
-    }
+        Pruned::default()
+    })
 }
 
-fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> Result<()> {
+fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> Result<Pruned> {
     let target = match fs::open_dir_nofollow(job_dir, OsStr::new(TARGET)) {
         Ok(fd) => fd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Pruned::default()),
         Err(e) => return Err(e).context("failed to open target/"),
     };
     // Deletion stays on the job dir's mount: a bind mount inside `target/` keeps its files.
@@ -193,11 +200,12 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
                 _ => String::new(),
             }
         ));
-        return Ok(());
+        return Ok(Pruned::default());
     }
     if !s.enabled {
         // Still record the base size, for the backstop.
-        return save(job_dir, &index);
+        save(job_dir, &index)?;
+        return Ok(Pruned::default());
     }
     if let Err(why) = atime_observable(target.as_fd()) {
         term::status(format_args!(
@@ -206,7 +214,7 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
             s.max_warm
         ));
         save(job_dir, &index)?;
-        return Ok(());
+        return Ok(Pruned::default());
     }
 
     let generation = index.generation + 1;
@@ -441,7 +449,7 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
     if let Some(e) = first_error {
         term::warn(format_args!("pruning left something in place: {e}"));
     }
-    Ok(())
+    Ok(pruned)
 }
 
 /// `Ok` when a read of a file under `target` is recorded in its atime, else why not.

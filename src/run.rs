@@ -439,10 +439,13 @@ fn acquire_and_check(
             held.path.display()
         )),
     }
-    if let Origin::Adopted { from, size, .. } = &origin {
+    let pruned = match &origin {
         // Under the adopter's lock: the previous job is over and no one else can build here.
-        crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune);
-    }
+        Origin::Adopted { from, size, .. } => {
+            crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune)
+        }
+        _ => crate::prune::Pruned::default(),
+    };
     let lease_env = LeaseEnv {
         marker: marker(&held.token(), &held.path),
         path: held.path.clone(),
@@ -476,7 +479,15 @@ fn acquire_and_check(
         }
     };
     if let Some(gh) = &cfg.github {
-        gh.job_ready(cfg, &root, &held, &origin, &command_line, report.as_ref());
+        gh.job_ready(
+            cfg,
+            &root,
+            &held,
+            &origin,
+            &pruned,
+            &command_line,
+            report.as_ref(),
+        );
     }
     *outputs_written = true;
     Ok((held, lease_env))

@@ -560,3 +560,37 @@ fn every_step_of_a_job_counts_as_that_job() {
         }
     }
 }
+
+/// The step summary of the job that adopted a dir says what pruning removed from it.
+#[test]
+fn the_step_summary_says_what_was_pruned() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let extra = ["--prune-after", "1"];
+    for i in 1..=2 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        job(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+    }
+    set_dep_version(&ws, "1.0.3");
+    let summary = env.path().join("summary.md");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("RUNNER_NAME", "r")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", env.path().join("outputs"))
+        .args(["guarded", "--job-id", "job-3", "--linger", "0s"])
+        .args(extra)
+        .arg("build");
+    let out = output(&mut cmd);
+    assert_success(&out);
+    assert!(
+        stderr(&out).to_lowercase().contains("pruned"),
+        "{}",
+        describe(&out)
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("adopted warm from expired job") && md.contains("dead units"),
+        "{md}"
+    );
+}
