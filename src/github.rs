@@ -45,14 +45,14 @@ impl GitHub {
     }
 
     /// A wrapped command (or `env`, `hold`) has its lease and passed the precheck: set the step's
-    /// outputs and summarise the disk and the job dir.
+    /// outputs and summarise the disk and the job dir: how the job came by it, and what pruning
+    /// removed from it if it was adopted.
     pub(crate) fn job_ready(
         &self,
         cfg: &Config,
         root: &Root,
         held: &Held,
-        origin: &Origin,
-        pruned: &crate::prune::Pruned,
+        (origin, pruned): (&Origin, &crate::prune::Pruned),
         command: &str,
         report: Option<&Report>,
     ) {

@@ -483,8 +483,7 @@ fn acquire_and_check(
             cfg,
             &root,
             &held,
-            &origin,
-            &pruned,
+            (&origin, &pruned),
             &command_line,
             report.as_ref(),
         );
