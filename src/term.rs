@@ -205,29 +205,12 @@ impl Activity {
         status_verb(verb, &act.msg);
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         if tty {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            let style = indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-            bar.set_message(act.msg.clone());
-            bar.set_style(style);
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            act.bar = Some(bar);
+            act.bar = Some(spinner(act.msg.clone()));
         } else {
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let (verb, msg, started) = (act.verb, act.msg.clone(), act.started);
             act.ticker = Some(std::thread::spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    rx.recv_timeout(PLAIN_EVERY)
-                {
-                    status_verb(
-                        verb,
-                        format_args!(
-                            "{msg} (still going after {})",
-                            crate::units::Short(started.elapsed())
-                        ),
-                    );
-                }
+                still_going(&rx, verb, &msg, started)
             }));
             act.stop = Some(tx);
         }
@@ -263,27 +246,11 @@ impl Activity {
             }
             status_verb(verb, &msg);
             if tty {
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                if let Ok(style) =
-                    indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
-                {
-                    bar.set_style(style);
-                }
-                bar.set_message(msg);
-                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                let bar = spinner(msg);
                 let _ = rx.recv();
                 bar.finish_and_clear();
             } else {
-                while let Err(Timeout) = rx.recv_timeout(PLAIN_EVERY) {
-                    status_verb(
-                        verb,
-                        format_args!(
-                            "{msg} (still going after {})",
-                            crate::units::Short(started.elapsed())
-                        ),
-                    );
-                }
+                still_going(&rx, verb, &msg, started);
             }
         }));
         act.stop = Some(tx);
@@ -311,6 +278,36 @@ impl Activity {
     pub(crate) fn finish(mut self, verb: &str, msg: impl Display) {
         self.stop();
         status_verb(verb, msg);
+    }
+}
+
+/// The terminal's sign of life: a spinner with the message and the elapsed time.
+fn spinner(msg: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(msg);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// A CI log's sign of life: a line every `PLAIN_EVERY` until `stop` says done (or is dropped).
+fn still_going(
+    stop: &std::sync::mpsc::Receiver<()>,
+    verb: &str,
+    msg: &str,
+    started: std::time::Instant,
+) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(PLAIN_EVERY) {
+        status_verb(
+            verb,
+            format_args!(
+                "{msg} (still going after {})",
+                crate::units::Short(started.elapsed())
+            ),
+        );
     }
 }
 
