@@ -12,15 +12,20 @@ use common::*;
 
 /// One CI job on runner `r`: its dir expires at release, so the next job adopts it.
 fn job(env: &Env, ws: &Path, id: &str, extra: &[&str], args: &[&str]) -> Output {
+    let out = output(&mut job_cmd(env, ws, id, extra, args));
+    assert_success(&out);
+    out
+}
+
+/// The command `job` runs, for tests that add to its environment.
+fn job_cmd(env: &Env, ws: &Path, id: &str, extra: &[&str], args: &[&str]) -> Command {
     let mut cmd = env.cmd(ws);
     cmd.env("RUNNER_NAME", "r")
         .env("CARGO_LLVM_COV_SETUP", "no")
         .args(["guarded", "--job-id", id, "--linger", "0s"])
         .args(extra)
         .args(args);
-    let out = output(&mut cmd);
-    assert_success(&out);
-    out
+    cmd
 }
 
 /// Bytes allocated under `dir`, each inode once (cargo hard-links uplifted binaries).
@@ -518,12 +523,8 @@ fn units_in_a_configured_build_dir_are_pruned() {
     let extra = ["--prune-after", "1"];
     for i in 1..=4 {
         set_dep_version(&ws, &format!("1.0.{i}"));
-        let mut cmd = env.cmd(&ws);
-        cmd.env("RUNNER_NAME", "r")
-            .env("CARGO_BUILD_BUILD_DIR", env.path().join("ignored"))
-            .args(["guarded", "--job-id", &format!("job-{i}"), "--linger", "0s"])
-            .args(extra)
-            .arg("build");
+        let mut cmd = job_cmd(&env, &ws, &format!("job-{i}"), &extra, &["build"]);
+        cmd.env("CARGO_BUILD_BUILD_DIR", env.path().join("ignored"));
         let out = output(&mut cmd);
         assert_success(&out);
         if i > 2 {
@@ -573,14 +574,10 @@ fn the_step_summary_says_what_was_pruned() {
     }
     set_dep_version(&ws, "1.0.3");
     let summary = env.path().join("summary.md");
-    let mut cmd = env.cmd(&ws);
-    cmd.env("RUNNER_NAME", "r")
-        .env("GITHUB_ACTIONS", "true")
+    let mut cmd = job_cmd(&env, &ws, "job-3", &extra, &["build"]);
+    cmd.env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary)
-        .env("GITHUB_OUTPUT", env.path().join("outputs"))
-        .args(["guarded", "--job-id", "job-3", "--linger", "0s"])
-        .args(extra)
-        .arg("build");
+        .env("GITHUB_OUTPUT", env.path().join("outputs"));
     let out = output(&mut cmd);
     assert_success(&out);
     assert!(
