@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::*;
-use serde_json::json;
 
 /// No job dir was taken: the root was never even created.
 fn assert_no_lease(env: &Env, what: &str) {
@@ -217,21 +216,8 @@ fn one_colour_decision_reaches_the_wrapped_command() {
 
 /// An expired job dir of another job, as cargo-guarded would have left it.
 fn plant_expired(env: &Env, name: &str) {
-    let dir = env.root.join(name);
-    std::fs::create_dir_all(dir.join("target/debug")).unwrap();
+    let dir = plant_job(&env.root, name, &expired_lease(name, None));
     std::fs::write(dir.join("target/debug/artifact"), vec![7u8; 4096]).unwrap();
-    let lease = json!({
-        "protocol": 1, "job_id": name, "token": "t", "workspace": "planted", "toolchain": null,
-        "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
-        "created_at": ts(-7200), "renewed_at": ts(-7200), "expires_at": ts(-3600),
-        "heartbeat_secs": 1, "ttl_secs": 600, "state": "released", "size_bytes": null,
-        "command": []
-    });
-    std::fs::write(
-        dir.join("lease.json"),
-        serde_json::to_vec_pretty(&lease).unwrap(),
-    )
-    .unwrap();
 }
 
 #[test]

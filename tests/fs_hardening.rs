@@ -13,27 +13,11 @@ use std::process::Command;
 
 use common::*;
 use mounts::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Plant a job dir `name` whose lease expired an hour ago, claiming `size_bytes`.
 fn expired(root: &Path, name: &str, size_bytes: Option<u64>) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(dir.join("target/debug")).unwrap();
-    // A hand-built root proves it is one, as a root laid out by cargo guarded does.
-    std::fs::write(root.join(".cargo-guarded-root"), "").unwrap();
-    let lease = json!({
-        "protocol": 1, "job_id": name, "token": "t", "workspace": "planted", "toolchain": null,
-        "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
-        "created_at": ts(-7200), "renewed_at": ts(-7200), "expires_at": ts(-3600),
-        "heartbeat_secs": 1, "ttl_secs": 600, "state": "released", "size_bytes": size_bytes,
-        "command": []
-    });
-    std::fs::write(
-        dir.join("lease.json"),
-        serde_json::to_vec_pretty(&lease).unwrap(),
-    )
-    .unwrap();
-    dir
+    plant_job(root, name, &expired_lease(name, size_bytes))
 }
 
 fn report_of(out: &std::process::Output) -> Value {

@@ -17,27 +17,10 @@ use common::*;
 use serde_json::{Value, json};
 use tmpfs::Tmpfs;
 
-/// A released lease that expired an hour ago.
-fn expired_lease(job: &str) -> Value {
-    json!({
-        "protocol": 1, "job_id": job, "token": "t", "workspace": "planted", "toolchain": null,
-        "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
-        "created_at": ts(-7200), "renewed_at": ts(-7200), "expires_at": ts(-3600),
-        "heartbeat_secs": 1, "ttl_secs": 600, "state": "released", "size_bytes": null,
-        "command": []
-    })
-}
-
 /// Plant job dir `name` with `lease` and `kib` KiB in its target dir.
 fn plant(root: &Path, name: &str, lease: &Value, kib: usize) {
-    let dir = root.join(name);
-    std::fs::create_dir_all(dir.join("target")).unwrap();
+    let dir = plant_job(root, name, lease);
     std::fs::write(dir.join("target/blob"), vec![7u8; kib * 1024]).unwrap();
-    std::fs::write(
-        dir.join("lease.json"),
-        serde_json::to_vec_pretty(lease).unwrap(),
-    )
-    .unwrap();
 }
 
 /// An `Env` whose root is on a fresh tmpfs of `kib` KiB, already created by a first job.
@@ -59,7 +42,7 @@ fn on_a_full_disk_a_new_job_reclaims_before_writing_its_lease() {
     let Some((mnt, env)) = env_on_tmpfs(8 * 1024) else {
         return;
     };
-    plant(&env.root, "old", &expired_lease("old"), 2048);
+    plant(&env.root, "old", &expired_lease("old", None), 2048);
     tmpfs::fill(&mnt.0);
     let out = env.run(
         env.path(),
@@ -88,8 +71,8 @@ fn on_a_full_disk_the_reclaim_before_the_lease_spares_the_jobs_own_expired_dir()
         return;
     };
     // A later step of job `again` comes back after its linger: its own dir is expired too.
-    plant(&env.root, "again", &expired_lease("again"), 1024);
-    plant(&env.root, "other", &expired_lease("other"), 2048);
+    plant(&env.root, "again", &expired_lease("again", None), 1024);
+    plant(&env.root, "other", &expired_lease("other", None), 2048);
     tmpfs::fill(&mnt.0);
     let out = env.run(
         env.path(),
@@ -172,7 +155,7 @@ fn a_sweep_stopped_while_deleting_holds_no_one_up_and_nothing_is_deleted_twice()
         env.path(),
         ["--job-id", "first", "--min-free", "0", "exec", "--", "true"],
     );
-    plant(&env.root, "old", &expired_lease("old"), 64);
+    plant(&env.root, "old", &expired_lease("old", None), 64);
     let mut gc = env.cmd(env.path());
     gc.args(["guarded", "gc", "--json", "--all-expired"]);
     // Stopped between the rename into `.trash/` and the delete: where the old code still held
@@ -430,14 +413,14 @@ fn hostile_lease_strings_never_start_a_workflow_command_line() {
         env.path(),
         ["--job-id", "first", "--min-free", "0", "exec", "--", "true"],
     );
-    let mut live = expired_lease("x\n::error::pwned");
+    let mut live = expired_lease("x\n::error::pwned", None);
     live["runner"] = json!("r\n::warning::runner");
     live["workspace"] = json!("w\r\n::error::ws");
     live["state"] = json!("active");
     live["renewed_at"] = json!(ts(0));
     live["expires_at"] = json!(ts(3600));
     plant(&env.root, "live", &live, 4);
-    let mut old = expired_lease("y\n::error::pwned");
+    let mut old = expired_lease("y\n::error::pwned", None);
     old["runner"] = json!("r\n::warning::runner");
     plant(&env.root, "old", &old, 4);
 

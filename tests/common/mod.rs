@@ -478,3 +478,28 @@ pub fn removed_names(report: &Value) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A released lease, as cargo guarded writes it, of another runner's job that expired an hour ago.
+pub fn expired_lease(job: &str, size_bytes: Option<u64>) -> Value {
+    serde_json::json!({
+        "protocol": 1, "job_id": job, "token": "t", "workspace": "planted", "toolchain": null,
+        "host": "elsewhere", "boot_id": null, "runner": "runner-9", "pid": 4121,
+        "created_at": ts(-7200), "renewed_at": ts(-7200), "expires_at": ts(-3600),
+        "heartbeat_secs": 1, "ttl_secs": 600, "state": "released", "size_bytes": size_bytes,
+        "command": []
+    })
+}
+
+/// Plant job dir `name` with `lease` and an empty `target/debug` in `root`, which proves it is a
+/// root as one laid out by cargo guarded does.
+pub fn plant_job(root: &Path, name: &str, lease: &Value) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("target/debug")).unwrap();
+    std::fs::write(root.join(".cargo-guarded-root"), "").unwrap();
+    std::fs::write(
+        dir.join("lease.json"),
+        serde_json::to_vec_pretty(lease).unwrap(),
+    )
+    .unwrap();
+    dir
+}
