@@ -238,12 +238,7 @@ impl Root {
     /// `base` plus the write bits the root grants its group and others (and its sticky bit for
     /// dirs): with a 1777 root, every user's jobs and guards must be able to use these entries.
     fn shared_mode(&self, base: u32) -> Mode {
-        let root_mode = rustix::fs::fstat(self.fd()).map_or(0, |st| st.st_mode);
-        let mut mode = base | (root_mode & 0o022);
-        if base & 0o100 != 0 {
-            mode |= root_mode & 0o1000;
-        }
-        Mode::from_raw_mode(mode)
+        fs::shared_mode(self.fd(), base)
     }
 
     /// Create a directory of the root with its shared mode; an existing one is fine. The mode is
@@ -260,40 +255,12 @@ impl Root {
         }
     }
 
-    /// Create a new file of the root with its shared mode (`fchmod` after create: the umask).
-    /// An existing one is opened read-only.
-    pub(crate) fn create_shared_file(&self, name: &OsStr) -> io::Result<File> {
-        match rustix::fs::openat(
-            self.fd(),
-            name,
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        ) {
-            Ok(fd) => {
-                rustix::fs::fchmod(&fd, self.shared_mode(0o644))?;
-                Ok(File::from(fd))
-            }
-            Err(Errno::EXIST) => self.open_read_only(name),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn open_read_only(&self, name: &OsStr) -> io::Result<File> {
-        let fd = rustix::fs::openat(
-            self.fd(),
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(File::from(fd))
-    }
-
     /// A lock file of the root (`.guard.lock`): opened read-only, since `flock` works on any
     /// open file and another user's file need not be writable for us; created if missing.
     pub(crate) fn open_lock_file(&self, name: &str) -> io::Result<File> {
-        match self.open_read_only(OsStr::new(name)) {
+        match fs::open_read_only(self.fd(), OsStr::new(name)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.create_shared_file(OsStr::new(name))
+                fs::create_shared_file(self.fd(), OsStr::new(name))
             }
             other => other,
         }

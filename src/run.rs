@@ -372,7 +372,7 @@ fn acquire_and_check(
     outputs_written: &mut bool,
 ) -> Result<(Held, LeaseEnv)> {
     let root = Root::create(&cfg.root)?;
-    let trust = locks::assess(&root, cfg.locks_forced);
+    let trust = locks::assess(root.fd(), cfg.locks_forced);
     if trust != LockTrust::Trusted {
         term::verbose(format_args!(
             "locks on {} are {trust}: expiry uses the heartbeat alone, with a margin",
