@@ -147,7 +147,12 @@ pub(crate) fn create_shared_file(dir: BorrowedFd<'_>, name: &OsStr) -> io::Resul
 /// Open the file `name` in `dir` read-only, never following a symlink.
 pub(crate) fn open_read_only(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
     let ro = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    Ok(File::from(rustix::fs::openat(dir, name, ro, Mode::empty())?))
+    Ok(File::from(rustix::fs::openat(
+        dir,
+        name,
+        ro,
+        Mode::empty(),
+    )?))
 }
 
 /// The mount a file lives on: its device and, where the kernel says, its mount id.
