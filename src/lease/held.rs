@@ -83,8 +83,9 @@ pub(super) fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result
 
 impl Held {
     /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
-    /// and record the target dir's size (bounded walk). The lock drops with `self`.
-    pub(crate) fn release(self, linger: Duration) -> Result<()> {
+    /// and record the target dir's size (bounded walk). The lock drops with the `Held` (the
+    /// session drops it right after; see `Session`).
+    pub(crate) fn release(&self, linger: Duration) -> Result<()> {
         let now = SystemTime::now();
         let unix = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)

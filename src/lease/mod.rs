@@ -28,13 +28,12 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use acquire::acquire;
 pub(crate) use acquire::{Origin, Request};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use held::Held;
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
 pub(crate) use root::Root;
-pub(crate) use session::Heartbeat;
+pub(crate) use session::Session;
 
 /// Version of `lease.json`'s schema. A guard keeps (never deletes) a lease of any other version.
 pub(crate) const PROTOCOL: u32 = 1;

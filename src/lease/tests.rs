@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use rustix::fs::{Mode, RenameFlags};
 
+use super::acquire::acquire;
 use super::record::parse;
 use super::*;
 use crate::fs;
