@@ -1,5 +1,5 @@
 //! The lease session (`lease::Session`) with real processes and real locks: a lease taken and then
-//! left by an error path is released, and a lease is renewed from the moment it is taken, so a
+//! left by an error path is released (a program that does not exist: `bad_input.rs`), and a lease is renewed from the moment it is taken, so a
 //! precheck sweep that outlasts the TTL cannot let it expire under the job.
 
 mod common;
@@ -18,27 +18,28 @@ fn assert_released(env: &Env, job: &str, out: &std::process::Output) {
     );
 }
 
+/// `exec` with no disk pressure, stopped (paused) in the precheck sweep a new job runs once it
+/// holds its lease: the sweep after the lease is the only one.
+fn paused_in_precheck(env: &Env, ws: &std::path::Path, job: &str, args: &[&str]) -> Paused {
+    let mut cmd = env.cmd(ws);
+    cmd.args(["guarded", "--reclaim-below", "0%", "--job-id", job])
+        .args(args);
+    env.paused(cmd, job, "guard-scanned")
+}
+
 #[test]
-fn a_command_that_cannot_start_leaves_its_lease_released() {
+fn a_signal_during_the_precheck_leaves_the_lease_released_and_the_command_unstarted() {
     let env = Env::new();
     let ws = env.fixture("small");
-    let out = env.run(
-        &ws,
-        [
-            "--job-id",
-            "nostart",
-            "exec",
-            "--",
-            "/nonexistent/program",
-        ],
-    );
+    let paused = paused_in_precheck(&env, &ws, "stopped", &["exec", "--", "touch", "ran"]);
+    let lease = env.lease("stopped");
+    assert_eq!(lease["state"], "active");
+    // The lease names its holder: the wrapper, stopped in the sweep.
+    send_signal(lease["pid"].as_i64().unwrap() as i32, libc::SIGTERM);
+    let out = paused.resume(60);
     assert!(!out.status.success(), "{}", describe(&out));
-    assert!(
-        stderr(&out).contains("/nonexistent/program"),
-        "{}",
-        describe(&out)
-    );
-    assert_released(&env, "nostart", &out);
+    assert!(!ws.join("ran").exists(), "the command ran after the signal");
+    assert_released(&env, "stopped", &out);
 }
 
 #[test]
@@ -66,22 +67,7 @@ fn time(lease: &serde_json::Value, field: &str) -> SystemTime {
 fn a_precheck_longer_than_the_ttl_keeps_the_lease_renewed() {
     let env = Env::new();
     let ws = env.fixture("small");
-    let mut cmd = env.cmd(&ws);
-    // No disk pressure: the only sweep is the one a new job runs once it holds its lease, and
-    // it stops (paused) after its scan, holding the lease for as long as the test likes.
-    cmd.args([
-        "guarded",
-        "--ttl",
-        "1s",
-        "--reclaim-below",
-        "0%",
-        "--job-id",
-        "slow",
-        "exec",
-        "--",
-        "true",
-    ]);
-    let paused = env.paused(cmd, "slow", "guard-scanned");
+    let paused = paused_in_precheck(&env, &ws, "slow", &["--ttl", "1s", "exec", "--", "true"]);
     let created = time(&env.lease("slow"), "created_at");
     // Well past the 1 s TTL, the lease must have been renewed meanwhile (by the heartbeat, since
     // the precheck is stopped).
