@@ -497,7 +497,7 @@ fn refused_outputs(
             &held.target_dir(),
             &held.job_id(),
             reclaimed_before,
-            origin_name(origin),
+            origin.name(),
         );
         if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
             gh.refused(
@@ -507,15 +507,6 @@ fn refused_outputs(
                 command_line,
             );
         }
-    }
-}
-
-/// The `origin` step output.
-pub(crate) fn origin_name(origin: &Origin) -> &'static str {
-    match origin {
-        Origin::Fresh => "fresh",
-        Origin::Resumed => "resumed",
-        Origin::Adopted { .. } => "adopted",
     }
 }
 

@@ -117,6 +117,17 @@ pub(crate) enum Origin {
     },
 }
 
+impl Origin {
+    /// `fresh`, `resumed` or `adopted`: the word the `origin` step output and summaries use.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Origin::Fresh => "fresh",
+            Origin::Resumed => "resumed",
+            Origin::Adopted { .. } => "adopted",
+        }
+    }
+}
+
 /// Acquire the job's dir: resume its own, else adopt a warm expired one, else create it.
 pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> {
     let name = OsStr::new(req.name);
