@@ -85,7 +85,7 @@ impl Held {
     /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
     /// and record the target dir's size (bounded walk). The lock drops with the `Held` (the
     /// session drops it right after; see `Session`).
-    pub(crate) fn release(&self, linger: Duration) -> Result<()> {
+    pub(super) fn release(&self, linger: Duration) -> Result<()> {
         let now = SystemTime::now();
         let unix = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)
