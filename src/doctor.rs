@@ -161,7 +161,7 @@ fn collect(cfg: &Config) -> Report {
     let lock_trust = if exists && root.is_dir() {
         match Root::open(root) {
             Ok(r) => {
-                let trust = locks::assess(&r, cfg.locks_forced);
+                let trust = locks::assess(r.fd(), cfg.locks_forced);
                 if let LockTrust::Untrusted(why) = trust {
                     problem(
                         "warning",

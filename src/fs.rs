@@ -113,6 +113,48 @@ pub(crate) fn write_atomic(dir: BorrowedFd<'_>, name: &str, bytes: &[u8]) -> io:
     written
 }
 
+/// `base` plus the write bits `dir` grants its group and others (and its sticky bit, for a
+/// `base` with an execute bit, i.e. a dir): in a shared root (mode 1777) every user's jobs and
+/// guards must be able to use the entries any of them created.
+pub(crate) fn shared_mode(dir: BorrowedFd<'_>, base: u32) -> Mode {
+    let dir_mode = rustix::fs::fstat(dir).map_or(0, |st| st.st_mode);
+    let mut mode = base | (dir_mode & 0o022);
+    if base & 0o100 != 0 {
+        mode |= dir_mode & 0o1000;
+    }
+    Mode::from_raw_mode(mode)
+}
+
+/// Create the file `name` in `dir` with `dir`'s sharing mode (`fchmod` after create: the umask).
+/// An existing one is opened read-only (`flock` works on any open file, and another user's file
+/// need not be writable for us).
+pub(crate) fn create_shared_file(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => {
+            rustix::fs::fchmod(&fd, shared_mode(dir, 0o644))?;
+            Ok(File::from(fd))
+        }
+        Err(Errno::EXIST) => open_read_only(dir, name),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Open the file `name` in `dir` read-only, never following a symlink.
+pub(crate) fn open_read_only(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    let ro = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::openat(
+        dir,
+        name,
+        ro,
+        Mode::empty(),
+    )?))
+}
+
 /// The mount a file lives on: its device and, where the kernel says, its mount id.
 ///
 /// The device alone cannot tell a bind mount from its surroundings: a bind mount of the same

@@ -58,12 +58,7 @@ impl GitHub {
     ) {
         let target = held.target_dir();
         let reclaimed = report.map_or(0, |r| if r.dry_run { 0 } else { r.freed() });
-        self.set_job_outputs(
-            &target,
-            &held.job_id(),
-            reclaimed,
-            crate::run::origin_name(origin),
-        );
+        self.set_job_outputs(&target, &held.job_id(), reclaimed, origin.name());
         if let Some(r) = report {
             self.warn_if_still_low(cfg, root, r);
         }

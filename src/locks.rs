@@ -1,4 +1,4 @@
-//! Whether the kernel lock can be trusted on the root's filesystem.
+//! Whether the kernel lock can be trusted on a directory's filesystem (the root's, in practice).
 //!
 //! On NFS, CIFS/SMB, FUSE (which includes Docker Desktop's virtiofs) and 9p a `flock` can
 //! "succeed" while another client holds it. Cargo treats "locking not supported" as "acquired";
@@ -7,10 +7,11 @@
 
 use std::ffi::OsStr;
 use std::fs::{File, TryLockError};
+use std::os::fd::BorrowedFd;
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::lease::Root;
+use crate::fs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockTrust {
@@ -40,17 +41,17 @@ const UNTRUSTED: &[(i64, &str)] = &[
     (0x6B41_4653, "afs"),
 ];
 
-/// Judge the root's filesystem by its type, then confirm with a self-test: two opens of one
-/// scratch file; the second `try_lock` must fail while the first holds the lock.
+/// Judge the filesystem of `dir` (the root) by its type, then confirm with a self-test in `dir`:
+/// two opens of one scratch file; the second `try_lock` must fail while the first holds the lock.
 /// `forced` (`CARGO_GUARDED_LOCKS=trusted|untrusted`) overrides both, for tests and for admins
 /// who know better.
-pub(crate) fn assess(root: &Root, forced: Option<bool>) -> LockTrust {
+pub(crate) fn assess(dir: BorrowedFd<'_>, forced: Option<bool>) -> LockTrust {
     match forced {
         Some(true) => return LockTrust::Trusted,
         Some(false) => return LockTrust::Untrusted("forced by CARGO_GUARDED_LOCKS"),
         None => {}
     }
-    if let Ok(st) = rustix::fs::fstatfs(root.fd()) {
+    if let Ok(st) = rustix::fs::fstatfs(dir) {
         // `f_type`'s width differs between architectures.
         #[allow(clippy::unnecessary_cast)]
         let ty = st.f_type as i64;
@@ -58,7 +59,7 @@ pub(crate) fn assess(root: &Root, forced: Option<bool>) -> LockTrust {
             return LockTrust::Untrusted(name);
         }
     }
-    if self_test(root) {
+    if self_test(dir) {
         LockTrust::Trusted
     } else {
         LockTrust::Untrusted("lock self-test failed")
@@ -71,12 +72,12 @@ pub(crate) fn assess(root: &Root, forced: Option<bool>) -> LockTrust {
 /// a scratch file unique to this process, removed afterwards. If neither can be opened (a user
 /// who may read but not write the root, e.g. for `status`), the filesystem type decided already
 /// (`assess`), and the test counts as passed: on a local filesystem flock is kernel-enforced.
-fn self_test(root: &Root) -> bool {
+fn self_test(dir: BorrowedFd<'_>) -> bool {
     let shared = OsStr::new(".locktest");
-    if let Some(a) = open_shared(root, shared) {
+    if let Some(a) = open_shared(dir, shared) {
         match a.try_lock() {
             Ok(()) => {
-                let refused = second_open_refused(root, shared);
+                let refused = second_open_refused(dir, shared);
                 let _ = a.unlock();
                 return refused;
             }
@@ -86,7 +87,7 @@ fn self_test(root: &Root) -> bool {
     }
     let scratch = format!(".locktest-{}", uuid::Uuid::new_v4().simple());
     let Ok(fd) = rustix::fs::openat(
-        root.fd(),
+        dir,
         scratch.as_str(),
         OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
@@ -94,31 +95,27 @@ fn self_test(root: &Root) -> bool {
         return true;
     };
     let a = File::from(fd);
-    let refused = a.lock().is_ok() && second_open_refused(root, OsStr::new(&scratch));
-    let _ = rustix::fs::unlinkat(root.fd(), scratch.as_str(), rustix::fs::AtFlags::empty());
+    let refused = a.lock().is_ok() && second_open_refused(dir, OsStr::new(&scratch));
+    let _ = rustix::fs::unlinkat(dir, scratch.as_str(), rustix::fs::AtFlags::empty());
     refused
 }
 
 /// Open `.locktest` read-only (flock works on any open file, and another user's file may not be
-/// writable for us), creating it if missing with the root's sharing mode.
-fn open_shared(root: &Root, name: &OsStr) -> Option<File> {
-    let ro = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match rustix::fs::openat(root.fd(), name, ro, Mode::empty()) {
-        Ok(fd) => Some(File::from(fd)),
-        Err(rustix::io::Errno::NOENT) => root.create_shared_file(name).ok(),
+/// writable for us), creating it if missing with the dir's sharing mode.
+fn open_shared(dir: BorrowedFd<'_>, name: &OsStr) -> Option<File> {
+    match fs::open_read_only(dir, name) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_shared_file(dir, name).ok()
+        }
         Err(_) => None,
     }
 }
 
 /// A second, independent open of `name` must not get the lock the first one holds.
-fn second_open_refused(root: &Root, name: &OsStr) -> bool {
-    let Ok(fd) = rustix::fs::openat(
-        root.fd(),
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
+fn second_open_refused(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    let Ok(file) = fs::open_read_only(dir, name) else {
         return false;
     };
-    matches!(File::from(fd).try_lock(), Err(TryLockError::WouldBlock))
+    matches!(file.try_lock(), Err(TryLockError::WouldBlock))
 }

@@ -194,7 +194,7 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
     // A root nobody has used yet is an empty one, not an error (and `status` never creates it).
     let status = if cfg.root.exists() {
         let root = Root::open(&cfg.root)?;
-        let trust = locks::assess(&root, cfg.locks_forced);
+        let trust = locks::assess(root.fd(), cfg.locks_forced);
         status::collect(&root, trust, args.sizes)?
     } else {
         status::empty(&cfg.root)?
@@ -218,7 +218,7 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let root = Root::open(&cfg.root)?;
-    let trust = locks::assess(&root, cfg.locks_forced);
+    let trust = locks::assess(root.fd(), cfg.locks_forced);
     let space = fs::Space::of(&root.path)?;
     let mut sweep = cfg.sweep(space.total, trust);
     sweep.dry_run = args.dry_run;

@@ -7,14 +7,13 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
 use crate::github;
-use crate::lease::{self, Heartbeat, Held, Origin, Request, Root, State, TARGET};
+use crate::lease::{self, Held, Origin, Request, Root, Session, State, TARGET};
 use crate::llvm;
 use crate::locks::{self, LockTrust};
 use crate::precheck;
@@ -174,33 +173,22 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let interrupts = Interrupts::install()?;
-    let (held, lease_env) = acquire(cfg, command, &|| interrupts.check())?;
-    let held = Arc::new(held);
+    let (session, lease_env) = acquire(cfg, command, &|| interrupts.check())?;
     job_env(cfg, &lease_env, llvm_cov, &mut pb);
-    // Stopped while sweeping: release without starting the command.
-    if let Err(e) = interrupts.check() {
-        release(cfg, held);
-        return Err(e);
-    }
+    // Stopped while sweeping, or the dir lost meanwhile: the session releases (on drop)
+    // without starting the command.
+    interrupts.check()?;
+    session.check()?;
 
-    let child = match process::spawn(&pb) {
-        Ok(child) => child,
-        Err(e) => {
-            release(cfg, held);
-            return Err(e);
-        }
-    };
+    let child = process::spawn(&pb)?;
     let pgid = child.pgid();
-    let heartbeat = Heartbeat::start(Arc::clone(&held), cfg.ttl, move || {
+    session.on_lost(move || {
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
     let status = child.wait();
-    // The heartbeat's error (the dir was moved away) outranks the child's status.
-    let lost = heartbeat.stop();
-    // A release that fails (a disk that filled during the command) must not change the
-    // command's status: warned about in `release`; the lock goes with this process anyway.
-    release(cfg, held);
-    lost?;
+    // The heartbeat's error (the dir was moved away) outranks the child's status; a failed
+    // release is only a warning (`Session::finish`).
+    session.finish()?;
     Ok(ExitCode::from(process::exit_code(status?)))
 }
 
@@ -211,15 +199,15 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
 /// understands, so `env >> "$GITHUB_ENV"` can never define a second variable.
 pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
     let mut pb = ProcessBuilder::new("env");
-    let held = match nested(cfg)? {
+    let session = match nested(cfg)? {
         Some(parent) => {
             job_env(cfg, &parent, false, &mut pb);
             None
         }
         None => {
-            let (held, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
+            let (session, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
             job_env(cfg, &lease_env, false, &mut pb);
-            Some(held)
+            Some(session)
         }
     };
     let mut text = String::new();
@@ -235,8 +223,8 @@ pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
         }
     }
     // Released before printing: a reader that went away must not leave the lease active.
-    if let Some(held) = held {
-        release(cfg, Arc::new(held));
+    if let Some(session) = session {
+        session.finish()?;
     }
     term::out(&text).context("failed to write to stdout")?;
     Ok(ExitCode::SUCCESS)
@@ -257,8 +245,7 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
         );
     }
     let interrupts = Interrupts::install()?;
-    let (held, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check())?;
-    let held = Arc::new(held);
+    let (session, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check())?;
     if let Some(file) = &cfg.export_env {
         let mut pb = ProcessBuilder::new("hold");
         job_env(cfg, &lease_env, false, &mut pb);
@@ -270,16 +257,13 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
                 text += &github::env_record(&k.to_string_lossy(), &v.to_string_lossy());
             }
         }
-        if let Err(e) = github::append(file, &text) {
-            release(cfg, held);
-            return Err(e);
-        }
+        github::append(file, &text)?;
     }
     term::status(format_args!(
         "holding the lease on {} until stopped",
-        held.path.display()
+        session.held().path.display()
     ));
-    let heartbeat = Heartbeat::start(Arc::clone(&held), cfg.ttl, || {
+    session.on_lost(|| {
         // Nothing to stop but ourselves: exit with the heartbeat's error.
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
@@ -287,9 +271,7 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let lost = heartbeat.stop();
-    release(cfg, held);
-    lost?;
+    session.finish()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -352,7 +334,7 @@ fn acquire(
     cfg: &Config,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-) -> Result<(Held, LeaseEnv)> {
+) -> Result<(Session, LeaseEnv)> {
     let mut outputs_written = false;
     let result = acquire_and_check(cfg, command, interrupted, &mut outputs_written);
     if result.is_err()
@@ -370,15 +352,8 @@ fn acquire_and_check(
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
     outputs_written: &mut bool,
-) -> Result<(Held, LeaseEnv)> {
-    let root = Root::create(&cfg.root)?;
-    let trust = locks::assess(&root, cfg.locks_forced);
-    if trust != LockTrust::Trusted {
-        term::verbose(format_args!(
-            "locks on {} are {trust}: expiry uses the heartbeat alone, with a margin",
-            root.path.display()
-        ));
-    }
+) -> Result<(Session, LeaseEnv)> {
+    let (root, trust) = open_root(cfg)?;
     // Reclaim before writing anything: on a full disk, the lease itself could not be written.
     let working = term::Activity::start_after(
         std::time::Duration::from_secs(1),
@@ -388,6 +363,70 @@ fn acquire_and_check(
     let swept = precheck::before_lease(&root, cfg, trust, interrupted);
     drop(working);
     let swept = swept?;
+    let command_line = command.join(" ");
+    // From here on the session renews the lease (through a long sweep too) and releases it on
+    // every way out of this function but the last.
+    let (session, origin) = take_lease(cfg, &root, trust, command, interrupted)?;
+    let held = session.held();
+    announce(cfg, held, &origin);
+    let pruned = match &origin {
+        // Under the adopter's lock: the previous job is over and no one else can build here.
+        Origin::Adopted { from, size, .. } => {
+            crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune)
+        }
+        _ => crate::prune::Pruned::default(),
+    };
+    let lease_env = LeaseEnv {
+        marker: marker(&held.token(), &held.path),
+        path: held.path.clone(),
+        job_id: held.job_id(),
+        pid: std::process::id(),
+    };
+    let new_job = !matches!(origin, Origin::Resumed);
+    let reclaimed_before = swept.as_ref().map_or(0, |r| r.freed());
+    let report = match precheck::after_lease(&root, cfg, trust, new_job, swept, interrupted) {
+        Ok(report) => report,
+        Err(e) => {
+            *outputs_written = true;
+            refused_outputs(cfg, held, &origin, reclaimed_before, &command_line, &e);
+            return Err(e);
+        }
+    };
+    if let Some(gh) = &cfg.github {
+        gh.job_ready(
+            cfg,
+            &root,
+            held,
+            (&origin, &pruned),
+            &command_line,
+            report.as_ref(),
+        );
+    }
+    *outputs_written = true;
+    Ok((session, lease_env))
+}
+
+/// Open (or create) the root and judge its locks.
+fn open_root(cfg: &Config) -> Result<(Root, LockTrust)> {
+    let root = Root::create(&cfg.root)?;
+    let trust = locks::assess(root.fd(), cfg.locks_forced);
+    if trust != LockTrust::Trusted {
+        term::verbose(format_args!(
+            "locks on {} are {trust}: expiry uses the heartbeat alone, with a margin",
+            root.path.display()
+        ));
+    }
+    Ok((root, trust))
+}
+
+/// Take the job's lease: resumed, adopted or fresh.
+fn take_lease(
+    cfg: &Config,
+    root: &Root,
+    trust: LockTrust,
+    command: Vec<String>,
+    interrupted: &dyn Fn() -> Result<()>,
+) -> Result<(Session, Origin)> {
     let key = || {
         let toolchain = workspace::toolchain(
             &cfg.rustc,
@@ -398,7 +437,6 @@ fn acquire_and_check(
         );
         workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
     };
-    let command_line = command.join(" ");
     let req = Request {
         job_id: &cfg.job_id,
         name: &cfg.job_name,
@@ -411,9 +449,12 @@ fn acquire_and_check(
         trust,
         interrupted,
     };
-    let (held, origin) = lease::acquire(&root, &req)?;
-    let new_job = !matches!(origin, Origin::Resumed);
-    match &origin {
+    Session::acquire(root, &req, cfg.linger)
+}
+
+/// Say which dir the job got, and how.
+fn announce(cfg: &Config, held: &Held, origin: &Origin) {
+    match origin {
         Origin::Resumed => term::verbose(format_args!("job dir {} (resumed)", held.path.display())),
         Origin::Fresh => term::status(format_args!(
             "job dir {} (fresh dir{})",
@@ -439,83 +480,33 @@ fn acquire_and_check(
             held.path.display()
         )),
     }
-    let pruned = match &origin {
-        // Under the adopter's lock: the previous job is over and no one else can build here.
-        Origin::Adopted { from, size, .. } => {
-            crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune)
-        }
-        _ => crate::prune::Pruned::default(),
-    };
-    let lease_env = LeaseEnv {
-        marker: marker(&held.token(), &held.path),
-        path: held.path.clone(),
-        job_id: held.job_id(),
-        pid: std::process::id(),
-    };
-    let reclaimed_before = swept.as_ref().map_or(0, |r| r.freed());
-    let report = match precheck::after_lease(&root, cfg, trust, new_job, swept, interrupted) {
-        Ok(report) => report,
-        Err(e) => {
-            *outputs_written = true;
-            if let Some(gh) = &cfg.github {
-                // Exit 75 too gets its outputs: what was reclaimed, and the dir it would have used.
-                gh.set_job_outputs(
-                    &held.target_dir(),
-                    &held.job_id(),
-                    reclaimed_before,
-                    origin_name(&origin),
-                );
-                if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
-                    gh.refused(
-                        no_space,
-                        &cfg.job_id,
-                        cfg.repository.as_deref(),
-                        &command_line,
-                    );
-                }
-            }
-            release(cfg, Arc::new(held));
-            return Err(e);
-        }
-    };
+}
+
+/// The precheck refused the job (`e`, exit 75 for too little disk): its outputs still say what
+/// was reclaimed and the dir it would have used.
+fn refused_outputs(
+    cfg: &Config,
+    held: &Held,
+    origin: &Origin,
+    reclaimed_before: u64,
+    command_line: &str,
+    e: &anyhow::Error,
+) {
     if let Some(gh) = &cfg.github {
-        gh.job_ready(
-            cfg,
-            &root,
-            &held,
-            (&origin, &pruned),
-            &command_line,
-            report.as_ref(),
+        gh.set_job_outputs(
+            &held.target_dir(),
+            &held.job_id(),
+            reclaimed_before,
+            origin.name(),
         );
-    }
-    *outputs_written = true;
-    Ok((held, lease_env))
-}
-
-/// The `origin` step output.
-pub(crate) fn origin_name(origin: &Origin) -> &'static str {
-    match origin {
-        Origin::Fresh => "fresh",
-        Origin::Resumed => "resumed",
-        Origin::Adopted { .. } => "adopted",
-    }
-}
-
-/// Release the lease. A failure (a full disk, a dir moved away) is a warning, never the run's
-/// result: the command's status wins, and the lock goes with this process, so the lease ends
-/// anyway (judged by its heartbeat once the lock is free).
-fn release(cfg: &Config, held: Arc<Held>) {
-    let result = match Arc::try_unwrap(held) {
-        Ok(held) => held.release(cfg.linger),
-        Err(_) => Err(anyhow::anyhow!(
-            "internal error: the lease is still shared at release"
-        )),
-    };
-    if let Err(e) = result {
-        term::warn(format_args!(
-            "{e:#}; the lease ends with this process (its lock is released), protected only by \
-             its last heartbeat"
-        ));
+        if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
+            gh.refused(
+                no_space,
+                &cfg.job_id,
+                cfg.repository.as_deref(),
+                command_line,
+            );
+        }
     }
 }
 

@@ -1,0 +1,137 @@
+//! Step 4, the guard's claim (docs/protocol.md#claim-the-guard): decide under the dir's lock,
+//! move it into `.trash/` still holding it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+
+use crate::fs;
+use crate::locks::LockTrust;
+use crate::term;
+
+use super::moves::{rename_noreplace, verify_moved};
+use super::record::{Lease, Verdict, classify, read};
+use super::root::Root;
+use super::{TRASH, step};
+
+/// What the guard may do with one job dir.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// Moved into `.trash/` under this name; the caller deletes it.
+    Trashed { trash_name: OsString, lease: Lease },
+    /// Dry run: this dir would have been moved.
+    Would { lease: Lease },
+    /// Not reclaimable; the reason says why.
+    Kept {
+        lease: Option<Lease>,
+        reason: String,
+    },
+}
+
+/// Claim an expired dir for deletion: decide while holding its lock, and move it into `.trash/`
+/// while still holding it, so no job can resume or adopt it between the decision and the move.
+pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) -> Claim {
+    let kept = |lease: Option<Lease>, reason: String| Claim::Kept { lease, reason };
+    let dir = match root.open_job(name) {
+        Ok(d) => d,
+        Err(skip) => return kept(None, skip.to_string()),
+    };
+    let lease = match read(dir.as_fd()) {
+        Ok(l) => l,
+        Err(why) => return kept(None, format!("kept: unknown – {why}")),
+    };
+    match dir.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return kept(
+                Some(lease.clone()),
+                format!(
+                    "kept: lease expired but still locked by {} (stopped process?)",
+                    lease.holder()
+                ),
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return kept(Some(lease), format!("kept: unknown – lock failed ({e})"));
+        }
+    }
+    step("guard-locked");
+    // Race closed: the name now points elsewhere (renamed, or swapped for a symlink).
+    if !root.still_names(name, &dir) {
+        return kept(Some(lease), "skipped: changed while being examined".into());
+    }
+    // Race closed: re-read under the lock; the owner may have resumed it since the scan.
+    let lease = match read(dir.as_fd()) {
+        Ok(l) => l,
+        Err(why) => return kept(None, format!("kept: unknown – {why}")),
+    };
+    let verdict = classify(&lease, SystemTime::now(), trust);
+    if !matches!(verdict, Verdict::Expired { .. }) {
+        let reason = format!("kept: {}", verdict.reason(&lease));
+        return kept(Some(lease), reason);
+    }
+    if dry_run {
+        return Claim::Would { lease };
+    }
+    step("guard-rename");
+    let trash_name = match move_to_trash(root, name, &dir) {
+        Ok(trash_name) => trash_name,
+        Err(e) => {
+            return kept(
+                Some(lease),
+                format!("kept: could not move into {TRASH}/ ({e})"),
+            );
+        }
+    };
+    drop(dir);
+    step("guard-trashed");
+    Claim::Trashed { trash_name, lease }
+}
+
+/// A `.new-*` dir left by a job that crashed while creating its dir. Its creator locks it right
+/// after `mkdir`, so an unlocked one older than `min_age` is abandoned.
+pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> Option<OsString> {
+    let dir = root.open_job(name).ok()?;
+    let st = rustix::fs::fstat(&dir).ok()?;
+    let changed = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_ctime.max(0) as u64);
+    if SystemTime::now()
+        .duration_since(changed)
+        .unwrap_or_default()
+        < min_age
+    {
+        return None;
+    }
+    dir.try_lock().ok()?;
+    if !root.still_names(name, &dir) {
+        return None;
+    }
+    match move_to_trash(root, name, &dir) {
+        Ok(trash_name) => Some(trash_name),
+        Err(why) => {
+            term::warn(format_args!("kept {}: {why}", root.join(name).display()));
+            None
+        }
+    }
+}
+
+/// Rename `name` into `.trash/` under a unique name (the caller holds its lock on `dir`),
+/// returning that name. Same filesystem, so the rename is atomic: the dir is whole under one
+/// name or the other. Checked afterwards (`verify_moved`): only the locked inode may end up in
+/// `.trash/`, where everything is deleted.
+fn move_to_trash(root: &Root, name: &OsStr, dir: &File) -> Result<OsString, String> {
+    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).map_err(|e| e.to_string())?;
+    let trash_name = OsString::from(format!(
+        "{}.{}",
+        name.to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)
+        .map_err(|e| io::Error::from(e).to_string())?;
+    step("trash-renamed");
+    verify_moved(dir, root.fd(), name, trash.as_fd(), &trash_name)?;
+    Ok(trash_name)
+}

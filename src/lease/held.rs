@@ -1,0 +1,123 @@
+//! A job dir held under its lock, and step 3, release (docs/protocol.md#release).
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+
+use crate::fs::{self, Identity};
+
+use super::record::{Lease, State, expiry, write};
+use super::root::Root;
+use super::{TARGET, step};
+
+/// Size walks at release stop after this; the size is then reported as unknown.
+const SIZE_BUDGET: Duration = Duration::from_millis(500);
+/// A size measured more recently than this is kept at release: repeated local builds (and the
+/// steps of one CI job) do not pay for a walk of the whole target dir each time.
+const SIZE_REFRESH: Duration = Duration::from_secs(600);
+
+/// A job dir we hold: locked for as long as this value lives.
+pub(crate) struct Held {
+    pub(crate) path: PathBuf,
+    name: OsString,
+    root_fd: OwnedFd,
+    pub(super) dir: File,
+    pub(super) ident: Identity,
+    lease: Mutex<Lease>,
+}
+
+impl Held {
+    pub(crate) fn target_dir(&self) -> PathBuf {
+        self.path.join(TARGET)
+    }
+
+    /// The job dir, open and locked: for work done under the lock (pruning at adoption).
+    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    pub(crate) fn job_id(&self) -> String {
+        self.lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .job_id
+            .clone()
+    }
+
+    /// The random token of this acquisition: what a nested run recognises the lease by.
+    pub(crate) fn token(&self) -> String {
+        self.lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token
+            .clone()
+    }
+
+    pub(super) fn still_named(&self) -> bool {
+        fs::identity_at(self.root_fd.as_fd(), &self.name).is_ok_and(|i| i == self.ident)
+    }
+
+    pub(super) fn update(&self, change: impl FnOnce(&mut Lease)) -> io::Result<()> {
+        let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut lease);
+        write(self.dir.as_fd(), &lease)
+    }
+}
+
+pub(super) fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result<Held> {
+    Ok(Held {
+        path: root.join(name),
+        name: name.to_owned(),
+        root_fd: root.fd().try_clone_to_owned()?,
+        ident: fs::identity(dir.as_fd())?,
+        dir,
+        lease: Mutex::new(lease),
+    })
+}
+
+impl Held {
+    /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
+    /// and record the target dir's size (bounded walk). The lock drops with the `Held` (the
+    /// session drops it right after; see `Session`).
+    pub(super) fn release(&self, linger: Duration) -> Result<()> {
+        let now = SystemTime::now();
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+        };
+        let measured_at = self
+            .lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .size_measured_at;
+        let stale =
+            measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
+        let size = if stale {
+            fs::tree_size(
+                self.dir.as_fd(),
+                OsStr::new(TARGET),
+                Some(Instant::now() + SIZE_BUDGET),
+            )
+        } else {
+            None
+        };
+        step("release");
+        self.update(|l| {
+            l.state = State::Released;
+            l.renewed_at = now;
+            l.expires_at = expiry(now, linger);
+            if let Some(size) = size {
+                l.size_bytes = Some(size);
+                l.size_measured_at = Some(unix(now));
+            }
+        })
+        .with_context(|| format!("failed to release lease in {}", self.path.display()))
+    }
+}

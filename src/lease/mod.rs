@@ -1,0 +1,63 @@
+//! The lease protocol (`docs/protocol.md`): the root's layout, the lease record, and the steps in the
+//! order a job takes them — acquire (fresh, resumed or adopted), renew, release — followed by the
+//! guard's claim on an expired dir. Each step's comment names the race it closes.
+//!
+//! Two signals guard a job dir: the kernel lock (`flock` on the job dir itself, held by the
+//! wrapper for the whole run) and the lease's heartbeat. A dir is expired only when the lock is
+//! free **and** the lease says so; a stopped build keeps its lock, a lying filesystem keeps the
+//! heartbeat. Paths always come from the root's own directory entries, opened relative to the
+//! root's fd without following symlinks; nothing in a lease is ever used as a path.
+//!
+//! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
+//! its parsing and expiry), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
+//! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
+//! guard's step), `moves` (the checked renames acquire and claim share).
+
+use std::time::Duration;
+
+use crate::fault;
+
+mod acquire;
+mod adopt;
+mod claim;
+mod held;
+mod moves;
+mod record;
+mod root;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use acquire::{Origin, Request};
+pub(crate) use claim::{Claim, claim, claim_unfinished};
+pub(crate) use held::Held;
+pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
+pub(crate) use root::Root;
+pub(crate) use session::Session;
+
+/// Version of `lease.json`'s schema. A guard keeps (never deletes) a lease of any other version.
+pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const LEASE_FILE: &str = "lease.json";
+/// `CARGO_TARGET_DIR` inside a job dir; a subdirectory so `cargo clean` cannot remove the lease.
+pub(crate) const TARGET: &str = "target";
+pub(crate) const TRASH: &str = ".trash";
+pub(crate) const GUARD_LOCK: &str = ".guard.lock";
+/// `rustc -vV` answers, cached by `workspace::toolchain`.
+pub(crate) const TOOLCHAIN_CACHE: &str = ".toolchains";
+/// Job dirs under construction: invisible under a dot-name until complete.
+pub(crate) const NEW_PREFIX: &str = ".new-";
+/// Written only by cargo-guarded, when it lays out a root: `gc` and `status` work only in a
+/// directory that has it (or the layout of earlier versions, which then gets it).
+pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";
+/// The longest `--ttl`/`--linger` (and `ttl_secs` in a lease) we accept: 3650 days (10 years).
+/// Longer is a typo (`20000y`), and it keeps `now + ttl` far from `SystemTime`'s limits and
+/// inside the years RFC 3339 can print (up to 9999), so every lease we write can be read back.
+pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// A protocol step: a fault point for the crash and race tests, and in unit tests the place
+/// where the property test lets a third party rename things.
+fn step(name: &str) {
+    fault::point(name);
+    #[cfg(test)]
+    tests::third_party(name);
+}

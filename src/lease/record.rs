@@ -1,0 +1,263 @@
+//! The lease record (docs/protocol.md#layout): `lease.json`, read with a size cap and checked
+//! for range, and the expiry rule every reader applies to it (docs/protocol.md#expiry).
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+use crate::fs;
+use crate::locks::LockTrust;
+use crate::units::{Bytes, Short};
+use crate::workspace::WorkspaceKey;
+
+use super::{LEASE_FILE, MAX_LEASE_DURATION, PROTOCOL};
+
+/// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).
+const MAX_LEASE_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum State {
+    Active,
+    Released,
+}
+
+/// Who runs a job: recorded in its lease, for humans and for the same-runner rule.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    pub(crate) host: String,
+    /// Identical in every container on one kernel, unlike pids (which mean nothing across pid
+    /// namespaces): the machine identity for "same runner".
+    pub(crate) boot_id: Option<String>,
+    pub(crate) runner: Option<String>,
+    pub(crate) pid: u32,
+}
+
+impl Owner {
+    pub(crate) fn this_process(runner: Option<String>) -> Owner {
+        Owner {
+            host: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_owned()),
+            runner,
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// `lease.json`. Never a source of paths.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Lease {
+    pub(crate) protocol: u32,
+    pub(crate) job_id: String,
+    /// Random per acquisition: tells two holders of one job id apart in logs.
+    pub(crate) token: String,
+    pub(crate) workspace: Option<String>,
+    pub(crate) toolchain: Option<String>,
+    pub(crate) host: String,
+    pub(crate) boot_id: Option<String>,
+    pub(crate) runner: Option<String>,
+    /// For humans only.
+    pub(crate) pid: u32,
+    #[serde(with = "rfc3339")]
+    pub(crate) created_at: SystemTime,
+    #[serde(with = "rfc3339")]
+    pub(crate) renewed_at: SystemTime,
+    #[serde(with = "rfc3339")]
+    pub(crate) expires_at: SystemTime,
+    pub(crate) heartbeat_secs: u64,
+    pub(crate) ttl_secs: u64,
+    pub(crate) state: State,
+    pub(crate) size_bytes: Option<u64>,
+    /// When `size_bytes` was measured (Unix seconds).
+    #[serde(default)]
+    pub(crate) size_measured_at: Option<u64>,
+    pub(crate) command: Vec<String>,
+}
+
+mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::time::SystemTime;
+
+    pub(crate) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(*t))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = <&str>::deserialize(d)?;
+        humantime::parse_rfc3339_weak(s).map_err(D::Error::custom)
+    }
+}
+
+impl Lease {
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+
+    /// `runner-3 (pid 4121)` or `host-a (pid 4121)`.
+    pub(crate) fn holder(&self) -> String {
+        format!(
+            "{} (pid {})",
+            self.runner.as_deref().unwrap_or(&self.host),
+            self.pid
+        )
+    }
+
+    pub(crate) fn same_key(&self, key: &WorkspaceKey) -> bool {
+        self.workspace.as_deref() == Some(key.workspace.as_str()) && self.toolchain == key.toolchain
+    }
+}
+
+/// Parse a lease. Every failure is a reason to keep the dir, never to delete it.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Lease, String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        protocol: Option<serde_json::Value>,
+    }
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| format!("lease unreadable ({e})"))?;
+    match probe.protocol {
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(PROTOCOL)) => {}
+        Some(v) => return Err(format!("unknown lease protocol version {v}")),
+        None => return Err("lease has no protocol version".into()),
+    }
+    let lease: Lease =
+        serde_json::from_slice(bytes).map_err(|e| format!("lease unreadable ({e})"))?;
+    check_range(&lease)?;
+    Ok(lease)
+}
+
+/// Leases are written by anyone who can write the root: a TTL or a time that no clock arithmetic
+/// can hold makes the lease unclassifiable (kept, with this reason), never a panic. The bound is
+/// what `classify` adds at most: the TTL twice (heartbeat plus the untrusted-locks margin).
+fn check_range(lease: &Lease) -> Result<(), String> {
+    let ttl = lease.ttl();
+    let margin = ttl.max(Duration::from_secs(60));
+    let out = |what: &str| Err(format!("lease out of range ({what})"));
+    if lease.ttl_secs > MAX_LEASE_DURATION.as_secs() {
+        return out(&format!("ttl_secs {}", lease.ttl_secs));
+    }
+    if lease
+        .renewed_at
+        .checked_add(ttl)
+        .and_then(|t| t.checked_add(margin))
+        .is_none()
+    {
+        return out("renewed_at plus ttl");
+    }
+    if lease.expires_at.checked_add(margin).is_none() {
+        return out("expires_at");
+    }
+    Ok(())
+}
+
+/// Read the lease of an open job dir, with the size cap, never following a symlink or blocking
+/// on a FIFO.
+pub(crate) fn read(dir: BorrowedFd<'_>) -> Result<Lease, String> {
+    match fs::read_capped(dir, OsStr::new(LEASE_FILE), MAX_LEASE_BYTES) {
+        Ok(Some(bytes)) => parse(&bytes),
+        Ok(None) => Err(format!("lease larger than {}", Bytes(MAX_LEASE_BYTES))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err("no lease".into()),
+        Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+            Err("lease is a symlink".into())
+        }
+        Err(e) => Err(format!("lease unreadable ({e})")),
+    }
+}
+
+pub(super) fn write(dir: BorrowedFd<'_>, lease: &Lease) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(lease).map_err(io::Error::other)?;
+    fs::write_atomic(dir, LEASE_FILE, &bytes)
+}
+
+// Expiry (pure; shared by the guard, adoption and `status`; docs/protocol.md#expiry)
+
+/// What a lease says about its dir, judged on the observer's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    /// Active with a fresh heartbeat.
+    Live { renewed_ago: Duration },
+    /// Released, still protected so later steps of the job find their dir.
+    Lingering { expires_in: Duration },
+    /// Expired since this moment: reclaimable once its lock is also free.
+    Expired { since: SystemTime },
+}
+
+/// Expiry rule: released and past `expires_at`, or active with no heartbeat for longer than its
+/// TTL. Where locks cannot be trusted, the lease is the only signal, so it must be stale by a
+/// further TTL (a safety margin against a slow heartbeat) before it counts.
+pub(crate) fn classify(lease: &Lease, now: SystemTime, trust: LockTrust) -> Verdict {
+    let margin = match trust {
+        LockTrust::Trusted => Duration::ZERO,
+        LockTrust::Untrusted(_) => lease.ttl().max(Duration::from_secs(60)),
+    };
+    let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    // `parse` rejected leases whose times overflow; should one get here anyway, it stays
+    // unexpired (kept) rather than panicking.
+    match lease.state {
+        State::Released => {
+            let Some(until) = lease.expires_at.checked_add(margin) else {
+                return Verdict::Lingering {
+                    expires_in: Duration::MAX,
+                };
+            };
+            match until.duration_since(now) {
+                Ok(left) if !left.is_zero() => Verdict::Lingering { expires_in: left },
+                _ => Verdict::Expired { since: until },
+            }
+        }
+        State::Active => {
+            let stale = lease
+                .renewed_at
+                .checked_add(lease.ttl())
+                .and_then(|t| t.checked_add(margin));
+            if let Some(stale) = stale
+                && now > stale
+            {
+                Verdict::Expired { since: stale }
+            } else {
+                Verdict::Live {
+                    renewed_ago: since(lease.renewed_at),
+                }
+            }
+        }
+    }
+}
+
+impl Verdict {
+    /// The reason a non-expired dir is kept, as the guard prints it.
+    pub(crate) fn reason(&self, lease: &Lease) -> String {
+        match self {
+            Verdict::Live { renewed_ago } => {
+                format!(
+                    "lease held by {}, renewed {} ago",
+                    lease.holder(),
+                    Short(*renewed_ago)
+                )
+            }
+            Verdict::Lingering { expires_in } => {
+                format!("released, expires in {}", Short(*expires_in))
+            }
+            Verdict::Expired { .. } => "expired".into(),
+        }
+    }
+}
+
+/// The heartbeat interval for a TTL: often enough that a few missed beats stay inside the TTL.
+pub(crate) fn heartbeat_interval(ttl: Duration) -> Duration {
+    (ttl / 5).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+/// `now + d`, saturating at `MAX_LEASE_DURATION` (the CLI refuses longer values already).
+pub(super) fn expiry(now: SystemTime, d: Duration) -> SystemTime {
+    now.checked_add(d.min(MAX_LEASE_DURATION)).unwrap_or(now)
+}
