@@ -339,138 +339,179 @@ const OPEN_DIRS: usize = 16;
 ///
 /// Iterative, so a deep tree cannot overflow the stack.
 pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, mount: MountId) -> Removal {
-    struct Frame {
-        name: OsString,
-        meta: Meta,
-        /// `None` once closed to stay within [`OPEN_DIRS`]; re-opened through `..`.
-        dir: Option<Dir>,
-        /// Entries that stay: skipped when the dir is read again after a re-open.
-        kept: std::collections::HashSet<OsString>,
-    }
-    let mut out = Removal::default();
-    let (dir, meta) = match open_for_removal(parent, name, mount) {
-        Ok(opened) => opened,
-        Err(e) => {
-            out.fail(e);
-            return out;
-        }
+    let mut walk = Walk {
+        parent,
+        mount,
+        stack: Vec::new(),
+        low: 0,
+        out: Removal::default(),
     };
-    let mut stack = vec![Frame {
-        name: name.to_owned(),
-        meta,
-        dir: Some(dir),
-        kept: Default::default(),
-    }];
-    // Frames `low..` hold an open dir; those below were closed.
-    let mut low = 0;
-    while let Some(top) = stack.last_mut() {
-        let dir = top.dir.as_mut().expect("the top frame is open");
-        let entry = match dir.read() {
-            Some(Ok(entry)) => Some(entry),
-            Some(Err(e)) => {
-                // The rest of this dir stays; its `rmdir` below then fails with ENOTEMPTY.
-                out.fail(e);
-                None
-            }
-            None => None,
-        };
-        if let Some(entry) = entry {
-            let child = os(entry.file_name());
-            if child == "." || child == ".." || top.kept.contains(child) {
-                continue;
-            }
-            let child = child.to_owned();
-            let fd = match dir.fd() {
-                Ok(fd) => fd,
-                Err(e) => {
-                    out.fail(e);
-                    top.kept.insert(child);
-                    continue;
-                }
-            };
-            let st = match meta_at(fd, &child) {
-                Ok(st) => st,
-                Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => continue,
-                Err(e) => {
-                    out.fail(e);
-                    top.kept.insert(child);
-                    continue;
-                }
-            };
-            if st.file_type() == FileType::Directory {
-                match open_for_removal(fd, &child, mount) {
-                    Ok((dir, meta)) => {
-                        stack.push(Frame {
-                            name: child,
-                            meta,
-                            dir: Some(dir),
-                            kept: Default::default(),
-                        });
-                        if stack.len() - low > OPEN_DIRS {
-                            stack[low].dir = None;
-                            low += 1;
-                        }
-                    }
-                    Err(e) => {
-                        out.fail(e);
-                        top.kept.insert(child);
-                    }
-                }
-            } else {
-                match rustix::fs::unlinkat(fd, &child, AtFlags::empty()) {
-                    Ok(()) if st.nlink <= 1 => out.freed += st.bytes,
-                    Ok(()) | Err(Errno::NOENT) => {}
-                    Err(e) => {
-                        out.fail(e);
-                        top.kept.insert(child);
-                    }
-                }
-            }
-            continue;
-        }
+    match open_for_removal(parent, name, mount) {
+        Ok((dir, meta)) => walk.enter(name.to_owned(), dir, meta),
+        Err(e) => walk.out.fail(e),
+    }
+    while let Step::Continue = walk.step() {}
+    walk.out
+}
 
-        // This dir is empty (or holds only what stays): remove it from its parent.
-        let done = stack.pop().expect("stack is non-empty");
-        low = low.min(stack.len());
-        let Some(up) = stack.last_mut() else {
-            drop(done.dir);
-            out.freed += rmdir_checked(parent, &done.name, &done.meta, &mut out).unwrap_or(0);
-            break;
-        };
-        if up.dir.is_none() {
-            crate::fault::point("remove-tree-reopen");
-            let child_fd = done.dir.as_ref().expect("the top frame is open").fd();
-            match child_fd
-                .map_err(io::Error::from)
-                .and_then(|fd| reopen_parent(fd, &up.meta))
-            {
-                Ok(dir) => up.dir = Some(dir),
-                Err(e) => {
-                    // We can no longer prove where we are: stop, keeping everything left.
-                    out.fail(e);
-                    return out;
-                }
-            }
-            low = stack.len() - 1;
+/// A directory [`remove_tree`] is inside of.
+struct Frame {
+    name: OsString,
+    meta: Meta,
+    /// `None` once closed to stay within [`OPEN_DIRS`]; re-opened through `..`.
+    dir: Option<Dir>,
+    /// Entries that stay: skipped when the dir is read again after a re-open.
+    kept: std::collections::HashSet<OsString>,
+}
+
+/// The state of one [`remove_tree`]: the dirs from the tree's top down to where it is.
+struct Walk<'a> {
+    parent: BorrowedFd<'a>,
+    mount: MountId,
+    stack: Vec<Frame>,
+    /// Frames `low..` hold an open dir; those below were closed.
+    low: usize,
+    out: Removal,
+}
+
+enum Step {
+    Continue,
+    Done,
+}
+
+impl Walk<'_> {
+    /// Go down into `dir`, closing the highest open ancestor beyond [`OPEN_DIRS`].
+    fn enter(&mut self, name: OsString, dir: Dir, meta: Meta) {
+        self.stack.push(Frame {
+            name,
+            meta,
+            dir: Some(dir),
+            kept: Default::default(),
+        });
+        if self.stack.len() - self.low > OPEN_DIRS {
+            self.stack[self.low].dir = None;
+            self.low += 1;
         }
-        drop(done.dir);
-        let up = stack.last_mut().expect("checked above");
-        let at = match up.dir.as_ref().expect("just re-opened").fd() {
+    }
+
+    /// Remove the next entry of the dir on top or, once it has none left, the dir itself.
+    fn step(&mut self) -> Step {
+        let Some(top) = self.stack.last_mut() else {
+            return Step::Done;
+        };
+        let dir = top.dir.as_mut().expect("the top frame is open");
+        match dir.read() {
+            Some(Ok(entry)) => {
+                let child = os(entry.file_name());
+                if child != "." && child != ".." && !top.kept.contains(child) {
+                    let child = child.to_owned();
+                    self.remove_entry(child);
+                }
+                Step::Continue
+            }
+            Some(Err(e)) => {
+                // The rest of this dir stays; its `rmdir` then fails with ENOTEMPTY.
+                self.out.fail(e);
+                self.leave()
+            }
+            None => self.leave(),
+        }
+    }
+
+    /// Unlink `child` of the dir on top, or go down into it if it is a directory.
+    fn remove_entry(&mut self, child: OsString) {
+        let top = self.stack.last_mut().expect("called with a frame on top");
+        let fd = match top.dir.as_ref().expect("the top frame is open").fd() {
             Ok(fd) => fd,
             Err(e) => {
-                out.fail(e);
-                up.kept.insert(done.name);
-                continue;
+                self.out.fail(e);
+                top.kept.insert(child);
+                return;
             }
         };
-        match rmdir_checked(at, &done.name, &done.meta, &mut out) {
-            Some(bytes) => out.freed += bytes,
+        let st = match meta_at(fd, &child) {
+            Ok(st) => st,
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => return,
+            Err(e) => {
+                self.out.fail(e);
+                top.kept.insert(child);
+                return;
+            }
+        };
+        if st.file_type() == FileType::Directory {
+            match open_for_removal(fd, &child, self.mount) {
+                Ok((dir, meta)) => self.enter(child, dir, meta),
+                Err(e) => {
+                    self.out.fail(e);
+                    top.kept.insert(child);
+                }
+            }
+            return;
+        }
+        match rustix::fs::unlinkat(fd, &child, AtFlags::empty()) {
+            Ok(()) if st.nlink <= 1 => self.out.freed += st.bytes,
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => {
+                self.out.fail(e);
+                top.kept.insert(child);
+            }
+        }
+    }
+
+    /// The dir on top is empty (or holds only what stays): remove it from its parent.
+    fn leave(&mut self) -> Step {
+        let done = self.stack.pop().expect("called with a frame on top");
+        self.low = self.low.min(self.stack.len());
+        if self.stack.is_empty() {
+            drop(done.dir);
+            self.out.freed +=
+                rmdir_checked(self.parent, &done.name, &done.meta, &mut self.out).unwrap_or(0);
+            return Step::Done;
+        }
+        if !self.reopen_top(&done) {
+            // We can no longer prove where we are: stop, keeping everything left.
+            return Step::Done;
+        }
+        drop(done.dir);
+        let up = self.stack.last_mut().expect("checked above");
+        let at = match up.dir.as_ref().expect("open or just re-opened").fd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.out.fail(e);
+                up.kept.insert(done.name);
+                return Step::Continue;
+            }
+        };
+        match rmdir_checked(at, &done.name, &done.meta, &mut self.out) {
+            Some(bytes) => self.out.freed += bytes,
             None => {
                 up.kept.insert(done.name);
             }
         }
+        Step::Continue
     }
-    out
+
+    /// Re-open the dir on top if it was closed, as `..` of `child`, checking its identity.
+    fn reopen_top(&mut self, child: &Frame) -> bool {
+        let up = self.stack.last_mut().expect("called with a frame on top");
+        if up.dir.is_some() {
+            return true;
+        }
+        crate::fault::point("remove-tree-reopen");
+        let child_fd = child.dir.as_ref().expect("the child frame is open").fd();
+        match child_fd
+            .map_err(io::Error::from)
+            .and_then(|fd| reopen_parent(fd, &up.meta))
+        {
+            Ok(dir) => up.dir = Some(dir),
+            Err(e) => {
+                self.out.fail(e);
+                return false;
+            }
+        }
+        self.low = self.stack.len() - 1;
+        true
+    }
 }
 
 /// Open the directory `name` in `at` for emptying: not a symlink, on `mount`, and writable and
