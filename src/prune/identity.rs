@@ -1,0 +1,242 @@
+//! The superseded rule: a unit the last job did not use is dead at once when a unit that job did
+//! use has the same identity and the two were never in use together.
+//!
+//! A unit's identity is what makes cargo build it the way it does, bar where its source comes
+//! from: package name, target kind and name (the fingerprint file's name, `lib-dep`), profile,
+//! features, rustflags, compile kind, compiler, config, and, recursively, its dependencies'
+//! identities (read from `.fingerprint/<unit>/<kind>-<target>.json`, whose `deps` name each
+//! dependency's fingerprint hash, the contents of its `<kind>-<target>` file). Versions, sources
+//! and paths are not part of it: a dependency bumped in `Cargo.lock` gives a new unit of the same
+//! identity, and so do its dependents. A crate built against a dependency with other features
+//! (feature unification differing between `cargo build` and `cargo test`) has another identity.
+//!
+//! Identity alone is not enough: two semver-incompatible versions of one crate with the same
+//! features have one identity, and a build-only job uses one of them while a test job uses both.
+//! So a unit is only superseded by one first used after its own last use: units ever used in one
+//! job (or in overlapping runs of jobs) never supersede each other.
+//!
+//! Anything unreadable, unknown or odd (a missing dependency, a cycle, two fingerprint files)
+//! has no identity: only the K rule applies to it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::FileType;
+use serde_json::Value;
+
+use super::Seen;
+use super::index::PerProfile;
+use super::layout::{list, open_sub, unit_hash};
+use crate::fs;
+
+/// A fingerprint JSON is a few hundred bytes plus ~60 per dependency.
+const MAX_JSON_BYTES: u64 = 1 << 20;
+
+/// One unit's fingerprint as read from its dir.
+struct Fingerprint {
+    /// The contents of `<kind>-<target>`: what dependents' `deps` name it by.
+    hash: u64,
+    /// The identity of the unit itself, without its dependencies.
+    own: u64,
+    /// `(name, fingerprint hash)` of each dependency.
+    deps: Vec<(String, u64)>,
+    /// The fingerprint file's name with `-` as `_`: ends with the crate name.
+    target: String,
+}
+
+/// The units (per profile dir) that are superseded, and the targets they were (`lib_dep`), to
+/// tie `incremental/` dirs of the same crate to them.
+pub(super) struct Superseded {
+    pub(super) units: Vec<(String, String)>,
+    pub(super) targets: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Units of `units` (the live ones, with their first and last generation) that the job of
+/// `generation` did not use and that a unit it did use supersedes.
+pub(super) fn superseded(
+    profiles: &[(String, OwnedFd)],
+    units: &PerProfile<Seen>,
+    generation: u64,
+) -> Superseded {
+    let mut out = Superseded {
+        units: Vec::new(),
+        targets: BTreeMap::new(),
+    };
+    let candidates = units.values().flatten().any(|(_, s)| s.last < generation);
+    if !candidates {
+        return out;
+    }
+    let mut fps: HashMap<(String, String), Fingerprint> = HashMap::new();
+    for (rel, fd) in profiles {
+        let Some(fp_dir) = open_sub(fd.as_fd(), ".fingerprint") else {
+            continue;
+        };
+        for unit in units.get(rel).into_iter().flat_map(|u| u.keys()) {
+            if let Some(fp) = read(fp_dir.as_fd(), unit) {
+                fps.insert((rel.clone(), unit.clone()), fp);
+            }
+        }
+    }
+    let mut ids = Ids::new(&fps);
+    // Per (profile dir, identity): the latest first use among units the last job used.
+    let mut live: HashMap<(&str, u64), u64> = HashMap::new();
+    for (rel, seen) in units {
+        for (unit, s) in seen {
+            if s.last == generation
+                && let Some(id) = ids.of(rel, unit)
+            {
+                let f = live.entry((rel.as_str(), id)).or_insert(s.first);
+                *f = (*f).max(s.first);
+            }
+        }
+    }
+    for (rel, seen) in units {
+        for (unit, s) in seen {
+            if s.last < generation
+                && let Some(id) = ids.of(rel, unit)
+                && live.get(&(rel.as_str(), id)).is_some_and(|&f| s.last < f)
+            {
+                out.units.push((rel.clone(), unit.clone()));
+                if let Some(fp) = fps.get(&(rel.clone(), unit.clone())) {
+                    out.targets
+                        .entry(rel.clone())
+                        .or_default()
+                        .insert(fp.target.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the `incremental/` entry `name` (`<crate>-<id>`) belongs to a crate one of whose
+/// targets in `targets` (`lib_dep`, `bin_app`) was superseded.
+pub(super) fn same_crate(name: &str, targets: Option<&BTreeSet<String>>) -> bool {
+    let Some((krate, _)) = name.rsplit_once('-') else {
+        return false;
+    };
+    let suffix = format!("_{krate}");
+    targets.is_some_and(|t| t.iter().any(|t| t == krate || t.ends_with(&suffix)))
+}
+
+/// Identities, computed once per unit; `None` for anything unreadable, unresolved or cyclic.
+struct Ids<'a> {
+    fps: &'a HashMap<(String, String), Fingerprint>,
+    /// Fingerprint hash → units carrying it (the same unit may sit in two profile dirs).
+    by_hash: HashMap<u64, Vec<&'a (String, String)>>,
+    memo: HashMap<&'a (String, String), Option<u64>>,
+}
+
+impl<'a> Ids<'a> {
+    fn new(fps: &'a HashMap<(String, String), Fingerprint>) -> Ids<'a> {
+        let mut by_hash: HashMap<u64, Vec<&(String, String)>> = HashMap::new();
+        for (key, fp) in fps {
+            by_hash.entry(fp.hash).or_default().push(key);
+        }
+        Ids {
+            fps,
+            by_hash,
+            memo: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, rel: &str, unit: &str) -> Option<u64> {
+        let key = self
+            .fps
+            .get_key_value(&(rel.to_owned(), unit.to_owned()))?
+            .0;
+        self.identity(key)
+    }
+
+    fn identity(&mut self, key: &'a (String, String)) -> Option<u64> {
+        if let Some(id) = self.memo.get(key) {
+            return *id;
+        }
+        // In progress: a cycle (only in planted files) resolves to no identity.
+        self.memo.insert(key, None);
+        let fp = self.fps.get(key)?;
+        let mut deps = Vec::with_capacity(fp.deps.len());
+        for (name, hash) in &fp.deps {
+            // A dependency in the same profile dir first (a host dependency of a cross build
+            // sits in another).
+            let dep = self
+                .by_hash
+                .get(hash)
+                .and_then(|c| c.iter().find(|k| k.0 == key.0).or(c.first()))
+                .copied();
+            deps.push((name, self.identity(dep?)?));
+        }
+        deps.sort();
+        let mut h = DefaultHasher::new();
+        fp.own.hash(&mut h);
+        deps.hash(&mut h);
+        let id = Some(h.finish());
+        self.memo.insert(key, id);
+        id
+    }
+}
+
+/// The fingerprint of `unit`: its one `<kind>-<target>` file with the `.json` next to it.
+fn read(fp_dir: BorrowedFd<'_>, unit: &str) -> Option<Fingerprint> {
+    let pkg = unit.strip_suffix(unit_hash(unit)?)?;
+    let dir = open_sub(fp_dir, unit)?;
+    let files: BTreeSet<String> = list(dir.as_fd())
+        .into_iter()
+        .filter(|(_, t)| *t == FileType::RegularFile)
+        .filter_map(|(n, _)| n.into_string().ok())
+        .collect();
+    let mut targets = files
+        .iter()
+        .filter_map(|n| n.strip_suffix(".json"))
+        .filter(|t| files.contains(*t));
+    let target = targets.next()?;
+    if targets.next().is_some() {
+        return None;
+    }
+    let cap = |name: &str, cap| fs::read_capped(dir.as_fd(), OsStr::new(name), cap).ok()?;
+    let hash = u64::from_str_radix(std::str::from_utf8(&cap(target, 64)?).ok()?.trim(), 16).ok()?;
+    let json: Value =
+        serde_json::from_slice(&cap(&format!("{target}.json"), MAX_JSON_BYTES)?).ok()?;
+    let mut h = DefaultHasher::new();
+    (pkg, target).hash(&mut h);
+    for field in [
+        "rustc",
+        "features",
+        "profile",
+        "rustflags",
+        "config",
+        "compile_kind",
+    ] {
+        // Hashed as JSON text, whatever its shape; a missing field: no identity.
+        json.get(field)?.to_string().hash(&mut h);
+    }
+    let deps = json
+        .get("deps")?
+        .as_array()?
+        .iter()
+        .map(|d| Some((d.get(1)?.as_str()?.to_owned(), d.get(3)?.as_u64()?)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Fingerprint {
+        hash,
+        own: h.finish(),
+        deps,
+        target: target.replace('-', "_"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incremental_dirs_of_superseded_crates() {
+        let t: BTreeSet<String> = ["lib_dep".to_owned(), "bin_my_app".to_owned()].into();
+        assert!(same_crate("dep-0qk4vklz7dpon", Some(&t)));
+        assert!(same_crate("my_app-3quytutno2jja", Some(&t)));
+        assert!(!same_crate("feat-0pvqa2munelbi", Some(&t)));
+        assert!(!same_crate("dep", Some(&t)));
+        assert!(!same_crate("dep-0qk4vklz7dpon", None));
+    }
+}
