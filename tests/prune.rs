@@ -591,3 +591,112 @@ fn the_step_summary_says_what_was_pruned() {
         "{md}"
     );
 }
+
+/// Issue 9's goal at the default K (3): ten jobs with the moving dependency leave the dir within
+/// 1.3x a fresh build, as each job's new units supersede the last job's (same identity, another
+/// version) at once; the last state re-run compiles nothing; `prune.json` records the last prune.
+#[test]
+fn the_default_k_keeps_a_moving_history_within_1_3x() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let mut sizes = Vec::new();
+    for i in 1..=10 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        job(&env, &ws, &format!("job-{i}"), &[], &["build"]);
+        sizes.push(du(&target(&env, &format!("job-{i}"))));
+    }
+    let fresh = fresh_size(&env, &ws, "fresh");
+    let ratio = sizes[9] as f64 / fresh as f64;
+    assert!(ratio <= 1.3, "warm/fresh = {ratio:.2} ({sizes:?}, {fresh})");
+    // 1.0.9's, which job-9 used (pruned when the next job adopts), and 1.0.10's.
+    assert_eq!(
+        fingerprints(&env, "job-10", "dep"),
+        2,
+        "older dep units kept"
+    );
+    assert_eq!(
+        fingerprints(&env, "job-10", "feat"),
+        2,
+        "both feat units kept"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.root.join("job-10/prune.json")).unwrap())
+            .unwrap();
+    let last = &index["last_prune"];
+    assert!(
+        last["superseded"].as_u64() >= Some(2) && last["bytes"].as_u64() > Some(0),
+        "{index}"
+    );
+    assert_eq!(last["from"], "job-9", "{index}");
+    let again = job(&env, &ws, "job-11", &[], &["build"]);
+    assert!(!compiled_anything(&again), "{}", describe(&again));
+}
+
+fn units_of(env: &Env, id: &str, profile: &str, pkg: &str) -> usize {
+    std::fs::read_dir(target(env, id).join(profile).join(".fingerprint"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.rsplit_once('-'))
+                        .is_some_and(|(p, _)| p == pkg)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `fixtures/shapes`: `twin` at two semver-incompatible versions (2.x for the app, 1.x for its
+/// tests only) and `mid` built against `base` with and without a feature (feature unification
+/// differs between `cargo build` and `cargo test`). Build, test and llvm-cov jobs round and
+/// round at the default K: units of one identity but for the version (twin) or but for a
+/// dependency's features (mid) are never taken as replacing each other, so after the first
+/// round no job recompiles anything, and both of each are still there.
+#[test]
+fn shapes_with_two_versions_and_unified_features_recompile_nothing() {
+    let env = Env::new();
+    let ws = env.fixture("shapes");
+    let shapes: [&[&str]; 3] = [&["build"], &["test"], &["llvm-cov", "--no-report"]];
+    let mut n = 0;
+    let mut first_round = (0, 0);
+    for round in 0..3 {
+        for shape in shapes {
+            n += 1;
+            let out = job(&env, &ws, &format!("job-{n}"), &[], shape);
+            if round > 0 {
+                assert!(
+                    !compiled_anything(&out),
+                    "job {n} ({shape:?}) recompiled:\n{}",
+                    describe(&out)
+                );
+            }
+        }
+        if round == 0 {
+            let id = format!("job-{n}");
+            first_round = (
+                units_of(&env, &id, "debug", "twin"),
+                units_of(&env, &id, "debug", "mid"),
+            );
+        }
+    }
+    // twin: 1.x and 2.x; mid: its lib against base with and without `extra`, its unit tests.
+    assert_eq!(first_round, (2, 3));
+    let last = format!("job-{n}");
+    assert_eq!(units_of(&env, &last, "debug", "twin"), 2, "both twins kept");
+    assert_eq!(units_of(&env, &last, "debug", "mid"), 3, "every mid kept");
+}
+
+/// Two versions of one crate used in the same job are never pruned, however many jobs run.
+#[test]
+fn two_versions_used_together_are_never_pruned() {
+    let env = Env::new();
+    let ws = env.fixture("shapes");
+    for i in 1..=5 {
+        let out = job(&env, &ws, &format!("job-{i}"), &[], &["test", "--no-run"]);
+        if i > 1 {
+            assert!(!compiled_anything(&out), "{}", describe(&out));
+        }
+    }
+    assert_eq!(units_of(&env, "job-5", "debug", "twin"), 2);
+}

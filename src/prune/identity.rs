@@ -196,7 +196,15 @@ fn read(fp_dir: BorrowedFd<'_>, unit: &str) -> Option<Fingerprint> {
         return None;
     }
     let cap = |name: &str, cap| fs::read_capped(dir.as_fd(), OsStr::new(name), cap).ok()?;
-    let hash = u64::from_str_radix(std::str::from_utf8(&cap(target, 64)?).ok()?.trim(), 16).ok()?;
+    // Cargo writes the hash as the hex of its little-endian bytes (`util::to_hex`).
+    let hex = std::str::from_utf8(&cap(target, 64)?)
+        .ok()?
+        .trim()
+        .to_owned();
+    let hash = u64::from_str_radix(&hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 16)?
+        .swap_bytes();
     let json: Value =
         serde_json::from_slice(&cap(&format!("{target}.json"), MAX_JSON_BYTES)?).ok()?;
     let mut h = DefaultHasher::new();
