@@ -700,3 +700,27 @@ fn two_versions_used_together_are_never_pruned() {
     }
     assert_eq!(units_of(&env, "job-5", "debug", "twin"), 2);
 }
+
+/// `cargo check` (and clippy) units have the fingerprint JSON of the `cargo build` units of the
+/// same crates (the mode is not in it): only their outputs (`.rmeta` alone) tell them apart. A
+/// check job and a build job alternating recompile nothing after the first round.
+#[test]
+fn check_and_build_jobs_alternating_recompile_nothing() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let shapes: [&[&str]; 2] = [&["build"], &["check"]];
+    let mut n = 0;
+    for round in 0..3 {
+        for shape in shapes {
+            n += 1;
+            let out = job(&env, &ws, &format!("job-{n}"), &[], shape);
+            if round > 0 {
+                assert!(
+                    !compiled_anything(&out) && !stderr(&out).contains("Checking "),
+                    "job {n} ({shape:?}) recompiled:\n{}",
+                    describe(&out)
+                );
+            }
+        }
+    }
+}

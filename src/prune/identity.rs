@@ -3,7 +3,8 @@
 //!
 //! A unit's identity is what makes cargo build it the way it does, bar where its source comes
 //! from: package name, target kind and name (the fingerprint file's name, `lib-dep`), profile,
-//! features, rustflags, compile kind, compiler, config, and, recursively, its dependencies'
+//! features, rustflags, compile kind, compiler, config, the kinds of its outputs (standing for
+//! the compile mode: `cargo check` leaves `.rmeta` alone), and, recursively, its dependencies'
 //! identities (read from `.fingerprint/<unit>/<kind>-<target>.json`, whose `deps` name each
 //! dependency's fingerprint hash, the contents of its `<kind>-<target>` file). Versions, sources
 //! and paths are not part of it: a dependency bumped in `Cargo.lock` gives a new unit of the same
@@ -28,7 +29,7 @@ use serde_json::Value;
 
 use super::Seen;
 use super::index::PerProfile;
-use super::layout::{list, open_sub, unit_hash};
+use super::layout::{list, open_sub, outputs_by_hash, unit_hash};
 use crate::fs;
 
 /// A fingerprint JSON is a few hundred bytes plus ~60 per dependency.
@@ -73,8 +74,21 @@ pub(super) fn superseded(
         let Some(fp_dir) = open_sub(fd.as_fd(), ".fingerprint") else {
             continue;
         };
+        let outputs = outputs_by_hash(fd.as_fd());
         for unit in units.get(rel).into_iter().flat_map(|u| u.keys()) {
-            if let Some(fp) = read(fp_dir.as_fd(), unit) {
+            // The kinds of outputs stand for cargo's compile mode, which the JSON lacks: a
+            // `cargo check` unit (`.rmeta` alone) is no replacement for a `cargo build` one.
+            let kinds: BTreeSet<(&str, &str)> = unit_hash(unit)
+                .and_then(|h| outputs.get(h))
+                .into_iter()
+                .flatten()
+                .filter_map(|(sub, name)| {
+                    let ext = name.to_str()?.rsplit_once('.').map_or("", |(_, e)| e);
+                    // Objects are rustc's leftovers from an interrupted build, not a mode.
+                    (ext != "o").then_some((*sub, ext))
+                })
+                .collect();
+            if let Some(fp) = read(fp_dir.as_fd(), unit, &kinds) {
                 fps.insert((rel.clone(), unit.clone()), fp);
             }
         }
@@ -179,7 +193,7 @@ impl<'a> Ids<'a> {
 }
 
 /// The fingerprint of `unit`: its one `<kind>-<target>` file with the `.json` next to it.
-fn read(fp_dir: BorrowedFd<'_>, unit: &str) -> Option<Fingerprint> {
+fn read(fp_dir: BorrowedFd<'_>, unit: &str, kinds: &BTreeSet<(&str, &str)>) -> Option<Fingerprint> {
     let pkg = unit.strip_suffix(unit_hash(unit)?)?;
     let dir = open_sub(fp_dir, unit)?;
     let files: BTreeSet<String> = list(dir.as_fd())
@@ -208,7 +222,7 @@ fn read(fp_dir: BorrowedFd<'_>, unit: &str) -> Option<Fingerprint> {
     let json: Value =
         serde_json::from_slice(&cap(&format!("{target}.json"), MAX_JSON_BYTES)?).ok()?;
     let mut h = DefaultHasher::new();
-    (pkg, target).hash(&mut h);
+    (pkg, target, kinds).hash(&mut h);
     for field in [
         "rustc",
         "features",
