@@ -16,8 +16,11 @@
 //! So a unit is only superseded by one first used after its own last use: units ever used in one
 //! job (or in overlapping runs of jobs) never supersede each other.
 //!
-//! Anything unreadable, unknown or odd (a missing dependency, a cycle, two fingerprint files)
-//! has no identity: only the K rule applies to it.
+//! A dependency rebuilt in place since (same unit dir, new fingerprint: a workspace crate edited,
+//! a build script rerun) is found by its package id hash and name instead, when only one unit
+//! has them: the old dependent is stale for cargo anyway, as its recorded dependency fingerprint
+//! no longer matches. Anything unreadable, unknown or odd (a dependency not found either way, a
+//! cycle, two fingerprint files) has no identity: only the K rule applies to it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -41,8 +44,9 @@ struct Fingerprint {
     hash: u64,
     /// The identity of the unit itself, without its dependencies.
     own: u64,
-    /// `(name, fingerprint hash)` of each dependency.
-    deps: Vec<(String, u64)>,
+    /// `(package id hash, name, fingerprint hash)` of each dependency, as it was when this unit
+    /// was built.
+    deps: Vec<(u64, String, u64)>,
     /// The fingerprint file's name with `-` as `_`: ends with the crate name.
     target: String,
 }
@@ -140,6 +144,8 @@ struct Ids<'a> {
     fps: &'a HashMap<(String, String), Fingerprint>,
     /// Fingerprint hash → units carrying it (the same unit may sit in two profile dirs).
     by_hash: HashMap<u64, Vec<&'a (String, String)>>,
+    /// `(package id hash, name)` of a dependency → the one unit it names (`None`: several).
+    by_pkg: HashMap<(u64, &'a str), Option<&'a (String, String)>>,
     memo: HashMap<&'a (String, String), Option<u64>>,
 }
 
@@ -149,9 +155,19 @@ impl<'a> Ids<'a> {
         for (key, fp) in fps {
             by_hash.entry(fp.hash).or_default().push(key);
         }
+        let mut by_pkg: HashMap<(u64, &str), Option<&(String, String)>> = HashMap::new();
+        for (pkg, name, hash) in fps.values().flat_map(|fp| &fp.deps) {
+            if let Some([unit]) = by_hash.get(hash).map(Vec::as_slice) {
+                let e = by_pkg.entry((*pkg, name.as_str())).or_insert(Some(unit));
+                if *e != Some(unit) {
+                    *e = None;
+                }
+            }
+        }
         Ids {
             fps,
             by_hash,
+            by_pkg,
             memo: HashMap::new(),
         }
     }
@@ -172,14 +188,19 @@ impl<'a> Ids<'a> {
         self.memo.insert(key, None);
         let fp = self.fps.get(key)?;
         let mut deps = Vec::with_capacity(fp.deps.len());
-        for (name, hash) in &fp.deps {
+        for (pkg, name, hash) in &fp.deps {
             // A dependency in the same profile dir first (a host dependency of a cross build
-            // sits in another).
+            // sits in another). Not found: the dependency was rebuilt in place since (a
+            // workspace crate edited, a build script rerun), so this unit is stale for cargo
+            // anyway (its recorded dependency fingerprint no longer matches); it is taken as
+            // built against the dependency as it is now, when only one unit has its package
+            // and name.
             let dep = self
                 .by_hash
                 .get(hash)
                 .and_then(|c| c.iter().find(|k| k.0 == key.0).or(c.first()))
-                .copied();
+                .copied()
+                .or_else(|| self.by_pkg.get(&(*pkg, name.as_str())).copied().flatten());
             deps.push((name, self.identity(dep?)?));
         }
         deps.sort();
@@ -238,7 +259,10 @@ fn read(fp_dir: BorrowedFd<'_>, unit: &str, kinds: &BTreeSet<(&str, &str)>) -> O
         .get("deps")?
         .as_array()?
         .iter()
-        .map(|d| Some((d.get(1)?.as_str()?.to_owned(), d.get(3)?.as_u64()?)))
+        .map(|d| {
+            let name = d.get(1)?.as_str()?.to_owned();
+            Some((d.get(0)?.as_u64()?, name, d.get(3)?.as_u64()?))
+        })
         .collect::<Option<Vec<_>>>()?;
     Some(Fingerprint {
         hash,

@@ -129,6 +129,34 @@ struct Seen {
     last: u64,
 }
 
+impl Seen {
+    /// New since the last adoption (or the index was lost): in use by the job of `generation`.
+    fn new(generation: u64) -> Seen {
+        Seen {
+            first: generation,
+            last: generation,
+        }
+    }
+
+    /// Known, first used at `first` (unknown for entries of an older index: 0, so never taken
+    /// as a replacement), last at `last`, and used again by the job of `generation` or not.
+    fn known(first: Option<u64>, last: u64, used: bool, generation: u64) -> Seen {
+        Seen {
+            first: first.unwrap_or(0),
+            last: if used {
+                generation
+            } else {
+                last.min(generation)
+            },
+        }
+    }
+
+    /// The K rule.
+    fn dead(&self, generation: u64, after: u64) -> bool {
+        generation - self.last >= after
+    }
+}
+
 /// How an adoption's pruning ended, for [`at_adoption`] to say.
 enum Outcome {
     /// Pruning is off: the base size was recorded, nothing else done.
@@ -358,27 +386,16 @@ fn scan_units(
             continue;
         }
         let seen = match known.and_then(|k| k.get(name)) {
-            // Unknown: new since the last adoption (or the index was lost), so in use.
-            None => Seen {
-                first: generation,
-                last: generation,
-            },
+            None => Seen::new(generation),
             Some(&last) => {
                 let used = index.reset_at_ns.is_none_or(|reset| {
                     atime::fingerprint_read(fp.as_ref().map(|d| d.as_fd()), name, reset)
                 });
-                Seen {
-                    // Unknown for units of an older index: 0, never a replacement.
-                    first: firsts.and_then(|f| f.get(name)).copied().unwrap_or(0),
-                    last: if used {
-                        generation
-                    } else {
-                        last.min(generation)
-                    },
-                }
+                let first = firsts.and_then(|f| f.get(name)).copied();
+                Seen::known(first, last, used, generation)
             }
         };
-        if generation - seen.last >= after {
+        if seen.dead(generation, after) {
             scan.dead_units
                 .push((rel.to_owned(), name.to_owned(), seen));
         } else {
@@ -413,20 +430,10 @@ fn scan_incremental(
         };
         let first = firsts.and_then(|f| f.get(name)).copied();
         let seen = match known.and_then(|k| k.get(name)) {
-            Some(&(m, last)) if m == mtime => Seen {
-                first: first.unwrap_or(0),
-                last: last.min(generation),
-            },
-            Some(_) => Seen {
-                first: first.unwrap_or(0),
-                last: generation,
-            },
-            None => Seen {
-                first: generation,
-                last: generation,
-            },
+            Some(&(m, last)) => Seen::known(first, last, m != mtime, generation),
+            None => Seen::new(generation),
         };
-        if generation - seen.last >= after {
+        if seen.dead(generation, after) {
             scan.dead_inc.push((rel.to_owned(), name.to_owned()));
         } else {
             live.insert(name.to_owned(), (mtime, seen));
