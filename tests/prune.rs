@@ -696,3 +696,30 @@ fn check_and_build_jobs_alternating_recompile_nothing() {
     let ws = env.fixture("moving");
     round_and_round(&env, &ws, &[&["build"], &["check"]]);
 }
+
+/// A dependency rebuilt in place (`fixtures/rerun`: the app's build script reruns whenever a
+/// file of the app changes, as ripgrep's does) gets a new fingerprint in the same unit dir: older
+/// dependents still name the old one, and are replaced all the same when `dep` moves too.
+#[test]
+fn dependents_of_a_rerun_build_script_are_replaced_too() {
+    let env = Env::new();
+    let ws = env.fixture("rerun");
+    let main = ws.join("app/src/main.rs");
+    let text = std::fs::read_to_string(&main).unwrap();
+    for i in 1..=8 {
+        set_dep_version(&ws, &format!("1.0.{i}"));
+        std::fs::write(&main, format!("{text}// job {i}\n")).unwrap();
+        job(&env, &ws, &format!("job-{i}"), &[], &["build"]);
+    }
+    // The build script, its run, the binary; and the last job's binary, replaced at the next
+    // adoption.
+    assert_eq!(fingerprints(&env, "job-8", "app"), 4);
+    let again = job(&env, &ws, "job-9", &[], &["build"]);
+    assert!(!compiled_anything(&again), "{}", describe(&again));
+    assert_eq!(fingerprints(&env, "job-9", "app"), 3);
+    // Measured once the last job's replaced binary is gone: in a fixture this small it alone is
+    // half a fresh build.
+    let fresh = fresh_size(&env, &ws, "fresh");
+    let ratio = du(&target(&env, "job-9")) as f64 / fresh as f64;
+    assert!(ratio <= 1.3, "warm/fresh = {ratio:.2}");
+}

@@ -17,8 +17,8 @@
 //! job (or in overlapping runs of jobs) never supersede each other.
 //!
 //! A dependency rebuilt in place since (same unit dir, new fingerprint: a workspace crate edited,
-//! a build script rerun) is found by its package id hash and name instead, when only one unit
-//! has them: the old dependent is stale for cargo anyway, as its recorded dependency fingerprint
+//! a build script rerun) is found by its package id hash and name instead (as named by units of
+//! the same target), when only one unit has them: the old dependent is stale for cargo anyway, as its recorded dependency fingerprint
 //! no longer matches. Anything unreadable, unknown or odd (a dependency not found either way, a
 //! cycle, two fingerprint files) has no identity: only the K rule applies to it.
 
@@ -144,8 +144,11 @@ struct Ids<'a> {
     fps: &'a HashMap<(String, String), Fingerprint>,
     /// Fingerprint hash → units carrying it (the same unit may sit in two profile dirs).
     by_hash: HashMap<u64, Vec<&'a (String, String)>>,
-    /// `(package id hash, name)` of a dependency → the one unit it names (`None`: several).
-    by_pkg: HashMap<(u64, &'a str), Option<&'a (String, String)>>,
+    /// `(dependent's target, dependency's package id hash, name)` → the one unit it names
+    /// (`None`: several). With the dependent's target (`bin_app`), as a package's build script
+    /// run depends on its compiled build script under the same package and name as the
+    /// package's binaries depend on the run.
+    by_pkg: HashMap<(&'a str, u64, &'a str), Option<&'a (String, String)>>,
     memo: HashMap<&'a (String, String), Option<u64>>,
 }
 
@@ -155,10 +158,15 @@ impl<'a> Ids<'a> {
         for (key, fp) in fps {
             by_hash.entry(fp.hash).or_default().push(key);
         }
-        let mut by_pkg: HashMap<(u64, &str), Option<&(String, String)>> = HashMap::new();
-        for (pkg, name, hash) in fps.values().flat_map(|fp| &fp.deps) {
+        let mut by_pkg: HashMap<(&str, u64, &str), Option<&(String, String)>> = HashMap::new();
+        let deps = fps
+            .values()
+            .flat_map(|fp| fp.deps.iter().map(move |d| (fp.target.as_str(), d)));
+        for (of, (pkg, name, hash)) in deps {
             if let Some([unit]) = by_hash.get(hash).map(Vec::as_slice) {
-                let e = by_pkg.entry((*pkg, name.as_str())).or_insert(Some(unit));
+                let e = by_pkg
+                    .entry((of, *pkg, name.as_str()))
+                    .or_insert(Some(unit));
                 if *e != Some(unit) {
                     *e = None;
                 }
@@ -200,7 +208,10 @@ impl<'a> Ids<'a> {
                 .get(hash)
                 .and_then(|c| c.iter().find(|k| k.0 == key.0).or(c.first()))
                 .copied()
-                .or_else(|| self.by_pkg.get(&(*pkg, name.as_str())).copied().flatten());
+                .or_else(|| {
+                    let k = (fp.target.as_str(), *pkg, name.as_str());
+                    self.by_pkg.get(&k).copied().flatten()
+                });
             deps.push((name, self.identity(dep?)?));
         }
         deps.sort();
