@@ -139,6 +139,10 @@ pub(super) fn same_crate(name: &str, targets: Option<&BTreeSet<String>>) -> bool
     targets.is_some_and(|t| t.iter().any(|t| t == krate || t.ends_with(&suffix)))
 }
 
+/// `(dependent's target, dependency's package id hash, name)` → the one unit (profile dir, unit
+/// name) it names, or `None` where several.
+type ByPkg<'a> = HashMap<(&'a str, u64, &'a str), Option<&'a (String, String)>>;
+
 /// Identities, computed once per unit; `None` for anything unreadable, unresolved or cyclic.
 struct Ids<'a> {
     fps: &'a HashMap<(String, String), Fingerprint>,
@@ -148,7 +152,7 @@ struct Ids<'a> {
     /// (`None`: several). With the dependent's target (`bin_app`), as a package's build script
     /// run depends on its compiled build script under the same package and name as the
     /// package's binaries depend on the run.
-    by_pkg: HashMap<(&'a str, u64, &'a str), Option<&'a (String, String)>>,
+    by_pkg: ByPkg<'a>,
     memo: HashMap<&'a (String, String), Option<u64>>,
 }
 
@@ -158,7 +162,7 @@ impl<'a> Ids<'a> {
         for (key, fp) in fps {
             by_hash.entry(fp.hash).or_default().push(key);
         }
-        let mut by_pkg: HashMap<(&str, u64, &str), Option<&(String, String)>> = HashMap::new();
+        let mut by_pkg: ByPkg<'a> = HashMap::new();
         let deps = fps
             .values()
             .flat_map(|fp| fp.deps.iter().map(move |d| (fp.target.as_str(), d)));
