@@ -4,7 +4,9 @@
 //! (the defaults: K = 3 and the superseded rule) and never pruned (`--no-prune
 //! --max-warm-size off`). After each job: each root's job dir against a fresh build of the last
 //! commit (du-style bytes; goal <= 1.3x and flat), and the units cargo compiled in each (goal:
-//! the same). Crates come from the registry (cached or fetched).
+//! the same). A job's size includes what it replaced, which goes when the next job adopts the
+//! dir: a last no-op job (the last commit again) shows the dir after that. Crates come from the
+//! registry (cached or fetched).
 //!
 //! The repository is read from `RIPGREP_GIT` (a git dir, bare or not; default
 //! `/work/.mirror/BurntSushi+ripgrep/repo`); each commit is `git archive`d into one workspace
@@ -150,5 +152,18 @@ fn main() {
         commits.len(),
         compiled[0],
         compiled[1]
+    );
+    // Pruning happens at adoption: what the last job replaced goes when the next job adopts.
+    let root = tmp.path().join("root-pruned");
+    let id = format!("job-{}", commits.len() + 1);
+    let mut c = guarded(&root, &ws, ["--job-id", &id, "--linger", "0s"]);
+    c.env("RUNNER_NAME", "bench").arg("build");
+    let run = timed(&mut c, &logs);
+    let ratio = disk_bytes(&root.join(&id).join("target")) as f64 / fresh as f64;
+    println!(
+        "  re-run of the last commit (adopts, prunes what the last job replaced): pruned / fresh \
+         {ratio:.2}x (goal <= 1.3x: {}), compiled anything: {}",
+        if ratio <= 1.3 { "met" } else { "NOT met" },
+        run.compiled()
     );
 }
