@@ -723,3 +723,30 @@ fn dependents_of_a_rerun_build_script_are_replaced_too() {
     let ratio = du(&target(&env, "job-9")) as f64 / fresh as f64;
     assert!(ratio <= 1.3, "warm/fresh = {ratio:.2}");
 }
+
+/// Two versions used together, then a build-only job bumps one of them (twin 2.0.0 → 2.0.1): the
+/// new 2.x has the identity of the test-only 1.x and was first used after 1.x's last use, yet
+/// 1.x stays for the next test job (a unit once used alongside another of its identity is never
+/// taken as replaced).
+#[test]
+fn a_bump_of_one_of_two_versions_keeps_the_other() {
+    let env = Env::new();
+    let ws = env.fixture("shapes");
+    job(&env, &ws, "job-1", &[], &["test", "--no-run"]);
+    job(&env, &ws, "job-2", &[], &["build"]);
+    let toml = ws.join("twin2/Cargo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("\"2.0.0\"", "\"2.0.1\"")).unwrap();
+    let bump = job(&env, &ws, "job-3", &[], &["build"]);
+    assert!(
+        stderr(&bump).contains("Compiling twin v2.0.1"),
+        "{}",
+        describe(&bump)
+    );
+    let test = job(&env, &ws, "job-4", &[], &["test", "--no-run"]);
+    assert!(
+        !stderr(&test).contains("Compiling twin v1.0.0"),
+        "{}",
+        describe(&test)
+    );
+}

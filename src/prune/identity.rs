@@ -14,7 +14,10 @@
 //! Identity alone is not enough: two semver-incompatible versions of one crate with the same
 //! features have one identity, and a build-only job uses one of them while a test job uses both.
 //! So a unit is only superseded by one first used after its own last use: units ever used in one
-//! job (or in overlapping runs of jobs) never supersede each other.
+//! job (or in overlapping runs of jobs) never supersede each other. And a unit once used by one
+//! job together with another of its identity is never superseded at all (the K rule alone
+//! applies): when the test-only 1.x stays and a build job bumps 2.x, the new 2.x unit was first
+//! used after 1.x's last use, yet 1.x is still needed by the next test job.
 //!
 //! A dependency rebuilt in place since (same unit dir, new fingerprint: a workspace crate edited,
 //! a build script rerun) is found by its package id hash and name instead (as named by units of
@@ -56,24 +59,77 @@ struct Fingerprint {
 pub(super) struct Superseded {
     pub(super) units: Vec<(String, String)>,
     pub(super) targets: BTreeMap<String, BTreeSet<String>>,
+    /// Units ever used together with another of their identity, so far.
+    pub(super) plural: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Units of `units` (the live ones, with their first and last generation) that the job of
-/// `generation` did not use and that a unit it did use supersedes.
+/// `generation` did not use and that a unit it did use supersedes; none of `plural`.
 pub(super) fn superseded(
     profiles: &[(String, OwnedFd)],
     units: &PerProfile<Seen>,
+    plural: &BTreeMap<String, BTreeSet<String>>,
     generation: u64,
 ) -> Superseded {
     let mut out = Superseded {
         units: Vec::new(),
         targets: BTreeMap::new(),
+        plural: plural.clone(),
     };
-    let candidates = units.values().flatten().any(|(_, s)| s.last < generation);
-    if !candidates {
-        return out;
+    let fps = read_all(profiles, units);
+    let mut ids = Ids::new(&fps);
+    // Per (profile dir, identity): the latest first use among units the last job used, and
+    // those units.
+    let mut live: HashMap<(&str, u64), (u64, Vec<&str>)> = HashMap::new();
+    for (rel, seen) in units {
+        for (unit, s) in seen {
+            if s.last == generation
+                && let Some(id) = ids.of(rel, unit)
+            {
+                let e = live
+                    .entry((rel.as_str(), id))
+                    .or_insert((s.first, Vec::new()));
+                e.0 = e.0.max(s.first);
+                e.1.push(unit);
+            }
+        }
     }
-    let mut fps: HashMap<(String, String), Fingerprint> = HashMap::new();
+    // Several units of one identity used by one job (two versions of a crate at once): never
+    // replaced by the rule, whichever of them a later bump replaces.
+    for ((rel, _), (_, group)) in &live {
+        if group.len() > 1 {
+            let p = out.plural.entry((*rel).to_owned()).or_default();
+            p.extend(group.iter().map(|u| (*u).to_owned()));
+        }
+    }
+    for (rel, seen) in units {
+        for (unit, s) in seen {
+            if s.last < generation
+                && !plural.get(rel).is_some_and(|p| p.contains(unit))
+                && let Some(id) = ids.of(rel, unit)
+                && live
+                    .get(&(rel.as_str(), id))
+                    .is_some_and(|(f, _)| s.last < *f)
+            {
+                out.units.push((rel.clone(), unit.clone()));
+                if let Some(fp) = fps.get(&(rel.clone(), unit.clone())) {
+                    out.targets
+                        .entry(rel.clone())
+                        .or_default()
+                        .insert(fp.target.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The fingerprints of `units`, where readable.
+fn read_all(
+    profiles: &[(String, OwnedFd)],
+    units: &PerProfile<Seen>,
+) -> HashMap<(String, String), Fingerprint> {
+    let mut fps = HashMap::new();
     for (rel, fd) in profiles {
         let Some(fp_dir) = open_sub(fd.as_fd(), ".fingerprint") else {
             continue;
@@ -97,36 +153,7 @@ pub(super) fn superseded(
             }
         }
     }
-    let mut ids = Ids::new(&fps);
-    // Per (profile dir, identity): the latest first use among units the last job used.
-    let mut live: HashMap<(&str, u64), u64> = HashMap::new();
-    for (rel, seen) in units {
-        for (unit, s) in seen {
-            if s.last == generation
-                && let Some(id) = ids.of(rel, unit)
-            {
-                let f = live.entry((rel.as_str(), id)).or_insert(s.first);
-                *f = (*f).max(s.first);
-            }
-        }
-    }
-    for (rel, seen) in units {
-        for (unit, s) in seen {
-            if s.last < generation
-                && let Some(id) = ids.of(rel, unit)
-                && live.get(&(rel.as_str(), id)).is_some_and(|&f| s.last < f)
-            {
-                out.units.push((rel.clone(), unit.clone()));
-                if let Some(fp) = fps.get(&(rel.clone(), unit.clone())) {
-                    out.targets
-                        .entry(rel.clone())
-                        .or_default()
-                        .insert(fp.target.clone());
-                }
-            }
-        }
-    }
-    out
+    fps
 }
 
 /// Whether the `incremental/` entry `name` (`<crate>-<id>`) belongs to a crate one of whose

@@ -47,6 +47,10 @@ pub(super) struct Index {
     /// Profile dir → hashes whose fingerprint was being removed: a crash mid-prune leaves their
     /// outputs, removed at the next adoption (if cargo has not rebuilt the unit meanwhile).
     pub(super) pending: BTreeMap<String, BTreeSet<String>>,
+    /// Profile dir → units once used by one job together with another unit of their identity:
+    /// never superseded (see `identity`).
+    #[serde(default)]
+    pub(super) plural: BTreeMap<String, BTreeSet<String>>,
     /// What the last adoption that pruned this dir removed, for `status`.
     #[serde(default)]
     pub(super) last_prune: Option<LastPrune>,

@@ -333,6 +333,8 @@ struct Scan {
     dead_inc: Vec<(String, String)>,
     /// `(profile dir, hash)` of the dead units that were superseded.
     superseded: BTreeSet<(String, String)>,
+    /// Units never superseded (`Index::plural`).
+    plural: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn scan(
@@ -359,6 +361,7 @@ fn scan(
         dead_units: Vec::new(),
         dead_inc: Vec::new(),
         superseded: BTreeSet::new(),
+        plural: index.plural.clone(),
     };
     for (rel, fd) in &profiles {
         scan_units(&mut scan, rel, fd.as_fd(), index, generation, after);
@@ -444,7 +447,8 @@ fn scan_incremental(
 /// Move superseded units, and the `incremental/` dirs of their crates that a dir of the same
 /// crate replaced, from live to dead.
 fn supersede(scan: &mut Scan, generation: u64) {
-    let sup = identity::superseded(&scan.profiles, &scan.units, generation);
+    let sup = identity::superseded(&scan.profiles, &scan.units, &scan.plural, generation);
+    scan.plural = sup.plural;
     for (rel, unit) in sup.units {
         if let Some(seen) = scan.units.get_mut(&rel).and_then(|u| u.remove(&unit)) {
             if let Some(h) = unit_hash(&unit) {
@@ -515,6 +519,12 @@ fn finish(
     index.generation = generation;
     index.reset_at_ns = Some(reset_at);
     index.units = split(&scan.units, |s| s.last);
+    // Only live units stay marked.
+    index.plural = scan.plural;
+    for (rel, p) in &mut index.plural {
+        p.retain(|u| index.units.get(rel).is_some_and(|l| l.contains_key(u)));
+    }
+    index.plural.retain(|_, p| !p.is_empty());
     index.first = split(&scan.units, |s| s.first);
     let inc_seen: PerProfile<Seen> = scan
         .incremental
