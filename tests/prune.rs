@@ -86,17 +86,9 @@ fn target(env: &Env, id: &str) -> PathBuf {
     env.root.join(id).join("target")
 }
 
+/// Units of `pkg` in the job dir's `debug/`.
 fn fingerprints(env: &Env, id: &str, pkg: &str) -> usize {
-    std::fs::read_dir(target(env, id).join("debug/.fingerprint"))
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.rsplit_once('-'))
-                .is_some_and(|(p, _)| p == pkg)
-        })
-        .count()
+    units_of(env, id, "debug", pkg)
 }
 
 /// Ten jobs, the path dependency's version (so its hash, and its dependents') moving on each:
@@ -147,23 +139,23 @@ fn a_moving_dependency_does_not_grow_the_dir() {
     }
 }
 
+/// Jobs `job-1` … `job-N` of `build`, `dep` at version 1.0.i in job i; each job dir's size.
+fn moving_history(env: &Env, ws: &Path, n: usize, extra: &[&str]) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    for i in 1..=n {
+        set_dep_version(ws, &format!("1.0.{i}"));
+        job(env, ws, &format!("job-{i}"), extra, &["build"]);
+        sizes.push(du(&target(env, &format!("job-{i}"))));
+    }
+    sizes
+}
+
 /// Without pruning the same history grows: the test above would fail on the old code.
 #[test]
 fn without_pruning_the_history_grows() {
     let env = Env::new();
     let ws = env.fixture("moving");
-    let mut sizes = Vec::new();
-    for i in 1..=6 {
-        set_dep_version(&ws, &format!("1.0.{i}"));
-        job(
-            &env,
-            &ws,
-            &format!("job-{i}"),
-            &["--no-prune", "--max-warm-size", "off"],
-            &["build"],
-        );
-        sizes.push(du(&target(&env, &format!("job-{i}"))));
-    }
+    let sizes = moving_history(&env, &ws, 6, &["--no-prune", "--max-warm-size", "off"]);
     assert!(
         sizes[5] as f64 > sizes[0] as f64 * 1.5,
         "expected growth without pruning: {sizes:?}"
@@ -608,12 +600,7 @@ fn the_step_summary_says_what_was_pruned() {
 fn the_default_k_keeps_a_moving_history_within_1_3x() {
     let env = Env::new();
     let ws = env.fixture("moving");
-    let mut sizes = Vec::new();
-    for i in 1..=10 {
-        set_dep_version(&ws, &format!("1.0.{i}"));
-        job(&env, &ws, &format!("job-{i}"), &[], &["build"]);
-        sizes.push(du(&target(&env, &format!("job-{i}"))));
-    }
+    let sizes = moving_history(&env, &ws, 10, &[]);
     let fresh = fresh_size(&env, &ws, "fresh");
     let ratio = sizes[9] as f64 / fresh as f64;
     assert!(ratio <= 1.3, "warm/fresh = {ratio:.2} ({sizes:?}, {fresh})");
@@ -641,6 +628,7 @@ fn the_default_k_keeps_a_moving_history_within_1_3x() {
     assert!(!compiled_anything(&again), "{}", describe(&again));
 }
 
+/// Units of `pkg` in the job dir's `profile` dir (none if it has no `.fingerprint/`).
 fn units_of(env: &Env, id: &str, profile: &str, pkg: &str) -> usize {
     std::fs::read_dir(target(env, id).join(profile).join(".fingerprint"))
         .map(|d| {

@@ -363,83 +363,93 @@ fn scan(
         superseded: BTreeSet::new(),
         plural: index.plural.clone(),
     };
+    let pass = Pass {
+        index,
+        generation,
+        after,
+    };
     for (rel, fd) in &profiles {
-        scan_units(&mut scan, rel, fd.as_fd(), index, generation, after);
-        scan_incremental(&mut scan, rel, fd.as_fd(), index, generation, after);
+        pass.units(&mut scan, rel, fd.as_fd());
+        pass.incremental(&mut scan, rel, fd.as_fd());
     }
     scan.profiles = profiles;
     scan
 }
 
-fn scan_units(
-    scan: &mut Scan,
-    rel: &str,
-    profile: BorrowedFd<'_>,
-    index: &Index,
+/// One adoption's scan: the index before it, its generation, K.
+struct Pass<'a> {
+    index: &'a Index,
     generation: u64,
     after: u64,
-) {
-    let known = index.units.get(rel);
-    let firsts = index.first.get(rel);
-    let live = scan.units.entry(rel.to_owned()).or_default();
-    let fp = open_sub(profile, ".fingerprint");
-    for (name, ty) in fp.as_ref().map_or_else(Vec::new, |d| list(d.as_fd())) {
-        let Some(name) = name.to_str() else { continue };
-        if ty != FileType::Directory || unit_hash(name).is_none() {
-            continue;
-        }
-        let seen = match known.and_then(|k| k.get(name)) {
-            None => Seen::new(generation),
-            Some(&last) => {
-                let used = index.reset_at_ns.is_none_or(|reset| {
-                    atime::fingerprint_read(fp.as_ref().map(|d| d.as_fd()), name, reset)
-                });
-                let first = firsts.and_then(|f| f.get(name)).copied();
-                Seen::known(first, last, used, generation)
-            }
-        };
-        if seen.dead(generation, after) {
-            scan.dead_units
-                .push((rel.to_owned(), name.to_owned(), seen));
-        } else {
-            live.insert(name.to_owned(), seen);
-        }
-    }
 }
 
-/// Incremental state is never read by a no-op build: it is live while rustc keeps writing it
-/// (each compile of the crate makes a new session dir, changing the mtime).
-fn scan_incremental(
-    scan: &mut Scan,
-    rel: &str,
-    profile: BorrowedFd<'_>,
-    index: &Index,
-    generation: u64,
-    after: u64,
-) {
-    let known = index.incremental.get(rel);
-    let firsts = index.incremental_first.get(rel);
-    let live = scan.incremental.entry(rel.to_owned()).or_default();
-    let Some(inc) = open_sub(profile, "incremental") else {
-        return;
-    };
-    for (name, ty) in list(inc.as_fd()) {
-        let Some(name) = name.to_str() else { continue };
-        if ty != FileType::Directory {
-            continue;
+impl Pass<'_> {
+    fn units(&self, scan: &mut Scan, rel: &str, profile: BorrowedFd<'_>) {
+        let Pass {
+            index,
+            generation,
+            after,
+        } = *self;
+        let known = index.units.get(rel);
+        let firsts = index.first.get(rel);
+        let live = scan.units.entry(rel.to_owned()).or_default();
+        let fp = open_sub(profile, ".fingerprint");
+        for (name, ty) in fp.as_ref().map_or_else(Vec::new, |d| list(d.as_fd())) {
+            let Some(name) = name.to_str() else { continue };
+            if ty != FileType::Directory || unit_hash(name).is_none() {
+                continue;
+            }
+            let seen = match known.and_then(|k| k.get(name)) {
+                None => Seen::new(generation),
+                Some(&last) => {
+                    let used = index.reset_at_ns.is_none_or(|reset| {
+                        atime::fingerprint_read(fp.as_ref().map(|d| d.as_fd()), name, reset)
+                    });
+                    let first = firsts.and_then(|f| f.get(name)).copied();
+                    Seen::known(first, last, used, generation)
+                }
+            };
+            if seen.dead(generation, after) {
+                scan.dead_units
+                    .push((rel.to_owned(), name.to_owned(), seen));
+            } else {
+                live.insert(name.to_owned(), seen);
+            }
         }
-        let Some(mtime) = atime::stat_ns(inc.as_fd(), name).map(|t| t.1) else {
-            continue;
+    }
+
+    /// Incremental state is never read by a no-op build: it is live while rustc keeps writing it
+    /// (each compile of the crate makes a new session dir, changing the mtime).
+    fn incremental(&self, scan: &mut Scan, rel: &str, profile: BorrowedFd<'_>) {
+        let Pass {
+            index,
+            generation,
+            after,
+        } = *self;
+        let known = index.incremental.get(rel);
+        let firsts = index.incremental_first.get(rel);
+        let live = scan.incremental.entry(rel.to_owned()).or_default();
+        let Some(inc) = open_sub(profile, "incremental") else {
+            return;
         };
-        let first = firsts.and_then(|f| f.get(name)).copied();
-        let seen = match known.and_then(|k| k.get(name)) {
-            Some(&(m, last)) => Seen::known(first, last, m != mtime, generation),
-            None => Seen::new(generation),
-        };
-        if seen.dead(generation, after) {
-            scan.dead_inc.push((rel.to_owned(), name.to_owned()));
-        } else {
-            live.insert(name.to_owned(), (mtime, seen));
+        for (name, ty) in list(inc.as_fd()) {
+            let Some(name) = name.to_str() else { continue };
+            if ty != FileType::Directory {
+                continue;
+            }
+            let Some(mtime) = atime::stat_ns(inc.as_fd(), name).map(|t| t.1) else {
+                continue;
+            };
+            let first = firsts.and_then(|f| f.get(name)).copied();
+            let seen = match known.and_then(|k| k.get(name)) {
+                Some(&(m, last)) => Seen::known(first, last, m != mtime, generation),
+                None => Seen::new(generation),
+            };
+            if seen.dead(generation, after) {
+                scan.dead_inc.push((rel.to_owned(), name.to_owned()));
+            } else {
+                live.insert(name.to_owned(), (mtime, seen));
+            }
         }
     }
 }
