@@ -40,6 +40,8 @@ use crate::fs;
 
 /// A fingerprint JSON is a few hundred bytes plus ~60 per dependency.
 const MAX_JSON_BYTES: u64 = 1 << 20;
+/// Dependency chains deeper than this (real graphs are a few dozen deep) have no identity.
+const MAX_DEPTH: usize = 256;
 
 /// One unit's fingerprint as read from its dir.
 struct Fingerprint {
@@ -216,12 +218,16 @@ impl<'a> Ids<'a> {
             .fps
             .get_key_value(&(rel.to_owned(), unit.to_owned()))?
             .0;
-        self.identity(key)
+        self.identity(key, 0)
     }
 
-    fn identity(&mut self, key: &'a (String, String)) -> Option<u64> {
+    fn identity(&mut self, key: &'a (String, String), depth: usize) -> Option<u64> {
         if let Some(id) = self.memo.get(key) {
             return *id;
+        }
+        // A planted chain of thousands of units must not exhaust the stack.
+        if depth > MAX_DEPTH {
+            return None;
         }
         // In progress: a cycle (only in planted files) resolves to no identity.
         self.memo.insert(key, None);
@@ -243,7 +249,7 @@ impl<'a> Ids<'a> {
                     let k = (fp.target.as_str(), *pkg, name.as_str());
                     self.by_pkg.get(&k).copied().flatten()
                 });
-            deps.push((name, self.identity(dep?)?));
+            deps.push((name, self.identity(dep?, depth + 1)?));
         }
         deps.sort();
         let mut h = DefaultHasher::new();
@@ -317,6 +323,60 @@ fn read(fp_dir: BorrowedFd<'_>, unit: &str, kinds: &BTreeSet<(&str, &str)>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A unit dir `name` whose fingerprint is `hash` and whose deps name `deps` (hashes).
+    fn plant(fp: &std::path::Path, name: &str, hash: u64, deps: &[u64]) {
+        let dir = fp.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let le: String = hash
+            .to_le_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(dir.join("lib-x"), le).unwrap();
+        let deps: Vec<String> = deps
+            .iter()
+            .map(|d| format!("[1,\"x\",false,{d}]"))
+            .collect();
+        let json = format!(
+            "{{\"rustc\":1,\"features\":\"[]\",\"profile\":2,\"rustflags\":[],\"config\":3,\
+             \"compile_kind\":0,\"deps\":[{}]}}",
+            deps.join(",")
+        );
+        std::fs::write(dir.join("lib-x.json"), json).unwrap();
+    }
+
+    /// Planted input: a cycle and a chain far deeper than any real graph get no identity (no
+    /// hang, no stack overflow), so nothing of them is superseded; two same-identity units, one
+    /// used last, one not, are.
+    #[test]
+    fn planted_cycles_and_deep_chains_have_no_identity() {
+        let t = tempfile::tempdir().unwrap();
+        let fp = t.path().join("debug/.fingerprint");
+        let mut units: PerProfile<Seen> = BTreeMap::new();
+        let mut add = |name: String, hash, deps: &[u64], last| {
+            plant(&fp, &name, hash, deps);
+            let seen = Seen { first: last, last };
+            units.entry("debug".into()).or_default().insert(name, seen);
+        };
+        add(format!("x-{:016x}", 1), 1, &[2], 1);
+        add(format!("x-{:016x}", 2), 2, &[1], 2);
+        for i in 0..600u64 {
+            let deps = if i == 0 { vec![] } else { vec![100 + i - 1] };
+            add(format!("x-{:016x}", 100 + i), 100 + i, &deps, 1 + i % 2);
+        }
+        let root = std::fs::File::open(t.path()).unwrap();
+        let profiles = vec![(
+            "debug".to_owned(),
+            fs::open_dir_nofollow(root.as_fd(), OsStr::new("debug")).unwrap(),
+        )];
+        let sup = superseded(&profiles, &units, &BTreeMap::new(), 2);
+        let gone: BTreeSet<&str> = sup.units.iter().map(|(_, u)| u.as_str()).collect();
+        assert!(!gone.contains(format!("x-{:016x}", 1).as_str()));
+        // The chain's first units have identities: each with no deps (only the first) is
+        // distinct from the rest, so only what MAX_DEPTH cuts off could go, and it cannot.
+        assert!(gone.len() <= 1, "{gone:?}");
+    }
 
     #[test]
     fn incremental_dirs_of_superseded_crates() {
