@@ -1,0 +1,101 @@
+//! `prune.json`, the per-dir index of pruning: the generation counter, when each unit and
+//! incremental dir was first and last used, the units being removed, and what the last prune did.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::os::fd::BorrowedFd;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fs;
+use crate::term;
+
+/// The index, in the job dir (not in `target/`, so `cargo clean` cannot lose it).
+pub(crate) const INDEX: &str = "prune.json";
+pub(super) const INDEX_VERSION: u32 = 1;
+/// An index is a few dozen bytes per unit; anything larger is not ours.
+const MAX_INDEX_BYTES: u64 = 8 << 20;
+
+/// Profile dir (relative to `target/`, or `build:` + relative to `build/`) → entry → value.
+pub(super) type PerProfile<T> = BTreeMap<String, BTreeMap<String, T>>;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Index {
+    pub(super) version: u32,
+    /// Adoptions observed so far.
+    pub(super) generation: u64,
+    /// When atimes were last reset (ns since the epoch); `None`: never (nothing observable yet).
+    pub(super) reset_at_ns: Option<u64>,
+    /// The largest size of the dir at its first K adoptions: what its builds of every job
+    /// shape take (a build-only job's fresh dir alone would make a test job look oversized).
+    pub(super) base_size: Option<u64>,
+    /// Adoptions that contributed to `base_size` so far.
+    #[serde(default)]
+    pub(super) base_samples: u64,
+    /// Unit (`<pkg>-<hash>`) → last generation using it.
+    pub(super) units: PerProfile<u64>,
+    /// Unit → first generation using it. Absent (an index written before this field): unknown,
+    /// taken as 0, so the unit is never taken to have replaced another (see `identity`).
+    #[serde(default)]
+    pub(super) first: PerProfile<u64>,
+    /// `incremental/` entry → (its mtime in ns, last generation it changed).
+    pub(super) incremental: PerProfile<(u64, u64)>,
+    /// `incremental/` entry → first generation it was seen changing.
+    #[serde(default)]
+    pub(super) incremental_first: PerProfile<u64>,
+    /// Profile dir → hashes whose fingerprint was being removed: a crash mid-prune leaves their
+    /// outputs, removed at the next adoption (if cargo has not rebuilt the unit meanwhile).
+    pub(super) pending: BTreeMap<String, BTreeSet<String>>,
+    /// Profile dir → units once used by one job together with another unit of their identity:
+    /// never superseded (see `identity`).
+    #[serde(default)]
+    pub(super) plural: BTreeMap<String, BTreeSet<String>>,
+    /// What the last adoption that pruned this dir removed, for `status`.
+    #[serde(default)]
+    pub(super) last_prune: Option<LastPrune>,
+}
+
+/// What the last prune of a dir removed and when, as recorded in its `prune.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LastPrune {
+    /// Dead units removed (superseded ones included).
+    pub(crate) units: usize,
+    /// Of those, units replaced by a unit of the same identity in the job before.
+    pub(crate) superseded: usize,
+    pub(crate) incremental: usize,
+    pub(crate) bytes: u64,
+    /// Seconds since the epoch.
+    pub(crate) at: u64,
+    /// The job whose dir was pruned (the one adopted).
+    pub(crate) from: String,
+}
+
+/// The index, or `None` when absent or unusable (then it is rebuilt: every unit counts as used).
+pub(super) fn load(job_dir: BorrowedFd<'_>) -> Option<Index> {
+    let bytes = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES).ok()??;
+    match serde_json::from_slice::<Index>(&bytes) {
+        Ok(i) if i.version == INDEX_VERSION => Some(i),
+        _ => {
+            term::verbose(format_args!("ignoring an unusable {INDEX}; rebuilding it"));
+            None
+        }
+    }
+}
+
+pub(super) fn save(job_dir: BorrowedFd<'_>, index: &Index) -> Result<()> {
+    let bytes = serde_json::to_vec(index)?;
+    fs::write_atomic(job_dir, INDEX, &bytes).with_context(|| format!("failed to write {INDEX}"))
+}
+
+/// What the last prune of the job dir `job_dir` removed, if it was ever pruned and its index is
+/// readable. For `status` (table and `--json`): a dir's pruned bytes next to its size.
+// Wired into `status` by the lead (issue 9); until then only the tests call it.
+#[allow(dead_code)]
+pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Option<LastPrune> {
+    let bytes = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES).ok()??;
+    let index: Index = serde_json::from_slice(&bytes).ok()?;
+    (index.version == INDEX_VERSION)
+        .then_some(index.last_prune)
+        .flatten()
+}

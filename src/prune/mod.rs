@@ -1,0 +1,587 @@
+//! Pruning of adopted target dirs: units (cargo's `.fingerprint/<pkg>-<hash>/` with the outputs
+//! carrying that hash) that no job of this dir used in the last K jobs are removed at adoption,
+//! and so, at once, are units the last job replaced by units of the same identity (a dependency
+//! bumped in `Cargo.lock`, and its dependents: see `identity`).
+//!
+//! What it relies on, verified with strace on cargo 1.95: every build (even a no-op one) opens
+//! the fingerprint hash file (`.fingerprint/<unit>/<kind>-<target>`) of every unit in its graph
+//! to compare it. Liveness is decided per unit from those reads, never per output file (a no-op
+//! build only `stat`s most rlibs). To see a read on `relatime` mounts, each fingerprint file's
+//! atime is reset to its mtime at adoption (`utimensat` also moves its ctime to now): relatime
+//! then records the next read, however soon. Where reads are not recorded at all (`noatime`,
+//! some FUSE/NFS mounts), a self-test on a scratch file says so and only the size backstop
+//! (`--max-warm-size`) applies.
+//!
+//! A small per-dir index (`prune.json` next to `lease.json`, so `cargo clean` cannot lose it)
+//! holds the generation counter (one per adopting job: the steps of a job resume, so they share
+//! one generation) and, per unit, the first and last generation that used it. Everything runs at
+//! adoption, under the lock the adopter holds: no one can be building in the dir.
+//!
+//! The trade-off of the superseded rule: jobs alternating between two lockfiles (branch A, then
+//! branch B, then A) recompile the dependencies that differ between them (and their dependents)
+//! in every job, no more than a fresh dir would compile; everything else stays warm. Where that
+//! is the common pattern, `--no-prune` keeps every unit (only the size backstop applies), and
+//! `--prune-after` still bounds the K rule for units without a same-identity replacement.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rustix::fs::{AtFlags, FileType, Mode};
+
+use crate::fs;
+use crate::lease::TARGET;
+use crate::term;
+use crate::units::{self, Bytes};
+
+mod atime;
+mod delete;
+mod identity;
+mod index;
+mod layout;
+
+#[allow(unused_imports)] // `last_pruned`: see there.
+pub(crate) use index::{INDEX, LastPrune, last_pruned};
+use index::{Index, PerProfile};
+use layout::{list, open_sub, profile_dirs, remove, unit_hash};
+
+/// No new deletion starts after this; what is left stays dead and goes at the next adoption.
+const BUDGET: Duration = Duration::from_secs(2);
+/// The size walk of the backstop, when the lease has no recent size.
+const SIZE_BUDGET: Duration = Duration::from_millis(500);
+/// The job dir's `build/`, cargo's build dir when one is configured.
+const BUILD_DIR: &str = "build";
+
+/// `--max-warm-size`: an absolute size, a multiple of the dir's largest size over its first K
+/// adoptions, or off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum WarmLimit {
+    Bytes(u64),
+    Times(f64),
+    Off,
+}
+
+impl WarmLimit {
+    pub(crate) fn parse(s: &str) -> Result<WarmLimit, String> {
+        let t = s.trim();
+        if t == "off" || t == "0" {
+            return Ok(WarmLimit::Off);
+        }
+        if let Some(x) = t.strip_suffix(['x', '×']) {
+            return match x.trim().parse::<f64>() {
+                Ok(f) if f >= 1.0 && f.is_finite() => Ok(WarmLimit::Times(f)),
+                _ => Err(format!(
+                    "invalid multiple `{s}`; use e.g. `3x` (at least 1x), a size, or `off`"
+                )),
+            };
+        }
+        units::parse_size(t).map(WarmLimit::Bytes)
+    }
+
+    /// The limit in bytes for a dir whose first jobs left at most `base` bytes.
+    fn bytes(self, base: Option<u64>) -> Option<u64> {
+        match self {
+            WarmLimit::Bytes(b) => Some(b),
+            WarmLimit::Times(f) => base.map(|b| (b as f64 * f) as u64),
+            WarmLimit::Off => None,
+        }
+    }
+}
+
+impl fmt::Display for WarmLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WarmLimit::Bytes(b) => write!(f, "{}", Bytes(*b)),
+            WarmLimit::Times(x) => write!(f, "{x}x its largest size over its first jobs"),
+            WarmLimit::Off => f.write_str("off"),
+        }
+    }
+}
+
+/// What `--no-prune`, `--prune-after` and `--max-warm-size` resolved to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) enabled: bool,
+    /// A unit unused by this many consecutive jobs is dead.
+    pub(crate) after: u64,
+    pub(crate) max_warm: WarmLimit,
+}
+
+/// What one adoption pruned.
+#[derive(Debug, Default)]
+pub(crate) struct Pruned {
+    pub(crate) units: usize,
+    /// Of `units`, those replaced by a unit of the same identity in the job before.
+    pub(crate) superseded: usize,
+    /// `incremental/` dirs rustc had not written in K jobs, or of a superseded crate.
+    pub(crate) incremental: usize,
+    pub(crate) bytes: u64,
+}
+
+/// The first and last generation that used a unit (or changed an `incremental/` dir).
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    first: u64,
+    last: u64,
+}
+
+impl Seen {
+    /// New since the last adoption (or the index was lost): in use by the job of `generation`.
+    fn new(generation: u64) -> Seen {
+        Seen {
+            first: generation,
+            last: generation,
+        }
+    }
+
+    /// Known, first used at `first` (unknown for entries of an older index: 0, so never taken
+    /// as a replacement), last at `last`, and used again by the job of `generation` or not.
+    fn known(first: Option<u64>, last: u64, used: bool, generation: u64) -> Seen {
+        Seen {
+            first: first.unwrap_or(0),
+            last: if used {
+                generation
+            } else {
+                last.min(generation)
+            },
+        }
+    }
+
+    /// The K rule.
+    fn dead(&self, generation: u64, after: u64) -> bool {
+        generation - self.last >= after
+    }
+}
+
+/// How an adoption's pruning ended, for [`at_adoption`] to say.
+enum Outcome {
+    /// Pruning is off: the base size was recorded, nothing else done.
+    Off,
+    /// The backstop emptied the dir.
+    Emptied { size: u64, limit: u64 },
+    /// Reads are not observable here (why); only the backstop applies.
+    Unobservable(String),
+    Ran {
+        pruned: Pruned,
+        generation: u64,
+        /// The first removal that failed: the rest went on.
+        first_error: Option<String>,
+    },
+}
+
+/// Called right after a job adopted `from`'s dir, while its lock is held. Never fails the job:
+/// pruning is an optimisation, so its errors are warnings.
+/// Returns what was pruned (nothing, when pruning is off, not possible here, or failed).
+pub(crate) fn at_adoption(
+    job_dir: BorrowedFd<'_>,
+    from: &str,
+    size: Option<u64>,
+    s: &Settings,
+) -> Pruned {
+    match run(job_dir, from, size, s) {
+        Ok(outcome) => say(outcome, from, s),
+        Err(e) => {
+            term::warn(format_args!("pruning the dir adopted from {from}: {e:#}"));
+            Pruned::default()
+        }
+    }
+}
+
+fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
+    match outcome {
+        Outcome::Off => Pruned::default(),
+        Outcome::Emptied { size, limit } => {
+            term::status(format_args!(
+                "the dir adopted from {from} is {}, over --max-warm-size ({}{}): emptied it; \
+                 this job builds fresh",
+                Bytes(size),
+                Bytes(limit),
+                match s.max_warm {
+                    WarmLimit::Times(_) => format!(", {}", s.max_warm),
+                    _ => String::new(),
+                }
+            ));
+            Pruned::default()
+        }
+        Outcome::Unobservable(why) => {
+            term::status(format_args!(
+                "not pruning the dir adopted from {from}: access times are not recorded on its \
+                 filesystem ({why}); only the --max-warm-size backstop ({}) applies",
+                s.max_warm
+            ));
+            Pruned::default()
+        }
+        Outcome::Ran {
+            pruned,
+            generation,
+            first_error,
+        } => {
+            if pruned.units > 0 || pruned.incremental > 0 {
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                term::status(format_args!(
+                    "pruned {} dead unit{}{}, {}, of {from} (warm)",
+                    pruned.units,
+                    plural(pruned.units),
+                    match pruned.incremental {
+                        0 => String::new(),
+                        n => format!(" and {n} stale incremental dir{}", plural(n)),
+                    },
+                    Bytes(pruned.bytes)
+                ));
+            } else {
+                term::verbose(format_args!(
+                    "nothing to prune in the dir adopted from {from} (generation {generation})"
+                ));
+            }
+            if let Some(e) = first_error {
+                term::warn(format_args!("pruning left something in place: {e}"));
+            }
+            pruned
+        }
+    }
+}
+
+fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> Result<Outcome> {
+    let target = match fs::open_dir_nofollow(job_dir, OsStr::new(TARGET)) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Off),
+        Err(e) => return Err(e).context("failed to open target/"),
+    };
+    // Deletion stays on the job dir's mount: a bind mount inside `target/` keeps its files.
+    let dev = fs::mount_of(job_dir)?;
+    let mut index = index::load(job_dir).unwrap_or_else(|| Index {
+        version: index::INDEX_VERSION,
+        ..Index::default()
+    });
+    let size = measure(job_dir, size, &mut index, s.after);
+
+    // The backstop, everywhere: a dir far larger than a fresh build is emptied, not adopted warm.
+    if let (Some(size), Some(limit)) = (size, s.max_warm.bytes(index.base_size))
+        && size > limit
+    {
+        drop(target);
+        empty(job_dir, dev)?;
+        return Ok(Outcome::Emptied { size, limit });
+    }
+    if !s.enabled {
+        // Still record the base size, for the backstop.
+        index::save(job_dir, &index)?;
+        return Ok(Outcome::Off);
+    }
+    if let Err(why) = atime::atime_observable(target.as_fd()) {
+        index::save(job_dir, &index)?;
+        return Ok(Outcome::Unobservable(why));
+    }
+
+    let generation = index.generation + 1;
+    let mut scan = scan(job_dir, target.as_fd(), &index, generation, s.after);
+    supersede(&mut scan, generation);
+    let (pruned, first_error) = delete::dead(job_dir, &mut index, &mut scan, dev)?;
+    finish(job_dir, index, scan, generation, &pruned, from)?;
+    Ok(Outcome::Ran {
+        pruned,
+        generation,
+        first_error,
+    })
+}
+
+/// The dir's size now (the lease's can be minutes, jobs, old), within a budget, falling back
+/// to `size`; recorded as a base size over the dir's first `after` adoptions.
+fn measure(
+    job_dir: BorrowedFd<'_>,
+    size: Option<u64>,
+    index: &mut Index,
+    after: u64,
+) -> Option<u64> {
+    let deadline = Instant::now() + SIZE_BUDGET;
+    let size = fs::tree_size(job_dir, OsStr::new(TARGET), Some(deadline))
+        .map(|t| t + fs::tree_size(job_dir, OsStr::new(BUILD_DIR), Some(deadline)).unwrap_or(0))
+        .or(size);
+    if let Some(size) = size
+        && index.base_samples < after
+    {
+        index.base_size = Some(index.base_size.unwrap_or(0).max(size));
+        index.base_samples += 1;
+    }
+    size
+}
+
+/// Empty an oversized dir: `target/` recreated empty, `build/` and the index gone.
+fn empty(job_dir: BorrowedFd<'_>, dev: fs::MountId) -> Result<()> {
+    remove(job_dir, OsStr::new(TARGET), dev).context("failed to empty the oversized target/")?;
+    rustix::fs::mkdirat(job_dir, TARGET, Mode::from_raw_mode(0o755))
+        .map_err(io::Error::from)
+        .context("failed to recreate target/")?;
+    if fs::open_dir_nofollow(job_dir, OsStr::new(BUILD_DIR)).is_ok() {
+        remove(job_dir, OsStr::new(BUILD_DIR), dev)
+            .context("failed to empty the oversized build/")?;
+    }
+    let _ = rustix::fs::unlinkat(job_dir, INDEX, AtFlags::empty());
+    Ok(())
+}
+
+/// Every unit and `incremental/` dir of the job dir, live or dead by the K rule.
+struct Scan {
+    profiles: Vec<(String, OwnedFd)>,
+    units: PerProfile<Seen>,
+    incremental: PerProfile<(u64, Seen)>,
+    dead_units: Vec<(String, String, Seen)>,
+    dead_inc: Vec<(String, String)>,
+    /// `(profile dir, hash)` of the dead units that were superseded.
+    superseded: BTreeSet<(String, String)>,
+    /// Units never superseded (`Index::plural`).
+    plural: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn scan(
+    job_dir: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    index: &Index,
+    generation: u64,
+    after: u64,
+) -> Scan {
+    // Units live under `target/`, or under `build/` when a build dir is configured (run.rs
+    // points `CARGO_BUILD_BUILD_DIR` there).
+    let mut profiles = profile_dirs(target);
+    if let Some(build) = open_sub(job_dir, BUILD_DIR) {
+        profiles.extend(
+            profile_dirs(build.as_fd())
+                .into_iter()
+                .map(|(rel, fd)| (format!("{BUILD_DIR}:{rel}"), fd)),
+        );
+    }
+    let mut scan = Scan {
+        profiles: Vec::new(),
+        units: BTreeMap::new(),
+        incremental: BTreeMap::new(),
+        dead_units: Vec::new(),
+        dead_inc: Vec::new(),
+        superseded: BTreeSet::new(),
+        plural: index.plural.clone(),
+    };
+    let pass = Pass {
+        index,
+        generation,
+        after,
+    };
+    for (rel, fd) in &profiles {
+        pass.units(&mut scan, rel, fd.as_fd());
+        pass.incremental(&mut scan, rel, fd.as_fd());
+    }
+    scan.profiles = profiles;
+    scan
+}
+
+/// One adoption's scan: the index before it, its generation, K.
+struct Pass<'a> {
+    index: &'a Index,
+    generation: u64,
+    after: u64,
+}
+
+impl Pass<'_> {
+    fn units(&self, scan: &mut Scan, rel: &str, profile: BorrowedFd<'_>) {
+        let Pass {
+            index,
+            generation,
+            after,
+        } = *self;
+        let known = index.units.get(rel);
+        let firsts = index.first.get(rel);
+        let live = scan.units.entry(rel.to_owned()).or_default();
+        let fp = open_sub(profile, ".fingerprint");
+        for (name, ty) in fp.as_ref().map_or_else(Vec::new, |d| list(d.as_fd())) {
+            let Some(name) = name.to_str() else { continue };
+            if ty != FileType::Directory || unit_hash(name).is_none() {
+                continue;
+            }
+            let seen = match known.and_then(|k| k.get(name)) {
+                None => Seen::new(generation),
+                Some(&last) => {
+                    let used = index.reset_at_ns.is_none_or(|reset| {
+                        atime::fingerprint_read(fp.as_ref().map(|d| d.as_fd()), name, reset)
+                    });
+                    let first = firsts.and_then(|f| f.get(name)).copied();
+                    Seen::known(first, last, used, generation)
+                }
+            };
+            if seen.dead(generation, after) {
+                scan.dead_units
+                    .push((rel.to_owned(), name.to_owned(), seen));
+            } else {
+                live.insert(name.to_owned(), seen);
+            }
+        }
+    }
+
+    /// Incremental state is never read by a no-op build: it is live while rustc keeps writing it
+    /// (each compile of the crate makes a new session dir, changing the mtime).
+    fn incremental(&self, scan: &mut Scan, rel: &str, profile: BorrowedFd<'_>) {
+        let Pass {
+            index,
+            generation,
+            after,
+        } = *self;
+        let known = index.incremental.get(rel);
+        let firsts = index.incremental_first.get(rel);
+        let live = scan.incremental.entry(rel.to_owned()).or_default();
+        let Some(inc) = open_sub(profile, "incremental") else {
+            return;
+        };
+        for (name, ty) in list(inc.as_fd()) {
+            let Some(name) = name.to_str() else { continue };
+            if ty != FileType::Directory {
+                continue;
+            }
+            let Some(mtime) = atime::stat_ns(inc.as_fd(), name).map(|t| t.1) else {
+                continue;
+            };
+            let first = firsts.and_then(|f| f.get(name)).copied();
+            let seen = match known.and_then(|k| k.get(name)) {
+                Some(&(m, last)) => Seen::known(first, last, m != mtime, generation),
+                None => Seen::new(generation),
+            };
+            if seen.dead(generation, after) {
+                scan.dead_inc.push((rel.to_owned(), name.to_owned()));
+            } else {
+                live.insert(name.to_owned(), (mtime, seen));
+            }
+        }
+    }
+}
+
+/// Move superseded units, and the `incremental/` dirs of their crates that a dir of the same
+/// crate replaced, from live to dead.
+fn supersede(scan: &mut Scan, generation: u64) {
+    let sup = identity::superseded(&scan.profiles, &scan.units, &scan.plural, generation);
+    scan.plural = sup.plural;
+    for (rel, unit) in sup.units {
+        if let Some(seen) = scan.units.get_mut(&rel).and_then(|u| u.remove(&unit)) {
+            if let Some(h) = unit_hash(&unit) {
+                scan.superseded.insert((rel.clone(), h.to_owned()));
+            }
+            scan.dead_units.push((rel, unit, seen));
+        }
+    }
+    // Per (profile dir, crate): the latest first change among dirs the last job wrote.
+    let crate_of = |name: &str| name.rsplit_once('-').map(|(c, _)| c.to_owned());
+    let mut written: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (rel, dirs) in &scan.incremental {
+        for (name, (_, s)) in dirs {
+            if s.last == generation
+                && let Some(c) = crate_of(name)
+            {
+                let f = written.entry((rel.clone(), c)).or_insert(s.first);
+                *f = (*f).max(s.first);
+            }
+        }
+    }
+    for (rel, dirs) in &mut scan.incremental {
+        let targets = sup.targets.get(rel);
+        dirs.retain(|name, (_, s)| {
+            let replaced = s.last < generation
+                && identity::same_crate(name, targets)
+                && crate_of(name)
+                    .and_then(|c| written.get(&(rel.clone(), c)))
+                    .is_some_and(|&f| s.last < f);
+            if replaced {
+                scan.dead_inc.push((rel.clone(), name.clone()));
+            }
+            !replaced
+        });
+    }
+}
+
+/// Record the new state and make the next job's reads observable.
+fn finish(
+    job_dir: BorrowedFd<'_>,
+    mut index: Index,
+    scan: Scan,
+    generation: u64,
+    pruned: &Pruned,
+    from: &str,
+) -> Result<()> {
+    // Atime back to mtime (ctime becomes now), for live units.
+    let reset_at = atime::now_ns();
+    for (rel, fd) in &scan.profiles {
+        let Some(fp) = open_sub(fd.as_fd(), ".fingerprint") else {
+            continue;
+        };
+        for unit in scan.units.get(rel).into_iter().flat_map(|u| u.keys()) {
+            atime::reset_unit(fp.as_fd(), unit);
+        }
+    }
+    let split = |m: &PerProfile<Seen>, f: fn(&Seen) -> u64| -> PerProfile<u64> {
+        m.iter()
+            .map(|(rel, u)| {
+                (
+                    rel.clone(),
+                    u.iter().map(|(n, s)| (n.clone(), f(s))).collect(),
+                )
+            })
+            .collect()
+    };
+    index.version = index::INDEX_VERSION;
+    index.generation = generation;
+    index.reset_at_ns = Some(reset_at);
+    index.units = split(&scan.units, |s| s.last);
+    // Only live units stay marked.
+    index.plural = scan.plural;
+    for (rel, p) in &mut index.plural {
+        p.retain(|u| index.units.get(rel).is_some_and(|l| l.contains_key(u)));
+    }
+    index.plural.retain(|_, p| !p.is_empty());
+    index.first = split(&scan.units, |s| s.first);
+    let inc_seen: PerProfile<Seen> = scan
+        .incremental
+        .iter()
+        .map(|(rel, d)| {
+            (
+                rel.clone(),
+                d.iter().map(|(n, (_, s))| (n.clone(), *s)).collect(),
+            )
+        })
+        .collect();
+    index.incremental_first = split(&inc_seen, |s| s.first);
+    index.incremental = scan
+        .incremental
+        .into_iter()
+        .map(|(rel, d)| {
+            (
+                rel,
+                d.into_iter().map(|(n, (m, s))| (n, (m, s.last))).collect(),
+            )
+        })
+        .collect();
+    if pruned.units > 0 || pruned.incremental > 0 {
+        index.last_prune = Some(LastPrune {
+            units: pruned.units,
+            superseded: pruned.superseded,
+            incremental: pruned.incremental,
+            bytes: pruned.bytes,
+            at: reset_at / 1_000_000_000,
+            from: from.to_owned(),
+        });
+    }
+    index::save(job_dir, &index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_limits() {
+        assert_eq!(WarmLimit::parse("3x").unwrap(), WarmLimit::Times(3.0));
+        assert_eq!(WarmLimit::parse("2GiB").unwrap(), WarmLimit::Bytes(2 << 30));
+        assert_eq!(WarmLimit::parse("off").unwrap(), WarmLimit::Off);
+        assert!(WarmLimit::parse("0.5x").is_err());
+        assert!(WarmLimit::parse("lots").is_err());
+        assert_eq!(WarmLimit::Times(3.0).bytes(Some(100)), Some(300));
+        assert_eq!(WarmLimit::Times(3.0).bytes(None), None);
+    }
+}
