@@ -8,7 +8,6 @@ mod doctor;
 mod exit_codes;
 mod fault;
 mod fs;
-mod github;
 mod guard;
 mod job_id;
 mod lease;
@@ -17,6 +16,7 @@ mod locks;
 mod precheck;
 mod process;
 mod prune;
+mod report;
 mod run;
 mod rustc;
 mod status;
@@ -202,7 +202,7 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
     let text = if args.json {
         term::json(&status)?
     } else {
-        status::render(&status)
+        report::status::render(&status)
     };
     // A reader that left early (`status | head -1`) is not an error.
     term::out(&text).context("failed to write to stdout")?;
@@ -239,14 +239,14 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
         term::out(&term::json(&report)?).context("failed to write to stdout")?;
     } else {
         let style = if args.hook {
-            guard::Style::Hook
+            report::sweep::Style::Hook
         } else {
-            guard::Style::Gc
+            report::sweep::Style::Gc
         };
-        github::print_report(cfg.github.as_ref(), &report, &root, style);
+        report::sweep::show(cfg.github.as_ref(), &report, &root, style);
     }
     if let Some(gh) = &cfg.github {
-        gh.gc_done(cfg, &root, &report);
+        gh.gc_done(cfg.repository.as_deref(), &root, &report);
     }
     // A hook never fails the job for disk reasons; errors were printed above.
     if report.errors.is_empty() || args.hook {

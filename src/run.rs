@@ -13,12 +13,13 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
-use crate::github;
+use crate::guard;
 use crate::lease::{self, Heartbeat, Held, Origin, Request, Root, State, TARGET};
 use crate::llvm;
 use crate::locks::{self, LockTrust};
 use crate::precheck;
 use crate::process::{self, Interrupts, ProcessBuilder};
+use crate::report::{self, github};
 use crate::term;
 use crate::units::{Bytes, Short};
 use crate::workspace;
@@ -385,7 +386,23 @@ fn acquire_and_check(
         "Checking",
         format_args!("free space on {} (reclaiming if low)", root.path.display()),
     );
-    let swept = precheck::before_lease(&root, cfg, trust, interrupted);
+    let sweep = |total| cfg.sweep(total, trust);
+    let show = |r: &guard::Report| {
+        report::sweep::show(
+            cfg.github.as_ref(),
+            r,
+            &root,
+            report::sweep::Style::Precheck,
+        )
+    };
+    let limits = precheck::Limits {
+        sweep: &sweep,
+        min_free: cfg.min_free,
+        trust,
+        job_name: &cfg.job_name,
+        show: &show,
+    };
+    let swept = precheck::before_lease(&root, &limits, interrupted);
     drop(working);
     let swept = swept?;
     let key = || {
@@ -453,7 +470,7 @@ fn acquire_and_check(
         pid: std::process::id(),
     };
     let reclaimed_before = swept.as_ref().map_or(0, |r| r.freed());
-    let report = match precheck::after_lease(&root, cfg, trust, new_job, swept, interrupted) {
+    let report = match precheck::after_lease(&root, &limits, new_job, swept, interrupted) {
         Ok(report) => report,
         Err(e) => {
             *outputs_written = true;
@@ -463,7 +480,7 @@ fn acquire_and_check(
                     &held.target_dir(),
                     &held.job_id(),
                     reclaimed_before,
-                    origin_name(&origin),
+                    github::origin_name(&origin),
                 );
                 if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
                     gh.refused(
@@ -480,7 +497,7 @@ fn acquire_and_check(
     };
     if let Some(gh) = &cfg.github {
         gh.job_ready(
-            cfg,
+            cfg.repository.as_deref(),
             &root,
             &held,
             (&origin, &pruned),
@@ -490,15 +507,6 @@ fn acquire_and_check(
     }
     *outputs_written = true;
     Ok((held, lease_env))
-}
-
-/// The `origin` step output.
-pub(crate) fn origin_name(origin: &Origin) -> &'static str {
-    match origin {
-        Origin::Fresh => "fresh",
-        Origin::Resumed => "resumed",
-        Origin::Adopted { .. } => "adopted",
-    }
 }
 
 /// Release the lease. A failure (a full disk, a dir moved away) is a warning, never the run's

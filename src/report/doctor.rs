@@ -1,0 +1,1 @@
+//! `cargo guarded doctor` for people and programs.
