@@ -118,7 +118,7 @@ fn run() -> Result<ExitCode> {
         }
         Command::Doctor { job, json } => {
             job.apply(&mut global);
-            doctor::run(&Config::resolve(&global, &[])?, json)
+            doctor(&Config::resolve(&global, &[])?, json)
         }
     }
 }
@@ -254,4 +254,35 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     } else {
         Ok(ExitCode::from(exit_codes::ERROR))
     }
+}
+
+/// Run the checks, print the report; exit 1 if any problem is an error.
+fn doctor(cfg: &Config, json: bool) -> Result<ExitCode> {
+    let sweep = |total| cfg.sweep(total, locks::LockTrust::Trusted);
+    let report = doctor::collect(&doctor::Inputs {
+        root: &cfg.root,
+        locks_forced: cfg.locks_forced,
+        sweep: &sweep,
+        min_free: cfg.min_free,
+        reclaim_below: cfg.reclaim_below,
+        cargo: &cfg.cargo,
+        rustc: &cfg.rustc,
+        llvm: &cfg.llvm,
+        ci: cfg.ci,
+        ci_unrecognised: cfg.ci == Some(config::UNRECOGNISED_CI),
+        job_id: &cfg.job_id,
+        job_dir: cfg.root.join(&cfg.job_name),
+    });
+    let text = if json {
+        term::json(&report)?
+    } else {
+        report::doctor::render(&report)
+    };
+    // A reader that left early is not an error, as for `status`.
+    term::out(&text).context("failed to write to stdout")?;
+    Ok(if report.has_errors() {
+        ExitCode::from(exit_codes::ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
