@@ -215,3 +215,156 @@ impl Serialize for Report {
         .serialize(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fs::Space;
+    use crate::guard::Reason;
+    use crate::lease::{Keep, Skip};
+
+    fn report(removed: Vec<Removed>, kept: Vec<Kept>) -> Report {
+        let space = Space {
+            free: 10,
+            total: 100,
+        };
+        Report {
+            dry_run: false,
+            before: space,
+            after: space,
+            reclaim_below: 20,
+            target_free: 30,
+            removed,
+            kept,
+            errors: Vec::new(),
+            other_freed: 7,
+        }
+    }
+
+    /// The words `gc --json` and the terminal used when reasons were strings, and the totals'
+    /// kinds the summary used to find by prefix (a dir still locked after its lease expired is
+    /// not an "expired" one: the old prefix test said so by `lease expired` ≠ `expired`).
+    #[test]
+    fn reasons_read_as_before() {
+        let cases = [
+            (
+                Reason::Lease(Keep::Unknown("bad json".into())),
+                "kept: unknown – bad json",
+                "unknown – bad json",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::Skipped(Skip::Symlink)),
+                "skipped: symlink",
+                "skipped: symlink",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::Changed),
+                "skipped: changed while being examined",
+                "skipped: changed while being examined",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::StillLocked {
+                    holder: "h (pid 1)".into(),
+                }),
+                "kept: lease expired but still locked by h (pid 1) (stopped process?)",
+                "lease expired but still locked by h (pid 1) (stopped process?)",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::Live {
+                    holder: "h".into(),
+                    renewed_ago: Duration::from_secs(4),
+                }),
+                "kept: lease held by h, renewed 4s ago",
+                "lease held by h, renewed 4s ago",
+                KeepKind::Live,
+            ),
+            (
+                Reason::Lease(Keep::Lingering {
+                    expires_in: Duration::from_secs(120),
+                }),
+                "kept: released, expires in 2m",
+                "released, expires in 2m",
+                KeepKind::Lingering,
+            ),
+            (
+                Reason::OwnDir,
+                "kept: the running job's own dir",
+                "the running job's own dir",
+                KeepKind::Live,
+            ),
+            (
+                Reason::Warm { keep_expired: 1 },
+                "kept: expired, warm for reuse (--keep-expired 1)",
+                "expired, warm for reuse (--keep-expired 1)",
+                KeepKind::Expired,
+            ),
+            (
+                Reason::PartlyDeleted {
+                    freed: 0,
+                    rest: PathBuf::from("/r/.trash/x"),
+                    error: "EIO".into(),
+                },
+                "kept: expired, but only partly deleted (0 B freed); the rest stays in \
+                 /r/.trash/x: EIO",
+                "expired, but only partly deleted (0 B freed); the rest stays in /r/.trash/x: EIO",
+                KeepKind::Expired,
+            ),
+        ];
+        for (reason, full, detail, kind) in cases {
+            assert_eq!(reason.to_string(), full);
+            assert_eq!(reason.detail().to_string(), detail);
+            assert_eq!(reason.kind(), kind, "{full}");
+        }
+    }
+
+    /// `gc --json` keeps its shape: an unfinished dir is listed as before (a placeholder job
+    /// id, no bytes of its own, the age past which it counted as abandoned).
+    #[test]
+    fn json_keeps_its_shape() {
+        let r = report(
+            vec![
+                Removed::Unfinished {
+                    name: ".new-x".into(),
+                    dir: "/r/.new-x".into(),
+                    older_than: Duration::from_secs(60),
+                },
+                Removed::Expired {
+                    job_id: "old".into(),
+                    name: "old".into(),
+                    dir: "/r/old".into(),
+                    bytes: 5,
+                    expired_for: Duration::from_millis(3_900),
+                },
+            ],
+            vec![Kept {
+                job_id: None,
+                name: "odd".into(),
+                dir: "/r/odd".into(),
+                reason: Reason::Lease(Keep::Unknown("no lease".into())),
+            }],
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "dry_run": false, "free_before": 10, "free_after": 10, "total_bytes": 100,
+                "target_free": 30,
+                "removed": [
+                    {"job_id": UNFINISHED_JOB, "dir": "/r/.new-x", "bytes": 0,
+                     "expired_for_secs": 60},
+                    {"job_id": "old", "dir": "/r/old", "bytes": 5, "expired_for_secs": 3},
+                ],
+                "kept": [{"job_id": null, "dir": "/r/odd", "reason": "kept: unknown – no lease"}],
+                "errors": [], "other_freed": 7,
+            })
+        );
+        assert_eq!(r.freed(), 12);
+    }
+}
