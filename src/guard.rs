@@ -385,18 +385,7 @@ fn plan(
         let wanted = opts.all_expired
             || excess.contains(&i)
             || (under_pressure && short_of_target(free_before, projected, opts.reclaim_to));
-        let keep = if !wanted && under_pressure {
-            Some(Reason::TargetReached)
-        } else if !wanted {
-            Some(Reason::Warm {
-                keep_expired: opts.keep_expired,
-            })
-        } else if opts.max_time.is_some_and(|m| start.elapsed() >= m) {
-            Some(Reason::MaxTime)
-        } else {
-            None
-        };
-        if let Some(reason) = keep {
+        if let Some(reason) = hold_back(opts, wanted, under_pressure, start) {
             report.kept.push(Kept::new(root, &e.name, job_id, reason));
             continue;
         }
@@ -412,6 +401,22 @@ fn plan(
         ));
     }
     projected
+}
+
+/// Why an expired dir stays this time, if it does: not `wanted` (warm, or the target is
+/// reached), or `--max-time` is up.
+fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -> Option<Reason> {
+    if !wanted && under_pressure {
+        Some(Reason::TargetReached)
+    } else if !wanted {
+        Some(Reason::Warm {
+            keep_expired: opts.keep_expired,
+        })
+    } else if opts.max_time.is_some_and(|m| start.elapsed() >= m) {
+        Some(Reason::MaxTime)
+    } else {
+        None
+    }
 }
 
 /// Record what `lease::claim` did with one expired dir; returns what it will free.
