@@ -348,6 +348,14 @@ fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
     }))
 }
 
+/// How the precheck shows each sweep's report: as `gc` shows its own, grouped on GitHub.
+fn show_precheck<'a>(cfg: &'a Config, root: &'a Root) -> impl Fn(&guard::Report) + 'a {
+    move |r| {
+        let style = report::sweep::Style::Precheck;
+        report::sweep::show(cfg.github.as_ref(), r, root, style)
+    }
+}
+
 /// Open (or create) the root, take the job's lease and run the disk precheck.
 fn acquire(
     cfg: &Config,
@@ -386,15 +394,7 @@ fn acquire_and_check(
         "Checking",
         format_args!("free space on {} (reclaiming if low)", root.path.display()),
     );
-    let sweep = |total| cfg.sweep(total, trust);
-    let show = |r: &guard::Report| {
-        report::sweep::show(
-            cfg.github.as_ref(),
-            r,
-            &root,
-            report::sweep::Style::Precheck,
-        )
-    };
+    let (sweep, show) = (|total| cfg.sweep(total, trust), show_precheck(cfg, &root));
     let limits = precheck::Limits {
         sweep: &sweep,
         min_free: cfg.min_free,
