@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::GlobalArgs;
-use crate::github::GitHub;
 use crate::guard::Sweep;
 use crate::job_id;
 use crate::lease::Owner;
 use crate::llvm;
 use crate::locks::LockTrust;
+use crate::report::github::GitHub;
 use crate::term::{ColorChoice, Verbosity};
 use crate::units::{self, Threshold};
 use crate::workspace;

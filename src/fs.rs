@@ -291,6 +291,49 @@ pub(crate) fn mount_of(fd: BorrowedFd<'_>) -> io::Result<MountId> {
     Ok(meta(fd)?.mount)
 }
 
+/// A filesystem a root is likely to be on, by its `statfs` magic number (linux/magic.h): the one
+/// table behind `doctor`'s filesystem line and lock trust (`locks::assess`).
+#[derive(Debug)]
+pub(crate) struct FsKind {
+    pub(crate) magic: i64,
+    pub(crate) name: &'static str,
+    /// `Some(why)` where a `flock` can "succeed" while another client holds it (network and
+    /// FUSE filesystems): the reason lock trust gives. `None`: kernel-enforced locks.
+    pub(crate) locks_may_lie: Option<&'static str>,
+}
+
+const fn kind(magic: i64, name: &'static str, locks_may_lie: Option<&'static str>) -> FsKind {
+    FsKind {
+        magic,
+        name,
+        locks_may_lie,
+    }
+}
+
+pub(crate) const FS_KINDS: &[FsKind] = &[
+    kind(0xEF53, "ext2/3/4", None),
+    kind(0x5846_5342, "xfs", None),
+    kind(0x9123_683E, "btrfs", None),
+    kind(0x2FC1_2FC1, "zfs", None),
+    kind(0xF2F5_2010, "f2fs", None),
+    kind(0x0102_1994, "tmpfs", None),
+    kind(0x8584_58F6, "ramfs", None),
+    kind(0x794C_7630, "overlayfs", None),
+    kind(0x6969, "nfs", Some("nfs")),
+    kind(0x517B, "smb", Some("smb")),
+    kind(0xFF53_4D42, "cifs", Some("cifs")),
+    kind(0xFE53_4D42, "smb2", Some("smb2")),
+    kind(0x6573_5546, "fuse", Some("fuse (includes virtiofs)")),
+    kind(0x0102_1997, "9p", Some("9p")),
+    kind(0x00C3_6400, "ceph", Some("ceph")),
+    kind(0x6B41_4653, "afs", Some("afs")),
+];
+
+/// The known filesystem with this `statfs` magic number.
+pub(crate) fn fs_kind(magic: i64) -> Option<&'static FsKind> {
+    FS_KINDS.iter().find(|k| k.magic == magic)
+}
+
 /// What [`remove_tree`] did: the bytes it freed, and the first thing it could not remove.
 #[derive(Debug, Default)]
 pub(crate) struct Removal {

@@ -9,17 +9,18 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::fs::{File, TryLockError};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use rustix::fs::AtFlags;
-use serde::Serialize;
 
 use crate::fault;
 use crate::fs::{self, Space};
-use crate::lease::{self, Claim, GUARD_LOCK, Lease, NEW_PREFIX, Root, TRASH, Verdict};
+use crate::lease::{self, Claim, GUARD_LOCK, Keep, KeepKind, Lease, NEW_PREFIX, Root, TRASH};
 use crate::locks::LockTrust;
 use crate::term;
 use crate::units::{Bytes, Short};
@@ -49,56 +50,188 @@ pub(crate) struct Sweep {
     pub(crate) unfinished_age: Duration,
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct Removed {
-    pub(crate) job_id: String,
-    pub(crate) dir: String,
-    pub(crate) bytes: u64,
-    pub(crate) expired_for_secs: u64,
+/// A dir one sweep reclaimed (or, in a dry run, would reclaim).
+#[derive(Debug)]
+pub(crate) enum Removed {
+    /// An expired job dir.
+    Expired {
+        job_id: String,
+        /// The dir's name under the root.
+        name: String,
+        dir: String,
+        /// What deleting it freed (counted); in a dry run, its recorded or measured size.
+        bytes: u64,
+        expired_for: Duration,
+    },
+    /// A `.new-*` dir whose job died while creating it, unlocked and at least `older_than` old.
+    /// What deleting it frees is counted in [`Report::other_freed`].
+    Unfinished {
+        name: String,
+        dir: String,
+        older_than: Duration,
+    },
 }
 
-#[derive(Debug, Serialize)]
+impl Removed {
+    /// What deleting it freed, as far as counted here.
+    pub(crate) fn bytes(&self) -> u64 {
+        match self {
+            Removed::Expired { bytes, .. } => *bytes,
+            Removed::Unfinished { .. } => 0,
+        }
+    }
+
+    /// The job it belonged to, when its lease said.
+    pub(crate) fn job_id(&self) -> Option<&str> {
+        match self {
+            Removed::Expired { job_id, .. } => Some(job_id),
+            Removed::Unfinished { .. } => None,
+        }
+    }
+}
+
+/// Why a sweep left a dir where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reason {
+    /// What the lease protocol says (live, lingering, unreadable, skipped, …).
+    Lease(Keep),
+    /// The running job's own dir, which it is about to resume.
+    OwnDir,
+    /// Expired, but among the `--keep-expired` most recently used of its workspace.
+    Warm { keep_expired: usize },
+    /// Expired, but the sweep ran under pressure and free space already reached the target.
+    TargetReached,
+    /// Expired, but the sweep's `--max-time` was up.
+    MaxTime,
+    /// Expired and claimed, but deleting it failed partway.
+    PartlyDeleted {
+        freed: u64,
+        rest: PathBuf,
+        error: String,
+    },
+}
+
+impl Reason {
+    pub(crate) fn kind(&self) -> KeepKind {
+        match self {
+            Reason::Lease(keep) => keep.kind(),
+            Reason::OwnDir => KeepKind::Live,
+            Reason::Warm { .. }
+            | Reason::TargetReached
+            | Reason::MaxTime
+            | Reason::PartlyDeleted { .. } => KeepKind::Expired,
+        }
+    }
+
+    /// The reason without its leading `kept: `, as it follows a dir's name: `Kept x (…)`.
+    pub(crate) fn detail(&self) -> ReasonDetail<'_> {
+        ReasonDetail(self)
+    }
+}
+
+/// See [`Reason::detail`].
+pub(crate) struct ReasonDetail<'a>(&'a Reason);
+
+impl fmt::Display for ReasonDetail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Reason::Lease(keep) => write!(f, "{}", keep.detail()),
+            Reason::OwnDir => write!(f, "the running job's own dir"),
+            Reason::Warm { keep_expired } => {
+                write!(f, "expired, warm for reuse (--keep-expired {keep_expired})")
+            }
+            Reason::TargetReached => {
+                write!(f, "expired, but free space already reached the target")
+            }
+            Reason::MaxTime => write!(f, "expired, but --max-time was reached"),
+            Reason::PartlyDeleted { freed, rest, error } => write!(
+                f,
+                "expired, but only partly deleted ({} freed); the rest stays in {}: {error}",
+                Bytes(*freed),
+                rest.display()
+            ),
+        }
+    }
+}
+
+/// The whole reason, as `gc --json` gives it: `kept: …` or `skipped: …`.
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Lease(keep) => write!(f, "{keep}"),
+            _ => write!(f, "kept: {}", self.detail()),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct Kept {
+    /// `None` when its lease could not be read.
     pub(crate) job_id: Option<String>,
+    /// The dir's name under the root.
+    pub(crate) name: String,
     pub(crate) dir: String,
-    pub(crate) reason: String,
+    pub(crate) reason: Reason,
 }
 
-/// Everything one sweep decided, in the shape `gc --json` prints.
-#[derive(Debug, Serialize)]
+impl Kept {
+    fn new(root: &Root, name: &OsStr, job_id: Option<String>, reason: Reason) -> Kept {
+        Kept {
+            job_id,
+            name: name.to_string_lossy().into_owned(),
+            dir: root.join(name).display().to_string(),
+            reason,
+        }
+    }
+}
+
+/// Everything one sweep decided (rendered by `report::sweep`).
+#[derive(Debug)]
 pub(crate) struct Report {
     pub(crate) dry_run: bool,
-    pub(crate) free_before: u64,
-    pub(crate) free_after: u64,
-    pub(crate) total_bytes: u64,
+    /// The disk as the sweep found it.
+    pub(crate) before: Space,
+    /// The disk as the sweep left it (in a dry run: as it would).
+    pub(crate) after: Space,
+    /// `--reclaim-below` in bytes: the sweep ran under pressure if `before.free` was below it.
+    pub(crate) reclaim_below: u64,
+    /// `--reclaim-to` in bytes.
     pub(crate) target_free: u64,
     pub(crate) removed: Vec<Removed>,
     pub(crate) kept: Vec<Kept>,
     pub(crate) errors: Vec<String>,
-    /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, and expired dirs
-    /// that could only be partly deleted (listed in `kept`, with the error).
+    /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, unfinished dirs, and
+    /// expired dirs that could only be partly deleted (listed in `kept`, with the error).
     pub(crate) other_freed: u64,
 }
 
 impl Report {
-    /// The disk as the sweep found it.
-    pub(crate) fn before(&self) -> Space {
-        Space {
-            free: self.free_before,
-            total: self.total_bytes,
-        }
-    }
-
-    /// The disk as the sweep left it.
-    pub(crate) fn after(&self) -> Space {
-        Space {
-            free: self.free_after,
-            total: self.total_bytes,
+    fn new(opts: &Sweep, before: Space) -> Report {
+        Report {
+            dry_run: opts.dry_run,
+            before,
+            after: before,
+            reclaim_below: opts.reclaim_below,
+            target_free: opts.reclaim_to,
+            removed: Vec::new(),
+            kept: Vec::new(),
+            errors: Vec::new(),
+            other_freed: 0,
         }
     }
 
     pub(crate) fn freed(&self) -> u64 {
-        self.removed.iter().map(|r| r.bytes).sum::<u64>() + self.other_freed
+        self.removed.iter().map(Removed::bytes).sum::<u64>() + self.other_freed
+    }
+
+    /// What this sweep really reclaimed: nothing in a dry run.
+    pub(crate) fn reclaimed(&self) -> u64 {
+        if self.dry_run { 0 } else { self.freed() }
+    }
+
+    /// Whether the sweep ran with free space below `--reclaim-below`.
+    pub(crate) fn under_pressure(&self) -> bool {
+        self.before.free < self.reclaim_below
     }
 }
 
@@ -126,9 +259,10 @@ struct Pending {
 /// Run one sweep. `spare`: a job dir never to claim (the running job's own, which it is about to
 /// resume). `interrupted`: `Err` once the caller was told to stop; waiting for the turn ends then.
 ///
-/// `.guard.lock` covers only the decisions and the renames into `.trash/`; deleting runs after
-/// the lock is released (as Bazel does with its `.deleted` dirs), so a slow delete or a stopped
-/// sweep never makes another job wait for its turn.
+/// Steps: take the turn, claim what `.trash/` holds, scan the root, plan and claim (rename into
+/// `.trash/`), give the turn back, delete. `.guard.lock` covers only the decisions and the
+/// renames; deleting runs after the lock is released (as Bazel does with its `.deleted` dirs),
+/// so a slow delete or a stopped sweep never makes another job wait for its turn.
 pub(crate) fn sweep_with(
     root: &Root,
     opts: &Sweep,
@@ -138,17 +272,7 @@ pub(crate) fn sweep_with(
     let start = Instant::now();
     let before = Space::of(&root.path)
         .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-    let mut report = Report {
-        dry_run: opts.dry_run,
-        free_before: before.free,
-        free_after: before.free,
-        total_bytes: before.total,
-        target_free: opts.reclaim_to,
-        removed: Vec::new(),
-        kept: Vec::new(),
-        errors: Vec::new(),
-        other_freed: 0,
-    };
+    let mut report = Report::new(opts, before);
 
     // One sweep at a time per root. A dry run changes nothing and needs no turn.
     let turn = if opts.dry_run {
@@ -173,60 +297,83 @@ pub(crate) fn sweep_with(
         root.ensure_layout()?;
         claim_trash(root, opts.unfinished_age, &mut report, &mut pending);
     }
-
     let now = SystemTime::now();
+    let expired = scan(root, opts.trust, spare, now, &mut report)?;
+    fault::point("guard-scanned");
+    let projected = plan(root, opts, (start, now), expired, &mut report, &mut pending);
+    // The decisions and renames are done: let other sweeps and prechecks in, then delete.
+    drop(turn);
+    delete_pending(root, pending, &mut report);
+    let counted = before.free.saturating_add(report.freed());
+    report.after.free = if opts.dry_run {
+        before.free.saturating_add(projected)
+    } else {
+        Space::of(&root.path).map(|s| s.free).unwrap_or(counted)
+    };
+    Ok(report)
+}
+
+/// Read every job dir's lease: the expired ones, oldest-expired first (among equals, largest
+/// first), are returned to be planned; every other one is kept, with its reason, in `report`.
+fn scan(
+    root: &Root,
+    trust: LockTrust,
+    spare: Option<&OsStr>,
+    now: SystemTime,
+    report: &mut Report,
+) -> Result<Vec<Expired>> {
     let mut expired = Vec::new();
     for (name, _) in root.job_names()? {
-        let dir_path = root.join(&name).display().to_string();
         if spare == Some(name.as_os_str()) {
-            report.kept.push(Kept {
-                job_id: None,
-                dir: dir_path,
-                reason: "kept: the running job's own dir".into(),
-            });
+            report
+                .kept
+                .push(Kept::new(root, &name, None, Reason::OwnDir));
             continue;
         }
-        let lease = match root.open_job(&name) {
-            Ok(dir) => lease::read(dir.as_fd()),
+        let lease = match root.open_job(&name).map(|dir| lease::read(dir.as_fd())) {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(why)) => {
+                let reason = Reason::Lease(Keep::Unknown(why));
+                report.kept.push(Kept::new(root, &name, None, reason));
+                continue;
+            }
             Err(skip) => {
-                report.kept.push(Kept {
-                    job_id: None,
-                    dir: dir_path,
-                    reason: skip.to_string(),
-                });
+                let reason = Reason::Lease(Keep::Skipped(skip));
+                report.kept.push(Kept::new(root, &name, None, reason));
                 continue;
             }
         };
-        let lease = match lease {
-            Ok(l) => l,
-            Err(why) => {
-                report.kept.push(Kept {
-                    job_id: None,
-                    dir: dir_path,
-                    reason: format!("kept: unknown – {why}"),
-                });
-                continue;
+        match Keep::unless_expired(&lease::classify(&lease, now, trust), &lease) {
+            Ok(since) => expired.push(Expired { name, lease, since }),
+            Err(keep) => {
+                let job_id = Some(lease.job_id.clone());
+                report
+                    .kept
+                    .push(Kept::new(root, &name, job_id, Reason::Lease(keep)));
             }
-        };
-        match lease::classify(&lease, now, opts.trust) {
-            Verdict::Expired { since } => expired.push(Expired { name, lease, since }),
-            verdict => report.kept.push(Kept {
-                job_id: Some(lease.job_id.clone()),
-                dir: dir_path,
-                reason: format!("kept: {}", verdict.reason(&lease)),
-            }),
         }
     }
-
-    // Oldest-expired first; among equals, largest first.
     expired.sort_by(|a, b| {
         a.since
             .cmp(&b.since)
             .then(b.lease.size_bytes.cmp(&a.lease.size_bytes))
     });
+    Ok(expired)
+}
+
+/// Decide, oldest-expired first, which expired dirs go, and claim each (`lease::claim`: under
+/// its lock, into `.trash/`). Returns what the claimed dirs will free (see below).
+fn plan(
+    root: &Root,
+    opts: &Sweep,
+    (start, now): (Instant, SystemTime),
+    expired: Vec<Expired>,
+    report: &mut Report,
+    pending: &mut Vec<Pending>,
+) -> u64 {
     let excess = beyond_retention(&expired, opts.keep_expired);
-    let under_pressure = before.free < opts.reclaim_below;
-    fault::point("guard-scanned");
+    let under_pressure = report.under_pressure();
+    let free_before = report.before.free;
     // What the dirs claimed so far will free once deleted. The deletes come after the turn, so
     // the decisions count each claimed dir's recorded (else measured) size; the report then
     // counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
@@ -234,125 +381,149 @@ pub(crate) fn sweep_with(
     // `--reclaim-to`.
     let mut projected = 0u64;
     for (i, e) in expired.into_iter().enumerate() {
-        let dir_path = root.join(&e.name).display().to_string();
-        let keep = |reason: String| Kept {
-            job_id: Some(e.lease.job_id.clone()),
-            dir: dir_path.clone(),
-            reason,
-        };
+        let job_id = Some(e.lease.job_id.clone());
         let wanted = opts.all_expired
             || excess.contains(&i)
-            || (under_pressure && short_of_target(before.free, projected, opts.reclaim_to));
-        if !wanted {
-            let why = if under_pressure {
-                "kept: expired, but free space already reached the target".to_owned()
-            } else {
-                format!(
-                    "kept: expired, warm for reuse (--keep-expired {})",
-                    opts.keep_expired
-                )
-            };
-            report.kept.push(keep(why));
+            || (under_pressure && short_of_target(free_before, projected, opts.reclaim_to));
+        if let Some(reason) = hold_back(opts, wanted, under_pressure, start) {
+            report.kept.push(Kept::new(root, &e.name, job_id, reason));
             continue;
         }
-        if opts.max_time.is_some_and(|m| start.elapsed() >= m) {
+        let expired_for = now.duration_since(e.since).unwrap_or_default();
+        let claim = lease::claim(root, &e.name, opts.trust, opts.dry_run);
+        projected = projected.saturating_add(take_claim(
+            root,
+            claim,
+            &e.name,
+            expired_for,
+            report,
+            pending,
+        ));
+    }
+    projected
+}
+
+/// Why an expired dir stays this time, if it does: not `wanted` (warm, or the target is
+/// reached), or `--max-time` is up.
+fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -> Option<Reason> {
+    if !wanted && under_pressure {
+        Some(Reason::TargetReached)
+    } else if !wanted {
+        Some(Reason::Warm {
+            keep_expired: opts.keep_expired,
+        })
+    } else if opts.max_time.is_some_and(|m| start.elapsed() >= m) {
+        Some(Reason::MaxTime)
+    } else {
+        None
+    }
+}
+
+/// Record what `lease::claim` did with one expired dir; returns what it will free.
+fn take_claim(
+    root: &Root,
+    claim: Claim,
+    name: &OsStr,
+    expired_for: Duration,
+    report: &mut Report,
+    pending: &mut Vec<Pending>,
+) -> u64 {
+    let removed = |lease: Lease, bytes| Removed::Expired {
+        job_id: lease.job_id,
+        name: name.to_string_lossy().into_owned(),
+        dir: root.join(name).display().to_string(),
+        bytes,
+        expired_for,
+    };
+    match claim {
+        Claim::Kept { reason, lease } => {
+            let job_id = lease.map(|l| l.job_id);
             report
                 .kept
-                .push(keep("kept: expired, but --max-time was reached".into()));
-            continue;
+                .push(Kept::new(root, name, job_id, Reason::Lease(reason)));
+            0
         }
-        let expired_for_secs = now.duration_since(e.since).unwrap_or_default().as_secs();
-        match lease::claim(root, &e.name, opts.trust, opts.dry_run) {
-            Claim::Kept { reason, lease } => report.kept.push(Kept {
-                job_id: lease.map(|l| l.job_id),
-                dir: dir_path,
-                reason,
-            }),
-            Claim::Would { lease } => {
-                let bytes = lease
-                    .size_bytes
-                    .or_else(|| fs::tree_size(root.fd(), &e.name, None))
-                    .unwrap_or(0);
-                projected = projected.saturating_add(bytes);
-                report.removed.push(Removed {
-                    job_id: lease.job_id,
-                    dir: dir_path,
-                    bytes,
-                    expired_for_secs,
-                });
+        Claim::Would { lease } => {
+            let bytes = lease
+                .size_bytes
+                .or_else(|| fs::tree_size(root.fd(), name, None))
+                .unwrap_or(0);
+            report.removed.push(removed(lease, bytes));
+            bytes
+        }
+        Claim::Trashed { trash_name, lease } => {
+            let estimate = lease.size_bytes.or_else(|| {
+                let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok()?;
+                fs::tree_size(trash.as_fd(), &trash_name, None)
+            });
+            // Still under the turn, so no other sweep can lock it first.
+            match lock_trash_entry(root, &trash_name) {
+                Ok(lock) => pending.push(Pending {
+                    trash_name,
+                    _lock: lock,
+                    removed: Some(removed(lease, 0)),
+                }),
+                Err(e) => report.errors.push(format!(
+                    "failed to lock {}: {e}",
+                    root.join(TRASH).join(&trash_name).display()
+                )),
             }
-            Claim::Trashed { trash_name, lease } => {
-                let estimate = lease.size_bytes.or_else(|| {
-                    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok()?;
-                    fs::tree_size(trash.as_fd(), &trash_name, None)
-                });
-                projected = projected.saturating_add(estimate.unwrap_or(0));
-                let removed = Removed {
-                    job_id: lease.job_id,
-                    dir: dir_path,
-                    bytes: 0,
-                    expired_for_secs,
-                };
-                // Still under the turn, so no other sweep can lock it first.
-                match lock_trash_entry(root, &trash_name) {
-                    Ok(lock) => pending.push(Pending {
-                        trash_name,
-                        _lock: lock,
-                        removed: Some(removed),
-                    }),
-                    Err(e) => report.errors.push(format!(
-                        "failed to lock {}: {e}",
-                        root.join(TRASH).join(&trash_name).display()
-                    )),
-                }
-            }
+            estimate.unwrap_or(0)
         }
     }
-    // The decisions and renames are done: let other sweeps and prechecks in, then delete.
-    drop(turn);
+}
+
+/// After the turn: delete what this sweep claimed in `.trash/`, counting what each freed.
+fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
     for p in pending {
         let removal = delete_from_trash(root, &p.trash_name);
         let rest = root.join(TRASH).join(&p.trash_name);
+        if let Some(e) = &removal.error {
+            report
+                .errors
+                .push(format!("failed to delete {}: {e}", rest.display()));
+        }
         match (p.removed, removal.error) {
-            (Some(mut removed), None) => {
-                removed.bytes = removal.freed;
-                report.removed.push(removed);
-            }
+            (
+                Some(Removed::Expired {
+                    job_id,
+                    name,
+                    dir,
+                    expired_for,
+                    ..
+                }),
+                None,
+            ) => report.removed.push(Removed::Expired {
+                job_id,
+                name,
+                dir,
+                bytes: removal.freed,
+                expired_for,
+            }),
             // Never reported as removed: what stays is named, with the error.
-            (Some(removed), Some(e)) => {
+            (
+                Some(Removed::Expired {
+                    job_id, name, dir, ..
+                }),
+                Some(e),
+            ) => {
                 report.other_freed += removal.freed;
-                report
-                    .errors
-                    .push(format!("failed to delete {}: {e}", rest.display()));
+                let reason = Reason::PartlyDeleted {
+                    freed: removal.freed,
+                    rest,
+                    error: e.to_string(),
+                };
                 report.kept.push(Kept {
-                    job_id: Some(removed.job_id),
-                    dir: removed.dir,
-                    reason: format!(
-                        "kept: expired, but only partly deleted ({} freed); the rest stays in \
-                         {}: {e}",
-                        Bytes(removal.freed),
-                        rest.display()
-                    ),
+                    job_id: Some(job_id),
+                    name,
+                    dir,
+                    reason,
                 });
             }
             // A leftover of an earlier sweep (reported then).
-            (None, error) => {
-                report.other_freed += removal.freed;
-                if let Some(e) = error {
-                    report
-                        .errors
-                        .push(format!("failed to delete {}: {e}", rest.display()));
-                }
-            }
+            _ => report.other_freed += removal.freed,
         }
     }
-    let counted = before.free.saturating_add(report.freed());
-    report.free_after = if opts.dry_run {
-        before.free.saturating_add(projected)
-    } else {
-        Space::of(&root.path).map(|s| s.free).unwrap_or(counted)
-    };
-    Ok(report)
 }
 
 /// Whether a sweep under pressure still needs to reclaim: free space as the sweep found it plus
@@ -453,11 +624,10 @@ fn claim_trash(
                 && lease::claim_unfinished(root, &name, unfinished_age).is_some()
             {
                 // Deleted with the rest of `.trash/` after the turn.
-                report.removed.push(Removed {
-                    job_id: "(unfinished: its job died while creating it)".into(),
+                report.removed.push(Removed::Unfinished {
+                    name: name.to_string_lossy().into_owned(),
                     dir: root.join(&name).display().to_string(),
-                    bytes: 0,
-                    expired_for_secs: unfinished_age.as_secs(),
+                    older_than: unfinished_age,
                 });
             }
         }
@@ -512,109 +682,6 @@ fn delete_from_trash(root: &Root, name: &OsStr) -> fs::Removal {
     };
     fault::point("guard-delete");
     fs::remove_tree(trash.as_fd(), name, root.mount)
-}
-
-/// How much of a report to print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Style {
-    /// `cargo guarded gc`: every decision.
-    Gc,
-    /// `gc --hook`: every decision plus a header and a footer with the disk's state.
-    Hook,
-    /// Before a wrapped command: what was removed; what was kept only with `-v`.
-    Precheck,
-}
-
-/// Print every decision with its reason, in cargo's shape: `     Removed old (expired 1h ago, …)`.
-pub(crate) fn print(report: &Report, root: &Root, style: Style) {
-    let (before, after) = (report.before(), report.after());
-    let job = |dir: &str| dir.rsplit('/').next().unwrap_or(dir).to_owned();
-    let frame = style == Style::Hook || !report.removed.is_empty();
-    if frame {
-        term::status_verb(
-            "Reclaiming",
-            format_args!(
-                "expired target dirs in {}: {}% used ({} free)",
-                root.path.display(),
-                before.used_pct(),
-                Bytes(before.free)
-            ),
-        );
-    }
-    let removed_verb = if report.dry_run {
-        "Would remove"
-    } else {
-        "Removed"
-    };
-    for r in &report.removed {
-        term::status_verb(
-            removed_verb,
-            format_args!(
-                "{} (expired {} ago, {})",
-                job(&r.dir),
-                Short(Duration::from_secs(r.expired_for_secs)),
-                Bytes(r.bytes)
-            ),
-        );
-    }
-    for k in &report.kept {
-        let detail = k.reason.strip_prefix("kept: ").unwrap_or(&k.reason);
-        let line = format!("{} ({detail})", job(&k.dir));
-        if style == Style::Precheck {
-            term::verbose(format_args!("kept {line}"));
-        } else {
-            term::status_verb("Kept", line);
-        }
-    }
-    for e in &report.errors {
-        term::warn(e);
-    }
-    if !report.removed.is_empty() {
-        let n = report.removed.len();
-        term::status_verb(
-            if report.dry_run {
-                "Would free"
-            } else {
-                "Reclaimed"
-            },
-            format_args!(
-                "{} in {n} dir{}; {} {}% used ({} free)",
-                Bytes(report.freed()),
-                if n == 1 { "" } else { "s" },
-                if report.dry_run { "would be" } else { "now" },
-                after.used_pct(),
-                Bytes(after.free)
-            ),
-        );
-    } else if style != Style::Precheck {
-        // Say why nothing goes, not a "now X% used" that suggests something did.
-        let expired_kept = report
-            .kept
-            .iter()
-            .any(|k| k.reason.starts_with("kept: expired"));
-        let why = if !expired_kept {
-            format!(
-                "no job dir has expired ({}% used, {} free)",
-                before.used_pct(),
-                Bytes(before.free)
-            )
-        } else if report.free_before >= report.target_free {
-            format!(
-                "{} free ({}% used) is above the reclaim target of {}; `--all-expired` reclaims \
-                 every expired dir anyway",
-                Bytes(before.free),
-                before.used_pct(),
-                Bytes(report.target_free)
-            )
-        } else {
-            format!(
-                "every expired dir is kept for the reason shown ({}% used, {} free)",
-                before.used_pct(),
-                Bytes(before.free)
-            )
-        };
-        term::status_verb("Nothing", format_args!("to reclaim: {why}"));
-    }
 }
 
 #[cfg(test)]

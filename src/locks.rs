@@ -29,18 +29,6 @@ impl std::fmt::Display for LockTrust {
     }
 }
 
-/// `statfs` magic numbers of filesystems whose locks may lie (linux/magic.h).
-const UNTRUSTED: &[(i64, &str)] = &[
-    (0x6969, "nfs"),
-    (0x517B, "smb"),
-    (0xFF53_4D42, "cifs"),
-    (0xFE53_4D42, "smb2"),
-    (0x6573_5546, "fuse (includes virtiofs)"),
-    (0x0102_1997, "9p"),
-    (0x00C3_6400, "ceph"),
-    (0x6B41_4653, "afs"),
-];
-
 /// Judge the filesystem of `dir` (the root) by its type, then confirm with a self-test in `dir`:
 /// two opens of one scratch file; the second `try_lock` must fail while the first holds the lock.
 /// `forced` (`CARGO_GUARDED_LOCKS=trusted|untrusted`) overrides both, for tests and for admins
@@ -55,8 +43,8 @@ pub(crate) fn assess(dir: BorrowedFd<'_>, forced: Option<bool>) -> LockTrust {
         // `f_type`'s width differs between architectures.
         #[allow(clippy::unnecessary_cast)]
         let ty = st.f_type as i64;
-        if let Some((_, name)) = UNTRUSTED.iter().find(|(magic, _)| *magic == ty) {
-            return LockTrust::Untrusted(name);
+        if let Some(why) = crate::fs::fs_kind(ty).and_then(|k| k.locks_may_lie) {
+            return LockTrust::Untrusted(why);
         }
     }
     if self_test(dir) {

@@ -8,7 +8,6 @@ mod doctor;
 mod exit_codes;
 mod fault;
 mod fs;
-mod github;
 mod guard;
 mod job_id;
 mod lease;
@@ -17,6 +16,7 @@ mod locks;
 mod precheck;
 mod process;
 mod prune;
+mod report;
 mod run;
 mod rustc;
 mod status;
@@ -118,7 +118,7 @@ fn run() -> Result<ExitCode> {
         }
         Command::Doctor { job, json } => {
             job.apply(&mut global);
-            doctor::run(&Config::resolve(&global, &[])?, json)
+            doctor(&Config::resolve(&global, &[])?, json)
         }
     }
 }
@@ -202,7 +202,7 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
     let text = if args.json {
         term::json(&status)?
     } else {
-        status::render(&status)
+        report::status::render(&status)
     };
     // A reader that left early (`status | head -1`) is not an error.
     term::out(&text).context("failed to write to stdout")?;
@@ -239,14 +239,14 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
         term::out(&term::json(&report)?).context("failed to write to stdout")?;
     } else {
         let style = if args.hook {
-            guard::Style::Hook
+            report::sweep::Style::Hook
         } else {
-            guard::Style::Gc
+            report::sweep::Style::Gc
         };
-        github::print_report(cfg.github.as_ref(), &report, &root, style);
+        report::sweep::show(cfg.github.as_ref(), &report, &root, style);
     }
     if let Some(gh) = &cfg.github {
-        gh.gc_done(cfg, &root, &report);
+        gh.gc_done(cfg.repository.as_deref(), &root, &report);
     }
     // A hook never fails the job for disk reasons; errors were printed above.
     if report.errors.is_empty() || args.hook {
@@ -254,4 +254,35 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     } else {
         Ok(ExitCode::from(exit_codes::ERROR))
     }
+}
+
+/// Run the checks, print the report; exit 1 if any problem is an error.
+fn doctor(cfg: &Config, json: bool) -> Result<ExitCode> {
+    let sweep = |total| cfg.sweep(total, locks::LockTrust::Trusted);
+    let report = doctor::collect(&doctor::Inputs {
+        root: &cfg.root,
+        locks_forced: cfg.locks_forced,
+        sweep: &sweep,
+        min_free: cfg.min_free,
+        reclaim_below: cfg.reclaim_below,
+        cargo: &cfg.cargo,
+        rustc: &cfg.rustc,
+        llvm: &cfg.llvm,
+        ci: cfg.ci,
+        ci_unrecognised: cfg.ci == Some(config::UNRECOGNISED_CI),
+        job_id: &cfg.job_id,
+        job_dir: cfg.root.join(&cfg.job_name),
+    });
+    let text = if json {
+        term::json(&report)?
+    } else {
+        report::doctor::render(&report)
+    };
+    // A reader that left early is not an error, as for `status`.
+    term::out(&text).context("failed to write to stdout")?;
+    Ok(if report.has_errors() {
+        ExitCode::from(exit_codes::ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

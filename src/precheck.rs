@@ -1,18 +1,29 @@
 //! The disk precheck before every wrapped command: reclaim through the guard's own sweep when
 //! free space is low (or when a new job may leave excess expired dirs behind), then refuse to
-//! start below `--min-free`.
+//! start below `--min-free`. Prints nothing: each sweep's report goes to the caller's `show`.
 
 use std::fmt;
 
 use anyhow::{Context, Result};
 
-use crate::config::Config;
 use crate::fs::Space;
-use crate::github;
-use crate::guard::{self, Report};
+use crate::guard::{self, Report, Sweep};
 use crate::lease::{self, Root, Verdict};
 use crate::locks::LockTrust;
-use crate::units::Bytes;
+use crate::units::{Bytes, Threshold};
+
+/// What the precheck needs to know: the settings, and where its reports go.
+pub(crate) struct Limits<'a> {
+    /// The guard's settings for a filesystem of this many bytes.
+    pub(crate) sweep: &'a dyn Fn(u64) -> Sweep,
+    /// `--min-free`: below it the job refuses to start.
+    pub(crate) min_free: Threshold,
+    pub(crate) trust: LockTrust,
+    /// The job's dir name under the root: spared by the sweep, left out of a refusal's list.
+    pub(crate) job_name: &'a str,
+    /// Called with each sweep's report as soon as it is made (so it shows before a refusal).
+    pub(crate) show: &'a dyn Fn(&Report),
+}
 
 /// Not enough disk even after reclaiming: `main` turns this into exit 75.
 #[derive(Debug)]
@@ -60,19 +71,17 @@ impl std::error::Error for NoSpace {}
 /// The job's own dir is spared: a later step of the job is about to resume it.
 pub(crate) fn before_lease(
     root: &Root,
-    cfg: &Config,
-    trust: LockTrust,
+    limits: &Limits<'_>,
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<Option<Report>> {
-    let space = Space::of(&root.path)
-        .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-    let sweep = cfg.sweep(space.total, trust);
+    let space = free_space(root)?;
+    let sweep = (limits.sweep)(space.total);
     if space.free >= sweep.reclaim_below {
         return Ok(None);
     }
-    let own = std::ffi::OsStr::new(&cfg.job_name);
+    let own = std::ffi::OsStr::new(limits.job_name);
     let report = guard::sweep_with(root, &sweep, Some(own), interrupted)?;
-    github::print_report(cfg.github.as_ref(), &report, root, guard::Style::Precheck);
+    (limits.show)(&report);
     Ok(Some(report))
 }
 
@@ -81,8 +90,7 @@ pub(crate) fn before_lease(
 /// `--min-free`. Returns the sweep's report if one ran.
 pub(crate) fn after_lease(
     root: &Root,
-    cfg: &Config,
-    trust: LockTrust,
+    limits: &Limits<'_>,
     new_job: bool,
     earlier: Option<Report>,
     interrupted: &dyn Fn() -> Result<()>,
@@ -90,9 +98,8 @@ pub(crate) fn after_lease(
     let report = match earlier {
         Some(r) => Some(r),
         None => {
-            let space = Space::of(&root.path)
-                .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-            let mut sweep = cfg.sweep(space.total, trust);
+            let space = free_space(root)?;
+            let mut sweep = (limits.sweep)(space.total);
             let pressure = space.free < sweep.reclaim_below;
             if !pressure {
                 // Only retention to apply: if a sweep is already running, it does that; don't
@@ -101,26 +108,30 @@ pub(crate) fn after_lease(
             }
             if pressure || new_job {
                 let report = guard::sweep_with(root, &sweep, None, interrupted)?;
-                github::print_report(cfg.github.as_ref(), &report, root, guard::Style::Precheck);
+                (limits.show)(&report);
                 Some(report)
             } else {
                 None
             }
         }
     };
-    let space = Space::of(&root.path)
-        .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-    let required = cfg.min_free.bytes(space.total);
+    let space = free_space(root)?;
+    let required = limits.min_free.bytes(space.total);
     if space.free < required {
         return Err(NoSpace {
             root: root.path.display().to_string(),
             free: space.free,
             required,
-            biggest_live: biggest_live(root, trust, &cfg.job_name),
+            biggest_live: biggest_live(root, limits.trust, limits.job_name),
         }
         .into());
     }
     Ok(report)
+}
+
+fn free_space(root: &Root) -> Result<Space> {
+    Space::of(&root.path)
+        .with_context(|| format!("failed to read free space of {}", root.path.display()))
 }
 
 /// The live leases holding the most space, other than the refusing job's own.

@@ -12,12 +12,13 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
-use crate::github;
+use crate::guard;
 use crate::lease::{self, Held, Origin, Request, Root, Session, State, TARGET};
 use crate::llvm;
 use crate::locks::{self, LockTrust};
 use crate::precheck;
 use crate::process::{self, Interrupts, ProcessBuilder};
+use crate::report::{self, github};
 use crate::term;
 use crate::units::{Bytes, Short};
 use crate::workspace;
@@ -329,6 +330,14 @@ fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
     }))
 }
 
+/// How the precheck shows each sweep's report: as `gc` shows its own, grouped on GitHub.
+fn show_precheck<'a>(cfg: &'a Config, root: &'a Root) -> impl Fn(&guard::Report) + 'a {
+    move |r| {
+        let style = report::sweep::Style::Precheck;
+        report::sweep::show(cfg.github.as_ref(), r, root, style)
+    }
+}
+
 /// Open (or create) the root, take the job's lease and run the disk precheck.
 fn acquire(
     cfg: &Config,
@@ -360,7 +369,15 @@ fn acquire_and_check(
         "Checking",
         format_args!("free space on {} (reclaiming if low)", root.path.display()),
     );
-    let swept = precheck::before_lease(&root, cfg, trust, interrupted);
+    let (sweep, show) = (|total| cfg.sweep(total, trust), show_precheck(cfg, &root));
+    let limits = precheck::Limits {
+        sweep: &sweep,
+        min_free: cfg.min_free,
+        trust,
+        job_name: &cfg.job_name,
+        show: &show,
+    };
+    let swept = precheck::before_lease(&root, &limits, interrupted);
     drop(working);
     let swept = swept?;
     let command_line = command.join(" ");
@@ -384,7 +401,7 @@ fn acquire_and_check(
     };
     let new_job = !matches!(origin, Origin::Resumed);
     let reclaimed_before = swept.as_ref().map_or(0, |r| r.freed());
-    let report = match precheck::after_lease(&root, cfg, trust, new_job, swept, interrupted) {
+    let report = match precheck::after_lease(&root, &limits, new_job, swept, interrupted) {
         Ok(report) => report,
         Err(e) => {
             *outputs_written = true;
@@ -394,7 +411,7 @@ fn acquire_and_check(
     };
     if let Some(gh) = &cfg.github {
         gh.job_ready(
-            cfg,
+            cfg.repository.as_deref(),
             &root,
             held,
             (&origin, &pruned),

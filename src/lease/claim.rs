@@ -13,8 +13,9 @@ use crate::fs;
 use crate::locks::LockTrust;
 use crate::term;
 
+use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
-use super::record::{Lease, Verdict, classify, read};
+use super::record::{Lease, classify, read};
 use super::root::Root;
 use super::{TRASH, step};
 
@@ -26,52 +27,43 @@ pub(crate) enum Claim {
     /// Dry run: this dir would have been moved.
     Would { lease: Lease },
     /// Not reclaimable; the reason says why.
-    Kept {
-        lease: Option<Lease>,
-        reason: String,
-    },
+    Kept { lease: Option<Lease>, reason: Keep },
 }
 
 /// Claim an expired dir for deletion: decide while holding its lock, and move it into `.trash/`
 /// while still holding it, so no job can resume or adopt it between the decision and the move.
 pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) -> Claim {
-    let kept = |lease: Option<Lease>, reason: String| Claim::Kept { lease, reason };
+    let kept = |lease: Option<Lease>, reason: Keep| Claim::Kept { lease, reason };
     let dir = match root.open_job(name) {
         Ok(d) => d,
-        Err(skip) => return kept(None, skip.to_string()),
+        Err(skip) => return kept(None, Keep::Skipped(skip)),
     };
     let lease = match read(dir.as_fd()) {
         Ok(l) => l,
-        Err(why) => return kept(None, format!("kept: unknown – {why}")),
+        Err(why) => return kept(None, Keep::Unknown(why)),
     };
     match dir.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            return kept(
-                Some(lease.clone()),
-                format!(
-                    "kept: lease expired but still locked by {} (stopped process?)",
-                    lease.holder()
-                ),
-            );
+            let holder = lease.holder();
+            return kept(Some(lease), Keep::StillLocked { holder });
         }
         Err(TryLockError::Error(e)) => {
-            return kept(Some(lease), format!("kept: unknown – lock failed ({e})"));
+            return kept(Some(lease), Keep::Unknown(format!("lock failed ({e})")));
         }
     }
     step("guard-locked");
     // Race closed: the name now points elsewhere (renamed, or swapped for a symlink).
     if !root.still_names(name, &dir) {
-        return kept(Some(lease), "skipped: changed while being examined".into());
+        return kept(Some(lease), Keep::Changed);
     }
     // Race closed: re-read under the lock; the owner may have resumed it since the scan.
     let lease = match read(dir.as_fd()) {
         Ok(l) => l,
-        Err(why) => return kept(None, format!("kept: unknown – {why}")),
+        Err(why) => return kept(None, Keep::Unknown(why)),
     };
     let verdict = classify(&lease, SystemTime::now(), trust);
-    if !matches!(verdict, Verdict::Expired { .. }) {
-        let reason = format!("kept: {}", verdict.reason(&lease));
+    if let Err(reason) = Keep::unless_expired(&verdict, &lease) {
         return kept(Some(lease), reason);
     }
     if dry_run {
@@ -81,10 +73,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
     let trash_name = match move_to_trash(root, name, &dir) {
         Ok(trash_name) => trash_name,
         Err(e) => {
-            return kept(
-                Some(lease),
-                format!("kept: could not move into {TRASH}/ ({e})"),
-            );
+            return kept(Some(lease), Keep::NotMoved(e));
         }
     };
     drop(dir);

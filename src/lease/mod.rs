@@ -11,7 +11,7 @@
 //! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
 //! its parsing and expiry), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
 //! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
-//! guard's step), `moves` (the checked renames acquire and claim share).
+//! guard's step) and `keep` (why it leaves a dir), `moves` (the checked renames acquire and claim share).
 
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ mod acquire;
 mod adopt;
 mod claim;
 mod held;
+mod keep;
 mod moves;
 mod record;
 mod root;
@@ -31,8 +32,9 @@ mod tests;
 pub(crate) use acquire::{Origin, Request};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use held::Held;
+pub(crate) use keep::{Keep, Kind as KeepKind};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
-pub(crate) use root::Root;
+pub(crate) use root::{Root, Skip};
 pub(crate) use session::Session;
 
 /// Version of `lease.json`'s schema. A guard keeps (never deletes) a lease of any other version.

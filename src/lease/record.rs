@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs;
 use crate::locks::LockTrust;
-use crate::units::{Bytes, Short};
+use crate::units::Bytes;
 use crate::workspace::WorkspaceKey;
 
 use super::{LEASE_FILE, MAX_LEASE_DURATION, PROTOCOL};
@@ -234,20 +234,13 @@ pub(crate) fn classify(lease: &Lease, now: SystemTime, trust: LockTrust) -> Verd
 }
 
 impl Verdict {
-    /// The reason a non-expired dir is kept, as the guard prints it.
+    /// The reason a non-expired dir is kept, as the guard prints it (`Keep`'s words; the unit
+    /// tests read verdicts through it).
+    #[cfg(test)]
     pub(crate) fn reason(&self, lease: &Lease) -> String {
-        match self {
-            Verdict::Live { renewed_ago } => {
-                format!(
-                    "lease held by {}, renewed {} ago",
-                    lease.holder(),
-                    Short(*renewed_ago)
-                )
-            }
-            Verdict::Lingering { expires_in } => {
-                format!("released, expires in {}", Short(*expires_in))
-            }
-            Verdict::Expired { .. } => "expired".into(),
+        match super::Keep::unless_expired(self, lease) {
+            Ok(_) => "expired".into(),
+            Err(keep) => keep.detail().to_string(),
         }
     }
 }

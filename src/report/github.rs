@@ -11,16 +11,15 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::config::Config;
 use crate::fs::Space;
-use crate::guard::{Report, Style};
-use crate::lease::{Held, Origin, Root};
+use crate::guard::{Kept, Removed, Report};
+use crate::lease::{Held, KeepKind, Origin, Root};
 use crate::precheck::NoSpace;
-use crate::term::{self, Verbosity};
+use crate::prune::Pruned;
+use crate::term;
 use crate::units::{Bytes, Short};
 
 /// The runner's files for this step; resolved once in `Config`.
@@ -46,69 +45,37 @@ impl GitHub {
 
     /// A wrapped command (or `env`, `hold`) has its lease and passed the precheck: set the step's
     /// outputs and summarise the disk and the job dir: how the job came by it, and what pruning
-    /// removed from it if it was adopted.
+    /// removed from it if it was adopted. `repo`: the repository whose jobs the summary may name.
     pub(crate) fn job_ready(
         &self,
-        cfg: &Config,
+        repo: Option<&str>,
         root: &Root,
         held: &Held,
-        (origin, pruned): (&Origin, &crate::prune::Pruned),
+        (origin, pruned): (&Origin, &Pruned),
         command: &str,
         report: Option<&Report>,
     ) {
         let target = held.target_dir();
-        let reclaimed = report.map_or(0, |r| if r.dry_run { 0 } else { r.freed() });
+        let reclaimed = report.map_or(0, Report::reclaimed);
         self.set_job_outputs(&target, &held.job_id(), reclaimed, origin.name());
         if let Some(r) = report {
-            self.warn_if_still_low(cfg, root, r);
+            self.warn_if_still_low(root, r);
         }
         let mut md = format!("### cargo guarded `{}`\n\n", code(command));
-        let origin = match origin {
-            Origin::Fresh => "a fresh dir".to_owned(),
-            Origin::Resumed => "resumed from an earlier step of this job".to_owned(),
-            Origin::Adopted { from, size, .. } => format!(
-                "adopted warm from expired job `{}`{}{}",
-                code(from),
-                size.map_or_else(String::new, |s| format!(" ({})", Bytes(s))),
-                if pruned.units + pruned.incremental > 0 {
-                    format!(
-                        "; pruned {} dead units and {} stale incremental dirs, {}",
-                        pruned.units,
-                        pruned.incremental,
-                        Bytes(pruned.bytes)
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-        };
         let _ = writeln!(
             md,
-            "Job `{}` builds in `{}` ({origin}).\n",
+            "Job `{}` builds in `{}` ({}).\n",
             code(&held.job_id()),
-            code(&target.display().to_string())
+            code(&target.display().to_string()),
+            how_it_came(origin, pruned)
         );
         let own = held
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned());
         match report {
-            Some(r) => disk_report(&mut md, root, r, own.as_deref(), cfg.repository.as_deref()),
-            None => match Space::of(&root.path) {
-                Ok(s) => {
-                    let _ = writeln!(
-                        md,
-                        "Free space on `{}`: {} of {} ({}% used); no sweep was needed.\n",
-                        code(&root.path.display().to_string()),
-                        Bytes(s.free),
-                        Bytes(s.total),
-                        s.used_pct()
-                    );
-                }
-                Err(e) => {
-                    let _ = writeln!(md, "Free space unknown: {}\n", cell(&e.to_string()));
-                }
-            },
+            Some(r) => disk_report(&mut md, root, r, own.as_deref(), repo),
+            None => no_sweep(&mut md, root),
         }
         self.append_summary(&md);
     }
@@ -205,26 +172,22 @@ impl GitHub {
     }
 
     /// `cargo guarded gc`: the summary, the `reclaimed-bytes` output and the low-disk warning.
-    pub(crate) fn gc_done(&self, cfg: &Config, root: &Root, report: &Report) {
-        let reclaimed = if report.dry_run { 0 } else { report.freed() };
-        self.set_outputs(&[("reclaimed-bytes", &reclaimed.to_string())]);
-        self.warn_if_still_low(cfg, root, report);
+    pub(crate) fn gc_done(&self, repo: Option<&str>, root: &Root, report: &Report) {
+        self.set_outputs(&[("reclaimed-bytes", &report.reclaimed().to_string())]);
+        self.warn_if_still_low(root, report);
         let mut md = format!(
             "### cargo guarded gc{}\n\n",
             if report.dry_run { " (dry run)" } else { "" }
         );
-        disk_report(&mut md, root, report, None, cfg.repository.as_deref());
+        disk_report(&mut md, root, report, None, repo);
         self.append_summary(&md);
     }
 
     /// `::warning::` when a sweep that ran under pressure could not bring free space up to the
     /// reclaim target: what is left is held by live leases (or is not ours).
-    fn warn_if_still_low(&self, cfg: &Config, root: &Root, report: &Report) {
-        let reclaim_below = cfg.reclaim_below.bytes(report.total_bytes);
-        if report.dry_run
-            || report.free_before >= reclaim_below
-            || report.free_after >= report.target_free
-        {
+    fn warn_if_still_low(&self, root: &Root, report: &Report) {
+        let free_after = report.after.free;
+        if report.dry_run || !report.under_pressure() || free_after >= report.target_free {
             return;
         }
         annotate(
@@ -233,12 +196,12 @@ impl GitHub {
             &format!(
                 "{} free on {} after reclaiming {} from {} expired job dir(s), below the reclaim \
                  target of {} ({} < {} bytes); {} job dir(s) kept (live leases or warm dirs)",
-                Bytes(report.free_after),
+                Bytes(free_after),
                 root.path.display(),
                 Bytes(report.freed()),
                 report.removed.len(),
                 Bytes(report.target_free),
-                report.free_after,
+                free_after,
                 report.target_free,
                 report.kept.len()
             ),
@@ -275,29 +238,6 @@ impl GitHub {
     }
 }
 
-/// Print a sweep's report, inside a collapsed log group when on GitHub and there is anything
-/// to print.
-pub(crate) fn print_report(github: Option<&GitHub>, report: &Report, root: &Root, style: Style) {
-    let prints_anything = !report.errors.is_empty()
-        || match term::verbosity() {
-            Verbosity::Quiet => false,
-            Verbosity::Verbose => true,
-            Verbosity::Normal => style != Style::Precheck || !report.removed.is_empty(),
-        };
-    let grouped = github.is_some() && prints_anything;
-    if grouped {
-        let title = match style {
-            Style::Precheck => "cargo-guarded: disk precheck",
-            Style::Gc | Style::Hook => "cargo-guarded: gc",
-        };
-        command_line(&format!("::group::{title}"));
-    }
-    crate::guard::print(report, root, style);
-    if grouped {
-        command_line("::endgroup::");
-    }
-}
-
 /// Whether a job id belongs to a job of `repo`: derived GitHub ids are `gh-<owner>/<repo>-…`.
 /// An id set by hand or unreadable counts as another repository's: a summary never names a job
 /// it cannot prove is this repository's (the root may be shared by several).
@@ -311,17 +251,55 @@ fn same_repository(job_id: Option<&str>, repo: Option<&str>) -> bool {
     }
 }
 
-/// What kind of kept dir a guard's reason describes, for the totals.
-fn kept_kind(reason: &str) -> &'static str {
-    let why = reason.strip_prefix("kept: ").unwrap_or(reason);
-    if why.starts_with("lease held by") || why.starts_with("the running job's own dir") {
-        "live"
-    } else if why.starts_with("released") {
-        "lingering"
-    } else if why.starts_with("expired") {
-        "expired (warm or not needed)"
-    } else {
-        "unknown"
+/// How a kind of kept dir is counted in the summary's totals.
+fn kind_label(kind: KeepKind) -> &'static str {
+    match kind {
+        KeepKind::Live => "live",
+        KeepKind::Lingering => "lingering",
+        KeepKind::Expired => "expired (warm or not needed)",
+        KeepKind::Unknown => "unknown",
+    }
+}
+
+/// How the job came by its dir, for the summary's first line.
+fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
+    match origin {
+        Origin::Fresh => "a fresh dir".to_owned(),
+        Origin::Resumed => "resumed from an earlier step of this job".to_owned(),
+        Origin::Adopted { from, size, .. } => format!(
+            "adopted warm from expired job `{}`{}{}",
+            code(from),
+            size.map_or_else(String::new, |s| format!(" ({})", Bytes(s))),
+            if pruned.units + pruned.incremental > 0 {
+                format!(
+                    "; pruned {} dead units and {} stale incremental dirs, {}",
+                    pruned.units,
+                    pruned.incremental,
+                    Bytes(pruned.bytes)
+                )
+            } else {
+                String::new()
+            }
+        ),
+    }
+}
+
+/// The disk when no sweep ran.
+fn no_sweep(md: &mut String, root: &Root) {
+    match Space::of(&root.path) {
+        Ok(s) => {
+            let _ = writeln!(
+                md,
+                "Free space on `{}`: {} of {} ({}% used); no sweep was needed.\n",
+                code(&root.path.display().to_string()),
+                Bytes(s.free),
+                Bytes(s.total),
+                s.used_pct()
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(md, "Free space unknown: {}\n", cell(&e.to_string()));
+        }
     }
 }
 
@@ -329,19 +307,30 @@ fn kept_kind(reason: &str) -> &'static str {
 /// the job that ran the sweep (kept because its own lease is live). Rows name only this job and
 /// jobs of this repository (`repo`); other jobs in a shared root are counted, never named.
 fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>, repo: Option<&str>) {
-    let (before, after) = (r.before(), r.after());
+    let (before, after) = (r.before, r.after);
     let _ = write!(
         md,
         "Disk of `{}` ({} total):\n\n\
          | | free | used |\n|---|---:|---:|\n\
          | before | {} | {}% |\n| after | {} | {}% |\n\n",
         code(&root.path.display().to_string()),
-        Bytes(r.total_bytes),
+        Bytes(before.total),
         Bytes(before.free),
         before.used_pct(),
         Bytes(after.free),
         after.used_pct()
     );
+    removed_rows(md, r, repo);
+    if !r.kept.is_empty() {
+        kept_rows(md, &r.kept, own, repo);
+    }
+    for e in &r.errors {
+        let _ = writeln!(md, "> **error:** {}\n", cell(e));
+    }
+}
+
+/// What was reclaimed: the total, a row per dir of this repository's jobs, the rest counted.
+fn removed_rows(md: &mut String, r: &Report, repo: Option<&str>) {
     let verb = if r.dry_run {
         "Would reclaim"
     } else {
@@ -349,91 +338,88 @@ fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>, repo
     };
     if r.removed.is_empty() {
         let _ = writeln!(md, "{verb} nothing: no expired job dir had to go.\n");
-    } else {
-        let _ = writeln!(
-            md,
-            "**{verb} {}** from {} expired job dir(s).\n",
-            Bytes(r.freed()),
-            r.removed.len()
-        );
-        let ours: Vec<_> = r
-            .removed
-            .iter()
-            .filter(|x| same_repository(Some(&x.job_id), repo))
-            .collect();
-        if !ours.is_empty() {
-            md.push_str("| job | size | expired |\n|---|---:|---:|\n");
-            for x in &ours {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**{verb} {}** from {} expired job dir(s).\n",
+        Bytes(r.freed()),
+        r.removed.len()
+    );
+    let (ours, others): (Vec<&Removed>, Vec<&Removed>) = r
+        .removed
+        .iter()
+        .partition(|x| same_repository(x.job_id(), repo));
+    if !ours.is_empty() {
+        md.push_str("| job | size | expired |\n|---|---:|---:|\n");
+        for x in &ours {
+            if let Removed::Expired {
+                job_id,
+                bytes,
+                expired_for,
+                ..
+            } = x
+            {
                 let _ = writeln!(
                     md,
                     "| `{}` | {} | {} ago |",
-                    code(&x.job_id),
-                    Bytes(x.bytes),
-                    Short(Duration::from_secs(x.expired_for_secs))
+                    code(job_id),
+                    Bytes(*bytes),
+                    Short(*expired_for)
                 );
             }
-            md.push('\n');
         }
-        let others = r.removed.len() - ours.len();
-        if others > 0 {
-            let bytes: u64 = r
-                .removed
-                .iter()
-                .filter(|x| !same_repository(Some(&x.job_id), repo))
-                .map(|x| x.bytes)
-                .sum();
-            let _ = writeln!(
-                md,
-                "{others} of them ({}) belonged to other repositories' jobs.\n",
-                Bytes(bytes)
-            );
-        }
+        md.push('\n');
     }
-    if !r.kept.is_empty() {
-        // Totals of everything kept, by kind; rows only for this job and this repository's.
-        let mut kinds: Vec<(&str, usize)> = Vec::new();
-        for k in &r.kept {
-            let kind = kept_kind(&k.reason);
-            match kinds.iter_mut().find(|(n, _)| *n == kind) {
-                Some((_, c)) => *c += 1,
-                None => kinds.push((kind, 1)),
-            }
-        }
-        let totals: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    if !others.is_empty() {
+        let bytes: u64 = others.iter().map(|x| x.bytes()).sum();
         let _ = writeln!(
             md,
-            "Kept {} job dir(s): {}.\n",
-            r.kept.len(),
-            totals.join(", ")
+            "{} of them ({}) belonged to other repositories' jobs.\n",
+            others.len(),
+            Bytes(bytes)
         );
-        let name = |k: &crate::guard::Kept| {
-            Path::new(&k.dir)
-                .file_name()
-                .map_or_else(|| k.dir.clone(), |n| n.to_string_lossy().into_owned())
-        };
-        let shown: Vec<_> = r
-            .kept
-            .iter()
-            .filter(|k| own == Some(name(k).as_str()) || same_repository(k.job_id.as_deref(), repo))
-            .collect();
-        if !shown.is_empty() {
-            md.push_str("| job dir | why |\n|---|---|\n");
-            for k in shown {
-                let dir = name(k);
-                let why = k.reason.strip_prefix("kept: ").unwrap_or(&k.reason);
-                let this = if own == Some(dir.as_str()) {
-                    " (this job)"
-                } else {
-                    ""
-                };
-                let _ = writeln!(md, "| `{}`{this} | {} |", code(&dir), cell(why));
-            }
-            md.push('\n');
+    }
+}
+
+/// Totals of everything kept, by kind; rows only for this job (`own`) and this repository's.
+fn kept_rows(md: &mut String, kept: &[Kept], own: Option<&str>, repo: Option<&str>) {
+    let mut kinds: Vec<(KeepKind, usize)> = Vec::new();
+    for k in kept {
+        let kind = k.reason.kind();
+        match kinds.iter_mut().find(|(n, _)| *n == kind) {
+            Some((_, c)) => *c += 1,
+            None => kinds.push((kind, 1)),
         }
     }
-    for e in &r.errors {
-        let _ = writeln!(md, "> **error:** {}\n", cell(e));
+    let totals: Vec<String> = kinds
+        .iter()
+        .map(|(k, n)| format!("{n} {}", kind_label(*k)))
+        .collect();
+    let _ = writeln!(
+        md,
+        "Kept {} job dir(s): {}.\n",
+        kept.len(),
+        totals.join(", ")
+    );
+    let shown: Vec<_> = kept
+        .iter()
+        .filter(|k| own == Some(k.name.as_str()) || same_repository(k.job_id.as_deref(), repo))
+        .collect();
+    if shown.is_empty() {
+        return;
     }
+    md.push_str("| job dir | why |\n|---|---|\n");
+    for k in shown {
+        let this = if own == Some(k.name.as_str()) {
+            " (this job)"
+        } else {
+            ""
+        };
+        let why = k.reason.detail().to_string();
+        let _ = writeln!(md, "| `{}`{this} | {} |", code(&k.name), cell(&why));
+    }
+    md.push('\n');
 }
 
 /// Text inside a markdown code span in a table cell: no backticks, no pipes, one line.
@@ -480,7 +466,7 @@ fn annotate(level: &str, title: &str, message: &str) {
 }
 
 /// One workflow command on its own line on stderr.
-fn command_line(line: &str) {
+pub(crate) fn command_line(line: &str) {
     let mut err = std::io::stderr().lock();
     // Nothing sensible to do if stderr is gone.
     let _ = writeln!(err, "{line}");

@@ -1,0 +1,209 @@
+//! `cargo guarded status` for people (an aligned table) and programs (`--json`).
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use comfy_table::{CellAlignment, Table, presets};
+use serde::Serialize;
+use serde::ser::Serializer;
+
+use crate::status::{Entry, LeaseState, Status, Tally};
+use crate::term;
+use crate::units::{Bytes, Short};
+
+/// Lease strings (job id, runner, workspace, note) are someone else's data: escaped, so a
+/// newline in one cannot start a line of its own.
+fn esc(s: &str) -> String {
+    term::escape(s).into_owned()
+}
+
+/// The human-readable table: a header line, one aligned row per job dir, totals.
+pub(crate) fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let n = status.leases.len();
+    let _ = writeln!(
+        out,
+        "root {}: {} free of {} ({}% used), {n} job dir{}",
+        esc(&status.root),
+        Bytes(status.space.free),
+        Bytes(status.space.total),
+        status.space.used_pct(),
+        if n == 1 { "" } else { "s" }
+    );
+    if status.leases.is_empty() {
+        return out;
+    }
+    let (table, stale) = table(&status.leases);
+    for line in table.lines() {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let _ = writeln!(out, "total: {}", totals(status).join("; "));
+    if stale {
+        let _ = writeln!(
+            out,
+            "* size recorded by the lease at release (0 while a job runs); `--sizes` measures now"
+        );
+    }
+    out
+}
+
+/// One row per job dir; `true` if a size shown is the lease's record rather than measured.
+fn table(leases: &[Entry]) -> (Table, bool) {
+    let now = SystemTime::now();
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header([
+        "STATE",
+        "JOB",
+        "HOLDER",
+        "AGE",
+        "RENEWED",
+        "EXPIRES IN",
+        "SIZE",
+        "WORKSPACE",
+    ]);
+    let mut stale = false;
+    for e in leases {
+        stale |= e.size_bytes.is_some() && !e.size_measured;
+        table.add_row(row(e, now));
+    }
+    // Columns two spaces apart, the first at the margin, sizes right-aligned.
+    if let Some(col) = table.column_mut(0) {
+        col.set_padding((0, 1));
+    }
+    if let Some(col) = table.column_mut(6) {
+        col.set_cell_alignment(CellAlignment::Right);
+    }
+    (table, stale)
+}
+
+fn row(e: &Entry, now: SystemTime) -> [String; 8] {
+    let ago = |t: Option<SystemTime>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| Short(now.duration_since(t).unwrap_or_default()).to_string(),
+        )
+    };
+    let holder = match (&e.host, e.pid) {
+        (Some(h), Some(pid)) => format!("{} (pid {pid})", esc(h)),
+        _ => "-".to_owned(),
+    };
+    let expires = match e.expires_at {
+        Some(t) if e.state == LeaseState::Released => {
+            Short(t.duration_since(now).unwrap_or(Duration::ZERO)).to_string()
+        }
+        _ => "-".to_owned(),
+    };
+    let size = match e.size_bytes {
+        Some(b) if e.size_measured => Bytes(b).to_string(),
+        Some(b) => format!("{}*", Bytes(b)),
+        None => "?".to_owned(),
+    };
+    let workspace = match (&e.note, &e.workspace) {
+        (Some(note), _) => format!("({})", esc(note)),
+        (None, Some(ws)) => esc(ws),
+        (None, None) => "-".to_owned(),
+    };
+    let renewed = match e.renewed_at {
+        Some(t) => format!("{} ago", ago(Some(t))),
+        None => "-".to_owned(),
+    };
+    [
+        e.state.to_string(),
+        esc(&e.job_id),
+        holder,
+        ago(e.created_at),
+        renewed,
+        expires,
+        size,
+        workspace,
+    ]
+}
+
+/// `live 1 dir, 2 GiB`, …; unknown dirs only when there are any.
+fn totals(status: &Status) -> Vec<String> {
+    let t = &status.totals;
+    let tally = |name: &str, x: Tally| {
+        format!(
+            "{name} {} dir{}, {}",
+            x.dirs,
+            if x.dirs == 1 { "" } else { "s" },
+            Bytes(x.bytes)
+        )
+    };
+    let mut totals = vec![
+        tally("live", t.live),
+        tally("lingering", t.lingering),
+        tally("reclaimable", t.reclaimable),
+    ];
+    if t.unknown.dirs > 0 {
+        totals.push(tally("unknown (kept)", t.unknown));
+    }
+    totals
+}
+
+/// A time in `--json`: RFC 3339, to the second.
+fn rfc3339(t: Option<SystemTime>) -> Option<String> {
+    t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+}
+
+/// `status --json`, in the shape README's "JSON output" documents.
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            root: &'a str,
+            free_bytes: u64,
+            total_bytes: u64,
+            leases: &'a [Entry],
+            totals: crate::status::Totals,
+        }
+        Json {
+            root: &self.root,
+            free_bytes: self.space.free,
+            total_bytes: self.space.total,
+            leases: &self.leases,
+            totals: self.totals,
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            job_id: &'a str,
+            /// `active` | `released` | `expired` | `unknown`
+            state: String,
+            dir: &'a str,
+            target_dir: &'a str,
+            workspace: Option<&'a str>,
+            host: Option<&'a str>,
+            pid: Option<u32>,
+            created_at: Option<String>,
+            renewed_at: Option<String>,
+            expires_at: Option<String>,
+            size_bytes: Option<u64>,
+            size_measured: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            note: Option<&'a str>,
+        }
+        Json {
+            job_id: &self.job_id,
+            state: self.state.to_string(),
+            dir: &self.dir,
+            target_dir: &self.target_dir,
+            workspace: self.workspace.as_deref(),
+            host: self.host.as_deref(),
+            pid: self.pid,
+            created_at: rfc3339(self.created_at),
+            renewed_at: rfc3339(self.renewed_at),
+            expires_at: rfc3339(self.expires_at),
+            size_bytes: self.size_bytes,
+            size_measured: self.size_measured,
+            note: self.note.as_deref(),
+        }
+        .serialize(s)
+    }
+}

@@ -1,0 +1,370 @@
+//! A sweep's report (`guard::Report`) for people and programs: cargo-style status lines on
+//! stderr (`     Removed old (expired 1h ago, …)`), and the shape `gc --json` prints.
+
+use serde::Serialize;
+use serde::ser::Serializer;
+
+use super::github::{self, GitHub};
+use crate::guard::{Kept, Removed, Report};
+use crate::lease::{KeepKind, Root};
+use crate::term::{self, Verbosity};
+use crate::units::{Bytes, Short};
+
+/// How much of a report to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// `cargo guarded gc`: every decision.
+    Gc,
+    /// `gc --hook`: every decision plus a header and a footer with the disk's state.
+    Hook,
+    /// Before a wrapped command: what was removed; what was kept only with `-v`.
+    Precheck,
+}
+
+/// Print a sweep's report, inside a collapsed log group when on GitHub and there is anything
+/// to print.
+pub(crate) fn show(github: Option<&GitHub>, report: &Report, root: &Root, style: Style) {
+    let prints_anything = !report.errors.is_empty()
+        || match term::verbosity() {
+            Verbosity::Quiet => false,
+            Verbosity::Verbose => true,
+            Verbosity::Normal => style != Style::Precheck || !report.removed.is_empty(),
+        };
+    let grouped = github.is_some() && prints_anything;
+    if grouped {
+        let title = match style {
+            Style::Precheck => "cargo-guarded: disk precheck",
+            Style::Gc | Style::Hook => "cargo-guarded: gc",
+        };
+        github::command_line(&format!("::group::{title}"));
+    }
+    print(report, root, style);
+    if grouped {
+        github::command_line("::endgroup::");
+    }
+}
+
+/// Every decision with its reason, in cargo's shape, between a header and a footer.
+fn print(report: &Report, root: &Root, style: Style) {
+    let before = report.before;
+    if style == Style::Hook || !report.removed.is_empty() {
+        term::status_verb(
+            "Reclaiming",
+            format_args!(
+                "expired target dirs in {}: {}% used ({} free)",
+                root.path.display(),
+                before.used_pct(),
+                Bytes(before.free)
+            ),
+        );
+    }
+    let removed_verb = if report.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    for r in &report.removed {
+        let (name, ago) = expired_for(r);
+        let line = format!("{name} (expired {} ago, {})", Short(ago), Bytes(r.bytes()));
+        term::status_verb(removed_verb, line);
+    }
+    for k in &report.kept {
+        let line = format!("{} ({})", k.name, k.reason.detail());
+        if style == Style::Precheck {
+            term::verbose(format_args!("kept {line}"));
+        } else {
+            term::status_verb("Kept", line);
+        }
+    }
+    for e in &report.errors {
+        term::warn(e);
+    }
+    if !report.removed.is_empty() {
+        print_reclaimed(report);
+    } else if style != Style::Precheck {
+        print_nothing(report);
+    }
+}
+
+/// The dir's name and how long ago it expired, as the report shows it. An unfinished dir shows
+/// the age past which it counts as abandoned (its job never wrote a lease).
+fn expired_for(r: &Removed) -> (&str, std::time::Duration) {
+    match r {
+        Removed::Expired {
+            name, expired_for, ..
+        } => (name, *expired_for),
+        Removed::Unfinished {
+            name, older_than, ..
+        } => (name, *older_than),
+    }
+}
+
+/// The footer of a sweep that removed something: the total and the disk now.
+fn print_reclaimed(report: &Report) {
+    let n = report.removed.len();
+    let after = report.after;
+    term::status_verb(
+        if report.dry_run {
+            "Would free"
+        } else {
+            "Reclaimed"
+        },
+        format_args!(
+            "{} in {n} dir{}; {} {}% used ({} free)",
+            Bytes(report.freed()),
+            if n == 1 { "" } else { "s" },
+            if report.dry_run { "would be" } else { "now" },
+            after.used_pct(),
+            Bytes(after.free)
+        ),
+    );
+}
+
+/// The footer of a sweep that removed nothing: why, not a "now X% used" that suggests something
+/// went.
+fn print_nothing(report: &Report) {
+    let before = report.before;
+    let expired_kept = report
+        .kept
+        .iter()
+        .any(|k| k.reason.kind() == KeepKind::Expired);
+    let why = if !expired_kept {
+        format!(
+            "no job dir has expired ({}% used, {} free)",
+            before.used_pct(),
+            Bytes(before.free)
+        )
+    } else if before.free >= report.target_free {
+        format!(
+            "{} free ({}% used) is above the reclaim target of {}; `--all-expired` reclaims \
+             every expired dir anyway",
+            Bytes(before.free),
+            before.used_pct(),
+            Bytes(report.target_free)
+        )
+    } else {
+        format!(
+            "every expired dir is kept for the reason shown ({}% used, {} free)",
+            before.used_pct(),
+            Bytes(before.free)
+        )
+    };
+    term::status_verb("Nothing", format_args!("to reclaim: {why}"));
+}
+
+/// The job id an unfinished dir is listed under in `gc --json` (it has no lease to name one).
+const UNFINISHED_JOB: &str = "(unfinished: its job died while creating it)";
+
+/// `gc --json`: every decision, in the shape README's "JSON output" documents.
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            dry_run: bool,
+            free_before: u64,
+            free_after: u64,
+            total_bytes: u64,
+            target_free: u64,
+            removed: Vec<JsonRemoved<'a>>,
+            kept: Vec<JsonKept<'a>>,
+            errors: &'a [String],
+            other_freed: u64,
+        }
+        #[derive(Serialize)]
+        struct JsonRemoved<'a> {
+            job_id: &'a str,
+            dir: &'a str,
+            bytes: u64,
+            expired_for_secs: u64,
+        }
+        #[derive(Serialize)]
+        struct JsonKept<'a> {
+            job_id: Option<&'a str>,
+            dir: &'a str,
+            reason: String,
+        }
+        fn removed(r: &Removed) -> JsonRemoved<'_> {
+            let dir = match r {
+                Removed::Expired { dir, .. } | Removed::Unfinished { dir, .. } => dir,
+            };
+            JsonRemoved {
+                job_id: r.job_id().unwrap_or(UNFINISHED_JOB),
+                dir,
+                bytes: r.bytes(),
+                expired_for_secs: expired_for(r).1.as_secs(),
+            }
+        }
+        fn kept(k: &Kept) -> JsonKept<'_> {
+            JsonKept {
+                job_id: k.job_id.as_deref(),
+                dir: &k.dir,
+                reason: k.reason.to_string(),
+            }
+        }
+        Json {
+            dry_run: self.dry_run,
+            free_before: self.before.free,
+            free_after: self.after.free,
+            total_bytes: self.before.total,
+            target_free: self.target_free,
+            removed: self.removed.iter().map(removed).collect(),
+            kept: self.kept.iter().map(kept).collect(),
+            errors: &self.errors,
+            other_freed: self.other_freed,
+        }
+        .serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fs::Space;
+    use crate::guard::Reason;
+    use crate::lease::{Keep, Skip};
+
+    fn report(removed: Vec<Removed>, kept: Vec<Kept>) -> Report {
+        let space = Space {
+            free: 10,
+            total: 100,
+        };
+        Report {
+            dry_run: false,
+            before: space,
+            after: space,
+            reclaim_below: 20,
+            target_free: 30,
+            removed,
+            kept,
+            errors: Vec::new(),
+            other_freed: 7,
+        }
+    }
+
+    /// The words `gc --json` and the terminal used when reasons were strings, and the totals'
+    /// kinds the summary used to find by prefix (a dir still locked after its lease expired is
+    /// not an "expired" one: the old prefix test said so by `lease expired` ≠ `expired`).
+    #[test]
+    fn reasons_read_as_before() {
+        let cases = [
+            (
+                Reason::Lease(Keep::Unknown("bad json".into())),
+                "kept: unknown – bad json",
+                "unknown – bad json",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::Skipped(Skip::Symlink)),
+                "skipped: symlink",
+                "skipped: symlink",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::Changed),
+                "skipped: changed while being examined",
+                "skipped: changed while being examined",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::StillLocked {
+                    holder: "h (pid 1)".into(),
+                }),
+                "kept: lease expired but still locked by h (pid 1) (stopped process?)",
+                "lease expired but still locked by h (pid 1) (stopped process?)",
+                KeepKind::Unknown,
+            ),
+            (
+                Reason::Lease(Keep::Live {
+                    holder: "h".into(),
+                    renewed_ago: Duration::from_secs(4),
+                }),
+                "kept: lease held by h, renewed 4s ago",
+                "lease held by h, renewed 4s ago",
+                KeepKind::Live,
+            ),
+            (
+                Reason::Lease(Keep::Lingering {
+                    expires_in: Duration::from_secs(120),
+                }),
+                "kept: released, expires in 2m",
+                "released, expires in 2m",
+                KeepKind::Lingering,
+            ),
+            (
+                Reason::OwnDir,
+                "kept: the running job's own dir",
+                "the running job's own dir",
+                KeepKind::Live,
+            ),
+            (
+                Reason::Warm { keep_expired: 1 },
+                "kept: expired, warm for reuse (--keep-expired 1)",
+                "expired, warm for reuse (--keep-expired 1)",
+                KeepKind::Expired,
+            ),
+            (
+                Reason::PartlyDeleted {
+                    freed: 0,
+                    rest: PathBuf::from("/r/.trash/x"),
+                    error: "EIO".into(),
+                },
+                "kept: expired, but only partly deleted (0 B freed); the rest stays in \
+                 /r/.trash/x: EIO",
+                "expired, but only partly deleted (0 B freed); the rest stays in /r/.trash/x: EIO",
+                KeepKind::Expired,
+            ),
+        ];
+        for (reason, full, detail, kind) in cases {
+            assert_eq!(reason.to_string(), full);
+            assert_eq!(reason.detail().to_string(), detail);
+            assert_eq!(reason.kind(), kind, "{full}");
+        }
+    }
+
+    /// `gc --json` keeps its shape: an unfinished dir is listed as before (a placeholder job
+    /// id, no bytes of its own, the age past which it counted as abandoned).
+    #[test]
+    fn json_keeps_its_shape() {
+        let r = report(
+            vec![
+                Removed::Unfinished {
+                    name: ".new-x".into(),
+                    dir: "/r/.new-x".into(),
+                    older_than: Duration::from_secs(60),
+                },
+                Removed::Expired {
+                    job_id: "old".into(),
+                    name: "old".into(),
+                    dir: "/r/old".into(),
+                    bytes: 5,
+                    expired_for: Duration::from_millis(3_900),
+                },
+            ],
+            vec![Kept {
+                job_id: None,
+                name: "odd".into(),
+                dir: "/r/odd".into(),
+                reason: Reason::Lease(Keep::Unknown("no lease".into())),
+            }],
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "dry_run": false, "free_before": 10, "free_after": 10, "total_bytes": 100,
+                "target_free": 30,
+                "removed": [
+                    {"job_id": UNFINISHED_JOB, "dir": "/r/.new-x", "bytes": 0,
+                     "expired_for_secs": 60},
+                    {"job_id": "old", "dir": "/r/old", "bytes": 5, "expired_for_secs": 3},
+                ],
+                "kept": [{"job_id": null, "dir": "/r/odd", "reason": "kept: unknown – no lease"}],
+                "errors": [], "other_freed": 7,
+            })
+        );
+        assert_eq!(r.freed(), 12);
+    }
+}
