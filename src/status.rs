@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::fs::{self, Space};
 use crate::lease::{self, Root, TARGET, Verdict};
 use crate::locks::LockTrust;
+use crate::prune::{self, LastPrune};
 
 #[derive(Debug)]
 pub(crate) struct Status {
@@ -98,6 +99,8 @@ pub(crate) struct Entry {
     /// `true`: `size_bytes` was measured by this call (`--sizes`); `false`: it is the size the
     /// lease last recorded (at release; 0 or none while a job runs), possibly stale.
     pub(crate) size_measured: bool,
+    /// What pruning removed from this dir when its current job adopted it (`prune.json`).
+    pub(crate) pruned: Option<LastPrune>,
     /// Why a dir is `unknown`.
     pub(crate) note: Option<String>,
 }
@@ -150,6 +153,7 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
         expires_at: None,
         size_bytes: None,
         size_measured: false,
+        pruned: None,
         note: None,
     };
     let lease = match root.open_job(name) {
@@ -174,6 +178,7 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
             entry.renewed_at = Some(l.renewed_at);
             entry.expires_at = Some(l.expires_at);
             entry.size_bytes = l.size_bytes;
+            entry.pruned = prune::last_pruned(dir.as_fd());
         }
     }
     entry

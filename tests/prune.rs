@@ -624,6 +624,21 @@ fn the_default_k_keeps_a_moving_history_within_1_3x() {
         "{index}"
     );
     assert_eq!(last["from"], "job-9", "{index}");
+    // `status` shows it: the table's PRUNED column and `--json`'s `pruned` of the dir.
+    let status = env.status();
+    let entry = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["job_id"] == "job-10")
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(entry["pruned"]["bytes"], last["bytes"], "{status}");
+    assert_eq!(entry["pruned"]["from"], "job-9", "{status}");
+    let table = stdout(&env.ok(&ws, ["status"]));
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("PRUNED")),
+        "{table}"
+    );
     let again = job(&env, &ws, "job-11", &[], &["build"]);
     assert!(!compiled_anything(&again), "{}", describe(&again));
 }

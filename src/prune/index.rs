@@ -90,8 +90,6 @@ pub(super) fn save(job_dir: BorrowedFd<'_>, index: &Index) -> Result<()> {
 
 /// What the last prune of the job dir `job_dir` removed, if it was ever pruned and its index is
 /// readable. For `status` (table and `--json`): a dir's pruned bytes next to its size.
-// Wired into `status` by the lead (issue 9); until then only the tests call it.
-#[allow(dead_code)]
 pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Option<LastPrune> {
     let bytes = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES).ok()??;
     let index: Index = serde_json::from_slice(&bytes).ok()?;

@@ -44,7 +44,6 @@ mod identity;
 mod index;
 mod layout;
 
-#[allow(unused_imports)] // `last_pruned`: see there.
 pub(crate) use index::{INDEX, LastPrune, last_pruned};
 use index::{Index, PerProfile};
 use layout::{list, open_sub, profile_dirs, remove, unit_hash};

@@ -60,6 +60,7 @@ fn table(leases: &[Entry]) -> (Table, bool) {
         "RENEWED",
         "EXPIRES IN",
         "SIZE",
+        "PRUNED",
         "WORKSPACE",
     ]);
     let mut stale = false;
@@ -71,13 +72,15 @@ fn table(leases: &[Entry]) -> (Table, bool) {
     if let Some(col) = table.column_mut(0) {
         col.set_padding((0, 1));
     }
-    if let Some(col) = table.column_mut(6) {
-        col.set_cell_alignment(CellAlignment::Right);
+    for sizes in [6, 7] {
+        if let Some(col) = table.column_mut(sizes) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
     }
     (table, stale)
 }
 
-fn row(e: &Entry, now: SystemTime) -> [String; 8] {
+fn row(e: &Entry, now: SystemTime) -> [String; 9] {
     let ago = |t: Option<SystemTime>| {
         t.map_or_else(
             || "-".to_owned(),
@@ -99,6 +102,11 @@ fn row(e: &Entry, now: SystemTime) -> [String; 8] {
         Some(b) => format!("{}*", Bytes(b)),
         None => "?".to_owned(),
     };
+    // What pruning removed when the dir was last adopted.
+    let pruned = e
+        .pruned
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |p| Bytes(p.bytes).to_string());
     let workspace = match (&e.note, &e.workspace) {
         (Some(note), _) => format!("({})", esc(note)),
         (None, Some(ws)) => esc(ws),
@@ -116,6 +124,7 @@ fn row(e: &Entry, now: SystemTime) -> [String; 8] {
         renewed,
         expires,
         size,
+        pruned,
         workspace,
     ]
 }
@@ -145,6 +154,14 @@ fn totals(status: &Status) -> Vec<String> {
 /// A time in `--json`: RFC 3339, to the second.
 fn rfc3339(t: Option<SystemTime>) -> Option<String> {
     t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+}
+
+/// A time recorded as seconds since the epoch in a file someone else may have written: RFC 3339,
+/// or nothing past year 9999 (what RFC 3339 can print).
+fn epoch_secs(secs: u64) -> Option<String> {
+    const YEAR_10000: u64 = 253_402_300_800;
+    (secs < YEAR_10000)
+        .then(|| rfc3339(Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))))?
 }
 
 /// `status --json`, in the shape README's "JSON output" documents.
@@ -186,8 +203,19 @@ impl Serialize for Entry {
             expires_at: Option<String>,
             size_bytes: Option<u64>,
             size_measured: bool,
+            /// What pruning removed when the dir was last adopted.
+            pruned: Option<Pruned<'a>>,
             #[serde(skip_serializing_if = "Option::is_none")]
             note: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Pruned<'a> {
+            units: usize,
+            superseded: usize,
+            incremental: usize,
+            bytes: u64,
+            at: Option<String>,
+            from: &'a str,
         }
         Json {
             job_id: &self.job_id,
@@ -202,6 +230,14 @@ impl Serialize for Entry {
             expires_at: rfc3339(self.expires_at),
             size_bytes: self.size_bytes,
             size_measured: self.size_measured,
+            pruned: self.pruned.as_ref().map(|p| Pruned {
+                units: p.units,
+                superseded: p.superseded,
+                incremental: p.incremental,
+                bytes: p.bytes,
+                at: epoch_secs(p.at),
+                from: &p.from,
+            }),
             note: self.note.as_deref(),
         }
         .serialize(s)
