@@ -24,7 +24,12 @@ fn files() -> Vec<(String, PathBuf)> {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let rel = path.strip_prefix(src()).unwrap();
-                let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+                let first = rel
+                    .components()
+                    .next()
+                    .unwrap()
+                    .as_os_str()
+                    .to_string_lossy();
                 let module = first.trim_end_matches(".rs").to_owned();
                 out.push((module, path));
             }
@@ -222,9 +227,15 @@ fn long_functions(path: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for (n, line) in lines.iter().enumerate() {
         let t = line.trim_start();
-        let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn ", "const fn "]
-            .iter()
-            .any(|p| t.starts_with(p))
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "pub(crate) fn ",
+            "pub(super) fn ",
+            "const fn ",
+        ]
+        .iter()
+        .any(|p| t.starts_with(p))
             || (t.starts_with("pub(crate) const fn ") || t.starts_with("unsafe fn "));
         if !is_fn {
             continue;
@@ -291,8 +302,13 @@ fn no_function_is_long_without_a_reason() {
 
 #[test]
 fn comments_and_strings_do_not_count() {
-    let code = code_only("let a = \"{ crate::x\"; // crate::y {\nlet c = '{'; /* } */ fn f<'a>() {}");
+    let code =
+        code_only("let a = \"{ crate::x\"; // crate::y {\nlet c = '{'; /* } */ fn f<'a>() {}");
     assert!(!code.contains("crate::"), "{code}");
-    assert_eq!(code.matches('{').count(), code.matches('}').count(), "{code}");
+    assert_eq!(
+        code.matches('{').count(),
+        code.matches('}').count(),
+        "{code}"
+    );
     assert!(code.contains("fn f<'a>() {}"), "{code}");
 }
