@@ -38,7 +38,7 @@ mod workspace;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, GcArgs, StatusArgs};
 use crate::config::Config;
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     let args = cli::normalize(std::env::args_os().collect());
     let color_flag = term::color_flag(&args);
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             term::init(term::Verbosity::Normal, color_flag);
