@@ -156,7 +156,7 @@ impl Config {
                     .map(|d| std::env::split_paths(&d).collect()),
                 path: var_os("PATH"),
             },
-            ci: ci_name(&var),
+            ci: job_id::ci_name(&var),
             github: GitHub::from_env(&var),
             parent_lease: var("CARGO_GUARDED_LEASE"),
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
@@ -186,24 +186,8 @@ impl Config {
     }
 }
 
-/// `CI` is set, but by no CI whose job ids `job_id::derive` knows.
-pub(crate) const UNRECOGNISED_CI: &str = "unrecognised CI (CI is set)";
-
-/// The CI system we run in, by the variables it always sets (the ones `job_id::derive` reads
-/// first); `CI` alone means one whose job ids we cannot derive.
-fn ci_name(var: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
-    if var("GITHUB_ACTIONS").is_some() || var("GITHUB_RUN_ID").is_some() {
-        Some("GitHub Actions")
-    } else if var("GITLAB_CI").is_some() || var("CI_JOB_ID").is_some() {
-        Some("GitLab CI")
-    } else if var("BUILDKITE").is_some() || var("BUILDKITE_JOB_ID").is_some() {
-        Some("Buildkite")
-    } else if var("CI").is_some() {
-        Some(UNRECOGNISED_CI)
-    } else {
-        None
-    }
-}
+// `doctor` names it through here today.
+pub(crate) use crate::job_id::UNRECOGNISED_CI;
 
 /// `CARGO_GUARDED_LOCKS=trusted|untrusted` overrides the lock self-test (no flag: it is for
 /// the rare machine whose filesystem lies about locks, set once in its environment).
