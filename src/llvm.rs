@@ -135,17 +135,23 @@ pub(crate) fn needs_tools(args: &[OsString]) -> bool {
 pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static str, PathBuf)>> {
     let tools = find(rustc, search)?;
     match tools.source {
-        Source::Env => term::verbose(format_args!(
-            "LLVM_COV={} and LLVM_PROFDATA={} are set: cargo-llvm-cov uses them as given",
-            tools.llvm_cov.display(),
-            tools.llvm_profdata.display()
-        )),
-        Source::Component => term::verbose(format_args!(
-            "cargo-llvm-cov uses the rustup llvm-tools component in {}",
-            tools.llvm_cov.parent().unwrap_or(Path::new("")).display()
-        )),
+        Source::Env => term::verbose_verb(
+            "Note",
+            format_args!(
+                "LLVM_COV={} and LLVM_PROFDATA={} are set: cargo-llvm-cov uses them as given",
+                tools.llvm_cov.display(),
+                tools.llvm_profdata.display()
+            ),
+        ),
+        Source::Component => term::verbose_verb(
+            "Note",
+            format_args!(
+                "cargo-llvm-cov uses the rustup llvm-tools component in {}",
+                tools.llvm_cov.parent().unwrap_or(Path::new("")).display()
+            ),
+        ),
         Source::Found if tools.paired.is_some() => {
-            term::verbose(tools.paired.as_deref().unwrap_or_default());
+            term::verbose_verb("Note", tools.paired.as_deref().unwrap_or_default());
         }
         Source::Found => {
             let set: Vec<String> = tools
@@ -153,10 +159,13 @@ pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static s
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.display()))
                 .collect();
-            term::verbose(format_args!(
-                "the rustup llvm-tools component is not installed: setting {} (rustc's LLVM major)",
-                set.join(" ")
-            ));
+            term::verbose_verb(
+                "Note",
+                format_args!(
+                    "the rustup llvm-tools component is not installed: setting {} (rustc's LLVM major)",
+                    set.join(" ")
+                ),
+            );
         }
     }
     Ok(tools.child_env)
