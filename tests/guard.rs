@@ -542,9 +542,6 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     /// Mount a tmpfs of `mib` MiB, or say why not.
     fn mount(at: &Path, mib: u64) -> Result<Tmpfs, String> {
-        if !is_root() {
-            return Err("not running as root (tmpfs mounts need it)".into());
-        }
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
@@ -577,16 +574,7 @@ fn env_on_tmpfs(mib: u64) -> Option<(Tmpfs, Env)> {
 }
 
 fn tmpfs_at_or_skip(at: &Path, mib: u64) -> Option<Tmpfs> {
-    match Tmpfs::mount(at, mib) {
-        Ok(t) => Some(t),
-        Err(why) if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some() && is_root() => {
-            panic!("tmpfs test required but cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
+    require_root("a tmpfs mount", || Tmpfs::mount(at, mib))
 }
 
 /// `exec` a job that writes `mib` MiB into its target dir.

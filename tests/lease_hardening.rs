@@ -322,8 +322,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_heartbeat_on_a_full_disk_warns_once_and_once_on_recovery() {
-    if !is_root() {
-        eprintln!("skipped: not root");
+    if require_root("a tmpfs mount or a second user", || Ok(())).is_none() {
         return;
     }
     let mut env = Env::new();
@@ -469,8 +468,7 @@ fn shared_root(env: &Env) {
 
 #[test]
 fn two_users_share_a_sticky_root() {
-    if !is_root() {
-        eprintln!("skipped: not root");
+    if require_root("a tmpfs mount or a second user", || Ok(())).is_none() {
         return;
     }
     let env = Env::new();
@@ -498,8 +496,7 @@ fn two_users_share_a_sticky_root() {
 
 #[test]
 fn a_job_dir_planted_by_another_user_is_never_used() {
-    if !is_root() {
-        eprintln!("skipped: not root");
+    if require_root("a tmpfs mount or a second user", || Ok(())).is_none() {
         return;
     }
     let env = Env::new();

@@ -1,5 +1,5 @@
-//! A real small filesystem for full-disk tests: a size-limited tmpfs (root only; required, never
-//! skipped, when `CARGO_GUARDED_REQUIRE_TOOLS` is set and we are root).
+//! A real small filesystem for full-disk tests: a size-limited tmpfs (root only: as root it must
+//! mount, see `common::require_root`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -10,28 +10,21 @@ pub struct Tmpfs(pub PathBuf);
 impl Tmpfs {
     /// Mount a tmpfs of `kib` KiB at `at`, or `None` with the reason printed.
     pub fn mount_or_skip(at: &Path, kib: u64) -> Option<Tmpfs> {
-        let why = if !super::is_root() {
-            "not running as root (tmpfs mounts need it)".to_owned()
-        } else {
+        super::common::require_root("a tmpfs mount", || {
             std::fs::create_dir_all(at).unwrap();
             match Command::new("mount")
                 .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
                 .arg(at)
                 .output()
             {
-                Ok(out) if out.status.success() => return Some(Tmpfs(at.to_owned())),
-                Ok(out) => format!(
+                Ok(out) if out.status.success() => Ok(Tmpfs(at.to_owned())),
+                Ok(out) => Err(format!(
                     "mount -t tmpfs failed: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                Err(e) => format!("cannot run mount: {e}"),
+                )),
+                Err(e) => Err(format!("cannot run mount: {e}")),
             }
-        };
-        if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some() && super::is_root() {
-            panic!("tmpfs test required but cannot run: {why}");
-        }
-        eprintln!("skipped: {why}");
-        None
+        })
     }
 }
 
