@@ -13,9 +13,14 @@ pub struct LiveHolder {
 impl Env {
     /// Start a live holder of `job` in `cwd`; returns once its lease is active.
     pub fn live_holder(&self, cwd: &Path, job: &str) -> LiveHolder {
+        // The log files' name: the id may hold a `/`.
+        let name: String = job
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         let run = self.spawn(
             cwd,
-            &format!("holder-{job}"),
+            &format!("holder-{name}"),
             ["--job-id", job, "exec", "--", "sleep", "60"],
         );
         // By `status`, which knows the job dir of an id that had to be sanitized.
