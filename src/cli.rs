@@ -214,30 +214,20 @@ impl JobArgs {
     /// the same variables, and a flag typed there (`--wait 5s exec …`) must win over them.
     fn forget_environment(&mut self, m: &clap::ArgMatches) {
         let env = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
-        if env("job_id") {
-            self.job_id = None;
+        // Each option by its clap id (the field's name); `true` is what the switches default to.
+        fn forget<T>(field: &mut Option<T>, from_env: bool) {
+            if from_env {
+                *field = None;
+            }
         }
-        if env("linger") {
-            self.linger = None;
-        }
-        if env("min_free") {
-            self.min_free = None;
-        }
-        if env("adopt") {
-            self.adopt = true;
-        }
-        if env("prune") {
-            self.prune = true;
-        }
-        if env("prune_after") {
-            self.prune_after = None;
-        }
-        if env("max_warm_size") {
-            self.max_warm_size = None;
-        }
-        if env("wait") {
-            self.wait = None;
-        }
+        forget(&mut self.job_id, env("job_id"));
+        forget(&mut self.linger, env("linger"));
+        forget(&mut self.min_free, env("min_free"));
+        forget(&mut self.prune_after, env("prune_after"));
+        forget(&mut self.max_warm_size, env("max_warm_size"));
+        forget(&mut self.wait, env("wait"));
+        self.adopt |= env("adopt");
+        self.prune |= env("prune");
     }
 
     /// Copy into `g` what was given; `self` wins over what `g` already holds.

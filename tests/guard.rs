@@ -306,20 +306,20 @@ fn a_crash_at_release_expires_after_the_ttl() {
     crash_holding("release", "rel", &["true"]);
 }
 
+/// Adopting: a released `donor` dir, then job `taker` crashes at `step` while adopting it.
+fn crash_adopting(env: &Env, ws: &Path, step: &str) {
+    env.ok(
+        ws,
+        ["--linger", "0s", "--job-id", "donor", "exec", "--", "true"],
+    );
+    crash_at(env, ws, step, &["--job-id", "taker", "exec", "--", "true"]);
+}
+
 /// Adopting: the candidate stays whole under one name or the other.
 #[test]
 fn a_crash_with_the_adoption_candidate_locked_leaves_it_whole() {
     beside_a_live_job(|env, ws| {
-        env.ok(
-            ws,
-            ["--linger", "0s", "--job-id", "donor", "exec", "--", "true"],
-        );
-        crash_at(
-            env,
-            ws,
-            "adopt-locked",
-            &["--job-id", "taker", "exec", "--", "true"],
-        );
+        crash_adopting(env, ws, "adopt-locked");
         assert!(env.job_dirs().contains(&"donor".to_owned()));
         assert!(!env.job_dirs().contains(&"taker".to_owned()));
     });
@@ -328,16 +328,7 @@ fn a_crash_with_the_adoption_candidate_locked_leaves_it_whole() {
 #[test]
 fn a_crash_after_the_adopted_dir_is_renamed_is_finished_by_the_next_run() {
     beside_a_live_job(|env, ws| {
-        env.ok(
-            ws,
-            ["--linger", "0s", "--job-id", "donor", "exec", "--", "true"],
-        );
-        crash_at(
-            env,
-            ws,
-            "adopt-renamed",
-            &["--job-id", "taker", "exec", "--", "true"],
-        );
+        crash_adopting(env, ws, "adopt-renamed");
         assert!(!env.job_dirs().contains(&"donor".to_owned()));
         assert_eq!(
             env.lease("taker")["job_id"],
