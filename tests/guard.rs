@@ -2,6 +2,8 @@
 //! root, untrusted locks, and a real small filesystem.
 
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use tmpfs::Tmpfs;
 
 /// A lease as cargo-guarded writes it.
 fn lease(job: &str, state: &str, renewed: i64, expires: i64, ttl: u64) -> Value {
@@ -568,33 +571,6 @@ fn without_pressure_the_guard_keeps_expired_dirs_it_does_not_need() {
 
 // --- A real small filesystem --------------------------------------------------------------------
 
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mount a tmpfs of `mib` MiB, or say why not.
-    fn mount(at: &Path, mib: u64) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(at.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// An `Env` whose root is on a fresh tmpfs of `mib` MiB (unmounted when the `Tmpfs` drops,
 /// before the `Env`'s temp dir goes), or `None` with the reason printed.
 fn env_on_tmpfs(mib: u64) -> Option<(Tmpfs, Env)> {
@@ -605,7 +581,7 @@ fn env_on_tmpfs(mib: u64) -> Option<(Tmpfs, Env)> {
 }
 
 fn tmpfs_at_or_skip(at: &Path, mib: u64) -> Option<Tmpfs> {
-    require_root("a tmpfs mount", || Tmpfs::mount(at, mib))
+    Tmpfs::mount_or_skip(at, &format!("{mib}m"))
 }
 
 /// `exec` a job that writes `mib` MiB into its target dir.
