@@ -545,6 +545,29 @@ mod tests {
     }
 
     #[test]
+    fn a_typed_flag_is_found_in_both_spellings() {
+        let args: Vec<OsString> = ["cargo-guarded", "--ttl=1m", "exec", "--wait", "5s"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(typed(&args, "--ttl"));
+        assert!(typed(&args, "--wait"));
+        assert!(!typed(&args, "--linger"));
+        assert!(!typed(&args, "--tt"));
+    }
+
+    #[test]
+    fn switches_take_the_usual_spellings_and_nothing_else() {
+        for on in ["1", "true", "yes", "on"] {
+            assert_eq!(switch(on), Ok(true));
+        }
+        for off in ["0", "false", "no", "off"] {
+            assert_eq!(switch(off), Ok(false));
+        }
+        assert!(switch("maybe").unwrap_err().contains("`maybe`"));
+    }
+
+    #[test]
     fn bad_values_are_rejected() {
         assert!(parse(&["cargo-guarded", "--ttl", "soon", "build"]).is_err());
         assert!(parse(&["cargo-guarded", "--min-free", "lots", "build"]).is_err());
