@@ -369,11 +369,14 @@ fn switch(s: &str) -> Result<bool, String> {
     }
 }
 
-/// The command line, with the options' environment variables, parsed. A flag wins over its
-/// variable, whatever the variable holds.
+/// The command line, with the options' environment variables, parsed. As when the variables
+/// were read after parsing: a flag wins over its variable, whatever the variable holds; an error
+/// on the command line comes before one in a variable; `man` and `completions` read none.
 pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    // Variables clap must not read: an invalid value under a flag that was typed.
+    // Variables clap must not read: invalid ones, each parse finding the next.
     let mut overridden = Vec::new();
+    // The first invalid variable that no typed flag overrides.
+    let mut invalid = None;
     loop {
         let mut cmd = command(&overridden);
         let e = match cmd.try_get_matches_from_mut(&args) {
@@ -382,7 +385,14 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
                 if let (Some(job), Some((_, sub))) = (cli.command.job_mut(), matches.subcommand()) {
                     job.forget_environment(sub);
                 }
-                return Ok(cli);
+                return match invalid {
+                    Some(e)
+                        if !matches!(cli.command, Command::Man | Command::Completions { .. }) =>
+                    {
+                        Err(e)
+                    }
+                    _ => Ok(cli),
+                };
             }
             // Clap tells "no arguments at all" (help wanted) only when nothing was matched, and
             // the variables now match options: tell it as before.
@@ -394,13 +404,14 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
             Err(e) => e,
         };
         match from_environment(&e, &cmd) {
-            Some((var, _)) if typed(&args, &var.flag) && !overridden.contains(&var.name) => {
-                overridden.push(var.name)
+            Some((var, why)) if !overridden.contains(&var.name) => {
+                if invalid.is_none() && !typed(&args, &var.flag) {
+                    let line = format!("{}: {why}\n", var.name);
+                    invalid = Some(clap::Error::raw(e.kind(), line));
+                }
+                overridden.push(var.name);
             }
-            Some((var, why)) => {
-                return Err(clap::Error::raw(e.kind(), format!("{}: {why}\n", var.name)));
-            }
-            None => return Err(e),
+            _ => return Err(e),
         }
     }
 }

@@ -102,3 +102,30 @@ fn help_names_each_variable_once() {
         assert_eq!(exec.matches(&tag).count(), 1, "{tag}:\n{exec}");
     }
 }
+
+#[test]
+fn an_invalid_variable_stops_only_what_reads_it() {
+    let env = Env::new();
+    let run = |args: &[&str]| {
+        let mut cmd = env.cmd(env.path());
+        cmd.env("CARGO_GUARDED_TTL", "soon")
+            .arg("guarded")
+            .args(args);
+        output(&mut cmd)
+    };
+    // `man` and `completions` read no option.
+    assert_success(&run(&["man"]));
+    assert_success(&run(&["completions", "bash"]));
+    // A mistake on the command line is told first, as clap renders it.
+    let out = run(&["--frobnicate", "gc"]);
+    assert!(stderr(&out).contains("--frobnicate"), "{}", describe(&out));
+    // Anything that reads the options names the variable.
+    let out = run(&["gc"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        one_line_error(&out).contains("CARGO_GUARDED_TTL: "),
+        "{}",
+        describe(&out)
+    );
+    assert!(!env.root.exists(), "nothing may be created");
+}
