@@ -418,7 +418,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
 
 /// The clap command. An empty variable counts as unset, as a CI template that passes an empty
 /// input through means "the default", not an invalid value; `overridden` variables are unset.
-pub(crate) fn command(overridden: &[String]) -> clap::Command {
+fn command(overridden: &[String]) -> clap::Command {
     fn unset(cmd: clap::Command, overridden: &[String]) -> clap::Command {
         cmd.mut_args(|a| match a.get_env().and_then(|n| n.to_str()) {
             Some(name)
