@@ -166,14 +166,14 @@ pub(crate) struct JobArgs {
           env = "CARGO_GUARDED_MIN_FREE", hide_env_values = true)]
     pub(crate) min_free: Option<Threshold>,
 
-    /// Never adopt another job's expired dir; start cold instead (the variable: `0` or `1`)
+    /// Never adopt another job's expired dir; start cold instead (the variable: `0` not to adopt)
     // The flag stores `false`; the variable says `1`/`0` (or true/false, yes/no, on/off) whether
     // to adopt, so the field is the positive one.
     #[arg(long = "no-adopt", action = ArgAction::SetFalse, value_parser = switch,
           help_heading = JOB, env = "CARGO_GUARDED_ADOPT", hide_env_values = true)]
     pub(crate) adopt: bool,
 
-    /// Never prune dead units from an adopted dir (the variable: `0` or `1`)
+    /// Never prune dead units from an adopted dir (the variable: `0` not to prune)
     #[arg(long = "no-prune", action = ArgAction::SetFalse, value_parser = switch,
           help_heading = JOB, env = "CARGO_GUARDED_PRUNE", hide_env_values = true)]
     pub(crate) prune: bool,
