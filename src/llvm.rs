@@ -162,7 +162,8 @@ pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static s
             term::verbose_verb(
                 "Note",
                 format_args!(
-                    "the rustup llvm-tools component is not installed: setting {} (rustc's LLVM major)",
+                    "the rustup llvm-tools component is not installed: setting {} \
+                     (rustc's LLVM major)",
                     set.join(" ")
                 ),
             );
