@@ -1,11 +1,14 @@
-//! Command-line arguments, parsed into plain values. No I/O happens here: environment variables,
+//! Command-line arguments, parsed into plain values. Each option's environment variable is read
+//! by clap (`env =`, so `--help` names it); no I/O happens here: other variables, computed
 //! defaults and workspace facts are resolved afterwards, once, in `config.rs`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::Resettable;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::term::ColorChoice;
 use crate::units::{self, Threshold};
@@ -55,11 +58,17 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// Shared root that holds every job dir [env: CARGO_GUARDED_ROOT]
+    /// Shared root that holds every job dir
     /// [default: $XDG_CACHE_HOME/cargo-guarded or ~/.cache/cargo-guarded]
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        env = "CARGO_GUARDED_ROOT",
+        hide_env_values = true
+    )]
     pub(crate) root: Option<PathBuf>,
 
     // The job's options are parsed into `JobArgs` (before a wrapped command, or after `exec`,
@@ -68,38 +77,40 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) job_id: Option<String>,
 
-    /// An active lease whose heartbeat stopped this long ago is expired [env: CARGO_GUARDED_TTL]
-    /// [default: 10m]
-    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true)]
+    /// An active lease whose heartbeat stopped this long ago is expired [default: 10m]
+    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true,
+          env = "CARGO_GUARDED_TTL", hide_env_values = true)]
     pub(crate) ttl: Option<Duration>,
 
     #[arg(skip)]
     pub(crate) linger: Option<Duration>,
 
     /// Reclaim expired dirs when free space is below this size or share of the disk
-    /// [env: CARGO_GUARDED_RECLAIM_BELOW] [default: 15%]
-    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true)]
+    /// [default: 15%]
+    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true,
+          env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true)]
     pub(crate) reclaim_below: Option<Threshold>,
 
     /// Once reclaiming, keep going until free space reaches this
-    /// [env: CARGO_GUARDED_RECLAIM_TO] [default: --reclaim-below plus 5 points]
-    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true)]
+    /// [default: --reclaim-below plus 5 points]
+    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true,
+          env = "CARGO_GUARDED_RECLAIM_TO", hide_env_values = true)]
     pub(crate) reclaim_to: Option<Threshold>,
 
     #[arg(skip)]
     pub(crate) min_free: Option<Threshold>,
 
-    /// Expired dirs kept per workspace for warm reuse, even without disk pressure
-    /// [env: CARGO_GUARDED_KEEP_EXPIRED] [default: 1]
+    /// Expired dirs kept per workspace for warm reuse, even without disk pressure [default: 1]
     // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
-    #[arg(long, value_name = "N", global = true, allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", global = true, allow_negative_numbers = true,
+          value_parser = whole_number, env = "CARGO_GUARDED_KEEP_EXPIRED", hide_env_values = true)]
     pub(crate) keep_expired: Option<usize>,
 
-    #[arg(skip)]
-    pub(crate) no_adopt: bool,
+    #[arg(skip = true)]
+    pub(crate) adopt: bool,
 
-    #[arg(skip)]
-    pub(crate) no_prune: bool,
+    #[arg(skip = true)]
+    pub(crate) prune: bool,
 
     #[arg(skip)]
     pub(crate) prune_after: Option<u64>,
@@ -127,73 +138,106 @@ const JOB: &str = "Job options";
 
 /// Options of the job a command runs in: given before a wrapped command (`cargo guarded --job-id
 /// x build`) or after `exec`, `env`, `hold` and `doctor`; `gc` and `status` take none.
-#[derive(Debug, Args, Default, Clone)]
+#[derive(Debug, Args, Clone)]
 pub(crate) struct JobArgs {
-    /// Job id; steps with the same id share one dir [env: CARGO_GUARDED_JOB_ID]
+    /// Job id; steps with the same id share one dir
     /// [default: derived from GitHub Actions, GitLab CI or Buildkite; locally, from the workspace]
-    // Empty is an error, not one shared dir for every job whose id variable was unset.
+    // Empty is an error, not one shared dir for every job whose id variable was unset (an empty
+    // variable counts as unset: see `command`).
     #[arg(
         long,
         value_name = "ID",
         help_heading = JOB,
-        value_parser = clap::builder::NonEmptyStringValueParser::new()
+        value_parser = clap::builder::NonEmptyStringValueParser::new(),
+        env = "CARGO_GUARDED_JOB_ID",
+        hide_env_values = true
     )]
     pub(crate) job_id: Option<String>,
 
     /// How long a released lease stays protected so later steps of the job find their dir; `0s`
-    /// expires it at release [env: CARGO_GUARDED_LINGER] [default: 1h]
-    #[arg(long, value_name = "DURATION", value_parser = lease_duration, help_heading = JOB)]
+    /// expires it at release [default: 1h]
+    #[arg(long, value_name = "DURATION", value_parser = lease_duration, help_heading = JOB,
+          env = "CARGO_GUARDED_LINGER", hide_env_values = true)]
     pub(crate) linger: Option<Duration>,
 
     /// Refuse to start (exit 75) when free space is still below this after reclaiming
-    /// [env: CARGO_GUARDED_MIN_FREE] [default: 2GiB]
-    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, help_heading = JOB)]
+    /// [default: 2GiB]
+    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, help_heading = JOB,
+          env = "CARGO_GUARDED_MIN_FREE", hide_env_values = true)]
     pub(crate) min_free: Option<Threshold>,
 
-    /// Never adopt another job's expired dir; start cold instead [env: CARGO_GUARDED_ADOPT=0]
-    #[arg(long, help_heading = JOB)]
-    pub(crate) no_adopt: bool,
+    /// Never adopt another job's expired dir; start cold instead (the variable: `0` not to adopt)
+    // The flag stores `false`; the variable says `1`/`0` (or true/false, yes/no, on/off) whether
+    // to adopt, so the field is the positive one.
+    #[arg(long = "no-adopt", action = ArgAction::SetFalse, value_parser = switch,
+          help_heading = JOB, env = "CARGO_GUARDED_ADOPT", hide_env_values = true)]
+    pub(crate) adopt: bool,
 
-    /// Never prune dead units from an adopted dir [env: CARGO_GUARDED_PRUNE=0]
-    #[arg(long, help_heading = JOB)]
-    pub(crate) no_prune: bool,
+    /// Never prune dead units from an adopted dir (the variable: `0` not to prune)
+    #[arg(long = "no-prune", action = ArgAction::SetFalse, value_parser = switch,
+          help_heading = JOB, env = "CARGO_GUARDED_PRUNE", hide_env_values = true)]
+    pub(crate) prune: bool,
 
-    /// At adoption, prune units no job used in this many jobs [env: CARGO_GUARDED_PRUNE_AFTER]
-    /// [default: 3]
+    /// At adoption, prune units no job used in this many jobs [default: 3]
     #[arg(
         long,
         value_name = "K",
         help_heading = JOB,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = jobs,
+        env = "CARGO_GUARDED_PRUNE_AFTER",
+        hide_env_values = true
     )]
     pub(crate) prune_after: Option<u64>,
 
     /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its largest size
     /// over its first --prune-after jobs, or `off`); it is emptied and the job builds fresh
-    /// [env: CARGO_GUARDED_MAX_WARM_SIZE] [default: 3x]
+    /// [default: 3x]
     #[arg(
         long,
         value_name = "SIZE|Nx",
         help_heading = JOB,
-        value_parser = crate::prune::WarmLimit::parse
+        value_parser = crate::prune::WarmLimit::parse,
+        env = "CARGO_GUARDED_MAX_WARM_SIZE",
+        hide_env_values = true
     )]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
     /// Give up waiting for a lease held by another run of the same job after this long
-    /// [env: CARGO_GUARDED_WAIT] [default: wait as long as it takes, like cargo's own lock]
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB)]
+    /// [default: wait as long as it takes, like cargo's own lock]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB,
+          env = "CARGO_GUARDED_WAIT", hide_env_values = true)]
     pub(crate) wait: Option<Duration>,
 }
 
 impl JobArgs {
+    /// Forget what a subcommand's job options took from the environment: the top level's read
+    /// the same variables, and a flag typed there (`--wait 5s exec …`) must win over them.
+    fn forget_environment(&mut self, m: &clap::ArgMatches) {
+        let env = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
+        // Each option by its clap id (the field's name); `true` is what the switches default to.
+        fn forget<T>(field: &mut Option<T>, from_env: bool) {
+            if from_env {
+                *field = None;
+            }
+        }
+        forget(&mut self.job_id, env("job_id"));
+        forget(&mut self.linger, env("linger"));
+        forget(&mut self.min_free, env("min_free"));
+        forget(&mut self.prune_after, env("prune_after"));
+        forget(&mut self.max_warm_size, env("max_warm_size"));
+        forget(&mut self.wait, env("wait"));
+        self.adopt |= env("adopt");
+        self.prune |= env("prune");
+    }
+
     /// Copy into `g` what was given; `self` wins over what `g` already holds.
     pub(crate) fn apply(self, g: &mut GlobalArgs) {
         g.job_id = self.job_id.or(g.job_id.take());
         g.linger = self.linger.or(g.linger);
         g.min_free = self.min_free.or(g.min_free);
-        g.no_adopt |= self.no_adopt;
+        g.adopt &= self.adopt;
         g.wait = self.wait.or(g.wait);
-        g.no_prune |= self.no_prune;
+        g.prune &= self.prune;
         g.prune_after = self.prune_after.or(g.prune_after);
         g.max_warm_size = self.max_warm_size.or(g.max_warm_size);
     }
@@ -252,6 +296,19 @@ pub(crate) enum Command {
     External(Vec<OsString>),
 }
 
+impl Command {
+    /// The subcommand's own job options, if it takes them.
+    fn job_mut(&mut self) -> Option<&mut JobArgs> {
+        match self {
+            Command::Env { job, .. }
+            | Command::Exec { job, .. }
+            | Command::Hold { job }
+            | Command::Doctor { job, .. } => Some(job),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Args, Default, Clone)]
 pub(crate) struct StatusArgs {
     /// Print JSON on stdout
@@ -281,13 +338,162 @@ pub(crate) struct GcArgs {
     pub(crate) max_time: Option<Duration>,
 }
 
-/// `cargo guarded build` reaches us as `cargo-guarded guarded build`; a direct
-/// `cargo-guarded build` works too. Drop the word cargo inserts.
 /// `--ttl` and `--linger`: at most `lease::MAX_LEASE_DURATION` (10 years; see there why).
 pub(crate) fn lease_duration(s: &str) -> Result<Duration, String> {
     units::parse_duration_at_most(s, crate::lease::MAX_LEASE_DURATION)
 }
 
+/// `--keep-expired`.
+fn whole_number(s: &str) -> Result<usize, String> {
+    s.parse()
+        .map_err(|_| format!("expected a whole number, got `{s}`"))
+}
+
+/// `--prune-after`.
+fn jobs(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(k) if k >= 1 => Ok(k),
+        _ => Err(format!(
+            "expected a whole number of jobs (at least 1), got `{s}`"
+        )),
+    }
+}
+
+/// `--no-adopt`/`--no-prune` store `false`; their variables say whether to do it. A typo must
+/// not silently leave the feature on.
+fn switch(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("expected `1` or `0`, got `{other}`")),
+    }
+}
+
+/// The command line, with the options' environment variables, parsed. As when the variables
+/// were read after parsing: a flag wins over its variable, whatever the variable holds; an error
+/// on the command line comes before one in a variable; `man` and `completions` read none.
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    // Variables clap must not read: invalid ones, each parse finding the next.
+    let mut overridden = Vec::new();
+    // The first invalid variable that no typed flag overrides.
+    let mut invalid = None;
+    loop {
+        let mut cmd = command(&overridden);
+        let e = match cmd.try_get_matches_from_mut(&args) {
+            Ok(matches) => {
+                let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+                if let (Some(job), Some((_, sub))) = (cli.command.job_mut(), matches.subcommand()) {
+                    job.forget_environment(sub);
+                }
+                return match invalid {
+                    Some(e)
+                        if !matches!(cli.command, Command::Man | Command::Completions { .. }) =>
+                    {
+                        Err(e)
+                    }
+                    _ => Ok(cli),
+                };
+            }
+            // Clap tells "no arguments at all" (help wanted) only when nothing was matched, and
+            // the variables now match options: tell it as before.
+            Err(e) if e.kind() == ErrorKind::MissingSubcommand && args.len() <= 1 => {
+                return Err(clap::Error::new(
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand,
+                ));
+            }
+            Err(e) => e,
+        };
+        match from_environment(&e, &cmd) {
+            Some((var, why)) if !overridden.contains(&var.name) => {
+                if invalid.is_none() && !typed(&args, &var.flag) {
+                    let line = format!("{}: {why}\n", var.name);
+                    invalid = Some(clap::Error::raw(e.kind(), line));
+                }
+                overridden.push(var.name);
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
+/// The clap command. An empty variable counts as unset, as a CI template that passes an empty
+/// input through means "the default", not an invalid value; `overridden` variables are unset.
+fn command(overridden: &[String]) -> clap::Command {
+    fn unset(cmd: clap::Command, overridden: &[String]) -> clap::Command {
+        cmd.mut_args(|a| match a.get_env().and_then(|n| n.to_str()) {
+            Some(name)
+                if overridden.iter().any(|o| o == name)
+                    || std::env::var_os(name).is_some_and(|v| v.is_empty()) =>
+            {
+                a.env(Resettable::Reset)
+            }
+            _ => a,
+        })
+        .mut_subcommands(|sub| unset(sub, overridden))
+    }
+    unset(Cli::command(), overridden)
+}
+
+/// An option's variable: its name and its flag.
+struct Variable {
+    name: String,
+    flag: String,
+}
+
+/// When `e` is about an invalid value that an option's variable holds: the variable and what
+/// is wrong with the value. Then clap's own message would name the flag, which the user may
+/// never have typed, and its usage lines would not help.
+fn from_environment(e: &clap::Error, cmd: &clap::Command) -> Option<(Variable, String)> {
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    // `--ttl <DURATION>` names the flag.
+    let flag = arg.split([' ', '=']).next().unwrap_or_default();
+    let name = all_args(cmd)
+        .filter(|a| a.get_long().is_some_and(|l| flag == format!("--{l}")))
+        .find_map(|a| a.get_env())
+        .filter(|var| std::env::var_os(var).is_some_and(|v| v.to_string_lossy() == *value))?;
+    let why = match std::error::Error::source(e) {
+        Some(source) => source.to_string(),
+        None => format!("invalid value `{value}`"),
+    };
+    let name = name.to_string_lossy().into_owned();
+    Some((
+        Variable {
+            name,
+            flag: flag.to_owned(),
+        },
+        why,
+    ))
+}
+
+/// Whether `flag` was typed (`--ttl x` or `--ttl=x`).
+fn typed(args: &[OsString], flag: &str) -> bool {
+    args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('='))
+    })
+}
+
+/// Every argument of `cmd` and of its subcommands.
+fn all_args(cmd: &clap::Command) -> Box<dyn Iterator<Item = &clap::Arg> + '_> {
+    Box::new(
+        cmd.get_arguments()
+            .chain(cmd.get_subcommands().flat_map(all_args)),
+    )
+}
+
+/// `cargo guarded build` reaches us as `cargo-guarded guarded build`; a direct
+/// `cargo-guarded build` works too. Drop the word cargo inserts.
 pub(crate) fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
     if args.get(1).is_some_and(|a| a == "guarded") {
         args.remove(1);
@@ -347,6 +553,29 @@ mod tests {
             cli.command,
             Command::Gc(GcArgs { dry_run: true, .. })
         ));
+    }
+
+    #[test]
+    fn a_typed_flag_is_found_in_both_spellings() {
+        let args: Vec<OsString> = ["cargo-guarded", "--ttl=1m", "exec", "--wait", "5s"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(typed(&args, "--ttl"));
+        assert!(typed(&args, "--wait"));
+        assert!(!typed(&args, "--linger"));
+        assert!(!typed(&args, "--tt"));
+    }
+
+    #[test]
+    fn switches_take_the_usual_spellings_and_nothing_else() {
+        for on in ["1", "true", "yes", "on"] {
+            assert_eq!(switch(on), Ok(true));
+        }
+        for off in ["0", "false", "no", "off"] {
+            assert_eq!(switch(off), Ok(false));
+        }
+        assert!(switch("maybe").unwrap_err().contains("`maybe`"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::llvm;
 use crate::locks::LockTrust;
 use crate::report::github::GitHub;
 use crate::term::{ColorChoice, Verbosity};
-use crate::units::{self, Threshold};
+use crate::units::Threshold;
 use crate::workspace;
 
 #[derive(Debug)]
@@ -89,22 +89,6 @@ fn var_os(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
-/// The flag, else the variable parsed with the flag's own parser, else the default.
-fn pick<T>(
-    flag: Option<T>,
-    env: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-    default: T,
-) -> Result<T> {
-    if let Some(v) = flag {
-        return Ok(v);
-    }
-    match var(env) {
-        Some(s) => parse(&s).map_err(|e| anyhow::anyhow!("{env}: {e}")),
-        None => Ok(default),
-    }
-}
-
 /// Output settings, which must be known before anything else can be said.
 pub(crate) fn output(g: &GlobalArgs) -> (Verbosity, ColorChoice) {
     let verbosity = match (g.quiet, g.verbose) {
@@ -116,120 +100,45 @@ pub(crate) fn output(g: &GlobalArgs) -> (Verbosity, ColorChoice) {
 }
 
 impl Config {
+    /// `g` holds the options, from their flags or variables (clap's `env =`); what is still
+    /// unset takes its default here, and the rest comes from the environment and the workspace.
     /// `command_args` are the wrapped command's arguments (for `--manifest-path`).
     pub(crate) fn resolve(g: &GlobalArgs, command_args: &[OsString]) -> Result<Config> {
         let cwd = std::env::current_dir().context("failed to read the current directory")?;
-        let root = match g
-            .root
-            .clone()
-            .or_else(|| var_os("CARGO_GUARDED_ROOT").map(PathBuf::from))
-        {
+        let root = match &g.root {
             Some(r) => cwd.join(r),
             None => default_root()?,
         };
         let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
-        let job_id = match g.job_id.clone().or_else(|| var("CARGO_GUARDED_JOB_ID")) {
-            Some(id) => id,
+        let job_id = match &g.job_id {
+            Some(id) => id.clone(),
             None => job_id::derive(&var, &workspace_root),
-        };
-        let adopt = !g.no_adopt
-            && match var("CARGO_GUARDED_ADOPT").as_deref() {
-                None | Some("1" | "true" | "yes" | "on") => true,
-                Some("0" | "false" | "no" | "off") => false,
-                // A typo must not silently keep adoption on.
-                Some(other) => bail!("CARGO_GUARDED_ADOPT: expected `1` or `0`, got `{other}`"),
-            };
-        let locks_forced = match var("CARGO_GUARDED_LOCKS").as_deref() {
-            None => None,
-            Some("trusted") => Some(true),
-            Some("untrusted") => Some(false),
-            Some(other) => {
-                bail!("CARGO_GUARDED_LOCKS: expected `trusted` or `untrusted`, got `{other}`")
-            }
-        };
-        let keep_expired = pick(
-            g.keep_expired,
-            "CARGO_GUARDED_KEEP_EXPIRED",
-            |s| {
-                s.parse()
-                    .map_err(|_| format!("expected a whole number, got `{s}`"))
-            },
-            1,
-        )?;
-        let prune = crate::prune::Settings {
-            enabled: !g.no_prune
-                && match var("CARGO_GUARDED_PRUNE").as_deref() {
-                    None | Some("1" | "true" | "yes" | "on") => true,
-                    Some("0" | "false" | "no" | "off") => false,
-                    Some(other) => bail!("CARGO_GUARDED_PRUNE: expected `1` or `0`, got `{other}`"),
-                },
-            after: pick(
-                g.prune_after,
-                "CARGO_GUARDED_PRUNE_AFTER",
-                |s| match s.parse::<u64>() {
-                    Ok(k) if k >= 1 => Ok(k),
-                    _ => Err(format!(
-                        "expected a whole number of jobs (at least 1), got `{s}`"
-                    )),
-                },
-                3,
-            )?,
-            max_warm: pick(
-                g.max_warm_size,
-                "CARGO_GUARDED_MAX_WARM_SIZE",
-                crate::prune::WarmLimit::parse,
-                crate::prune::WarmLimit::Times(3.0),
-            )?,
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
             job_id,
-            ttl: pick(
-                g.ttl,
-                "CARGO_GUARDED_TTL",
-                crate::cli::lease_duration,
-                Duration::from_secs(600),
-            )?,
-            linger: pick(
-                g.linger,
-                "CARGO_GUARDED_LINGER",
-                crate::cli::lease_duration,
-                Duration::from_secs(3600),
-            )?,
-            reclaim_below: pick(
-                g.reclaim_below,
-                "CARGO_GUARDED_RECLAIM_BELOW",
-                Threshold::parse,
-                Threshold::Percent(15.0),
-            )?,
-            reclaim_to: pick(
-                g.reclaim_to.map(Some),
-                "CARGO_GUARDED_RECLAIM_TO",
-                |s| Threshold::parse(s).map(Some),
-                None,
-            )?,
-            min_free: pick(
-                g.min_free,
-                "CARGO_GUARDED_MIN_FREE",
-                Threshold::parse,
-                Threshold::Bytes(2 << 30),
-            )?,
-            keep_expired,
-            adopt,
-            prune,
-            wait: pick(
-                g.wait.map(Some),
-                "CARGO_GUARDED_WAIT",
-                |s| units::parse_duration(s).map(Some),
-                None,
-            )?,
+            ttl: g.ttl.unwrap_or(Duration::from_secs(600)),
+            linger: g.linger.unwrap_or(Duration::from_secs(3600)),
+            reclaim_below: g.reclaim_below.unwrap_or(Threshold::Percent(15.0)),
+            reclaim_to: g.reclaim_to,
+            min_free: g.min_free.unwrap_or(Threshold::Bytes(2 << 30)),
+            keep_expired: g.keep_expired.unwrap_or(1),
+            adopt: g.adopt,
+            prune: crate::prune::Settings {
+                enabled: g.prune,
+                after: g.prune_after.unwrap_or(3),
+                max_warm: g
+                    .max_warm_size
+                    .unwrap_or(crate::prune::WarmLimit::Times(3.0)),
+            },
+            wait: g.wait,
             owner: Owner::this_process(var("RUNNER_NAME")),
             build_dir_configured: var_os("CARGO_BUILD_BUILD_DIR").is_some()
                 || workspace::build_dir_configured(&cwd, cargo_home.as_deref()),
             workspace_root,
             repository: var("GITHUB_REPOSITORY"),
-            locks_forced,
+            locks_forced: locks_forced()?,
             cargo: var_os("CARGO").unwrap_or_else(|| "cargo".into()),
             rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
             rustup: workspace::Rustup {
@@ -247,7 +156,7 @@ impl Config {
                     .map(|d| std::env::split_paths(&d).collect()),
                 path: var_os("PATH"),
             },
-            ci: ci_name(&var),
+            ci: job_id::ci_name(&var),
             github: GitHub::from_env(&var),
             parent_lease: var("CARGO_GUARDED_LEASE"),
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
@@ -277,22 +186,19 @@ impl Config {
     }
 }
 
-/// `CI` is set, but by no CI whose job ids `job_id::derive` knows.
-pub(crate) const UNRECOGNISED_CI: &str = "unrecognised CI (CI is set)";
+// `doctor` names it through here today.
+pub(crate) use crate::job_id::UNRECOGNISED_CI;
 
-/// The CI system we run in, by the variables it always sets (the ones `job_id::derive` reads
-/// first); `CI` alone means one whose job ids we cannot derive.
-fn ci_name(var: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
-    if var("GITHUB_ACTIONS").is_some() || var("GITHUB_RUN_ID").is_some() {
-        Some("GitHub Actions")
-    } else if var("GITLAB_CI").is_some() || var("CI_JOB_ID").is_some() {
-        Some("GitLab CI")
-    } else if var("BUILDKITE").is_some() || var("BUILDKITE_JOB_ID").is_some() {
-        Some("Buildkite")
-    } else if var("CI").is_some() {
-        Some(UNRECOGNISED_CI)
-    } else {
-        None
+/// `CARGO_GUARDED_LOCKS=trusted|untrusted` overrides the lock self-test (no flag: it is for
+/// the rare machine whose filesystem lies about locks, set once in its environment).
+fn locks_forced() -> Result<Option<bool>> {
+    match var("CARGO_GUARDED_LOCKS").as_deref() {
+        None => Ok(None),
+        Some("trusted") => Ok(Some(true)),
+        Some("untrusted") => Ok(Some(false)),
+        Some(other) => {
+            bail!("CARGO_GUARDED_LOCKS: expected `trusted` or `untrusted`, got `{other}`")
+        }
     }
 }
 

@@ -725,10 +725,12 @@ pub(crate) struct Space {
 
 impl Space {
     pub(crate) fn of(path: &Path) -> io::Result<Space> {
-        let st = fs4::statvfs(path)?;
+        // Free is what an unprivileged job may still write (`f_bavail`, not `f_bfree`: the
+        // blocks reserved for root are no room for a build); both in fragment-size units.
+        let st = rustix::fs::statvfs(path)?;
         Ok(Space {
-            free: st.available_space(),
-            total: st.total_space(),
+            free: st.f_bavail.saturating_mul(st.f_frsize),
+            total: st.f_blocks.saturating_mul(st.f_frsize),
         })
     }
 

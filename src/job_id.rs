@@ -8,30 +8,56 @@ const MAX_NAME_LEN: usize = 96;
 /// Names in the root that are cargo-guarded's own files, never a job dir.
 const RESERVED: &[&str] = &["CACHEDIR.TAG"];
 
+/// Reads one environment variable (empty counts as unset); a parameter so that derivation and
+/// detection are testable without touching the process environment.
+pub(crate) type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A CI system whose job ids we derive: the one table `derive` and `ci_name` read.
+struct Ci {
+    name: &'static str,
+    /// Variables it always sets: any one of them says we run in it.
+    markers: &'static [&'static str],
+    /// Its job id from its variables; `None` when they do not name a job.
+    job_id: fn(Vars) -> Option<String>,
+}
+
+const CIS: &[Ci] = &[
+    Ci {
+        name: "GitHub Actions",
+        markers: &["GITHUB_ACTIONS", "GITHUB_RUN_ID"],
+        job_id: github_job_id,
+    },
+    Ci {
+        name: "GitLab CI",
+        markers: &["GITLAB_CI", "CI_JOB_ID"],
+        job_id: |var| var("CI_JOB_ID").map(|id| format!("gl-{id}")),
+    },
+    Ci {
+        name: "Buildkite",
+        markers: &["BUILDKITE", "BUILDKITE_JOB_ID"],
+        job_id: |var| var("BUILDKITE_JOB_ID").map(|id| format!("bk-{id}")),
+    },
+];
+
+/// `CI` is set, but by no CI whose job ids `derive` knows.
+pub(crate) const UNRECOGNISED_CI: &str = "unrecognised CI (CI is set)";
+
+/// The CI system we run in, by the variables it always sets; `CI` alone means one whose job
+/// ids we cannot derive.
+pub(crate) fn ci_name(var: Vars) -> Option<&'static str> {
+    match CIS
+        .iter()
+        .find(|ci| ci.markers.iter().any(|m| var(m).is_some()))
+    {
+        Some(ci) => Some(ci.name),
+        None => var("CI").map(|_| UNRECOGNISED_CI),
+    }
+}
+
 /// The job id as the CI system knows it, or a stable per-workspace id for local builds.
-///
-/// `var` reads one environment variable (empty counts as unset); it is a parameter so that the
-/// derivation is testable without touching the process environment.
-pub(crate) fn derive(var: &dyn Fn(&str) -> Option<String>, workspace_root: &Path) -> String {
-    // GitHub Actions: one id per job of a run attempt. RUNNER_NAME separates matrix legs that
-    // run at once on different runners of one host. Matrix legs that run one after another on
-    // one runner share all of those (GITHUB_JOB is the job's key, not the leg); the runner's
-    // RUNNER_TRACKING_ID (`github_<uuid>`, a new one for every job it runs, the same in every
-    // step of that job) tells them apart, so a second leg does not "resume" the first's lease.
-    if let (Some(run), Some(job)) = (var("GITHUB_RUN_ID"), var("GITHUB_JOB")) {
-        let repo = var("GITHUB_REPOSITORY").unwrap_or_default();
-        let attempt = var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into());
-        let runner = var("RUNNER_NAME").unwrap_or_default();
-        let leg = var("RUNNER_TRACKING_ID")
-            .map(|t| format!("-{}", short_hash(t.as_bytes())))
-            .unwrap_or_default();
-        return format!("gh-{repo}-{run}-{attempt}-{job}-{runner}{leg}");
-    }
-    if let Some(id) = var("CI_JOB_ID") {
-        return format!("gl-{id}");
-    }
-    if let Some(id) = var("BUILDKITE_JOB_ID") {
-        return format!("bk-{id}");
+pub(crate) fn derive(var: Vars, workspace_root: &Path) -> String {
+    if let Some(id) = CIS.iter().find_map(|ci| (ci.job_id)(var)) {
+        return id;
     }
     // Locally: one dir per workspace, so repeated builds stay warm.
     let base = workspace_root
@@ -42,6 +68,22 @@ pub(crate) fn derive(var: &dyn Fn(&str) -> Option<String>, workspace_root: &Path
         "local-{base}-{}",
         short_hash(workspace_root.as_os_str().as_encoded_bytes())
     )
+}
+
+/// GitHub Actions: one id per job of a run attempt. RUNNER_NAME separates matrix legs that run
+/// at once on different runners of one host. Matrix legs that run one after another on one
+/// runner share all of those (GITHUB_JOB is the job's key, not the leg); the runner's
+/// RUNNER_TRACKING_ID (`github_<uuid>`, a new one for every job it runs, the same in every step
+/// of that job) tells them apart, so a second leg does not "resume" the first's lease.
+fn github_job_id(var: Vars) -> Option<String> {
+    let (run, job) = (var("GITHUB_RUN_ID")?, var("GITHUB_JOB")?);
+    let repo = var("GITHUB_REPOSITORY").unwrap_or_default();
+    let attempt = var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into());
+    let runner = var("RUNNER_NAME").unwrap_or_default();
+    let leg = var("RUNNER_TRACKING_ID")
+        .map(|t| format!("-{}", short_hash(t.as_bytes())))
+        .unwrap_or_default();
+    Some(format!("gh-{repo}-{run}-{attempt}-{job}-{runner}{leg}"))
 }
 
 /// One safe path component for `id`: ASCII letters, digits, `.`, `_`, `-`; never empty, never a
@@ -133,6 +175,18 @@ mod tests {
             derive(&env(&[("BUILDKITE_JOB_ID", "ab-c")]), Path::new("/w")),
             "bk-ab-c"
         );
+    }
+
+    #[test]
+    fn the_ci_is_named_by_the_variables_it_always_sets() {
+        assert_eq!(
+            ci_name(&env(&[("GITHUB_ACTIONS", "true")])),
+            Some("GitHub Actions")
+        );
+        assert_eq!(ci_name(&env(&[("CI_JOB_ID", "1")])), Some("GitLab CI"));
+        assert_eq!(ci_name(&env(&[("BUILDKITE", "true")])), Some("Buildkite"));
+        assert_eq!(ci_name(&env(&[("CI", "true")])), Some(UNRECOGNISED_CI));
+        assert_eq!(ci_name(&env(&[])), None);
     }
 
     #[test]

@@ -34,41 +34,8 @@ pub(crate) struct Search {
     pub(crate) path: Option<OsString>,
 }
 
-/// What `rustc -vV` and `rustc --print sysroot` say.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Rustc {
-    /// `release:`, e.g. `1.95.0`.
-    pub(crate) release: String,
-    /// `host:`, e.g. `x86_64-unknown-linux-gnu`.
-    pub(crate) host: String,
-    /// `LLVM version:`, e.g. `22.1.2`; absent for a rustc built without LLVM.
-    pub(crate) llvm_version: Option<String>,
-    pub(crate) sysroot: PathBuf,
-}
-
-impl Rustc {
-    pub(crate) fn query(rustc: &Path) -> Result<Rustc> {
-        let v = crate::rustc::version(rustc)?;
-        Ok(Rustc {
-            release: v.release,
-            host: v.host,
-            llvm_version: v.llvm_version,
-            sysroot: PathBuf::from(crate::rustc::output(rustc, &["--print", "sysroot"])?.trim()),
-        })
-    }
-
-    pub(crate) fn llvm_major(&self) -> Option<u32> {
-        self.llvm_version.as_deref().and_then(leading_number)
-    }
-
-    /// Where rustup's `llvm-tools` component puts the tools (and cargo-llvm-cov looks).
-    pub(crate) fn component_dir(&self) -> PathBuf {
-        self.sysroot
-            .join("lib/rustlib")
-            .join(&self.host)
-            .join("bin")
-    }
-}
+// `doctor` names it through here today.
+pub(crate) use crate::rustc::Rustc;
 
 /// Where cargo-llvm-cov's tools come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -168,17 +135,23 @@ pub(crate) fn needs_tools(args: &[OsString]) -> bool {
 pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static str, PathBuf)>> {
     let tools = find(rustc, search)?;
     match tools.source {
-        Source::Env => term::verbose(format_args!(
-            "LLVM_COV={} and LLVM_PROFDATA={} are set: cargo-llvm-cov uses them as given",
-            tools.llvm_cov.display(),
-            tools.llvm_profdata.display()
-        )),
-        Source::Component => term::verbose(format_args!(
-            "cargo-llvm-cov uses the rustup llvm-tools component in {}",
-            tools.llvm_cov.parent().unwrap_or(Path::new("")).display()
-        )),
+        Source::Env => term::verbose_verb(
+            "Note",
+            format_args!(
+                "LLVM_COV={} and LLVM_PROFDATA={} are set: cargo-llvm-cov uses them as given",
+                tools.llvm_cov.display(),
+                tools.llvm_profdata.display()
+            ),
+        ),
+        Source::Component => term::verbose_verb(
+            "Note",
+            format_args!(
+                "cargo-llvm-cov uses the rustup llvm-tools component in {}",
+                tools.llvm_cov.parent().unwrap_or(Path::new("")).display()
+            ),
+        ),
         Source::Found if tools.paired.is_some() => {
-            term::verbose(tools.paired.as_deref().unwrap_or_default());
+            term::verbose_verb("Note", tools.paired.as_deref().unwrap_or_default());
         }
         Source::Found => {
             let set: Vec<String> = tools
@@ -186,10 +159,14 @@ pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static s
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.display()))
                 .collect();
-            term::verbose(format_args!(
-                "the rustup llvm-tools component is not installed: setting {} (rustc's LLVM major)",
-                set.join(" ")
-            ));
+            term::verbose_verb(
+                "Note",
+                format_args!(
+                    "the rustup llvm-tools component is not installed: setting {} \
+                     (rustc's LLVM major)",
+                    set.join(" ")
+                ),
+            );
         }
     }
     Ok(tools.child_env)
@@ -454,12 +431,7 @@ pub(crate) fn tool_major(tool: &Path) -> Option<u32> {
 
 fn version_major(text: &str) -> Option<u32> {
     let (_, rest) = text.split_once("LLVM version ")?;
-    leading_number(rest.trim_start())
-}
-
-fn leading_number(s: &str) -> Option<u32> {
-    let digits: &str = &s[..s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())];
-    digits.parse().ok()
+    crate::rustc::leading_number(rest.trim_start())
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -492,9 +464,11 @@ mod tests {
 
     fn rustc(sysroot: &Path, llvm: Option<&str>) -> Rustc {
         Rustc {
-            release: "1.95.0".into(),
-            host: "x86_64-unknown-linux-gnu".into(),
-            llvm_version: llvm.map(str::to_owned),
+            version: crate::rustc::Version {
+                release: "1.95.0".into(),
+                host: "x86_64-unknown-linux-gnu".into(),
+                llvm_version: llvm.map(str::to_owned),
+            },
             sysroot: sysroot.to_owned(),
         }
     }

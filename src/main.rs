@@ -1,6 +1,17 @@
 //! `cargo guarded`: run cargo in a leased, job-scoped target dir, and reclaim only target dirs
 //! whose lease has expired. See README.md and docs/protocol.md.
 
+// The lease protocol and the guard rest on Linux interfaces that other kernels lack or spell
+// differently; one sentence naming them beats a wall of rustix errors on another target.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "cargo-guarded supports Linux only: it needs statx mount ids (STATX_MNT_ID) and O_PATH fds, \
+     renameat2 (RENAME_EXCHANGE, RENAME_NOREPLACE), /proc (self/fdinfo mount ids, self/mountinfo, \
+     self/cgroup, the boot id), cgroup v2 and clone3 with CLONE_INTO_CGROUP for supervising \
+     the build, PR_SET_PDEATHSIG, fstatfs magic numbers \
+     and Linux flock semantics"
+);
+
 mod cli;
 mod commands;
 mod config;
@@ -27,7 +38,7 @@ mod workspace;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, GcArgs, StatusArgs};
 use crate::config::Config;
@@ -61,7 +72,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     let args = cli::normalize(std::env::args_os().collect());
     let color_flag = term::color_flag(&args);
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             term::init(term::Verbosity::Normal, color_flag);

@@ -1,12 +1,15 @@
-//! What `rustc -vV` says: the one parser of it, for the warm-reuse key and for finding LLVM tools.
+//! What rustc says about itself (`rustc -vV`, `--print sysroot`): the one parser of it and the
+//! one type of its facts, for the warm-reuse key, for finding LLVM tools and for `doctor`.
 
-use std::path::Path;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 
 /// The lines of `rustc -vV` cargo-guarded uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Version {
     /// `release:`, e.g. `1.95.0`.
     pub(crate) release: String,
@@ -14,6 +17,61 @@ pub(crate) struct Version {
     pub(crate) host: String,
     /// `LLVM version:`, e.g. `22.1.2`; absent for a rustc built without LLVM.
     pub(crate) llvm_version: Option<String>,
+}
+
+impl Version {
+    /// The LLVM major version (`22` of `22.1.2`), which LLVM tools must match.
+    pub(crate) fn llvm_major(&self) -> Option<u32> {
+        leading_number(self.llvm_version.as_deref()?)
+    }
+}
+
+/// The major version a version line starts with: `22` of `22.1.2`, as rustc and the LLVM tools
+/// print them.
+pub(crate) fn leading_number(s: &str) -> Option<u32> {
+    let digits: &str = &s[..s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())];
+    digits.parse().ok()
+}
+
+/// `Version` and the sysroot: what finding LLVM tools (and `doctor`) needs. A separate type
+/// because the warm-reuse key, on every run, must not pay for a second rustc process.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Rustc {
+    #[serde(flatten)]
+    pub(crate) version: Version,
+    /// `rustc --print sysroot`.
+    pub(crate) sysroot: PathBuf,
+}
+
+impl Rustc {
+    pub(crate) fn query(rustc: &Path) -> Result<Rustc> {
+        Ok(Rustc {
+            version: version(rustc)?,
+            sysroot: PathBuf::from(output(rustc, &["--print", "sysroot"])?.trim()),
+        })
+    }
+
+    /// `Rustc::llvm_major` as a path, for `Option::and_then`.
+    pub(crate) fn llvm_major(&self) -> Option<u32> {
+        self.version.llvm_major()
+    }
+
+    /// Where rustup's `llvm-tools` component puts the tools (and cargo-llvm-cov looks).
+    pub(crate) fn component_dir(&self) -> PathBuf {
+        self.sysroot
+            .join("lib/rustlib")
+            .join(&self.version.host)
+            .join("bin")
+    }
+}
+
+/// A `Rustc` is its `Version` plus a sysroot: `rustc.release` reads as it says.
+impl Deref for Rustc {
+    type Target = Version;
+
+    fn deref(&self) -> &Version {
+        &self.version
+    }
 }
 
 /// Run `rustc ARGS` and return its stdout.
@@ -69,5 +127,11 @@ mod tests {
         assert_eq!(v.host, "x86_64-unknown-linux-gnu");
         assert_eq!(v.llvm_version.as_deref(), Some("22.1.2"));
         assert!(parse("rustc 1.0\n").is_err());
+        assert_eq!(v.llvm_major(), Some(22));
+        let no_llvm = Version {
+            llvm_version: None,
+            ..v
+        };
+        assert_eq!(no_llvm.llvm_major(), None);
     }
 }

@@ -121,8 +121,10 @@ fn emit_label(style: Style, label: &str, msg: &dyn Display) {
     ));
 }
 
-/// A message's first word as its verb (`waiting for lease …` → `     Waiting for lease …`), so
-/// every status line reads like cargo's without each caller naming a verb.
+/// A message's first word as its verb (`waiting for lease …` → `     Waiting for lease …`), for
+/// the callers of `status` and `verbose` not yet converted to `status_verb`/`verbose_verb`: a
+/// message whose first word is no verb (`the rustup …` → `The`) reads wrong, and nothing but
+/// the reader notices.
 fn split_verb(msg: &str) -> (String, &str) {
     match msg.split_once(' ') {
         Some((word, rest)) if word.len() <= 12 && word.chars().all(|c| c.is_alphabetic()) => {
@@ -144,7 +146,7 @@ pub(crate) fn status_verb(verb: &str, msg: impl Display) {
 }
 
 /// A normal progress line whose first word is its verb (`adopted x …` → `     Adopted x …`);
-/// hidden by `-q`.
+/// hidden by `-q`. New code names its verb: `status_verb`.
 pub(crate) fn status(msg: impl Display) {
     if verbosity() >= Verbosity::Normal {
         let msg = msg.to_string();
@@ -153,7 +155,16 @@ pub(crate) fn status(msg: impl Display) {
     }
 }
 
-/// Detail shown only with `-v`, in the same shape with a cyan verb.
+/// Detail shown only with `-v`, with its own verb: `verbose_verb("Note", "…")`, in the shape of
+/// `status_verb` with a cyan verb.
+pub(crate) fn verbose_verb(verb: &str, msg: impl Display) {
+    if verbosity() >= Verbosity::Verbose {
+        emit_verb(AnsiColor::Cyan.on_default().bold(), verb, &msg.to_string());
+    }
+}
+
+/// Detail shown only with `-v`, its first word as the verb, like `status`. New code names its
+/// verb: `verbose_verb`.
 pub(crate) fn verbose(msg: impl Display) {
     if verbosity() >= Verbosity::Verbose {
         let msg = msg.to_string();

@@ -366,40 +366,6 @@ fn alive(pid: i32) -> bool {
     })
 }
 
-/// A live lease: `cargo guarded --job-id ID exec -- sleep 60`, killed when dropped.
-struct Holder {
-    child: Child,
-}
-
-impl Holder {
-    fn start(env: &Env, cwd: &Path, job_id: &str) -> Holder {
-        let mut cmd = env.cmd(cwd);
-        cmd.args(["guarded", "--job-id", job_id, "exec", "--", "sleep", "60"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap();
-        let holder = Holder { child };
-        assert!(
-            wait_for(60, || lease_state(env, job_id).as_deref() == Some("active")),
-            "the holder's lease never became active: {:#}",
-            env.status()
-        );
-        holder
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A job's lease state as `status --json` reports it.
 fn lease_state(env: &Env, job_id: &str) -> Option<String> {
     if !env.root.exists() {
@@ -570,7 +536,7 @@ fn precheck_reclaims_in_a_log_group_keeps_live_leases_and_warns_when_disk_stays_
     let mut job = Job::new();
     expired_dir(&job.env, "old");
     let live_ws = job.env.fixture_as("small", "live-ws");
-    let mut live = Holder::start(&job.env, &live_ws, "live");
+    let mut live = job.env.live_holder(&live_ws, "live");
     let live_dir = job_dir(&job.env, "live");
 
     // Every share of the disk is "low" at 100%, so the sweep runs under pressure, takes every
@@ -672,9 +638,9 @@ fn exit_75_names_only_live_leases_and_only_this_repository_s() {
         ["--job-id", "gh-octo/app-4-1-lint-r3", "exec", "--", "true"],
     );
     let ours_ws = job.env.fixture_as("small", "ours-ws");
-    let _ours = Holder::start(&job.env, &ours_ws, "gh-octo/app-5-1-test-r2");
+    let _ours = job.env.live_holder(&ours_ws, "gh-octo/app-5-1-test-r2");
     let theirs_ws = job.env.fixture_as("small", "theirs-ws");
-    let _theirs = Holder::start(&job.env, &theirs_ws, "gh-other/secret-1-1-b-r9");
+    let _theirs = job.env.live_holder(&theirs_ws, "gh-other/secret-1-1-b-r9");
     let a = job.action(&[("command", "build"), ("min-free", "100%")]);
     assert_eq!(a.run.status.code(), Some(75), "{}", describe(&a.run));
     let summary = a.step.summary();
@@ -1003,10 +969,10 @@ fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
     let env = Env::new();
     let ws = env.fixture("small");
     expired_dir(&env, "old");
-    let mut live = Holder::start(&env, &ws, "live");
+    let mut live = env.live_holder(&ws, "live");
     let live_dir = job_dir(&env, "live");
     let ws2 = env.fixture_as("small", "other");
-    let mut live2 = Holder::start(&env, &ws2, "live-2");
+    let mut live2 = env.live_holder(&ws2, "live-2");
     let live2_dir = job_dir(&env, "live-2");
 
     let hook = |name: &str| -> Child {
@@ -1180,13 +1146,9 @@ fn hook_default_root_is_the_clis() {
 
 #[test]
 fn systemd_units_verify() {
-    let Ok(analyze) = which("systemd-analyze") else {
-        // CI installs it (.ci/run) and turns this skip into a failure.
-        assert!(
-            std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
-            "systemd-analyze is not installed, and CARGO_GUARDED_REQUIRE_TOOLS=1"
-        );
-        eprintln!("skipped: systemd-analyze is not installed (install systemd)");
+    // CI installs it (.ci/run) and turns this skip into a failure.
+    let found = which("systemd-analyze").map_err(|_| "not installed (install systemd)".to_owned());
+    let Some(analyze) = require("systemd-analyze", found) else {
         return;
     };
     let env = Env::new();

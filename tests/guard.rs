@@ -2,6 +2,8 @@
 //! root, untrusted locks, and a real small filesystem.
 
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use tmpfs::Tmpfs;
 
 /// A lease as cargo-guarded writes it.
 fn lease(job: &str, state: &str, renewed: i64, expires: i64, ttl: u64) -> Value {
@@ -56,23 +59,6 @@ fn trash_entries(env: &Env) -> usize {
     std::fs::read_dir(env.root.join(".trash"))
         .map(|d| d.count())
         .unwrap_or(0)
-}
-
-/// A live job: `exec -- sleep 60` holding `job`'s lease until killed.
-fn live_job(env: &Env, job: &str) -> Child {
-    let child = env
-        .cmd(env.path())
-        .args(["guarded", "--job-id", job, "exec", "--", "sleep", "60"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for(30, || env.root.join(job).join("lease.json").exists()
-            && env.lease(job)["state"] == "active"),
-        "live job {job} never became active"
-    );
-    child
 }
 
 fn stop(mut child: Child) {
@@ -197,141 +183,15 @@ fn seed_scenario(builds: usize, old: usize, guards: usize) {
     assert_eq!(trash_entries(&env), 0);
 }
 
-#[test]
-fn a_crash_at_any_step_loses_no_live_dir_and_is_reclaimed_later() {
+// A crash at each fault point (`CARGO_GUARDED_FAULT`, SIGABRT there) loses no live dir and
+// leaves nothing that a later run or sweep does not clean up: one test per step.
+
+/// Run `test` beside a live job, whose lease and dir no crash may touch.
+fn beside_a_live_job(test: impl FnOnce(&Env, &Path)) {
     let env = Env::new();
     let ws = env.fixture("small");
-    let holder = live_job(&env, "live");
-    let crash = |step: &str, args: &[&str]| {
-        let mut cmd = env.cmd(&ws);
-        cmd.env("CARGO_GUARDED_FAULT", step)
-            .arg("guarded")
-            .args(args);
-        let out = output(&mut cmd);
-        assert_eq!(
-            out.status.signal(),
-            Some(6),
-            "fault point {step} was not reached:\n{}",
-            describe(&out)
-        );
-    };
-    let no_new_dirs = |env: &Env| {
-        std::fs::read_dir(&env.root)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".new-")
-            })
-            .count()
-            == 0
-    };
-
-    // Creating a dir: nothing is visible under the job's name; the unfinished dir ages out.
-    for step in ["acquire-locked", "acquire-before-publish"] {
-        crash(step, &["--job-id", "fresh", "exec", "--", "true"]);
-        assert!(
-            !env.job_dirs().contains(&"fresh".to_owned()),
-            "{step}: half-visible job dir"
-        );
-        assert!(
-            !no_new_dirs(&env),
-            "{step}: expected an unfinished .new-* dir"
-        );
-        assert!(
-            wait_for(20, || {
-                env.ok(env.path(), ["--ttl", "1s", "gc"]);
-                no_new_dirs(&env)
-            }),
-            "{step}: unfinished dir never reclaimed"
-        );
-        assert_eq!(trash_entries(&env), 0);
-    }
-
-    // Resuming, heartbeat, release: the dir stays; a dead job's dir expires after its TTL.
-    env.ok(&ws, ["--job-id", "job", "exec", "--", "true"]);
-    crash(
-        "acquire-resume-locked",
-        &["--job-id", "job", "exec", "--", "true"],
-    );
-    assert_eq!(env.lease("job")["state"], "released");
-    crash(
-        "heartbeat",
-        &[
-            "--ttl", "1s", "--job-id", "beat", "exec", "--", "sleep", "30",
-        ],
-    );
-    crash(
-        "release",
-        &["--ttl", "1s", "--job-id", "rel", "exec", "--", "true"],
-    );
-    for job in ["beat", "rel"] {
-        assert_eq!(env.lease(job)["state"], "active", "{job}");
-    }
-    assert!(
-        wait_for(20, || {
-            let r = gc_json(&env, &["--all-expired"]);
-            !env.job_dirs().contains(&"beat".to_owned())
-                && !env.job_dirs().contains(&"rel".to_owned())
-                && r["errors"] == json!([])
-        }),
-        "dead jobs' dirs were not reclaimed after their TTL: {:?}",
-        env.job_dirs()
-    );
-
-    // Adopting: the candidate stays whole under one name or the other.
-    env.ok(
-        &ws,
-        ["--linger", "0s", "--job-id", "donor", "exec", "--", "true"],
-    );
-    crash("adopt-locked", &["--job-id", "taker", "exec", "--", "true"]);
-    assert!(env.job_dirs().contains(&"donor".to_owned()));
-    assert!(!env.job_dirs().contains(&"taker".to_owned()));
-    crash(
-        "adopt-renamed",
-        &["--job-id", "taker", "exec", "--", "true"],
-    );
-    assert!(!env.job_dirs().contains(&"donor".to_owned()));
-    assert_eq!(
-        env.lease("taker")["job_id"],
-        "donor",
-        "renamed, lease not yet rewritten"
-    );
-    env.ok(&ws, ["--job-id", "taker", "exec", "--", "true"]);
-    assert_eq!(env.lease("taker")["job_id"], "taker");
-
-    // The guard: before the rename nothing changed; after it, the next sweep empties the trash.
-    for (i, step) in [
-        "guard-locked",
-        "guard-rename",
-        "guard-trashed",
-        "guard-delete",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let name = format!("old-{i}");
-        expired(&env, &name);
-        let mut cmd = env.cmd(env.path());
-        cmd.env("CARGO_GUARDED_FAULT", step)
-            .args(["guarded", "gc", "--all-expired"]);
-        let out = output(&mut cmd);
-        assert_eq!(
-            out.status.signal(),
-            Some(6),
-            "fault point {step} was not reached:\n{}",
-            describe(&out)
-        );
-        env.ok(env.path(), ["gc", "--all-expired"]);
-        assert!(
-            !env.job_dirs().contains(&name),
-            "{step}: {name} not reclaimed by the next sweep"
-        );
-        assert_eq!(trash_entries(&env), 0, "{step}: trash not emptied");
-    }
-
+    let holder = env.live_holder(env.path(), "live");
+    test(&env, &ws);
     assert_eq!(
         env.lease("live")["state"],
         "active",
@@ -341,7 +201,181 @@ fn a_crash_at_any_step_loses_no_live_dir_and_is_reclaimed_later() {
         env.root.join("live/target").is_dir(),
         "the live job's dir was lost"
     );
-    stop(holder);
+    holder.stop();
+}
+
+/// `cargo guarded ARGS` in `cwd`, which must die at fault point `step`.
+fn crash_at(env: &Env, cwd: &Path, step: &str, args: &[&str]) {
+    let mut cmd = env.cmd(cwd);
+    cmd.env("CARGO_GUARDED_FAULT", step)
+        .arg("guarded")
+        .args(args);
+    let out = output(&mut cmd);
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "fault point {step} was not reached:\n{}",
+        describe(&out)
+    );
+}
+
+fn no_new_dirs(env: &Env) -> bool {
+    std::fs::read_dir(&env.root)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".new-")
+        })
+        .count()
+        == 0
+}
+
+/// Creating a dir: nothing is visible under the job's name; the unfinished dir ages out.
+fn crash_creating(step: &str) {
+    beside_a_live_job(|env, ws| {
+        crash_at(env, ws, step, &["--job-id", "fresh", "exec", "--", "true"]);
+        assert!(
+            !env.job_dirs().contains(&"fresh".to_owned()),
+            "{step}: half-visible job dir"
+        );
+        assert!(
+            !no_new_dirs(env),
+            "{step}: expected an unfinished .new-* dir"
+        );
+        assert!(
+            wait_for(20, || {
+                env.ok(env.path(), ["--ttl", "1s", "gc"]);
+                no_new_dirs(env)
+            }),
+            "{step}: unfinished dir never reclaimed"
+        );
+        assert_eq!(trash_entries(env), 0);
+    });
+}
+
+#[test]
+fn a_crash_with_a_new_dir_locked_is_reclaimed_later() {
+    crash_creating("acquire-locked");
+}
+
+#[test]
+fn a_crash_before_a_new_dir_is_published_is_reclaimed_later() {
+    crash_creating("acquire-before-publish");
+}
+
+/// Resuming: the dir stays, released.
+#[test]
+fn a_crash_while_resuming_leaves_the_dir_released() {
+    beside_a_live_job(|env, ws| {
+        env.ok(ws, ["--job-id", "job", "exec", "--", "true"]);
+        crash_at(
+            env,
+            ws,
+            "acquire-resume-locked",
+            &["--job-id", "job", "exec", "--", "true"],
+        );
+        assert_eq!(env.lease("job")["state"], "released");
+    });
+}
+
+/// Heartbeat, release: the dir stays; a dead job's dir expires after its TTL.
+fn crash_holding(step: &str, job: &str, command: &[&str]) {
+    beside_a_live_job(|env, ws| {
+        let mut args = vec!["--ttl", "1s", "--job-id", job, "exec", "--"];
+        args.extend_from_slice(command);
+        crash_at(env, ws, step, &args);
+        assert_eq!(env.lease(job)["state"], "active", "{job}");
+        assert!(
+            wait_for(20, || {
+                let r = gc_json(env, &["--all-expired"]);
+                !env.job_dirs().contains(&job.to_owned()) && r["errors"] == json!([])
+            }),
+            "a dead job's dir was not reclaimed after its TTL: {:?}",
+            env.job_dirs()
+        );
+    });
+}
+
+#[test]
+fn a_crash_in_the_heartbeat_expires_after_the_ttl() {
+    crash_holding("heartbeat", "beat", &["sleep", "30"]);
+}
+
+#[test]
+fn a_crash_at_release_expires_after_the_ttl() {
+    crash_holding("release", "rel", &["true"]);
+}
+
+/// Adopting: a released `donor` dir, then job `taker` crashes at `step` while adopting it.
+fn crash_adopting(env: &Env, ws: &Path, step: &str) {
+    env.ok(
+        ws,
+        ["--linger", "0s", "--job-id", "donor", "exec", "--", "true"],
+    );
+    crash_at(env, ws, step, &["--job-id", "taker", "exec", "--", "true"]);
+}
+
+/// Adopting: the candidate stays whole under one name or the other.
+#[test]
+fn a_crash_with_the_adoption_candidate_locked_leaves_it_whole() {
+    beside_a_live_job(|env, ws| {
+        crash_adopting(env, ws, "adopt-locked");
+        assert!(env.job_dirs().contains(&"donor".to_owned()));
+        assert!(!env.job_dirs().contains(&"taker".to_owned()));
+    });
+}
+
+#[test]
+fn a_crash_after_the_adopted_dir_is_renamed_is_finished_by_the_next_run() {
+    beside_a_live_job(|env, ws| {
+        crash_adopting(env, ws, "adopt-renamed");
+        assert!(!env.job_dirs().contains(&"donor".to_owned()));
+        assert_eq!(
+            env.lease("taker")["job_id"],
+            "donor",
+            "renamed, lease not yet rewritten"
+        );
+        env.ok(ws, ["--job-id", "taker", "exec", "--", "true"]);
+        assert_eq!(env.lease("taker")["job_id"], "taker");
+    });
+}
+
+/// The guard: before the rename nothing changed; after it, the next sweep empties the trash.
+fn crash_sweeping(step: &str) {
+    beside_a_live_job(|env, _| {
+        let name = "old";
+        expired(env, name);
+        crash_at(env, env.path(), step, &["gc", "--all-expired"]);
+        env.ok(env.path(), ["gc", "--all-expired"]);
+        assert!(
+            !env.job_dirs().contains(&name.to_owned()),
+            "{step}: {name} not reclaimed by the next sweep"
+        );
+        assert_eq!(trash_entries(env), 0, "{step}: trash not emptied");
+    });
+}
+
+#[test]
+fn a_guard_crash_with_the_dir_locked_is_finished_by_the_next_sweep() {
+    crash_sweeping("guard-locked");
+}
+
+#[test]
+fn a_guard_crash_at_the_rename_is_finished_by_the_next_sweep() {
+    crash_sweeping("guard-rename");
+}
+
+#[test]
+fn a_guard_crash_with_the_dir_trashed_is_finished_by_the_next_sweep() {
+    crash_sweeping("guard-trashed");
+}
+
+#[test]
+fn a_guard_crash_while_deleting_is_finished_by_the_next_sweep() {
+    crash_sweeping("guard-delete");
 }
 
 #[test]
@@ -537,36 +571,6 @@ fn without_pressure_the_guard_keeps_expired_dirs_it_does_not_need() {
 
 // --- A real small filesystem --------------------------------------------------------------------
 
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mount a tmpfs of `mib` MiB, or say why not.
-    fn mount(at: &Path, mib: u64) -> Result<Tmpfs, String> {
-        if !is_root() {
-            return Err("not running as root (tmpfs mounts need it)".into());
-        }
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(at.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// An `Env` whose root is on a fresh tmpfs of `mib` MiB (unmounted when the `Tmpfs` drops,
 /// before the `Env`'s temp dir goes), or `None` with the reason printed.
 fn env_on_tmpfs(mib: u64) -> Option<(Tmpfs, Env)> {
@@ -577,16 +581,7 @@ fn env_on_tmpfs(mib: u64) -> Option<(Tmpfs, Env)> {
 }
 
 fn tmpfs_at_or_skip(at: &Path, mib: u64) -> Option<Tmpfs> {
-    match Tmpfs::mount(at, mib) {
-        Ok(t) => Some(t),
-        Err(why) if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some() && is_root() => {
-            panic!("tmpfs test required but cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
+    Tmpfs::mount_or_skip(at, &format!("{mib}m"))
 }
 
 /// `exec` a job that writes `mib` MiB into its target dir.

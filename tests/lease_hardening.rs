@@ -3,6 +3,8 @@
 //! someone else, huge command lines, and several users sharing one root.
 
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 #[path = "common/users.rs"]
 mod users;
 
@@ -11,6 +13,7 @@ use std::process::{Command, Output};
 
 use common::*;
 use serde_json::Value;
+use tmpfs::Tmpfs;
 
 /// Run a step of job `job`, asserting success.
 fn step(env: &Env, ws: &Path, job: &str, args: &[&str]) -> Output {
@@ -298,36 +301,13 @@ fn a_root_laid_out_by_an_earlier_version_still_works_and_gets_the_marker() {
 
 // --- item 7: a heartbeat that cannot write -------------------------------------------------------
 
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, mib: u64) -> Tmpfs {
-        assert!(is_root(), "tmpfs mounts need root");
-        std::fs::create_dir_all(at).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        Tmpfs(at.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_heartbeat_on_a_full_disk_warns_once_and_once_on_recovery() {
-    if !is_root() {
-        eprintln!("skipped: not root");
+    if require_root("a tmpfs mount or a second user", || Ok(())).is_none() {
         return;
     }
     let mut env = Env::new();
-    let mnt = Tmpfs::mount(&env.path().join("mnt"), 4);
+    let mnt = Tmpfs::mount(&env.path().join("mnt"), "4m").unwrap();
     env.root = mnt.0.join("root");
     let ws = env.fixture("small");
     let fill = mnt.0.join("fill");
@@ -469,8 +449,7 @@ fn shared_root(env: &Env) {
 
 #[test]
 fn two_users_share_a_sticky_root() {
-    if !is_root() {
-        eprintln!("skipped: not root");
+    if require_root("a tmpfs mount or a second user", || Ok(())).is_none() {
         return;
     }
     let env = Env::new();
@@ -498,8 +477,7 @@ fn two_users_share_a_sticky_root() {
 
 #[test]
 fn a_job_dir_planted_by_another_user_is_never_used() {
-    if !is_root() {
-        eprintln!("skipped: not root");
+    if require_root("a tmpfs mount or a second user", || Ok(())).is_none() {
         return;
     }
     let env = Env::new();

@@ -85,16 +85,7 @@ fn matching_llvm_dir(major: u32) -> Option<PathBuf> {
 
 /// `Err(why)` is a skip, or a failure under `CARGO_GUARDED_REQUIRE_TOOLS=1`.
 fn require(what: Result<(), String>) -> bool {
-    match what {
-        Ok(()) => true,
-        Err(why) if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some_and(|v| v == "1") => {
-            panic!("{why} (CARGO_GUARDED_REQUIRE_TOOLS=1 makes this a failure)")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            false
-        }
-    }
+    common::require("coverage tools", what).is_some()
 }
 
 /// The real cargo-llvm-cov and LLVM tools of rustc's major (the rustup component or a distribution

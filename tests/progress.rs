@@ -12,13 +12,7 @@ use common::*;
 fn a_wait_in_a_log_names_the_holder_repeats_and_says_when_it_ends() {
     let env = Env::new();
     let ws = env.fixture("small");
-    let holder = env.spawn(
-        &ws,
-        "holder",
-        ["--job-id", "w", "exec", "--", "sleep", "60"],
-    );
-    assert!(wait_for(60, || env.root.join("w").exists()
-        && env.lease("w")["state"] == "active"));
+    let holder = env.live_holder(&ws, "w");
     let waiter = env.spawn(&ws, "waiter", ["--job-id", "w", "exec", "--", "true"]);
     assert!(
         wait_for(60, || waiter
@@ -66,23 +60,13 @@ fn pane(session: &str) -> String {
 
 #[test]
 fn a_wait_on_a_terminal_shows_a_live_spinner_then_clears_it() {
-    if which::which("tmux").is_err() {
-        assert!(
-            std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_none(),
-            "tmux is required"
-        );
-        eprintln!("skipped: no tmux");
+    let found = which::which("tmux").map_err(|_| "not installed".to_owned());
+    if require("tmux", found).is_none() {
         return;
     }
     let env = Env::new();
     let ws = env.fixture("small");
-    let holder = env.spawn(
-        &ws,
-        "holder",
-        ["--job-id", "t", "exec", "--", "sleep", "60"],
-    );
-    assert!(wait_for(60, || env.root.join("t").exists()
-        && env.lease("t")["state"] == "active"));
+    let holder = env.live_holder(&ws, "t");
     let session = format!("cg-progress-{}", std::process::id());
     let done = env.path().join("done");
     let script = format!(

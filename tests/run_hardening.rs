@@ -26,7 +26,7 @@ fn plant(root: &Path, name: &str, lease: &Value, kib: usize) {
 /// An `Env` whose root is on a fresh tmpfs of `kib` KiB, already created by a first job.
 fn env_on_tmpfs(kib: u64) -> Option<(Tmpfs, Env)> {
     let mut env = Env::new();
-    let mnt = Tmpfs::mount_or_skip(&env.path().join("mnt"), kib)?;
+    let mnt = Tmpfs::mount_or_skip(&env.path().join("mnt"), &format!("{kib}k"))?;
     env.root = mnt.0.join("root");
     env.ok(
         env.path(),

@@ -9,6 +9,13 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod holder;
+mod require;
+#[allow(unused_imports)] // Not every test file needs them.
+pub use holder::*;
+#[allow(unused_imports)]
+pub use require::*;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_cargo-guarded");
 
 /// Variables kept from the outer environment: enough for rustup and cargo to work offline.

@@ -1,6 +1,7 @@
 //! Real mounts, second users and lowered limits for the hardening tests (`fs_hardening`):
 //! included with `#[path]`, so `common/mod.rs` stays as it is. Everything here needs root; as
-//! root (and always in CI, `CARGO_GUARDED_REQUIRE_TOOLS=1`) a failure to set up fails the test.
+//! root (and always in CI, `CARGO_GUARDED_REQUIRE_TOOLS=1`) a failure to set up fails the test
+//! (`common::require_root`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -9,14 +10,7 @@ use std::process::Command;
 /// Whether a root-only test can run here; `false` (with the reason printed) only when not root
 /// and not required.
 pub fn root_or_skip(what: &str) -> bool {
-    if super::common::is_root() {
-        return true;
-    }
-    if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some() {
-        panic!("{what} required but cannot run: not root");
-    }
-    eprintln!("skipped {what}: not running as root");
-    false
+    super::common::require_root(what, || Ok(())).is_some()
 }
 
 /// A mount, lazily unmounted when dropped (before the temp dir holding it goes).

@@ -1,37 +1,34 @@
-//! A real small filesystem for full-disk tests: a size-limited tmpfs (root only; required, never
-//! skipped, when `CARGO_GUARDED_REQUIRE_TOOLS` is set and we are root).
+//! A real small filesystem for full-disk tests: a size-limited tmpfs (root only: as root it must
+//! mount, see `common::require_root`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A mount point, lazily unmounted when dropped (before the temp dir holding it goes).
 pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
-    /// Mount a tmpfs of `kib` KiB at `at`, or `None` with the reason printed.
-    pub fn mount_or_skip(at: &Path, kib: u64) -> Option<Tmpfs> {
-        let why = if !super::is_root() {
-            "not running as root (tmpfs mounts need it)".to_owned()
-        } else {
-            std::fs::create_dir_all(at).unwrap();
-            match Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
-                .arg(at)
-                .output()
-            {
-                Ok(out) if out.status.success() => return Some(Tmpfs(at.to_owned())),
-                Ok(out) => format!(
-                    "mount -t tmpfs failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                Err(e) => format!("cannot run mount: {e}"),
-            }
-        };
-        if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some() && super::is_root() {
-            panic!("tmpfs test required but cannot run: {why}");
+    /// Mount a tmpfs of `size` (mount's own spelling: `512k`, `4m`) at `at`, or say why not.
+    pub fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
-        eprintln!("skipped: {why}");
-        None
+        Ok(Tmpfs(at.to_owned()))
+    }
+
+    /// `mount`, or `None` with the reason printed (as `common::require_root` decides).
+    pub fn mount_or_skip(at: &Path, size: &str) -> Option<Tmpfs> {
+        super::common::require_root("a tmpfs mount", || Tmpfs::mount(at, size))
     }
 }
 
