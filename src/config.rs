@@ -187,7 +187,6 @@ impl Config {
 }
 
 // `doctor` names it through here today.
-pub(crate) use crate::job_id::UNRECOGNISED_CI;
 
 /// `CARGO_GUARDED_LOCKS=trusted|untrusted` overrides the lock self-test (no flag: it is for
 /// the rare machine whose filesystem lies about locks, set once in its environment).

@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::fs::Space;
 use crate::guard::Sweep;
 use crate::lease::Root;
-use crate::llvm::{self, Missing, Rustc, Source};
+use crate::llvm::{self, Missing, Source};
 use crate::locks::{self, LockTrust};
+use crate::rustc::Rustc;
 use crate::units::{Bytes, Threshold};
 
 /// What `doctor` checks, from the configuration.

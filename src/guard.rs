@@ -577,12 +577,15 @@ fn take_turn(
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                 interrupted()?;
                 if !announced {
-                    term::status(format_args!(
-                        "waiting up to {} for another sweep of {} ({})",
-                        Short(wait),
-                        root.path.display(),
-                        GUARD_LOCK
-                    ));
+                    term::status(
+                        "Waiting",
+                        format_args!(
+                            "up to {} for another sweep of {} ({})",
+                            Short(wait),
+                            root.path.display(),
+                            GUARD_LOCK
+                        ),
+                    );
                     announced = true;
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -17,6 +17,7 @@ use std::process::Command;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use crate::rustc::Rustc;
 use crate::term;
 
 /// Where to look, resolved from the environment once (in `config.rs`).
@@ -33,9 +34,6 @@ pub(crate) struct Search {
     /// `$PATH`.
     pub(crate) path: Option<OsString>,
 }
-
-// `doctor` names it through here today.
-pub(crate) use crate::rustc::Rustc;
 
 /// Where cargo-llvm-cov's tools come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,7 +133,7 @@ pub(crate) fn needs_tools(args: &[OsString]) -> bool {
 pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static str, PathBuf)>> {
     let tools = find(rustc, search)?;
     match tools.source {
-        Source::Env => term::verbose_verb(
+        Source::Env => term::verbose(
             "Note",
             format_args!(
                 "LLVM_COV={} and LLVM_PROFDATA={} are set: cargo-llvm-cov uses them as given",
@@ -143,7 +141,7 @@ pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static s
                 tools.llvm_profdata.display()
             ),
         ),
-        Source::Component => term::verbose_verb(
+        Source::Component => term::verbose(
             "Note",
             format_args!(
                 "cargo-llvm-cov uses the rustup llvm-tools component in {}",
@@ -151,7 +149,7 @@ pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static s
             ),
         ),
         Source::Found if tools.paired.is_some() => {
-            term::verbose_verb("Note", tools.paired.as_deref().unwrap_or_default());
+            term::verbose("Note", tools.paired.as_deref().unwrap_or_default());
         }
         Source::Found => {
             let set: Vec<String> = tools
@@ -159,7 +157,7 @@ pub(crate) fn child_env(rustc: &Path, search: &Search) -> Result<Vec<(&'static s
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.display()))
                 .collect();
-            term::verbose_verb(
+            term::verbose(
                 "Note",
                 format_args!(
                     "the rustup llvm-tools component is not installed: setting {} \

@@ -222,10 +222,10 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
 
 fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     if !cfg.root.exists() {
-        term::status(format_args!(
-            "root {} does not exist: nothing to reclaim",
-            cfg.root.display()
-        ));
+        term::status(
+            "Nothing",
+            format_args!("to reclaim: root {} does not exist", cfg.root.display()),
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let root = Root::open(&cfg.root)?;
@@ -280,7 +280,7 @@ fn doctor(cfg: &Config, json: bool) -> Result<ExitCode> {
         rustc: &cfg.rustc,
         llvm: &cfg.llvm,
         ci: cfg.ci,
-        ci_unrecognised: cfg.ci == Some(config::UNRECOGNISED_CI),
+        ci_unrecognised: cfg.ci == Some(crate::job_id::UNRECOGNISED_CI),
         job_id: &cfg.job_id,
         job_dir: cfg.root.join(&cfg.job_name),
     });

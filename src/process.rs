@@ -227,7 +227,7 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
         GAVE_TERMINAL.store(true, Ordering::SeqCst);
     }
     tree.confirm(child as u32);
-    crate::term::verbose(tree.describe());
+    crate::term::verbose("Tracking", tree.describe());
     let reaper = spawn_reaper(pgid, tree.killer());
     let handle = signals.handle();
     let forwarder = std::thread::spawn(move || {

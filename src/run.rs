@@ -157,10 +157,13 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
     if let Some(parent) = nested(cfg)? {
         // Inside a parent run's (or the action's `hold`'s) live lease for this same job: it holds
         // the lock and beats the heart; taking the lease again would wait for it forever.
-        term::verbose(format_args!(
-            "running inside the lease already held on {} by this job",
-            parent.path.display()
-        ));
+        term::verbose(
+            "Running",
+            format_args!(
+                "inside the lease already held on {} by this job",
+                parent.path.display()
+            ),
+        );
         if let Some(gh) = &cfg.github {
             gh.set_job_outputs(&parent.path.join(TARGET), &parent.job_id, 0, "resumed");
         }
@@ -260,10 +263,13 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
         }
         github::append(file, &text)?;
     }
-    term::status(format_args!(
-        "holding the lease on {} until stopped",
-        session.held().path.display()
-    ));
+    term::status(
+        "Holding",
+        format_args!(
+            "the lease on {} until stopped",
+            session.held().path.display()
+        ),
+    );
     session.on_lost(|| {
         // Nothing to stop but ourselves: exit with the heartbeat's error.
         let _ =
@@ -428,10 +434,13 @@ fn open_root(cfg: &Config) -> Result<(Root, LockTrust)> {
     let root = Root::create(&cfg.root)?;
     let trust = locks::assess(root.fd(), cfg.locks_forced);
     if trust != LockTrust::Trusted {
-        term::verbose(format_args!(
-            "locks on {} are {trust}: expiry uses the heartbeat alone, with a margin",
-            root.path.display()
-        ));
+        term::verbose(
+            "Note",
+            format_args!(
+                "locks on {} are {trust}: expiry uses the heartbeat alone, with a margin",
+                root.path.display()
+            ),
+        );
     }
     Ok((root, trust))
 }
@@ -472,30 +481,39 @@ fn take_lease(
 /// Say which dir the job got, and how.
 fn announce(cfg: &Config, held: &Held, origin: &Origin) {
     match origin {
-        Origin::Resumed => term::verbose(format_args!("job dir {} (resumed)", held.path.display())),
-        Origin::Fresh => term::status(format_args!(
-            "job dir {} (fresh dir{})",
-            held.path.display(),
-            if cfg.adopt {
-                ": no expired dir of this workspace to adopt"
-            } else {
-                "; adoption is off"
-            }
-        )),
+        Origin::Resumed => term::verbose(
+            "Using",
+            format_args!("job dir {} (resumed)", held.path.display()),
+        ),
+        Origin::Fresh => term::status(
+            "Using",
+            format_args!(
+                "job dir {} (fresh dir{})",
+                held.path.display(),
+                if cfg.adopt {
+                    ": no expired dir of this workspace to adopt"
+                } else {
+                    "; adoption is off"
+                }
+            ),
+        ),
         Origin::Adopted {
             from,
             size,
             last_used,
-        } => term::status(format_args!(
-            "adopted {from} (warm, {}, last used {} ago) as {}",
-            size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string()),
-            Short(
-                SystemTime::now()
-                    .duration_since(*last_used)
-                    .unwrap_or_default()
+        } => term::status(
+            "Adopted",
+            format_args!(
+                "{from} (warm, {}, last used {} ago) as {}",
+                size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string()),
+                Short(
+                    SystemTime::now()
+                        .duration_since(*last_used)
+                        .unwrap_or_default()
+                ),
+                held.path.display()
             ),
-            held.path.display()
-        )),
+        ),
     }
 }
 
@@ -534,11 +552,14 @@ fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuild
     if let Some(inherited) = &cfg.inherited_target_dir
         && *inherited != target
     {
-        term::verbose(format_args!(
-            "overriding inherited CARGO_TARGET_DIR={} with the job's dir (a shared target dir is \
+        term::verbose(
+            "Overriding",
+            format_args!(
+                "inherited CARGO_TARGET_DIR={} with the job's dir (a shared target dir is \
              what lets one job's cleanup break another's build)",
-            inherited.to_string_lossy()
-        ));
+                inherited.to_string_lossy()
+            ),
+        );
     }
     pb.env("CARGO_TARGET_DIR", &target);
     if cfg.build_dir_configured {

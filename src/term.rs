@@ -121,55 +121,18 @@ fn emit_label(style: Style, label: &str, msg: &dyn Display) {
     ));
 }
 
-/// A message's first word as its verb (`waiting for lease …` → `     Waiting for lease …`), for
-/// the callers of `status` and `verbose` not yet converted to `status_verb`/`verbose_verb`: a
-/// message whose first word is no verb (`the rustup …` → `The`) reads wrong, and nothing but
-/// the reader notices.
-fn split_verb(msg: &str) -> (String, &str) {
-    match msg.split_once(' ') {
-        Some((word, rest)) if word.len() <= 12 && word.chars().all(|c| c.is_alphabetic()) => {
-            let mut verb = String::with_capacity(word.len());
-            let mut chars = word.chars();
-            verb.extend(chars.next().map(|c| c.to_ascii_uppercase()));
-            verb.extend(chars);
-            (verb, rest)
-        }
-        _ => ("Note".to_owned(), msg),
-    }
-}
-
-/// A status line with its own verb: `status_verb("Reclaimed", "12 MiB …")`; hidden by `-q`.
-pub(crate) fn status_verb(verb: &str, msg: impl Display) {
+/// A status line with its own verb: `status("Reclaimed", "12 MiB …")`; hidden by `-q`.
+pub(crate) fn status(verb: &str, msg: impl Display) {
     if verbosity() >= Verbosity::Normal {
         emit_verb(AnsiColor::Green.on_default().bold(), verb, &msg.to_string());
     }
 }
 
-/// A normal progress line whose first word is its verb (`adopted x …` → `     Adopted x …`);
-/// hidden by `-q`. New code names its verb: `status_verb`.
-pub(crate) fn status(msg: impl Display) {
-    if verbosity() >= Verbosity::Normal {
-        let msg = msg.to_string();
-        let (verb, rest) = split_verb(&msg);
-        emit_verb(AnsiColor::Green.on_default().bold(), &verb, rest);
-    }
-}
-
-/// Detail shown only with `-v`, with its own verb: `verbose_verb("Note", "…")`, in the shape of
+/// Detail shown only with `-v`, with its own verb: `verbose("Note", "…")`, in the shape of
 /// `status_verb` with a cyan verb.
-pub(crate) fn verbose_verb(verb: &str, msg: impl Display) {
+pub(crate) fn verbose(verb: &str, msg: impl Display) {
     if verbosity() >= Verbosity::Verbose {
         emit_verb(AnsiColor::Cyan.on_default().bold(), verb, &msg.to_string());
-    }
-}
-
-/// Detail shown only with `-v`, its first word as the verb, like `status`. New code names its
-/// verb: `verbose_verb`.
-pub(crate) fn verbose(msg: impl Display) {
-    if verbosity() >= Verbosity::Verbose {
-        let msg = msg.to_string();
-        let (verb, rest) = split_verb(&msg);
-        emit_verb(AnsiColor::Cyan.on_default().bold(), &verb, rest);
     }
 }
 
@@ -213,7 +176,7 @@ impl Activity {
         if verbosity() < Verbosity::Normal {
             return act;
         }
-        status_verb(verb, &act.msg);
+        status(verb, &act.msg);
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         if tty {
             act.bar = Some(spinner(act.msg.clone()));
@@ -255,7 +218,7 @@ impl Activity {
             if !matches!(rx.recv_timeout(delay), Err(Timeout)) {
                 return;
             }
-            status_verb(verb, &msg);
+            status(verb, &msg);
             if tty {
                 let bar = spinner(msg);
                 let _ = rx.recv();
@@ -288,7 +251,7 @@ impl Activity {
     /// Done: stop the spinner or the periodic lines, then print `{verb:>12} {msg}`.
     pub(crate) fn finish(mut self, verb: &str, msg: impl Display) {
         self.stop();
-        status_verb(verb, msg);
+        status(verb, msg);
     }
 }
 
@@ -312,7 +275,7 @@ fn still_going(
     started: std::time::Instant,
 ) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(PLAIN_EVERY) {
-        status_verb(
+        status(
             verb,
             format_args!(
                 "{msg} (still going after {})",
@@ -384,18 +347,6 @@ pub(crate) fn out(text: &str) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_word_is_the_verb() {
-        assert_eq!(
-            split_verb("waiting for lease held by x"),
-            ("Waiting".to_owned(), "for lease held by x")
-        );
-        assert_eq!(
-            split_verb("/a/b at 90%"),
-            ("Note".to_owned(), "/a/b at 90%")
-        );
-    }
 
     #[test]
     fn color_flag_is_found_before_parsing() {

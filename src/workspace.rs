@@ -236,10 +236,13 @@ fn open_cache(cache: &Path) -> std::io::Result<OwnedFd> {
 fn read_cached(cache: &Path, name: &str) -> Option<String> {
     let dir = open_cache(cache).ok()?;
     let bad = |why: &dyn std::fmt::Display| {
-        crate::term::verbose(format_args!(
-            "ignored toolchain cache entry {}: {why}; asking rustc",
-            cache.join(name).display()
-        ));
+        crate::term::verbose(
+            "Ignored",
+            format_args!(
+                "toolchain cache entry {}: {why}; asking rustc",
+                cache.join(name).display()
+            ),
+        );
         None
     };
     match crate::fs::read_capped(dir.as_fd(), OsStr::new(name), MAX_CACHE_ENTRY) {

@@ -3,12 +3,15 @@
 //! access times are not recorded the run says so and only the size backstop applies.
 
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
+use tmpfs::Tmpfs;
 
 /// One CI job on runner `r`: its dir expires at release, so the next job adopts it.
 fn job(env: &Env, ws: &Path, id: &str, extra: &[&str], args: &[&str]) -> Output {
@@ -226,46 +229,14 @@ fn alternating_job_shapes_within_k_recompile_nothing() {
     );
 }
 
-struct Umount(PathBuf);
-
-impl Drop for Umount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Mount a tmpfs with `opts` on the env's root (the caller checked it runs as root).
-fn tmpfs_root(env: &Env, opts: &str) -> Umount {
-    std::fs::create_dir_all(&env.root).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
-        .arg(&env.root)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount -t tmpfs -o {opts} failed");
-    Umount(env.root.clone())
-}
-
-fn root_or_skip(what: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var_os("CARGO_GUARDED_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
-        panic!("{what} test required but not running as root");
-    }
-    eprintln!("skipped: not running as root (tmpfs mounts need it)");
-    false
-}
-
 /// On a tmpfs with its default `relatime`, reads after the reset are recorded: dead units go,
 /// live ones stay.
 #[test]
 fn pruning_works_on_a_relatime_tmpfs() {
-    if !root_or_skip("tmpfs") {
-        return;
-    }
     let env = Env::new();
-    let _mnt = tmpfs_root(&env, "size=512m");
+    let Some(_mnt) = Tmpfs::mount_with_or_skip(&env.root, "size=512m") else {
+        return;
+    };
     let ws = env.fixture("moving");
     let extra = [
         "--prune-after",
@@ -296,11 +267,10 @@ fn pruning_works_on_a_relatime_tmpfs() {
 /// pruned, and the `--max-warm-size` backstop still empties an oversized dir.
 #[test]
 fn noatime_engages_the_fallback_and_says_so() {
-    if !root_or_skip("noatime") {
-        return;
-    }
     let env = Env::new();
-    let _mnt = tmpfs_root(&env, "noatime,size=512m");
+    let Some(_mnt) = Tmpfs::mount_with_or_skip(&env.root, "noatime,size=512m") else {
+        return;
+    };
     let ws = env.fixture("moving");
     for i in 1..=3 {
         set_dep_version(&ws, &format!("1.0.{i}"));

@@ -62,10 +62,10 @@ pub(super) fn scan_for_new_job(
         {
             fresh.expires_at = now;
             if write(dir.as_fd(), &fresh).is_ok() {
-                term::verbose(format_args!(
-                    "ended released lease of job `{}` from this runner",
-                    fresh.job_id
-                ));
+                term::verbose(
+                    "Ended",
+                    format_args!("released lease of job `{}` from this runner", fresh.job_id),
+                );
                 lease = fresh;
             }
         }
@@ -77,10 +77,10 @@ pub(super) fn scan_for_new_job(
             // Another user's dir is not ours to take (nor could we write it): start fresh.
             match owned {
                 Ok(()) => out.push(Candidate { name, lease }),
-                Err(why) => term::verbose(format_args!(
-                    "not adopting {}: {why}",
-                    root.join(&name).display()
-                )),
+                Err(why) => term::verbose(
+                    "Skipping",
+                    format_args!("{} for adoption: {why}", root.join(&name).display()),
+                ),
             }
         }
     }
@@ -117,10 +117,10 @@ pub(super) fn adopt(
     }
     // Race closed: swapped for another user's dir, lease or `target` since the scan.
     if let Err(why) = check_owned(&dir) {
-        term::verbose(format_args!(
-            "not adopting {}: {why}",
-            root.join(&cand.name).display()
-        ));
+        term::verbose(
+            "Skipping",
+            format_args!("{} for adoption: {why}", root.join(&cand.name).display()),
+        );
         return Ok(AdoptOutcome::Lost);
     }
     // Race closed: the dir's own job resumed it (renewing the lease) after our scan.

@@ -93,11 +93,14 @@ impl Root {
         let mount = fs::mount_of(fd.as_fd())
             .with_context(|| format!("failed to stat root {}", path.display()))?;
         if mount.mnt.is_none() {
-            crate::term::verbose(format_args!(
-                "mounts under {} are told apart by {}",
-                path.display(),
-                fs::mount_id_source(fd.as_fd())
-            ));
+            crate::term::verbose(
+                "Note",
+                format_args!(
+                    "mounts under {} are told apart by {}",
+                    path.display(),
+                    fs::mount_id_source(fd.as_fd())
+                ),
+            );
         }
         Ok(Root {
             path: path.to_owned(),

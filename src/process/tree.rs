@@ -97,13 +97,10 @@ impl Tree {
     /// What `-v` says about the mechanism in use.
     pub(super) fn describe(&self) -> String {
         match &self.cgroup {
-            Some(cg) => format!(
-                "tracking the command's process tree in cgroup {}",
-                cg.path.display()
-            ),
+            Some(cg) => format!("the command's process tree in cgroup {}", cg.path.display()),
             None => format!(
-                "no writable cgroup v2: tracking the command's process tree by {TOKEN_VAR} in \
-                 /proc/*/environ"
+                "the command's process tree by {TOKEN_VAR} in /proc/*/environ (no writable \
+                 cgroup v2)"
             ),
         }
     }

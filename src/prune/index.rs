@@ -77,7 +77,10 @@ pub(super) fn load(job_dir: BorrowedFd<'_>) -> Option<Index> {
     match serde_json::from_slice::<Index>(&bytes) {
         Ok(i) if i.version == INDEX_VERSION => Some(i),
         _ => {
-            term::verbose(format_args!("ignoring an unusable {INDEX}; rebuilding it"));
+            term::verbose(
+                "Ignoring",
+                format_args!("an unusable {INDEX}; rebuilding it"),
+            );
             None
         }
     }

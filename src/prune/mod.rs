@@ -194,24 +194,30 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
     match outcome {
         Outcome::Off => Pruned::default(),
         Outcome::Emptied { size, limit } => {
-            term::status(format_args!(
-                "the dir adopted from {from} is {}, over --max-warm-size ({}{}): emptied it; \
-                 this job builds fresh",
-                Bytes(size),
-                Bytes(limit),
-                match s.max_warm {
-                    WarmLimit::Times(_) => format!(", {}", s.max_warm),
-                    _ => String::new(),
-                }
-            ));
+            term::status(
+                "Emptied",
+                format_args!(
+                    "the dir adopted from {from}: it is {}, over --max-warm-size ({}{}); this \
+                     job builds fresh",
+                    Bytes(size),
+                    Bytes(limit),
+                    match s.max_warm {
+                        WarmLimit::Times(_) => format!(", {}", s.max_warm),
+                        _ => String::new(),
+                    }
+                ),
+            );
             Pruned::default()
         }
         Outcome::Unobservable(why) => {
-            term::status(format_args!(
-                "not pruning the dir adopted from {from}: access times are not recorded on its \
-                 filesystem ({why}); only the --max-warm-size backstop ({}) applies",
-                s.max_warm
-            ));
+            term::status(
+                "Not",
+                format_args!(
+                    "pruning the dir adopted from {from}: access times are not recorded on its \
+                     filesystem ({why}); only the --max-warm-size backstop ({}) applies",
+                    s.max_warm
+                ),
+            );
             Pruned::default()
         }
         Outcome::Ran {
@@ -221,20 +227,26 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
         } => {
             if pruned.units > 0 || pruned.incremental > 0 {
                 let plural = |n: usize| if n == 1 { "" } else { "s" };
-                term::status(format_args!(
-                    "pruned {} dead unit{}{}, {}, of {from} (warm)",
-                    pruned.units,
-                    plural(pruned.units),
-                    match pruned.incremental {
-                        0 => String::new(),
-                        n => format!(" and {n} stale incremental dir{}", plural(n)),
-                    },
-                    Bytes(pruned.bytes)
-                ));
+                term::status(
+                    "Pruned",
+                    format_args!(
+                        "{} dead unit{}{}, {}, of {from} (warm)",
+                        pruned.units,
+                        plural(pruned.units),
+                        match pruned.incremental {
+                            0 => String::new(),
+                            n => format!(" and {n} stale incremental dir{}", plural(n)),
+                        },
+                        Bytes(pruned.bytes)
+                    ),
+                );
             } else {
-                term::verbose(format_args!(
-                    "nothing to prune in the dir adopted from {from} (generation {generation})"
-                ));
+                term::verbose(
+                    "Nothing",
+                    format_args!(
+                        "to prune in the dir adopted from {from} (generation {generation})"
+                    ),
+                );
             }
             if let Some(e) = first_error {
                 term::warn(format_args!("pruning left something in place: {e}"));

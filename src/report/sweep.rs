@@ -48,7 +48,7 @@ pub(crate) fn show(github: Option<&GitHub>, report: &Report, root: &Root, style:
 fn print(report: &Report, root: &Root, style: Style) {
     let before = report.before;
     if style == Style::Hook || !report.removed.is_empty() {
-        term::status_verb(
+        term::status(
             "Reclaiming",
             format_args!(
                 "expired target dirs in {}: {}% used ({} free)",
@@ -66,14 +66,14 @@ fn print(report: &Report, root: &Root, style: Style) {
     for r in &report.removed {
         let (name, ago) = expired_for(r);
         let line = format!("{name} (expired {} ago, {})", Short(ago), Bytes(r.bytes()));
-        term::status_verb(removed_verb, line);
+        term::status(removed_verb, line);
     }
     for k in &report.kept {
         let line = format!("{} ({})", k.name, k.reason.detail());
         if style == Style::Precheck {
-            term::verbose(format_args!("kept {line}"));
+            term::verbose("Kept", format_args!("{line}"));
         } else {
-            term::status_verb("Kept", line);
+            term::status("Kept", line);
         }
     }
     for e in &report.errors {
@@ -103,7 +103,7 @@ fn expired_for(r: &Removed) -> (&str, std::time::Duration) {
 fn print_reclaimed(report: &Report) {
     let n = report.removed.len();
     let after = report.after;
-    term::status_verb(
+    term::status(
         if report.dry_run {
             "Would free"
         } else {
@@ -149,7 +149,7 @@ fn print_nothing(report: &Report) {
             Bytes(before.free)
         )
     };
-    term::status_verb("Nothing", format_args!("to reclaim: {why}"));
+    term::status("Nothing", format_args!("to reclaim: {why}"));
 }
 
 /// The job id an unfinished dir is listed under in `gc --json` (it has no lease to name one).

@@ -11,9 +11,14 @@ pub struct Tmpfs(pub PathBuf);
 impl Tmpfs {
     /// Mount a tmpfs of `size` (mount's own spelling: `512k`, `4m`) at `at`, or say why not.
     pub fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        Tmpfs::mount_with(at, &format!("size={size}"))
+    }
+
+    /// Mount a tmpfs with mount options `opts` (`noatime,size=512m`) at `at`, or say why not.
+    pub fn mount_with(at: &Path, opts: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
             .arg(at)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -28,7 +33,12 @@ impl Tmpfs {
 
     /// `mount`, or `None` with the reason printed (as `common::require_root` decides).
     pub fn mount_or_skip(at: &Path, size: &str) -> Option<Tmpfs> {
-        super::common::require_root("a tmpfs mount", || Tmpfs::mount(at, size))
+        Tmpfs::mount_with_or_skip(at, &format!("size={size}"))
+    }
+
+    /// `mount_with`, or `None` with the reason printed (as `common::require_root` decides).
+    pub fn mount_with_or_skip(at: &Path, opts: &str) -> Option<Tmpfs> {
+        super::common::require_root("a tmpfs mount", || Tmpfs::mount_with(at, opts))
     }
 }
 
