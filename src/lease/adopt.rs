@@ -78,8 +78,8 @@ pub(super) fn scan_for_new_job(
             match owned {
                 Ok(()) => out.push(Candidate { name, lease }),
                 Err(why) => term::verbose(
-                    "Skipping",
-                    format_args!("{} for adoption: {why}", root.join(&name).display()),
+                    "Note",
+                    format_args!("not adopting {}: {why}", root.join(&name).display()),
                 ),
             }
         }
@@ -118,8 +118,8 @@ pub(super) fn adopt(
     // Race closed: swapped for another user's dir, lease or `target` since the scan.
     if let Err(why) = check_owned(&dir) {
         term::verbose(
-            "Skipping",
-            format_args!("{} for adoption: {why}", root.join(&cand.name).display()),
+            "Note",
+            format_args!("not adopting {}: {why}", root.join(&cand.name).display()),
         );
         return Ok(AdoptOutcome::Lost);
     }
