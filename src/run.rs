@@ -394,9 +394,11 @@ fn acquire_and_check(
     announce(cfg, held, &origin);
     let pruned = match &origin {
         // Under the adopter's lock: the previous job is over and no one else can build here.
-        Origin::Adopted { from, size, .. } => {
-            crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune)
-        }
+        Origin::Adopted { from, size, .. } => report::prune::adoption(
+            crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune),
+            from,
+            &cfg.prune,
+        ),
         _ => crate::prune::Pruned::default(),
     };
     let lease_env = LeaseEnv {

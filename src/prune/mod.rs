@@ -35,7 +35,6 @@ use rustix::fs::{AtFlags, FileType, Mode};
 
 use crate::fs;
 use crate::lease::TARGET;
-use crate::term;
 use crate::units::{self, Bytes};
 
 mod atime;
@@ -156,8 +155,8 @@ impl Seen {
     }
 }
 
-/// How an adoption's pruning ended, for [`at_adoption`] to say.
-enum Outcome {
+/// How an adoption's pruning ended, for `report::prune` to say.
+pub(crate) enum Outcome {
     /// Pruning is off: the base size was recorded, nothing else done.
     Off,
     /// The backstop emptied the dir.
@@ -172,88 +171,16 @@ enum Outcome {
     },
 }
 
-/// Called right after a job adopted `from`'s dir, while its lock is held. Never fails the job:
-/// pruning is an optimisation, so its errors are warnings.
-/// Returns what was pruned (nothing, when pruning is off, not possible here, or failed).
+/// Called right after a job adopted `from`'s dir, while its lock is held: what pruning did,
+/// for `report::prune` to say. Its errors never fail the job (pruning is an optimisation): the
+/// caller warns.
 pub(crate) fn at_adoption(
     job_dir: BorrowedFd<'_>,
     from: &str,
     size: Option<u64>,
     s: &Settings,
-) -> Pruned {
-    match run(job_dir, from, size, s) {
-        Ok(outcome) => say(outcome, from, s),
-        Err(e) => {
-            term::warn(format_args!("pruning the dir adopted from {from}: {e:#}"));
-            Pruned::default()
-        }
-    }
-}
-
-fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
-    match outcome {
-        Outcome::Off => Pruned::default(),
-        Outcome::Emptied { size, limit } => {
-            term::status(
-                "Emptied",
-                format_args!(
-                    "the dir adopted from {from}: it is {}, over --max-warm-size ({}{}); this \
-                     job builds fresh",
-                    Bytes(size),
-                    Bytes(limit),
-                    match s.max_warm {
-                        WarmLimit::Times(_) => format!(", {}", s.max_warm),
-                        _ => String::new(),
-                    }
-                ),
-            );
-            Pruned::default()
-        }
-        Outcome::Unobservable(why) => {
-            term::status(
-                "Not",
-                format_args!(
-                    "pruning the dir adopted from {from}: access times are not recorded on its \
-                     filesystem ({why}); only the --max-warm-size backstop ({}) applies",
-                    s.max_warm
-                ),
-            );
-            Pruned::default()
-        }
-        Outcome::Ran {
-            pruned,
-            generation,
-            first_error,
-        } => {
-            if pruned.units > 0 || pruned.incremental > 0 {
-                let plural = |n: usize| if n == 1 { "" } else { "s" };
-                term::status(
-                    "Pruned",
-                    format_args!(
-                        "{} dead unit{}{}, {}, of {from} (warm)",
-                        pruned.units,
-                        plural(pruned.units),
-                        match pruned.incremental {
-                            0 => String::new(),
-                            n => format!(" and {n} stale incremental dir{}", plural(n)),
-                        },
-                        Bytes(pruned.bytes)
-                    ),
-                );
-            } else {
-                term::verbose(
-                    "Nothing",
-                    format_args!(
-                        "to prune in the dir adopted from {from} (generation {generation})"
-                    ),
-                );
-            }
-            if let Some(e) = first_error {
-                term::warn(format_args!("pruning left something in place: {e}"));
-            }
-            pruned
-        }
-    }
+) -> Result<Outcome> {
+    run(job_dir, from, size, s)
 }
 
 fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> Result<Outcome> {
