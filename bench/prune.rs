@@ -14,27 +14,15 @@
 //!   round; goal <= 10% of the plain no-op build.
 
 mod common;
+#[path = "../tests/common/moving.rs"]
+mod moving;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use moving::set_dep_version;
 
-fn set_dep_version(ws: &Path, v: &str) {
-    let toml = ws.join("dep/Cargo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("version = ") {
-                format!("version = \"{v}\"\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(toml, text).unwrap();
-}
+use common::*;
 
 fn compiled_units(run: &Run) -> usize {
     run.stderr

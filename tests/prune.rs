@@ -3,6 +3,8 @@
 //! access times are not recorded the run says so and only the size backstop applies.
 
 mod common;
+#[path = "common/moving.rs"]
+mod moving;
 #[path = "common/tmpfs.rs"]
 mod tmpfs;
 
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
+use moving::{set_dep_version, set_edit};
 use tmpfs::Tmpfs;
 
 /// One CI job on runner `r`: its dir expires at release, so the next job adopts it.
@@ -47,31 +50,6 @@ fn du(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-fn set_dep_version(ws: &Path, v: &str) {
-    let toml = ws.join("dep/Cargo.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("version = ") {
-                format!("version = \"{v}\"\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(toml, text).unwrap();
-}
-
-fn set_edit(ws: &Path, n: u32) {
-    let main = ws.join("app/src/main.rs");
-    let text = std::fs::read_to_string(&main).unwrap();
-    let start = text.find("const EDIT: u32 = ").unwrap();
-    let end = start + text[start..].find(';').unwrap();
-    let text = format!("{}const EDIT: u32 = {n}{}", &text[..start], &text[end..]);
-    std::fs::write(main, text).unwrap();
 }
 
 /// A fresh `cargo build` of the workspace's current state, outside the root.

@@ -15,22 +15,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+#[path = "../../tests/common/shared.rs"]
+mod shared;
+use shared::clean_env;
+pub use shared::copy_dir;
+
 /// The release build of `cargo-guarded` that `cargo bench` built for this bench.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cargo-guarded");
 pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-
-/// Variables kept from the outer environment: enough for rustup and cargo to work. Everything
-/// else (`CARGO_TARGET_DIR` of the `cargo bench` that started us, `RUSTFLAGS`, CI variables) is
-/// dropped so that every variant sees the same clean environment.
-const KEEP: &[&str] = &[
-    "PATH",
-    "HOME",
-    "RUSTUP_HOME",
-    "CARGO_HOME",
-    "RUSTUP_TOOLCHAIN",
-    "TMPDIR",
-    "LANG",
-];
 
 /// `cargo bench` runs a `harness = false` bench with `--bench`; `cargo test --all-targets` runs
 /// it without. Only the former should spend minutes measuring.
@@ -67,16 +59,7 @@ pub fn tempdir(prefix: &str) -> tempfile::TempDir {
 /// `program` with the cleaned environment, no colour, stdin closed.
 pub fn cmd(program: impl AsRef<OsStr>, cwd: &Path) -> Command {
     let mut c = Command::new(program);
-    c.env_clear();
-    for k in KEEP {
-        if let Some(v) = std::env::var_os(k) {
-            c.env(k, v);
-        }
-    }
-    c.env("NO_COLOR", "1")
-        .env("CARGO_TERM_COLOR", "never")
-        .current_dir(cwd)
-        .stdin(Stdio::null());
+    clean_env(&mut c).current_dir(cwd).stdin(Stdio::null());
     c
 }
 
@@ -216,22 +199,6 @@ pub fn ratio_line(what: &str, a: &[Duration], b: &[Duration], goal: Option<f64>)
         let _ = write!(line, "   goal <= {g:.2}: {verdict}");
     }
     println!("{line}");
-}
-
-/// Copy a directory tree (regular files and dirs only), skipping any `target/`.
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != "target" {
-                copy_dir(&entry.path(), &to);
-            }
-        } else {
-            std::fs::copy(entry.path(), to).unwrap();
-        }
-    }
 }
 
 /// Copy `fixtures/<name>` to `dst`.

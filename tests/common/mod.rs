@@ -11,23 +11,14 @@ use serde_json::Value;
 
 mod holder;
 mod require;
+mod shared;
 #[allow(unused_imports)] // Not every test file needs them.
 pub use holder::*;
 #[allow(unused_imports)]
 pub use require::*;
+pub use shared::{clean_env, copy_dir};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cargo-guarded");
-
-/// Variables kept from the outer environment: enough for rustup and cargo to work offline.
-const KEEP: &[&str] = &[
-    "PATH",
-    "HOME",
-    "RUSTUP_HOME",
-    "CARGO_HOME",
-    "RUSTUP_TOOLCHAIN",
-    "TMPDIR",
-    "LANG",
-];
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -67,15 +58,8 @@ impl Env {
     /// test's root, no colour.
     pub fn cmd(&self, cwd: &Path) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.env_clear();
-        for k in KEEP {
-            if let Some(v) = std::env::var_os(k) {
-                cmd.env(k, v);
-            }
-        }
-        cmd.env("CARGO_GUARDED_ROOT", &self.root)
-            .env("NO_COLOR", "1")
-            .env("CARGO_TERM_COLOR", "never")
+        clean_env(&mut cmd)
+            .env("CARGO_GUARDED_ROOT", &self.root)
             .current_dir(cwd);
         cmd
     }
@@ -168,21 +152,6 @@ pub fn compiled_anything(out: &Output) -> bool {
     stderr(out)
         .lines()
         .any(|l| l.trim_start().starts_with("Compiling "))
-}
-
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != "target" {
-                copy_dir(&entry.path(), &to);
-            }
-        } else {
-            std::fs::copy(entry.path(), to).unwrap();
-        }
-    }
 }
 
 /// Poll `cond` every 20 ms for up to `secs` seconds (a bound on a wait, never a timing

@@ -1,0 +1,33 @@
+//! Edits of `fixtures/moving` that make a job's history: its path dependency's version (and so
+//! every dependent's unit hash) and its app's source. Shared by `tests/prune.rs` and
+//! `bench/prune.rs` (by path).
+#![allow(dead_code)] // Not every includer edits both.
+
+use std::path::Path;
+
+/// Set `dep`'s version to `v` (its hash, and every dependent's, moves with it).
+pub fn set_dep_version(ws: &Path, v: &str) {
+    let toml = ws.join("dep/Cargo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("version = ") {
+                format!("version = \"{v}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(toml, text).unwrap();
+}
+
+/// Edit the workspace crate's source (its `EDIT` constant), as a commit would.
+pub fn set_edit(ws: &Path, n: u32) {
+    let main = ws.join("app/src/main.rs");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let start = text.find("const EDIT: u32 = ").unwrap();
+    let end = start + text[start..].find(';').unwrap();
+    let text = format!("{}const EDIT: u32 = {n}{}", &text[..start], &text[end..]);
+    std::fs::write(main, text).unwrap();
+}
