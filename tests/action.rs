@@ -976,18 +976,8 @@ fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
     let live2_dir = job_dir(&env, "live-2");
 
     let hook = |name: &str| -> Child {
-        let base = env.cmd(env.path());
-        let mut cmd = Command::new("bash");
-        cmd.env_clear();
-        for (k, v) in base.get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        cmd.arg("-e")
-            .arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
-            .current_dir(env.path())
-            .env("CARGO_GUARDED_BIN", BIN)
+        let mut cmd = hook_cmd(&env);
+        cmd.env("CARGO_GUARDED_BIN", BIN)
             .env("CARGO_GUARDED_RECLAIM_BELOW", "100%")
             .env("RUNNER_NAME", name)
             .stdin(Stdio::null())
@@ -1018,9 +1008,9 @@ fn hook_run_twice_at_once_with_live_leases_exits_0_and_removes_nothing_live() {
     assert_eq!(lease_state(&env, "old"), None);
 }
 
-/// The runner runs the hook as `bash -e {path}` (and fails the job if it exits non-zero): run it
-/// exactly so.
-fn run_hook(env: &Env, extra: &[(&str, &str)], remove: &[&str]) -> Output {
+/// The runner runs the hook as `bash -e {path}` (and fails the job if it exits non-zero): the
+/// command to run it exactly so, in the test's clean environment.
+fn hook_cmd(env: &Env) -> Command {
     let base = env.cmd(env.path());
     let mut cmd = Command::new("bash");
     cmd.env_clear();
@@ -1032,6 +1022,12 @@ fn run_hook(env: &Env, extra: &[(&str, &str)], remove: &[&str]) -> Output {
     cmd.arg("-e")
         .arg(Path::new(SOURCE).join("contrib/runner-job-started.sh"))
         .current_dir(env.path());
+    cmd
+}
+
+/// The hook run as the runner runs it, with `extra` variables set and `remove` unset.
+fn run_hook(env: &Env, extra: &[(&str, &str)], remove: &[&str]) -> Output {
+    let mut cmd = hook_cmd(env);
     for (k, v) in extra {
         cmd.env(k, v);
     }
