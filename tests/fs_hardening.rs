@@ -71,6 +71,34 @@ fn a_bind_mount_inside_an_expired_dir_keeps_its_files() {
     drop(moved);
 }
 
+/// A job dir that is itself a mount point (here a bind mount of the root's own filesystem, which
+/// only the mount id tells apart) is not a job dir the guard may touch, and the reason says what
+/// it is rather than "other filesystem".
+#[test]
+fn a_job_dir_that_is_a_bind_mount_is_skipped_as_a_mount_point() {
+    if !root_or_skip("bind mount test") {
+        return;
+    }
+    let env = Env::new();
+    let data = expired(&env.root, "data", None);
+    std::fs::write(data.join("target/debug/precious"), "keep me").unwrap();
+    let source = env.path().join("source");
+    std::fs::rename(&data, &source).unwrap();
+    let _mnt = Mount::bind(&source, &env.root.join("bound"));
+    let out = env.run(env.path(), ["gc", "--all-expired", "--json"]);
+    let report = report_of(&out);
+    assert!(removed_names(&report).is_empty(), "{report:#}");
+    assert_eq!(
+        kept_reason(&report, "bound"),
+        "skipped: a mount point (another filesystem or a bind mount)",
+        "{report:#}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(source.join("target/debug/precious")).unwrap(),
+        "keep me"
+    );
+}
+
 /// Item 12: a tree deeper than the fd limit, inside an expired job dir, goes whole.
 #[test]
 fn a_tree_deeper_than_the_fd_limit_is_deleted() {

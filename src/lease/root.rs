@@ -257,7 +257,7 @@ impl Root {
         // root's own, which only the mount id tells apart) is not a job dir we may touch.
         let mount = fs::mount_of(fd.as_fd()).map_err(|e| Skip::Io(e.to_string()))?;
         if mount != self.mount {
-            return Err(Skip::OtherFs);
+            return Err(Skip::MountPoint);
         }
         Ok(File::from(fd))
     }
@@ -290,7 +290,8 @@ enum RootKind {
 pub(crate) enum Skip {
     Symlink,
     NotDir,
-    OtherFs,
+    /// A mount point: another filesystem, or a bind mount of the root's own.
+    MountPoint,
     Gone,
     Io(String),
 }
@@ -300,7 +301,10 @@ impl std::fmt::Display for Skip {
         match self {
             Skip::Symlink => write!(f, "skipped: symlink"),
             Skip::NotDir => write!(f, "skipped: not a directory"),
-            Skip::OtherFs => write!(f, "skipped: other filesystem"),
+            Skip::MountPoint => write!(
+                f,
+                "skipped: a mount point (another filesystem or a bind mount)"
+            ),
             Skip::Gone => write!(f, "skipped: vanished while being examined"),
             Skip::Io(e) => write!(f, "skipped: {e}"),
         }
