@@ -85,16 +85,24 @@ pub(crate) fn before_lease(
     Ok(Some(report))
 }
 
+/// What the precheck found once the job may start.
+pub(crate) struct Checked {
+    /// The sweep's report, if one ran (before or after the lease).
+    pub(crate) report: Option<Report>,
+    /// The root's filesystem as the `--min-free` check read it.
+    pub(crate) space: Space,
+}
+
 /// Once the job holds its lease: apply the per-workspace retention for a `new_job` (its dir was
 /// just created or adopted) unless `before_lease` already swept, then refuse to start below
-/// `--min-free`. Returns the sweep's report if one ran.
+/// `--min-free`.
 pub(crate) fn after_lease(
     root: &Root,
     limits: &Limits<'_>,
     new_job: bool,
     earlier: Option<Report>,
     interrupted: &dyn Fn() -> Result<()>,
-) -> Result<Option<Report>> {
+) -> Result<Checked> {
     let report = match earlier {
         Some(r) => Some(r),
         None => {
@@ -126,7 +134,7 @@ pub(crate) fn after_lease(
         }
         .into());
     }
-    Ok(report)
+    Ok(Checked { report, space })
 }
 
 fn free_space(root: &Root) -> Result<Space> {

@@ -409,8 +409,8 @@ fn acquire_and_check(
     };
     let new_job = !matches!(origin, Origin::Resumed);
     let reclaimed_before = swept.as_ref().map_or(0, |r| r.freed());
-    let report = match precheck::after_lease(&root, &limits, new_job, swept, interrupted) {
-        Ok(report) => report,
+    let checked = match precheck::after_lease(&root, &limits, new_job, swept, interrupted) {
+        Ok(checked) => checked,
         Err(e) => {
             *outputs_written = true;
             refused_outputs(cfg, held, &origin, reclaimed_before, &command_line, &e);
@@ -424,7 +424,7 @@ fn acquire_and_check(
             held,
             (&origin, &pruned),
             &command_line,
-            report.as_ref(),
+            &checked,
         );
     }
     *outputs_written = true;

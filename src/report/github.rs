@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use crate::fs::Space;
 use crate::guard::{Kept, Removed, Report};
 use crate::lease::{Held, KeepKind, Origin, Root};
-use crate::precheck::NoSpace;
+use crate::precheck::{Checked, NoSpace};
 use crate::prune::Pruned;
 use crate::term;
 use crate::units::{Bytes, Short};
@@ -53,8 +53,9 @@ impl GitHub {
         held: &Held,
         (origin, pruned): (&Origin, &Pruned),
         command: &str,
-        report: Option<&Report>,
+        checked: &Checked,
     ) {
+        let report = checked.report.as_ref();
         let target = held.target_dir();
         let reclaimed = report.map_or(0, Report::reclaimed);
         self.set_job_outputs(&target, &held.job_id(), reclaimed, origin.name());
@@ -75,7 +76,7 @@ impl GitHub {
             .map(|n| n.to_string_lossy().into_owned());
         match report {
             Some(r) => disk_report(&mut md, root, r, own.as_deref(), repo),
-            None => no_sweep(&mut md, root),
+            None => no_sweep(&mut md, root, checked.space),
         }
         self.append_summary(&md);
     }
@@ -284,23 +285,16 @@ fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
     }
 }
 
-/// The disk when no sweep ran.
-fn no_sweep(md: &mut String, root: &Root) {
-    match Space::of(&root.path) {
-        Ok(s) => {
-            let _ = writeln!(
-                md,
-                "Free space on `{}`: {} of {} ({}% used); no sweep was needed.\n",
-                code(&root.path.display().to_string()),
-                Bytes(s.free),
-                Bytes(s.total),
-                s.used_pct()
-            );
-        }
-        Err(e) => {
-            let _ = writeln!(md, "Free space unknown: {}\n", cell(&e.to_string()));
-        }
-    }
+/// The disk when no sweep ran, as the precheck read it.
+fn no_sweep(md: &mut String, root: &Root, s: Space) {
+    let _ = writeln!(
+        md,
+        "Free space on `{}`: {} of {} ({}% used); no sweep was needed.\n",
+        code(&root.path.display().to_string()),
+        Bytes(s.free),
+        Bytes(s.total),
+        s.used_pct()
+    );
 }
 
 /// Disk before/after, what was reclaimed and what was kept, as markdown. `own`: the job dir of
