@@ -480,6 +480,24 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
 // ---------------------------------------------------------------------------------------------
 // The action end to end
 
+/// A later step of the job resumes its dir with plenty of space: no sweep runs, and the summary
+/// gives the free space the precheck read.
+#[test]
+fn a_step_without_a_sweep_summarizes_the_free_space() {
+    let mut job = Job::new();
+    assert_success(&job.action(&[("command", "build")]).run);
+    let a = job.action(&[("command", "build")]);
+    assert_success(&a.run);
+    assert_eq!(a.step.outputs()["origin"], "resumed");
+    let summary = a.step.summary();
+    let root = job.env.root.display().to_string();
+    assert!(
+        summary.contains(&format!("Free space on `{root}`"))
+            && summary.contains("% used); no sweep was needed."),
+        "{summary}"
+    );
+}
+
 #[test]
 fn build_step_sets_outputs_and_a_summary() {
     let mut job = Job::new();
