@@ -176,6 +176,10 @@ impl Serialize for Report {
             dir: &'a str,
             bytes: u64,
             expired_for_secs: u64,
+            /// A `.new-*` dir left by a job that died creating it: no lease, so `job_id` is a
+            /// placeholder, `bytes` 0 (counted in `other_freed`) and `expired_for_secs` the
+            /// age it was at least.
+            unfinished: bool,
         }
         #[derive(Serialize)]
         struct JsonKept<'a> {
@@ -192,6 +196,7 @@ impl Serialize for Report {
                 dir,
                 bytes: r.bytes(),
                 expired_for_secs: expired_for(r).1.as_secs(),
+                unfinished: matches!(r, Removed::Unfinished { .. }),
             }
         }
         fn kept(k: &Kept) -> JsonKept<'_> {
@@ -358,8 +363,9 @@ mod tests {
                 "target_free": 30,
                 "removed": [
                     {"job_id": UNFINISHED_JOB, "dir": "/r/.new-x", "bytes": 0,
-                     "expired_for_secs": 60},
-                    {"job_id": "old", "dir": "/r/old", "bytes": 5, "expired_for_secs": 3},
+                     "expired_for_secs": 60, "unfinished": true},
+                    {"job_id": "old", "dir": "/r/old", "bytes": 5, "expired_for_secs": 3,
+                     "unfinished": false},
                 ],
                 "kept": [{"job_id": null, "dir": "/r/odd", "reason": "kept: unknown – no lease"}],
                 "errors": [], "other_freed": 7,
