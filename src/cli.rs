@@ -505,6 +505,22 @@ pub(crate) fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
 mod tests {
     use super::*;
 
+    /// `--job-id`'s help lists by hand the CI systems `job_id` derives ids from: it must name
+    /// every one of them.
+    #[test]
+    fn job_id_help_names_every_ci_system() {
+        let cmd = Cli::command();
+        let build = cmd.find_subcommand("exec").expect("exec exists");
+        let arg = build
+            .get_arguments()
+            .find(|a| a.get_id() == "job_id")
+            .expect("exec takes --job-id");
+        let help = arg.get_help().expect("--job-id has help").to_string();
+        for name in crate::job_id::ci_names() {
+            assert!(help.contains(name), "--job-id's help lacks {name}: {help}");
+        }
+    }
+
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let args = normalize(args.iter().map(OsString::from).collect());
         Cli::try_parse_from(args)

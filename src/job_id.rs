@@ -54,6 +54,13 @@ pub(crate) fn ci_name(var: Vars) -> Option<&'static str> {
     }
 }
 
+/// The CI systems a job id is derived from, by name (for the test that `--job-id`'s help names
+/// them all).
+#[cfg(test)]
+pub(crate) fn ci_names() -> impl Iterator<Item = &'static str> {
+    CIS.iter().map(|ci| ci.name)
+}
+
 /// The job id as the CI system knows it, or a stable per-workspace id for local builds.
 pub(crate) fn derive(var: Vars, workspace_root: &Path) -> String {
     if let Some(id) = CIS.iter().find_map(|ci| (ci.job_id)(var)) {
