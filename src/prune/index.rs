@@ -94,8 +94,16 @@ pub(super) fn save(job_dir: BorrowedFd<'_>, index: &Index) -> Result<()> {
 /// What the last prune of the job dir `job_dir` removed, if it was ever pruned and its index is
 /// readable. For `status` (table and `--json`): a dir's pruned bytes next to its size.
 pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Option<LastPrune> {
+    /// Only the two fields `status` needs: the per-unit maps are skipped, not built, for each
+    /// job dir `status` lists.
+    #[derive(Deserialize)]
+    struct Summary {
+        version: u32,
+        #[serde(default)]
+        last_prune: Option<LastPrune>,
+    }
     let bytes = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES).ok()??;
-    let index: Index = serde_json::from_slice(&bytes).ok()?;
+    let index: Summary = serde_json::from_slice(&bytes).ok()?;
     (index.version == INDEX_VERSION)
         .then_some(index.last_prune)
         .flatten()
