@@ -21,8 +21,9 @@ Commands not listed above run under the job's lease with CARGO_TARGET_DIR set to
 
 Every option can also be set through the environment variable named in its help; the flag wins.
 
-Exit status: the wrapped command's own; 128+N when it died of signal N; 75 when the disk is too
-full even after reclaiming expired job dirs; 1 for cargo-guarded's own errors.
+Exit status: the wrapped command's own; 128+N when it died of signal N; 75 (try again later)
+when the disk is too full even after reclaiming expired job dirs or --wait ran out; 1 for
+cargo-guarded's own errors and usage errors.
 
 Examples:
   cargo guarded build --release

@@ -51,8 +51,10 @@ fn main() -> ExitCode {
         // The one place errors are printed.
         Err(err) => {
             term::error(format_args!("{err:#}"));
-            if err.downcast_ref::<NoSpace>().is_some() {
-                return ExitCode::from(exit_codes::NO_SPACE);
+            if err.downcast_ref::<NoSpace>().is_some()
+                || err.downcast_ref::<lease::WaitTimedOut>().is_some()
+            {
+                return ExitCode::from(exit_codes::TRY_LATER);
             } else if let Some(process::Interrupted(sig)) = err.downcast_ref() {
                 process::die_of(*sig);
                 ExitCode::from(exit_codes::for_signal(*sig))
@@ -135,7 +137,8 @@ fn run() -> Result<ExitCode> {
 }
 
 /// Help and version go to stdout with exit 0; any other parse error is printed as clap renders
-/// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own.
+/// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own (see
+/// `exit_codes::USAGE`).
 fn clap_error(e: clap::Error) -> Result<ExitCode> {
     use clap::error::ErrorKind;
     match e.kind() {
@@ -148,7 +151,7 @@ fn clap_error(e: clap::Error) -> Result<ExitCode> {
         )),
         _ => {
             term::write_styled(&e.render().ansi().to_string());
-            Ok(ExitCode::from(exit_codes::ERROR))
+            Ok(ExitCode::from(exit_codes::USAGE))
         }
     }
 }
@@ -201,15 +204,24 @@ fn check_project(args: &[std::ffi::OsString]) -> Result<()> {
     Ok(())
 }
 
+/// A root that is not there: a timer and the runners pointed at different paths would
+/// otherwise never be noticed (`gc` reclaiming nothing forever, `status` showing no dirs).
+fn missing_root(cfg: &Config) -> anyhow::Error {
+    anyhow!(
+        "root {} does not exist: no job has run under it; point --root (or CARGO_GUARDED_ROOT) \
+         at the root your jobs use (`cargo guarded env` in a job prints its dir)",
+        cfg.root.display()
+    )
+}
+
 fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
-    // A root nobody has used yet is an empty one, not an error (and `status` never creates it).
-    let status = if cfg.root.exists() {
-        let root = Root::open(&cfg.root)?;
-        let trust = locks::assess(root.fd(), cfg.locks_forced);
-        status::collect(&root, trust, args.sizes)?
-    } else {
-        status::empty(&cfg.root)?
-    };
+    // `status` never creates the root: one that is not there is a misconfiguration to report.
+    if !cfg.root.exists() {
+        return Err(missing_root(cfg));
+    }
+    let root = Root::open(&cfg.root)?;
+    let trust = locks::assess(root.fd(), cfg.locks_forced);
+    let status = status::collect(&root, trust, args.sizes)?;
     let text = if args.json {
         term::json(&status)?
     } else {
@@ -222,11 +234,12 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
 
 fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     if !cfg.root.exists() {
-        term::status(
-            "Nothing",
-            format_args!("to reclaim: root {} does not exist", cfg.root.display()),
-        );
-        return Ok(ExitCode::SUCCESS);
+        // A hook never fails the job it runs before: it warns in the job's log instead.
+        if args.hook {
+            term::warn(format_args!("{:#}", missing_root(cfg)));
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(missing_root(cfg));
     }
     let root = Root::open(&cfg.root)?;
     let trust = locks::assess(root.fd(), cfg.locks_forced);

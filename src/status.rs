@@ -3,7 +3,6 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -182,21 +181,4 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
         }
     }
     entry
-}
-
-/// The status of a root that does not exist yet: no job dirs, and the free space of the
-/// filesystem it would be created on.
-pub(crate) fn empty(root: &Path) -> Result<Status> {
-    let existing = root
-        .ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(Path::new("/"));
-    let space = Space::of(existing)
-        .with_context(|| format!("failed to read free space of {}", existing.display()))?;
-    Ok(Status {
-        root: root.display().to_string(),
-        space,
-        leases: Vec::new(),
-        totals: Totals::default(),
-    })
 }

@@ -412,3 +412,69 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
     assert!(page.contains("completions"), "{page}");
     assert_no_lease(&env, "completions and man");
 }
+
+/// Issue 21, item 5: a root that is not there is a misconfiguration (a timer and the runners
+/// pointed at different paths), not an empty root: `gc` and `status` fail naming the path with a
+/// hint; the hook mode warns and never fails the job.
+#[test]
+fn a_root_that_does_not_exist_is_an_error_except_in_the_hook() {
+    let env = Env::new();
+    let missing = env.root.display().to_string();
+    for args in [
+        &["gc"][..],
+        &["gc", "--dry-run"],
+        &["status"],
+        &["status", "--json"],
+    ] {
+        let out = env.run(env.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        let line = one_line_error(&out);
+        assert!(
+            line.starts_with(&format!("error: root {missing} does not exist")),
+            "{line}"
+        );
+        assert!(line.contains("CARGO_GUARDED_ROOT"), "the hint: {line}");
+        assert!(stdout(&out).is_empty(), "{}", describe(&out));
+    }
+    let out = env.ok(env.path(), ["gc", "--hook"]);
+    assert!(
+        stderr(&out).starts_with(&format!("warning: root {missing} does not exist")),
+        "{}",
+        describe(&out)
+    );
+    assert!(!env.root.exists(), "neither creates the root");
+}
+
+/// Issue 21, item 6: every exit code the wrapper returns itself is named in `src/exit_codes.rs`
+/// and has a row in README's one exit-status table.
+#[test]
+fn every_exit_code_of_the_wrapper_is_in_the_readme_table() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let start = readme
+        .find("### Exit status")
+        .expect("README has the table");
+    let table: Vec<&str> = readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let codes = std::fs::read_to_string(dir.join("src/exit_codes.rs")).unwrap();
+    let mut found = 0;
+    for line in codes.lines() {
+        let Some(rest) = line.trim().strip_prefix("pub(crate) const ") else {
+            continue;
+        };
+        let value = rest.rsplit("= ").next().unwrap().trim_end_matches(';');
+        assert!(
+            table
+                .iter()
+                .any(|row| row.starts_with(&format!("| `{value}` |"))),
+            "exit code {value} ({rest}) has no row in README's table:\n{}",
+            table.join("\n")
+        );
+        found += 1;
+    }
+    assert!(found >= 3, "no codes found in src/exit_codes.rs");
+    assert!(table.iter().any(|row| row.starts_with("| `128+N` |")));
+}

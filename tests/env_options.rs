@@ -45,6 +45,8 @@ fn a_typed_flag_wins_over_an_invalid_variable() {
         ("CARGO_GUARDED_WAIT", "a while"),
     ];
     job_env(&env, &vars, &["--ttl", "10m", "env", "--wait=5s"]);
+    // `gc` needs a root that exists: let one job lay it out.
+    env.ok(env.path(), ["exec", "--", "true"]);
     let mut cmd = env.cmd(env.path());
     cmd.env("CARGO_GUARDED_RECLAIM_BELOW", "lots").args([
         "guarded",

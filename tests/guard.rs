@@ -761,12 +761,18 @@ fn hook_mode_prints_compact_decisions_and_never_fails_the_job() {
     );
     assert!(err.contains("Kept broken (unknown – no lease)"), "{err}");
     assert!(err.contains("Reclaimed "), "{err}");
-    // A root that cannot be swept (here: not there at all) still does not fail the hook.
+    // A root that cannot be swept (here: not there at all) still does not fail the hook: it
+    // warns, naming the path.
     let out = env.run(
         env.path(),
         ["--root", "/nonexistent/cargo-guarded", "gc", "--hook"],
     );
     assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("warning: root /nonexistent/cargo-guarded does not exist"),
+        "{err}"
+    );
 }
 
 /// Invariant 5: deletion never leaves the root's filesystem. A filesystem mounted inside an

@@ -168,6 +168,29 @@ fn unusable(path: &std::path::Path, why: &str) -> anyhow::Error {
     )
 }
 
+/// `--wait` ran out while another run of the same job held the lease: `main` exits 75, "try
+/// again later", as for a full disk, so CI can tell it from a broken setup.
+#[derive(Debug)]
+pub(crate) struct WaitTimedOut {
+    waited: Duration,
+    path: String,
+    job_id: String,
+}
+
+impl std::fmt::Display for WaitTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "gave up after {} waiting for the lease on {}; another run of job `{}` holds it",
+            Short(self.waited),
+            self.path,
+            self.job_id
+        )
+    }
+}
+
+impl std::error::Error for WaitTimedOut {}
+
 /// How long this acquisition has waited for another run of the job, and its spinner.
 struct Waiting {
     started: Instant,
@@ -218,13 +241,13 @@ fn wait_for_lock(
                         format_args!("for lease held by {holder} on {}", path.display()),
                     ));
                 }
-                if req.wait.is_some_and(|w| waiting.started.elapsed() >= w) {
-                    bail!(
-                        "gave up after {} waiting for the lease on {}; another run of job `{}` holds it",
-                        Short(req.wait.unwrap_or_default()),
-                        path.display(),
-                        req.job_id
-                    );
+                if let Some(waited) = req.wait.filter(|w| waiting.started.elapsed() >= *w) {
+                    return Err(WaitTimedOut {
+                        waited,
+                        path: path.display().to_string(),
+                        job_id: req.job_id.to_owned(),
+                    }
+                    .into());
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }

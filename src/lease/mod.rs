@@ -29,7 +29,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use acquire::{Origin, Request};
+pub(crate) use acquire::{Origin, Request, WaitTimedOut};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use held::Held;
 pub(crate) use keep::{Keep, Kind as KeepKind};
