@@ -2,15 +2,13 @@
 //! free space is low (or when a new job may leave excess expired dirs behind), then refuse to
 //! start below `--min-free`. Prints nothing: each sweep's report goes to the caller's `show`.
 
-use std::fmt;
-
 use anyhow::{Context, Result};
 
 use crate::fs::Space;
 use crate::guard::{self, Report, Sweep};
 use crate::lease::{self, Root, Verdict};
 use crate::locks::LockTrust;
-use crate::units::{Bytes, Threshold};
+use crate::units::Threshold;
 
 /// What the precheck needs to know: the settings, and where its reports go.
 pub(crate) struct Limits<'a> {
@@ -25,41 +23,53 @@ pub(crate) struct Limits<'a> {
     pub(crate) show: &'a dyn Fn(&Report),
 }
 
-/// Not enough disk even after reclaiming: `main` turns this into exit 75.
+/// Not enough disk even after reclaiming: `main` turns this into exit 75. Says what the
+/// precheck reclaimed and what still holds space, so the message claims no work it did not do
+/// (rendered by `report::no_space`).
 #[derive(Debug)]
 pub(crate) struct NoSpace {
     pub(crate) root: String,
     pub(crate) free: u64,
     pub(crate) required: u64,
+    /// What this precheck's sweep reclaimed: `(bytes, dirs)`; `None` when no sweep ran (free
+    /// space was above `--reclaim-below` and the job's dir was not new).
+    pub(crate) reclaimed: Option<(u64, usize)>,
+    /// What still holds space in the root, other than the refusing job's own dir.
+    pub(crate) holding: Holding,
     /// Live (unexpired) leases holding the most space: `(job id, bytes, holder)`.
     pub(crate) biggest_live: Vec<(String, Option<u64>, String)>,
 }
 
-impl fmt::Display for NoSpace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "not enough free disk space on {}: {} free ({} bytes), {} required ({} bytes) by --min-free, \
-             after reclaiming every expired job dir",
-            self.root,
-            Bytes(self.free),
-            self.free,
-            Bytes(self.required),
-            self.required
-        )?;
-        if self.biggest_live.is_empty() {
-            write!(f, "; no live leases hold space in the root")
-        } else {
-            write!(f, "; live leases holding the most space: ")?;
-            for (i, (job, size, holder)) in self.biggest_live.iter().enumerate() {
-                let size = size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string());
-                write!(
-                    f,
-                    "{}{job} ({size}, {holder})",
-                    if i > 0 { ", " } else { "" }
-                )?;
-            }
-            Ok(())
+/// The job dirs still in the root when the precheck refused, by lease state, with the sizes
+/// their leases recorded.
+#[derive(Debug, Default)]
+pub(crate) struct Holding {
+    /// Active leases: the space comes back when those jobs end.
+    pub(crate) live: Group,
+    /// Released and still protected for `--linger`.
+    pub(crate) lingering: Group,
+    /// When the first lingering dir expires.
+    pub(crate) first_expiry: Option<std::time::Duration>,
+    /// Expired but still there: the warm reserve (`--keep-expired`), or left because the sweep
+    /// reached `--reclaim-to` or did not run.
+    pub(crate) expired: Group,
+}
+
+/// A number of job dirs and what their leases recorded.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Group {
+    pub(crate) dirs: usize,
+    pub(crate) bytes: u64,
+    /// Dirs whose lease recorded no size (not counted in `bytes`).
+    pub(crate) no_size: usize,
+}
+
+impl Group {
+    fn add(&mut self, size: Option<u64>) {
+        self.dirs += 1;
+        match size {
+            Some(b) => self.bytes = self.bytes.saturating_add(b),
+            None => self.no_size += 1,
         }
     }
 }
@@ -130,6 +140,8 @@ pub(crate) fn after_lease(
             root: root.path.display().to_string(),
             free: space.free,
             required,
+            reclaimed: report.as_ref().map(|r| (r.reclaimed(), r.removed.len())),
+            holding: holding(root, limits.trust, limits.job_name),
             biggest_live: biggest_live(root, limits.trust, limits.job_name),
         }
         .into());
@@ -140,6 +152,34 @@ pub(crate) fn after_lease(
 fn free_space(root: &Root) -> Result<Space> {
     Space::of(&root.path)
         .with_context(|| format!("failed to read free space of {}", root.path.display()))
+}
+
+/// What the job dirs other than the refusing job's own hold, by lease state. Unreadable leases
+/// are left out: the sweep's report already named them.
+fn holding(root: &Root, trust: LockTrust, own: &str) -> Holding {
+    let now = std::time::SystemTime::now();
+    let mut h = Holding::default();
+    for (name, _) in root.job_names().unwrap_or_default() {
+        if name == own {
+            continue;
+        }
+        let Some(l) = root
+            .open_job(&name)
+            .ok()
+            .and_then(|dir| lease::read(std::os::fd::AsFd::as_fd(&dir)).ok())
+        else {
+            continue;
+        };
+        match lease::classify(&l, now, trust) {
+            Verdict::Live { .. } => h.live.add(l.size_bytes),
+            Verdict::Lingering { expires_in } => {
+                h.lingering.add(l.size_bytes);
+                h.first_expiry = Some(h.first_expiry.map_or(expires_in, |f| f.min(expires_in)));
+            }
+            Verdict::Expired { .. } => h.expired.add(l.size_bytes),
+        }
+    }
+    h
 }
 
 /// The live leases holding the most space, other than the refusing job's own.

@@ -478,3 +478,53 @@ fn every_exit_code_of_the_wrapper_is_in_the_readme_table() {
     assert!(found >= 3, "no codes found in src/exit_codes.rs");
     assert!(table.iter().any(|row| row.starts_with("| `128+N` |")));
 }
+
+/// Issue 21, item 4: the exit-75 message said "after reclaiming every expired job dir; no live
+/// leases hold space" while a warm expired dir and lingering dirs held space. It now says what
+/// the sweep reclaimed, what each kind of dir still holds, and what frees it.
+#[test]
+fn exit_75_says_what_was_reclaimed_and_what_still_holds_space() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // Two expired dirs of one workspace: the older goes (beyond --keep-expired 1), the newer is
+    // kept warm. One released dir still lingers.
+    let mut older = expired_lease("old-1", Some(7 << 20));
+    for time in ["created_at", "renewed_at"] {
+        older[time] = ts(-9000).into();
+    }
+    older["expires_at"] = ts(-8000).into();
+    plant_job(&env.root, "old-1", &older);
+    plant_job(&env.root, "old-2", &expired_lease("old-2", Some(5 << 20)));
+    let mut lingering = expired_lease("lingers", Some(3 << 20));
+    lingering["expires_at"] = ts(3000).into();
+    plant_job(&env.root, "lingers", &lingering);
+
+    let out = env.run(&ws, ["--min-free", "100%", "--job-id", "refused", "build"]);
+    assert_eq!(out.status.code(), Some(75), "{}", describe(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: not enough free disk space"))
+        .unwrap_or_else(|| panic!("{}", describe(&out)));
+    assert!(!line.contains("every expired job dir"), "{line}");
+    // What was really unlinked (the planted dirs are nearly empty, whatever their leases say).
+    assert!(
+        line.contains("; reclaimed ") && line.contains(" from 1 expired dir;"),
+        "{line}"
+    );
+    assert!(
+        line.contains(
+            "1 dir, 3.0 MiB lingering (released; they expire after --linger, the first in"
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains(
+            "1 dir, 5.0 MiB expired, kept warm for reuse (`cargo guarded gc --all-expired` \
+             reclaims them"
+        ),
+        "{line}"
+    );
+    assert!(!line.contains(" live"), "no live dir: {line}");
+    assert_eq!(env.job_dirs(), ["lingers", "old-2", "refused"]);
+}

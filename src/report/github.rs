@@ -117,25 +117,27 @@ impl GitHub {
             "error",
             "cargo-guarded: not enough disk space",
             &format!(
-                "{} free on {}, {} required by min-free, after reclaiming every expired job dir \
-                 ({} < {} bytes); exit 75",
+                "{} free on {}, {} required by min-free ({} < {} bytes); {}; {}; exit 75",
                 Bytes(no_space.free),
                 no_space.root,
                 Bytes(no_space.required),
                 no_space.free,
-                no_space.required
+                no_space.required,
+                super::no_space::reclaimed(no_space),
+                super::no_space::holding(no_space, false)
             ),
         );
         let mut md = format!(
             "### cargo guarded `{}`: refused to start\n\n\
              Not enough free disk space on `{}`: **{} free, {} required** by min-free \
-             ({} < {} bytes), after reclaiming every expired job dir. Exit status 75.\n\n",
+             ({} < {} bytes); {}. Exit status 75.\n\n",
             code(command),
             code(&no_space.root),
             Bytes(no_space.free),
             Bytes(no_space.required),
             no_space.free,
-            no_space.required
+            no_space.required,
+            super::no_space::reclaimed(no_space)
         );
         // The refused job still held its own lease while the precheck looked. Other
         // repositories' jobs are counted, never named.

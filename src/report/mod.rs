@@ -5,6 +5,7 @@
 
 pub(crate) mod doctor;
 pub(crate) mod github;
+pub(crate) mod no_space;
 pub(crate) mod prune;
 pub(crate) mod status;
 pub(crate) mod sweep;
