@@ -493,6 +493,20 @@ fn all_args(cmd: &clap::Command) -> Box<dyn Iterator<Item = &clap::Arg> + '_> {
     )
 }
 
+/// `help WORD` where WORD is none of our commands (`help build`, `help nextest`): the topic to
+/// ask cargo about (`cargo help build`), since every other word is a command we hand to cargo.
+/// Our own commands (`help gc`) and `help` alone stay with clap.
+pub(crate) fn cargo_help_topic(args: &[OsString]) -> Option<&OsString> {
+    match args {
+        [_, help, topic, ..] if help == "help" => {
+            let name = topic.to_str()?;
+            let ours = name == "help" || Cli::command().find_subcommand(name).is_some();
+            (!ours && !name.starts_with('-')).then_some(topic)
+        }
+        _ => None,
+    }
+}
+
 /// `cargo guarded build` reaches us as `cargo-guarded guarded build`; a direct
 /// `cargo-guarded build` works too. Drop the word cargo inserts.
 pub(crate) fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -525,6 +539,20 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let args = normalize(args.iter().map(OsString::from).collect());
         Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn help_for_a_cargo_command_is_cargo_s() {
+        let topic = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            cargo_help_topic(&args).cloned()
+        };
+        assert_eq!(topic(&["cg", "help", "build"]), Some("build".into()));
+        assert_eq!(topic(&["cg", "help", "nextest"]), Some("nextest".into()));
+        assert_eq!(topic(&["cg", "help", "gc"]), None);
+        assert_eq!(topic(&["cg", "help", "help"]), None);
+        assert_eq!(topic(&["cg", "help"]), None);
+        assert_eq!(topic(&["cg", "build", "help"]), None);
     }
 
     #[test]

@@ -73,6 +73,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let args = cli::normalize(std::env::args_os().collect());
+    if let Some(topic) = cli::cargo_help_topic(&args) {
+        return cargo_help(topic);
+    }
     let color_flag = term::color_flag(&args);
     let cli = match cli::parse(args) {
         Ok(cli) => cli,
@@ -134,6 +137,24 @@ fn run() -> Result<ExitCode> {
             doctor(&Config::resolve(&global, &[])?, json)
         }
     }
+}
+
+/// `cargo guarded help build`: cargo's own help for a command we only wrap. cargo takes over the
+/// process (its pager, its exit code); nothing of ours runs after.
+fn cargo_help(topic: &std::ffi::OsStr) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let err = std::process::Command::new(&cargo)
+        .arg("help")
+        .arg(topic)
+        .exec();
+    Err(err).with_context(|| {
+        format!(
+            "failed to run `{} help {}`",
+            cargo.to_string_lossy(),
+            topic.to_string_lossy()
+        )
+    })
 }
 
 /// Help and version go to stdout with exit 0; any other parse error is printed as clap renders

@@ -37,6 +37,15 @@ fn help_for_a_command_is_ours_and_takes_no_lease() {
         "{}",
         describe(&out)
     );
+    // Issue 21, item 7: a cargo command's help is cargo's (`cargo help build`), not clap's
+    // "unrecognized subcommand".
+    let out = env.ok(&ws, ["help", "build"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("cargo build") && text.contains("Compile"),
+        "{}",
+        describe(&out)
+    );
     assert_no_lease(&env, "help");
 }
 
