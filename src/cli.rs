@@ -331,7 +331,8 @@ pub(crate) struct GcArgs {
     /// Reclaim every expired dir, whatever the free space
     #[arg(long)]
     pub(crate) all_expired: bool,
-    /// Runner-hook mode: compact log lines, never fail the job for disk reasons
+    /// Runner-hook mode: one line per removal and one summary line; always exits 0 (a problem
+    /// is a warning), so the job goes on
     #[arg(long)]
     pub(crate) hook: bool,
     /// Start no new deletion after this long

@@ -15,7 +15,8 @@ use crate::units::{Bytes, Short};
 pub(crate) enum Style {
     /// `cargo guarded gc`: every decision.
     Gc,
-    /// `gc --hook`: every decision plus a header and a footer with the disk's state.
+    /// `gc --hook`, in the setup log of every job on the host: one line per removal, warnings,
+    /// then one summary line (the disk, and the kept dirs counted by kind).
     Hook,
     /// Before a wrapped command: what was removed; what was kept only with `-v`.
     Precheck,
@@ -46,8 +47,11 @@ pub(crate) fn show(github: Option<&GitHub>, report: &Report, root: &Root, style:
 
 /// Every decision with its reason, in cargo's shape, between a header and a footer.
 fn print(report: &Report, root: &Root, style: Style) {
+    if style == Style::Hook {
+        return print_hook(report, root);
+    }
     let before = report.before;
-    if style == Style::Hook || !report.removed.is_empty() {
+    if !report.removed.is_empty() {
         term::status(
             "Reclaiming",
             format_args!(
@@ -84,6 +88,86 @@ fn print(report: &Report, root: &Root, style: Style) {
     } else if style != Style::Precheck {
         print_nothing(report);
     }
+}
+
+/// `gc --hook`: each removal, each error, and one summary line.
+fn print_hook(report: &Report, root: &Root) {
+    let verb = if report.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    for r in &report.removed {
+        let (name, ago) = expired_for(r);
+        term::status(
+            verb,
+            format_args!("{name} (expired {} ago, {})", Short(ago), Bytes(r.bytes())),
+        );
+    }
+    for e in &report.errors {
+        term::warn(e);
+    }
+    let kept = kept_by_kind(report);
+    let after = report.after;
+    if report.removed.is_empty() {
+        term::status(
+            "Nothing",
+            format_args!(
+                "to reclaim in {}: {}% used ({} free){kept}",
+                root.path.display(),
+                after.used_pct(),
+                Bytes(after.free)
+            ),
+        );
+    } else {
+        let n = report.removed.len();
+        term::status(
+            if report.dry_run {
+                "Would free"
+            } else {
+                "Reclaimed"
+            },
+            format_args!(
+                "{} in {n} dir{} of {}; {} {}% used ({} free){kept}",
+                Bytes(report.freed()),
+                if n == 1 { "" } else { "s" },
+                root.path.display(),
+                if report.dry_run { "would be" } else { "now" },
+                after.used_pct(),
+                Bytes(after.free)
+            ),
+        );
+    }
+}
+
+/// `; kept 11 dirs: 3 live, 7 lingering, 1 expired` (empty when none was kept).
+fn kept_by_kind(report: &Report) -> String {
+    if report.kept.is_empty() {
+        return String::new();
+    }
+    let kinds = [
+        (KeepKind::Live, "live"),
+        (KeepKind::Lingering, "lingering"),
+        (KeepKind::Expired, "expired"),
+        (KeepKind::Unknown, "unreadable or skipped"),
+    ];
+    let counts: Vec<String> = kinds
+        .iter()
+        .filter_map(|(kind, word)| {
+            let n = report
+                .kept
+                .iter()
+                .filter(|k| k.reason.kind() == *kind)
+                .count();
+            (n > 0).then(|| format!("{n} {word}"))
+        })
+        .collect();
+    let n = report.kept.len();
+    format!(
+        "; kept {n} dir{}: {}",
+        if n == 1 { "" } else { "s" },
+        counts.join(", ")
+    )
 }
 
 /// The dir's name and how long ago it expired, as the report shows it. An unfinished dir shows
