@@ -494,6 +494,30 @@ fn all_args(cmd: &clap::Command) -> Box<dyn Iterator<Item = &clap::Arg> + '_> {
     )
 }
 
+/// `-q`/`--quiet` and `-v`/`-vv`/`--verbose` given to the wrapped cargo command (before its
+/// `--`): `(quiet, verbose)`. A user who quiets cargo expects our lines quiet too.
+pub(crate) fn wrapped_verbosity(args: &[OsString]) -> (bool, bool) {
+    let (mut quiet, mut verbose) = (false, false);
+    for a in args.iter().skip(1).take_while(|a| *a != "--") {
+        let Some(a) = a.to_str() else { continue };
+        match a {
+            "--quiet" => quiet = true,
+            "--verbose" => verbose = true,
+            // A cluster of short flags (`-q`, `-vv`, `-qv`); nothing else, so a value that
+            // happens to start with `-` is not taken for one.
+            _ if a.len() > 1
+                && a.starts_with('-')
+                && a[1..].chars().all(|c| c == 'q' || c == 'v') =>
+            {
+                quiet |= a.contains('q');
+                verbose |= a.contains('v');
+            }
+            _ => {}
+        }
+    }
+    (quiet, verbose)
+}
+
 /// `help WORD` where WORD is none of our commands (`help build`, `help nextest`): the topic to
 /// ask cargo about (`cargo help build`), since every other word is a command we hand to cargo.
 /// Our own commands (`help gc`) and `help` alone stay with clap.
@@ -540,6 +564,21 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let args = normalize(args.iter().map(OsString::from).collect());
         Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn quiet_and_verbose_of_the_wrapped_command_are_found() {
+        let of = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            wrapped_verbosity(&args)
+        };
+        assert_eq!(of(&["build", "-q"]), (true, false));
+        assert_eq!(of(&["build", "--quiet", "--release"]), (true, false));
+        assert_eq!(of(&["test", "-vv"]), (false, true));
+        assert_eq!(of(&["check", "--verbose"]), (false, true));
+        assert_eq!(of(&["test", "--", "-q"]), (false, false));
+        assert_eq!(of(&["run", "-p", "-quux"]), (false, false));
+        assert_eq!(of(&["-q"]), (false, false), "the command word itself");
     }
 
     #[test]

@@ -90,6 +90,14 @@ fn run() -> Result<ExitCode> {
         command,
     } = cli;
     job.apply(&mut global);
+    // `cargo guarded build -q`: cargo's own -q/-v set ours too, unless ours were given.
+    if let Command::External(args) = &command
+        && !global.quiet
+        && !global.verbose
+    {
+        (global.quiet, global.verbose) = cli::wrapped_verbosity(args);
+        global.verbose &= !global.quiet;
+    }
     let (verbosity, _) = config::output(&global);
     term::init(verbosity, global.color);
 

@@ -554,12 +554,14 @@ fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuild
     if let Some(inherited) = &cfg.inherited_target_dir
         && *inherited != target
     {
-        term::verbose(
+        // Said at normal verbosity: a user who set it will look for their binaries there.
+        term::status(
             "Overriding",
             format_args!(
-                "inherited CARGO_TARGET_DIR={} with the job's dir (a shared target dir is \
-             what lets one job's cleanup break another's build)",
-                inherited.to_string_lossy()
+                "inherited CARGO_TARGET_DIR={} with the job's dir {}: the outputs land there \
+                 (a shared target dir is what lets one job's cleanup break another's build)",
+                inherited.to_string_lossy(),
+                target.display()
             ),
         );
     }

@@ -537,3 +537,39 @@ fn exit_75_says_what_was_reclaimed_and_what_still_holds_space() {
     assert!(!line.contains(" live"), "no live dir: {line}");
     assert_eq!(env.job_dirs(), ["lingers", "old-2", "refused"]);
 }
+
+/// Issue 21, item 10: `-q` or `-v` given to the wrapped cargo command quiets or raises the
+/// wrapper's own lines too; a flag of ours still wins.
+#[test]
+fn quiet_and_verbose_given_to_cargo_apply_to_the_wrapper_too() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let out = env.ok(&ws, ["build", "-q"]);
+    assert_eq!(
+        stderr(&out),
+        "",
+        "nothing of ours either\n{}",
+        describe(&out)
+    );
+    assert_eq!(env.job_dirs().len(), 1);
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_TARGET_DIR", env.path().join("shared"))
+        .args(["guarded", "check", "--quiet"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    assert_eq!(stderr(&out), "", "{}", describe(&out));
+    // `-v` to cargo: our decisions are explained as with our own `-v`.
+    let out = env.ok(&ws, ["build", "-v"]);
+    assert!(
+        stderr(&out).contains("Tracking the command's process tree"),
+        "{}",
+        describe(&out)
+    );
+    // Ours wins over cargo's.
+    let out = env.ok(&ws, ["--verbose", "build", "-q"]);
+    assert!(
+        stderr(&out).contains("Tracking the command's process tree"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -222,7 +222,7 @@ fn inherited_cargo_target_dir_is_overridden() {
     std::fs::create_dir(&shared).unwrap();
     let mut cmd = env.cmd(&ws);
     cmd.env("CARGO_TARGET_DIR", &shared)
-        .args(["guarded", "-v", "build"]);
+        .args(["guarded", "build"]);
     let out = output(&mut cmd);
     assert_success(&out);
     assert!(compiled_anything(&out), "{}", describe(&out));
@@ -235,9 +235,22 @@ fn inherited_cargo_target_dir_is_overridden() {
     let dirs = env.job_dirs();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     assert!(env.root.join(&dirs[0]).join("target/debug/app").is_file());
+    // Said once, at normal verbosity (issue 21, item 14): a user who set it will look for
+    // their binaries there.
+    let target = env.root.join(&dirs[0]).join("target");
+    let said: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("Overriding"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(said.len(), 1, "{}", describe(&out));
     assert!(
-        stderr(&out).contains("Overriding inherited CARGO_TARGET_DIR"),
-        "-v says why\n{}",
+        said[0].trim_start().starts_with(&format!(
+            "Overriding inherited CARGO_TARGET_DIR={} with the job's dir {}",
+            shared.display(),
+            target.display()
+        )),
+        "{}",
         describe(&out)
     );
 }
