@@ -338,6 +338,11 @@ pub(crate) struct GcArgs {
     /// Start no new deletion after this long
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub(crate) max_time: Option<Duration>,
+    /// Reclaim only this workspace's dirs, every expired and every lingering one (a clean
+    /// slate, or a deleted project); live ones are reported and never touched. A path to the
+    /// workspace, or its key as `status` shows it
+    #[arg(long, value_name = "PATH|KEY")]
+    pub(crate) workspace: Option<OsString>,
 }
 
 /// `--ttl` and `--linger`: at most `lease::MAX_LEASE_DURATION` (10 years; see there why).

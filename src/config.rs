@@ -182,6 +182,7 @@ impl Config {
             turn_wait: crate::guard::GUARD_WAIT,
             trust,
             unfinished_age: self.ttl.min(Duration::from_secs(60)),
+            workspace: None,
         }
     }
 }

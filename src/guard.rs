@@ -48,6 +48,10 @@ pub(crate) struct Sweep {
     /// An unlocked `.new-*` dir (a job that died while creating its dir) older than this is
     /// abandoned. Younger ones may still be getting their lock.
     pub(crate) unfinished_age: Duration,
+    /// `gc --workspace`: only dirs whose lease names this workspace key, every expired one and
+    /// every lingering (released) one too; live ones are reported, never touched. Dirs of other
+    /// workspaces are left out of the report.
+    pub(crate) workspace: Option<String>,
 }
 
 /// A dir one sweep reclaimed (or, in a dry run, would reclaim).
@@ -62,6 +66,8 @@ pub(crate) enum Removed {
         /// What deleting it freed (counted); in a dry run, its recorded or measured size.
         bytes: u64,
         expired_for: Duration,
+        /// Released but not yet expired: taken by `gc --workspace` (`expired_for` is zero).
+        lingering: bool,
     },
     /// A `.new-*` dir whose job died while creating it, unlocked and at least `older_than` old.
     /// What deleting it frees is counted in [`Report::other_freed`].
@@ -235,11 +241,13 @@ impl Report {
     }
 }
 
-/// A dir whose lease says it has expired; still to be confirmed under its lock.
+/// A dir whose lease says it has expired (or, for `gc --workspace`, is lingering); still to be
+/// confirmed under its lock.
 struct Expired {
     name: OsString,
     lease: Lease,
     since: SystemTime,
+    lingering: bool,
 }
 
 /// Run one sweep.
@@ -298,7 +306,7 @@ pub(crate) fn sweep_with(
         claim_trash(root, opts.unfinished_age, &mut report, &mut pending);
     }
     let now = SystemTime::now();
-    let expired = scan(root, opts.trust, spare, now, &mut report)?;
+    let expired = scan(root, opts, spare, now, &mut report)?;
     fault::point("guard-scanned");
     let projected = plan(root, opts, (start, now), expired, &mut report, &mut pending);
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
@@ -317,12 +325,13 @@ pub(crate) fn sweep_with(
 /// first), are returned to be planned; every other one is kept, with its reason, in `report`.
 fn scan(
     root: &Root,
-    trust: LockTrust,
+    opts: &Sweep,
     spare: Option<&OsStr>,
     now: SystemTime,
     report: &mut Report,
 ) -> Result<Vec<Expired>> {
     let mut expired = Vec::new();
+    let only = opts.workspace.as_deref();
     for (name, _) in root.job_names()? {
         if spare == Some(name.as_os_str()) {
             report
@@ -332,6 +341,8 @@ fn scan(
         }
         let lease = match root.open_job(&name).map(|dir| lease::read(dir.as_fd())) {
             Ok(Ok(lease)) => lease,
+            // `gc --workspace`: a dir whose workspace cannot be read is not one of its dirs.
+            _ if only.is_some() => continue,
             Ok(Err(why)) => {
                 let reason = Reason::Lease(Keep::Unknown(why));
                 report.kept.push(Kept::new(root, &name, None, reason));
@@ -343,8 +354,26 @@ fn scan(
                 continue;
             }
         };
-        match Keep::unless_expired(&lease::classify(&lease, now, trust), &lease) {
-            Ok(since) => expired.push(Expired { name, lease, since }),
+        if only.is_some() && lease.workspace.as_deref() != only {
+            continue;
+        }
+        let verdict = lease::classify(&lease, now, opts.trust);
+        if only.is_some() && matches!(verdict, lease::Verdict::Lingering { .. }) {
+            expired.push(Expired {
+                name,
+                lease,
+                since: now,
+                lingering: true,
+            });
+            continue;
+        }
+        match Keep::unless_expired(&verdict, &lease) {
+            Ok(since) => expired.push(Expired {
+                name,
+                lease,
+                since,
+                lingering: false,
+            }),
             Err(keep) => {
                 let job_id = Some(lease.job_id.clone());
                 report
@@ -383,6 +412,7 @@ fn plan(
     for (i, e) in expired.into_iter().enumerate() {
         let job_id = Some(e.lease.job_id.clone());
         let wanted = opts.all_expired
+            || opts.workspace.is_some()
             || excess.contains(&i)
             || (under_pressure && short_of_target(free_before, projected, opts.reclaim_to));
         if let Some(reason) = hold_back(opts, wanted, under_pressure, start) {
@@ -390,12 +420,11 @@ fn plan(
             continue;
         }
         let expired_for = now.duration_since(e.since).unwrap_or_default();
-        let claim = lease::claim(root, &e.name, opts.trust, opts.dry_run);
+        let claim = lease::claim(root, &e.name, opts.trust, opts.dry_run, e.lingering);
         projected = projected.saturating_add(take_claim(
             root,
             claim,
-            &e.name,
-            expired_for,
+            (&e.name, expired_for, e.lingering),
             report,
             pending,
         ));
@@ -423,8 +452,7 @@ fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -
 fn take_claim(
     root: &Root,
     claim: Claim,
-    name: &OsStr,
-    expired_for: Duration,
+    (name, expired_for, lingering): (&OsStr, Duration, bool),
     report: &mut Report,
     pending: &mut Vec<Pending>,
 ) -> u64 {
@@ -434,6 +462,7 @@ fn take_claim(
         dir: root.join(name).display().to_string(),
         bytes,
         expired_for,
+        lingering,
     };
     match claim {
         Claim::Kept { reason, lease } => {
@@ -490,6 +519,7 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                     name,
                     dir,
                     expired_for,
+                    lingering,
                     ..
                 }),
                 None,
@@ -499,6 +529,7 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                 dir,
                 bytes: removal.freed,
                 expired_for,
+                lingering,
             }),
             // Never reported as removed: what stays is named, with the error.
             (

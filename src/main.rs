@@ -277,6 +277,7 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     sweep.dry_run = args.dry_run;
     sweep.all_expired = args.all_expired;
     sweep.max_time = args.max_time;
+    sweep.workspace = args.workspace.as_deref().map(|w| workspace_key(cfg, w));
     // A sweep that deletes a big tree takes seconds: show it is at work while it is.
     let working = (!args.json).then(|| {
         term::Activity::start_after(
@@ -306,6 +307,21 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::from(exit_codes::ERROR))
+    }
+}
+
+/// `gc --workspace`: the key a workspace's leases record. A path that is a directory is
+/// resolved as a job would resolve it (its workspace root, its repository); anything else is
+/// taken as the key itself, as `status` shows it (a deleted project has no path left).
+fn workspace_key(cfg: &Config, given: &std::ffi::OsStr) -> String {
+    // Canonical, as a job's current directory is.
+    if let Ok(path) = std::fs::canonicalize(given)
+        && path.is_dir()
+    {
+        let root = workspace::find_root(&path);
+        workspace::key(&root, cfg.repository.as_deref(), None).workspace
+    } else {
+        given.to_string_lossy().into_owned()
     }
 }
 

@@ -573,3 +573,74 @@ fn quiet_and_verbose_given_to_cargo_apply_to_the_wrapper_too() {
         describe(&out)
     );
 }
+
+/// Issue 21, item 17: `gc --workspace PATH` drops one workspace's expired and lingering dirs
+/// (its dry run first), reports its live dirs without touching them, and leaves every other
+/// workspace's dirs alone, whatever their state.
+#[test]
+fn gc_workspace_reclaims_only_that_workspace_s_expired_and_lingering_dirs() {
+    let env = Env::new();
+    let gone = env.fixture_as("small", "gone");
+    let other = env.fixture_as("small", "other");
+    // In `gone`: one live dir (first: it would adopt), one expired, one lingering (released,
+    // protected for an hour). `--no-adopt`: each job takes a dir of its own.
+    let _live = env.live_holder(&gone, "g-live");
+    let job = |ws: &Path, id: &str, linger: &str| {
+        env.ok(
+            ws,
+            [
+                "--job-id",
+                id,
+                "exec",
+                "--linger",
+                linger,
+                "--no-adopt",
+                "--",
+                "true",
+            ],
+        );
+    };
+    job(&gone, "g-expired", "0s");
+    job(&gone, "g-lingering", "1h");
+    // In `other`: an expired and a lingering dir, which are not asked about.
+    job(&other, "o-expired", "0s");
+    job(&other, "o-lingering", "1h");
+    let all = [
+        "g-expired",
+        "g-lingering",
+        "g-live",
+        "o-expired",
+        "o-lingering",
+    ];
+    assert_eq!(env.job_dirs(), all);
+
+    let ws = gone.to_str().unwrap();
+    let out = env.ok(env.path(), ["gc", "--workspace", ws, "--dry-run", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        removed_names(&report),
+        ["g-expired", "g-lingering"],
+        "{report:#}"
+    );
+    assert!(
+        kept_reason(&report, "g-live").contains("lease held by"),
+        "{report:#}"
+    );
+    assert_eq!(report["kept"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(env.job_dirs(), all, "a dry run removes nothing");
+
+    let out = env.ok(env.path(), ["gc", "--workspace", ws]);
+    let err = stderr(&out);
+    assert!(err.contains("Removed g-expired (expired "), "{err}");
+    assert!(
+        err.contains("Removed g-lingering (released, lingering, "),
+        "{err}"
+    );
+    assert!(err.contains("Kept g-live (lease held by "), "{err}");
+    assert!(
+        !err.contains("o-"),
+        "another workspace's dirs are not reported: {err}"
+    );
+    assert_eq!(env.job_dirs(), ["g-live", "o-expired", "o-lingering"]);
+    assert_eq!(env.lease("g-live")["state"], "active");
+}

@@ -15,7 +15,7 @@ use crate::term;
 
 use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
-use super::record::{Lease, classify, read};
+use super::record::{Lease, Verdict, classify, read};
 use super::root::Root;
 use super::{TRASH, step};
 
@@ -32,7 +32,15 @@ pub(crate) enum Claim {
 
 /// Claim an expired dir for deletion: decide while holding its lock, and move it into `.trash/`
 /// while still holding it, so no job can resume or adopt it between the decision and the move.
-pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) -> Claim {
+/// `lingering_too` (`gc --workspace`): a released dir still inside its linger is claimed as
+/// well — under its lock a released lease has no process left (docs/protocol.md#claim-the-guard).
+pub(crate) fn claim(
+    root: &Root,
+    name: &OsStr,
+    trust: LockTrust,
+    dry_run: bool,
+    lingering_too: bool,
+) -> Claim {
     let kept = |lease: Option<Lease>, reason: Keep| Claim::Kept { lease, reason };
     let dir = match root.open_job(name) {
         Ok(d) => d,
@@ -63,7 +71,10 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         Err(why) => return kept(None, Keep::Unknown(why)),
     };
     let verdict = classify(&lease, SystemTime::now(), trust);
-    if let Err(reason) = Keep::unless_expired(&verdict, &lease) {
+    // Race closed: a later step of the job resumed it since the scan (its lease is active again
+    // and, once its lock is gone, it is no longer lingering): kept like any live dir.
+    let lingering = lingering_too && matches!(verdict, Verdict::Lingering { .. });
+    if let (false, Err(reason)) = (lingering, Keep::unless_expired(&verdict, &lease)) {
         return kept(Some(lease), reason);
     }
     if dry_run {

@@ -155,7 +155,7 @@ fn apply(root: &Root, owner: &Owner, held: &mut Vec<Held>, op: Op) {
         Op::Release(_) | Op::Crash(_) => {}
         Op::Claim(n) => {
             if let Claim::Trashed { trash_name, .. } =
-                claim(root, OsStr::new(NAMES[n]), LockTrust::Trusted, false)
+                claim(root, OsStr::new(NAMES[n]), LockTrust::Trusted, false, false)
             {
                 let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).unwrap();
                 fs::remove_tree(trash.as_fd(), &trash_name, root.mount)

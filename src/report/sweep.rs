@@ -68,9 +68,7 @@ fn print(report: &Report, root: &Root, style: Style) {
         "Removed"
     };
     for r in &report.removed {
-        let (name, ago) = expired_for(r);
-        let line = format!("{name} (expired {} ago, {})", Short(ago), Bytes(r.bytes()));
-        term::status(removed_verb, line);
+        term::status(removed_verb, removed_line(r));
     }
     for k in &report.kept {
         let line = format!("{} ({})", k.name, k.reason.detail());
@@ -98,11 +96,7 @@ fn print_hook(report: &Report, root: &Root) {
         "Removed"
     };
     for r in &report.removed {
-        let (name, ago) = expired_for(r);
-        term::status(
-            verb,
-            format_args!("{name} (expired {} ago, {})", Short(ago), Bytes(r.bytes())),
-        );
+        term::status(verb, removed_line(r));
     }
     for e in &report.errors {
         term::warn(e);
@@ -168,6 +162,23 @@ fn kept_by_kind(report: &Report) -> String {
         if n == 1 { "" } else { "s" },
         counts.join(", ")
     )
+}
+
+/// `old (expired 1h ago, 1.2 GiB)`; a lingering dir `gc --workspace` took: `old (released,
+/// lingering, 1.2 GiB)`.
+fn removed_line(r: &Removed) -> String {
+    let (name, ago) = expired_for(r);
+    if matches!(
+        r,
+        Removed::Expired {
+            lingering: true,
+            ..
+        }
+    ) {
+        format!("{name} (released, lingering, {})", Bytes(r.bytes()))
+    } else {
+        format!("{name} (expired {} ago, {})", Short(ago), Bytes(r.bytes()))
+    }
 }
 
 /// The dir's name and how long ago it expired, as the report shows it. An unfinished dir shows
@@ -264,6 +275,8 @@ impl Serialize for Report {
             /// placeholder, `bytes` 0 (counted in `other_freed`) and `expired_for_secs` the
             /// age it was at least.
             unfinished: bool,
+            /// Released but still inside its linger: taken by `gc --workspace`.
+            lingering: bool,
         }
         #[derive(Serialize)]
         struct JsonKept<'a> {
@@ -281,6 +294,13 @@ impl Serialize for Report {
                 bytes: r.bytes(),
                 expired_for_secs: expired_for(r).1.as_secs(),
                 unfinished: matches!(r, Removed::Unfinished { .. }),
+                lingering: matches!(
+                    r,
+                    Removed::Expired {
+                        lingering: true,
+                        ..
+                    }
+                ),
             }
         }
         fn kept(k: &Kept) -> JsonKept<'_> {
@@ -430,6 +450,7 @@ mod tests {
                     dir: "/r/old".into(),
                     bytes: 5,
                     expired_for: Duration::from_millis(3_900),
+                    lingering: false,
                 },
             ],
             vec![Kept {
@@ -447,9 +468,9 @@ mod tests {
                 "target_free": 30,
                 "removed": [
                     {"job_id": UNFINISHED_JOB, "dir": "/r/.new-x", "bytes": 0,
-                     "expired_for_secs": 60, "unfinished": true},
+                     "expired_for_secs": 60, "unfinished": true, "lingering": false},
                     {"job_id": "old", "dir": "/r/old", "bytes": 5, "expired_for_secs": 3,
-                     "unfinished": false},
+                     "unfinished": false, "lingering": false},
                 ],
                 "kept": [{"job_id": null, "dir": "/r/odd", "reason": "kept: unknown – no lease"}],
                 "errors": [], "other_freed": 7,

@@ -24,8 +24,11 @@ impl Env {
             ["--job-id", job, "exec", "--", "sleep", "60"],
         );
         // By `status`, which knows the job dir of an id that had to be sanitized.
+        // (`status` fails on a root the holder has not created yet: not active yet.)
         let active = || {
-            self.status()["leases"].as_array().is_some_and(|leases| {
+            let out = self.run(self.path(), ["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            status["leases"].as_array().is_some_and(|leases| {
                 leases
                     .iter()
                     .any(|l| l["job_id"] == job && l["state"] == "active")
