@@ -66,7 +66,7 @@ pub(crate) struct GlobalArgs {
     #[arg(
         long,
         value_name = "DIR",
-        global = true,
+        global = true, help_heading = GLOBAL,
         env = "CARGO_GUARDED_ROOT",
         hide_env_values = true
     )]
@@ -79,7 +79,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) job_id: Option<String>,
 
     /// An active lease whose heartbeat stopped this long ago is expired [default: 10m]
-    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true,
+    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true, help_heading = GLOBAL,
           env = "CARGO_GUARDED_TTL", hide_env_values = true)]
     pub(crate) ttl: Option<Duration>,
 
@@ -88,13 +88,13 @@ pub(crate) struct GlobalArgs {
 
     /// Reclaim expired dirs when free space is below this size or share of the disk
     /// [default: 15%]
-    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true,
+    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true, help_heading = GLOBAL,
           env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true)]
     pub(crate) reclaim_below: Option<Threshold>,
 
     /// Once reclaiming, keep going until free space reaches this
     /// [default: --reclaim-below plus 5 points]
-    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true,
+    #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true, help_heading = GLOBAL,
           env = "CARGO_GUARDED_RECLAIM_TO", hide_env_values = true)]
     pub(crate) reclaim_to: Option<Threshold>,
 
@@ -103,7 +103,7 @@ pub(crate) struct GlobalArgs {
 
     /// Expired dirs kept per workspace for warm reuse, even without disk pressure [default: 1]
     // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
-    #[arg(long, value_name = "N", global = true, allow_negative_numbers = true,
+    #[arg(long, value_name = "N", global = true, help_heading = GLOBAL, allow_negative_numbers = true,
           value_parser = whole_number, env = "CARGO_GUARDED_KEEP_EXPIRED", hide_env_values = true)]
     pub(crate) keep_expired: Option<usize>,
 
@@ -123,19 +123,23 @@ pub(crate) struct GlobalArgs {
     pub(crate) wait: Option<Duration>,
 
     /// Print only warnings and errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, help_heading = GLOBAL, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
 
     /// Explain each decision (environment overrides, lock trust, tools found)
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub(crate) verbose: bool,
 
     /// When to use colours [default: auto; NO_COLOR is honoured]
-    #[arg(long, value_name = "WHEN", global = true)]
+    #[arg(long, value_name = "WHEN", global = true, help_heading = GLOBAL)]
     pub(crate) color: Option<ColorChoice>,
 }
 
 const JOB: &str = "Job options";
+
+/// The options every command takes, under their own heading in each command's `--help`, apart
+/// from the command's own (`gc --dry-run`).
+const GLOBAL: &str = "Global options";
 
 /// Options of the job a command runs in: given before a wrapped command (`cargo guarded --job-id
 /// x build`) or after `exec`, `env`, `hold` and `doctor`; `gc` and `status` take none.
@@ -268,6 +272,8 @@ pub(crate) enum Command {
             allow_hyphen_values = true,
             value_name = "PROGRAM"
         )]
+        /// The program to run and its arguments, after `--` (`exec -- make check`); it gets the
+        /// job's environment (CARGO_TARGET_DIR, ...) and runs under the lease
         command: Vec<OsString>,
     },
     /// Hold the job's lease (heartbeat included) until this process is stopped

@@ -444,10 +444,11 @@ fn check_major(tools: &llvm::Tools, major: Option<u32>, problems: &mut Problems)
 
 fn installed(exe: &str, version_args: &[&str]) -> Option<Installed> {
     let path = which::which(exe).ok()?;
-    // `cargo-llvm-cov 0.9.1` → `0.9.1`
+    // `cargo-llvm-cov 0.9.1` → `0.9.1`; `cargo-nextest 0.9.143 (60fa45f63 2026-08-04)` →
+    // `0.9.143` (the build's commit and date would nest parentheses in doctor's line).
     let version = first_line(path.as_os_str(), version_args).map(|v| {
-        v.strip_prefix(exe)
-            .map_or(v.clone(), |r| r.trim().to_owned())
+        let rest = v.strip_prefix(exe).unwrap_or(&v).trim();
+        rest.split_whitespace().next().unwrap_or(rest).to_owned()
     });
     Some(Installed { path, version })
 }

@@ -144,7 +144,7 @@ impl fmt::Display for ReasonDetail<'_> {
             Reason::Lease(keep) => write!(f, "{}", keep.detail()),
             Reason::OwnDir => write!(f, "the running job's own dir"),
             Reason::Warm { keep_expired } => {
-                write!(f, "expired, warm for reuse (--keep-expired {keep_expired})")
+                write!(f, "expired, warm for reuse: --keep-expired {keep_expired}")
             }
             Reason::TargetReached => {
                 write!(f, "expired, but free space already reached the target")

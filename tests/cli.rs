@@ -644,3 +644,72 @@ fn gc_workspace_reclaims_only_that_workspace_s_expired_and_lingering_dirs() {
     assert_eq!(env.job_dirs(), ["g-live", "o-expired", "o-lingering"]);
     assert_eq!(env.lease("g-live")["state"], "active");
 }
+
+/// Issue 21, item 12: no nested parentheses (doctor's nextest line, a warm dir's reason), `exec`'s
+/// program described, and global options under their own heading in a command's help.
+#[test]
+fn help_and_reports_read_cleanly() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // nextest's `--version` carries its commit and date in parentheses (a fake on PATH: the
+    // line doctor prints is the point, not nextest).
+    let bin = env.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let nextest = bin.join("cargo-nextest");
+    std::fs::write(
+        &nextest,
+        "#!/bin/sh\necho 'cargo-nextest 0.9.143 (60fa45f63 2026-08-04)'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&nextest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = env.cmd(&ws);
+    cmd.env("PATH", &path).args(["guarded", "doctor"]);
+    let out = output(&mut cmd);
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("cargo-nextest"))
+        .unwrap_or_else(|| panic!("{}", describe(&out)));
+    assert!(
+        line.ends_with(&format!("0.9.143 ({})", nextest.display())),
+        "{line}"
+    );
+
+    // A warm dir's reason.
+    env.ok(&ws, ["exec", "--", "true"]);
+    plant_job(&env.root, "old2", &expired_lease("old2", Some(1 << 20)));
+    let out = env.ok(env.path(), ["gc"]);
+    assert!(
+        stderr(&out).contains("Kept old2 (expired, warm for reuse: --keep-expired 1)"),
+        "{}",
+        describe(&out)
+    );
+
+    // `exec -h` says what `<PROGRAM>...` is.
+    let help = stdout(&env.ok(env.path(), ["exec", "-h"]));
+    let program = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("<PROGRAM>..."))
+        .unwrap_or_else(|| panic!("{help}"));
+    assert!(program.contains("The program to run"), "{help}");
+
+    // Global options apart from the command's own.
+    for sub in ["gc", "status"] {
+        let help = stdout(&env.ok(env.path(), [sub, "--help"]));
+        let own = help
+            .find("\nOptions:\n")
+            .unwrap_or_else(|| panic!("{help}"));
+        let global = help
+            .find("\nGlobal options:\n")
+            .unwrap_or_else(|| panic!("{help}"));
+        let root = help.find("--root").unwrap();
+        assert!(own < global && global < root, "{sub}:\n{help}");
+        let json = help.find("--json").unwrap();
+        assert!(own < json && json < global, "{sub}:\n{help}");
+    }
+}

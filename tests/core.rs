@@ -410,11 +410,12 @@ fn env_prints_the_jobs_target_dir_and_id_for_scripts() {
 }
 
 #[test]
-fn status_of_a_root_not_created_yet_is_empty_and_creates_nothing() {
+fn status_of_a_root_not_created_yet_is_an_error_and_creates_nothing() {
+    // Issue 21, item 5: not an empty root (a timer pointed at the wrong path would never tell).
     let env = Env::new();
-    let status = env.status();
-    assert_eq!(status["leases"], serde_json::json!([]));
-    assert!(status["free_bytes"].as_u64().unwrap() > 0);
+    let out = env.run(env.path(), ["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stdout(&out).is_empty(), "{}", describe(&out));
     assert!(!env.root.exists(), "status created the root");
 }
 

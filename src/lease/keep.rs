@@ -82,7 +82,7 @@ impl fmt::Display for Detail<'_> {
             Keep::StillLocked { holder } => {
                 write!(
                     f,
-                    "lease expired but still locked by {holder} (stopped process?)"
+                    "lease expired but still locked by {holder}, a stopped process?"
                 )
             }
             Keep::Live {

@@ -381,8 +381,8 @@ mod tests {
                 Reason::Lease(Keep::StillLocked {
                     holder: "h (pid 1)".into(),
                 }),
-                "kept: lease expired but still locked by h (pid 1) (stopped process?)",
-                "lease expired but still locked by h (pid 1) (stopped process?)",
+                "kept: lease expired but still locked by h (pid 1), a stopped process?",
+                "lease expired but still locked by h (pid 1), a stopped process?",
                 KeepKind::Unknown,
             ),
             (
@@ -410,8 +410,8 @@ mod tests {
             ),
             (
                 Reason::Warm { keep_expired: 1 },
-                "kept: expired, warm for reuse (--keep-expired 1)",
-                "expired, warm for reuse (--keep-expired 1)",
+                "kept: expired, warm for reuse: --keep-expired 1",
+                "expired, warm for reuse: --keep-expired 1",
                 KeepKind::Expired,
             ),
             (
