@@ -156,19 +156,24 @@ pub(crate) struct Activity {
     started: std::time::Instant,
     verb: &'static str,
     msg: String,
+    /// What the user can do about it, after the elapsed time on a terminal (`Ctrl-C stops`).
+    hint: String,
     bar: Option<indicatif::ProgressBar>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     ticker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Activity {
-    /// Start: prints `{verb:>12} {msg}` now (hidden by `-q`).
-    pub(crate) fn start(verb: &'static str, msg: impl Display) -> Activity {
+    /// Start: on a terminal, one spinner line `{verb:>12} {msg} ⠁ 3s ({hint})` fitted to its
+    /// width (the message is shortened, never wrapped); in a log, `{verb:>12} {msg}` now and
+    /// every 10 s. Hidden by `-q`.
+    pub(crate) fn start(verb: &'static str, msg: impl Display, hint: &str) -> Activity {
         let msg = escape(&msg.to_string()).into_owned();
         let mut act = Activity {
             started: std::time::Instant::now(),
             verb,
             msg,
+            hint: escape(hint).into_owned(),
             bar: None,
             stop: None,
             ticker: None,
@@ -176,11 +181,11 @@ impl Activity {
         if verbosity() < Verbosity::Normal {
             return act;
         }
-        status(verb, &act.msg);
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         if tty {
-            act.bar = Some(spinner(act.msg.clone()));
+            act.bar = Some(spinner(verb, act.msg.clone(), &act.hint));
         } else {
+            status(verb, &act.msg);
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let (verb, msg, started) = (act.verb, act.msg.clone(), act.started);
             act.ticker = Some(std::thread::spawn(move || {
@@ -204,6 +209,7 @@ impl Activity {
             started,
             verb,
             msg: msg.clone(),
+            hint: String::new(),
             bar: None,
             stop: None,
             ticker: None,
@@ -218,12 +224,12 @@ impl Activity {
             if !matches!(rx.recv_timeout(delay), Err(Timeout)) {
                 return;
             }
-            status(verb, &msg);
             if tty {
-                let bar = spinner(msg);
+                let bar = spinner(verb, msg, "");
                 let _ = rx.recv();
                 bar.finish_and_clear();
             } else {
+                status(verb, &msg);
                 still_going(&rx, verb, &msg, started);
             }
         }));
@@ -255,13 +261,24 @@ impl Activity {
     }
 }
 
-/// The terminal's sign of life: a spinner with the message and the elapsed time.
-fn spinner(msg: String) -> indicatif::ProgressBar {
+/// The terminal's sign of life: one line, the verb as `status` prints it, the message (cut to
+/// the terminal's width: `wide_msg`), a spinner, the elapsed time and the hint.
+fn spinner(verb: &'static str, msg: String, hint: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    let style = indicatif::ProgressStyle::with_template("{spinner:>12} {msg} ({elapsed})")
+    let verb_style = if colored() { ".green.bold" } else { "" };
+    // Braces in the hint would be template syntax.
+    let hint = hint.replace(['{', '}'], "");
+    let hint = if hint.is_empty() {
+        String::new()
+    } else {
+        format!(" ({hint})")
+    };
+    let template = format!("{{prefix:>12{verb_style}}} {{wide_msg}} {{spinner}} {{elapsed}}{hint}");
+    let style = indicatif::ProgressStyle::with_template(&template)
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
     bar.set_style(style);
+    bar.set_prefix(verb);
     bar.set_message(msg);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar

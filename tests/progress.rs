@@ -42,11 +42,12 @@ fn a_wait_in_a_log_names_the_holder_repeats_and_says_when_it_ends() {
     drop(holder);
 }
 
-/// A line of the spinner (it ends with the elapsed time), not the opening `     Waiting …` line.
+/// The hint the spinner line ends with when no `--wait` bounds the wait.
+const HINT: &str = "(Ctrl-C stops; --wait bounds the wait)";
+
+/// The spinner's line: the verb, the message cut to the width, the elapsed time and the hint.
 fn is_spinner(line: &str) -> bool {
-    line.contains("running `sleep 60`")
-        && !line.trim_start().starts_with("Waiting")
-        && line.trim_end().ends_with("s)")
+    line.trim_start().starts_with("Waiting for lease held by") && line.trim_end().ends_with(HINT)
 }
 
 /// `tmux capture-pane` of `session`.
@@ -76,12 +77,13 @@ fn a_wait_on_a_terminal_shows_a_live_spinner_then_clears_it() {
         env.root.display(),
         done.display()
     );
+    // 80 columns: the message (holder, command, the dir's long path) is longer than that.
     let started = Command::new("tmux")
         .args([
             "new-session",
             "-d",
             "-x",
-            "200",
+            "80",
             "-y",
             "20",
             "-s",
@@ -100,7 +102,6 @@ fn a_wait_on_a_terminal_shows_a_live_spinner_then_clears_it() {
     let mut seen = Vec::new();
     let ok = wait_for(60, || {
         let p = pane(&session);
-        // The spinner's line, not the opening `     Waiting …` one: it ends with the elapsed time.
         if let Some(line) = p.lines().find(|l| is_spinner(l))
             && !seen.iter().any(|s| s == line)
         {
@@ -114,7 +115,13 @@ fn a_wait_on_a_terminal_shows_a_live_spinner_then_clears_it() {
     let after = pane(&session);
     kill();
     assert!(ok, "no live spinner line: {seen:?}\n{before}");
-    assert!(before.contains("Waiting for lease held by"), "{before}");
+    // Issue 21, item 11: said once (not a line and then a spinner repeating it), on one line
+    // that fits the 80 columns (a wrapped line would leave the hint on the next one), with
+    // what the user can do about it.
+    let waiting: Vec<&str> = before.lines().filter(|l| l.contains("Waiting")).collect();
+    assert_eq!(waiting.len(), 1, "{before}");
+    assert!(is_spinner(waiting[0]), "{before}");
+    assert!(waiting[0].chars().count() <= 80, "{before}");
     assert!(finished, "{after}");
     assert!(after.contains("Acquired the lease on"), "{after}");
     // Cleared when done: no spinner line left behind.

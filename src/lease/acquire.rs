@@ -236,9 +236,15 @@ fn wait_for_lock(
                         |e| e,
                         |l| format!("{} running `{}`", l.holder(), l.command.join(" ")),
                     );
+                    // What the user can do: stop it, or bound it.
+                    let hint = match req.wait {
+                        Some(w) => format!("Ctrl-C stops; gives up after {}", Short(w)),
+                        None => "Ctrl-C stops; --wait bounds the wait".to_owned(),
+                    };
                     waiting.activity = Some(term::Activity::start(
                         "Waiting",
                         format_args!("for lease held by {holder} on {}", path.display()),
+                        &hint,
                     ));
                 }
                 if let Some(waited) = req.wait.filter(|w| waiting.started.elapsed() >= *w) {
