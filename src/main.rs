@@ -129,7 +129,18 @@ fn run() -> Result<ExitCode> {
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
-            term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+            let mut text = String::from_utf8_lossy(&text).into_owned();
+            if shell == clap_complete::Shell::Bash {
+                // clap-rs/clap#6421: with a hyphen in the bin name, the bash script's dispatch
+                // reaches `cargo__guarded__subcmd__gc` while its case arms are spelled
+                // `cargo__subcmd__guarded__subcmd__gc`, so no subcommand's options complete.
+                text = text.replace(
+                    "cargo__subcmd__guarded__subcmd__",
+                    "cargo__guarded__subcmd__",
+                );
+                text.push_str(cli::BASH_CARGO_HOOK);
+            }
+            term::out(&text).context("failed to write to stdout")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {

@@ -4,6 +4,8 @@
 //! nothing.
 
 mod common;
+#[path = "common/tmux.rs"]
+mod tmux;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -711,5 +713,68 @@ fn help_and_reports_read_cleanly() {
         assert!(own < global && global < root, "{sub}:\n{help}");
         let json = help.find("--json").unwrap();
         assert!(own < json && json < global, "{sub}:\n{help}");
+    }
+}
+
+/// Issue 21, item 8: `cargo guarded <Tab>` completes in a real interactive bash with the
+/// bash-completion this machine has (Debian 12's 2.11 hands `cargo <cmd>` over to `cargo-<cmd>`'s
+/// completion only from 2.12 on), set up as README says: cargo's completion where
+/// bash-completion loads it on demand (rustup's, when the toolchain ships it), ours sourced.
+#[test]
+fn bash_completes_cargo_guarded_through_cargo() {
+    let tmux = which::which("tmux").map_err(|_| "tmux not installed".to_owned());
+    let lib = Path::new("/usr/share/bash-completion/bash_completion");
+    let lib = lib.exists().then_some(lib).ok_or_else(|| {
+        format!(
+            "{} not found (apt-get install bash-completion)",
+            lib.display()
+        )
+    });
+    if require("tmux", tmux).is_none() || require("bash-completion", lib).is_none() {
+        return;
+    }
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let completions = env.path().join("bash-completion/completions");
+    std::fs::create_dir_all(&completions).unwrap();
+    let ours = completions.join("cargo-guarded");
+    std::fs::write(&ours, env.ok(env.path(), ["completions", "bash"]).stdout).unwrap();
+    let sysroot = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let rustup_cargo = Path::new(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("etc/bash_completion.d/cargo");
+    if rustup_cargo.exists() {
+        std::fs::copy(&rustup_cargo, completions.join("cargo")).unwrap();
+    }
+    let t = tmux::Tmux::start(&env, &ws);
+    t.line(&format!(
+        "export BASH_COMPLETION_USER_DIR='{}'; source /usr/share/bash-completion/bash_completion; \
+         source '{}'; clear",
+        env.path().join("bash-completion").display(),
+        ours.display()
+    ));
+    t.keys(&["-l", "cargo guarded sta"]);
+    t.keys(&["Tab"]);
+    assert!(t.wait_for_text(10, "cargo guarded status "), "{}", t.pane());
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded gc --dry"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded gc --dry-run "),
+        "{}",
+        t.pane()
+    );
+    // `cargo-guarded <Tab>` still completes, and other cargo commands are left to cargo's own.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo-guarded doc"]);
+    t.keys(&["Tab"]);
+    assert!(t.wait_for_text(10, "cargo-guarded doctor "), "{}", t.pane());
+    if rustup_cargo.exists() {
+        t.keys(&["C-u"]);
+        t.keys(&["-l", "cargo buil"]);
+        t.keys(&["Tab"]);
+        assert!(t.wait_for_text(10, "cargo build "), "{}", t.pane());
     }
 }
