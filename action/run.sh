@@ -26,23 +26,69 @@ fail() {
   exit 1
 }
 
-# An input overrides the CLI's environment variable only when given, so job-level
-# CARGO_GUARDED_* settings and the CLI's defaults apply otherwise.
-from_input() {
-  if [ -n "${2:-}" ]; then export "$1=$2"; fi
+# A boolean input: `true` or `false` (empty: false); anything else fails the step.
+is_true() {
+  case "$2" in
+    true | TRUE | True) return 0 ;;
+    false | FALSE | False | '') return 1 ;;
+    *) fail "$1 must be true or false, got '$2'" ;;
+  esac
 }
-from_input CARGO_GUARDED_ROOT "${INPUT_ROOT:-}"
-from_input CARGO_GUARDED_JOB_ID "${INPUT_JOB_ID:-}"
-from_input CARGO_GUARDED_MIN_FREE "${INPUT_MIN_FREE:-}"
-from_input CARGO_GUARDED_RECLAIM_BELOW "${INPUT_RECLAIM_BELOW:-}"
-from_input CARGO_GUARDED_TTL "${INPUT_TTL:-}"
-from_input CARGO_GUARDED_LINGER "${INPUT_LINGER:-}"
 
-case "${INPUT_EXPORT_TARGET_DIR:-false}" in
-  true | TRUE | True) export_target_dir=true ;;
-  false | FALSE | False | '') export_target_dir=false ;;
-  *) fail "export-target-dir must be true or false, got '${INPUT_EXPORT_TARGET_DIR}'" ;;
-esac
+# Every option of the CLI is an input, in this one table: `input kind target`. tests/action.rs
+# keeps it equal to the CLI's options (`cargo guarded --help`) and to action.yml's inputs and
+# their INPUT_* mapping. Kinds:
+#   value VAR  the input, when given, sets the CLI's variable VAR (else a job-level VAR, or the
+#              CLI's default, applies);
+#   off VAR    `true` sets VAR=0 (the variable of a --no-* switch);
+#   flag --x   `true` passes --x;
+#   arg --x    the input, when given, is passed as --x=VALUE.
+options='
+root value CARGO_GUARDED_ROOT
+job-id value CARGO_GUARDED_JOB_ID
+ttl value CARGO_GUARDED_TTL
+linger value CARGO_GUARDED_LINGER
+reclaim-below value CARGO_GUARDED_RECLAIM_BELOW
+reclaim-to value CARGO_GUARDED_RECLAIM_TO
+min-free value CARGO_GUARDED_MIN_FREE
+keep-expired value CARGO_GUARDED_KEEP_EXPIRED
+no-adopt off CARGO_GUARDED_ADOPT
+no-prune off CARGO_GUARDED_PRUNE
+prune-after value CARGO_GUARDED_PRUNE_AFTER
+max-warm-size value CARGO_GUARDED_MAX_WARM_SIZE
+wait value CARGO_GUARDED_WAIT
+quiet flag --quiet
+verbose flag --verbose
+color arg --color
+'
+cli_flags=()
+while read -r input kind target; do
+  [ -n "$input" ] || continue
+  var=INPUT_$(printf '%s' "$input" | tr 'a-z-' 'A-Z_')
+  value=${!var:-}
+  [ -n "$value" ] || continue
+  case $kind in
+    value) export "$target=$value" ;;
+    arg) cli_flags+=("$target=$value") ;;
+    off) if is_true "$input" "$value"; then export "$target=0"; fi ;;
+    flag) if is_true "$input" "$value"; then cli_flags+=("$target"); fi ;;
+  esac
+done <<<"$options"
+
+export_target_dir=false
+if is_true export-target-dir "${INPUT_EXPORT_TARGET_DIR:-false}"; then export_target_dir=true; fi
+
+# sccache: the wrapper the action ships (contrib/sccache-wrapper.sh) as RUSTC_WRAPPER, so the
+# per-job variables cargo guarded sets stay out of sccache's keys and jobs hit each other's
+# entries; with export-target-dir, for the job's later steps too.
+if is_true sccache "${INPUT_SCCACHE:-false}"; then
+  wrapper=${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set}/contrib/sccache-wrapper.sh
+  [ -x "$wrapper" ] || fail "sccache: the wrapper $wrapper is missing or not executable"
+  export RUSTC_WRAPPER=$wrapper
+  if [ "$export_target_dir" = true ] && [ "$wrapper" = "${wrapper//$'\n'/}" ]; then
+    printf 'RUSTC_WRAPPER=%s\n' "$wrapper" >>"${GITHUB_ENV:?GITHUB_ENV is not set}"
+  fi
+fi
 
 if [ -n "${INPUT_WORKING_DIRECTORY:-}" ]; then
   cd -- "$INPUT_WORKING_DIRECTORY" || fail "cannot enter working-directory '$INPUT_WORKING_DIRECTORY'"
@@ -122,7 +168,7 @@ start_hold() {
 if [ "$export_target_dir" = true ]; then
   stop_hold
 fi
-"$cg" guarded "${args[@]}"
+"$cg" guarded "${cli_flags[@]}" "${args[@]}"
 code=$?
 # 75: the disk was too full to start; there is no lease worth holding.
 if [ "$export_target_dir" = true ] && [ "$code" -ne 75 ]; then

@@ -441,6 +441,17 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "reclaim-below",
             "ttl",
             "linger",
+            "reclaim-to",
+            "keep-expired",
+            "no-adopt",
+            "no-prune",
+            "prune-after",
+            "max-warm-size",
+            "wait",
+            "quiet",
+            "verbose",
+            "color",
+            "sccache",
             "export-target-dir"
         ]
     );
@@ -468,13 +479,108 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "an expression in a shell line: {line}"
         );
     }
-    for output in ["target-dir", "job-id", "reclaimed-bytes"] {
+    for output in ["target-dir", "job-id", "reclaimed-bytes", "origin", "warm"] {
         assert!(
             m.text
                 .contains(&format!("value: ${{{{ steps.run.outputs.{output} }}}}")),
             "output `{output}` must come from the run step"
         );
     }
+}
+
+/// Issue 21, item 15: every option of the CLI is an input, through one table in run.sh; the
+/// table, the CLI's options and action.yml's inputs cannot drift apart.
+#[test]
+fn every_cli_option_is_an_input_through_one_table() {
+    let run_sh = std::fs::read_to_string(Path::new(SOURCE).join("action/run.sh")).unwrap();
+    let table = run_sh
+        .split("options='\n")
+        .nth(1)
+        .and_then(|t| t.split("\n'").next())
+        .expect("run.sh has its options table");
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(' ').collect()).collect();
+    let mut from_table: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    from_table.sort();
+
+    let env = Env::new();
+    let help = stdout(&env.ok(env.path(), ["--help"]));
+    // Each option's line: `      --ttl <DURATION>  …` or `  -q, --quiet  …`.
+    let mut from_cli: Vec<&str> = help
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|l| match l.split_once(", --") {
+            Some((short, rest)) if short.len() == 2 && short.starts_with('-') => Some(rest),
+            _ => l.strip_prefix("--"),
+        })
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| !["help", "version"].contains(name))
+        .collect();
+    from_cli.sort();
+    from_cli.dedup();
+    assert_eq!(
+        from_table, from_cli,
+        "run.sh's table against `cargo guarded --help`"
+    );
+
+    let m = Manifest::load();
+    for row in &rows {
+        let (input, kind, target) = (row[0], row[1], row[2]);
+        assert!(
+            m.defaults.iter().any(|(n, _)| n == input),
+            "no input `{input}` in action.yml"
+        );
+        match kind {
+            // The variable the CLI reads for it, as its help names it.
+            "value" | "off" => assert!(
+                help.contains(&format!("[env: {target}]")),
+                "{input}: the CLI reads no {target}"
+            ),
+            "flag" | "arg" => assert_eq!(target, format!("--{input}")),
+            other => panic!("unknown kind {other}"),
+        }
+    }
+}
+
+/// Issue 21, item 15: inputs that were reachable only through variables, the `warm` output, and
+/// `sccache: true` setting RUSTC_WRAPPER to the wrapper the action ships.
+#[test]
+fn new_inputs_reach_the_cli_and_warm_says_whether_the_dir_was_new() {
+    let mut job = Job::new();
+    let a = job.action(&[
+        (
+            "command",
+            r#"exec -- sh -c 'printf "%s" "$RUSTC_WRAPPER" > wrapper.txt'"#,
+        ),
+        ("verbose", "true"),
+        ("sccache", "true"),
+        ("wait", "5s"),
+    ]);
+    assert_success(&a.run);
+    assert_eq!(a.step.outputs()["warm"], "false", "a fresh dir");
+    let wrapper = std::fs::read_to_string(job.ws.join("wrapper.txt")).unwrap();
+    assert_eq!(
+        Path::new(&wrapper),
+        Path::new(SOURCE).join("contrib/sccache-wrapper.sh")
+    );
+    // -v reached the CLI: it explains how it tracks the command's processes.
+    assert!(
+        stderr(&a.run).contains("Tracking the command's process tree"),
+        "{}",
+        describe(&a.run)
+    );
+    // The same job's next step resumes its dir: warm.
+    let b = job.action(&[("command", "exec -- true"), ("quiet", "true")]);
+    assert_success(&b.run);
+    assert_eq!(b.step.outputs()["warm"], "true");
+    assert_eq!(b.step.outputs()["origin"], "resumed");
+    // A boolean input that is not one fails the step, naming it.
+    let c = job.action(&[("command", "exec -- true"), ("no-prune", "yes please")]);
+    assert_eq!(c.run.status.code(), Some(1), "{}", describe(&c.run));
+    assert!(
+        stdout(&c.run).contains("::error title=cargo-guarded::no-prune must be true or false"),
+        "{}",
+        describe(&c.run)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -82,8 +82,8 @@ impl GitHub {
     }
 
     /// The step outputs of a wrapped command, written on every path that got as far as a job
-    /// dir (exit 75 included): `target-dir`, `job-id`, `reclaimed-bytes` and `origin`
-    /// (`fresh`, `resumed` or `adopted`, like rust-cache's `cache-hit`).
+    /// dir (exit 75 included): `target-dir`, `job-id`, `reclaimed-bytes`, `origin` (`fresh`,
+    /// `resumed` or `adopted`) and `warm` (`true` unless fresh, like rust-cache's `cache-hit`).
     pub(crate) fn set_job_outputs(
         &self,
         target: &Path,
@@ -96,6 +96,7 @@ impl GitHub {
             ("job-id", job_id),
             ("reclaimed-bytes", &reclaimed.to_string()),
             ("origin", origin),
+            ("warm", if origin == "fresh" { "false" } else { "true" }),
         ]);
     }
 
