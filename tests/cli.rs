@@ -778,3 +778,36 @@ fn bash_completes_cargo_guarded_through_cargo() {
         assert!(t.wait_for_text(10, "cargo build "), "{}", t.pane());
     }
 }
+
+/// Issue 21, item 16: README's first screen installs from crates.io first (and names `cargo
+/// binstall`), the checkout second; says that `cargo test` runs this project's tests; and says
+/// that `./target` stays empty and how to find the build's outputs.
+#[test]
+fn readme_first_screen_installs_from_crates_io_and_says_where_outputs_are() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let first: String = readme.lines().take(30).collect::<Vec<_>>().join("\n");
+    let at = |needle: &str| {
+        first
+            .find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` on README's first screen:\n{first}"))
+    };
+    let commands: Vec<&str> = first
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with("cargo "))
+        .collect();
+    assert_eq!(
+        commands.first(),
+        Some(&"cargo install --locked cargo-guarded"),
+        "{first}"
+    );
+    at("cargo binstall cargo-guarded");
+    assert!(
+        at("cargo install --locked cargo-guarded") < at("--path ."),
+        "{first}"
+    );
+    at("this project's own tests");
+    at("`./target` stays empty");
+    at("cargo guarded env");
+    at("--artifact-dir");
+}
