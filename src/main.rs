@@ -126,23 +126,7 @@ fn run() -> Result<ExitCode> {
         }
         Command::Status(args) => status(&Config::resolve(&global, &[])?, &args),
         Command::Gc(args) => gc(&Config::resolve(&global, &[])?, &args),
-        Command::Completions { shell } => {
-            let mut text = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
-            let mut text = String::from_utf8_lossy(&text).into_owned();
-            if shell == clap_complete::Shell::Bash {
-                // clap-rs/clap#6421: with a hyphen in the bin name, the bash script's dispatch
-                // reaches `cargo__guarded__subcmd__gc` while its case arms are spelled
-                // `cargo__subcmd__guarded__subcmd__gc`, so no subcommand's options complete.
-                text = text.replace(
-                    "cargo__subcmd__guarded__subcmd__",
-                    "cargo__guarded__subcmd__",
-                );
-                text.push_str(cli::BASH_CARGO_HOOK);
-            }
-            term::out(&text).context("failed to write to stdout")?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Completions { shell } => completions(shell),
         Command::Man => {
             let mut text = Vec::new();
             clap_mangen::Man::new(Cli::command())
@@ -156,6 +140,26 @@ fn run() -> Result<ExitCode> {
             doctor(&Config::resolve(&global, &[])?, json)
         }
     }
+}
+
+/// `completions SHELL`: clap's script, and for bash the hook that lets `cargo guarded <Tab>`
+/// complete on bash-completion 2.11 too.
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    let mut text = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
+    let mut text = String::from_utf8_lossy(&text).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // clap-rs/clap#6421: with a hyphen in the bin name, the bash script's dispatch reaches
+        // `cargo__guarded__subcmd__gc` while its case arms are spelled
+        // `cargo__subcmd__guarded__subcmd__gc`, so no subcommand's options complete.
+        text = text.replace(
+            "cargo__subcmd__guarded__subcmd__",
+            "cargo__guarded__subcmd__",
+        );
+        text.push_str(cli::BASH_CARGO_HOOK);
+    }
+    term::out(&text).context("failed to write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo guarded help build`: cargo's own help for a command we only wrap. cargo takes over the
