@@ -811,3 +811,90 @@ fn readme_first_screen_installs_from_crates_io_and_says_where_outputs_are() {
     at("cargo guarded env");
     at("--artifact-dir");
 }
+
+/// Issue 21, item 8, zsh: rustup's `_cargo` calls `_cargo-<cmd>` for `cargo <cmd>`, which is the
+/// function our script defines when it is installed in `fpath` as `_cargo-guarded` (README).
+#[test]
+fn zsh_completes_cargo_guarded_through_cargo() {
+    let tmux = which::which("tmux").map_err(|_| "tmux not installed".to_owned());
+    let zsh = which::which("zsh").map_err(|_| "zsh not installed (apt-get install zsh)".to_owned());
+    if require("tmux", tmux).is_none() || require("zsh", zsh).is_none() {
+        return;
+    }
+    let env = Env::new();
+    let fpath = env.path().join("site-functions");
+    std::fs::create_dir_all(&fpath).unwrap();
+    std::fs::write(
+        fpath.join("_cargo-guarded"),
+        env.ok(env.path(), ["completions", "zsh"]).stdout,
+    )
+    .unwrap();
+    let sysroot = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let rustup_cargo = Path::new(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("share/zsh/site-functions/_cargo");
+    let found = rustup_cargo
+        .exists()
+        .then_some(())
+        .ok_or_else(|| format!("{} not found", rustup_cargo.display()));
+    if require("rustup's zsh completion for cargo", found).is_none() {
+        return;
+    }
+    std::fs::copy(&rustup_cargo, fpath.join("_cargo")).unwrap();
+    let socket = env.path().join("zsh-tmux.sock");
+    let tmux = |args: &[&str]| {
+        let status = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux {args:?}");
+    };
+    let pane = || {
+        let out = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let path = std::env::var("PATH").unwrap_or_default();
+    let shell = format!(
+        "env -i PATH='{path}' HOME='{}' TERM=screen zsh -f -i",
+        env.path().display()
+    );
+    tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-x",
+        "150",
+        "-y",
+        "30",
+        &shell,
+    ]);
+    let setup = format!(
+        "fpath=('{}' $fpath); autoload -Uz compinit; compinit -u; clear",
+        fpath.display()
+    );
+    tmux(&["send-keys", "-l", &setup]);
+    tmux(&["send-keys", "Enter"]);
+    tmux(&["send-keys", "-l", "cargo guarded sta"]);
+    tmux(&["send-keys", "Tab"]);
+    // (`capture-pane` drops the space completion adds.)
+    let ok = wait_for(10, || pane().contains("cargo guarded status"));
+    let first = pane();
+    tmux(&["send-keys", "C-u"]);
+    tmux(&["send-keys", "-l", "cargo guarded gc --dry"]);
+    tmux(&["send-keys", "Tab"]);
+    let ok2 = wait_for(10, || pane().contains("cargo guarded gc --dry-run"));
+    let second = pane();
+    tmux(&["kill-server"]);
+    assert!(ok, "{first}");
+    assert!(ok2, "{second}");
+}
