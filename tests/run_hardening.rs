@@ -596,3 +596,74 @@ fn an_adopted_dirs_hostile_job_id_stays_on_its_line() {
         assert!(!line.starts_with("::error::pwned"), "{}", describe(&out));
     }
 }
+
+/// `sh -c SCRIPT` in the background, in `cwd`, with the binary's clean environment, and the
+/// gated fixture's gate at `gate`.
+fn spawn_script(env: &Env, cwd: &Path, name: &str, script: &str, gate: &Path) -> Spawned {
+    let mut sh = Command::new("sh");
+    clean_env(&mut sh)
+        .env("CARGO_GUARDED_ROOT", &env.root)
+        .env("GATE_DIR", gate)
+        .current_dir(cwd)
+        .args(["-c", script]);
+    spawn_logged(&mut sh, &env.path().join(name))
+}
+
+/// Start `script` (a real cargo build of the gated fixture), let a `gc` that reclaims every
+/// expired dir run while the build waits at its gate, then open the gate. Returns the script's
+/// output and the `gc` report.
+fn gc_during_build(env: &Env, name: &str, script: &str) -> (std::process::Output, Value) {
+    let ws = env.fixture_as("gated", name);
+    let gate = env.path().join(format!("{name}.gate"));
+    std::fs::create_dir(&gate).unwrap();
+    let run = spawn_script(env, &ws, name, script, &gate);
+    assert!(
+        wait_for(120, || gate.join("started").exists()),
+        "the build never reached its gate\n{}",
+        run.stderr_so_far()
+    );
+    let gc = env.ok(
+        env.path(),
+        ["--keep-expired", "0", "gc", "--all-expired", "--json"],
+    );
+    std::fs::write(gate.join("go"), "").unwrap();
+    (run.finish(120), gc_json(env, &gc))
+}
+
+/// Issue 20.4: `eval "$(cargo guarded env --shell)"` then plain `cargo build` is protected for
+/// `--linger` only, and `env` says so on stderr, naming `exec`; `exec -- sh -c 'cargo build'`
+/// holds the lease for the whole script, so the same `gc` during the build keeps the dir.
+#[test]
+fn a_script_after_env_shell_is_protected_for_linger_only_and_exec_holds_it_throughout() {
+    let env = Env::new();
+    let script = format!(
+        "eval \"$('{BIN}' guarded --job-id evald --linger 0s env --shell)\" && cargo build"
+    );
+    let (out, gc) = gc_during_build(&env, "evald", &script);
+    // What `env` printed on stderr before the build started.
+    assert!(
+        stderr(&out).contains("protected for --linger (0s) only")
+            && stderr(&out).contains("cargo guarded exec -- SCRIPT"),
+        "env did not say what stays unprotected\n{}",
+        describe(&out)
+    );
+    // The documented behaviour: once the linger is over, the dir is reclaimable even though a
+    // build is running in it.
+    assert_eq!(removed_names(&gc), ["evald"], "{gc:#}");
+    assert!(!env.root.join("evald").exists());
+    assert!(!out.status.success(), "{}", describe(&out));
+
+    let script = format!("'{BIN}' guarded --job-id execd --linger 0s exec -- sh -c 'cargo build'");
+    let (out, gc) = gc_during_build(&env, "execd", &script);
+    assert_success(&out);
+    assert!(removed_names(&gc).is_empty(), "{gc:#}");
+    assert!(
+        kept_reason(&gc, "execd").contains("lease held by"),
+        "{gc:#}"
+    );
+    assert!(
+        env.root.join("execd/target/debug/gated").is_file(),
+        "{}",
+        describe(&out)
+    );
+}
