@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// Longest job dir name we create; ids longer than this are cut and suffixed with a hash.
-const MAX_NAME_LEN: usize = 96;
+pub(crate) const MAX_NAME_LEN: usize = 96;
 /// Names in the root that are cargo-guarded's own files, never a job dir.
 const RESERVED: &[&str] = &["CACHEDIR.TAG"];
 

@@ -667,3 +667,94 @@ fn a_script_after_env_shell_is_protected_for_linger_only_and_exec_holds_it_throu
         describe(&out)
     );
 }
+
+/// Run `cargo-guarded guarded ARGS` with `root` as the root (at most 60 s: `hold` on a root it
+/// accepts would hold until stopped).
+fn run_with_root(env: &Env, root: &Path, name: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.cmd(env.path());
+    cmd.env("CARGO_GUARDED_ROOT", root)
+        .env(
+            "CARGO_GUARDED_EXPORT_ENV",
+            env.path().join(format!("{name}.env")),
+        )
+        .arg("guarded")
+        .args(args);
+    spawn_logged(&mut cmd, &env.path().join(name)).finish(60)
+}
+
+/// The commands that resolve a root, each a different path through it.
+const ROOT_COMMANDS: &[&[&str]] = &[
+    &["env", "--shell"],
+    &["env"],
+    &["hold"],
+    &["exec", "--", "true"],
+    &["gc"],
+    &["gc", "--json"],
+    &["status", "--json"],
+    &["doctor"],
+];
+
+/// Issue 20.5: a root whose path is not UTF-8 is refused by every command, with the path
+/// escaped (the byte shown as `\xff`, not U+FFFD), and nothing is created in it.
+#[test]
+fn a_root_whose_path_is_not_utf8_is_refused_by_every_command() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let parent = env
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9-runner"));
+    std::fs::create_dir(&parent).unwrap();
+    let root = parent.join("root");
+    for (i, args) in ROOT_COMMANDS.iter().enumerate() {
+        let out = run_with_root(&env, &root, &format!("bad{i}"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("caf\\xe9-runner/root is not valid UTF-8"),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}\n{}", describe(&out));
+        assert!(!root.exists(), "{args:?} created the root");
+    }
+}
+
+/// Issue 20.8: a root so long that a job's `CARGO_TARGET_DIR` (and its siblings) would exceed
+/// `PATH_MAX` is refused at the start, naming the limit, before anything is created.
+/// `base` extended with components of at most 100 bytes to exactly `len` bytes.
+fn path_of_len(base: &Path, fill: char, len: usize) -> std::path::PathBuf {
+    let mut p = base.to_path_buf();
+    while p.as_os_str().len() + 101 < len {
+        p.push(fill.to_string().repeat(100));
+    }
+    let pad = len - 1 - p.as_os_str().len();
+    p.push(fill.to_string().repeat(pad));
+    assert_eq!(p.as_os_str().len(), len);
+    p
+}
+
+#[test]
+fn a_root_too_long_for_a_childs_target_dir_is_refused_at_the_start() {
+    let env = Env::new();
+    let root = path_of_len(env.path(), 'd', 4036);
+    for (i, args) in ROOT_COMMANDS.iter().enumerate() {
+        let out = run_with_root(&env, &root, &format!("long{i}"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("is 4036 bytes long, over the limit of 3982")
+                && err.contains("4095-byte limit on a path (PATH_MAX)"),
+            "{args:?}: {err}"
+        );
+        assert!(!env.path().join("d".repeat(100)).exists(), "{args:?}");
+    }
+    // At the limit, a root like any other: the longest job dir name fits.
+    let root = path_of_len(env.path(), 'o', 3982);
+    let id = "j".repeat(200);
+    let out = run_with_root(
+        &env,
+        &root,
+        "at-limit",
+        &["--job-id", &id, "exec", "--", "true"],
+    );
+    assert_success(&out);
+}
