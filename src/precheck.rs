@@ -144,7 +144,7 @@ fn free_space(root: &Root) -> Result<Space> {
 
 /// The live leases holding the most space, other than the refusing job's own.
 fn biggest_live(root: &Root, trust: LockTrust, own: &str) -> Vec<(String, Option<u64>, String)> {
-    let now = std::time::SystemTime::now();
+    let now = lease::Now::read();
     let mut live: Vec<_> = root
         .job_names()
         .unwrap_or_default()
@@ -155,7 +155,7 @@ fn biggest_live(root: &Root, trust: LockTrust, own: &str) -> Vec<(String, Option
             let l = lease::read(std::os::fd::AsFd::as_fd(&dir)).ok()?;
             // Live only: a released (lingering) dir's process is gone, and the summary says
             // "live leases".
-            matches!(lease::classify(&l, now, trust), Verdict::Live { .. })
+            matches!(lease::classify(&l, &now, trust), Verdict::Live { .. })
                 .then(|| (l.job_id.clone(), l.size_bytes, l.holder()))
         })
         .collect();

@@ -108,10 +108,10 @@ pub(crate) struct Entry {
 pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Status> {
     let space = Space::of(&root.path)
         .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-    let now = SystemTime::now();
+    let now = lease::Now::read();
     let mut leases = Vec::new();
     for (name, _) in root.job_names()? {
-        let mut entry = entry(root, &name, now, trust);
+        let mut entry = entry(root, &name, &now, trust);
         if sizes && let Some(measured) = fs::tree_size(root.fd(), &name, None) {
             entry.size_bytes = Some(measured);
             entry.size_measured = true;
@@ -138,7 +138,7 @@ pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Stat
 }
 
 /// One job dir as its lease (if readable) describes it.
-fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry {
+fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry {
     let dir_path = root.join(name);
     let mut entry = Entry {
         job_id: name.to_string_lossy().into_owned(),

@@ -13,6 +13,7 @@ use crate::term;
 use crate::workspace::WorkspaceKey;
 
 use super::acquire::{Request, check_owned};
+use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::record::{Lease, State, Verdict, classify, read, write};
@@ -39,7 +40,7 @@ pub(super) fn scan_for_new_job(
     let Ok(names) = root.job_names() else {
         return Vec::new();
     };
-    let now = SystemTime::now();
+    let now = Now::read();
     let mut out = Vec::new();
     for (name, _) in names {
         let Ok(dir) = root.open_job(&name) else {
@@ -54,13 +55,16 @@ pub(super) fn scan_for_new_job(
             && lease.job_id != req.job_id;
         if same_runner
             && lease.state == State::Released
-            && lease.expires_at > now
+            && lease.expires_at > now.wall
             && dir.try_lock().is_ok()
             && root.still_names(&name, &dir)
             && let Ok(mut fresh) = read(dir.as_fd())
             && fresh.state == State::Released
         {
-            fresh.expires_at = now;
+            // Stamped with the clocks it is ended on, so that it reads as expired now on
+            // either clock (`Now::judging`).
+            now.stamp(&mut fresh);
+            fresh.expires_at = now.wall;
             if write(dir.as_fd(), &fresh).is_ok() {
                 term::verbose(
                     "Ended",
@@ -72,7 +76,7 @@ pub(super) fn scan_for_new_job(
         let owned = check_owned(&dir);
         drop(dir);
         if lease.same_key(key)
-            && matches!(classify(&lease, now, req.trust), Verdict::Expired { .. })
+            && matches!(classify(&lease, &now, req.trust), Verdict::Expired { .. })
         {
             // Another user's dir is not ours to take (nor could we write it): start fresh.
             match owned {
@@ -128,7 +132,7 @@ pub(super) fn adopt(
         Ok(l)
             if l.same_key(key)
                 && matches!(
-                    classify(&l, SystemTime::now(), req.trust),
+                    classify(&l, &Now::read(), req.trust),
                     Verdict::Expired { .. }
                 ) => {}
         _ => return Ok(AdoptOutcome::Lost),

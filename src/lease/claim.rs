@@ -13,6 +13,7 @@ use crate::fs;
 use crate::locks::LockTrust;
 use crate::term;
 
+use super::clock::Now;
 use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
 use super::record::{Lease, classify, read};
@@ -62,7 +63,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         Ok(l) => l,
         Err(why) => return kept(None, Keep::Unknown(why)),
     };
-    let verdict = classify(&lease, SystemTime::now(), trust);
+    let verdict = classify(&lease, &Now::read(), trust);
     if let Err(reason) = Keep::unless_expired(&verdict, &lease) {
         return kept(Some(lease), reason);
     }
