@@ -78,6 +78,9 @@ pub(crate) struct Config {
     /// `CARGO_GUARDED_EXPORT_ENV` (set by the action for `hold`): the `GITHUB_ENV` file to write
     /// the job's environment to once the lease is held.
     pub(crate) export_env: Option<PathBuf>,
+    /// Said before a lease is taken: the CI's job id variables were not UTF-8
+    /// (`job_id::unreadable_vars`).
+    pub(crate) job_id_warning: Option<String>,
 }
 
 /// An environment variable; empty counts as unset.
@@ -111,9 +114,15 @@ impl Config {
         };
         check_root_path(&root)?;
         let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
-        let job_id = match &g.job_id {
-            Some(id) => id.clone(),
-            None => job_id::derive(&var, &workspace_root),
+        let (job_id, job_id_warning) = match &g.job_id {
+            Some(id) => (id.clone(), None),
+            None => {
+                let id = job_id::derive(&var, &workspace_root);
+                let not_utf8 =
+                    |name: &str| std::env::var_os(name).is_some_and(|v| v.to_str().is_none());
+                let warning = job_id::unreadable_vars(&var, &not_utf8, &id);
+                (id, warning)
+            }
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
         Ok(Config {
@@ -161,6 +170,7 @@ impl Config {
             github: GitHub::from_env(&var),
             parent_lease: var("CARGO_GUARDED_LEASE"),
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
+            job_id_warning,
             root,
         })
     }

@@ -368,6 +368,9 @@ fn acquire(
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<(Session, LeaseEnv)> {
+    if let Some(warning) = &cfg.job_id_warning {
+        term::warn(warning);
+    }
     let mut outputs_written = false;
     let result = acquire_and_check(cfg, command, interrupted, &mut outputs_written);
     if result.is_err()

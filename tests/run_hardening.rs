@@ -758,3 +758,37 @@ fn a_root_too_long_for_a_childs_target_dir_is_refused_at_the_start() {
     );
     assert_success(&out);
 }
+
+/// Issue 20.8: under GitHub Actions, a `GITHUB_RUN_ID` that is not UTF-8 cannot name the job;
+/// the run says so (as for an unrecognised CI) instead of silently using a `local-…` id.
+#[test]
+fn a_ci_job_id_variable_that_is_not_utf8_is_warned_about() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let run = |run_id: &std::ffi::OsStr| {
+        let mut cmd = env.cmd(&ws);
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_RUN_ID", run_id)
+            .env("GITHUB_JOB", "build")
+            .args(["guarded", "--min-free", "0", "env"]);
+        let out = output(&mut cmd);
+        assert_success(&out);
+        out
+    };
+    let out = run(std::ffi::OsStr::from_bytes(b"41\xff"));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "warning: GITHUB_RUN_ID (from GitHub Actions) is not valid UTF-8, so the job id \
+             cannot use it: it is derived from the workspace path instead (local-small-"
+        ) && err.contains("set CARGO_GUARDED_JOB_ID (or pass --job-id)"),
+        "{}",
+        describe(&out)
+    );
+    assert!(stdout(&out).contains("CARGO_GUARDED_JOB_ID=local-small-"));
+    // A readable one names the job, with nothing to warn about.
+    let out = run(std::ffi::OsStr::new("41"));
+    assert!(!stderr(&out).contains("UTF-8"), "{}", describe(&out));
+    assert!(stdout(&out).contains("CARGO_GUARDED_JOB_ID=gh--41-1-build-"));
+}
