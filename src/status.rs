@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::fs::{self, Space};
+use crate::job_id;
 use crate::lease::{self, Root, TARGET, Verdict};
 use crate::locks::LockTrust;
 use crate::prune::{self, LastPrune};
@@ -179,6 +180,17 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
             entry.expires_at = Some(l.expires_at);
             entry.size_bytes = l.size_bytes;
             entry.pruned = prune::last_pruned(dir.as_fd());
+            // A crash between an adoption's rename and its lease write (`adopt-renamed`) leaves
+            // the previous job's lease in a dir under the adopter's name: listed under the dir's
+            // own job, with what the lease says.
+            if name != OsStr::new(&job_id::sanitize(&l.job_id)) {
+                entry.job_id = name.to_string_lossy().into_owned();
+                entry.note = Some(format!(
+                    "lease names job `{}`: an adoption into this dir was interrupted; the dir's \
+                     job takes it over at its next step, a guard reclaims it once expired",
+                    l.job_id
+                ));
+            }
         }
     }
     entry

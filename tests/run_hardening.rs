@@ -792,3 +792,40 @@ fn a_ci_job_id_variable_that_is_not_utf8_is_warned_about() {
     assert!(!stderr(&out).contains("UTF-8"), "{}", describe(&out));
     assert!(stdout(&out).contains("CARGO_GUARDED_JOB_ID=gh--41-1-build-"));
 }
+
+/// Issue 20.8: an adoption on a disk that fills up between its checks and its rename. The dir's
+/// lease must name the dir's own job: the adopter's lease is written in full before the rename,
+/// so a full disk cannot leave dir `b` with the lease of the job it was adopted from.
+#[test]
+fn an_adoption_on_a_disk_that_fills_leaves_each_dir_with_its_own_jobs_lease() {
+    let Some((mnt, env)) = env_on_tmpfs(8 * 1024) else {
+        return;
+    };
+    let args = ["--min-free", "0", "--reclaim-below", "0", "--linger", "0s"];
+    let mut cmd = env.cmd(env.path());
+    cmd.arg("guarded")
+        .args(args)
+        .args(["--job-id", "a2", "exec", "--", "true"]);
+    assert_success(&output(&mut cmd));
+    let mut cmd = env.cmd(env.path());
+    cmd.arg("guarded")
+        .args(args)
+        .args(["--job-id", "b", "exec", "--", "true"]);
+    let paused = env.paused(cmd, "b", "adopt-locked");
+    tmpfs::fill(&mnt.0);
+    let out = paused.resume(60);
+    assert!(
+        env.root.join("b").is_dir() && !env.root.join("a2").exists(),
+        "no adoption\n{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("b")["job_id"], "b", "{}", describe(&out));
+    let _ = std::fs::remove_file(mnt.0.join("filler"));
+    for lease in env.status()["leases"].as_array().unwrap() {
+        let dir = lease["dir"].as_str().unwrap();
+        assert!(
+            dir.ends_with(&format!("/{}", lease["job_id"].as_str().unwrap())),
+            "{lease:#}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use super::acquire::{Request, check_owned};
 use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
-use super::record::{Lease, State, Verdict, classify, read, write};
+use super::record::{Lease, State, Verdict, classify, read, stage, write};
 use super::root::Root;
 use super::step;
 
@@ -137,6 +137,18 @@ pub(super) fn adopt(
                 ) => {}
         _ => return Ok(AdoptOutcome::Lost),
     }
+    // Race closed: a lease write that failed after the rename (a full disk) left the dir under
+    // our job's name with the old job's lease, listed as that job. Our lease is written in full
+    // before the rename; after it, only a rename within the dir remains.
+    let mut lease = req.lease(Some(key), SystemTime::now());
+    lease.size_bytes = cand.lease.size_bytes;
+    lease.size_measured_at = cand.lease.size_measured_at;
+    let staged = stage(dir.as_fd(), &lease).with_context(|| {
+        format!(
+            "failed to write lease in {}",
+            root.join(&cand.name).display()
+        )
+    })?;
     step("adopt-locked");
     // Rename under the lock, never replacing: if our name exists, a sibling step created it.
     match rename_noreplace(root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
@@ -163,10 +175,8 @@ pub(super) fn adopt(
     // A crash here leaves the dir under our name with the old (expired) lease: a later step of
     // this job takes it over, or a guard reclaims it. Either is safe.
     step("adopt-renamed");
-    let mut lease = req.lease(Some(key), SystemTime::now());
-    lease.size_bytes = cand.lease.size_bytes;
-    lease.size_measured_at = cand.lease.size_measured_at;
-    write(dir.as_fd(), &lease)
+    staged
+        .commit()
         .with_context(|| format!("failed to write lease in {}", root.join(req.name).display()))?;
     let held = held(root, OsStr::new(req.name), dir, lease)?;
     Ok(AdoptOutcome::Adopted(Box::new(held)))

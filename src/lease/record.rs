@@ -185,8 +185,14 @@ pub(crate) fn read(dir: BorrowedFd<'_>) -> Result<Lease, String> {
 }
 
 pub(super) fn write(dir: BorrowedFd<'_>, lease: &Lease) -> io::Result<()> {
+    stage(dir, lease)?.commit()
+}
+
+/// `lease` written in full beside `lease.json`, put in place by `commit` (a rename within the
+/// dir, which needs no space).
+pub(super) fn stage<'a>(dir: BorrowedFd<'a>, lease: &Lease) -> io::Result<fs::Staged<'a>> {
     let bytes = serde_json::to_vec_pretty(lease).map_err(io::Error::other)?;
-    fs::write_atomic(dir, LEASE_FILE, &bytes)
+    fs::Staged::write(dir, LEASE_FILE, &bytes)
 }
 
 // Expiry (pure; shared by the guard, adoption and `status`; docs/protocol.md#expiry)
