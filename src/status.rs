@@ -179,7 +179,11 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
             entry.renewed_at = Some(l.renewed_at);
             entry.expires_at = Some(l.expires_at);
             entry.size_bytes = l.size_bytes;
-            entry.pruned = prune::last_pruned(dir.as_fd());
+            let pruning = prune::last_pruned(dir.as_fd());
+            entry.pruned = pruning.last;
+            if let Some(left) = pruning.left_in_place {
+                entry.note = Some(format!("pruning left something in place: {left}"));
+            }
             // A crash between an adoption's rename and its lease write (`adopt-renamed`) leaves
             // the previous job's lease in a dir under the adopter's name: listed under the dir's
             // own job, with what the lease says.
