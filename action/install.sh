@@ -153,9 +153,24 @@ build_key=$(
 )
 cache="$cache_base/cargo-guarded/$want-source-$build_key/$(uname -m)"
 bin="$cache/bin/cargo-guarded"
+# The SHA-256 of the binary as it was built, beside it. A cached binary is reused only if it
+# still has it (and reports the version): that catches accidents (a truncated or half-copied
+# file, a disk error, another tool writing over it), NOT tampering: whoever can write the cache
+# can write this file too. The release path (above) is the one checked against checksums
+# shipped with the action.
+sum_file="$bin.sha256"
 
-if [ -x "$bin" ] && is_wanted "$bin"; then
-  echo "using $bin (cargo-guarded $want built from source) cached on this runner"
+cached_source_build() {
+  [ -x "$bin" ] && [ -f "$sum_file" ] || return 1
+  if [ "$(sha256 "$bin")" != "$(cat "$sum_file")" ]; then
+    notice "$bin does not match the SHA-256 recorded when it was built ($sum_file); building it again"
+    return 1
+  fi
+  is_wanted "$bin"
+}
+
+if cached_source_build; then
+  echo "using $bin (cargo-guarded $want built from source, sha256 $(cat "$sum_file")) cached on this runner"
 else
   mkdir -p "$cache/bin"
   build=$(mktemp -d "$cache/.install.XXXXXX")
@@ -169,8 +184,13 @@ else
     cargo install --locked --path "$action_path" --root "$build") ||
     fail "cargo install --locked --path $action_path failed (see the log above)"
   echo "::endgroup::"
+  # The sum is recorded after the binary is in place: a reader in between finds no sum (or the
+  # previous build's) and builds again, never trusts an unrecorded binary.
+  rm -f "$sum_file"
   mv -f "$build/bin/cargo-guarded" "$bin.$$"
   mv -f "$bin.$$" "$bin"
   is_wanted "$bin" || fail "$bin does not report version $want after installing"
+  sha256 "$bin" >"$sum_file.$$"
+  mv -f "$sum_file.$$" "$sum_file"
 fi
 found "$bin"

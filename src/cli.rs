@@ -250,7 +250,11 @@ impl JobArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Print the job's environment (CARGO_TARGET_DIR=...), one per line, for scripts
+    /// Print where the job's dir is (CARGO_TARGET_DIR=...), one variable per line
+    ///
+    /// The lease is released when `env` exits: what runs afterwards is protected for `--linger`
+    /// only. To keep the dir protected for a whole script, run it with
+    /// `cargo guarded exec -- SCRIPT` (or `exec -- "$SHELL"`).
     Env {
         #[command(flatten)]
         job: JobArgs,

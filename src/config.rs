@@ -14,7 +14,7 @@ use crate::lease::Owner;
 use crate::llvm;
 use crate::locks::LockTrust;
 use crate::report::github::GitHub;
-use crate::term::{ColorChoice, Verbosity};
+use crate::term::{self, ColorChoice, Verbosity};
 use crate::units::Threshold;
 use crate::workspace;
 
@@ -78,6 +78,9 @@ pub(crate) struct Config {
     /// `CARGO_GUARDED_EXPORT_ENV` (set by the action for `hold`): the `GITHUB_ENV` file to write
     /// the job's environment to once the lease is held.
     pub(crate) export_env: Option<PathBuf>,
+    /// Said before a lease is taken: the CI's job id variables were not UTF-8
+    /// (`job_id::unreadable_vars`).
+    pub(crate) job_id_warning: Option<String>,
 }
 
 /// An environment variable; empty counts as unset.
@@ -109,10 +112,17 @@ impl Config {
             Some(r) => cwd.join(r),
             None => default_root()?,
         };
+        check_root_path(&root)?;
         let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
-        let job_id = match &g.job_id {
-            Some(id) => id.clone(),
-            None => job_id::derive(&var, &workspace_root),
+        let (job_id, job_id_warning) = match &g.job_id {
+            Some(id) => (id.clone(), None),
+            None => {
+                let id = job_id::derive(&var, &workspace_root);
+                let not_utf8 =
+                    |name: &str| std::env::var_os(name).is_some_and(|v| v.to_str().is_none());
+                let warning = job_id::unreadable_vars(&var, &not_utf8, &id);
+                (id, warning)
+            }
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
         Ok(Config {
@@ -160,6 +170,7 @@ impl Config {
             github: GitHub::from_env(&var),
             parent_lease: var("CARGO_GUARDED_LEASE"),
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
+            job_id_warning,
             root,
         })
     }
@@ -200,6 +211,44 @@ fn locks_forced() -> Result<Option<bool>> {
             bail!("CARGO_GUARDED_LOCKS: expected `trusted` or `untrusted`, got `{other}`")
         }
     }
+}
+
+/// The longest path a job hands its child is `<root>/<job>/llvm-cov-target` (`run::dir_env`).
+const LONGEST_JOB_SUBDIR: &str = "llvm-cov-target";
+/// Linux's `PATH_MAX` is 4096 bytes with the terminating NUL: no path a child is given may be
+/// longer than this.
+const PATH_MAX_BYTES: usize = 4095;
+
+/// Refuse, for every command, a root whose path a child could not use:
+/// - not UTF-8: the variables a child gets (`CARGO_TARGET_DIR`, `GITHUB_ENV` records, the nested
+///   run's `CARGO_GUARDED_LEASE`) and the JSON outputs would carry U+FFFD in place of the byte and
+///   name another path (a later plain `cargo build` then builds outside the root, unguarded);
+/// - so long that `<root>/<job>/llvm-cov-target`, with the longest job dir name, would exceed
+///   `PATH_MAX`: cargo would fail later, with the lease already taken.
+fn check_root_path(root: &Path) -> Result<()> {
+    let bytes = root.as_os_str().as_encoded_bytes();
+    if root.to_str().is_none() {
+        bail!(
+            "the root {} is not valid UTF-8: cargo-guarded hands the root's path to cargo and \
+             scripts as text, which cannot name it; choose a root whose path is UTF-8 (--root or \
+             CARGO_GUARDED_ROOT)",
+            term::escape_bytes(bytes)
+        );
+    }
+    let limit = PATH_MAX_BYTES - job_id::MAX_NAME_LEN - LONGEST_JOB_SUBDIR.len() - 2;
+    if bytes.len() > limit {
+        let start: String = root.to_string_lossy().chars().take(48).collect();
+        bail!(
+            "the root {}… is {} bytes long, over the limit of {limit}: a job's dirs under it \
+             (`<root>/<job>/{LONGEST_JOB_SUBDIR}`, with job dir names of up to {} bytes) would \
+             exceed Linux's {PATH_MAX_BYTES}-byte limit on a path (PATH_MAX), and cargo would \
+             fail; choose a shorter root (--root or CARGO_GUARDED_ROOT)",
+            term::escape(&start),
+            bytes.len(),
+            job_id::MAX_NAME_LEN
+        );
+    }
+    Ok(())
 }
 
 fn default_root() -> Result<PathBuf> {

@@ -96,21 +96,54 @@ pub(crate) fn read_capped(
 /// or the new contents, never half of either. The temp name is unique, so concurrent writers
 /// (several jobs creating one new root's `CACHEDIR.TAG`) never rename each other's file away.
 pub(crate) fn write_atomic(dir: BorrowedFd<'_>, name: &str, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple());
-    let fd = rustix::fs::openat(
-        dir,
-        tmp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )?;
-    let written = File::from(fd)
-        .write_all(bytes)
-        .and_then(|()| Ok(rustix::fs::renameat(dir, tmp.as_str(), dir, name)?));
-    if written.is_err() {
-        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    Staged::write(dir, name, bytes)?.commit()
+}
+
+/// A replacement for `name` in `dir`, written in full to a temp file but not yet in place:
+/// whatever can fail for want of space has failed by now, and `commit` is a rename over an
+/// existing name. Dropped uncommitted, the temp file is removed.
+pub(crate) struct Staged<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a str,
+    tmp: Option<String>,
+}
+
+impl<'a> Staged<'a> {
+    pub(crate) fn write(dir: BorrowedFd<'a>, name: &'a str, bytes: &[u8]) -> io::Result<Self> {
+        use std::io::Write;
+        let tmp = format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple());
+        let fd = rustix::fs::openat(
+            dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        let staged = Staged {
+            dir,
+            name,
+            tmp: Some(tmp),
+        };
+        File::from(fd).write_all(bytes)?;
+        Ok(staged)
     }
-    written
+
+    /// Put it in place (a rename within `dir`).
+    pub(crate) fn commit(mut self) -> io::Result<()> {
+        let tmp = self.tmp.take().unwrap_or_default();
+        let renamed = rustix::fs::renameat(self.dir, tmp.as_str(), self.dir, self.name);
+        if renamed.is_err() {
+            let _ = rustix::fs::unlinkat(self.dir, tmp.as_str(), AtFlags::empty());
+        }
+        Ok(renamed?)
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = rustix::fs::unlinkat(self.dir, tmp.as_str(), AtFlags::empty());
+        }
+    }
 }
 
 /// `base` plus the write bits `dir` grants its group and others (and its sticky bit, for a

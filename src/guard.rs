@@ -305,8 +305,9 @@ pub(crate) fn sweep_with(
         root.ensure_layout()?;
         claim_trash(root, opts.unfinished_age, &mut report, &mut pending);
     }
-    let now = SystemTime::now();
-    let expired = scan(root, opts, spare, now, &mut report)?;
+    let clocks = lease::Now::read();
+    let now = clocks.wall;
+    let expired = scan(root, opts, spare, &clocks, &mut report)?;
     fault::point("guard-scanned");
     let projected = plan(root, opts, (start, now), expired, &mut report, &mut pending);
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
@@ -327,7 +328,7 @@ fn scan(
     root: &Root,
     opts: &Sweep,
     spare: Option<&OsStr>,
-    now: SystemTime,
+    now: &lease::Now,
     report: &mut Report,
 ) -> Result<Vec<Expired>> {
     let mut expired = Vec::new();
@@ -362,7 +363,7 @@ fn scan(
             expired.push(Expired {
                 name,
                 lease,
-                since: now,
+                since: now.wall,
                 lingering: true,
             });
             continue;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// Longest job dir name we create; ids longer than this are cut and suffixed with a hash.
-const MAX_NAME_LEN: usize = 96;
+pub(crate) const MAX_NAME_LEN: usize = 96;
 /// Names in the root that are cargo-guarded's own files, never a job dir.
 const RESERVED: &[&str] = &["CACHEDIR.TAG"];
 
@@ -19,6 +19,8 @@ struct Ci {
     markers: &'static [&'static str],
     /// Its job id from its variables; `None` when they do not name a job.
     job_id: fn(Vars) -> Option<String>,
+    /// The variables `job_id` reads.
+    id_vars: &'static [&'static str],
 }
 
 const CIS: &[Ci] = &[
@@ -26,16 +28,26 @@ const CIS: &[Ci] = &[
         name: "GitHub Actions",
         markers: &["GITHUB_ACTIONS", "GITHUB_RUN_ID"],
         job_id: github_job_id,
+        id_vars: &[
+            "GITHUB_RUN_ID",
+            "GITHUB_JOB",
+            "GITHUB_REPOSITORY",
+            "GITHUB_RUN_ATTEMPT",
+            "RUNNER_NAME",
+            "RUNNER_TRACKING_ID",
+        ],
     },
     Ci {
         name: "GitLab CI",
         markers: &["GITLAB_CI", "CI_JOB_ID"],
         job_id: |var| var("CI_JOB_ID").map(|id| format!("gl-{id}")),
+        id_vars: &["CI_JOB_ID"],
     },
     Ci {
         name: "Buildkite",
         markers: &["BUILDKITE", "BUILDKITE_JOB_ID"],
         job_id: |var| var("BUILDKITE_JOB_ID").map(|id| format!("bk-{id}")),
+        id_vars: &["BUILDKITE_JOB_ID"],
     },
 ];
 
@@ -75,6 +87,42 @@ pub(crate) fn derive(var: Vars, workspace_root: &Path) -> String {
         "local-{base}-{}",
         short_hash(workspace_root.as_os_str().as_encoded_bytes())
     )
+}
+
+/// A warning when the detected CI's job id variables are set but not UTF-8 (`var` sees them as
+/// unset; `not_utf8` says which are): the id then ignores them, or, when they were the ones that
+/// name the job, falls back to the workspace path (`derived`), which concurrent jobs checked out
+/// at the same path share. Said as for an unrecognised CI, never silently.
+pub(crate) fn unreadable_vars(
+    var: Vars,
+    not_utf8: &dyn Fn(&str) -> bool,
+    derived: &str,
+) -> Option<String> {
+    let ci = CIS
+        .iter()
+        .find(|ci| ci.markers.iter().any(|m| var(m).is_some() || not_utf8(m)))?;
+    let bad: Vec<&str> = ci.id_vars.iter().copied().filter(|v| not_utf8(v)).collect();
+    if bad.is_empty() {
+        return None;
+    }
+    let what = format!(
+        "{} (from {}) {} not valid UTF-8, so the job id cannot use {}",
+        bad.join(", "),
+        ci.name,
+        if bad.len() == 1 { "is" } else { "are" },
+        if bad.len() == 1 { "it" } else { "them" },
+    );
+    Some(if (ci.job_id)(var).is_none() {
+        format!(
+            "{what}: it is derived from the workspace path instead ({derived}), and concurrent \
+             jobs checked out at the same path would share one dir and take turns; set \
+             CARGO_GUARDED_JOB_ID (or pass --job-id) to the CI's job id"
+        )
+    } else {
+        format!(
+            "{what} (job id: {derived}); set CARGO_GUARDED_JOB_ID (or pass --job-id) to the CI's job id"
+        )
+    })
 }
 
 /// GitHub Actions: one id per job of a run attempt. RUNNER_NAME separates matrix legs that run

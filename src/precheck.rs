@@ -157,7 +157,7 @@ fn free_space(root: &Root) -> Result<Space> {
 /// What the job dirs other than the refusing job's own hold, by lease state. Unreadable leases
 /// are left out: the sweep's report already named them.
 fn holding(root: &Root, trust: LockTrust, own: &str) -> Holding {
-    let now = std::time::SystemTime::now();
+    let now = lease::Now::read();
     let mut h = Holding::default();
     for (name, _) in root.job_names().unwrap_or_default() {
         if name == own {
@@ -170,7 +170,7 @@ fn holding(root: &Root, trust: LockTrust, own: &str) -> Holding {
         else {
             continue;
         };
-        match lease::classify(&l, now, trust) {
+        match lease::classify(&l, &now, trust) {
             Verdict::Live { .. } => h.live.add(l.size_bytes),
             Verdict::Lingering { expires_in } => {
                 h.lingering.add(l.size_bytes);
@@ -184,7 +184,7 @@ fn holding(root: &Root, trust: LockTrust, own: &str) -> Holding {
 
 /// The live leases holding the most space, other than the refusing job's own.
 fn biggest_live(root: &Root, trust: LockTrust, own: &str) -> Vec<(String, Option<u64>, String)> {
-    let now = std::time::SystemTime::now();
+    let now = lease::Now::read();
     let mut live: Vec<_> = root
         .job_names()
         .unwrap_or_default()
@@ -195,7 +195,7 @@ fn biggest_live(root: &Root, trust: LockTrust, own: &str) -> Vec<(String, Option
             let l = lease::read(std::os::fd::AsFd::as_fd(&dir)).ok()?;
             // Live only: a released (lingering) dir's process is gone, and the summary says
             // "live leases".
-            matches!(lease::classify(&l, now, trust), Verdict::Live { .. })
+            matches!(lease::classify(&l, &now, trust), Verdict::Live { .. })
                 .then(|| (l.job_id.clone(), l.size_bytes, l.holder()))
         })
         .collect();

@@ -196,8 +196,16 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
     Ok(ExitCode::from(process::exit_code(status?)))
 }
 
-/// `cargo guarded env`: take the job's lease, print its environment, release it (protected for
-/// `--linger`, so plain cargo steps that follow find the dir).
+/// `cargo guarded env`: take the job's lease, print what locates the job's dir, release it
+/// (protected for `--linger`, so plain cargo steps that follow find the dir).
+///
+/// Only the variables that locate the dir are printed (`dir_env`), never the wrapper's colour
+/// decision: a script's later `cargo build | tee log` must not inherit `CARGO_TERM_COLOR=always`
+/// from the terminal `env` happened to run on.
+///
+/// The lease is released when `env` exits, so what a script runs afterwards is protected for
+/// `--linger` only, and that is said on stderr (docs/protocol.md#scripts: why no holder is left
+/// behind for the evaluating shell). `exec -- SCRIPT` holds the lease for the script's whole run.
 ///
 /// A value with a line break is printed in the `NAME<<DELIMITER` form that `GITHUB_ENV`
 /// understands, so `env >> "$GITHUB_ENV"` can never define a second variable.
@@ -205,12 +213,12 @@ pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
     let mut pb = ProcessBuilder::new("env");
     let session = match nested(cfg)? {
         Some(parent) => {
-            job_env(cfg, &parent, false, &mut pb);
+            dir_env(cfg, &parent, false, &mut pb);
             None
         }
         None => {
             let (session, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
-            job_env(cfg, &lease_env, false, &mut pb);
+            dir_env(cfg, &lease_env, false, &mut pb);
             Some(session)
         }
     };
@@ -228,7 +236,17 @@ pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
     }
     // Released before printing: a reader that went away must not leave the lease active.
     if let Some(session) = session {
+        let path = session.held().path.clone();
         session.finish()?;
+        term::warn(format_args!(
+            "the lease on {} is released now that `env` exits: what runs afterwards is \
+             protected for --linger ({}) only, and once that passes a guard may delete the dir \
+             under a build still running in it; to keep it protected for a whole script, run \
+             the script with `cargo guarded exec -- SCRIPT` (or `exec -- \"$SHELL\"` for an \
+             interactive shell)",
+            path.display(),
+            Short(cfg.linger)
+        ));
     }
     term::out(&text).context("failed to write to stdout")?;
     Ok(ExitCode::SUCCESS)
@@ -252,7 +270,7 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
     let (session, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check())?;
     if let Some(file) = &cfg.export_env {
         let mut pb = ProcessBuilder::new("hold");
-        job_env(cfg, &lease_env, false, &mut pb);
+        dir_env(cfg, &lease_env, false, &mut pb);
         pb.env("CARGO_GUARDED_ROOT", &cfg.root);
         pb.env("CARGO_GUARDED_HOLD_PID", std::process::id().to_string());
         let mut text = String::new();
@@ -350,6 +368,9 @@ fn acquire(
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<(Session, LeaseEnv)> {
+    if let Some(warning) = &cfg.job_id_warning {
+        term::warn(warning);
+    }
     let mut outputs_written = false;
     let result = acquire_and_check(cfg, command, interrupted, &mut outputs_written);
     if result.is_err()
@@ -547,9 +568,23 @@ fn refused_outputs(
     }
 }
 
-/// The child's environment: the job's target dir, and job-scoped versions of every other dir a
-/// configuration could point at something shared.
+/// The child's environment: what locates the job's dir (`dir_env`), the one colour decision,
+/// and none of the test-only variables meant for this process.
 fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
+    dir_env(cfg, lease, llvm_cov, pb);
+    // One colour decision for the whole log: ours (`--color`, CARGO_TERM_COLOR, NO_COLOR, tty).
+    pb.env("CARGO_TERM_COLOR", term::cargo_color());
+    // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
+    pb.env_remove("CARGO_GUARDED_FAULT")
+        .env_remove("CARGO_GUARDED_PAUSE")
+        .env_remove("CARGO_GUARDED_CLOCK_OFFSET")
+        .env_remove("CARGO_GUARDED_EXPORT_ENV");
+}
+
+/// What locates the job's dir: its target dir, and job-scoped versions of every other dir a
+/// configuration could point at something shared; the job id and the lease marker. All that
+/// `env` and `hold` export.
+fn dir_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
     let target = lease.path.join(TARGET);
     if let Some(inherited) = &cfg.inherited_target_dir
         && *inherited != target
@@ -576,12 +611,6 @@ fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuild
         );
     }
     pb.env("CARGO_GUARDED_JOB_ID", &lease.job_id);
-    // One colour decision for the whole log: ours (`--color`, CARGO_TERM_COLOR, NO_COLOR, tty).
-    pb.env("CARGO_TERM_COLOR", term::cargo_color());
-    // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
-    pb.env_remove("CARGO_GUARDED_FAULT")
-        .env_remove("CARGO_GUARDED_PAUSE")
-        .env_remove("CARGO_GUARDED_EXPORT_ENV");
     pb.env("CARGO_GUARDED_TARGET_DIR", OsStr::new(&target));
     pb.env("CARGO_GUARDED_LEASE", &lease.marker);
 }

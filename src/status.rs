@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::fs::{self, Space};
+use crate::job_id;
 use crate::lease::{self, Root, TARGET, Verdict};
 use crate::locks::LockTrust;
 use crate::prune::{self, LastPrune};
@@ -107,10 +108,10 @@ pub(crate) struct Entry {
 pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Status> {
     let space = Space::of(&root.path)
         .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
-    let now = SystemTime::now();
+    let now = lease::Now::read();
     let mut leases = Vec::new();
     for (name, _) in root.job_names()? {
-        let mut entry = entry(root, &name, now, trust);
+        let mut entry = entry(root, &name, &now, trust);
         if sizes && let Some(measured) = fs::tree_size(root.fd(), &name, None) {
             entry.size_bytes = Some(measured);
             entry.size_measured = true;
@@ -137,7 +138,7 @@ pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Stat
 }
 
 /// One job dir as its lease (if readable) describes it.
-fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry {
+fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry {
     let dir_path = root.join(name);
     let mut entry = Entry {
         job_id: name.to_string_lossy().into_owned(),
@@ -177,7 +178,22 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
             entry.renewed_at = Some(l.renewed_at);
             entry.expires_at = Some(l.expires_at);
             entry.size_bytes = l.size_bytes;
-            entry.pruned = prune::last_pruned(dir.as_fd());
+            let pruning = prune::last_pruned(dir.as_fd());
+            entry.pruned = pruning.last;
+            if let Some(left) = pruning.left_in_place {
+                entry.note = Some(format!("pruning left something in place: {left}"));
+            }
+            // A crash between an adoption's rename and its lease write (`adopt-renamed`) leaves
+            // the previous job's lease in a dir under the adopter's name: listed under the dir's
+            // own job, with what the lease says.
+            if name != OsStr::new(&job_id::sanitize(&l.job_id)) {
+                entry.job_id = name.to_string_lossy().into_owned();
+                entry.note = Some(format!(
+                    "lease names job `{}`: an adoption into this dir was interrupted; the dir's \
+                     job takes it over at its next step, a guard reclaims it once expired",
+                    l.job_id
+                ));
+            }
         }
     }
     entry

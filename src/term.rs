@@ -327,6 +327,20 @@ pub(crate) fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A path that may not be UTF-8, for a message: each byte that is not part of valid UTF-8 as
+/// `\xNN` (where `display()` would print U+FFFD and lose which byte it was), control characters
+/// escaped as by [`escape`].
+pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out += &escape(chunk.valid());
+        for b in chunk.invalid() {
+            out += &format!("\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// The schema version of every `--json` output (`status`, `gc`, `doctor`). Adding a field keeps
 /// it; renaming, removing or changing the meaning of one bumps it. Fields: README, "JSON output".
 pub(crate) const JSON_VERSION: u32 = 1;

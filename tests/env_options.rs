@@ -1,9 +1,13 @@
 //! Options given through their environment variables (clap's `env =`): the flag wins wherever
-//! it is typed, an empty variable is unset, and `--help` names each variable.
+//! it is typed, an empty variable is unset, and `--help` names each variable. And what `env`
+//! exports for scripts.
 
 mod common;
+#[path = "common/tmux.rs"]
+mod tmux;
 
 use common::*;
+use tmux::Tmux;
 
 /// `cargo guarded ARGS env` with extra variables; its `NAME=value` lines.
 fn job_env(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Vec<String> {
@@ -130,4 +134,47 @@ fn an_invalid_variable_stops_only_what_reads_it() {
         describe(&out)
     );
     assert!(!env.root.exists(), "nothing may be created");
+}
+
+/// Issue 21.13: on a terminal, `env --shell` exports what locates the job's dir and nothing
+/// else: not the wrapper's colour decision (`CARGO_TERM_COLOR=always` on a tty), which would
+/// fill a script's later `cargo build 2>&1 | tee log` with escape codes.
+#[test]
+fn env_shell_on_a_terminal_exports_only_what_locates_the_dir() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let t = Tmux::start(&env, &ws);
+    // The terminal decides the colour: nothing in the environment does.
+    t.line("unset NO_COLOR CARGO_TERM_COLOR");
+    t.line(&format!(
+        "'{BIN}' guarded --job-id tty env --shell > vars.sh; eval \"$(cat vars.sh)\"; \
+         echo \"[colour=${{CARGO_TERM_COLOR-unset}}] [dir=$CARGO_TARGET_DIR] done-$((40+2))\""
+    ));
+    assert!(t.wait_for_text(60, "done-42"), "{}", t.pane());
+    let target = env.root.join("tty/target");
+    assert!(
+        t.pane()
+            .contains(&format!("[colour=unset] [dir={}]", target.display())),
+        "{}",
+        t.pane()
+    );
+    let text = std::fs::read_to_string(ws.join("vars.sh")).unwrap();
+    let mut names: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            let l = l.strip_prefix("export ").expect("an export line");
+            l.split_once('=').expect("NAME=value").0
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "CARGO_GUARDED_JOB_ID",
+            "CARGO_GUARDED_LEASE",
+            "CARGO_GUARDED_TARGET_DIR",
+            "CARGO_TARGET_DIR"
+        ],
+        "{text}"
+    );
 }

@@ -338,6 +338,21 @@ fn a_crash_after_the_adopted_dir_is_renamed_is_finished_by_the_next_run() {
             "donor",
             "renamed, lease not yet rewritten"
         );
+        // `status` lists the dir under its own job, saying what its lease names (issue 20.8).
+        let status = env.status();
+        let entry = status["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["dir"].as_str().unwrap().ends_with("/taker"))
+            .unwrap();
+        assert_eq!(entry["job_id"], "taker", "{status:#}");
+        assert!(
+            entry["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("lease names job `donor`")),
+            "{status:#}"
+        );
         env.ok(ws, ["--job-id", "taker", "exec", "--", "true"]);
         assert_eq!(env.lease("taker")["job_id"], "taker");
     });

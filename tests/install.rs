@@ -310,3 +310,44 @@ fn a_cached_binary_that_no_longer_matches_is_replaced() {
         "#!/bin/sh\necho 'cargo-guarded 0.1.0'\n".len()
     );
 }
+
+/// Issue 20.8: a binary built from source and cached on the runner is reused only if it still
+/// has the SHA-256 recorded when it was built, not merely because it prints the right version.
+#[test]
+fn a_cached_source_build_that_changed_since_it_was_built_is_built_again() {
+    let r = Runner::new();
+    let builds = |r: &Runner| {
+        r.cargo_calls()
+            .lines()
+            .filter(|l| l.starts_with("ARGS "))
+            .count()
+    };
+    // Nothing served: built from source, with its sum recorded beside it.
+    let (out, bin) = r.install(&[]);
+    assert_success(&out);
+    assert_eq!(builds(&r), 1);
+    let recorded = std::fs::read_to_string(format!("{bin}.sha256")).unwrap();
+    assert_eq!(recorded.trim().len(), 64, "{recorded}");
+    let (out, again) = r.install(&[]);
+    assert_success(&out);
+    assert_eq!((again.as_str(), builds(&r)), (bin.as_str(), 1));
+
+    // An accident: the cached file gained bytes. It still runs and prints the version.
+    let mut bytes = std::fs::read(&bin).unwrap();
+    bytes.extend_from_slice(b"garbage");
+    std::fs::write(&bin, bytes).unwrap();
+    assert_eq!(version_of(&bin), format!("cargo-guarded {VERSION}"));
+    let (out, again) = r.install(&[]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("does not match the SHA-256 recorded when it was built"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!((again.as_str(), builds(&r)), (bin.as_str(), 2));
+    assert_eq!(
+        std::fs::read(&bin).unwrap(),
+        std::fs::read(BIN).unwrap(),
+        "not rebuilt"
+    );
+}

@@ -554,3 +554,127 @@ fn doctor_warns_about_a_shared_root_without_the_sticky_bit() {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!text.contains("sticky"), "{}", describe(&out));
 }
+
+/// `gc --all-expired --json` with every expired dir reclaimable, run with the wall clock shifted
+/// by `offset` seconds (`CARGO_GUARDED_CLOCK_OFFSET`), optionally under a `wrapper` (`unshare`).
+fn gc_stepped(env: &Env, offset: i64, wrapper: &[&str]) -> Value {
+    let mut cmd = env.cmd(env.path());
+    cmd.env("CARGO_GUARDED_CLOCK_OFFSET", offset.to_string())
+        .args([
+            "guarded",
+            "--keep-expired",
+            "0",
+            "gc",
+            "--all-expired",
+            "--json",
+        ]);
+    let mut cmd = if wrapper.is_empty() {
+        cmd
+    } else {
+        let mut w = Command::new(wrapper[0]);
+        w.args(&wrapper[1..])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        w.env_clear().current_dir(env.path());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                w.env(k, v);
+            }
+        }
+        w
+    };
+    let out = output(&mut cmd);
+    assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Issue 20.6: on the lease's own kernel and time namespace, ages are measured on
+/// `CLOCK_BOOTTIME`, so a wall-clock step between release and sweep changes nothing: a forward
+/// step longer than the linger does not end lingering, and a backward step does not keep an
+/// expired dir for the length of the step.
+#[test]
+fn a_wall_clock_step_neither_ends_lingering_nor_makes_a_dir_immortal() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(
+        &env,
+        &ws,
+        "lingers",
+        &["--linger", "1h", "exec", "--", "true"],
+    );
+    step(
+        &env,
+        &ws,
+        "expired",
+        &["--linger", "0s", "exec", "--", "true"],
+    );
+    let lease = env.lease("lingers");
+    assert!(lease["boottime_ms"].is_u64(), "{lease:#}");
+    assert_eq!(lease["protocol"], 1, "no version bump: {lease:#}");
+
+    // Forward two hours: the lingering dir stays, as its boot time says only seconds passed.
+    let report = gc_stepped(&env, 2 * 3600, &[]);
+    assert_eq!(removed_names(&report), ["expired"], "{report:#}");
+    assert!(
+        kept_reason(&report, "lingers").contains("released"),
+        "{report:#}"
+    );
+
+    // Backward a day: a dir whose linger is over goes, though the wall clock says it is a day
+    // before its expiry.
+    step(
+        &env,
+        &ws,
+        "expired",
+        &["--linger", "0s", "exec", "--", "true"],
+    );
+    let report = gc_stepped(&env, -24 * 3600, &[]);
+    assert_eq!(removed_names(&report), ["expired"], "{report:#}");
+    assert!(env.root.join("lingers").is_dir());
+
+    // A lease without the optional fields (an older writer) is judged on the wall clock, as
+    // before: the same forward step ends its lingering.
+    let path = env.root.join("lingers/lease.json");
+    let mut old = env.lease("lingers");
+    old.as_object_mut().unwrap().remove("boottime_ms");
+    old.as_object_mut().unwrap().remove("time_ns");
+    std::fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    let report = gc_stepped(&env, 2 * 3600, &[]);
+    assert_eq!(removed_names(&report), ["lingers"], "{report:#}");
+}
+
+/// Issue 20.6: a time namespace shifts `CLOCK_BOOTTIME` while the boot id stays the kernel's, so
+/// a reader in another time namespace judges on the wall clock (a real `unshare --time`).
+#[test]
+fn a_reader_in_another_time_namespace_judges_on_the_wall_clock() {
+    let Some(()) = require_root("unshare --time", || {
+        let ok = Command::new("unshare")
+            .args(["--time", "--fork", "--boottime", "100000", "true"])
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        ok.then_some(()).ok_or("unshare --time failed".to_owned())
+    }) else {
+        return;
+    };
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(
+        &env,
+        &ws,
+        "lingers",
+        &["--linger", "1h", "exec", "--", "true"],
+    );
+    // A container whose boot time runs a day ahead of the host's: taken at its word, an hour's
+    // linger would be long over. The wall clock (not stepped) says it is not.
+    let unshare = ["unshare", "--time", "--fork", "--boottime", "86400"];
+    let report = gc_stepped(&env, 0, &unshare);
+    assert!(removed_names(&report).is_empty(), "{report:#}");
+    assert!(
+        kept_reason(&report, "lingers").contains("released"),
+        "{report:#}"
+    );
+    // And there the wall clock decides: a forward step past the linger ends it.
+    let report = gc_stepped(&env, 2 * 3600, &unshare);
+    assert_eq!(removed_names(&report), ["lingers"], "{report:#}");
+}

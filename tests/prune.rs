@@ -3,6 +3,8 @@
 //! access times are not recorded the run says so and only the size backstop applies.
 
 mod common;
+#[path = "common/mounts.rs"]
+mod mounts;
 #[path = "common/moving.rs"]
 mod moving;
 #[path = "common/tmpfs.rs"]
@@ -699,5 +701,84 @@ fn a_bump_of_one_of_two_versions_keeps_the_other() {
         !stderr(&test).contains("Compiling twin v1.0.0"),
         "{}",
         describe(&test)
+    );
+}
+
+/// The `dep-<hash>` fingerprint dirs in job `id`'s `debug/`.
+fn dep_units(env: &Env, id: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(target(env, id).join("debug/.fingerprint"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.rsplit_once('-').is_some_and(|(p, _)| p == "dep"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 20.8: a dead unit behind a bind mount cannot be pruned (deletion never leaves the job
+/// dir's mount). It is warned about at the adoption that first meets it, not again at every
+/// later one (then only at `-v`), and `status` shows it while it lasts.
+#[test]
+fn a_unit_pending_behind_a_bind_mount_is_warned_about_once_then_shown_in_status() {
+    if !mounts::root_or_skip("a bind mount in a job dir") {
+        return;
+    }
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    set_dep_version(&ws, "1.0.1");
+    job(&env, &ws, "job-1", &[], &["build"]);
+    let old = dep_units(&env, "job-1");
+    assert_eq!(old.len(), 1, "{old:?}");
+    set_dep_version(&ws, "1.0.2");
+    job(&env, &ws, "job-2", &[], &["build"]);
+    // Something mounted over an output of the unit the next job replaces (its dep-info file).
+    let hash = old[0].rsplit_once('-').unwrap().1.to_owned();
+    let unit = |id: &str| target(&env, id).join(format!("debug/deps/dep-{hash}.d"));
+    assert!(unit("job-2").is_file());
+    let mounted = env.path().join("mounted");
+    std::fs::write(&mounted, "keep").unwrap();
+    let status = Command::new("mount")
+        .arg("--bind")
+        .arg(&mounted)
+        .arg(unit("job-2"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount --bind failed");
+    let mut mount = mounts::Mount(unit("job-2"));
+    let left = |out: &Output| {
+        stderr(out)
+            .matches("pruning left something in place")
+            .count()
+    };
+
+    // The mount moves with the dir as each job adopts it; `mount` follows, to unmount it.
+    let out = job(&env, &ws, "job-3", &[], &["build"]);
+    mount.0 = unit("job-3");
+    assert_eq!(left(&out), 1, "{}", describe(&out));
+    let out = job(&env, &ws, "job-4", &[], &["build"]);
+    mount.0 = unit("job-4");
+    assert_eq!(left(&out), 0, "said again\n{}", describe(&out));
+    assert_eq!(std::fs::read_to_string(&mounted).unwrap(), "keep");
+    let status = env.status();
+    let entry = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["job_id"] == "job-4")
+        .unwrap();
+    assert!(
+        entry["note"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("pruning left something in place: debug: unit")),
+        "{status:#}"
+    );
+    // At -v it is still said, as a note.
+    let out = job(&env, &ws, "job-5", &["-v"], &["build"]);
+    mount.0 = unit("job-5");
+    assert!(
+        stderr(&out).contains("pruning still leaves something in place"),
+        "{}",
+        describe(&out)
     );
 }

@@ -596,3 +596,236 @@ fn an_adopted_dirs_hostile_job_id_stays_on_its_line() {
         assert!(!line.starts_with("::error::pwned"), "{}", describe(&out));
     }
 }
+
+/// `sh -c SCRIPT` in the background, in `cwd`, with the binary's clean environment, and the
+/// gated fixture's gate at `gate`.
+fn spawn_script(env: &Env, cwd: &Path, name: &str, script: &str, gate: &Path) -> Spawned {
+    let mut sh = Command::new("sh");
+    clean_env(&mut sh)
+        .env("CARGO_GUARDED_ROOT", &env.root)
+        .env("GATE_DIR", gate)
+        .current_dir(cwd)
+        .args(["-c", script]);
+    spawn_logged(&mut sh, &env.path().join(name))
+}
+
+/// Start `script` (a real cargo build of the gated fixture), let a `gc` that reclaims every
+/// expired dir run while the build waits at its gate, then open the gate. Returns the script's
+/// output and the `gc` report.
+fn gc_during_build(env: &Env, name: &str, script: &str) -> (std::process::Output, Value) {
+    let ws = env.fixture_as("gated", name);
+    let gate = env.path().join(format!("{name}.gate"));
+    std::fs::create_dir(&gate).unwrap();
+    let run = spawn_script(env, &ws, name, script, &gate);
+    assert!(
+        wait_for(120, || gate.join("started").exists()),
+        "the build never reached its gate\n{}",
+        run.stderr_so_far()
+    );
+    let gc = env.ok(
+        env.path(),
+        ["--keep-expired", "0", "gc", "--all-expired", "--json"],
+    );
+    std::fs::write(gate.join("go"), "").unwrap();
+    (run.finish(120), gc_json(env, &gc))
+}
+
+/// Issue 20.4: `eval "$(cargo guarded env --shell)"` then plain `cargo build` is protected for
+/// `--linger` only, and `env` says so on stderr, naming `exec`; `exec -- sh -c 'cargo build'`
+/// holds the lease for the whole script, so the same `gc` during the build keeps the dir.
+#[test]
+fn a_script_after_env_shell_is_protected_for_linger_only_and_exec_holds_it_throughout() {
+    let env = Env::new();
+    let script = format!(
+        "eval \"$('{BIN}' guarded --job-id evald --linger 0s env --shell)\" && cargo build"
+    );
+    let (out, gc) = gc_during_build(&env, "evald", &script);
+    // What `env` printed on stderr before the build started.
+    assert!(
+        stderr(&out).contains("protected for --linger (0s) only")
+            && stderr(&out).contains("cargo guarded exec -- SCRIPT"),
+        "env did not say what stays unprotected\n{}",
+        describe(&out)
+    );
+    // The documented behaviour: once the linger is over, the dir is reclaimable even though a
+    // build is running in it.
+    assert_eq!(removed_names(&gc), ["evald"], "{gc:#}");
+    assert!(!env.root.join("evald").exists());
+    assert!(!out.status.success(), "{}", describe(&out));
+
+    let script = format!("'{BIN}' guarded --job-id execd --linger 0s exec -- sh -c 'cargo build'");
+    let (out, gc) = gc_during_build(&env, "execd", &script);
+    assert_success(&out);
+    assert!(removed_names(&gc).is_empty(), "{gc:#}");
+    assert!(
+        kept_reason(&gc, "execd").contains("lease held by"),
+        "{gc:#}"
+    );
+    assert!(
+        env.root.join("execd/target/debug/gated").is_file(),
+        "{}",
+        describe(&out)
+    );
+}
+
+/// Run `cargo-guarded guarded ARGS` with `root` as the root (at most 60 s: `hold` on a root it
+/// accepts would hold until stopped).
+fn run_with_root(env: &Env, root: &Path, name: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.cmd(env.path());
+    cmd.env("CARGO_GUARDED_ROOT", root)
+        .env(
+            "CARGO_GUARDED_EXPORT_ENV",
+            env.path().join(format!("{name}.env")),
+        )
+        .arg("guarded")
+        .args(args);
+    spawn_logged(&mut cmd, &env.path().join(name)).finish(60)
+}
+
+/// The commands that resolve a root, each a different path through it.
+const ROOT_COMMANDS: &[&[&str]] = &[
+    &["env", "--shell"],
+    &["env"],
+    &["hold"],
+    &["exec", "--", "true"],
+    &["gc"],
+    &["gc", "--json"],
+    &["status", "--json"],
+    &["doctor"],
+];
+
+/// Issue 20.5: a root whose path is not UTF-8 is refused by every command, with the path
+/// escaped (the byte shown as `\xff`, not U+FFFD), and nothing is created in it.
+#[test]
+fn a_root_whose_path_is_not_utf8_is_refused_by_every_command() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let parent = env
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9-runner"));
+    std::fs::create_dir(&parent).unwrap();
+    let root = parent.join("root");
+    for (i, args) in ROOT_COMMANDS.iter().enumerate() {
+        let out = run_with_root(&env, &root, &format!("bad{i}"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("caf\\xe9-runner/root is not valid UTF-8"),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}\n{}", describe(&out));
+        assert!(!root.exists(), "{args:?} created the root");
+    }
+}
+
+/// Issue 20.8: a root so long that a job's `CARGO_TARGET_DIR` (and its siblings) would exceed
+/// `PATH_MAX` is refused at the start, naming the limit, before anything is created.
+/// `base` extended with components of at most 100 bytes to exactly `len` bytes.
+fn path_of_len(base: &Path, fill: char, len: usize) -> std::path::PathBuf {
+    let mut p = base.to_path_buf();
+    while p.as_os_str().len() + 101 < len {
+        p.push(fill.to_string().repeat(100));
+    }
+    let pad = len - 1 - p.as_os_str().len();
+    p.push(fill.to_string().repeat(pad));
+    assert_eq!(p.as_os_str().len(), len);
+    p
+}
+
+#[test]
+fn a_root_too_long_for_a_childs_target_dir_is_refused_at_the_start() {
+    let env = Env::new();
+    let root = path_of_len(env.path(), 'd', 4036);
+    for (i, args) in ROOT_COMMANDS.iter().enumerate() {
+        let out = run_with_root(&env, &root, &format!("long{i}"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("is 4036 bytes long, over the limit of 3982")
+                && err.contains("4095-byte limit on a path (PATH_MAX)"),
+            "{args:?}: {err}"
+        );
+        assert!(!env.path().join("d".repeat(100)).exists(), "{args:?}");
+    }
+    // At the limit, a root like any other: the longest job dir name fits.
+    let root = path_of_len(env.path(), 'o', 3982);
+    let id = "j".repeat(200);
+    let out = run_with_root(
+        &env,
+        &root,
+        "at-limit",
+        &["--job-id", &id, "exec", "--", "true"],
+    );
+    assert_success(&out);
+}
+
+/// Issue 20.8: under GitHub Actions, a `GITHUB_RUN_ID` that is not UTF-8 cannot name the job;
+/// the run says so (as for an unrecognised CI) instead of silently using a `local-…` id.
+#[test]
+fn a_ci_job_id_variable_that_is_not_utf8_is_warned_about() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let run = |run_id: &std::ffi::OsStr| {
+        let mut cmd = env.cmd(&ws);
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_RUN_ID", run_id)
+            .env("GITHUB_JOB", "build")
+            .args(["guarded", "--min-free", "0", "env"]);
+        let out = output(&mut cmd);
+        assert_success(&out);
+        out
+    };
+    let out = run(std::ffi::OsStr::from_bytes(b"41\xff"));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "warning: GITHUB_RUN_ID (from GitHub Actions) is not valid UTF-8, so the job id \
+             cannot use it: it is derived from the workspace path instead (local-small-"
+        ) && err.contains("set CARGO_GUARDED_JOB_ID (or pass --job-id)"),
+        "{}",
+        describe(&out)
+    );
+    assert!(stdout(&out).contains("CARGO_GUARDED_JOB_ID=local-small-"));
+    // A readable one names the job, with nothing to warn about.
+    let out = run(std::ffi::OsStr::new("41"));
+    assert!(!stderr(&out).contains("UTF-8"), "{}", describe(&out));
+    assert!(stdout(&out).contains("CARGO_GUARDED_JOB_ID=gh--41-1-build-"));
+}
+
+/// Issue 20.8: an adoption on a disk that fills up between its checks and its rename. The dir's
+/// lease must name the dir's own job: the adopter's lease is written in full before the rename,
+/// so a full disk cannot leave dir `b` with the lease of the job it was adopted from.
+#[test]
+fn an_adoption_on_a_disk_that_fills_leaves_each_dir_with_its_own_jobs_lease() {
+    let Some((mnt, env)) = env_on_tmpfs(8 * 1024) else {
+        return;
+    };
+    let args = ["--min-free", "0", "--reclaim-below", "0", "--linger", "0s"];
+    let mut cmd = env.cmd(env.path());
+    cmd.arg("guarded")
+        .args(args)
+        .args(["--job-id", "a2", "exec", "--", "true"]);
+    assert_success(&output(&mut cmd));
+    let mut cmd = env.cmd(env.path());
+    cmd.arg("guarded")
+        .args(args)
+        .args(["--job-id", "b", "exec", "--", "true"]);
+    let paused = env.paused(cmd, "b", "adopt-locked");
+    tmpfs::fill(&mnt.0);
+    let out = paused.resume(60);
+    assert!(
+        env.root.join("b").is_dir() && !env.root.join("a2").exists(),
+        "no adoption\n{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("b")["job_id"], "b", "{}", describe(&out));
+    let _ = std::fs::remove_file(mnt.0.join("filler"));
+    for lease in env.status()["leases"].as_array().unwrap() {
+        let dir = lease["dir"].as_str().unwrap();
+        assert!(
+            dir.ends_with(&format!("/{}", lease["job_id"].as_str().unwrap())),
+            "{lease:#}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ use crate::units::Short;
 use crate::workspace::WorkspaceKey;
 
 use super::adopt::{AdoptOutcome, scan_for_new_job};
+use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::record::{Lease, Owner, State, expiry, heartbeat_interval, read, write};
@@ -48,8 +49,8 @@ pub(crate) struct Request<'a> {
 
 impl Request<'_> {
     pub(super) fn lease(&self, key: Option<&WorkspaceKey>, created_at: SystemTime) -> Lease {
-        let now = SystemTime::now();
-        Lease {
+        let now = Now::read();
+        let mut lease = Lease {
             protocol: PROTOCOL,
             job_id: self.job_id.to_owned(),
             token: uuid::Uuid::new_v4().simple().to_string(),
@@ -60,16 +61,20 @@ impl Request<'_> {
             runner: self.owner.runner.clone(),
             pid: self.owner.pid,
             created_at,
-            renewed_at: now,
-            expires_at: expiry(now, self.ttl),
+            renewed_at: now.wall,
+            expires_at: expiry(now.wall, self.ttl),
             heartbeat_secs: heartbeat_interval(self.ttl).as_secs().max(1),
             // Whole seconds, rounded up: `--ttl 500ms` must not record "expires at once".
             ttl_secs: self.ttl.as_secs_f64().ceil() as u64,
             state: State::Active,
             size_bytes: None,
             size_measured_at: None,
+            boottime_ms: None,
+            time_ns: None,
             command: cap_command(&self.command),
-        }
+        };
+        now.stamp(&mut lease);
+        lease
     }
 }
 

@@ -13,9 +13,10 @@ use crate::term;
 use crate::workspace::WorkspaceKey;
 
 use super::acquire::{Request, check_owned};
+use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
-use super::record::{Lease, State, Verdict, classify, read, write};
+use super::record::{Lease, State, Verdict, classify, read, stage, write};
 use super::root::Root;
 use super::step;
 
@@ -39,7 +40,7 @@ pub(super) fn scan_for_new_job(
     let Ok(names) = root.job_names() else {
         return Vec::new();
     };
-    let now = SystemTime::now();
+    let now = Now::read();
     let mut out = Vec::new();
     for (name, _) in names {
         let Ok(dir) = root.open_job(&name) else {
@@ -54,13 +55,16 @@ pub(super) fn scan_for_new_job(
             && lease.job_id != req.job_id;
         if same_runner
             && lease.state == State::Released
-            && lease.expires_at > now
+            && lease.expires_at > now.wall
             && dir.try_lock().is_ok()
             && root.still_names(&name, &dir)
             && let Ok(mut fresh) = read(dir.as_fd())
             && fresh.state == State::Released
         {
-            fresh.expires_at = now;
+            // Stamped with the clocks it is ended on, so that it reads as expired now on
+            // either clock (`Now::judging`).
+            now.stamp(&mut fresh);
+            fresh.expires_at = now.wall;
             if write(dir.as_fd(), &fresh).is_ok() {
                 term::verbose(
                     "Ended",
@@ -72,7 +76,7 @@ pub(super) fn scan_for_new_job(
         let owned = check_owned(&dir);
         drop(dir);
         if lease.same_key(key)
-            && matches!(classify(&lease, now, req.trust), Verdict::Expired { .. })
+            && matches!(classify(&lease, &now, req.trust), Verdict::Expired { .. })
         {
             // Another user's dir is not ours to take (nor could we write it): start fresh.
             match owned {
@@ -128,11 +132,23 @@ pub(super) fn adopt(
         Ok(l)
             if l.same_key(key)
                 && matches!(
-                    classify(&l, SystemTime::now(), req.trust),
+                    classify(&l, &Now::read(), req.trust),
                     Verdict::Expired { .. }
                 ) => {}
         _ => return Ok(AdoptOutcome::Lost),
     }
+    // Race closed: a lease write that failed after the rename (a full disk) left the dir under
+    // our job's name with the old job's lease, listed as that job. Our lease is written in full
+    // before the rename; after it, only a rename within the dir remains.
+    let mut lease = req.lease(Some(key), SystemTime::now());
+    lease.size_bytes = cand.lease.size_bytes;
+    lease.size_measured_at = cand.lease.size_measured_at;
+    let staged = stage(dir.as_fd(), &lease).with_context(|| {
+        format!(
+            "failed to write lease in {}",
+            root.join(&cand.name).display()
+        )
+    })?;
     step("adopt-locked");
     // Rename under the lock, never replacing: if our name exists, a sibling step created it.
     match rename_noreplace(root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
@@ -159,10 +175,8 @@ pub(super) fn adopt(
     // A crash here leaves the dir under our name with the old (expired) lease: a later step of
     // this job takes it over, or a guard reclaims it. Either is safe.
     step("adopt-renamed");
-    let mut lease = req.lease(Some(key), SystemTime::now());
-    lease.size_bytes = cand.lease.size_bytes;
-    lease.size_measured_at = cand.lease.size_measured_at;
-    write(dir.as_fd(), &lease)
+    staged
+        .commit()
         .with_context(|| format!("failed to write lease in {}", root.join(req.name).display()))?;
     let held = held(root, OsStr::new(req.name), dir, lease)?;
     Ok(AdoptOutcome::Adopted(Box::new(held)))

@@ -13,6 +13,7 @@ use crate::fs;
 use crate::locks::LockTrust;
 use crate::term;
 
+use super::clock::Now;
 use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
 use super::record::{Lease, Verdict, classify, read};
@@ -70,7 +71,7 @@ pub(crate) fn claim(
         Ok(l) => l,
         Err(why) => return kept(None, Keep::Unknown(why)),
     };
-    let verdict = classify(&lease, SystemTime::now(), trust);
+    let verdict = classify(&lease, &Now::read(), trust);
     // Race closed: a later step of the job resumed it since the scan (its lease is active again
     // and, once its lock is gone, it is no longer lingering): kept like any live dir.
     let lingering = lingering_too && matches!(verdict, Verdict::Lingering { .. });

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::fs::{self, Identity};
 
+use super::clock::Now;
 use super::record::{Lease, State, expiry, write};
 use super::root::Root;
 use super::{TARGET, step};
@@ -86,7 +87,8 @@ impl Held {
     /// and record the target dir's size (bounded walk). The lock drops with the `Held` (the
     /// session drops it right after; see `Session`).
     pub(super) fn release(&self, linger: Duration) -> Result<()> {
-        let now = SystemTime::now();
+        let clocks = Now::read();
+        let now = clocks.wall;
         let unix = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
@@ -111,7 +113,7 @@ impl Held {
         step("release");
         self.update(|l| {
             l.state = State::Released;
-            l.renewed_at = now;
+            clocks.stamp(l);
             l.expires_at = expiry(now, linger);
             if let Some(size) = size {
                 l.size_bytes = Some(size);

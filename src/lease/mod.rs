@@ -9,7 +9,7 @@
 //! root's fd without following symlinks; nothing in a lease is ever used as a path.
 //!
 //! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
-//! its parsing and expiry), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
+//! its parsing and expiry), `clock` (the clocks a lease is written and judged on), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
 //! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
 //! guard's step) and `keep` (why it leaves a dir), `moves` (the checked renames acquire and claim share).
 
@@ -20,6 +20,7 @@ use crate::fault;
 mod acquire;
 mod adopt;
 mod claim;
+mod clock;
 mod held;
 mod keep;
 mod moves;
@@ -31,6 +32,7 @@ mod tests;
 
 pub(crate) use acquire::{Origin, Request, WaitTimedOut};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
+pub(crate) use clock::Now;
 pub(crate) use held::Held;
 pub(crate) use keep::{Keep, Kind as KeepKind};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};

@@ -15,6 +15,7 @@ use crate::locks::LockTrust;
 use crate::units::Bytes;
 use crate::workspace::WorkspaceKey;
 
+use super::clock::Now;
 use super::{LEASE_FILE, MAX_LEASE_DURATION, PROTOCOL};
 
 /// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).
@@ -81,6 +82,15 @@ pub(crate) struct Lease {
     /// When `size_bytes` was measured (Unix seconds).
     #[serde(default)]
     pub(crate) size_measured_at: Option<u64>,
+    /// `CLOCK_BOOTTIME` in milliseconds when `renewed_at` was written, and the writer's time
+    /// namespace (the inode of `/proc/self/ns/time`): on the same boot id and time namespace a
+    /// reader measures the lease's age on it, whatever the wall clock did meanwhile
+    /// (docs/protocol.md#clocks). Optional, so the protocol version stays: older readers ignore
+    /// them, and a lease without them is judged on the wall clock as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) boottime_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) time_ns: Option<u64>,
     pub(crate) command: Vec<String>,
 }
 
@@ -175,13 +185,19 @@ pub(crate) fn read(dir: BorrowedFd<'_>) -> Result<Lease, String> {
 }
 
 pub(super) fn write(dir: BorrowedFd<'_>, lease: &Lease) -> io::Result<()> {
+    stage(dir, lease)?.commit()
+}
+
+/// `lease` written in full beside `lease.json`, put in place by `commit` (a rename within the
+/// dir, which needs no space).
+pub(super) fn stage<'a>(dir: BorrowedFd<'a>, lease: &Lease) -> io::Result<fs::Staged<'a>> {
     let bytes = serde_json::to_vec_pretty(lease).map_err(io::Error::other)?;
-    fs::write_atomic(dir, LEASE_FILE, &bytes)
+    fs::Staged::write(dir, LEASE_FILE, &bytes)
 }
 
 // Expiry (pure; shared by the guard, adoption and `status`; docs/protocol.md#expiry)
 
-/// What a lease says about its dir, judged on the observer's clock.
+/// What a lease says about its dir, judged on the observer's clocks (`Now::judging`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Verdict {
     /// Active with a fresh heartbeat.
@@ -194,8 +210,11 @@ pub(crate) enum Verdict {
 
 /// Expiry rule: released and past `expires_at`, or active with no heartbeat for longer than its
 /// TTL. Where locks cannot be trusted, the lease is the only signal, so it must be stale by a
-/// further TTL (a safety margin against a slow heartbeat) before it counts.
-pub(crate) fn classify(lease: &Lease, now: SystemTime, trust: LockTrust) -> Verdict {
+/// further TTL (a safety margin against a slow heartbeat) before it counts. Ages are measured on
+/// `CLOCK_BOOTTIME` where the lease was written on this kernel and time namespace, else on the
+/// wall clock (`Now::judging`).
+pub(crate) fn classify(lease: &Lease, now: &Now, trust: LockTrust) -> Verdict {
+    let now = now.judging(lease);
     let margin = match trust {
         LockTrust::Trusted => Duration::ZERO,
         LockTrust::Untrusted(_) => lease.ttl().max(Duration::from_secs(60)),

@@ -4,13 +4,14 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 
 use crate::term;
 
 use super::acquire::{Origin, Request, acquire};
+use super::clock::Now;
 use super::held::Held;
 use super::record::{expiry, heartbeat_interval};
 use super::root::Root;
@@ -140,9 +141,9 @@ impl Heartbeat {
                     return Err(lose(&held, &lost));
                 }
                 let renewed = held.update(|l| {
-                    let now = SystemTime::now();
-                    l.renewed_at = now;
-                    l.expires_at = expiry(now, ttl);
+                    let now = Now::read();
+                    now.stamp(l);
+                    l.expires_at = expiry(now.wall, ttl);
                 });
                 failing = report_renewal(&held, renewed, failing);
             }

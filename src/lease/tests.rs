@@ -246,6 +246,8 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         state,
         size_bytes: None,
         size_measured_at: None,
+        boottime_ms: None,
+        time_ns: None,
         command: vec![],
     };
     (l, now)
@@ -254,7 +256,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
 #[test]
 fn active_lease_expires_after_its_ttl() {
     let (l, now) = lease(State::Active, 4, 600, 596);
-    let v = classify(&l, now, LockTrust::Trusted);
+    let v = classify(&l, &Now::wall(now), LockTrust::Trusted);
     assert!(matches!(v, Verdict::Live { .. }));
     assert_eq!(
         v.reason(&l),
@@ -262,7 +264,7 @@ fn active_lease_expires_after_its_ttl() {
     );
     let (l, now) = lease(State::Active, 700, 600, -100);
     assert!(matches!(
-        classify(&l, now, LockTrust::Trusted),
+        classify(&l, &Now::wall(now), LockTrust::Trusted),
         Verdict::Expired { .. }
     ));
 }
@@ -270,14 +272,14 @@ fn active_lease_expires_after_its_ttl() {
 #[test]
 fn released_lease_lingers_until_expiry() {
     let (l, now) = lease(State::Released, 0, 600, 2400);
-    let v = classify(&l, now, LockTrust::Trusted);
+    let v = classify(&l, &Now::wall(now), LockTrust::Trusted);
     assert!(
         v.reason(&l).starts_with("released, expires in 39m")
             || v.reason(&l).starts_with("released, expires in 40m")
     );
     let (l, now) = lease(State::Released, 7200, 600, -10);
     assert!(matches!(
-        classify(&l, now, LockTrust::Trusted),
+        classify(&l, &Now::wall(now), LockTrust::Trusted),
         Verdict::Expired { .. }
     ));
 }
@@ -286,7 +288,7 @@ fn released_lease_lingers_until_expiry() {
 fn untrusted_locks_need_a_margin() {
     let (l, now) = lease(State::Active, 700, 600, -100);
     assert!(matches!(
-        classify(&l, now, LockTrust::Untrusted("nfs")),
+        classify(&l, &Now::wall(now), LockTrust::Untrusted("nfs")),
         Verdict::Live { .. }
     ));
 }
@@ -335,4 +337,43 @@ proptest::proptest! {
     fn parse_never_panics_on_json_like_input(s in "\\{\"protocol\": ?[0-9]{1,3}(, \"[a-z_]{1,12}\": (\"[^\"]{0,20}\"|[0-9]{1,20}|null|\\[\\]))*\\}") {
         let _ = parse(s.as_bytes());
     }
+}
+
+/// `Now::judging`: boot time where the lease was written on this kernel and time namespace,
+/// the wall clock otherwise (docs/protocol.md#clocks).
+#[test]
+fn ages_are_measured_on_boot_time_only_on_the_same_kernel_and_time_namespace() {
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let (mut l, _) = lease(State::Released, 10, 600, 3600);
+    l.renewed_at = wall;
+    l.boot_id = Some("b".into());
+    l.time_ns = Some(7);
+    l.boottime_ms = Some(50_000);
+    let now = |boot_id: &str, time_ns, boottime_ms, step: i64| Now {
+        wall: if step >= 0 {
+            wall + Duration::from_secs(step as u64 + 10)
+        } else {
+            wall - Duration::from_secs((-step) as u64) + Duration::from_secs(10)
+        },
+        boot: Some(clock::Boot {
+            boot_id: boot_id.into(),
+            time_ns,
+            boottime_ms,
+        }),
+    };
+    let ten_s_later = wall + Duration::from_secs(10);
+    // Same boot and namespace: ten seconds of boot time, whatever the wall clock did.
+    assert_eq!(now("b", Some(7), 60_000, 7200).judging(&l), ten_s_later);
+    assert_eq!(now("b", Some(7), 60_000, -86_400).judging(&l), ten_s_later);
+    // Another namespace, another boot, a boot time ahead of ours, no boot time recorded: the
+    // observer's wall clock.
+    let stepped = now("b", Some(8), 60_000, 7200);
+    assert_eq!(stepped.judging(&l), stepped.wall);
+    let stepped = now("c", Some(7), 60_000, 7200);
+    assert_eq!(stepped.judging(&l), stepped.wall);
+    let stepped = now("b", Some(7), 40_000, 7200);
+    assert_eq!(stepped.judging(&l), stepped.wall);
+    l.boottime_ms = None;
+    let stepped = now("b", Some(7), 60_000, 7200);
+    assert_eq!(stepped.judging(&l), stepped.wall);
 }

@@ -54,6 +54,10 @@ pub(super) struct Index {
     /// What the last adoption that pruned this dir removed, for `status`.
     #[serde(default)]
     pub(super) last_prune: Option<LastPrune>,
+    /// What the last prune could not remove (its first failure: a unit behind a bind mount, a
+    /// file it may not delete): warned about once, then shown by `status` while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) left_in_place: Option<String>,
 }
 
 /// What the last prune of a dir removed and when, as recorded in its `prune.json`.
@@ -93,18 +97,37 @@ pub(super) fn save(job_dir: BorrowedFd<'_>, index: &Index) -> Result<()> {
 
 /// What the last prune of the job dir `job_dir` removed, if it was ever pruned and its index is
 /// readable. For `status` (table and `--json`): a dir's pruned bytes next to its size.
-pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Option<LastPrune> {
-    /// Only the two fields `status` needs: the per-unit maps are skipped, not built, for each
-    /// job dir `status` lists.
+pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Summary {
+    /// Only the fields `status` needs: the per-unit maps are skipped, not built, for each job
+    /// dir `status` lists.
     #[derive(Deserialize)]
-    struct Summary {
+    struct Fields {
         version: u32,
         #[serde(default)]
         last_prune: Option<LastPrune>,
+        #[serde(default)]
+        left_in_place: Option<String>,
     }
-    let bytes = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES).ok()??;
-    let index: Summary = serde_json::from_slice(&bytes).ok()?;
-    (index.version == INDEX_VERSION)
-        .then_some(index.last_prune)
+    let Some(Ok(index)) = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES)
+        .ok()
         .flatten()
+        .map(|bytes| serde_json::from_slice::<Fields>(&bytes))
+    else {
+        return Summary::default();
+    };
+    if index.version != INDEX_VERSION {
+        return Summary::default();
+    }
+    Summary {
+        last: index.last_prune,
+        left_in_place: index.left_in_place,
+    }
+}
+
+/// What `status` shows of a dir's pruning.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pub(crate) last: Option<LastPrune>,
+    /// What the last prune could not remove.
+    pub(crate) left_in_place: Option<String>,
 }

@@ -168,6 +168,8 @@ pub(crate) enum Outcome {
         generation: u64,
         /// The first removal that failed: the rest went on.
         first_error: Option<String>,
+        /// The previous prune of this dir left the same thing in place (and said so then).
+        said_before: bool,
     },
 }
 
@@ -219,11 +221,14 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
     let mut scan = scan(job_dir, target.as_fd(), &index, generation, s.after);
     supersede(&mut scan, generation);
     let (pruned, first_error) = delete::dead(job_dir, &mut index, &mut scan, dev)?;
+    let said_before = first_error.is_some() && index.left_in_place == first_error;
+    index.left_in_place.clone_from(&first_error);
     finish(job_dir, index, scan, generation, &pruned, from)?;
     Ok(Outcome::Ran {
         pruned,
         generation,
         first_error,
+        said_before,
     })
 }
 

@@ -54,6 +54,7 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
             pruned,
             generation,
             first_error,
+            said_before,
         } => {
             if pruned.units > 0 || pruned.incremental > 0 {
                 let plural = |n: usize| if n == 1 { "" } else { "s" };
@@ -78,8 +79,18 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
                     ),
                 );
             }
-            if let Some(e) = first_error {
-                term::warn(format_args!("pruning left something in place: {e}"));
+            // Once: the same failure at every later adoption (a unit behind a bind mount) is
+            // said at -v only, and `status` shows it while it lasts.
+            match first_error {
+                Some(e) if said_before => term::verbose(
+                    "Note",
+                    format_args!("pruning still leaves something in place: {e}"),
+                ),
+                Some(e) => term::warn(format_args!(
+                    "pruning left something in place: {e} (said once; `cargo guarded status` \
+                     shows it while it lasts)"
+                )),
+                None => {}
             }
             pruned
         }
