@@ -11,11 +11,17 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::rc::Rc;
-use std::time::Instant;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
+
+mod usage;
+// `Usage` and `trees_usage` are the API pruning's per-unit budget (issue 19) and seeding (issue 18)
+// build on.
+#[allow(unused_imports)]
+pub(crate) use usage::{
+    TreeUsage, Usage, shares_extents, tree_size, tree_usage, trees_size, trees_usage,
+};
 
 /// `(st_dev, st_ino)`: what a path has to still name for us to trust it is the dir we locked.
 pub(crate) type Identity = (u64, u64);
@@ -338,7 +344,8 @@ pub(crate) fn fs_kind(magic: i64) -> Option<&'static FsKind> {
 #[derive(Debug, Default)]
 pub(crate) struct Removal {
     /// Allocated bytes of what was unlinked: files whose link count was 1 at the unlink (a file
-    /// with another hard link frees nothing yet) and removed directories. Counted, not read back
+    /// with another hard link frees nothing yet) and removed directories; on a filesystem that
+    /// shares extents, without a file's extents still shared at its unlink (a reflink copy's). Counted, not read back
     /// from `statvfs`, which lags behind on filesystems with delayed block accounting.
     pub(crate) freed: u64,
     /// The first error; what it concerns is still there, with its ancestors.
@@ -385,6 +392,7 @@ pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, mount: MountId) 
     let mut walk = Walk {
         parent,
         mount,
+        shares_extents: shares_extents(parent),
         stack: Vec::new(),
         low: 0,
         out: Removal::default(),
@@ -411,6 +419,8 @@ struct Frame {
 struct Walk<'a> {
     parent: BorrowedFd<'a>,
     mount: MountId,
+    /// The filesystem can share extents (XFS, btrfs): a file frees only its unshared extents.
+    shares_extents: bool,
     stack: Vec<Frame>,
     /// Frames `low..` hold an open dir; those below were closed.
     low: usize,
@@ -491,8 +501,16 @@ impl Walk<'_> {
             }
             return;
         }
+        // Asked right before the unlink: an extent this tree shared with a file it already
+        // deleted is no longer shared, one shared with a file outside is not freed.
+        let shared =
+            if self.shares_extents && st.nlink <= 1 && st.file_type() == FileType::RegularFile {
+                usage::shared_bytes_at(fd, &child, (st.mount.dev, st.ino))
+            } else {
+                0
+            };
         match rustix::fs::unlinkat(fd, &child, AtFlags::empty()) {
-            Ok(()) if st.nlink <= 1 => self.out.freed += st.bytes,
+            Ok(()) if st.nlink <= 1 => self.out.freed += st.bytes.saturating_sub(shared),
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => {
                 self.out.fail(e);
@@ -662,54 +680,6 @@ fn rmdir_checked(
             None
         }
     }
-}
-
-/// Bytes used by the tree `name` in `parent` (allocated blocks, not apparent sizes), or `None`
-/// once `deadline` passes: sizes are for ordering and reports, never worth stalling a build.
-pub(crate) fn tree_size(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
-    deadline: Option<Instant>,
-) -> Option<u64> {
-    let root = open_dir_nofollow(parent, name).ok()?;
-    let mount = mount_of(root.as_fd()).ok()?;
-    let mut total = 0u64;
-    // Pending dirs by (open parent, name), each opened only when its turn comes: the fds held
-    // are those of dirs with pending children, not one per pending dir (a `.fingerprint/` with
-    // thousands of subdirs would otherwise exhaust the fd limit).
-    let mut stack: Vec<(Rc<OwnedFd>, OsString)> = Vec::new();
-    let mut next = Some(root);
-    loop {
-        if let Some(fd) = next.take() {
-            if deadline.is_some_and(|d| Instant::now() > d) {
-                return None;
-            }
-            // Never measure into another mount (a bind mount has the same device).
-            if meta(fd.as_fd()).is_ok_and(|m| m.mount.same(&mount))
-                && let Ok(dir) = Dir::read_from(&fd)
-            {
-                let fd = Rc::new(fd);
-                for entry in dir.flatten() {
-                    let child = entry.file_name();
-                    if child == c"." || child == c".." {
-                        continue;
-                    }
-                    let Ok(st) = rustix::fs::statat(&*fd, child, AtFlags::SYMLINK_NOFOLLOW) else {
-                        continue;
-                    };
-                    total += st.st_blocks as u64 * 512;
-                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                        stack.push((fd.clone(), os(child).to_owned()));
-                    }
-                }
-            }
-        }
-        match stack.pop() {
-            Some((parent, name)) => next = open_dir_nofollow(parent.as_fd(), &name).ok(),
-            None => break,
-        }
-    }
-    Some(total)
 }
 
 fn os(name: &CStr) -> &OsStr {

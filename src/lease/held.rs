@@ -83,7 +83,7 @@ pub(super) fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result
 
 impl Held {
     /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
-    /// and record the target dir's size (bounded walk). The lock drops with the `Held` (the
+    /// and record its size (`job_size`: `target/` plus `build/`, each inode once; bounded walk). The lock drops with the `Held` (the
     /// session drops it right after; see `Session`).
     pub(super) fn release(&self, linger: Duration) -> Result<()> {
         let now = SystemTime::now();
@@ -100,11 +100,7 @@ impl Held {
         let stale =
             measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
         let size = if stale {
-            fs::tree_size(
-                self.dir.as_fd(),
-                OsStr::new(TARGET),
-                Some(Instant::now() + SIZE_BUDGET),
-            )
+            super::job_size(self.dir.as_fd(), Some(Instant::now() + SIZE_BUDGET))
         } else {
             None
         };

@@ -34,7 +34,7 @@ use anyhow::{Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode};
 
 use crate::fs;
-use crate::lease::TARGET;
+use crate::lease::{self, BUILD_DIR, TARGET};
 use crate::units::{self, Bytes};
 
 mod atime;
@@ -51,8 +51,6 @@ use layout::{list, open_sub, profile_dirs, remove, unit_hash};
 const BUDGET: Duration = Duration::from_secs(2);
 /// The size walk of the backstop, when the lease has no recent size.
 const SIZE_BUDGET: Duration = Duration::from_millis(500);
-/// The job dir's `build/`, cargo's build dir when one is configured.
-const BUILD_DIR: &str = "build";
 
 /// `--max-warm-size`: an absolute size, a multiple of the dir's largest size over its first K
 /// adoptions, or off.
@@ -236,9 +234,7 @@ fn measure(
     after: u64,
 ) -> Option<u64> {
     let deadline = Instant::now() + SIZE_BUDGET;
-    let size = fs::tree_size(job_dir, OsStr::new(TARGET), Some(deadline))
-        .map(|t| t + fs::tree_size(job_dir, OsStr::new(BUILD_DIR), Some(deadline)).unwrap_or(0))
-        .or(size);
+    let size = lease::job_size(job_dir, Some(deadline)).or(size);
     if let Some(size) = size
         && index.base_samples < after
     {
