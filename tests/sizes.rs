@@ -190,3 +190,56 @@ fn a_built_dir_is_measured_each_inode_once_everywhere() {
         "gc removed {removed}, its dry run said {would}"
     );
 }
+
+/// The size in an `Adopted <job> (warm, <size>, …)` line, in bytes (to a tenth of its unit).
+fn adopted_size(out: &std::process::Output) -> f64 {
+    let text = stderr(out);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Adopted"))
+        .unwrap_or_else(|| panic!("no adoption:\n{}", describe(out)));
+    let size = line
+        .split("(warm, ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let (n, unit) = size.split_once(' ').unwrap();
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => MIB as f64,
+        "GiB" => (1u64 << 30) as f64,
+        _ => panic!("unit in {line}"),
+    };
+    n.parse::<f64>().unwrap() * scale
+}
+
+/// A job that adopts a dir and grows it: the next adoption line says the grown size (measured
+/// when that job released), not the first job's recorded one carried from lease to lease (the
+/// issue's `Adopted job-rerun (warm, 749.4 MiB …)` three jobs in a row).
+#[test]
+fn an_adoption_reports_the_size_the_last_job_left() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let job = |id: &str, mib: u64| {
+        let write = format!("head -c {mib}M /dev/urandom > \"$CARGO_TARGET_DIR/blob-{id}\"");
+        env.ok(
+            &ws,
+            [
+                "--job-id", id, "--linger", "0s", "exec", "--", "sh", "-c", &write,
+            ],
+        )
+    };
+    job("one", 1);
+    let two = job("two", 12);
+    assert!(adopted_size(&two) < 2.0 * MIB as f64, "{}", describe(&two));
+    let three = job("three", 1);
+    let said = adopted_size(&three);
+    assert!(
+        said > 12.5 * MIB as f64,
+        "job three adopted a dir of 13 MiB, the line says {said} B:\n{}",
+        describe(&three)
+    );
+}

@@ -109,9 +109,15 @@ impl Held {
             l.state = State::Released;
             l.renewed_at = now;
             l.expires_at = expiry(now, linger);
-            if let Some(size) = size {
-                l.size_bytes = Some(size);
-                l.size_measured_at = Some(unix(now));
+            match size {
+                Some(size) => {
+                    l.size_bytes = Some(size);
+                    l.size_measured_at = Some(unix(now));
+                }
+                // Stale and not measurable within the budget: unknown rather than an old
+                // number a later adoption would print as the dir's size.
+                None if stale => l.size_bytes = None,
+                None => {}
             }
         })
         .with_context(|| format!("failed to release lease in {}", self.path.display()))
