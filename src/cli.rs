@@ -85,8 +85,8 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) linger: Option<Duration>,
 
-    /// Reclaim expired dirs when free space is below this size or share of the disk
-    /// [default: 15%]
+    /// Reclaim expired dirs when free space is below this size or share of the disk, as df
+    /// counts it (15% is df's 85% used) [default: 15%]
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true,
           env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true)]
     pub(crate) reclaim_below: Option<Threshold>,

@@ -305,10 +305,10 @@ pub(crate) fn sweep_with(
     drop(turn);
     delete_pending(root, pending, &mut report);
     let counted = before.free.saturating_add(report.freed());
-    report.after.free = if opts.dry_run {
-        before.free.saturating_add(projected)
+    report.after = if opts.dry_run {
+        before.with_free(before.free.saturating_add(projected))
     } else {
-        Space::of(&root.path).map(|s| s.free).unwrap_or(counted)
+        Space::of(&root.path).unwrap_or(before.with_free(counted))
     };
     Ok(report)
 }

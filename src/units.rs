@@ -33,7 +33,8 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("invalid size `{s}` ({e}); use e.g. `2GiB`, `500MB`"))
 }
 
-/// A free-space threshold: an absolute size, or a percentage of the filesystem's total size.
+/// A free-space threshold: an absolute size, or a percentage of the filesystem's size as `df`'s
+/// `Use%` counts it (`fs::Space::base`: used plus free, without root's reserve).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Threshold {
     Bytes(u64),
@@ -57,7 +58,7 @@ impl Threshold {
         }
     }
 
-    /// The threshold in bytes on a filesystem of `total` bytes.
+    /// The threshold in bytes on a filesystem whose `Space::base` is `total` bytes.
     pub(crate) fn bytes(self, total: u64) -> u64 {
         match self {
             Threshold::Bytes(b) => b,

@@ -243,3 +243,74 @@ fn an_adoption_reports_the_size_the_last_job_left() {
         describe(&three)
     );
 }
+
+/// `df`'s `Use%` of `path`, as it prints it.
+fn df_pcent(path: &Path) -> u64 {
+    let _ = std::process::Command::new("sync")
+        .arg("-f")
+        .arg(path)
+        .status();
+    let out = std::process::Command::new("df")
+        .args(["--output=pcent"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap().trim().trim_end_matches('%');
+    last.parse().unwrap()
+}
+
+/// Issue 21.3: on an ext4 with 5% reserved for root, "% used" is `df`'s, and a percentage
+/// threshold has the same base: with `df` at N% used, `--reclaim-below (100-N-2)%` is no
+/// pressure and `--reclaim-below (100-N+2)%` is. Before, both were shares of `f_blocks`
+/// (reserve included) compared with `f_bavail`: status said about 4 points more than df and
+/// the first threshold already counted as pressure.
+#[test]
+fn percent_used_and_percentage_thresholds_are_dfs() {
+    let mut env = Env::new();
+    let Some(mnt) = xfs::LoopFs::mount_or_skip(
+        &env.path().join("mnt"),
+        "ext4",
+        &["-q", "-m", "5"],
+        64 << 20,
+    ) else {
+        return;
+    };
+    env.root = mnt.path.join("root");
+    random_file(&mnt.path.join("filler"), 16 * MIB);
+    plant_expired(&env.root, "old", |debug| {
+        random_file(&debug.join("blob"), MIB)
+    });
+    let used = df_pcent(&mnt.path);
+    assert!((20..=50).contains(&used), "df says {used}% used");
+
+    let out = env.ok(env.path(), ["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("({used}% used)")),
+        "df says {used}% used; status:\n{text}"
+    );
+
+    let removed = |pct: u64| {
+        let arg = format!("{pct}%");
+        let out = env.ok(
+            env.path(),
+            ["--reclaim-below", &arg, "gc", "--dry-run", "--json"],
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        !report["removed"].as_array().unwrap().is_empty()
+    };
+    let free = 100 - used;
+    assert!(
+        !removed(free - 2),
+        "{}% free is above --reclaim-below {}%",
+        free,
+        free - 2
+    );
+    assert!(
+        removed(free + 2),
+        "{}% free is below --reclaim-below {}%",
+        free,
+        free + 2
+    );
+}
