@@ -314,3 +314,59 @@ fn percent_used_and_percentage_thresholds_are_dfs() {
         free + 2
     );
 }
+
+/// Issue 21.2, through the binary: `--reclaim-below 15`, `--min-free 2` and `--max-warm-size 3`
+/// (options and variables alike) are usage errors naming the accepted forms, never bytes; no
+/// error quotes a library's own message.
+#[test]
+fn a_size_without_a_unit_is_a_usage_error() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    /// Arguments, variables, the forms the error must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            &["--reclaim-below", "15", "doctor"],
+            &[],
+            "`2GiB`, `500MB` or `15%`",
+        ),
+        (
+            &["--min-free", "2", "build"],
+            &[],
+            "`2GiB`, `500MB` or `15%`",
+        ),
+        (
+            &["--max-warm-size", "3", "build"],
+            &[],
+            "`3x`, `2GiB`, `500MB` or `off`",
+        ),
+        (
+            &["doctor"],
+            &[("CARGO_GUARDED_RECLAIM_BELOW", "15")],
+            "`15%`",
+        ),
+    ];
+    for (args, vars, forms) in cases {
+        let mut cmd = env.cmd(&ws);
+        cmd.arg("guarded").args(args).envs(vars.iter().copied());
+        let out = output(&mut cmd);
+        let text = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "{args:?} {vars:?} was accepted:\n{text}"
+        );
+        assert!(
+            text.contains("has no unit") && text.contains(forms),
+            "{args:?}:\n{text}"
+        );
+        for internal in ["ByteSize", "cannot parse", "variations"] {
+            assert!(
+                !text.contains(internal),
+                "{args:?} shows {internal}:\n{text}"
+            );
+        }
+    }
+    let out = env.run(&ws, ["--ttl", "soon", "status"]);
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("variations"), "{}", describe(&out));
+}

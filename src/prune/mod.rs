@@ -75,7 +75,7 @@ impl WarmLimit {
                 )),
             };
         }
-        units::parse_size(t).map(WarmLimit::Bytes)
+        units::parse_size(t, "`3x`, `2GiB`, `500MB` or `off`").map(WarmLimit::Bytes)
     }
 
     /// The limit in bytes for a dir whose first jobs left at most `base` bytes.
@@ -515,6 +515,7 @@ mod tests {
         assert_eq!(WarmLimit::parse("off").unwrap(), WarmLimit::Off);
         assert!(WarmLimit::parse("0.5x").is_err());
         assert!(WarmLimit::parse("lots").is_err());
+        assert!(WarmLimit::parse("3").unwrap_err().contains("`3x`, `2GiB`"));
         assert_eq!(WarmLimit::Times(3.0).bytes(Some(100)), Some(300));
         assert_eq!(WarmLimit::Times(3.0).bytes(None), None);
     }
