@@ -327,7 +327,9 @@ pub(crate) struct GcArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub(crate) json: bool,
-    /// Reclaim every expired dir, whatever the free space
+    /// Empty this root of every expired dir, whatever the free space, warm ones included (the
+    /// next job of each workspace builds cold). Scheduled sweeps run plain `gc`, which keeps the
+    /// newest expired dir of each workspace (--keep-expired) and reclaims it only under pressure
     #[arg(long)]
     pub(crate) all_expired: bool,
     /// Runner-hook mode: compact log lines, never fail the job for disk reasons
