@@ -218,15 +218,16 @@ fn adopted_size(out: &std::process::Output) -> f64 {
     n.parse::<f64>().unwrap() * scale
 }
 
-/// A job that adopts a dir and grows it: the next adoption line says the grown size (measured
-/// when that job released), not the first job's recorded one carried from lease to lease (the
-/// issue's `Adopted job-rerun (warm, 749.4 MiB …)` three jobs in a row).
+/// A job that adopts a dir and grows it, in a later step too: the next adoption line says the
+/// grown size, not the first job's recorded one carried from lease to lease (the issue's
+/// `Adopted job-rerun (warm, 749.4 MiB …)` three jobs in a row), nor the size the job's first
+/// step left (a later step within 10 minutes does not measure again at its release).
 #[test]
 fn an_adoption_reports_the_size_the_last_job_left() {
     let env = Env::new();
     let ws = env.fixture("small");
-    let job = |id: &str, mib: u64| {
-        let write = format!("head -c {mib}M /dev/urandom > \"$CARGO_TARGET_DIR/blob-{id}\"");
+    let step = |id: &str, file: &str, mib: u64| {
+        let write = format!("head -c {mib}M /dev/urandom > \"$CARGO_TARGET_DIR/{file}\"");
         env.ok(
             &ws,
             [
@@ -234,15 +235,24 @@ fn an_adoption_reports_the_size_the_last_job_left() {
             ],
         )
     };
-    job("one", 1);
-    let two = job("two", 12);
+    step("one", "blob-one", 1);
+    let two = step("two", "blob-two", 12);
     assert!(adopted_size(&two) < 2.0 * MIB as f64, "{}", describe(&two));
-    let three = job("three", 1);
+    let three = step("three", "blob-three", 1);
     let said = adopted_size(&three);
     assert!(
         said > 12.5 * MIB as f64,
         "job three adopted a dir of 13 MiB, the line says {said} B:\n{}",
         describe(&three)
+    );
+    // A later step of job three (it resumes its dir) grows it by 20 MiB.
+    step("three", "blob-three-later", 20);
+    let four = step("four", "blob-four", 1);
+    let said = adopted_size(&four);
+    assert!(
+        said > 33.5 * MIB as f64,
+        "job four adopted a dir of 34 MiB, the line says {said} B:\n{}",
+        describe(&four)
     );
 }
 
