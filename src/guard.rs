@@ -314,10 +314,10 @@ pub(crate) fn sweep_with(
     drop(turn);
     delete_pending(root, pending, &mut report);
     let counted = before.free.saturating_add(report.freed());
-    report.after.free = if opts.dry_run {
-        before.free.saturating_add(projected)
+    report.after = if opts.dry_run {
+        before.with_free(before.free.saturating_add(projected))
     } else {
-        Space::of(&root.path).map(|s| s.free).unwrap_or(counted)
+        Space::of(&root.path).unwrap_or(before.with_free(counted))
     };
     Ok(report)
 }
@@ -405,11 +405,15 @@ fn plan(
     let under_pressure = report.under_pressure();
     let free_before = report.before.free;
     // What the dirs claimed so far will free once deleted. The deletes come after the turn, so
-    // the decisions count each claimed dir's recorded (else measured) size; the report then
-    // counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
+    // the decisions count each claimed dir's measured size (`fs::tree_usage`'s exclusive bytes:
+    // each inode once, shared extents not at all; the recorded one if it cannot be measured),
+    // the same arithmetic as the deletion's. Measured only where a decision depends on it
+    // (under pressure, without `--all-expired`), so `gc --all-expired` walks each dir once,
+    // to delete it; the report then counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
     // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
     // `--reclaim-to`.
     let mut projected = 0u64;
+    let measure = under_pressure && !opts.all_expired;
     for (i, e) in expired.into_iter().enumerate() {
         let job_id = Some(e.lease.job_id.clone());
         let wanted = opts.all_expired
@@ -424,7 +428,7 @@ fn plan(
         let claim = lease::claim(root, &e.name, opts.trust, opts.dry_run, e.lingering);
         projected = projected.saturating_add(take_claim(
             root,
-            claim,
+            (claim, measure),
             (&e.name, expired_for, e.lingering),
             report,
             pending,
@@ -449,10 +453,11 @@ fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -
     }
 }
 
-/// Record what `lease::claim` did with one expired dir; returns what it will free.
+/// Record what `lease::claim` did with one expired dir; returns what it will free (a dry run
+/// always measures it, to report it; a real claim only if `measure`, else its recorded size).
 fn take_claim(
     root: &Root,
-    claim: Claim,
+    (claim, measure): (Claim, bool),
     (name, expired_for, lingering): (&OsStr, Duration, bool),
     report: &mut Report,
     pending: &mut Vec<Pending>,
@@ -474,18 +479,23 @@ fn take_claim(
             0
         }
         Claim::Would { lease } => {
-            let bytes = lease
-                .size_bytes
-                .or_else(|| fs::tree_size(root.fd(), name, None))
+            // Measured now, as the deletion will count it (each inode once, shared extents
+            // not at all): the recorded size may be jobs old and counted what deletion cannot
+            // free, so "would remove" and "removed" would disagree.
+            let bytes = fs::tree_usage(root.fd(), name, None)
+                .map(|u| u.exclusive)
+                .or(lease.size_bytes)
                 .unwrap_or(0);
             report.removed.push(removed(lease, bytes));
             bytes
         }
         Claim::Trashed { trash_name, lease } => {
-            let estimate = lease.size_bytes.or_else(|| {
-                let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok()?;
-                fs::tree_size(trash.as_fd(), &trash_name, None)
-            });
+            let estimate = measure
+                .then(|| fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok())
+                .flatten()
+                .and_then(|trash| fs::tree_usage(trash.as_fd(), &trash_name, None))
+                .map(|u| u.exclusive)
+                .or(lease.size_bytes);
             // Still under the turn, so no other sweep can lock it first.
             match lock_trash_entry(root, &trash_name) {
                 Ok(lock) => pending.push(Pending {

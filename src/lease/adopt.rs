@@ -141,8 +141,11 @@ pub(super) fn adopt(
     // our job's name with the old job's lease, listed as that job. Our lease is written in full
     // before the rename; after it, only a rename within the dir remains.
     let mut lease = req.lease(Some(key), SystemTime::now());
+    // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
+    // its release measures again (a measurement taken when an earlier job released would
+    // otherwise be carried through job after job, see SIZE_REFRESH).
     lease.size_bytes = cand.lease.size_bytes;
-    lease.size_measured_at = cand.lease.size_measured_at;
+    lease.size_measured_at = None;
     let staged = stage(dir.as_fd(), &lease).with_context(|| {
         format!(
             "failed to write lease in {}",

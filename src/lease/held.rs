@@ -17,8 +17,8 @@ use super::record::{Lease, State, expiry, write};
 use super::root::Root;
 use super::{TARGET, step};
 
-/// Size walks at release stop after this; the size is then reported as unknown.
-const SIZE_BUDGET: Duration = Duration::from_millis(500);
+/// Size walks at release and adoption stop after this; the size is then reported as unknown.
+pub(super) const SIZE_BUDGET: Duration = Duration::from_millis(500);
 /// A size measured more recently than this is kept at release: repeated local builds (and the
 /// steps of one CI job) do not pay for a walk of the whole target dir each time.
 const SIZE_REFRESH: Duration = Duration::from_secs(600);
@@ -84,7 +84,7 @@ pub(super) fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result
 
 impl Held {
     /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
-    /// and record the target dir's size (bounded walk). The lock drops with the `Held` (the
+    /// and record its size (`job_size`: `target/` plus `build/`, each inode once; bounded walk). The lock drops with the `Held` (the
     /// session drops it right after; see `Session`).
     pub(super) fn release(&self, linger: Duration) -> Result<()> {
         let clocks = Now::read();
@@ -102,11 +102,7 @@ impl Held {
         let stale =
             measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
         let size = if stale {
-            fs::tree_size(
-                self.dir.as_fd(),
-                OsStr::new(TARGET),
-                Some(Instant::now() + SIZE_BUDGET),
-            )
+            super::job_size(self.dir.as_fd(), Some(Instant::now() + SIZE_BUDGET))
         } else {
             None
         };
@@ -115,9 +111,15 @@ impl Held {
             l.state = State::Released;
             clocks.stamp(l);
             l.expires_at = expiry(now, linger);
-            if let Some(size) = size {
-                l.size_bytes = Some(size);
-                l.size_measured_at = Some(unix(now));
+            match size {
+                Some(size) => {
+                    l.size_bytes = Some(size);
+                    l.size_measured_at = Some(unix(now));
+                }
+                // Stale and not measurable within the budget: unknown rather than an old
+                // number a later adoption would print as the dir's size.
+                None if stale => l.size_bytes = None,
+                None => {}
             }
         })
         .with_context(|| format!("failed to release lease in {}", self.path.display()))
