@@ -530,13 +530,8 @@ fn dry_run_reports_what_it_would_remove_and_removes_nothing() {
         "lingering",
         Some(&lease("lingering", "released", 0, 2400, 600)),
     );
-    let out = env.ok(env.path(), ["gc", "--dry-run", "--all-expired"]);
-    let text = stderr(&out);
-    assert!(text.contains("Would remove old (expired 1h ago"), "{text}");
-    assert!(
-        text.contains("Kept lingering (released, expires in"),
-        "{text}"
-    );
+    // Its lines are pinned whole in tests/snapshots.rs (gc_dry_run_then_gc).
+    env.ok(env.path(), ["gc", "--dry-run", "--all-expired"]);
     assert!(env.root.join("old/target/debug/artifact").exists());
     let report = gc_json(&env, &["--dry-run", "--all-expired"]);
     assert_eq!(report["dry_run"], true);
@@ -546,12 +541,7 @@ fn dry_run_reports_what_it_would_remove_and_removes_nothing() {
     }
     assert!(report["errors"].as_array().unwrap().is_empty());
 
-    let out = env.ok(env.path(), ["gc", "--all-expired"]);
-    assert!(
-        stderr(&out).contains("Removed old (expired 1h ago"),
-        "{}",
-        describe(&out)
-    );
+    env.ok(env.path(), ["gc", "--all-expired"]);
     assert!(!env.root.join("old").exists());
 }
 
@@ -748,19 +738,10 @@ fn hook_mode_prints_compact_decisions_and_never_fails_the_job() {
     expired(&env, "old");
     plant(&env, "live", Some(&lease("live", "active", 0, 600, 600)));
     plant(&env, "broken", None);
-    let out = env.ok(env.path(), ["gc", "--hook", "--all-expired"]);
-    let err = stderr(&out);
-    assert!(
-        err.contains("% used") && err.contains("Reclaiming expired target dirs"),
-        "{err}"
-    );
-    assert!(err.contains("Removed old (expired 1h ago"), "{err}");
-    assert!(
-        err.contains("Kept live (lease held by runner-9 (pid 4121), renewed"),
-        "{err}"
-    );
-    assert!(err.contains("Kept broken (unknown – no lease)"), "{err}");
-    assert!(err.contains("Reclaimed "), "{err}");
+    // Its lines are pinned whole in tests/snapshots.rs (gc_hook_mode).
+    env.ok(env.path(), ["gc", "--hook", "--all-expired"]);
+    assert!(!env.root.join("old").exists());
+    assert!(env.root.join("live").exists() && env.root.join("broken").exists());
     // A root that cannot be swept (here: not there at all) still does not fail the hook.
     let out = env.run(
         env.path(),

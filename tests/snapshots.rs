@@ -187,6 +187,90 @@ Would remove old (expired [AGE] ago, [SIZE])
     );
 }
 
+/// An expired job dir of another job, as cargo-guarded would have left it.
+fn plant_expired(env: &Env, name: &str) {
+    let dir = plant_job(&env.root, name, &expired_lease(name, None));
+    std::fs::write(dir.join("target/debug/artifact"), vec![7u8; 4096]).unwrap();
+}
+
+#[test]
+fn gc_says_why_it_reclaims_nothing_and_prints_cargo_style_lines() {
+    let env = Env::new();
+    // Make the root a real one first.
+    env.ok(env.path(), ["--job-id", "job-1", "exec", "--", "true"]);
+    plant_expired(&env, "old");
+    // Whole runs as snapshots (tests/common/snap.rs; bless with SNAPSHOTS=overwrite).
+    let out = env.ok(env.path(), ["gc", "--dry-run", "--reclaim-below", "0%"]);
+    assert_data_eq!(
+        transcript(&env, &out),
+        str![[r#"
+[exit 0]
+--- stderr
+        Kept job-1 (released, expires in [AGE])
+        Kept old (expired, warm for reuse (--keep-expired 1))
+     Nothing to reclaim: [SIZE] free ([PCT] used) is above the reclaim target of [SIZE]; `--all-expired` reclaims every expired dir anyway
+
+"#]]
+    );
+    plant_expired(&env, "older");
+    // With pressure, cargo's shape: verbs right-aligned in 12 columns.
+    let out = env.ok(env.path(), ["gc", "--dry-run", "--all-expired"]);
+    assert_data_eq!(
+        transcript(&env, &out),
+        str![[r#"
+[exit 0]
+--- stderr
+  Reclaiming expired target dirs in [ROOT]: [PCT] used ([SIZE] free)
+Would remove old (expired [AGE] ago, [SIZE])
+Would remove older (expired [AGE] ago, [SIZE])
+        Kept job-1 (released, expires in [AGE])
+  Would free [SIZE] in 2 dirs; would be [PCT] used ([SIZE] free)
+
+"#]]
+    );
+    let out = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert_data_eq!(
+        transcript(&env, &out),
+        str![[r#"
+[exit 0]
+--- stderr
+  Reclaiming expired target dirs in [ROOT]: [PCT] used ([SIZE] free)
+     Removed old (expired [AGE] ago, [SIZE])
+     Removed older (expired [AGE] ago, [SIZE])
+        Kept job-1 (released, expires in [AGE])
+   Reclaimed [SIZE] in 2 dirs; now [PCT] used ([SIZE] free)
+
+"#]]
+    );
+}
+
+/// Runner-hook mode's compact lines: an expired dir removed, a live lease and a dir without a
+/// lease kept.
+#[test]
+fn gc_hook_mode() {
+    let env = Env::new();
+    plant_job(&env.root, "old", &expired_lease("old", Some(1 << 20)));
+    let mut live = expired_lease("live", None);
+    live["state"] = "active".into();
+    for field in ["created_at", "renewed_at"] {
+        live[field] = ts(0).into();
+    }
+    live["expires_at"] = ts(600).into();
+    plant_job(&env.root, "live", &live);
+    std::fs::create_dir_all(env.root.join("broken/target")).unwrap();
+    let out = run(&env, env.path(), &["gc", "--hook", "--all-expired"]);
+    assert_data_eq!(transcript(&env, &out), str![[r#"
+[exit 0]
+--- stderr
+  Reclaiming expired target dirs in [ROOT]: [PCT] used ([SIZE] free)
+     Removed old (expired [AGE] ago, [SIZE])
+        Kept broken (unknown – no lease)
+        Kept live (lease held by runner-9 (pid [PID]), renewed [AGE] ago)
+   Reclaimed [SIZE] in 1 dir; now [PCT] used ([SIZE] free)
+
+"#]]);
+}
+
 #[test]
 fn status_table_and_json() {
     let (env, ws) = expired_and_lingering();
