@@ -50,6 +50,8 @@ fn a_job_fresh_then_resumed_then_adopted() {
 "#]]
     );
 
+    // `-v`, so that resuming says so; how the process tree is tracked (a cgroup, or the
+    // environment token without a writable cgroup v2) depends on the machine: `[..]`.
     let resumed = run(&env, &ws, &["--job-id", "job-1", "-v", "build"]);
     assert_data_eq!(
         transcript(&env, &resumed),
@@ -57,7 +59,7 @@ fn a_job_fresh_then_resumed_then_adopted() {
 [exit 0]
 --- stderr
        Using job dir [ROOT]/job-1 (resumed)
-    Tracking the command's process tree in cgroup [..]
+    Tracking the command's process tree [..]
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
 
 "#]]
@@ -259,7 +261,9 @@ fn gc_hook_mode() {
     plant_job(&env.root, "live", &live);
     std::fs::create_dir_all(env.root.join("broken/target")).unwrap();
     let out = run(&env, env.path(), &["gc", "--hook", "--all-expired"]);
-    assert_data_eq!(transcript(&env, &out), str![[r#"
+    assert_data_eq!(
+        transcript(&env, &out),
+        str![[r#"
 [exit 0]
 --- stderr
   Reclaiming expired target dirs in [ROOT]: [PCT] used ([SIZE] free)
@@ -268,7 +272,8 @@ fn gc_hook_mode() {
         Kept live (lease held by runner-9 (pid [PID]), renewed [AGE] ago)
    Reclaimed [SIZE] in 1 dir; now [PCT] used ([SIZE] free)
 
-"#]]);
+"#]]
+    );
 }
 
 #[test]
