@@ -449,7 +449,8 @@ fn help() {
     }
 }
 
-/// A step on GitHub Actions: a fresh build, then one refused with exit 75, then `gc`.
+/// A step on GitHub Actions: a fresh build, then one refused with exit 75, then `gc` reclaiming
+/// another repository's expired dir.
 #[test]
 fn github_step_outputs_and_summary() {
     let env = Env::new();
@@ -522,14 +523,18 @@ No other live lease holds space in the root.
 
 "#]]
     );
+    // Another repository's expired dir, for the sweep to reclaim and count without naming it.
+    plant_job(&env.root, "old", &expired_lease("old", Some(1 << 20)));
     assert_data_eq!(
         github(3, &["gc", "--all-expired"]),
         str![[r#"
 [exit 0]
 --- stderr
 ::group::cargo-guarded: gc
+  Reclaiming expired target dirs in [ROOT]: [PCT] used ([SIZE] free)
+     Removed old (expired [AGE] ago, [SIZE])
         Kept gh-octo_app-7001-1-build-runner-1-2b9b4a5b (released, expires in [AGE])
-     Nothing to reclaim: no job dir has expired ([PCT] used, [SIZE] free)
+   Reclaimed [SIZE] in 1 dir; now [PCT] used ([SIZE] free)
 ::endgroup::
 --- GITHUB_OUTPUT
 reclaimed-bytes=[BYTES]
@@ -544,7 +549,9 @@ Disk of `[ROOT]` ([SIZE] total):
 | before | [SIZE] | [PCT] |
 | after | [SIZE] | [PCT] |
 
-Reclaimed nothing: no expired job dir had to go.
+**Reclaimed [SIZE]** from 1 expired job dir(s).
+
+1 of them ([SIZE]) belonged to other repositories' jobs.
 
 Kept 1 job dir(s): 1 lingering.
 
