@@ -37,7 +37,7 @@ fn main() {
     make_root(&root, tmp.path());
 
     println!(
-        "reclaim: `cargo guarded gc --all-expired` of an expired job dir vs `rm -rf` of an \
+        "reclaim: `cargo guarded gc --all-expired --json` of an expired job dir vs `rm -rf` of an \
          identical copy; {files} files per tree, {rounds} interleaved rounds"
     );
     println!("  binary: {BIN}");
@@ -126,7 +126,10 @@ fn main() {
     }
 
     println!();
-    println!("{}", summary("cargo guarded gc --all-expired", &gc_times));
+    println!(
+        "{}",
+        summary("cargo guarded gc --all-expired --json", &gc_times)
+    );
     println!("{}", summary("rm -rf (identical copy)", &rm_times));
     ratio_line("gc / rm -rf", &gc_times, &rm_times, Some(1.0));
 }
