@@ -1,5 +1,6 @@
 //! What users see, pinned whole (issue 22): the terminal lines of a job's life (fresh, resumed,
-//! adopted, refused with exit 75), `gc` and `gc --dry-run`, the `status` table and its `--json`,
+//! adopted, refused with exit 75), `gc` and `gc --dry-run` (their `--json` too, and `--hook`
+//! mode), the `status` table and its `--json`,
 //! `doctor`, every `--help`, and what a GitHub Actions step gets (stderr's workflow commands,
 //! `GITHUB_OUTPUT`, `GITHUB_ENV`, `GITHUB_STEP_SUMMARY`). Times, sizes, pids, paths, hosts and
 //! hashes are redacted (tests/common/snap.rs).
@@ -15,7 +16,7 @@ use std::process::{Command, Output};
 use common::*;
 use snapbox::{assert_data_eq, str};
 
-/// `cargo-guarded guarded ARGS` in `cwd`, as a step of CI job `job` would run it.
+/// `cargo-guarded guarded ARGS` in `cwd`, with the tests' clean environment (no CI variables).
 fn run(env: &Env, cwd: &Path, args: &[&str]) -> Output {
     let mut cmd = env.cmd(cwd);
     cmd.arg("guarded").args(args);
