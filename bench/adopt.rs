@@ -38,9 +38,9 @@ fn main() {
     if !invoked_by_cargo_bench("adopt") {
         return;
     }
-    let runs = env_usize("BENCH_RUNS", 10).max(1);
-    let cold_runs = env_usize("BENCH_COLD_RUNS", 3).clamp(1, runs);
-    let disk_runs = env_usize("BENCH_DISK_RUNS", 20).max(1);
+    let runs = setting("BENCH_RUNS", 10, 1).max(1);
+    let cold_runs = setting("BENCH_COLD_RUNS", 3, 1).clamp(1, runs);
+    let disk_runs = setting("BENCH_DISK_RUNS", 20, 3).max(1);
     let tmp = tempdir("cg-bench-adopt-");
     let logs = tmp.path().join("logs");
     let ws = fixture("slow", &tmp.path().join("ws"));
@@ -100,10 +100,12 @@ fn main() {
                 Variant::Adopted => {
                     let id = format!("job-{next_job}");
                     let prev = format!("job-{}", next_job - 1);
+                    let before = dir_identities(&root);
                     let run = timed(&mut job(&root, &id), &logs);
-                    if !run.stderr.contains(&format!("adopted {prev} ")) {
+                    let how = origin(&root, &id, &before, &logs);
+                    if how != Origin::Adopted(prev.clone()) {
                         panic!(
-                            "{id} did not adopt {prev}'s expired dir; job dirs now: {:?}\n--- stderr ---\n{}",
+                            "{id} did not adopt {prev}'s expired dir ({how:?}); job dirs now: {:?}\n--- stderr ---\n{}",
                             job_dirs(&root),
                             run.stderr
                         );
@@ -118,9 +120,12 @@ fn main() {
                 }
                 Variant::Resumed => {
                     let id = format!("job-{}", next_job - 1);
+                    let before = dir_identities(&root);
                     let run = timed(&mut job(&root, &id), &logs);
-                    assert!(
-                        !run.stderr.contains("adopted") && !run.stderr.contains("fresh dir"),
+                    let how = origin(&root, &id, &before, &logs);
+                    assert_eq!(
+                        how,
+                        Origin::Resumed,
                         "{id} did not resume its own dir:\n{}",
                         run.stderr
                     );
@@ -203,8 +208,10 @@ fn main() {
     let mut max_dirs = 0;
     let mut run_times = Vec::new();
     for i in 1..=disk_runs {
-        let run = timed(&mut job(&disk_root, &format!("run-{i}")), &logs);
-        if run.stderr.contains("adopted run-") {
+        let id = format!("run-{i}");
+        let before = dir_identities(&disk_root);
+        let run = timed(&mut job(&disk_root, &id), &logs);
+        if matches!(origin(&disk_root, &id, &before, &logs), Origin::Adopted(_)) {
             adoptions += 1;
         }
         if run.compiled() {

@@ -9,7 +9,10 @@
 //!   registry already local (what every cache miss cost before release binaries).
 //!
 //! Both run the real script with a fresh tool cache each round; the order alternates. Scale:
-//! `BENCH_RUNS` (default 3; each source build takes tens of seconds).
+//! `BENCH_RUNS` (default 3; each source build takes tens of seconds). A smoke run
+//! (`CARGO_GUARDED_BENCH_SMOKE=1`) puts a stand-in `cargo` first on PATH whose `cargo install
+//! --root DIR` copies the built binary into `DIR/bin`: the script's choice of path and what it
+//! installs are checked, a release build of cargo-guarded is not made.
 
 mod common;
 #[path = "../tests/common/release.rs"]
@@ -25,7 +28,7 @@ fn main() {
     if !invoked_by_cargo_bench("install") {
         return;
     }
-    let runs = env_usize("BENCH_RUNS", 3).max(1);
+    let runs = setting("BENCH_RUNS", 3, 1).max(1);
     let tmp = tempdir("cg-bench-install-");
     let logs = tmp.path().join("logs");
     let target = host_release_target();
@@ -50,6 +53,7 @@ fn main() {
         human_bytes(std::fs::metadata(&archive).unwrap().len())
     );
 
+    let fake_cargo = smoke().then(|| fake_cargo(&tmp.path().join("fake-cargo")));
     let install = |server: &Server, round: usize, kind: &str| -> Duration {
         let step = tmp.path().join(format!("{kind}-{round}"));
         std::fs::create_dir_all(&step).unwrap();
@@ -60,6 +64,12 @@ fn main() {
             .env("GITHUB_PATH", step.join("path"))
             .env("RUNNER_TOOL_CACHE", step.join("tool-cache"))
             .env("CARGO_GUARDED_INSTALL_BASE_URL", &server.base);
+        if let Some(dir) = &fake_cargo {
+            let mut path = std::ffi::OsString::from(dir);
+            path.push(":");
+            path.push(std::env::var_os("PATH").unwrap_or_default());
+            c.env("PATH", path);
+        }
         let run = timed(&mut c, &logs);
         let output = std::fs::read_to_string(step.join("output")).unwrap();
         let bin = output
@@ -92,4 +102,31 @@ fn main() {
     println!("{}", summary("source (cargo install --locked)", &times[1]));
     ratio_line("source / prebuilt", &times[1], &times[0], None);
     ratio_line("prebuilt / source", &times[0], &times[1], Some(0.1));
+}
+
+/// A dir holding a stand-in `cargo` for smoke runs: `cargo install … --root DIR` copies the built
+/// binary to `DIR/bin/cargo-guarded`; anything else fails.
+fn fake_cargo(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let script = dir.join("cargo");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+# Smoke run of bench/install.rs: stands in for a release build of cargo-guarded.
+[ "$1" = install ] || {{ echo "fake cargo: only cargo install is faked: $*" >&2; exit 1; }}
+root=
+while [ $# -gt 0 ]; do
+  [ "$1" = --root ] && root=$2
+  shift
+done
+[ -n "$root" ] || {{ echo "fake cargo: no --root" >&2; exit 1; }}
+mkdir -p "$root/bin" && cp '{BIN}' "$root/bin/cargo-guarded"
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir.to_owned()
 }

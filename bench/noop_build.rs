@@ -30,11 +30,11 @@ fn main() {
     if !invoked_by_cargo_bench("noop_build") {
         return;
     }
-    let runs = env_usize("BENCH_RUNS", 30).max(1);
+    let runs = setting("BENCH_RUNS", 30, 1).max(1);
     let tmp = tempdir("cg-bench-noop-");
     let ws = fixture("small", &tmp.path().join("ws"));
     measure("fixtures/small", &ws, runs, &tmp.path().join("small"));
-    let crates = env_usize("BENCH_CRATES", 150);
+    let crates = setting("BENCH_CRATES", 150, 5);
     if crates > 0 {
         let ws = generated_workspace(crates, &tmp.path().join("gen-ws"));
         println!();
@@ -164,6 +164,15 @@ fn measure(what: &str, ws: &Path, runs: usize, scratch: &Path) {
         job_target.join("debug").join("app").exists(),
         "cargo guarded did not build into {}",
         job_target.display()
+    );
+    // It ran under the job's lease, in the job's dir (by `status --json`).
+    let status = status_json(&root, &logs);
+    let dir = lease_dir(&status, JOB)
+        .unwrap_or_else(|| panic!("status --json lists no lease of {JOB}:\n{status:#}"));
+    assert_eq!(
+        dir.canonicalize().unwrap(),
+        root.join(JOB).canonicalize().unwrap(),
+        "{JOB}'s lease names another dir:\n{status:#}"
     );
     println!("  warm-up build (cold): {}", ms(first.wall));
     for (name, mut c) in [

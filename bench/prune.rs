@@ -35,8 +35,8 @@ fn main() {
     if !invoked_by_cargo_bench("prune") {
         return;
     }
-    let jobs = env_usize("BENCH_JOBS", 20).max(2);
-    let runs = env_usize("BENCH_RUNS", 15).max(1);
+    let jobs = setting("BENCH_JOBS", 20, 3).max(2);
+    let runs = setting("BENCH_RUNS", 15, 1).max(1);
     let tmp = tempdir("cg-bench-prune-");
     let logs = tmp.path().join("logs");
     let ws = fixture("moving", &tmp.path().join("ws"));
@@ -111,29 +111,31 @@ fn main() {
         n.set(n.get() + 1);
         format!("job-{}", n.get())
     };
+    // A no-op adoption: the job took the last job's dir (by `status --json` and the dir's
+    // identity) and compiled nothing.
+    let adoption = |extra: &[&str]| {
+        let id = next();
+        let before = dir_identities(&roots[0]);
+        let run = timed(&mut job(&roots[0], &id, extra), &logs);
+        let how = origin(&roots[0], &id, &before, &logs);
+        assert!(
+            matches!(how, Origin::Adopted(_)),
+            "{id} did not adopt ({how:?}):\n{}",
+            run.stderr
+        );
+        run
+    };
     let mut on = |_: usize| {
-        let run = timed(&mut job(&roots[0], &next(), &[]), &logs);
+        let run = adoption(&[]);
         assert!(
             !run.compiled(),
             "a no-op adoption compiled:\n{}",
             run.stderr
         );
-        assert!(
-            run.stderr.to_lowercase().contains("adopted"),
-            "{}",
-            run.stderr
-        );
         run.wall
     };
     let mut off = |_: usize| {
-        let run = timed(
-            &mut job(
-                &roots[0],
-                &next(),
-                &["--no-prune", "--max-warm-size", "off"],
-            ),
-            &logs,
-        );
+        let run = adoption(&["--no-prune", "--max-warm-size", "off"]);
         assert!(
             !run.compiled(),
             "a no-op adoption compiled:\n{}",

@@ -5,7 +5,7 @@
 //! dir, leaf dirs five levels down as under `target/debug/deps/...`; small files of 0-2 KiB).
 //! One is the `target/` of an expired job dir in a root (its lease derived from one written by a
 //! real `cargo guarded exec -- true`: released, expired an hour ago) and is reclaimed by
-//! `cargo guarded gc --all-expired`; the other sits, with the same `lease.json`, in a plain dir
+//! `cargo guarded gc --all-expired --json` (whose report says which dir it removed); the other sits, with the same `lease.json`, in a plain dir
 //! removed by `rm -rf`. The trees are written at the same time (a thread each) and synced to
 //! disk before timing, so neither is colder than the other and neither removal races
 //! writeback. The order alternates every round. Both figures are whole-process wall times;
@@ -28,8 +28,8 @@ fn main() {
     if !invoked_by_cargo_bench("reclaim") {
         return;
     }
-    let files = env_usize("BENCH_FILES", 100_000).max(FILES_PER_DIR);
-    let rounds = env_usize("BENCH_ROUNDS", 4).max(1);
+    let files = setting("BENCH_FILES", 100_000, 2_000).max(FILES_PER_DIR);
+    let rounds = setting("BENCH_ROUNDS", 4, 1).max(1);
     let tmp = tempdir("cg-bench-reclaim-");
     let logs = tmp.path().join("logs");
     let template = real_lease(tmp.path());
@@ -37,7 +37,7 @@ fn main() {
     make_root(&root, tmp.path());
 
     println!(
-        "reclaim: `cargo guarded gc --all-expired` of an expired job dir vs `rm -rf` of an \
+        "reclaim: `cargo guarded gc --all-expired --json` of an expired job dir vs `rm -rf` of an \
          identical copy; {files} files per tree, {rounds} interleaved rounds"
     );
     println!("  binary: {BIN}");
@@ -78,7 +78,7 @@ fn main() {
 
         let gc = |logs: &Path| {
             let run = timed(
-                &mut guarded(&root, tmp.path(), ["gc", "--all-expired"]),
+                &mut guarded(&root, tmp.path(), ["gc", "--all-expired", "--json"]),
                 logs,
             );
             assert!(
@@ -92,10 +92,11 @@ fn main() {
                 "gc left {} in .trash/",
                 job
             );
-            assert!(
-                run.stderr.contains(&format!("Removed {job}")),
-                "{}",
-                run.stderr
+            assert_eq!(
+                gc_removed(&run),
+                [job.as_str()],
+                "gc --json does not report removing {job}:\n{}",
+                run.stdout
             );
             run.wall
         };
@@ -125,7 +126,10 @@ fn main() {
     }
 
     println!();
-    println!("{}", summary("cargo guarded gc --all-expired", &gc_times));
+    println!(
+        "{}",
+        summary("cargo guarded gc --all-expired --json", &gc_times)
+    );
     println!("{}", summary("rm -rf (identical copy)", &rm_times));
     ratio_line("gc / rm -rf", &gc_times, &rm_times, Some(1.0));
 }

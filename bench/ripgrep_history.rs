@@ -9,7 +9,8 @@
 //! registry (cached or fetched).
 //!
 //! The repository is read from `RIPGREP_GIT` (a git dir, bare or not; default
-//! `/work/.mirror/BurntSushi+ripgrep/repo`); each commit is `git archive`d into one workspace
+//! `/work/.mirror/BurntSushi+ripgrep/repo`, at full scale only: a smoke run without
+//! `RIPGREP_GIT` skips, and so does any run without the repository); each commit is `git archive`d into one workspace
 //! path, emptied in between, so every job is the same workspace at another commit.
 
 mod common;
@@ -77,12 +78,24 @@ fn main() {
     if !invoked_by_cargo_bench("ripgrep_history") {
         return;
     }
-    let repo = std::env::var("RIPGREP_GIT").unwrap_or_else(|_| DEFAULT_GIT.to_owned());
+    let repo = match std::env::var("RIPGREP_GIT") {
+        Ok(repo) => repo,
+        // Even at 2 jobs the history makes three cold ripgrep builds (minutes): a smoke run takes
+        // it only when asked to.
+        Err(_) if smoke() => {
+            println!(
+                "ripgrep_history: skipped in a smoke run: RIPGREP_GIT is not set (the default \
+                 mirror {DEFAULT_GIT} is used at full scale only)"
+            );
+            return;
+        }
+        Err(_) => DEFAULT_GIT.to_owned(),
+    };
     if !Path::new(&repo).exists() {
         println!("ripgrep_history: skipped: no ripgrep git dir at {repo} (set RIPGREP_GIT)");
         return;
     }
-    let commits = commits(&repo, env_usize("BENCH_JOBS", 8).max(2));
+    let commits = commits(&repo, setting("BENCH_JOBS", 8, 2).max(2));
     let tmp = tempdir("cg-bench-rg-");
     let logs = tmp.path().join("logs");
     let ws = tmp.path().join("ripgrep");
@@ -126,7 +139,19 @@ fn main() {
             let id = format!("job-{}", i + 1);
             let mut c = guarded(&root, &ws, ["--job-id", &id, "--linger", "0s"]);
             c.env("RUNNER_NAME", "bench").args(*extra).arg("build");
+            let before = dir_identities(&root);
             let run = timed(&mut c, &logs);
+            // Each job after the first takes the last one's dir (`status --json`, the dir's
+            // identity): the figures are about warm reuse.
+            let how = origin(&root, &id, &before, &logs);
+            if i > 0 {
+                assert_eq!(
+                    how,
+                    Origin::Adopted(format!("job-{i}")),
+                    "{name} {id}:\n{}",
+                    run.stderr
+                );
+            }
             let n = run
                 .stderr
                 .lines()

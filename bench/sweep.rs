@@ -38,8 +38,8 @@ fn main() {
     if !invoked_by_cargo_bench("sweep") {
         return;
     }
-    let max = env_usize("BENCH_DIRS", 10_000).max(4);
-    let runs = env_usize("BENCH_RUNS", 15).max(1);
+    let max = setting("BENCH_DIRS", 10_000, 200).max(4);
+    let runs = setting("BENCH_RUNS", 15, 1).max(1);
     let sizes = [max / 4, max / 2, max];
     let tmp = tempdir("cg-bench-sweep-");
     let logs = tmp.path().join("logs");

@@ -1,7 +1,7 @@
 //! The command line as a user meets it (issue 11): `help <cmd>`, typos and non-projects that fail
 //! before any lease, clap's own error rendering, cargo-style output, one colour decision passed on
-//! to the wrapped command, workspace detection that reads TOML, and `gc` saying why it reclaims
-//! nothing.
+//! to the wrapped command, and workspace detection that reads TOML (`gc` saying why it reclaims
+//! nothing is pinned whole in tests/snapshots.rs).
 
 mod common;
 #[path = "common/tmux.rs"]
@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::*;
+use snapbox::assert_data_eq;
 
 /// No job dir was taken: the root was never even created.
 fn assert_no_lease(env: &Env, what: &str) {
@@ -25,20 +26,11 @@ fn assert_no_lease(env: &Env, what: &str) {
 fn help_for_a_command_is_ours_and_takes_no_lease() {
     let env = Env::new();
     let ws = env.fixture("small");
+    // The same text as `gc --help` and `--help` (tests/snapshots.rs pins those).
     let out = env.ok(&ws, ["help", "gc"]);
-    let text = stdout(&out);
-    assert!(
-        text.contains("Usage: cargo guarded gc"),
-        "{}",
-        describe(&out)
-    );
-    assert!(text.contains("--dry-run"), "{text}");
+    assert_data_eq!(raw_transcript(&out), snapshot_file("help/gc.txt"));
     let out = env.ok(&ws, ["help"]);
-    assert!(
-        stdout(&out).contains("Usage: cargo guarded"),
-        "{}",
-        describe(&out)
-    );
+    assert_data_eq!(raw_transcript(&out), snapshot_file("help/guarded.txt"));
     // Issue 21, item 7: a cargo command's help is cargo's (`cargo help build`), not clap's
     // "unrecognized subcommand".
     let out = env.ok(&ws, ["help", "build"]);
@@ -229,39 +221,6 @@ fn one_colour_decision_reaches_the_wrapped_command() {
 fn plant_expired(env: &Env, name: &str) {
     let dir = plant_job(&env.root, name, &expired_lease(name, None));
     std::fs::write(dir.join("target/debug/artifact"), vec![7u8; 4096]).unwrap();
-}
-
-#[test]
-fn gc_says_why_it_reclaims_nothing_and_prints_cargo_style_lines() {
-    let env = Env::new();
-    // Make the root a real one first.
-    env.ok(env.path(), ["exec", "--", "true"]);
-    plant_expired(&env, "old");
-    let out = env.ok(env.path(), ["gc", "--dry-run", "--reclaim-below", "0%"]);
-    let err = stderr(&out);
-    assert!(
-        err.contains("     Nothing to reclaim: ") && err.contains("is above the reclaim target"),
-        "{err}"
-    );
-    assert!(!err.contains("now "), "{err}");
-    assert!(err.contains("        Kept old (expired"), "{err}");
-    plant_expired(&env, "older");
-    // With pressure, cargo's shape: verbs right-aligned in 12 columns.
-    let out = env.ok(env.path(), ["gc", "--dry-run", "--all-expired"]);
-    let err = stderr(&out);
-    assert!(err.contains("Would remove old (expired 1h ago"), "{err}");
-    assert!(err.contains("  Would free "), "{err}");
-    let out = env.ok(env.path(), ["gc", "--all-expired"]);
-    let err = stderr(&out);
-    assert!(
-        err.contains("\n     Removed older (expired 1h ago"),
-        "{err}"
-    );
-    assert!(
-        err.contains("\n   Reclaimed ") && err.contains(" in 2 dirs; now "),
-        "{err}"
-    );
-    assert!(!err.contains("[cargo-guarded]"), "{err}");
 }
 
 #[test]

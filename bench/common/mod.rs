@@ -15,6 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+mod check;
+#[allow(unused_imports)] // Not every bench reads JSON back.
+pub use check::*;
 #[path = "../../tests/common/shared.rs"]
 mod shared;
 use shared::clean_env;
@@ -28,6 +31,11 @@ pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// it without. Only the former should spend minutes measuring.
 pub fn invoked_by_cargo_bench(name: &str) -> bool {
     if std::env::args().any(|a| a == "--bench") {
+        if smoke() {
+            println!(
+                "{name}: smoke run (CARGO_GUARDED_BENCH_SMOKE): its checks hold, its figures mean nothing"
+            );
+        }
         return true;
     }
     println!(
@@ -36,15 +44,23 @@ pub fn invoked_by_cargo_bench(name: &str) -> bool {
     false
 }
 
-/// A whole-number setting from the environment, e.g. `BENCH_RUNS=5`.
-pub fn env_usize(name: &str, default: usize) -> usize {
+/// `CARGO_GUARDED_BENCH_SMOKE=1`: a smoke run (`.ci/run` runs every bench so): one round, small
+/// N. It checks that the bench's own assertions hold (what the binary did), not its figures.
+pub fn smoke() -> bool {
+    std::env::var("CARGO_GUARDED_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A whole-number setting from the environment, e.g. `BENCH_RUNS=5`; unset, `full`, or `smoke`
+/// in a [`smoke`] run.
+pub fn setting(name: &str, full: usize, smoke: usize) -> usize {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
             .replace('_', "")
             .parse()
             .unwrap_or_else(|_| panic!("{name}: expected a whole number, got `{v}`")),
-        _ => default,
+        _ if self::smoke() => smoke,
+        _ => full,
     }
 }
 

@@ -9,14 +9,20 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod github_step;
 mod holder;
 mod require;
 mod shared;
+mod snap;
 #[allow(unused_imports)] // Not every test file needs them.
+pub use github_step::*;
+#[allow(unused_imports)]
 pub use holder::*;
 #[allow(unused_imports)]
 pub use require::*;
 pub use shared::{clean_env, copy_dir};
+#[allow(unused_imports)]
+pub use snap::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cargo-guarded");
 
