@@ -45,8 +45,8 @@ impl ProcessBuilder {
     }
 
     /// Let the child inherit `fd` (which must stay open until the child has started).
-    pub(crate) fn inherit_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> &mut Self {
-        self.inherit = Some(fd.as_raw_fd());
+    pub(crate) fn inherit_fd(&mut self, fd: Option<std::os::fd::RawFd>) -> &mut Self {
+        self.inherit = fd;
         self
     }
 

@@ -271,6 +271,197 @@ fn without_a_cgroup_the_token_finds_the_tree() {
 use std::process::Command;
 
 // ---------------------------------------------------------------------------------------------
+// Wrapper and reaper SIGKILLed together (`killall -9 cargo-guarded`)
+
+/// The wrapper's reaper: its child that is a forked copy of it (same `comm`).
+fn reaper_of(run: &Spawned) -> i32 {
+    let wrapper = run.pid();
+    let mut found = None;
+    let ok = wait_for(60, || {
+        let tasks = std::fs::read_dir(format!("/proc/{wrapper}/task"))
+            .into_iter()
+            .flatten();
+        found = tasks.flatten().find_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .find(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/comm"))
+                        .is_ok_and(|c| c.trim() == "cargo-guarded")
+                })
+        });
+        found.is_some()
+    });
+    assert!(
+        ok,
+        "no reaper under wrapper {wrapper}\n{}",
+        run.stderr_so_far()
+    );
+    found.unwrap()
+}
+
+/// The command of issue 20's reproducer: a `setsid` sleeper and a plain background one (the
+/// shell, the direct child, dies with the wrapper by `PR_SET_PDEATHSIG`; both sleepers survive).
+const ORPHANING: &str = "setsid sleep 1000 >/dev/null 2>&1 & echo $! > o.tmp && mv o.tmp o.pid; \
+                         sleep 1000 & echo $! > p.tmp && mv p.tmp p.pid; wait";
+
+/// Kill wrapper and reaper together (the reaper first, so it cannot act), let the lease's 1 s
+/// TTL pass, and check what every reader makes of the dir while the orphan lives, and after.
+fn wrapper_and_reaper_killed(env: &Env, ws: &Path, run: Spawned, job: &str) {
+    let orphans = [
+        wait_pid(&run, &ws.join("o.pid")),
+        wait_pid(&run, &ws.join("p.pid")),
+    ];
+    let wrapper = run.pid();
+    let reaper = reaper_of(&run);
+    send_signal(reaper, libc::SIGKILL);
+    send_signal(wrapper, libc::SIGKILL);
+    run.finish(30);
+    assert!(
+        wait_for(30, || !pid_alive(reaper)),
+        "the reaper survived kill -9"
+    );
+    assert!(
+        orphans.iter().all(|&p| pid_alive(p)),
+        "the orphans must outlive wrapper and reaper here"
+    );
+    // The lease's TTL (1 s) passes with no heartbeat: by the lease alone, the dir is expired.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let gc = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(
+        env.root.join(job).join("target").is_dir(),
+        "gc deleted the dir of a running process\n{}",
+        describe(&gc)
+    );
+    assert!(
+        stderr(&gc).contains(&format!("processes of job `{job}` still hold it")),
+        "gc says why it keeps the dir\n{}",
+        describe(&gc)
+    );
+    let status = env.status();
+    let lease = &status["leases"][0];
+    assert_eq!(lease["state"], "active", "{status:#}");
+    assert!(
+        lease["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still hold it"),
+        "{status:#}"
+    );
+    // The orphans gone, the lock goes with them: the next sweep reclaims the dir.
+    for p in orphans {
+        send_signal(p, libc::SIGKILL);
+    }
+    assert_gone(&orphans, "the orphans");
+    let gc = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(
+        !env.root.join(job).exists(),
+        "an expired dir nobody holds is reclaimed\n{}",
+        describe(&gc)
+    );
+}
+
+/// Issue 20 item 1, cgroup mode: `killall -9 cargo-guarded` hits wrapper and reaper; a `setsid`
+/// child of the command survives, and the dir stays protected while it runs (the tree lock it
+/// inherited). The cgroup it was left in is removed by the next run once empty.
+#[test]
+fn kill_9_of_wrapper_and_reaper_keeps_the_dir_while_the_tree_lives() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let run = env.spawn(
+        &ws,
+        "orphan",
+        [
+            "-v", "--ttl", "1s", "--job-id", "orph", "exec", "--", "sh", "-c", ORPHANING,
+        ],
+    );
+    let wrapper = run.pid();
+    assert!(wait_for(60, || run.stderr_so_far().contains("Tracking")));
+    let in_cgroup = run.stderr_so_far().contains("process tree in cgroup");
+    wrapper_and_reaper_killed(&env, &ws, run, "orph");
+    if in_cgroup {
+        let left = cgroup_left(wrapper).expect("the killed wrapper's cgroup, left behind");
+        // Empty now (its orphans were killed): the next run of any job removes it.
+        env.ok(&ws, ["--job-id", "next", "exec", "--", "true"]);
+        assert!(!left.exists(), "{} was left behind", left.display());
+    }
+}
+
+/// `cargo-guarded guarded ARGS` as uid `uid`, who owns the test's dirs and can create no cgroup
+/// (the machine's cgroups are root's): the token tracks the tree. `None`: not root, skipped.
+fn as_token_user(env: &Env, ws: &Path, uid: u32, args: &[&str]) -> Option<Command> {
+    require_root("a second user", || Ok(()))?;
+    std::fs::create_dir_all(&env.root).unwrap();
+    for p in [env.path(), &env.root, ws] {
+        std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+    }
+    let mut cmd = Command::new("setpriv");
+    let id = uid.to_string();
+    cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups", BIN]);
+    let base = env.cmd(ws);
+    cmd.env_clear()
+        .envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("HOME", env.path())
+        .current_dir(ws)
+        .arg("guarded")
+        .args(args);
+    Some(cmd)
+}
+
+/// Issue 20 item 1, token mode (a user with no writable cgroup): the same protection.
+#[test]
+fn kill_9_of_wrapper_and_reaper_keeps_the_dir_in_token_mode() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let args = [
+        "-v", "--ttl", "1s", "--job-id", "orph", "exec", "--", "sh", "-c", ORPHANING,
+    ];
+    let Some(mut cmd) = as_token_user(&env, &ws, 4712, &args) else {
+        return;
+    };
+    let run = spawn_logged(&mut cmd, &env.path().join("orphan"));
+    assert!(wait_for(30, || run
+        .stderr_so_far()
+        .contains("CARGO_GUARDED_RUN_TOKEN")));
+    wrapper_and_reaper_killed(&env, &ws, run, "orph");
+}
+
+/// A daemon that escapes the step's tracking (here: a scrubbed environment, in token mode) but
+/// keeps the fds it inherited: the step says so when it ends, and the dir stays protected.
+#[test]
+fn a_step_that_ends_with_an_escaped_daemon_says_so_and_keeps_the_dir() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let daemon = "env -i setsid sleep 1000 >/dev/null 2>&1 & echo $! > e.tmp && mv e.tmp e.pid";
+    let args = [
+        "--ttl", "1s", "--linger", "0s", "--job-id", "esc", "exec", "--", "sh", "-c", daemon,
+    ];
+    let Some(mut cmd) = as_token_user(&env, &ws, 4713, &args) else {
+        return;
+    };
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let escaped = read_pid(&ws.join("e.pid")).expect("e.pid");
+    assert!(pid_alive(escaped), "the daemon escaped the token scan");
+    assert!(
+        stderr(&out).contains("still run after this step ended"),
+        "{}",
+        describe(&out)
+    );
+    let gc = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(
+        env.root.join("esc").join("target").is_dir(),
+        "{}",
+        describe(&gc)
+    );
+    send_signal(escaped, libc::SIGKILL);
+    assert_gone(&[escaped], "the escaped daemon");
+    env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(!env.root.join("esc").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Inherited dispositions
 
 /// `nohup`: SIGHUP ignored when we start stays ignored, for the wrapper and the child.

@@ -3,7 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,7 +30,8 @@ pub(crate) struct Held {
     pub(super) dir: File,
     /// The tree lock (`probe::TREE_LOCK`), held shared: the command inherits it, so the dir
     /// stays protected while any process of its tree lives (docs/protocol.md#what-a-lock-means).
-    tree: File,
+    /// `None` once given up at the end of the step (`survivors`).
+    tree: Mutex<Option<File>>,
     pub(super) ident: Identity,
     lease: Mutex<Lease>,
 }
@@ -40,15 +41,20 @@ impl Held {
         self.path.join(TARGET)
     }
 
-    /// The tree lock's fd, for the command to inherit (`ProcessBuilder::inherit_fd`).
-    pub(crate) fn tree_fd(&self) -> BorrowedFd<'_> {
-        self.tree.as_fd()
+    /// The tree lock's fd, for the command to inherit (`ProcessBuilder::inherit_fd`); it stays
+    /// open until the session ends.
+    pub(crate) fn tree_fd(&self) -> Option<RawFd> {
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        tree.as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// After the release, our own share of the tree lock given up: whether processes of this
-    /// step's tree still hold it (they escaped its tracking and keep the dir protected).
+    /// After the release: close our fd of the tree lock, then say whether processes of the job
+    /// still hold it (they escaped the step's tracking and keep the dir protected). Never an
+    /// unlock: the command's processes share our open file and its lock; only closing our fd
+    /// leaves the lock to them.
     pub(super) fn survivors(&self) -> bool {
-        super::probe::others_share(&self.tree)
+        drop(self.tree.lock().unwrap_or_else(|e| e.into_inner()).take());
+        super::probe::others_hold(self.dir.as_fd())
     }
 
     /// The job dir, open and locked: for work done under the lock (pruning at adoption).
@@ -86,7 +92,7 @@ impl Held {
 
 pub(super) fn held(root: &Root, name: &OsStr, dir: File, tree: File, lease: Lease) -> Result<Held> {
     Ok(Held {
-        tree,
+        tree: Mutex::new(Some(tree)),
         path: root.join(name),
         name: name.to_owned(),
         root_fd: root.fd().try_clone_to_owned()?,

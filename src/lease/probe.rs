@@ -197,17 +197,19 @@ pub(super) fn share(
     }
 }
 
-/// At the end of a step, our own share of the tree lock released: whether other processes
-/// (of this step's tree, which outlived its tracking) still share it. Killed processes drop the
-/// lock as they exit, so this waits a little (up to 1 s) before saying yes.
-pub(super) fn others_share(tree: &File) -> bool {
+/// At the end of a step, our own fd of the tree lock closed (never unlocked: the command's
+/// processes share that open file and its lock): whether anyone still holds the tree lock of
+/// `dir` (whose lock we hold). Killed processes drop it as they exit, so this waits a little (up
+/// to 1 s) before saying yes. A fresh open file of our own: a lock conversion on the inherited
+/// one would succeed however many processes share it.
+pub(super) fn others_hold(dir: BorrowedFd<'_>) -> bool {
+    let Ok(Some(file)) = open_tree_lock(dir, false) else {
+        return false;
+    };
     for _ in 0..20 {
-        // A conversion of our own shared lock: it fails while anyone else shares it.
-        match rustix::fs::flock(tree, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {
-                let _ = rustix::fs::flock(tree, FlockOperation::Unlock);
-                return false;
-            }
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            // Released again when `file` closes.
+            Ok(()) => return false,
             Err(Errno::WOULDBLOCK) => std::thread::sleep(Duration::from_millis(50)),
             Err(_) => return false,
         }

@@ -81,14 +81,7 @@ impl Tree {
     /// refused: no write access to the common ancestor, a cgroup with controllers enabled).
     pub(super) fn confirm(&mut self, child: u32) {
         let Some(cg) = &self.cgroup else { return };
-        let inside = std::fs::read_to_string(format!("/proc/{child}/cgroup"))
-            .ok()
-            .and_then(|s| {
-                let rel = s.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
-                Some(cg.path.ends_with(rel.trim_start_matches('/')))
-            })
-            .unwrap_or(false);
-        if !inside {
+        if !cg.holds(child) {
             let _ = std::fs::remove_dir(&cg.path);
             self.cgroup = None;
         }
@@ -140,6 +133,7 @@ impl Cgroup {
         let rel = ours.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         let base = cgroup2_dir(&mountinfo, rel)?;
+        remove_orphans(&base);
         let path = base.join(format!("cargo-guarded-{}", std::process::id()));
         // A dir of the same name is left by an earlier wrapper of the same pid killed before its
         // reaper could remove it; it is empty (or we could not remove it, and fall back).
@@ -174,6 +168,68 @@ impl Cgroup {
                 None
             }
         }
+    }
+}
+
+impl Cgroup {
+    /// Whether `child` (ours, not yet reaped) is in this cgroup: its own `cgroup.procs` lists it,
+    /// or the child's cgroup path is this one's, whole. Race closed: at a cgroup namespace's root
+    /// (a container, `unshare --cgroup`) the child's path is `/`, and a test of the path's *end*
+    /// (`ends_with("")`, always true) took a refused move for success, so the token fallback
+    /// never ran and a `setsid` child outlived a normal exit.
+    fn holds(&self, child: u32) -> bool {
+        let listed = std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.lines().any(|l| l.trim().parse() == Ok(child)));
+        listed || self.is_path_of(child)
+    }
+
+    /// The child's cgroup (`/proc/PID/cgroup`, relative to our namespace's root) resolved under
+    /// the cgroup2 mount, compared whole with ours: a child that exited already (a zombie, not in
+    /// `cgroup.procs`) still shows the cgroup it died in.
+    fn is_path_of(&self, child: u32) -> bool {
+        let Ok(theirs) = std::fs::read_to_string(format!("/proc/{child}/cgroup")) else {
+            return false;
+        };
+        let Some(rel) = theirs.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return false;
+        };
+        let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return false;
+        };
+        cgroup2_dir(&mountinfo, rel.trim()).is_some_and(|dir| dir == self.path)
+    }
+}
+
+/// Remove the `cargo-guarded-<pid>` cgroups under `base` left by wrappers that are gone (killed
+/// together with their reaper, so nobody removed them) once they are empty: the next run cleans
+/// up, so none is leaked for long. `rmdir` of a cgroup fails while it has processes, so a cgroup
+/// whose orphans still run stays until a later run. Only dead pids (of our pid namespace): a live
+/// wrapper's cgroup may be empty for a moment between its `mkdir` and its child's start.
+fn remove_orphans(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("cargo-guarded-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+            continue;
+        };
+        if rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH) {
+            continue;
+        }
+        if let Ok(dir) = std::fs::File::open(entry.path()) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: an open dir fd, for the duration of the call.
+            unsafe { remove_subdirs(dir.as_raw_fd(), 4) };
+        }
+        let _ = std::fs::remove_dir(entry.path());
     }
 }
 
