@@ -223,3 +223,42 @@ pub(crate) fn empty(root: &Path) -> Result<Status> {
         totals: Totals::default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The table of docs/protocol.md#what-a-lock-means, as `status` shows it.
+    #[test]
+    fn a_dir_is_shown_by_its_lease_and_its_locks() {
+        let live = Verdict::Live {
+            renewed_ago: Duration::from_secs(1),
+        };
+        let lingering = Verdict::Lingering {
+            expires_in: Duration::from_secs(60),
+        };
+        let expired = Verdict::Expired {
+            since: SystemTime::UNIX_EPOCH,
+        };
+        let unknown = Holder::Unknown("lock failed (EIO)".into());
+        for (verdict, holder, want) in [
+            (&live, &Holder::Live(Hold::Dir), LeaseState::Active),
+            (&live, &Holder::Live(Hold::Tree), LeaseState::Active),
+            (&live, &Holder::Gone, LeaseState::Gone),
+            // Untrusted locks prove nothing: the fresh heartbeat decides.
+            (&live, &Holder::Unseen, LeaseState::Active),
+            (&live, &unknown, LeaseState::Unknown),
+            (&lingering, &Holder::Gone, LeaseState::Released),
+            (&lingering, &unknown, LeaseState::Unknown),
+            (&expired, &Holder::Live(Hold::Dir), LeaseState::Active),
+            (&expired, &Holder::Live(Hold::Tree), LeaseState::Active),
+            (&expired, &Holder::Gone, LeaseState::Expired),
+            (&expired, &Holder::Unseen, LeaseState::Expired),
+            (&expired, &unknown, LeaseState::Unknown),
+        ] {
+            assert_eq!(state(verdict, holder), want, "{verdict:?} {holder:?}");
+        }
+    }
+}

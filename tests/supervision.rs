@@ -270,6 +270,93 @@ fn without_a_cgroup_the_token_finds_the_tree() {
 
 use std::process::Command;
 
+/// A cgroup made for one test under ours, removed (with what a run left in it) when dropped.
+struct TestCgroup(PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // What a failed run left in it (a sleeper that outlived the wrapper) goes first.
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        wait_for(10, || {
+            std::fs::read_to_string(self.0.join("cgroup.events"))
+                .is_ok_and(|e| e.contains("populated 0"))
+        });
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Issue 20 item 3: in a cgroup namespace (a container; here `unshare --cgroup` with cgroup2
+/// mounted inside) the wrapper's cgroup is `/`. Its user may create a cgroup under it but not
+/// write the parent's `cgroup.procs`, so the move of the child is refused: the token must take
+/// over, and a `setsid` child must not outlive a normal exit. (Judged by the end of the path,
+/// `ends_with("")` took the refused move for success.)
+#[test]
+fn at_a_cgroup_namespace_root_a_refused_move_falls_back_to_the_token() {
+    if require_root("unshare --cgroup, a second user", || Ok(())).is_none() {
+        return;
+    }
+    let Some(base) = require("a cgroup v2 hierarchy", own_cgroup()) else {
+        return;
+    };
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let uid = 4721;
+    let cg = TestCgroup(base.join(format!("cg-test-{}", std::process::id())));
+    std::fs::create_dir(&cg.0).unwrap();
+    // Ours to create cgroups in; its `cgroup.procs` stays root's (mode 644).
+    std::os::unix::fs::chown(&cg.0, Some(uid), Some(uid)).unwrap();
+    let mnt = env.path().join("cgroup2");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir_all(&env.root).unwrap();
+    for p in [env.path(), &env.root, &ws] {
+        std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+    }
+    let inner = "setsid sleep 1000 >/dev/null 2>&1 & echo $! > s.tmp && mv s.tmp s.pid";
+    let script = format!(
+        "echo $$ > '{procs}' && exec unshare --cgroup --mount sh -c \
+         'mount -t cgroup2 none \"$0\" && exec setpriv --reuid {uid} --regid {uid} --clear-groups \
+          env -i PATH=/usr/bin:/bin HOME=\"$1\" CARGO_GUARDED_ROOT=\"$2\" \"$3\" guarded -v \
+          --job-id ns exec -- sh -c \"$4\"' '{mnt}' '{home}' '{root}' '{BIN}' '{inner}'",
+        procs = cg.0.join("cgroup.procs").display(),
+        mnt = mnt.display(),
+        home = env.path().display(),
+        root = env.root.display(),
+    );
+    let out = output(Command::new("sh").args(["-c", &script]).current_dir(&ws));
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("_CARGO_GUARDED_RUN_TOKEN"),
+        "the refused move is seen, the token tracks the tree\n{}",
+        describe(&out)
+    );
+    let sleeper = read_pid(&ws.join("s.pid")).expect("s.pid");
+    assert_gone(
+        &[sleeper],
+        "a setsid child after a normal exit at a cgroup namespace root",
+    );
+}
+
+/// This test's own cgroup v2 dir (where `cargo-guarded-<pid>` cgroups of its runs go).
+fn own_cgroup() -> Result<PathBuf, String> {
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let rel = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("no cgroup v2 line in /proc/self/cgroup")?
+        .trim_start_matches('/')
+        .to_owned();
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|base| Path::new(base).join(&rel))
+        .find(|dir| dir.join("cgroup.procs").exists())
+        .ok_or_else(|| "no cgroup2 mount".to_owned())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Wrapper and reaper SIGKILLed together (`killall -9 cargo-guarded`)
 
