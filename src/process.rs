@@ -304,7 +304,7 @@ fn start(
     tree: &tree::Tree,
     setup: impl Fn() -> std::io::Result<()> + Send + Sync + 'static,
 ) -> std::io::Result<libc::pid_t> {
-    let token = [(OsStr::new(tree::TOKEN_VAR), Some(OsStr::new(tree.token())))];
+    let token = [(OsStr::new(tree::TOKEN_VAR), Some(OsStr::new(tree.chain())))];
     if let Some(dir) = tree.dir_fd() {
         let prepared = clone3::Prepared::new(
             &pb.program,
@@ -320,7 +320,7 @@ fn start(
     }
     let procs_fd = tree.procs_fd();
     let mut cmd = pb.command();
-    cmd.env(tree::TOKEN_VAR, tree.token());
+    cmd.env(tree::TOKEN_VAR, tree.chain());
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
     // (write, and those of `child_setup`), allocating nothing.
     unsafe {

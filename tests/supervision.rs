@@ -335,6 +335,7 @@ fn at_a_cgroup_namespace_root_a_refused_move_falls_back_to_the_token() {
         describe(&out)
     );
     let sleeper = read_pid(&ws.join("s.pid")).expect("s.pid");
+    let _cleanup = KillOnDrop(vec![sleeper]);
     assert_gone(
         &[sleeper],
         "a setsid child after a normal exit at a cgroup namespace root",
@@ -362,7 +363,10 @@ fn own_cgroup() -> Result<PathBuf, String> {
 
 /// The wrapper's reaper: its child that is a forked copy of it (same `comm`).
 fn reaper_of(run: &Spawned) -> i32 {
-    let wrapper = run.pid();
+    reaper_of_pid(run.pid(), run)
+}
+
+fn reaper_of_pid(wrapper: i32, run: &Spawned) -> i32 {
     let mut found = None;
     let ok = wait_for(60, || {
         let tasks = std::fs::read_dir(format!("/proc/{wrapper}/task"))
@@ -386,6 +390,19 @@ fn reaper_of(run: &Spawned) -> i32 {
         run.stderr_so_far()
     );
     found.unwrap()
+}
+
+/// Processes a test started that must not outlive it, whatever it asserts: SIGKILLed on drop.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            if pid_alive(p) {
+                send_signal(p, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// The command of issue 20's reproducer: a `setsid` sleeper and a plain background one (the
@@ -530,6 +547,7 @@ fn a_step_that_ends_with_an_escaped_daemon_says_so_and_keeps_the_dir() {
     let out = output(&mut cmd);
     assert_success(&out);
     let escaped = read_pid(&ws.join("e.pid")).expect("e.pid");
+    let _cleanup = KillOnDrop(vec![escaped]);
     assert!(pid_alive(escaped), "the daemon escaped the token scan");
     assert!(
         stderr(&out).contains("still run after this step ended"),
@@ -546,6 +564,47 @@ fn a_step_that_ends_with_an_escaped_daemon_says_so_and_keeps_the_dir() {
     assert_gone(&[escaped], "the escaped daemon");
     env.ok(env.path(), ["gc", "--all-expired"]);
     assert!(!env.root.join("esc").exists());
+}
+
+/// Issue 20 item 2: token mode (no writable cgroup), a nested run of the same job, `kill -9` of
+/// the outer wrapper. The outer reaper kills the inner wrapper and reaper (they carry the outer
+/// token); the inner tree carries the chain `outer:inner`, so it goes too. The inner reaper is
+/// SIGKILLed first: were it to win the race against the outer one (its wrapper killed first, it
+/// kills its tree), the test would prove nothing; here nothing but the outer scan is left.
+#[test]
+fn kill_9_of_an_outer_wrapper_in_token_mode_takes_the_nested_runs_tree() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let inner = format!(
+        "'{BIN}' guarded --job-id nest exec -- sh -c 'setsid sleep 1000 >/dev/null 2>&1 & \
+         echo $! > a.tmp && mv a.tmp a.pid; sleep 1000 & echo $! > b.tmp && mv b.tmp b.pid; \
+         echo $PPID > w.tmp && mv w.tmp w.pid; wait'"
+    );
+    let args = ["-v", "--job-id", "nest", "exec", "--", "sh", "-c", &inner];
+    let Some(mut cmd) = as_token_user(&env, &ws, 4714, &args) else {
+        return;
+    };
+    let run = spawn_logged(&mut cmd, &env.path().join("nest"));
+    let sleepers = [
+        wait_pid(&run, &ws.join("a.pid")),
+        wait_pid(&run, &ws.join("b.pid")),
+    ];
+    let _cleanup = KillOnDrop(sleepers.to_vec());
+    assert!(
+        run.stderr_so_far().contains("CARGO_GUARDED_RUN_TOKEN"),
+        "token mode\n{}",
+        run.stderr_so_far()
+    );
+    let inner_wrapper = wait_pid(&run, &ws.join("w.pid"));
+    let inner_reaper = reaper_of_pid(inner_wrapper, &run);
+    send_signal(inner_reaper, libc::SIGKILL);
+    assert!(wait_for(30, || !pid_alive(inner_reaper)));
+    send_signal(run.pid(), libc::SIGKILL);
+    run.finish(30);
+    assert_gone(
+        &sleepers,
+        "the nested run's tree after kill -9 of the outer wrapper",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

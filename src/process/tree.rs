@@ -8,7 +8,9 @@
 //!   at once (Linux >= 5.14);
 //! - else a per-run token in the child's environment: descendants inherit it, and the killer
 //!   scans `/proc/*/environ` for it (processes it may read: its own uid's, or all as root).
-//!   A process that scrubs its environment escapes this one.
+//!   A process that scrubs its environment escapes this one. Tokens form a chain: a nested
+//!   `cargo guarded` appends its own token to the one it inherited (`outer:inner`), so the
+//!   outer run's killer finds the nested run's processes too, not just its wrapper and reaper.
 //!
 //! The killing code runs in the forked reaper too (after `fork` in a multithreaded process), so
 //! it only makes raw syscalls into stack buffers: no allocation, no locks.
@@ -22,11 +24,19 @@ use std::path::PathBuf;
 /// hashes every `CARGO_*` variable into its keys, and a per-run value would make every run miss.
 pub(crate) const TOKEN_VAR: &str = "_CARGO_GUARDED_RUN_TOKEN";
 
+/// `TOKEN_VAR=` as it starts the variable in `/proc/PID/environ`.
+const TOKEN_PREFIX: &[u8] = b"_CARGO_GUARDED_RUN_TOKEN=";
+
+/// The longest inherited chain we extend (64 nested runs); a longer or malformed value is not
+/// ours, and this run starts a chain of its own.
+const MAX_CHAIN: usize = 64 * 33;
+
 /// How the tree is tracked; fixed once the child has started.
 pub(super) struct Tree {
-    /// `TOKEN_VAR=<token>` as found in `/proc/PID/environ`, NUL-delimited on both sides.
-    needle: Vec<u8>,
+    /// This run's token: what its killer looks for as one link of the chain.
     token: String,
+    /// `TOKEN_VAR`'s value for the child: the inherited chain, then `token`.
+    chain: String,
     cgroup: Option<Cgroup>,
 }
 
@@ -47,21 +57,22 @@ impl Tree {
     /// few file operations and no subprocess.
     pub(super) fn prepare() -> Tree {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut needle = Vec::with_capacity(TOKEN_VAR.len() + token.len() + 3);
-        needle.push(0);
-        needle.extend_from_slice(TOKEN_VAR.as_bytes());
-        needle.push(b'=');
-        needle.extend_from_slice(token.as_bytes());
-        needle.push(0);
+        // Read here, not in `Config`: it is this process's own tracking, set by the `cargo
+        // guarded` we run under (if any), not an option.
+        let chain = match std::env::var(TOKEN_VAR) {
+            Ok(outer) if is_chain(&outer) => format!("{outer}:{token}"),
+            _ => token.clone(),
+        };
         Tree {
-            needle,
             token,
+            chain,
             cgroup: Cgroup::create(),
         }
     }
 
-    pub(super) fn token(&self) -> &str {
-        &self.token
+    /// `TOKEN_VAR`'s value for the child.
+    pub(super) fn chain(&self) -> &str {
+        &self.chain
     }
 
     /// The fd of our cgroup's dir, to start the child in it.
@@ -102,7 +113,7 @@ impl Tree {
     pub(super) fn killer(&self) -> Killer<'_> {
         use std::os::fd::AsRawFd;
         Killer {
-            needle: &self.needle,
+            token: self.token.as_bytes(),
             cgroup: self.cgroup.as_ref().map(|c| {
                 (
                     c.kill.as_raw_fd(),
@@ -241,6 +252,15 @@ impl Drop for Cgroup {
     }
 }
 
+/// Whether an inherited `TOKEN_VAR` is a chain of tokens we made: hex links joined by `:`.
+fn is_chain(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_CHAIN
+        && value
+            .split(':')
+            .all(|link| !link.is_empty() && link.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The dir of cgroup `rel` (as in `/proc/self/cgroup`'s `0::` line) under a cgroup2 mount.
 fn cgroup2_dir(mountinfo: &str, rel: &str) -> Option<PathBuf> {
     for line in mountinfo.lines() {
@@ -291,7 +311,8 @@ fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
 /// Everything needed to kill the tree, as borrowed raw parts: usable after `fork`.
 #[derive(Clone, Copy)]
 pub(super) struct Killer<'a> {
-    needle: &'a [u8],
+    /// This run's token.
+    token: &'a [u8],
     /// `cgroup.kill` fd, `cgroup.events` fd, the dir.
     cgroup: Option<(i32, i32, &'a CStr)>,
 }
@@ -304,7 +325,7 @@ impl Killer<'_> {
             None => {
                 // New processes may be forked while we scan: scan until a scan finds none.
                 for _ in 0..50 {
-                    if kill_token_holders(self.needle) == 0 {
+                    if kill_token_holders(self.token) == 0 {
                         break;
                     }
                 }
@@ -396,9 +417,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// SIGKILL every process (but us) whose environment holds `needle`; returns how many.
+/// SIGKILL every process (but us) whose token chain holds `token`; returns how many.
 /// Raw `getdents64`/`open`/`read` into stack buffers: this runs after `fork` in the reaper.
-fn kill_token_holders(needle: &[u8]) -> usize {
+fn kill_token_holders(token: &[u8]) -> usize {
     let mut killed = 0;
     // SAFETY: syscalls on fds opened here, into buffers on this stack, each read bounded by the
     // buffer's length; dirent records are parsed within the bytes getdents64 returned.
@@ -430,7 +451,7 @@ fn kill_token_holders(needle: &[u8]) -> usize {
                 let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
                 if let Some(pid) = parse_pid(name)
                     && pid != me
-                    && environ_holds(proc_fd, name, needle)
+                    && environ_holds(proc_fd, name, token)
                 {
                     libc::kill(pid, libc::SIGKILL);
                     killed += 1;
@@ -455,15 +476,80 @@ fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
     })
 }
 
-/// Whether `/proc/<pid>/environ` holds `needle` (which starts and ends with NUL; the first
-/// variable has no NUL before it, so the stream is read as if one preceded it).
+/// Finds, in an environment fed in chunks, a `TOKEN_VAR` whose chain (`a:b:c`) has `token` as
+/// one whole link. A state machine over bytes: no allocation, so it runs after `fork`.
+struct Scan<'a> {
+    token: &'a [u8],
+    /// How much of `TOKEN_PREFIX` the current variable has matched; `None`: another variable.
+    name: Option<usize>,
+    in_value: bool,
+    /// How much of `token` the current link has matched; `None`: not this link.
+    link: Option<usize>,
+    found: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn new(token: &'a [u8]) -> Scan<'a> {
+        Scan {
+            token,
+            name: Some(0),
+            in_value: false,
+            link: None,
+            found: false,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                0 => {
+                    self.end_link();
+                    self.name = Some(0);
+                    self.in_value = false;
+                }
+                b':' if self.in_value => {
+                    self.end_link();
+                    self.link = Some(0);
+                }
+                _ if self.in_value => {
+                    self.link = self
+                        .link
+                        .and_then(|n| (self.token.get(n) == Some(&b)).then_some(n + 1));
+                }
+                _ => {
+                    self.name = self
+                        .name
+                        .and_then(|n| (TOKEN_PREFIX.get(n) == Some(&b)).then_some(n + 1));
+                    if self.name == Some(TOKEN_PREFIX.len()) {
+                        self.in_value = true;
+                        self.name = None;
+                        self.link = Some(0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_link(&mut self) {
+        if self.in_value && self.link == Some(self.token.len()) {
+            self.found = true;
+        }
+    }
+
+    fn finish(mut self) -> bool {
+        self.end_link();
+        self.found
+    }
+}
+
+/// Whether `/proc/<pid>/environ` holds `TOKEN_VAR` with `token` in its chain.
 ///
 /// # Safety
 /// `proc_fd` is an open fd of `/proc`.
-unsafe fn environ_holds(proc_fd: i32, pid: &[u8], needle: &[u8]) -> bool {
+unsafe fn environ_holds(proc_fd: i32, pid: &[u8], token: &[u8]) -> bool {
     let mut path = [0u8; 32];
     let rel = b"/environ";
-    if pid.len() + rel.len() + 1 > path.len() || needle.len() > 128 {
+    if pid.len() + rel.len() + 1 > path.len() {
         return false;
     }
     path[..pid.len()].copy_from_slice(pid);
@@ -479,29 +565,22 @@ unsafe fn environ_holds(proc_fd: i32, pid: &[u8], needle: &[u8]) -> bool {
     if fd < 0 {
         return false;
     }
-    // The last `needle.len() - 1` bytes of the previous chunk are kept before the next one, so
-    // a match across a chunk boundary is found.
-    let mut buf = [0u8; 128 + 8192];
-    let keep = needle.len() - 1;
-    let mut have = keep;
-    let mut found = false;
+    let mut buf = [0u8; 8192];
+    let mut scan = Scan::new(token);
     loop {
-        // SAFETY: reading into the part of `buf` after the kept bytes.
-        let n = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
+        // SAFETY: reading into `buf`, bounded by its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n <= 0 {
             break;
         }
-        let end = have + n as usize;
-        if contains(&buf[..end], needle) {
-            found = true;
+        scan.feed(&buf[..n as usize]);
+        if scan.found {
             break;
         }
-        buf.copy_within(end - keep..end, 0);
-        have = keep;
     }
     // SAFETY: closing the fd opened above.
     unsafe { libc::close(fd) };
-    found
+    scan.finish()
 }
 
 /// An environment as `/proc/PID/environ` shows it, for tests of the scan.
@@ -552,12 +631,8 @@ mod tests {
     }
 
     #[test]
-    fn the_token_scan_matches_whole_variables_only() {
-        let tree = Tree {
-            needle: b"\0_CARGO_GUARDED_RUN_TOKEN=abc\0".to_vec(),
-            token: "abc".into(),
-            cgroup: None,
-        };
+    fn the_token_scan_matches_whole_links_of_the_variable_only() {
+        assert_eq!(TOKEN_PREFIX, format!("{TOKEN_VAR}=").as_bytes());
         let dir = tempfile::tempdir().unwrap();
         let proc_fd = std::fs::File::open(dir.path()).unwrap();
         let check = |name: &str, env: Vec<u8>| {
@@ -565,7 +640,7 @@ mod tests {
             std::fs::write(dir.path().join(name).join("environ"), env).unwrap();
             use std::os::fd::AsRawFd;
             // SAFETY: a dir fd standing in for /proc.
-            unsafe { environ_holds(proc_fd.as_raw_fd(), name.as_bytes(), &tree.needle) }
+            unsafe { environ_holds(proc_fd.as_raw_fd(), name.as_bytes(), b"abc") }
         };
         assert!(check(
             "1",
@@ -588,5 +663,39 @@ mod tests {
             "6",
             environ_of(&[&big, "_CARGO_GUARDED_RUN_TOKEN=abc", "C=d"])
         ));
+        // A nested run's processes carry the chain: the outer token is one of its links.
+        assert!(check(
+            "7",
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=abc:def"])
+        ));
+        assert!(check(
+            "8",
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=0f:abc:def"])
+        ));
+        assert!(check("9", environ_of(&["_CARGO_GUARDED_RUN_TOKEN=0f:abc"])));
+        assert!(!check(
+            "10",
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=0f:xabc:abcd"])
+        ));
+        // The token elsewhere (another variable's value) is not the chain.
+        assert!(!check(
+            "11",
+            environ_of(&["A=abc", "_CARGO_GUARDED_RUN_TOKEN=def"])
+        ));
+        assert!(!check(
+            "12",
+            environ_of(&["A=_CARGO_GUARDED_RUN_TOKEN=abc"])
+        ));
+    }
+
+    #[test]
+    fn only_a_chain_of_our_tokens_is_extended() {
+        assert!(is_chain("0af"));
+        assert!(is_chain("0af:12"));
+        assert!(!is_chain(""));
+        assert!(!is_chain("a::b"));
+        assert!(!is_chain("a:b:"));
+        assert!(!is_chain("a b"));
+        assert!(!is_chain(&"a".repeat(MAX_CHAIN + 1)));
     }
 }
