@@ -412,7 +412,14 @@ const ORPHANING: &str = "setsid sleep 1000 >/dev/null 2>&1 & echo $! > o.tmp && 
 
 /// Kill wrapper and reaper together (the reaper first, so it cannot act), let the lease's 1 s
 /// TTL pass, and check what every reader makes of the dir while the orphan lives, and after.
-fn wrapper_and_reaper_killed(env: &Env, ws: &Path, run: Spawned, job: &str) {
+/// `step` makes the command of a further `cargo guarded ARGS` of the same user.
+fn wrapper_and_reaper_killed(
+    env: &Env,
+    ws: &Path,
+    run: Spawned,
+    job: &str,
+    step: &dyn Fn(&[&str]) -> Command,
+) {
     let orphans = [
         wait_pid(&run, &ws.join("o.pid")),
         wait_pid(&run, &ws.join("p.pid")),
@@ -453,6 +460,17 @@ fn wrapper_and_reaper_killed(env: &Env, ws: &Path, run: Spawned, job: &str) {
             .contains("still hold it"),
         "{status:#}"
     );
+    // The job's next step is not blocked by its orphans (they share the tree lock, the step
+    // takes it shared too), and it says they still run.
+    let next = output(&mut step(&[
+        "--wait", "30s", "--linger", "0s", "--job-id", job, "exec", "--", "true",
+    ]));
+    assert_success(&next);
+    assert!(
+        stderr(&next).contains("processes of this job (started by this step, or by an earlier one that was killed) still run after this step ended"),
+        "{}",
+        describe(&next)
+    );
     // The orphans gone, the lock goes with them: the next sweep reclaims the dir.
     for p in orphans {
         send_signal(p, libc::SIGKILL);
@@ -483,7 +501,12 @@ fn kill_9_of_wrapper_and_reaper_keeps_the_dir_while_the_tree_lives() {
     let wrapper = run.pid();
     assert!(wait_for(60, || run.stderr_so_far().contains("Tracking")));
     let in_cgroup = run.stderr_so_far().contains("process tree in cgroup");
-    wrapper_and_reaper_killed(&env, &ws, run, "orph");
+    let step = |args: &[&str]| {
+        let mut cmd = env.cmd(&ws);
+        cmd.arg("guarded").args(args);
+        cmd
+    };
+    wrapper_and_reaper_killed(&env, &ws, run, "orph", &step);
     if in_cgroup {
         let left = cgroup_left(wrapper).expect("the killed wrapper's cgroup, left behind");
         // Empty now (its orphans were killed): the next run of any job removes it.
@@ -528,7 +551,8 @@ fn kill_9_of_wrapper_and_reaper_keeps_the_dir_in_token_mode() {
     assert!(wait_for(30, || run
         .stderr_so_far()
         .contains("CARGO_GUARDED_RUN_TOKEN")));
-    wrapper_and_reaper_killed(&env, &ws, run, "orph");
+    let step = |args: &[&str]| as_token_user(&env, &ws, 4712, args).unwrap();
+    wrapper_and_reaper_killed(&env, &ws, run, "orph", &step);
 }
 
 /// A daemon that escapes the step's tracking (here: a scrubbed environment, in token mode) but
