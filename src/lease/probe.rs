@@ -175,6 +175,11 @@ pub(super) fn share(
     let file = open_tree_lock(dir, true)
         .map_err(|e| anyhow::anyhow!(e))?
         .context("tree lock missing after create")?;
+    // Readable by every uid whatever the umask: `status` and guards of other users probe it
+    // (a lock they cannot open is an unknown, kept and reported). Only our own file.
+    if rustix::fs::fstat(&file).is_ok_and(|st| st.st_uid == rustix::process::geteuid().as_raw()) {
+        let _ = rustix::fs::fchmod(&file, Mode::from_raw_mode(0o644));
+    }
     let limit = wait.unwrap_or(Duration::from_secs(30));
     let started = Instant::now();
     loop {
