@@ -100,7 +100,8 @@ pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> 
     {
         return None;
     }
-    dir.try_lock().ok()?;
+    // Its creator made the tree lock right after locking the dir: both, as for any job dir.
+    let _taken = take(dir.as_fd()).ok()?;
     if !root.still_names(name, &dir) {
         return None;
     }
