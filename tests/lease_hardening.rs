@@ -678,3 +678,41 @@ fn a_reader_in_another_time_namespace_judges_on_the_wall_clock() {
     let report = gc_stepped(&env, 2 * 3600, &unshare);
     assert_eq!(removed_names(&report), ["lingers"], "{report:#}");
 }
+
+/// Issue 20 item 7: a holder SIGKILLed a moment ago (its heartbeat still fresh) is shown as gone,
+/// with when its dir becomes reclaimable, not as `active … held by` until its TTL passes:
+/// `status` tries the locks (`lease::probe`).
+#[test]
+fn status_shows_a_killed_holder_as_gone_not_active() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let holder = env.live_holder(&ws, "killed");
+    send_signal(holder.pid(), libc::SIGKILL);
+    // Its reaper kills `sleep 60`, which held the tree lock it inherited.
+    let mut last = Value::Null;
+    let gone = wait_for(30, || {
+        last = status_entry(&env.status(), "killed");
+        last["state"] == "gone"
+    });
+    assert!(gone, "{last:#}");
+    let note = last["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("holder gone; reclaimable at 20"),
+        "{last:#}"
+    );
+    let out = env.ok(env.path(), ["status"]);
+    let row = stdout(&out)
+        .lines()
+        .find(|l| l.contains("killed"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(row.starts_with("gone"), "{}", describe(&out));
+    assert!(
+        row.contains("(holder gone; reclaimable in "),
+        "{}",
+        describe(&out)
+    );
+    // Not reclaimable before its TTL: the guard keeps it, judged by its lease.
+    let gc = gc(&env, &["--all-expired"]);
+    assert!(env.root.join("killed").is_dir(), "{}", describe(&gc));
+}

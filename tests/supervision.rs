@@ -270,6 +270,367 @@ fn without_a_cgroup_the_token_finds_the_tree() {
 
 use std::process::Command;
 
+/// A cgroup made for one test under ours, removed (with what a run left in it) when dropped.
+struct TestCgroup(PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // What a failed run left in it (a sleeper that outlived the wrapper) goes first.
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        wait_for(10, || {
+            std::fs::read_to_string(self.0.join("cgroup.events"))
+                .is_ok_and(|e| e.contains("populated 0"))
+        });
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Issue 20 item 3: in a cgroup namespace (a container; here `unshare --cgroup` with cgroup2
+/// mounted inside) the wrapper's cgroup is `/`. Its user may create a cgroup under it but not
+/// write the parent's `cgroup.procs`, so the move of the child is refused: the token must take
+/// over, and a `setsid` child must not outlive a normal exit. (Judged by the end of the path,
+/// `ends_with("")` took the refused move for success.)
+#[test]
+fn at_a_cgroup_namespace_root_a_refused_move_falls_back_to_the_token() {
+    if require_root("unshare --cgroup, a second user", || Ok(())).is_none() {
+        return;
+    }
+    let Some(base) = require("a cgroup v2 hierarchy", own_cgroup()) else {
+        return;
+    };
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let uid = 4721;
+    let cg = TestCgroup(base.join(format!("cg-test-{}", std::process::id())));
+    std::fs::create_dir(&cg.0).unwrap();
+    // Ours to create cgroups in; its `cgroup.procs` stays root's (mode 644).
+    std::os::unix::fs::chown(&cg.0, Some(uid), Some(uid)).unwrap();
+    let mnt = env.path().join("cgroup2");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir_all(&env.root).unwrap();
+    for p in [env.path(), &env.root, &ws] {
+        std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+    }
+    let inner = "setsid sleep 1000 >/dev/null 2>&1 & echo $! > s.tmp && mv s.tmp s.pid";
+    let script = format!(
+        "echo $$ > '{procs}' && exec unshare --cgroup --mount sh -c \
+         'mount -t cgroup2 none \"$0\" && exec setpriv --reuid {uid} --regid {uid} --clear-groups \
+          env -i PATH=/usr/bin:/bin HOME=\"$1\" CARGO_GUARDED_ROOT=\"$2\" \"$3\" guarded -v \
+          --job-id ns exec -- sh -c \"$4\"' '{mnt}' '{home}' '{root}' '{BIN}' '{inner}'",
+        procs = cg.0.join("cgroup.procs").display(),
+        mnt = mnt.display(),
+        home = env.path().display(),
+        root = env.root.display(),
+    );
+    let out = output(Command::new("sh").args(["-c", &script]).current_dir(&ws));
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("_CARGO_GUARDED_RUN_TOKEN"),
+        "the refused move is seen, the token tracks the tree\n{}",
+        describe(&out)
+    );
+    let sleeper = read_pid(&ws.join("s.pid")).expect("s.pid");
+    let _cleanup = KillOnDrop(vec![sleeper]);
+    assert_gone(
+        &[sleeper],
+        "a setsid child after a normal exit at a cgroup namespace root",
+    );
+}
+
+/// This test's own cgroup v2 dir (where `cargo-guarded-<pid>` cgroups of its runs go).
+fn own_cgroup() -> Result<PathBuf, String> {
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let rel = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("no cgroup v2 line in /proc/self/cgroup")?
+        .trim_start_matches('/')
+        .to_owned();
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|base| Path::new(base).join(&rel))
+        .find(|dir| dir.join("cgroup.procs").exists())
+        .ok_or_else(|| "no cgroup2 mount".to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wrapper and reaper SIGKILLed together (`killall -9 cargo-guarded`)
+
+/// The wrapper's reaper: its child that is a forked copy of it (same `comm`).
+fn reaper_of(run: &Spawned) -> i32 {
+    reaper_of_pid(run.pid(), run)
+}
+
+fn reaper_of_pid(wrapper: i32, run: &Spawned) -> i32 {
+    let mut found = None;
+    let ok = wait_for(60, || {
+        let tasks = std::fs::read_dir(format!("/proc/{wrapper}/task"))
+            .into_iter()
+            .flatten();
+        found = tasks.flatten().find_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .find(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/comm"))
+                        .is_ok_and(|c| c.trim() == "cargo-guarded")
+                })
+        });
+        found.is_some()
+    });
+    assert!(
+        ok,
+        "no reaper under wrapper {wrapper}\n{}",
+        run.stderr_so_far()
+    );
+    found.unwrap()
+}
+
+/// Processes a test started that must not outlive it, whatever it asserts: SIGKILLed on drop.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            if pid_alive(p) {
+                send_signal(p, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The command of issue 20's reproducer: a `setsid` sleeper and a plain background one (the
+/// shell, the direct child, dies with the wrapper by `PR_SET_PDEATHSIG`; both sleepers survive).
+const ORPHANING: &str = "setsid sleep 1000 >/dev/null 2>&1 & echo $! > o.tmp && mv o.tmp o.pid; \
+                         sleep 1000 & echo $! > p.tmp && mv p.tmp p.pid; wait";
+
+/// Kill wrapper and reaper together (the reaper first, so it cannot act), let the lease's 1 s
+/// TTL pass, and check what every reader makes of the dir while the orphan lives, and after.
+/// `step` makes the command of a further `cargo guarded ARGS` of the same user.
+fn wrapper_and_reaper_killed(
+    env: &Env,
+    ws: &Path,
+    run: Spawned,
+    job: &str,
+    step: &dyn Fn(&[&str]) -> Command,
+) {
+    let orphans = [
+        wait_pid(&run, &ws.join("o.pid")),
+        wait_pid(&run, &ws.join("p.pid")),
+    ];
+    let wrapper = run.pid();
+    let reaper = reaper_of(&run);
+    send_signal(reaper, libc::SIGKILL);
+    send_signal(wrapper, libc::SIGKILL);
+    run.finish(30);
+    assert!(
+        wait_for(30, || !pid_alive(reaper)),
+        "the reaper survived kill -9"
+    );
+    assert!(
+        orphans.iter().all(|&p| pid_alive(p)),
+        "the orphans must outlive wrapper and reaper here"
+    );
+    // The lease's TTL (1 s) passes with no heartbeat: by the lease alone, the dir is expired.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let gc = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(
+        env.root.join(job).join("target").is_dir(),
+        "gc deleted the dir of a running process\n{}",
+        describe(&gc)
+    );
+    assert!(
+        stderr(&gc).contains(&format!("processes of job `{job}` still hold it")),
+        "gc says why it keeps the dir\n{}",
+        describe(&gc)
+    );
+    let status = env.status();
+    let lease = &status["leases"][0];
+    assert_eq!(lease["state"], "active", "{status:#}");
+    assert!(
+        lease["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still hold it"),
+        "{status:#}"
+    );
+    // The job's next step is not blocked by its orphans (they share the tree lock, the step
+    // takes it shared too), and it says they still run.
+    let next = output(&mut step(&[
+        "--wait", "30s", "--linger", "0s", "--job-id", job, "exec", "--", "true",
+    ]));
+    assert_success(&next);
+    assert!(
+        stderr(&next).contains("processes of this job (started by this step, or by an earlier one that was killed) still run after this step ended"),
+        "{}",
+        describe(&next)
+    );
+    // The orphans gone, the lock goes with them: the next sweep reclaims the dir.
+    for p in orphans {
+        send_signal(p, libc::SIGKILL);
+    }
+    assert_gone(&orphans, "the orphans");
+    let gc = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(
+        !env.root.join(job).exists(),
+        "an expired dir nobody holds is reclaimed\n{}",
+        describe(&gc)
+    );
+}
+
+/// Issue 20 item 1, cgroup mode: `killall -9 cargo-guarded` hits wrapper and reaper; a `setsid`
+/// child of the command survives, and the dir stays protected while it runs (the tree lock it
+/// inherited). The cgroup it was left in is removed by the next run once empty.
+#[test]
+fn kill_9_of_wrapper_and_reaper_keeps_the_dir_while_the_tree_lives() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let run = env.spawn(
+        &ws,
+        "orphan",
+        [
+            "-v", "--ttl", "1s", "--job-id", "orph", "exec", "--", "sh", "-c", ORPHANING,
+        ],
+    );
+    let wrapper = run.pid();
+    assert!(wait_for(60, || run.stderr_so_far().contains("Tracking")));
+    let in_cgroup = run.stderr_so_far().contains("process tree in cgroup");
+    let step = |args: &[&str]| {
+        let mut cmd = env.cmd(&ws);
+        cmd.arg("guarded").args(args);
+        cmd
+    };
+    wrapper_and_reaper_killed(&env, &ws, run, "orph", &step);
+    if in_cgroup {
+        let left = cgroup_left(wrapper).expect("the killed wrapper's cgroup, left behind");
+        // Empty now (its orphans were killed): the next run of any job removes it.
+        env.ok(&ws, ["--job-id", "next", "exec", "--", "true"]);
+        assert!(!left.exists(), "{} was left behind", left.display());
+    }
+}
+
+/// `cargo-guarded guarded ARGS` as uid `uid`, who owns the test's dirs and can create no cgroup
+/// (the machine's cgroups are root's): the token tracks the tree. `None`: not root, skipped.
+fn as_token_user(env: &Env, ws: &Path, uid: u32, args: &[&str]) -> Option<Command> {
+    require_root("a second user", || Ok(()))?;
+    std::fs::create_dir_all(&env.root).unwrap();
+    for p in [env.path(), &env.root, ws] {
+        std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+    }
+    let mut cmd = Command::new("setpriv");
+    let id = uid.to_string();
+    cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups", BIN]);
+    let base = env.cmd(ws);
+    cmd.env_clear()
+        .envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("HOME", env.path())
+        .current_dir(ws)
+        .arg("guarded")
+        .args(args);
+    Some(cmd)
+}
+
+/// Issue 20 item 1, token mode (a user with no writable cgroup): the same protection.
+#[test]
+fn kill_9_of_wrapper_and_reaper_keeps_the_dir_in_token_mode() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let args = [
+        "-v", "--ttl", "1s", "--job-id", "orph", "exec", "--", "sh", "-c", ORPHANING,
+    ];
+    let Some(mut cmd) = as_token_user(&env, &ws, 4712, &args) else {
+        return;
+    };
+    let run = spawn_logged(&mut cmd, &env.path().join("orphan"));
+    assert!(wait_for(30, || run
+        .stderr_so_far()
+        .contains("CARGO_GUARDED_RUN_TOKEN")));
+    let step = |args: &[&str]| as_token_user(&env, &ws, 4712, args).unwrap();
+    wrapper_and_reaper_killed(&env, &ws, run, "orph", &step);
+}
+
+/// A daemon that escapes the step's tracking (here: a scrubbed environment, in token mode) but
+/// keeps the fds it inherited: the step says so when it ends, and the dir stays protected.
+#[test]
+fn a_step_that_ends_with_an_escaped_daemon_says_so_and_keeps_the_dir() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let daemon = "env -i setsid sleep 1000 >/dev/null 2>&1 & echo $! > e.tmp && mv e.tmp e.pid";
+    let args = [
+        "--ttl", "1s", "--linger", "0s", "--job-id", "esc", "exec", "--", "sh", "-c", daemon,
+    ];
+    let Some(mut cmd) = as_token_user(&env, &ws, 4713, &args) else {
+        return;
+    };
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let escaped = read_pid(&ws.join("e.pid")).expect("e.pid");
+    let _cleanup = KillOnDrop(vec![escaped]);
+    assert!(pid_alive(escaped), "the daemon escaped the token scan");
+    assert!(
+        stderr(&out).contains("still run after this step ended"),
+        "{}",
+        describe(&out)
+    );
+    let gc = env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(
+        env.root.join("esc").join("target").is_dir(),
+        "{}",
+        describe(&gc)
+    );
+    send_signal(escaped, libc::SIGKILL);
+    assert_gone(&[escaped], "the escaped daemon");
+    env.ok(env.path(), ["gc", "--all-expired"]);
+    assert!(!env.root.join("esc").exists());
+}
+
+/// Issue 20 item 2: token mode (no writable cgroup), a nested run of the same job, `kill -9` of
+/// the outer wrapper. The outer reaper kills the inner wrapper and reaper (they carry the outer
+/// token); the inner tree carries the chain `outer:inner`, so it goes too. The inner reaper is
+/// SIGKILLed first: were it to win the race against the outer one (its wrapper killed first, it
+/// kills its tree), the test would prove nothing; here nothing but the outer scan is left.
+#[test]
+fn kill_9_of_an_outer_wrapper_in_token_mode_takes_the_nested_runs_tree() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let inner = format!(
+        "'{BIN}' guarded --job-id nest exec -- sh -c 'setsid sleep 1000 >/dev/null 2>&1 & \
+         echo $! > a.tmp && mv a.tmp a.pid; sleep 1000 & echo $! > b.tmp && mv b.tmp b.pid; \
+         echo $PPID > w.tmp && mv w.tmp w.pid; wait'"
+    );
+    let args = ["-v", "--job-id", "nest", "exec", "--", "sh", "-c", &inner];
+    let Some(mut cmd) = as_token_user(&env, &ws, 4714, &args) else {
+        return;
+    };
+    let run = spawn_logged(&mut cmd, &env.path().join("nest"));
+    let sleepers = [
+        wait_pid(&run, &ws.join("a.pid")),
+        wait_pid(&run, &ws.join("b.pid")),
+    ];
+    let _cleanup = KillOnDrop(sleepers.to_vec());
+    assert!(
+        run.stderr_so_far().contains("CARGO_GUARDED_RUN_TOKEN"),
+        "token mode\n{}",
+        run.stderr_so_far()
+    );
+    let inner_wrapper = wait_pid(&run, &ws.join("w.pid"));
+    let inner_reaper = reaper_of_pid(inner_wrapper, &run);
+    send_signal(inner_reaper, libc::SIGKILL);
+    assert!(wait_for(30, || !pid_alive(inner_reaper)));
+    send_signal(run.pid(), libc::SIGKILL);
+    run.finish(30);
+    assert_gone(
+        &sleepers,
+        "the nested run's tree after kill -9 of the outer wrapper",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Inherited dispositions
 

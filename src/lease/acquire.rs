@@ -21,6 +21,7 @@ use super::adopt::{AdoptOutcome, scan_for_new_job};
 use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::probe::{TREE_LOCK, share};
 use super::record::{Lease, Owner, State, expiry, heartbeat_interval, read, write};
 use super::root::{Root, Skip};
 use super::{LEASE_FILE, NEW_PREFIX, PROTOCOL, TARGET, step};
@@ -298,7 +299,11 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
     }
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", path.display()))?;
-    held(root, name, dir, lease)
+    // Shared: orphans of an earlier step of this job (a daemon that outlived its wrapper) share
+    // it too, and must not make this step wait (docs/protocol.md#what-a-lock-means).
+    let tree = share(dir.as_fd(), req.interrupted, req.wait)
+        .with_context(|| format!("failed to lock {}", path.join(TREE_LOCK).display()))?;
+    held(root, name, dir, tree, lease)
 }
 
 /// Race closed (shared roots, mode 1777): another user may pre-create a job's dir with a valid
@@ -386,6 +391,9 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
     };
     dir.lock()
         .with_context(|| format!("failed to lock {}", tmp_path.display()))?;
+    // In the dir before it is published: no reader can see the dir without its tree lock.
+    let tree = share(dir.as_fd(), req.interrupted, req.wait)
+        .with_context(|| format!("failed to lock {}", tmp_path.join(TREE_LOCK).display()))?;
     step("acquire-locked");
     let lease = req.lease(Some(key), SystemTime::now());
     write(dir.as_fd(), &lease)
@@ -405,10 +413,10 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
             ) {
                 bail!("failed to publish {}: {why}", root.join(req.name).display());
             }
-            Ok(Some(held(root, OsStr::new(req.name), dir, lease)?))
+            Ok(Some(held(root, OsStr::new(req.name), dir, tree, lease)?))
         }
         Err(e) if is_exists(e) => {
-            drop(dir);
+            drop((tree, dir));
             let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.mount);
             Ok(None)
         }

@@ -16,6 +16,7 @@ use super::acquire::{Request, check_owned};
 use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::probe::{TREE_LOCK, take};
 use super::record::{Lease, State, Verdict, classify, read, stage, write};
 use super::root::Root;
 use super::step;
@@ -56,7 +57,7 @@ pub(super) fn scan_for_new_job(
         if same_runner
             && lease.state == State::Released
             && lease.expires_at > now.wall
-            && dir.try_lock().is_ok()
+            && let Ok(_taken) = take(dir.as_fd())
             && root.still_names(&name, &dir)
             && let Ok(mut fresh) = read(dir.as_fd())
             && fresh.state == State::Released
@@ -111,10 +112,11 @@ pub(super) fn adopt(
     let Ok(dir) = root.open_job(&cand.name) else {
         return Ok(AdoptOutcome::Lost);
     };
-    // A live owner, a guard mid-claim or another adopter holds it: not ours.
-    if dir.try_lock().is_err() {
+    // A live owner, a guard mid-claim, another adopter, or processes of its job that outlived
+    // their wrapper hold it, or its locks cannot be tried: not ours.
+    let Ok(taken) = take(dir.as_fd()) else {
         return Ok(AdoptOutcome::Lost);
-    }
+    };
     // Race closed: renamed into `.trash/` or to another adopter's name between open and lock.
     if !root.still_names(&cand.name, &dir) {
         return Ok(AdoptOutcome::Lost);
@@ -181,6 +183,12 @@ pub(super) fn adopt(
     staged
         .commit()
         .with_context(|| format!("failed to write lease in {}", root.join(req.name).display()))?;
-    let held = held(root, OsStr::new(req.name), dir, lease)?;
+    let tree = taken.into_shared(dir.as_fd()).with_context(|| {
+        format!(
+            "failed to lock {}",
+            root.join(req.name).join(TREE_LOCK).display()
+        )
+    })?;
+    let held = held(root, OsStr::new(req.name), dir, tree, lease)?;
     Ok(AdoptOutcome::Adopted(Box::new(held)))
 }

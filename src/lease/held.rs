@@ -3,7 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,6 +29,10 @@ pub(crate) struct Held {
     name: OsString,
     root_fd: OwnedFd,
     pub(super) dir: File,
+    /// The tree lock (`probe::TREE_LOCK`), held shared: the command inherits it, so the dir
+    /// stays protected while any process of its tree lives (docs/protocol.md#what-a-lock-means).
+    /// `None` once given up at the end of the step (`survivors`).
+    tree: Mutex<Option<File>>,
     pub(super) ident: Identity,
     lease: Mutex<Lease>,
 }
@@ -36,6 +40,22 @@ pub(crate) struct Held {
 impl Held {
     pub(crate) fn target_dir(&self) -> PathBuf {
         self.path.join(TARGET)
+    }
+
+    /// The tree lock's fd, for the command to inherit (`ProcessBuilder::inherit_fd`); it stays
+    /// open until the session ends.
+    pub(crate) fn tree_fd(&self) -> Option<RawFd> {
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        tree.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// After the release: close our fd of the tree lock, then say whether processes of the job
+    /// still hold it (they escaped the step's tracking and keep the dir protected). Never an
+    /// unlock: the command's processes share our open file and its lock; only closing our fd
+    /// leaves the lock to them.
+    pub(super) fn survivors(&self) -> bool {
+        drop(self.tree.lock().unwrap_or_else(|e| e.into_inner()).take());
+        super::probe::others_hold(self.dir.as_fd())
     }
 
     /// The job dir, open and locked: for work done under the lock (pruning at adoption).
@@ -71,8 +91,9 @@ impl Held {
     }
 }
 
-pub(super) fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result<Held> {
+pub(super) fn held(root: &Root, name: &OsStr, dir: File, tree: File, lease: Lease) -> Result<Held> {
     Ok(Held {
+        tree: Mutex::new(Some(tree)),
         path: root.join(name),
         name: name.to_owned(),
         root_fd: root.fd().try_clone_to_owned()?,

@@ -8,7 +8,9 @@
 //!   at once (Linux >= 5.14);
 //! - else a per-run token in the child's environment: descendants inherit it, and the killer
 //!   scans `/proc/*/environ` for it (processes it may read: its own uid's, or all as root).
-//!   A process that scrubs its environment escapes this one.
+//!   A process that scrubs its environment escapes this one. Tokens form a chain: a nested
+//!   `cargo guarded` appends its own token to the one it inherited (`outer:inner`), so the
+//!   outer run's killer finds the nested run's processes too, not just its wrapper and reaper.
 //!
 //! The killing code runs in the forked reaper too (after `fork` in a multithreaded process), so
 //! it only makes raw syscalls into stack buffers: no allocation, no locks.
@@ -22,11 +24,19 @@ use std::path::PathBuf;
 /// hashes every `CARGO_*` variable into its keys, and a per-run value would make every run miss.
 pub(crate) const TOKEN_VAR: &str = "_CARGO_GUARDED_RUN_TOKEN";
 
+/// `TOKEN_VAR=` as it starts the variable in `/proc/PID/environ`.
+const TOKEN_PREFIX: &[u8] = b"_CARGO_GUARDED_RUN_TOKEN=";
+
+/// The longest inherited chain we extend (64 nested runs); a longer or malformed value is not
+/// ours, and this run starts a chain of its own.
+const MAX_CHAIN: usize = 64 * 33;
+
 /// How the tree is tracked; fixed once the child has started.
 pub(super) struct Tree {
-    /// `TOKEN_VAR=<token>` as found in `/proc/PID/environ`, NUL-delimited on both sides.
-    needle: Vec<u8>,
+    /// This run's token: what its killer looks for as one link of the chain.
     token: String,
+    /// `TOKEN_VAR`'s value for the child: the inherited chain, then `token`.
+    chain: String,
     cgroup: Option<Cgroup>,
 }
 
@@ -47,21 +57,22 @@ impl Tree {
     /// few file operations and no subprocess.
     pub(super) fn prepare() -> Tree {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut needle = Vec::with_capacity(TOKEN_VAR.len() + token.len() + 3);
-        needle.push(0);
-        needle.extend_from_slice(TOKEN_VAR.as_bytes());
-        needle.push(b'=');
-        needle.extend_from_slice(token.as_bytes());
-        needle.push(0);
+        // Read here, not in `Config`: it is this process's own tracking, set by the `cargo
+        // guarded` we run under (if any), not an option.
+        let chain = match std::env::var(TOKEN_VAR) {
+            Ok(outer) if is_chain(&outer) => format!("{outer}:{token}"),
+            _ => token.clone(),
+        };
         Tree {
-            needle,
             token,
+            chain,
             cgroup: Cgroup::create(),
         }
     }
 
-    pub(super) fn token(&self) -> &str {
-        &self.token
+    /// `TOKEN_VAR`'s value for the child.
+    pub(super) fn chain(&self) -> &str {
+        &self.chain
     }
 
     /// The fd of our cgroup's dir, to start the child in it.
@@ -81,14 +92,7 @@ impl Tree {
     /// refused: no write access to the common ancestor, a cgroup with controllers enabled).
     pub(super) fn confirm(&mut self, child: u32) {
         let Some(cg) = &self.cgroup else { return };
-        let inside = std::fs::read_to_string(format!("/proc/{child}/cgroup"))
-            .ok()
-            .and_then(|s| {
-                let rel = s.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
-                Some(cg.path.ends_with(rel.trim_start_matches('/')))
-            })
-            .unwrap_or(false);
-        if !inside {
+        if !cg.holds(child) {
             let _ = std::fs::remove_dir(&cg.path);
             self.cgroup = None;
         }
@@ -109,7 +113,7 @@ impl Tree {
     pub(super) fn killer(&self) -> Killer<'_> {
         use std::os::fd::AsRawFd;
         Killer {
-            needle: &self.needle,
+            token: self.token.as_bytes(),
             cgroup: self.cgroup.as_ref().map(|c| {
                 (
                     c.kill.as_raw_fd(),
@@ -140,6 +144,7 @@ impl Cgroup {
         let rel = ours.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         let base = cgroup2_dir(&mountinfo, rel)?;
+        remove_orphans(&base);
         let path = base.join(format!("cargo-guarded-{}", std::process::id()));
         // A dir of the same name is left by an earlier wrapper of the same pid killed before its
         // reaper could remove it; it is empty (or we could not remove it, and fall back).
@@ -177,12 +182,83 @@ impl Cgroup {
     }
 }
 
+impl Cgroup {
+    /// Whether `child` (ours, not yet reaped) is in this cgroup: its own `cgroup.procs` lists it,
+    /// or the child's cgroup path is this one's, whole. Race closed: at a cgroup namespace's root
+    /// (a container, `unshare --cgroup`) the child's path is `/`, and a test of the path's *end*
+    /// (`ends_with("")`, always true) took a refused move for success, so the token fallback
+    /// never ran and a `setsid` child outlived a normal exit.
+    fn holds(&self, child: u32) -> bool {
+        let listed = std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.lines().any(|l| l.trim().parse() == Ok(child)));
+        listed || self.is_path_of(child)
+    }
+
+    /// The child's cgroup (`/proc/PID/cgroup`, relative to our namespace's root) resolved under
+    /// the cgroup2 mount, compared whole with ours: a child that exited already (a zombie, not in
+    /// `cgroup.procs`) still shows the cgroup it died in.
+    fn is_path_of(&self, child: u32) -> bool {
+        let Ok(theirs) = std::fs::read_to_string(format!("/proc/{child}/cgroup")) else {
+            return false;
+        };
+        let Some(rel) = theirs.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return false;
+        };
+        let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return false;
+        };
+        cgroup2_dir(&mountinfo, rel.trim()).is_some_and(|dir| dir == self.path)
+    }
+}
+
+/// Remove the `cargo-guarded-<pid>` cgroups under `base` left by wrappers that are gone (killed
+/// together with their reaper, so nobody removed them) once they are empty: the next run cleans
+/// up, so none is leaked for long. `rmdir` of a cgroup fails while it has processes, so a cgroup
+/// whose orphans still run stays until a later run. Only dead pids (of our pid namespace): a live
+/// wrapper's cgroup may be empty for a moment between its `mkdir` and its child's start.
+fn remove_orphans(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("cargo-guarded-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+            continue;
+        };
+        if rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH) {
+            continue;
+        }
+        if let Ok(dir) = std::fs::File::open(entry.path()) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: an open dir fd, for the duration of the call.
+            unsafe { remove_subdirs(dir.as_raw_fd(), 4) };
+        }
+        let _ = std::fs::remove_dir(entry.path());
+    }
+}
+
 impl Drop for Cgroup {
     /// The child never started, or it was not in the cgroup: nothing to keep. (After
     /// `kill_all` the dir is gone already.)
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.path);
     }
+}
+
+/// Whether an inherited `TOKEN_VAR` is a chain of tokens we made: hex links joined by `:`.
+fn is_chain(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_CHAIN
+        && value
+            .split(':')
+            .all(|link| !link.is_empty() && link.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The dir of cgroup `rel` (as in `/proc/self/cgroup`'s `0::` line) under a cgroup2 mount.
@@ -235,7 +311,8 @@ fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
 /// Everything needed to kill the tree, as borrowed raw parts: usable after `fork`.
 #[derive(Clone, Copy)]
 pub(super) struct Killer<'a> {
-    needle: &'a [u8],
+    /// This run's token.
+    token: &'a [u8],
     /// `cgroup.kill` fd, `cgroup.events` fd, the dir.
     cgroup: Option<(i32, i32, &'a CStr)>,
 }
@@ -248,7 +325,7 @@ impl Killer<'_> {
             None => {
                 // New processes may be forked while we scan: scan until a scan finds none.
                 for _ in 0..50 {
-                    if kill_token_holders(self.needle) == 0 {
+                    if kill_token_holders(self.token) == 0 {
                         break;
                     }
                 }
@@ -340,9 +417,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// SIGKILL every process (but us) whose environment holds `needle`; returns how many.
+/// SIGKILL every process (but us) whose token chain holds `token`; returns how many.
 /// Raw `getdents64`/`open`/`read` into stack buffers: this runs after `fork` in the reaper.
-fn kill_token_holders(needle: &[u8]) -> usize {
+fn kill_token_holders(token: &[u8]) -> usize {
     let mut killed = 0;
     // SAFETY: syscalls on fds opened here, into buffers on this stack, each read bounded by the
     // buffer's length; dirent records are parsed within the bytes getdents64 returned.
@@ -374,7 +451,7 @@ fn kill_token_holders(needle: &[u8]) -> usize {
                 let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
                 if let Some(pid) = parse_pid(name)
                     && pid != me
-                    && environ_holds(proc_fd, name, needle)
+                    && environ_holds(proc_fd, name, token)
                 {
                     libc::kill(pid, libc::SIGKILL);
                     killed += 1;
@@ -399,15 +476,80 @@ fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
     })
 }
 
-/// Whether `/proc/<pid>/environ` holds `needle` (which starts and ends with NUL; the first
-/// variable has no NUL before it, so the stream is read as if one preceded it).
+/// Finds, in an environment fed in chunks, a `TOKEN_VAR` whose chain (`a:b:c`) has `token` as
+/// one whole link. A state machine over bytes: no allocation, so it runs after `fork`.
+struct Scan<'a> {
+    token: &'a [u8],
+    /// How much of `TOKEN_PREFIX` the current variable has matched; `None`: another variable.
+    name: Option<usize>,
+    in_value: bool,
+    /// How much of `token` the current link has matched; `None`: not this link.
+    link: Option<usize>,
+    found: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn new(token: &'a [u8]) -> Scan<'a> {
+        Scan {
+            token,
+            name: Some(0),
+            in_value: false,
+            link: None,
+            found: false,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                0 => {
+                    self.end_link();
+                    self.name = Some(0);
+                    self.in_value = false;
+                }
+                b':' if self.in_value => {
+                    self.end_link();
+                    self.link = Some(0);
+                }
+                _ if self.in_value => {
+                    self.link = self
+                        .link
+                        .and_then(|n| (self.token.get(n) == Some(&b)).then_some(n + 1));
+                }
+                _ => {
+                    self.name = self
+                        .name
+                        .and_then(|n| (TOKEN_PREFIX.get(n) == Some(&b)).then_some(n + 1));
+                    if self.name == Some(TOKEN_PREFIX.len()) {
+                        self.in_value = true;
+                        self.name = None;
+                        self.link = Some(0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_link(&mut self) {
+        if self.in_value && self.link == Some(self.token.len()) {
+            self.found = true;
+        }
+    }
+
+    fn finish(mut self) -> bool {
+        self.end_link();
+        self.found
+    }
+}
+
+/// Whether `/proc/<pid>/environ` holds `TOKEN_VAR` with `token` in its chain.
 ///
 /// # Safety
 /// `proc_fd` is an open fd of `/proc`.
-unsafe fn environ_holds(proc_fd: i32, pid: &[u8], needle: &[u8]) -> bool {
+unsafe fn environ_holds(proc_fd: i32, pid: &[u8], token: &[u8]) -> bool {
     let mut path = [0u8; 32];
     let rel = b"/environ";
-    if pid.len() + rel.len() + 1 > path.len() || needle.len() > 128 {
+    if pid.len() + rel.len() + 1 > path.len() {
         return false;
     }
     path[..pid.len()].copy_from_slice(pid);
@@ -423,29 +565,22 @@ unsafe fn environ_holds(proc_fd: i32, pid: &[u8], needle: &[u8]) -> bool {
     if fd < 0 {
         return false;
     }
-    // The last `needle.len() - 1` bytes of the previous chunk are kept before the next one, so
-    // a match across a chunk boundary is found.
-    let mut buf = [0u8; 128 + 8192];
-    let keep = needle.len() - 1;
-    let mut have = keep;
-    let mut found = false;
+    let mut buf = [0u8; 8192];
+    let mut scan = Scan::new(token);
     loop {
-        // SAFETY: reading into the part of `buf` after the kept bytes.
-        let n = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
+        // SAFETY: reading into `buf`, bounded by its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n <= 0 {
             break;
         }
-        let end = have + n as usize;
-        if contains(&buf[..end], needle) {
-            found = true;
+        scan.feed(&buf[..n as usize]);
+        if scan.found {
             break;
         }
-        buf.copy_within(end - keep..end, 0);
-        have = keep;
     }
     // SAFETY: closing the fd opened above.
     unsafe { libc::close(fd) };
-    found
+    scan.finish()
 }
 
 /// An environment as `/proc/PID/environ` shows it, for tests of the scan.
@@ -496,12 +631,8 @@ mod tests {
     }
 
     #[test]
-    fn the_token_scan_matches_whole_variables_only() {
-        let tree = Tree {
-            needle: b"\0_CARGO_GUARDED_RUN_TOKEN=abc\0".to_vec(),
-            token: "abc".into(),
-            cgroup: None,
-        };
+    fn the_token_scan_matches_whole_links_of_the_variable_only() {
+        assert_eq!(TOKEN_PREFIX, format!("{TOKEN_VAR}=").as_bytes());
         let dir = tempfile::tempdir().unwrap();
         let proc_fd = std::fs::File::open(dir.path()).unwrap();
         let check = |name: &str, env: Vec<u8>| {
@@ -509,7 +640,7 @@ mod tests {
             std::fs::write(dir.path().join(name).join("environ"), env).unwrap();
             use std::os::fd::AsRawFd;
             // SAFETY: a dir fd standing in for /proc.
-            unsafe { environ_holds(proc_fd.as_raw_fd(), name.as_bytes(), &tree.needle) }
+            unsafe { environ_holds(proc_fd.as_raw_fd(), name.as_bytes(), b"abc") }
         };
         assert!(check(
             "1",
@@ -532,5 +663,39 @@ mod tests {
             "6",
             environ_of(&[&big, "_CARGO_GUARDED_RUN_TOKEN=abc", "C=d"])
         ));
+        // A nested run's processes carry the chain: the outer token is one of its links.
+        assert!(check(
+            "7",
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=abc:def"])
+        ));
+        assert!(check(
+            "8",
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=0f:abc:def"])
+        ));
+        assert!(check("9", environ_of(&["_CARGO_GUARDED_RUN_TOKEN=0f:abc"])));
+        assert!(!check(
+            "10",
+            environ_of(&["_CARGO_GUARDED_RUN_TOKEN=0f:xabc:abcd"])
+        ));
+        // The token elsewhere (another variable's value) is not the chain.
+        assert!(!check(
+            "11",
+            environ_of(&["A=abc", "_CARGO_GUARDED_RUN_TOKEN=def"])
+        ));
+        assert!(!check(
+            "12",
+            environ_of(&["A=_CARGO_GUARDED_RUN_TOKEN=abc"])
+        ));
+    }
+
+    #[test]
+    fn only_a_chain_of_our_tokens_is_extended() {
+        assert!(is_chain("0af"));
+        assert!(is_chain("0af:12"));
+        assert!(!is_chain(""));
+        assert!(!is_chain("a::b"));
+        assert!(!is_chain("a:b:"));
+        assert!(!is_chain("a b"));
+        assert!(!is_chain(&"a".repeat(MAX_CHAIN + 1)));
     }
 }

@@ -354,6 +354,18 @@ mod tests {
         }
     }
 
+    /// Issue 20 item 1: a dir whose wrapper was killed while its command's processes still run
+    /// is live, and says whose processes keep it.
+    #[test]
+    fn a_dir_held_by_its_jobs_orphans_reads_as_live() {
+        let reason = Reason::Lease(Keep::TreeAlive { job_id: "j".into() });
+        assert_eq!(
+            reason.to_string(),
+            "kept: processes of job `j` still hold it (its wrapper has exited)"
+        );
+        assert_eq!(reason.kind(), KeepKind::Live);
+    }
+
     /// The words `gc --json` and the terminal used when reasons were strings, and the totals'
     /// kinds the summary used to find by prefix (a dir still locked after its lease expired is
     /// not an "expired" one: the old prefix test said so by `lease expired` ≠ `expired`).
