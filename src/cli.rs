@@ -118,6 +118,15 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
+    #[arg(skip = true)]
+    pub(crate) seed: bool,
+
+    #[arg(skip)]
+    pub(crate) seed_max_size: Option<u64>,
+
+    #[arg(skip)]
+    pub(crate) seed_incremental: bool,
+
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
@@ -202,6 +211,24 @@ pub(crate) struct JobArgs {
     )]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
+    /// Never seed a new job's dir from a copy of a finished dir of its workspace when there is
+    /// none to adopt; start cold instead (the variable: `0` not to seed)
+    #[arg(long = "no-seed", action = ArgAction::SetFalse, value_parser = switch,
+          help_heading = JOB, env = "CARGO_GUARDED_SEED", hide_env_values = true)]
+    pub(crate) seed: bool,
+
+    /// Build fresh instead of seeding from a finished dir larger than this; a reflink clone
+    /// counts its full size too [default: 16GiB]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, help_heading = JOB,
+          env = "CARGO_GUARDED_SEED_MAX_SIZE", hide_env_values = true)]
+    pub(crate) seed_max_size: Option<u64>,
+
+    /// Copy cargo's incremental/ dirs into a seed too (they only speed up recompiling a changed
+    /// workspace crate)
+    #[arg(long, hide = true, value_parser = switch, default_value = "0",
+          env = "CARGO_GUARDED_SEED_INCREMENTAL", hide_env_values = true)]
+    pub(crate) seed_incremental: bool,
+
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB,
@@ -225,6 +252,9 @@ impl JobArgs {
         forget(&mut self.min_free, env("min_free"));
         forget(&mut self.prune_after, env("prune_after"));
         forget(&mut self.max_warm_size, env("max_warm_size"));
+        forget(&mut self.seed_max_size, env("seed_max_size"));
+        self.seed |= env("seed");
+        self.seed_incremental &= !env("seed_incremental");
         forget(&mut self.wait, env("wait"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
@@ -240,6 +270,9 @@ impl JobArgs {
         g.prune &= self.prune;
         g.prune_after = self.prune_after.or(g.prune_after);
         g.max_warm_size = self.max_warm_size.or(g.max_warm_size);
+        g.seed &= self.seed;
+        g.seed_max_size = self.seed_max_size.or(g.seed_max_size);
+        g.seed_incremental |= self.seed_incremental;
     }
 }
 

@@ -13,6 +13,7 @@ compile_error!(
 );
 
 mod cli;
+mod clone;
 mod commands;
 mod config;
 mod doctor;

@@ -465,6 +465,22 @@ fn take_lease(
         );
         workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
     };
+    // What a real copy may write: the free space above the line where the next sweep would
+    // start reclaiming (or `--min-free`, whichever is higher), so a seed never causes pressure.
+    let room = || {
+        crate::fs::Space::of(&root.path).map_or(0, |s| {
+            let line = cfg
+                .sweep(s.total, trust)
+                .reclaim_below
+                .max(cfg.min_free.bytes(s.total));
+            s.free.saturating_sub(line)
+        })
+    };
+    let seeding = lease::Seeding {
+        max_bytes: cfg.seed_max_size,
+        room: &room,
+        incremental: cfg.seed_incremental,
+    };
     let req = Request {
         job_id: &cfg.job_id,
         name: &cfg.job_name,
@@ -474,6 +490,7 @@ fn take_lease(
         wait: cfg.wait,
         key: &key,
         adopt: cfg.adopt,
+        seed: cfg.seed.then_some(seeding),
         trust,
         interrupted,
     };
@@ -492,10 +509,11 @@ fn announce(cfg: &Config, held: &Held, origin: &Origin) {
             format_args!(
                 "job dir {} (fresh dir{})",
                 held.path.display(),
-                if cfg.adopt {
-                    ": no expired dir of this workspace to adopt"
-                } else {
-                    "; adoption is off"
+                match (cfg.adopt, cfg.seed) {
+                    (true, true) => ": no finished dir of this workspace to adopt or seed from",
+                    (true, false) => ": no expired dir of this workspace to adopt; seeding is off",
+                    (false, true) => ": adoption is off; no finished dir to seed from",
+                    (false, false) => "; adoption and seeding are off",
                 }
             ),
         ),
@@ -514,6 +532,15 @@ fn announce(cfg: &Config, held: &Held, origin: &Origin) {
                         .unwrap_or_default()
                 ),
                 held.path.display()
+            ),
+        ),
+        Origin::Seeded(seeded) => term::status(
+            "Seeded",
+            format_args!(
+                "{} from finished job `{}` ({})",
+                held.path.display(),
+                seeded.from,
+                lease::seed_words(seeded)
             ),
         ),
     }

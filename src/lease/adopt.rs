@@ -12,16 +12,26 @@ use rustix::io::Errno;
 use crate::term;
 use crate::workspace::WorkspaceKey;
 
-use super::acquire::{Request, check_owned};
+use super::acquire::{Origin, Request, check_owned};
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::record::{Lease, State, Verdict, classify, read, write};
 use super::root::Root;
+use super::seed::no_seed_in_flight;
 use super::step;
 
 pub(super) struct Candidate {
-    name: OsString,
+    pub(super) name: OsString,
     pub(super) lease: Lease,
+}
+
+/// What a new job's scan found of its workspace, most recently used first.
+#[derive(Default)]
+pub(super) struct Scan {
+    /// Expired dirs: adoptable.
+    pub(super) expired: Vec<Candidate>,
+    /// Finished dirs (released, lingering or expired): seed sources.
+    pub(super) finished: Vec<Candidate>,
 }
 
 /// One pass over the root for a job that needs a dir:
@@ -30,17 +40,14 @@ pub(super) struct Candidate {
 ///   runner (same runner name and boot id) has ended: no later step of it can come. Mark it
 ///   expired now instead of letting it linger (under its lock, re-checked, so a job that just
 ///   resumed it is not touched).
-/// - Collect expired dirs of this workspace and toolchain, most recently used first.
-pub(super) fn scan_for_new_job(
-    root: &Root,
-    req: &Request<'_>,
-    key: &WorkspaceKey,
-) -> Vec<Candidate> {
+/// - Collect expired dirs of this workspace and toolchain (to adopt), and finished ones (to seed
+///   from), most recently used first.
+pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Scan {
     let Ok(names) = root.job_names() else {
-        return Vec::new();
+        return Scan::default();
     };
     let now = SystemTime::now();
-    let mut out = Vec::new();
+    let mut out = Scan::default();
     for (name, _) in names {
         let Ok(dir) = root.open_job(&name) else {
             continue;
@@ -70,21 +77,38 @@ pub(super) fn scan_for_new_job(
             }
         }
         let owned = check_owned(&dir);
-        drop(dir);
-        if lease.same_key(key)
-            && matches!(classify(&lease, now, req.trust), Verdict::Expired { .. })
-        {
-            // Another user's dir is not ours to take (nor could we write it): start fresh.
-            match owned {
-                Ok(()) => out.push(Candidate { name, lease }),
-                Err(why) => term::verbose(
+        if !lease.same_key(key) {
+            continue;
+        }
+        let verdict = classify(&lease, now, req.trust);
+        let expired = matches!(verdict, Verdict::Expired { .. });
+        let finished = expired || matches!(verdict, Verdict::Lingering { .. });
+        // Another user's dir is not ours to take, nor to copy (its files would run in our
+        // build): start fresh.
+        if let Err(why) = owned {
+            if finished {
+                term::verbose(
                     "Note",
                     format_args!("not adopting {}: {why}", root.join(&name).display()),
-                ),
+                );
             }
+            continue;
+        }
+        // Whether its owner is running (its lock held) is checked when the seed is taken.
+        if finished {
+            out.finished.push(Candidate {
+                name: name.clone(),
+                lease: lease.clone(),
+            });
+        }
+        if expired {
+            out.expired.push(Candidate { name, lease });
         }
     }
-    out.sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
+    out.expired
+        .sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
+    out.finished
+        .sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
     out
 }
 
@@ -133,6 +157,11 @@ pub(super) fn adopt(
                 ) => {}
         _ => return Ok(AdoptOutcome::Lost),
     }
+    // Race closed: a new job is copying a seed from this dir (docs/protocol.md#seed); adopting
+    // it now would make its copy half old, half ours. Held until our lease is written.
+    let Some(_no_seed) = no_seed_in_flight(&dir) else {
+        return Ok(AdoptOutcome::Lost);
+    };
     step("adopt-locked");
     // Rename under the lock, never replacing: if our name exists, a sibling step created it.
     match rename_noreplace(root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
@@ -160,6 +189,7 @@ pub(super) fn adopt(
     // this job takes it over, or a guard reclaims it. Either is safe.
     step("adopt-renamed");
     let mut lease = req.lease(Some(key), SystemTime::now());
+    lease.origin = Some(Origin::ADOPTED.into());
     lease.size_bytes = cand.lease.size_bytes;
     lease.size_measured_at = cand.lease.size_measured_at;
     write(dir.as_fd(), &lease)

@@ -17,6 +17,7 @@ use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
 use super::record::{Lease, classify, read};
 use super::root::Root;
+use super::seed::no_seed_in_flight;
 use super::{TRASH, step};
 
 /// What the guard may do with one job dir.
@@ -69,6 +70,11 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
     if dry_run {
         return Claim::Would { lease };
     }
+    // Race closed: a new job copies a seed from this dir without its lock (docs/protocol.md#seed);
+    // deleting it mid-copy would waste that copy. Held until the dir is in `.trash/`.
+    let Some(_no_seed) = no_seed_in_flight(&dir) else {
+        return kept(Some(lease), Keep::Seeding);
+    };
     step("guard-rename");
     let trash_name = match move_to_trash(root, name, &dir) {
         Ok(trash_name) => trash_name,

@@ -11,7 +11,8 @@
 //! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
 //! its parsing and expiry), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
 //! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
-//! guard's step) and `keep` (why it leaves a dir), `moves` (the checked renames acquire and claim share).
+//! guard's step) and `keep` (why it leaves a dir), `moves` (the checked renames acquire and claim
+//! share), `seed` (a new job's copy of a finished dir, when there is nothing to adopt).
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ mod keep;
 mod moves;
 mod record;
 mod root;
+mod seed;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -35,6 +37,7 @@ pub(crate) use held::Held;
 pub(crate) use keep::{Keep, Kind as KeepKind};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
 pub(crate) use root::{Root, Skip};
+pub(crate) use seed::{Seeding, describe as seed_words};
 pub(crate) use session::Session;
 
 /// Version of `lease.json`'s schema. A guard keeps (never deletes) a lease of any other version.
@@ -48,6 +51,8 @@ pub(crate) const GUARD_LOCK: &str = ".guard.lock";
 pub(crate) const TOOLCHAIN_CACHE: &str = ".toolchains";
 /// Job dirs under construction: invisible under a dot-name until complete.
 pub(crate) const NEW_PREFIX: &str = ".new-";
+/// In a job dir: shared by jobs copying a seed from it, needed alone to adopt or reclaim it.
+pub(crate) const SEED_LOCK: &str = "seed.lock";
 /// Written only by cargo-guarded, when it lays out a root: `gc` and `status` work only in a
 /// directory that has it (or the layout of earlier versions, which then gets it).
 pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";

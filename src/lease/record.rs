@@ -82,6 +82,10 @@ pub(crate) struct Lease {
     #[serde(default)]
     pub(crate) size_measured_at: Option<u64>,
     pub(crate) command: Vec<String>,
+    /// How the job first came by this dir: `fresh`, `adopted` or `seeded` (kept when a later
+    /// step resumes it). Absent in leases of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<String>,
 }
 
 mod rfc3339 {

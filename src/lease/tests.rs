@@ -204,6 +204,7 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         wait: Some(Duration::ZERO),
         key: &key,
         adopt,
+        seed: None,
         trust: LockTrust::Trusted,
         interrupted: &|| Ok(()),
     };
@@ -247,6 +248,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         size_bytes: None,
         size_measured_at: None,
         command: vec![],
+        origin: None,
     };
     (l, now)
 }
