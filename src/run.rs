@@ -512,8 +512,10 @@ fn announce(cfg: &Config, held: &Held, origin: &Origin) {
                 match (cfg.adopt, cfg.seed) {
                     (true, true) => ": no finished dir of this workspace to adopt or seed from",
                     (true, false) => ": no expired dir of this workspace to adopt; seeding is off",
-                    (false, true) => ": adoption is off; no finished dir to seed from",
-                    (false, false) => "; adoption and seeding are off",
+                    (false, true) => {
+                        "; adoption is off and no finished dir of this workspace to seed from"
+                    }
+                    (false, false) => "; adoption is off and seeding is off",
                 }
             ),
         ),

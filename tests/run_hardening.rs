@@ -588,7 +588,7 @@ fn an_adopted_dirs_hostile_job_id_stays_on_its_line() {
         ["--job-id", "next", "--min-free", "0", "exec", "--", "true"],
     );
     assert!(
-        stderr(&out).contains("Adopted x\\n::error::pwned"),
+        stderr(&out).contains("from finished job `x\\n::error::pwned`"),
         "{}",
         describe(&out)
     );

@@ -359,11 +359,11 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
                     return Ok(Some((held, Origin::Seeded(Box::new(seeded)))));
                 }
                 Seed::NameTaken => return Ok(None),
-                Seed::Missed(Miss::Changed(why)) => seed::note(&why),
-                Seed::Missed(Miss::Stop(why)) => {
-                    seed::note(&why);
+                Seed::Missed(miss @ Miss::Stop(_)) => {
+                    seed::note(&miss);
                     break;
                 }
+                Seed::Missed(miss) => seed::note(&miss),
             }
         }
     }

@@ -70,6 +70,8 @@ pub(crate) struct Seeded {
 pub(super) enum Miss {
     /// Someone moved, resumed or is adopting it: try the next source.
     Changed(String),
+    /// Copied, but the source changed meanwhile: the copy was discarded; try the next source.
+    Discarded(String),
     /// Not a source worth retrying (too big, no room, a copy error): build fresh.
     Stop(String),
 }
@@ -121,7 +123,10 @@ pub(super) fn copy_from(
     // writes anything else), or holds its lock right now: what we copied may be half old, half
     // new. Discard it.
     if !unchanged(&dir, &src.lease) || !owner_gone(&dir) || !root.still_names(&src.name, &dir) {
-        return Err(changed("its owner resumed it during the copy"));
+        return Err(Miss::Discarded(format!(
+            "{}: its owner resumed it during the copy",
+            path.display()
+        )));
     }
     drop(lock);
     Ok(Seeded {
@@ -176,7 +181,14 @@ pub(crate) fn describe(s: &Seeded) -> String {
     )
 }
 
-/// Say why a source was passed over (`-v`).
-pub(super) fn note(why: &str) {
-    term::verbose("Note", format_args!("not seeding from {why}"));
+/// Say why a source was passed over: `-v` for one skipped before any copy, always for a copy
+/// that was made and thrown away, or a seed refused (too big, no room).
+pub(super) fn note(miss: &Miss) {
+    match miss {
+        Miss::Changed(why) => term::verbose("Note", format_args!("not seeding from {why}")),
+        Miss::Discarded(why) => {
+            term::status("Discarded", format_args!("the seed copied from {why}"))
+        }
+        Miss::Stop(why) => term::status("Note", format_args!("not seeding from {why}")),
+    }
 }
