@@ -58,6 +58,16 @@ fn a_second_job_right_after_a_finished_one_compiles_nothing() {
     assert_eq!(env.lease("job-2")["origin"], "seeded");
     assert_eq!(env.lease("job-1")["state"], "released");
     assert_eq!(env.job_dirs(), ["job-1", "job-2"]);
+    // Operators see the rate they get, per workspace.
+    let status = env.status();
+    let starts = &status["starts"][0];
+    assert_eq!(
+        (&starts["fresh"], &starts["seeded"], &starts["adopted"]),
+        (&1.into(), &1.into(), &0.into()),
+        "{status:#}"
+    );
+    let text = stdout(&env.ok(env.path(), ["status"]));
+    assert!(text.contains(": 1 of 2 warm (1 seeded, 1 fresh)"), "{text}");
 }
 
 /// The `Seeded … (method, size in time)` line of a job.
