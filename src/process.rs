@@ -29,6 +29,9 @@ pub(crate) struct ProcessBuilder {
     args: Vec<OsString>,
     /// `None` removes the variable from the child's environment.
     env: Vec<(OsString, Option<OsString>)>,
+    /// An fd the child inherits across exec (all others are close-on-exec): the job dir's tree
+    /// lock, so the dir stays protected while any process of the tree lives.
+    inherit: Option<i32>,
 }
 
 impl ProcessBuilder {
@@ -37,7 +40,14 @@ impl ProcessBuilder {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            inherit: None,
         }
+    }
+
+    /// Let the child inherit `fd` (which must stay open until the child has started).
+    pub(crate) fn inherit_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> &mut Self {
+        self.inherit = Some(fd.as_raw_fd());
+        self
     }
 
     pub(crate) fn args(&mut self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> &mut Self {
@@ -218,7 +228,8 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
         unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
     }
     let mut tree = tree::Tree::prepare();
-    let setup = move || child_setup(foreground, job_control, ttou_ignored);
+    let inherit = pb.inherit;
+    let setup = move || child_setup(foreground, job_control, ttou_ignored, inherit);
     let child = start(pb, &tree, setup).with_context(|| format!("failed to start {pb}"))?;
     // SAFETY: a pid we just started is a positive number.
     let pgid = unsafe { Pid::from_raw_unchecked(child) };
@@ -255,10 +266,23 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
 }
 
 /// In the child, before exec: its own process group, the terminal if we had it, the inherited
-/// SIGTTOU disposition, and death with the wrapper. Async-signal-safe: runs after a fork of a
-/// multithreaded process.
-fn child_setup(foreground: bool, job_control: bool, ttou_ignored: bool) -> std::io::Result<()> {
+/// SIGTTOU disposition, death with the wrapper, and the fd it must inherit. Async-signal-safe:
+/// runs after a fork of a multithreaded process.
+fn child_setup(
+    foreground: bool,
+    job_control: bool,
+    ttou_ignored: bool,
+    inherit: Option<i32>,
+) -> std::io::Result<()> {
     rustix::process::setpgid(None, None)?;
+    if let Some(fd) = inherit {
+        // Clear close-on-exec in the child only: the wrapper's other children (none on the
+        // start-up path, but any later one) do not get it.
+        // SAFETY: fcntl on an fd number; the wrapper keeps it open until after the spawn.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     if foreground {
         // SAFETY: fd 0 is stdin, open for the whole call.
         let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };

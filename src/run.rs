@@ -179,6 +179,9 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
     let interrupts = Interrupts::install()?;
     let (session, lease_env) = acquire(cfg, command, &|| interrupts.check())?;
     job_env(cfg, &lease_env, llvm_cov, &mut pb);
+    // The command's tree inherits the tree lock: the dir stays protected while any process of
+    // it lives, even if wrapper and reaper are SIGKILLed together (docs/protocol.md#what-a-lock-means).
+    pb.inherit_fd(session.held().tree_fd());
     // Stopped while sweeping, or the dir lost meanwhile: the session releases (on drop)
     // without starting the command.
     interrupts.check()?;
@@ -323,10 +326,10 @@ fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
     if lease.token != token || lease.state != State::Active {
         return Ok(None);
     }
-    // Unlocked: the parent is gone (killed); take the lease the normal way.
-    match dir.try_lock() {
-        Err(std::fs::TryLockError::WouldBlock) => {}
-        _ => return Ok(None),
+    // The dir's lock free (the parent is gone, killed, whatever of its tree still runs), or a
+    // lock that cannot be tried: take the lease the normal way.
+    if lease::probe(dir.as_fd(), LockTrust::Trusted) != lease::Holder::Live(lease::Hold::Dir) {
+        return Ok(None);
     }
     Ok(Some(LeaseEnv {
         marker: marker(&lease.token, &path),

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::fs::{self, Space};
-use crate::lease::{self, Root, TARGET, Verdict};
+use crate::lease::{self, Hold, Holder, Root, TARGET, Verdict};
 use crate::locks::LockTrust;
 use crate::prune::{self, LastPrune};
 
@@ -69,6 +69,9 @@ pub(crate) enum LeaseState {
     Active,
     /// Released, lingering for the job's later steps.
     Released,
+    /// The lease says active, but nobody holds its locks (its holder was killed): reclaimable
+    /// once its heartbeat is older than its TTL (`expires_at`). Only where locks are trusted.
+    Gone,
     /// A guard may reclaim it.
     Expired,
     /// Its lease could not be read (see `Entry::note`): kept until someone looks.
@@ -80,6 +83,7 @@ impl fmt::Display for LeaseState {
         f.write_str(match self {
             LeaseState::Active => "active",
             LeaseState::Released => "released",
+            LeaseState::Gone => "gone",
             LeaseState::Expired => "expired",
             LeaseState::Unknown => "unknown",
         })
@@ -97,7 +101,8 @@ pub(crate) struct Tally {
 pub(crate) struct Totals {
     /// `active`: a running job's dir, never reclaimed.
     pub(crate) live: Tally,
-    /// `released`: protected until its linger ends, for the job's later steps.
+    /// `released`: protected until its linger ends, for the job's later steps; and `gone`:
+    /// protected until its dead holder's heartbeat is older than its TTL.
     pub(crate) lingering: Tally,
     /// `expired`: a guard may reclaim it.
     pub(crate) reclaimable: Tally,
@@ -111,7 +116,7 @@ impl Totals {
         for e in leases {
             let tally = match e.state {
                 LeaseState::Active => &mut t.live,
-                LeaseState::Released => &mut t.lingering,
+                LeaseState::Released | LeaseState::Gone => &mut t.lingering,
                 LeaseState::Expired => &mut t.reclaimable,
                 LeaseState::Unknown => &mut t.unknown,
             };
@@ -144,6 +149,9 @@ pub(crate) struct Entry {
     pub(crate) pruned: Option<LastPrune>,
     /// Why a dir is `unknown`.
     pub(crate) note: Option<String>,
+    /// The dir's own lock is free but processes of its job's command still hold its tree lock
+    /// (they outlived their wrapper): the dir is kept while they run.
+    pub(crate) orphans: bool,
 }
 
 pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Status> {
@@ -198,6 +206,7 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
         size_measured: false,
         pruned: None,
         note: None,
+        orphans: false,
     };
     let lease = match root.open_job(name) {
         Ok(dir) => lease::read(dir.as_fd()).map(|l| (l, dir)),
@@ -206,13 +215,12 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
     match lease {
         Err(why) => entry.note = Some(why),
         Ok((l, dir)) => {
-            entry.state = match lease::classify(&l, now, trust) {
-                Verdict::Live { .. } => LeaseState::Active,
-                Verdict::Lingering { .. } => LeaseState::Released,
-                // A stale heartbeat but a held lock: a stopped build, still alive.
-                Verdict::Expired { .. } if dir.try_lock().is_err() => LeaseState::Active,
-                Verdict::Expired { .. } => LeaseState::Expired,
-            };
+            let holder = lease::probe(dir.as_fd(), trust);
+            entry.orphans = holder == Holder::Live(Hold::Tree);
+            entry.state = state(&lease::classify(&l, now, trust), &holder);
+            if let Holder::Unknown(why) = holder {
+                entry.note = Some(why);
+            }
             entry.job_id = l.job_id.clone();
             entry.workspace = l.workspace.clone();
             entry.origin = l.origin.clone();
@@ -226,6 +234,21 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
         }
     }
     entry
+}
+
+/// What a guard may do with a dir, by its lease and its locks (`lease::probe`).
+fn state(verdict: &Verdict, holder: &Holder) -> LeaseState {
+    match (verdict, holder) {
+        // A lock that cannot be tried: kept and reported, never live, never gone.
+        (_, Holder::Unknown(_)) => LeaseState::Unknown,
+        (Verdict::Lingering { .. }, _) => LeaseState::Released,
+        // A fresh heartbeat, but nobody holds the locks: the holder was killed a moment ago.
+        (Verdict::Live { .. }, Holder::Gone) => LeaseState::Gone,
+        (Verdict::Live { .. }, _) => LeaseState::Active,
+        // A stale heartbeat but a held lock: a stopped build, or its orphans, still alive.
+        (Verdict::Expired { .. }, Holder::Live(_)) => LeaseState::Active,
+        (Verdict::Expired { .. }, Holder::Gone | Holder::Unseen) => LeaseState::Expired,
+    }
 }
 
 /// The status of a root that does not exist yet: no job dirs, and the free space of the

@@ -20,6 +20,7 @@ use crate::workspace::WorkspaceKey;
 use super::adopt::{AdoptOutcome, Candidate, scan_for_new_job};
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::probe::{TREE_LOCK, share};
 use super::record::{Lease, Owner, State, expiry, heartbeat_interval, read, write};
 use super::root::{Root, Skip};
 use super::seed::{self, Miss, Seeded, Seeding};
@@ -279,7 +280,11 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
     }
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", path.display()))?;
-    held(root, name, dir, lease)
+    // Shared: orphans of an earlier step of this job (a daemon that outlived its wrapper) share
+    // it too, and must not make this step wait (docs/protocol.md#what-a-lock-means).
+    let tree = share(dir.as_fd(), req.interrupted, req.wait)
+        .with_context(|| format!("failed to lock {}", path.join(TREE_LOCK).display()))?;
+    held(root, name, dir, tree, lease)
 }
 
 /// Race closed (shared roots, mode 1777): another user may pre-create a job's dir with a valid
@@ -397,7 +402,7 @@ fn seed_new(
         name: src.name.clone(),
         lease: src.lease.clone(),
     };
-    let seeded = match seed::copy_from(root, &source, &new.dir, seeding) {
+    let seeded = match seed::copy_from(root, &source, &new.dir, seeding, req.trust) {
         Ok(seeded) => seeded,
         Err(miss) => {
             new.discard(root);
@@ -441,6 +446,8 @@ fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Op
 struct NewDir {
     tmp: String,
     dir: File,
+    /// Its tree lock, shared (docs/protocol.md#what-a-lock-means).
+    tree: File,
     lease: Lease,
 }
 
@@ -468,12 +475,20 @@ impl NewDir {
         };
         dir.lock()
             .with_context(|| format!("failed to lock {}", tmp_path.display()))?;
+        // In the dir before it is published: no reader can see the dir without its tree lock.
+        let tree = share(dir.as_fd(), req.interrupted, req.wait)
+            .with_context(|| format!("failed to lock {}", tmp_path.join(TREE_LOCK).display()))?;
         step("acquire-locked");
         let mut lease = req.lease(Some(key), SystemTime::now());
         lease.origin = Some(origin.to_owned());
         write(dir.as_fd(), &lease)
             .with_context(|| format!("failed to write lease in {}", tmp_path.display()))?;
-        Ok(Some(NewDir { tmp, dir, lease }))
+        Ok(Some(NewDir {
+            tmp,
+            dir,
+            tree,
+            lease,
+        }))
     }
 
     /// Delete an unfinished dir we gave up on (still locked by us until it is gone).
@@ -484,7 +499,12 @@ impl NewDir {
     /// Publish under the job's name. `Ok(None)`: a sibling step published it first, or a guard
     /// took our unfinished dir; the caller looks at the name again.
     fn publish(self, root: &Root, req: &Request<'_>) -> Result<Option<Held>> {
-        let NewDir { tmp, dir, lease } = self;
+        let NewDir {
+            tmp,
+            dir,
+            tree,
+            lease,
+        } = self;
         match rename_noreplace(root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name)) {
             Ok(()) => {
                 if let Err(why) = verify_moved(
@@ -496,10 +516,10 @@ impl NewDir {
                 ) {
                     bail!("failed to publish {}: {why}", root.join(req.name).display());
                 }
-                Ok(Some(held(root, OsStr::new(req.name), dir, lease)?))
+                Ok(Some(held(root, OsStr::new(req.name), dir, tree, lease)?))
             }
             Err(e) if is_exists(e) => {
-                drop(dir);
+                drop((tree, dir));
                 let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.mount);
                 Ok(None)
             }

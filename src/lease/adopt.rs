@@ -15,6 +15,7 @@ use crate::workspace::WorkspaceKey;
 use super::acquire::{Origin, Request, check_owned};
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::probe::{TREE_LOCK, take};
 use super::record::{Lease, State, Verdict, classify, read, write};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
@@ -62,7 +63,7 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         if same_runner
             && lease.state == State::Released
             && lease.expires_at > now
-            && dir.try_lock().is_ok()
+            && let Ok(_taken) = take(dir.as_fd())
             && root.still_names(&name, &dir)
             && let Ok(mut fresh) = read(dir.as_fd())
             && fresh.state == State::Released
@@ -120,6 +121,17 @@ pub(super) enum AdoptOutcome {
     NameTaken,
 }
 
+/// The lease, re-read under the lock, is still expired and of our workspace.
+fn still_expired(dir: &std::fs::File, req: &Request<'_>, key: &WorkspaceKey) -> bool {
+    read(dir.as_fd()).is_ok_and(|l| {
+        l.same_key(key)
+            && matches!(
+                classify(&l, SystemTime::now(), req.trust),
+                Verdict::Expired { .. }
+            )
+    })
+}
+
 /// Adopt: take an expired dir of the same workspace for this job. The guard and other adopters
 /// race us only through the dir's lock, so exactly one of us wins.
 pub(super) fn adopt(
@@ -131,10 +143,11 @@ pub(super) fn adopt(
     let Ok(dir) = root.open_job(&cand.name) else {
         return Ok(AdoptOutcome::Lost);
     };
-    // A live owner, a guard mid-claim or another adopter holds it: not ours.
-    if dir.try_lock().is_err() {
+    // A live owner, a guard mid-claim, another adopter, or processes of its job that outlived
+    // their wrapper hold it, or its locks cannot be tried: not ours.
+    let Ok(taken) = take(dir.as_fd()) else {
         return Ok(AdoptOutcome::Lost);
-    }
+    };
     // Race closed: renamed into `.trash/` or to another adopter's name between open and lock.
     if !root.still_names(&cand.name, &dir) {
         return Ok(AdoptOutcome::Lost);
@@ -148,14 +161,8 @@ pub(super) fn adopt(
         return Ok(AdoptOutcome::Lost);
     }
     // Race closed: the dir's own job resumed it (renewing the lease) after our scan.
-    match read(dir.as_fd()) {
-        Ok(l)
-            if l.same_key(key)
-                && matches!(
-                    classify(&l, SystemTime::now(), req.trust),
-                    Verdict::Expired { .. }
-                ) => {}
-        _ => return Ok(AdoptOutcome::Lost),
+    if !still_expired(&dir, req, key) {
+        return Ok(AdoptOutcome::Lost);
     }
     // Race closed: a new job is copying a seed from this dir (docs/protocol.md#seed); adopting
     // it now would make its copy half old, half ours. Held until our lease is written.
@@ -194,6 +201,12 @@ pub(super) fn adopt(
     lease.size_measured_at = cand.lease.size_measured_at;
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", root.join(req.name).display()))?;
-    let held = held(root, OsStr::new(req.name), dir, lease)?;
+    let tree = taken.into_shared(dir.as_fd()).with_context(|| {
+        format!(
+            "failed to lock {}",
+            root.join(req.name).join(TREE_LOCK).display()
+        )
+    })?;
+    let held = held(root, OsStr::new(req.name), dir, tree, lease)?;
     Ok(AdoptOutcome::Adopted(Box::new(held)))
 }

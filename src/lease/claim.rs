@@ -2,7 +2,7 @@
 //! move it into `.trash/` still holding it.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, SystemTime};
@@ -15,6 +15,7 @@ use crate::term;
 
 use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
+use super::probe::{Busy, Hold, take};
 use super::record::{Lease, classify, read};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
@@ -43,16 +44,21 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         Ok(l) => l,
         Err(why) => return kept(None, Keep::Unknown(why)),
     };
-    match dir.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
+    // Held until the rename into `.trash/` is done (both locks: docs/protocol.md#what-a-lock-means).
+    let _taken = match take(dir.as_fd()) {
+        Ok(taken) => taken,
+        Err(Busy::Live(Hold::Dir)) => {
             let holder = lease.holder();
             return kept(Some(lease), Keep::StillLocked { holder });
         }
-        Err(TryLockError::Error(e)) => {
-            return kept(Some(lease), Keep::Unknown(format!("lock failed ({e})")));
+        // Race closed: wrapper and reaper SIGKILLed together while the command's processes
+        // still write into the dir; they hold the tree lock they inherited.
+        Err(Busy::Live(Hold::Tree)) => {
+            let job_id = lease.job_id.clone();
+            return kept(Some(lease), Keep::TreeAlive { job_id });
         }
-    }
+        Err(Busy::Unknown(e)) => return kept(Some(lease), Keep::Unknown(e)),
+    };
     step("guard-locked");
     // Race closed: the name now points elsewhere (renamed, or swapped for a symlink).
     if !root.still_names(name, &dir) {

@@ -28,6 +28,9 @@ pub(crate) struct Held {
     name: OsString,
     root_fd: OwnedFd,
     pub(super) dir: File,
+    /// The tree lock (`probe::TREE_LOCK`), held shared: the command inherits it, so the dir
+    /// stays protected while any process of its tree lives (docs/protocol.md#what-a-lock-means).
+    tree: File,
     pub(super) ident: Identity,
     lease: Mutex<Lease>,
 }
@@ -35,6 +38,17 @@ pub(crate) struct Held {
 impl Held {
     pub(crate) fn target_dir(&self) -> PathBuf {
         self.path.join(TARGET)
+    }
+
+    /// The tree lock's fd, for the command to inherit (`ProcessBuilder::inherit_fd`).
+    pub(crate) fn tree_fd(&self) -> BorrowedFd<'_> {
+        self.tree.as_fd()
+    }
+
+    /// After the release, our own share of the tree lock given up: whether processes of this
+    /// step's tree still hold it (they escaped its tracking and keep the dir protected).
+    pub(super) fn survivors(&self) -> bool {
+        super::probe::others_share(&self.tree)
     }
 
     /// The job dir, open and locked: for work done under the lock (pruning at adoption).
@@ -70,8 +84,9 @@ impl Held {
     }
 }
 
-pub(super) fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result<Held> {
+pub(super) fn held(root: &Root, name: &OsStr, dir: File, tree: File, lease: Lease) -> Result<Held> {
     Ok(Held {
+        tree,
         path: root.join(name),
         name: name.to_owned(),
         root_fd: root.fd().try_clone_to_owned()?,

@@ -18,6 +18,9 @@ pub(crate) enum Keep {
     Unknown(String),
     /// Expired by its heartbeat, but its lock is held: a stopped process.
     StillLocked { holder: String },
+    /// The dir's lock is free (its wrapper is gone) but processes of its job's command still
+    /// hold the tree lock they inherited: a daemon or `setsid` child that outlived its wrapper.
+    TreeAlive { job_id: String },
     /// The lease is active with a fresh heartbeat.
     Live {
         holder: String,
@@ -55,7 +58,7 @@ impl Keep {
 
     pub(crate) fn kind(&self) -> Kind {
         match self {
-            Keep::Live { .. } => Kind::Live,
+            Keep::Live { .. } | Keep::TreeAlive { .. } => Kind::Live,
             Keep::Lingering { .. } => Kind::Lingering,
             _ => Kind::Unknown,
         }
@@ -87,6 +90,11 @@ impl fmt::Display for Detail<'_> {
                     "lease expired but still locked by {holder} (stopped process?)"
                 )
             }
+            Keep::TreeAlive { job_id } => write!(
+                f,
+                "processes of job `{}` still hold it (its wrapper has exited)",
+                crate::term::escape(job_id)
+            ),
             Keep::Live {
                 holder,
                 renewed_ago,

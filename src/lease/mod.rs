@@ -2,8 +2,9 @@
 //! order a job takes them — acquire (fresh, resumed or adopted), renew, release — followed by the
 //! guard's claim on an expired dir. Each step's comment names the race it closes.
 //!
-//! Two signals guard a job dir: the kernel lock (`flock` on the job dir itself, held by the
-//! wrapper for the whole run) and the lease's heartbeat. A dir is expired only when the lock is
+//! Two signals guard a job dir: the kernel locks (`flock` on the job dir itself, held by the
+//! wrapper for the whole run, and the tree lock its command inherits; `probe` says what they
+//! mean) and the lease's heartbeat. A dir is expired only when the lock is
 //! free **and** the lease says so; a stopped build keeps its lock, a lying filesystem keeps the
 //! heartbeat. Paths always come from the root's own directory entries, opened relative to the
 //! root's fd without following symlinks; nothing in a lease is ever used as a path.
@@ -11,8 +12,9 @@
 //! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
 //! its parsing and expiry), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
 //! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
-//! guard's step) and `keep` (why it leaves a dir), `moves` (the checked renames acquire and claim
-//! share), `seed` (a new job's copy of a finished dir, when there is nothing to adopt).
+//! guard's step) and `keep` (why it leaves a dir), `probe` (what a lock means: who holds a dir),
+//! `moves` (the checked renames acquire and claim share), `seed` (a new job's copy of a finished
+//! dir, when there is nothing to adopt).
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ mod claim;
 mod held;
 mod keep;
 mod moves;
+mod probe;
 mod record;
 mod root;
 mod seed;
@@ -35,6 +38,7 @@ pub(crate) use acquire::{Origin, Request};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use held::Held;
 pub(crate) use keep::{Keep, Kind as KeepKind};
+pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
 pub(crate) use root::{Root, Skip};
 pub(crate) use seed::{Seeding, describe as seed_words};

@@ -15,16 +15,18 @@
 //! - The copy is built under `.new-*`, locked, and published by the same rename as a fresh dir.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::clone::{self, Copied, Stop};
 use crate::fs;
+use crate::locks::LockTrust;
 use crate::term;
 use crate::units::Bytes;
 
+use super::probe::{Holder, TREE_LOCK, probe};
 use super::record::{Lease, read};
 use super::root::Root;
 use super::{LEASE_FILE, NEW_PREFIX, SEED_LOCK, step};
@@ -83,6 +85,7 @@ pub(super) fn copy_from(
     src: &Source,
     new_dir: &File,
     seeding: &Seeding<'_>,
+    trust: LockTrust,
 ) -> Result<Seeded, Miss> {
     let path = root.join(&src.name);
     let changed = |why: &str| Miss::Changed(format!("{}: {why}", path.display()));
@@ -101,7 +104,7 @@ pub(super) fn copy_from(
     if !root.still_names(&src.name, &dir) || !unchanged(&dir, &src.lease) {
         return Err(changed("changed since the scan"));
     }
-    if !owner_gone(&dir) {
+    if !owner_gone(&dir, trust) {
         return Err(changed("its owner is running"));
     }
     step("seed-locked");
@@ -122,7 +125,10 @@ pub(super) fn copy_from(
     // Race closed: the owner resumed the dir mid-copy (its resume rewrites the lease before it
     // writes anything else), or holds its lock right now: what we copied may be half old, half
     // new. Discard it.
-    if !unchanged(&dir, &src.lease) || !owner_gone(&dir) || !root.still_names(&src.name, &dir) {
+    if !unchanged(&dir, &src.lease)
+        || !owner_gone(&dir, trust)
+        || !root.still_names(&src.name, &dir)
+    {
         return Err(Miss::Discarded(format!(
             "{}: its owner resumed it during the copy",
             path.display()
@@ -143,19 +149,15 @@ fn unchanged(dir: &File, seen: &Lease) -> bool {
     })
 }
 
-/// The source check: the dir's lock is free (no owner, adopter or guard holds it). Released at
-/// once: seeding never holds a source's lock, so its owner's next step never waits for a copy.
-fn owner_gone(dir: &File) -> bool {
-    match dir.try_lock() {
-        Ok(()) => {
-            let _ = dir.unlock();
-            true
-        }
-        Err(TryLockError::WouldBlock | TryLockError::Error(_)) => false,
-    }
+/// The source check (`lease::probe`, docs/protocol.md#what-a-lock-means): nobody holds the dir
+/// (no owner, adopter or guard; no process of its job's tree) and its locks could be tried.
+/// Released at once: seeding never holds a source's lock, so its owner's next step never waits
+/// for a copy.
+fn owner_gone(dir: &File, trust: LockTrust) -> bool {
+    matches!(probe(dir.as_fd(), trust), Holder::Gone | Holder::Unseen)
 }
 
-/// What a seed leaves out: the source's lease and lock file (the new dir has its own), leftover
+/// What a seed leaves out: the source's lease and lock files (the new dir has its own), leftover
 /// temp files of lease writes, and cargo's `incremental/` dirs (they only speed up recompiling
 /// a changed workspace crate, and are most of a debug target dir's size; see the fleet bench).
 fn skipped(rel: &Path, incremental: bool) -> bool {
@@ -165,6 +167,7 @@ fn skipped(rel: &Path, incremental: bool) -> bool {
         let name = first.unwrap_or_default().to_string_lossy();
         return name == LEASE_FILE
             || name == SEED_LOCK
+            || name == TREE_LOCK
             || name.starts_with(NEW_PREFIX)
             || (name.starts_with('.') && name.ends_with(".tmp"));
     }

@@ -101,6 +101,16 @@ impl Session {
                  by its last heartbeat"
             ));
         }
+        // Processes that escaped the step's tracking (they moved to another cgroup, or scrubbed
+        // their environment) but kept the tree lock they inherited: the dir stays theirs.
+        if self.held.survivors() {
+            term::warn(format_args!(
+                "processes of this job (started by this step, or by an earlier one that was \
+                 killed) still run after this step ended; {} stays protected (kept by every \
+                 guard) until they exit",
+                self.held.path.display()
+            ));
+        }
         lost
     }
 }

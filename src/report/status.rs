@@ -95,7 +95,7 @@ fn row(e: &Entry, now: SystemTime) -> [String; 9] {
         _ => "-".to_owned(),
     };
     let expires = match e.expires_at {
-        Some(t) if e.state == LeaseState::Released => {
+        Some(t) if matches!(e.state, LeaseState::Released | LeaseState::Gone) => {
             Short(t.duration_since(now).unwrap_or(Duration::ZERO)).to_string()
         }
         _ => "-".to_owned(),
@@ -110,8 +110,8 @@ fn row(e: &Entry, now: SystemTime) -> [String; 9] {
         .pruned
         .as_ref()
         .map_or_else(|| "-".to_owned(), |p| Bytes(p.bytes).to_string());
-    let workspace = match (&e.note, &e.workspace) {
-        (Some(note), _) => format!("({})", esc(note)),
+    let workspace = match (note(e, now), &e.workspace) {
+        (Some(note), _) => format!("({})", esc(&note)),
         (None, Some(ws)) => esc(ws),
         (None, None) => "-".to_owned(),
     };
@@ -130,6 +130,27 @@ fn row(e: &Entry, now: SystemTime) -> [String; 9] {
         pruned,
         workspace,
     ]
+}
+
+/// What a row says besides its lease: why it is unknown, that its holder is gone (and when it
+/// becomes reclaimable), or that its job's processes outlived their wrapper.
+fn note(e: &Entry, now: SystemTime) -> Option<String> {
+    if let Some(note) = &e.note {
+        return Some(note.clone());
+    }
+    if e.state == LeaseState::Gone {
+        let at = e.expires_at?;
+        return Some(format!(
+            "holder gone; reclaimable in {}",
+            Short(at.duration_since(now).unwrap_or(Duration::ZERO))
+        ));
+    }
+    e.orphans.then(|| {
+        format!(
+            "processes of job `{}` still hold it (its wrapper has exited)",
+            e.job_id
+        )
+    })
 }
 
 /// `live 1 dir, 2 GiB`, …; unknown dirs only when there are any.
@@ -225,7 +246,7 @@ impl Serialize for Entry {
         #[derive(Serialize)]
         struct Json<'a> {
             job_id: &'a str,
-            /// `active` | `released` | `expired` | `unknown`
+            /// `active` | `released` | `gone` | `expired` | `unknown`
             state: String,
             dir: &'a str,
             target_dir: &'a str,
@@ -242,7 +263,7 @@ impl Serialize for Entry {
             /// What pruning removed when the dir was last adopted.
             pruned: Option<Pruned<'a>>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            note: Option<&'a str>,
+            note: Option<String>,
         }
         #[derive(Serialize)]
         struct Pruned<'a> {
@@ -275,7 +296,16 @@ impl Serialize for Entry {
                 at: epoch_secs(p.at),
                 from: &p.from,
             }),
-            note: self.note.as_deref(),
+            note: note(self, SystemTime::now())
+                .as_deref()
+                .map(|n| match self.state {
+                    // Where a program reads it, the time is absolute (RFC 3339).
+                    LeaseState::Gone => format!(
+                        "holder gone; reclaimable at {}",
+                        rfc3339(self.expires_at).unwrap_or_default()
+                    ),
+                    _ => n.to_owned(),
+                }),
         }
         .serialize(s)
     }
