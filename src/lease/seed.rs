@@ -174,13 +174,14 @@ fn skipped(rel: &Path, incremental: bool) -> bool {
     !incremental && rel.file_name() == Some(OsStr::new("incremental"))
 }
 
-/// The status line's words for a seed: `job `x` (reflink, 12 MiB in 40ms)`.
+/// The status line's words for a seed: `reflink, 12.0 MiB in 0.04s` (to the hundredth of a
+/// second: a reflink takes a fraction of one).
 pub(crate) fn describe(s: &Seeded) -> String {
     format!(
-        "{}, {} in {}",
+        "{}, {} in {:.2}s",
         s.copied.method(),
         Bytes(s.copied.bytes),
-        crate::units::Short(s.took)
+        s.took.as_secs_f64()
     )
 }
 
