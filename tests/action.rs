@@ -1393,3 +1393,22 @@ fn a_run_that_fails_before_it_has_a_dir_still_sets_its_job_id_output() {
         Some("0")
     );
 }
+
+/// Issue 18: a job that starts from a copy of a finished job's dir says so in its outputs and
+/// its step summary.
+#[test]
+fn a_seeded_job_has_origin_seeded_and_says_so_in_its_summary() {
+    let mut job = Job::new();
+    let a = job.action(&[("command", "build"), ("job-id", "first")]);
+    assert_success(&a.run);
+    assert_eq!(a.step.outputs()["origin"], "fresh");
+    let b = job.action(&[("command", "build"), ("job-id", "second")]);
+    assert_success(&b.run);
+    assert_eq!(b.step.outputs()["origin"], "seeded", "{}", describe(&b.run));
+    let summary = b.step.summary();
+    assert!(
+        summary.contains("seeded warm from finished job `first`"),
+        "{summary}"
+    );
+    assert!(!compiled_anything(&b.run), "{}", describe(&b.run));
+}
