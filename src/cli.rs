@@ -306,6 +306,11 @@ pub(crate) enum Command {
     Hold {
         #[command(flatten)]
         job: JobArgs,
+        /// Hold only the job lock of the job's existing dir, not its lease: each step's dir then
+        /// lingers only until this process ends (stopped by the CI's end-of-job cleanup), not
+        /// for the whole --linger
+        #[arg(long)]
+        job_only: bool,
     },
     /// Check the root, disk, locks, toolchain and coverage tools; print each problem with its fix
     /// (exit 1 if one would make wrapped commands fail)
@@ -335,7 +340,7 @@ impl Command {
         match self {
             Command::Env { job, .. }
             | Command::Exec { job, .. }
-            | Command::Hold { job }
+            | Command::Hold { job, .. }
             | Command::Doctor { job, .. } => Some(job),
             _ => None,
         }

@@ -330,7 +330,8 @@ fn scan(
                 .push(Kept::new(root, &name, None, Reason::OwnDir));
             continue;
         }
-        let lease = match root.open_job(&name).map(|dir| lease::read(dir.as_fd())) {
+        let opened = root.open_job(&name);
+        let lease = match opened.as_ref().map(|dir| lease::read(dir.as_fd())) {
             Ok(Ok(lease)) => lease,
             Ok(Err(why)) => {
                 let reason = Reason::Lease(Keep::Unknown(why));
@@ -338,12 +339,17 @@ fn scan(
                 continue;
             }
             Err(skip) => {
-                let reason = Reason::Lease(Keep::Skipped(skip));
+                let reason = Reason::Lease(Keep::Skipped(skip.clone()));
                 report.kept.push(Kept::new(root, &name, None, reason));
                 continue;
             }
         };
-        match Keep::unless_expired(&lease::classify(&lease, now, trust), &lease) {
+        let verdict = match &opened {
+            Ok(dir) => lease::verdict(dir.as_fd(), &lease, now, trust),
+            Err(_) => lease::classify(&lease, now, trust),
+        };
+        drop(opened);
+        match Keep::unless_expired(&verdict, &lease) {
             Ok(since) => expired.push(Expired { name, lease, since }),
             Err(keep) => {
                 let job_id = Some(lease.job_id.clone());

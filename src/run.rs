@@ -266,6 +266,15 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
         }
         github::append(file, &text)?;
     }
+    // The job lock too: each step's release records it, and the linger ends with this process
+    // (docs/protocol.md#linger-ends-with-the-job). Without it the linger just runs its course.
+    let job_lock = lease::hold_job_lock(session.held().dir_fd());
+    if let Err(e) = &job_lock {
+        term::verbose(
+            "Note",
+            format_args!("no job lock ({e}): the dir lingers the whole --linger after the job"),
+        );
+    }
     term::status(
         "Holding",
         format_args!(
@@ -282,6 +291,35 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     session.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo guarded hold --job-only`: hold the job lock of the job's dir (which an earlier step
+/// created) until SIGTERM, SIGINT or SIGHUP, so that its steps' dir lingers only until then
+/// (docs/protocol.md#linger-ends-with-the-job). No lease, no heartbeat: the steps hold those.
+pub(crate) fn hold_job(cfg: &Config) -> Result<ExitCode> {
+    let interrupts = Interrupts::install()?;
+    let root = Root::open(&cfg.root)?;
+    let path = root.join(&cfg.job_name);
+    let dir = root.open_job(OsStr::new(&cfg.job_name)).map_err(|skip| {
+        anyhow::anyhow!(
+            "cannot hold the job lock of {}: {skip}; run a step of the job first",
+            path.display()
+        )
+    })?;
+    let _job_lock = lease::hold_job_lock(dir.as_fd())
+        .with_context(|| format!("failed to lock {}", path.join(lease::JOB_LOCK).display()))?;
+    drop(dir);
+    term::status(
+        "Holding",
+        format_args!(
+            "the job lock on {} until stopped (the dir lingers only until then)",
+            path.display()
+        ),
+    );
+    while interrupts.check().is_ok() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -217,7 +217,7 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
         Ok((l, dir)) => {
             let holder = lease::probe(dir.as_fd(), trust);
             entry.orphans = holder == Holder::Live(Hold::Tree);
-            entry.state = state(&lease::classify(&l, now, trust), &holder);
+            entry.state = state(&lease::verdict(dir.as_fd(), &l, now, trust), &holder);
             if let Holder::Unknown(why) = holder {
                 entry.note = Some(why);
             }

@@ -74,6 +74,7 @@ impl Request<'_> {
             size_measured_at: None,
             command: cap_command(&self.command),
             origin: None,
+            job_lock: None,
         }
     }
 }

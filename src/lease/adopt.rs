@@ -14,9 +14,10 @@ use crate::workspace::WorkspaceKey;
 
 use super::acquire::{Origin, Request, check_owned};
 use super::held::{Held, held};
+use super::joblock::verdict;
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::probe::{TREE_LOCK, take};
-use super::record::{Lease, State, Verdict, classify, read, write};
+use super::record::{Lease, State, Verdict, read, write};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
 use super::step;
@@ -81,7 +82,7 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         if !lease.same_key(key) {
             continue;
         }
-        let verdict = classify(&lease, now, req.trust);
+        let verdict = verdict(dir.as_fd(), &lease, now, req.trust);
         let expired = matches!(verdict, Verdict::Expired { .. });
         let finished = expired || matches!(verdict, Verdict::Lingering { .. });
         // Another user's dir is not ours to take, nor to copy (its files would run in our
@@ -126,7 +127,7 @@ fn still_expired(dir: &std::fs::File, req: &Request<'_>, key: &WorkspaceKey) -> 
     read(dir.as_fd()).is_ok_and(|l| {
         l.same_key(key)
             && matches!(
-                classify(&l, SystemTime::now(), req.trust),
+                verdict(dir.as_fd(), &l, SystemTime::now(), req.trust),
                 Verdict::Expired { .. }
             )
     })

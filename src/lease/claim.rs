@@ -13,10 +13,11 @@ use crate::fs;
 use crate::locks::LockTrust;
 use crate::term;
 
+use super::joblock::verdict;
 use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
 use super::probe::{Busy, Hold, take};
-use super::record::{Lease, classify, read};
+use super::record::{Lease, read};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
 use super::{TRASH, step};
@@ -69,7 +70,7 @@ pub(crate) fn claim(root: &Root, name: &OsStr, trust: LockTrust, dry_run: bool) 
         Ok(l) => l,
         Err(why) => return kept(None, Keep::Unknown(why)),
     };
-    let verdict = classify(&lease, SystemTime::now(), trust);
+    let verdict = verdict(dir.as_fd(), &lease, SystemTime::now(), trust);
     if let Err(reason) = Keep::unless_expired(&verdict, &lease) {
         return kept(Some(lease), reason);
     }

@@ -14,7 +14,7 @@
 //! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
 //! guard's step) and `keep` (why it leaves a dir), `probe` (what a lock means: who holds a dir),
 //! `moves` (the checked renames acquire and claim share), `seed` (a new job's copy of a finished
-//! dir, when there is nothing to adopt).
+//! dir, when there is nothing to adopt), `joblock` (a linger that ends with the CI job).
 
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ mod acquire;
 mod adopt;
 mod claim;
 mod held;
+mod joblock;
 mod keep;
 mod moves;
 mod probe;
@@ -37,6 +38,7 @@ mod tests;
 pub(crate) use acquire::{Origin, Request};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use held::Held;
+pub(crate) use joblock::{hold as hold_job_lock, verdict};
 pub(crate) use keep::{Keep, Kind as KeepKind};
 pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
@@ -57,6 +59,9 @@ pub(crate) const TOOLCHAIN_CACHE: &str = ".toolchains";
 pub(crate) const NEW_PREFIX: &str = ".new-";
 /// In a job dir: shared by jobs copying a seed from it, needed alone to adopt or reclaim it.
 pub(crate) const SEED_LOCK: &str = "seed.lock";
+/// In a job dir: held shared by a process that lives as long as the CI job (`hold`); once it is
+/// free, a released lease that recorded it has ended (docs/protocol.md#linger-ends-with-the-job).
+pub(crate) const JOB_LOCK: &str = "job.lock";
 /// Written only by cargo-guarded, when it lays out a root: `gc` and `status` work only in a
 /// directory that has it (or the layout of earlier versions, which then gets it).
 pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";

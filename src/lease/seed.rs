@@ -29,7 +29,7 @@ use crate::units::Bytes;
 use super::probe::{Holder, TREE_LOCK, probe};
 use super::record::{Lease, read};
 use super::root::Root;
-use super::{LEASE_FILE, NEW_PREFIX, SEED_LOCK, step};
+use super::{JOB_LOCK, LEASE_FILE, NEW_PREFIX, SEED_LOCK, step};
 
 /// The lock file seeders share while they copy a dir, and adopters and guards need alone.
 pub(super) fn seed_lock(dir: &File) -> std::io::Result<File> {
@@ -168,6 +168,7 @@ fn skipped(rel: &Path, incremental: bool) -> bool {
         return name == LEASE_FILE
             || name == SEED_LOCK
             || name == TREE_LOCK
+            || name == JOB_LOCK
             || name.starts_with(NEW_PREFIX)
             || (name.starts_with('.') && name.ends_with(".tmp"));
     }

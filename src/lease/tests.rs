@@ -249,6 +249,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         size_measured_at: None,
         command: vec![],
         origin: None,
+        job_lock: None,
     };
     (l, now)
 }
