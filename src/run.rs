@@ -309,6 +309,8 @@ pub(crate) fn hold_job(cfg: &Config) -> Result<ExitCode> {
     })?;
     let _job_lock = lease::hold_job_lock(dir.as_fd())
         .with_context(|| format!("failed to lock {}", path.join(lease::JOB_LOCK).display()))?;
+    // The step that ran before us released without a holder to record.
+    lease::record_in_released(&dir);
     drop(dir);
     term::status(
         "Holding",

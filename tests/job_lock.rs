@@ -31,9 +31,12 @@ fn a_job_only_holder_killed_at_the_end_of_the_job_ends_the_linger() {
     let env = Env::new();
     let ws = env.fixture("small");
     step(&env, &ws, "job-a");
+    // Started after the job's first step (as the action starts it): recorded in its lease.
     let holder = env.spawn(&ws, "holder", ["--job-id", "job-a", "hold", "--job-only"]);
     wait_holding(&holder);
-    // A later step of the job, released while the holder lives.
+    assert_eq!(env.lease("job-a")["job_lock"], true);
+    assert!(removed(&env).is_empty());
+    // A later step of the job, released while the holder lives, records it itself.
     step(&env, &ws, "job-a");
     assert_eq!(env.lease("job-a")["job_lock"], true);
     // The job is not over: its dir lingers (a sweep of every expired dir keeps it).

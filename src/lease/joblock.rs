@@ -11,7 +11,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::SystemTime;
 
 use rustix::fs::FlockOperation;
@@ -21,13 +21,33 @@ use crate::fs;
 use crate::locks::LockTrust;
 
 use super::JOB_LOCK;
-use super::record::{Lease, State, Verdict, classify};
+use super::record::{Lease, State, Verdict, classify, read, write};
 
 /// Take the job lock of the job dir `dir` shared, for as long as the returned file lives.
 pub(crate) fn hold(dir: BorrowedFd<'_>) -> std::io::Result<File> {
     let file = fs::create_shared_file(dir, OsStr::new(JOB_LOCK))?;
     rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared)?;
     Ok(file)
+}
+
+/// A holder that starts after a step released (the action starts it after the job's first step,
+/// once the dir exists): record it in that released lease, under the dir's lock (taken only if
+/// free, as every reader takes it), so the step's linger also ends with the holder. `false` if
+/// the dir is held (a step runs: its own release will record the holder) or not released.
+pub(crate) fn record_in_released(dir: &File) -> bool {
+    let Ok(taken) = super::probe::take(dir.as_fd()) else {
+        return false;
+    };
+    let recorded = match read(dir.as_fd()) {
+        Ok(mut lease) if lease.state == State::Released => {
+            lease.job_lock = Some(true);
+            write(dir.as_fd(), &lease).is_ok()
+        }
+        _ => false,
+    };
+    drop(taken);
+    let _ = rustix::fs::flock(dir, FlockOperation::Unlock);
+    recorded
 }
 
 /// Whether a job-lifetime holder holds `dir`'s job lock now (a try-lock that would block).

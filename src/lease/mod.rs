@@ -38,7 +38,7 @@ mod tests;
 pub(crate) use acquire::{Origin, Request};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use held::Held;
-pub(crate) use joblock::{hold as hold_job_lock, verdict};
+pub(crate) use joblock::{hold as hold_job_lock, record_in_released, verdict};
 pub(crate) use keep::{Keep, Kind as KeepKind};
 pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
