@@ -97,8 +97,12 @@ fn origin(stderr: &str) -> &'static str {
 }
 
 /// Start one job of workspace `w` on an ephemeral runner.
-fn spawn_job(root: &Path, ws: &Path, w: usize, name: &str, logs: &Path, linger: u64) -> Child {
+fn spawn_job(root: &Path, ws: &Path, w: usize, name: &str, logs: &Path, opts: &Opts) -> Child {
     let mut c = guarded(root, ws, ["--job-id", name, "build"]);
+    if !opts.seed {
+        c.env("CARGO_GUARDED_SEED", "0");
+    }
+    let linger = opts.linger;
     c.env("RUNNER_NAME", format!("arc-{name}"))
         .env("GITHUB_REPOSITORY", format!("acme/ws-{w}"))
         .env("CARGO_GUARDED_LINGER", format!("{linger}s"))
@@ -114,10 +118,21 @@ fn set_state(ws: &Path, s: usize) {
     moving::set_edit(ws, s as u32);
 }
 
+/// The settings of a fleet run.
+struct Opts {
+    linger: u64,
+    sweep: Vec<String>,
+    /// `false`: the baseline without seeding (`CARGO_GUARDED_SEED=0`), adoption only.
+    seed: bool,
+}
+
 /// One fleet run: `jobs` jobs, `c` at a time, over two workspaces, in a root under `base`.
 // Long: one scenario read top to bottom (per batch: history, ideal, jobs, disk, sweep).
-fn fleet(base: &Path, c: usize, jobs: usize, linger: u64, sweep: &[String]) -> Fleet {
-    let dir = base.join(format!("fleet-{c}"));
+fn fleet(base: &Path, c: usize, jobs: usize, opts: &Opts) -> Fleet {
+    let dir = base.join(format!(
+        "fleet-{c}-{}",
+        if opts.seed { "seed" } else { "noseed" }
+    ));
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let root = dir.join("root");
@@ -151,7 +166,7 @@ fn fleet(base: &Path, c: usize, jobs: usize, linger: u64, sweep: &[String]) -> F
             .enumerate()
             .map(|(j, &w)| {
                 let name = format!("c{c}-b{b}-j{j}");
-                let child = spawn_job(&root, &ws[w], w, &name, &logs, linger);
+                let child = spawn_job(&root, &ws[w], w, &name, &logs, opts);
                 (w, name, child)
             })
             .collect();
@@ -172,7 +187,7 @@ fn fleet(base: &Path, c: usize, jobs: usize, linger: u64, sweep: &[String]) -> F
             finished[w] = true;
         }
         out.peak_disk = out.peak_disk.max(disk_bytes(&root));
-        let mut gc = guarded(&root, &dir, sweep);
+        let mut gc = guarded(&root, &dir, &opts.sweep);
         timed(&mut gc, &logs);
     }
     for (w, ws) in ws.iter().enumerate() {
@@ -231,8 +246,10 @@ fn report(label: &str, f: &Fleet, seed_goal: f64) {
         f.ideal_units,
         compiled as f64 / f.ideal_units.max(1) as f64
     );
+    // du-style (each inode's blocks): on XFS a reflinked seed's shared extents count in full.
     println!(
-        "    peak disk {} against one fresh build per workspace {}: {:.2}x",
+        "    peak disk {} (du-style) against one fresh build per workspace {}: {:.2}x; \
+         lingering dirs hold most of it",
         human_bytes(f.peak_disk),
         human_bytes(f.fresh_disk),
         f.peak_disk as f64 / f.fresh_disk.max(1) as f64
@@ -271,18 +288,28 @@ fn main() {
         if smoke { " (smoke scale)" } else { "" }
     );
     println!("  binary: {BIN}");
+    let mut opts = Opts {
+        linger,
+        sweep,
+        seed: true,
+    };
     let concurrencies: &[usize] = if smoke { &[2] } else { &[1, 2, 4] };
     for &c in concurrencies {
-        let f = fleet(tmp.path(), c, jobs, linger, &sweep);
+        let f = fleet(tmp.path(), c, jobs, &opts);
         report(&format!("{here}, concurrency {c}"), &f, 0.2);
     }
     if smoke {
         return;
     }
+    // The same fleet before seeding: adoption only.
+    opts.seed = false;
+    let f = fleet(tmp.path(), 2, jobs, &opts);
+    report(&format!("{here}, conc. 2, --no-seed"), &f, 0.2);
+    opts.seed = true;
     let xfs = Xfs::mount(tmp.path(), 4096);
     match &xfs {
         Ok(x) => {
-            let f = fleet(&x.mount, 2, jobs, linger, &sweep);
+            let f = fleet(&x.mount, 2, jobs, &opts);
             report("xfs (reflink), conc. 2", &f, 0.05);
         }
         Err(why) => println!("  xfs: skipped: {why}"),
