@@ -159,6 +159,9 @@ impl Walk<'_> {
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => self.subdir(src, dst, &name, &path, &st, depth)?,
                 FileType::RegularFile => self.file(src, dst, &name, &path, &st)?,
+                // At the top, a symlink would become the new job's `target/` or `build/`:
+                // never copied (cargo makes none there), so the job builds in a real dir.
+                FileType::Symlink if depth == 0 => {}
                 FileType::Symlink => {
                     let target =
                         rustix::fs::readlinkat(src, &name, Vec::new()).map_err(errno_at(&path))?;

@@ -344,3 +344,21 @@ fn no_seed_starts_cold_and_a_size_cap_builds_fresh() {
     );
     assert_eq!(env.lease("job-3")["origin"], "fresh");
 }
+
+/// A symlink at the top of a source dir (where `build/` or `llvm-cov-target/` would be) is never
+/// copied: the new job must build in real dirs of its own, not through a link somewhere else.
+#[test]
+fn a_symlink_at_the_top_of_the_source_is_not_copied() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.root.join("job-1/build")).unwrap();
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    assert!(
+        std::fs::symlink_metadata(env.root.join("job-2/build")).is_err(),
+        "the link was copied"
+    );
+}
