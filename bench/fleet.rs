@@ -5,7 +5,8 @@
 //! batches), at concurrency 1, 2 and 4 (a batch is that many jobs started together).
 //!
 //! Compression: the shipped schedule lingers a released dir 1h and sweeps every 5 min (the
-//! DaemonSet); here a dir lingers `BENCH_LINGER_SECS` (5) and the sweep runs after every batch.
+//! DaemonSet); here a dir lingers `BENCH_LINGER_SECS` (5), batches start `BENCH_BATCH_SECS` (2)
+//! apart (or as soon as the last one ends, if later) and the sweep runs after every batch.
 //!
 //! Printed per concurrency: the warm-start rate (jobs started by a seed or an adoption, among the
 //! jobs after each workspace's first on the host; goal >= 95%), units compiled against an
@@ -121,6 +122,9 @@ fn set_state(ws: &Path, s: usize) {
 /// The settings of a fleet run.
 struct Opts {
     linger: u64,
+    /// Batches start this far apart (a fleet is paced by its pushes, not by how fast its jobs
+    /// are): so warm and cold runs see the same number of batches per linger.
+    period: Duration,
     sweep: Vec<String>,
     /// `false`: the baseline without seeding (`CARGO_GUARDED_SEED=0`), adoption only.
     seed: bool,
@@ -149,7 +153,11 @@ fn fleet(base: &Path, c: usize, jobs: usize, opts: &Opts) -> Fleet {
     };
     let mut finished = [false; 2];
     let batches = jobs.div_ceil(c);
+    let start = Instant::now();
     for b in 0..batches {
+        if let Some(wait) = (opts.period * b as u32).checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
         for (w, ws) in ws.iter().enumerate() {
             set_state(ws, b / 2 + w);
         }
@@ -283,13 +291,15 @@ fn main() {
     let here = fs_type(tmp.path());
     println!(
         "fleet: {jobs} jobs per run over 2 workspaces (fixtures/moving), ephemeral runners, \
-         linger {linger}s, `gc` as shipped (`{}`) after every batch{}",
+         linger {linger}s, batches {}s apart, `gc` as shipped (`{}`) after every batch{}",
+        env_usize("BENCH_BATCH_SECS", 2),
         sweep.join(" "),
         if smoke { " (smoke scale)" } else { "" }
     );
     println!("  binary: {BIN}");
     let mut opts = Opts {
         linger,
+        period: Duration::from_secs(env_usize("BENCH_BATCH_SECS", 2) as u64),
         sweep,
         seed: true,
     };
