@@ -163,6 +163,23 @@ start_hold() {
   echo "::warning title=cargo-guarded::the lease holder did not start; the job dir stays protected only for the linger after this step: $(escape_data "$(cat "$holdlog" 2>/dev/null)")"
 }
 
+# Without the export holder, a job holder (`hold --job-only`) holds only the job's job.lock until
+# the runner's end-of-job cleanup kills it, so the job's dir lingers only until the job ends, not
+# the whole linger (docs/protocol.md#linger-ends-with-the-job). One per job: a later use of the
+# action finds it by its exported pid and id. The export holder holds the job lock itself.
+start_job_hold() {
+  [ -n "${GITHUB_ENV:-}" ] || return 0
+  is_our_hold "${CARGO_GUARDED_JOB_HOLD_PID:-}" "${CARGO_GUARDED_JOB_HOLD_ID:-}" && return 0
+  is_our_hold "${CARGO_GUARDED_HOLD_PID:-}" "${CARGO_GUARDED_HOLD_ID:-}" && return 0
+  local hold_id pid
+  hold_id=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s-%s' "$$" "$RANDOM$RANDOM")
+  # Detached like the export holder (see start_hold): the end-of-job cleanup is what stops it.
+  CARGO_GUARDED_HOLD_ID=$hold_id GITHUB_ACTIONS='' \
+    setsid nohup "$cg" guarded hold --job-only </dev/null >/dev/null 2>&1 &
+  pid=$!
+  printf 'CARGO_GUARDED_JOB_HOLD_PID=%s\nCARGO_GUARDED_JOB_HOLD_ID=%s\n' "$pid" "$hold_id" >>"$GITHUB_ENV"
+}
+
 # A live holder of this job's lease stays while CARGO_TARGET_DIR stays exported: this step's
 # command then runs inside its lease. Only a step that exports again replaces it.
 if [ "$export_target_dir" = true ]; then
@@ -173,5 +190,7 @@ code=$?
 # 75: the disk was too full to start; there is no lease worth holding.
 if [ "$export_target_dir" = true ] && [ "$code" -ne 75 ]; then
   start_hold
+elif [ "$code" -ne 75 ]; then
+  start_job_hold
 fi
 exit "$code"

@@ -54,8 +54,13 @@ fn main() {
     println!("  binary:    {BIN}");
     println!("  workspace: {}", ws.display());
 
-    let job =
-        |root: &Path, id: &str| guarded(root, &ws, ["--job-id", id, "--linger", "0s", "build"]);
+    let job = |root: &Path, id: &str| {
+        guarded(
+            root,
+            &ws,
+            ["--no-seed", "--job-id", id, "--linger", "0s", "build"],
+        )
+    };
     let plain = |dir: &Path| {
         let mut c = cmd("cargo", &ws);
         c.arg("build").arg("--target-dir").arg(dir);

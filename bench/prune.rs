@@ -53,7 +53,7 @@ fn main() {
         .map(|(name, _)| tmp.path().join(format!("root-{}", name.replace('=', ""))))
         .collect();
     let job = |root: &Path, id: &str, extra: &[&str]| {
-        let mut c = guarded(root, &ws, ["--job-id", id, "--linger", "0s"]);
+        let mut c = guarded(root, &ws, ["--no-seed", "--job-id", id, "--linger", "0s"]);
         c.env("RUNNER_NAME", "bench").args(extra).arg("build");
         c
     };

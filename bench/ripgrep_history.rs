@@ -137,7 +137,7 @@ fn main() {
         for (v, (name, extra)) in variants.iter().enumerate() {
             let root = tmp.path().join(format!("root-{name}"));
             let id = format!("job-{}", i + 1);
-            let mut c = guarded(&root, &ws, ["--job-id", &id, "--linger", "0s"]);
+            let mut c = guarded(&root, &ws, ["--no-seed", "--job-id", &id, "--linger", "0s"]);
             c.env("RUNNER_NAME", "bench").args(*extra).arg("build");
             let before = dir_identities(&root);
             let run = timed(&mut c, &logs);
@@ -181,7 +181,7 @@ fn main() {
     // Pruning happens at adoption: what the last job replaced goes when the next job adopts.
     let root = tmp.path().join("root-pruned");
     let id = format!("job-{}", commits.len() + 1);
-    let mut c = guarded(&root, &ws, ["--job-id", &id, "--linger", "0s"]);
+    let mut c = guarded(&root, &ws, ["--no-seed", "--job-id", &id, "--linger", "0s"]);
     c.env("RUNNER_NAME", "bench").arg("build");
     let run = timed(&mut c, &logs);
     let ratio = disk_bytes(&root.join(&id).join("target")) as f64 / fresh as f64;

@@ -119,6 +119,15 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
+    #[arg(skip = true)]
+    pub(crate) seed: bool,
+
+    #[arg(skip)]
+    pub(crate) seed_max_size: Option<u64>,
+
+    #[arg(skip)]
+    pub(crate) seed_incremental: bool,
+
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
@@ -207,6 +216,24 @@ pub(crate) struct JobArgs {
     )]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
+    /// Never seed a new job's dir from a copy of a finished dir of its workspace when there is
+    /// none to adopt; start cold instead (the variable: `0` not to seed)
+    #[arg(long = "no-seed", action = ArgAction::SetFalse, value_parser = switch,
+          help_heading = JOB, env = "CARGO_GUARDED_SEED", hide_env_values = true)]
+    pub(crate) seed: bool,
+
+    /// Build fresh instead of seeding from a finished dir larger than this; a reflink clone
+    /// counts its full size too [default: 16GiB]
+    #[arg(long, value_name = "SIZE", value_parser = seed_size, help_heading = JOB,
+          env = "CARGO_GUARDED_SEED_MAX_SIZE", hide_env_values = true)]
+    pub(crate) seed_max_size: Option<u64>,
+
+    /// Copy cargo's incremental/ dirs into a seed too (they only speed up recompiling a changed
+    /// workspace crate)
+    #[arg(long, hide = true, value_parser = switch, default_value = "0",
+          env = "CARGO_GUARDED_SEED_INCREMENTAL", hide_env_values = true)]
+    pub(crate) seed_incremental: bool,
+
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB,
@@ -230,6 +257,9 @@ impl JobArgs {
         forget(&mut self.min_free, env("min_free"));
         forget(&mut self.prune_after, env("prune_after"));
         forget(&mut self.max_warm_size, env("max_warm_size"));
+        forget(&mut self.seed_max_size, env("seed_max_size"));
+        self.seed |= env("seed");
+        self.seed_incremental &= !env("seed_incremental");
         forget(&mut self.wait, env("wait"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
@@ -245,6 +275,9 @@ impl JobArgs {
         g.prune &= self.prune;
         g.prune_after = self.prune_after.or(g.prune_after);
         g.max_warm_size = self.max_warm_size.or(g.max_warm_size);
+        g.seed &= self.seed;
+        g.seed_max_size = self.seed_max_size.or(g.seed_max_size);
+        g.seed_incremental |= self.seed_incremental;
     }
 }
 
@@ -284,6 +317,11 @@ pub(crate) enum Command {
     Hold {
         #[command(flatten)]
         job: JobArgs,
+        /// Hold only the job lock of the job's existing dir, not its lease: each step's dir then
+        /// lingers only until this process ends (stopped by the CI's end-of-job cleanup), not
+        /// for the whole --linger
+        #[arg(long)]
+        job_only: bool,
     },
     /// Check the root, disk, locks, toolchain and coverage tools; print each problem with its fix
     /// (exit 1 if one would make wrapped commands fail)
@@ -313,7 +351,7 @@ impl Command {
         match self {
             Command::Env { job, .. }
             | Command::Exec { job, .. }
-            | Command::Hold { job }
+            | Command::Hold { job, .. }
             | Command::Doctor { job, .. } => Some(job),
             _ => None,
         }
@@ -363,6 +401,11 @@ pub(crate) fn lease_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `--keep-expired`.
+/// A size with its unit (`--seed-max-size`).
+fn seed_size(s: &str) -> Result<u64, String> {
+    units::parse_size(s, "`16GiB` or `500MB`")
+}
+
 fn whole_number(s: &str) -> Result<usize, String> {
     s.parse()
         .map_err(|_| format!("expected a whole number, got `{s}`"))

@@ -40,6 +40,12 @@ pub(crate) struct Config {
     pub(crate) keep_expired: usize,
     /// Whether a new job may adopt an expired dir of its workspace.
     pub(crate) adopt: bool,
+    /// Whether a new job with nothing to adopt may start from a copy of a finished dir.
+    pub(crate) seed: bool,
+    /// Seeds larger than this are not taken; the job builds fresh.
+    pub(crate) seed_max_size: u64,
+    /// Copy cargo's `incremental/` dirs into a seed (off: they only speed up a changed crate).
+    pub(crate) seed_incremental: bool,
     /// Pruning of adopted dirs (`prune.rs`).
     pub(crate) prune: crate::prune::Settings,
     /// How long to wait for another run of the same job; `None` is "as long as it takes".
@@ -135,6 +141,9 @@ impl Config {
             min_free: g.min_free.unwrap_or(Threshold::Bytes(2 << 30)),
             keep_expired: g.keep_expired.unwrap_or(1),
             adopt: g.adopt,
+            seed: g.seed,
+            seed_max_size: g.seed_max_size.unwrap_or(16 << 30),
+            seed_incremental: g.seed_incremental,
             prune: crate::prune::Settings {
                 enabled: g.prune,
                 after: g.prune_after.unwrap_or(3),

@@ -340,7 +340,8 @@ fn scan(
                 .push(Kept::new(root, &name, None, Reason::OwnDir));
             continue;
         }
-        let lease = match root.open_job(&name).map(|dir| lease::read(dir.as_fd())) {
+        let opened = root.open_job(&name);
+        let lease = match opened.as_ref().map(|dir| lease::read(dir.as_fd())) {
             Ok(Ok(lease)) => lease,
             // `gc --workspace`: a dir whose workspace cannot be read is not one of its dirs.
             _ if only.is_some() => continue,
@@ -350,7 +351,7 @@ fn scan(
                 continue;
             }
             Err(skip) => {
-                let reason = Reason::Lease(Keep::Skipped(skip));
+                let reason = Reason::Lease(Keep::Skipped(skip.clone()));
                 report.kept.push(Kept::new(root, &name, None, reason));
                 continue;
             }
@@ -358,7 +359,11 @@ fn scan(
         if only.is_some() && lease.workspace.as_deref() != only {
             continue;
         }
-        let verdict = lease::classify(&lease, now, opts.trust);
+        let verdict = match &opened {
+            Ok(dir) => lease::verdict(dir.as_fd(), &lease, now, opts.trust),
+            Err(_) => lease::classify(&lease, now, opts.trust),
+        };
+        drop(opened);
         if only.is_some() && matches!(verdict, lease::Verdict::Lingering { .. }) {
             expired.push(Expired {
                 name,

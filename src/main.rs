@@ -13,6 +13,7 @@ compile_error!(
 );
 
 mod cli;
+mod clone;
 mod commands;
 mod config;
 mod doctor;
@@ -120,9 +121,14 @@ fn run() -> Result<ExitCode> {
             job.apply(&mut global);
             run::env(&Config::resolve(&global, &[])?, shell)
         }
-        Command::Hold { job } => {
+        Command::Hold { job, job_only } => {
             job.apply(&mut global);
-            run::hold(&Config::resolve(&global, &[])?)
+            let cfg = Config::resolve(&global, &[])?;
+            if job_only {
+                run::hold_job(&cfg)
+            } else {
+                run::hold(&cfg)
+            }
         }
         Command::Status(args) => status(&Config::resolve(&global, &[])?, &args),
         Command::Gc(args) => gc(&Config::resolve(&global, &[])?, &args),

@@ -284,6 +284,15 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
         }
         github::append(file, &text)?;
     }
+    // The job lock too: each step's release records it, and the linger ends with this process
+    // (docs/protocol.md#linger-ends-with-the-job). Without it the linger just runs its course.
+    let job_lock = lease::hold_job_lock(session.held().dir_fd());
+    if let Err(e) = &job_lock {
+        term::verbose(
+            "Note",
+            format_args!("no job lock ({e}): the dir lingers the whole --linger after the job"),
+        );
+    }
     term::status(
         "Holding",
         format_args!(
@@ -300,6 +309,37 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     session.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo guarded hold --job-only`: hold the job lock of the job's dir (which an earlier step
+/// created) until SIGTERM, SIGINT or SIGHUP, so that its steps' dir lingers only until then
+/// (docs/protocol.md#linger-ends-with-the-job). No lease, no heartbeat: the steps hold those.
+pub(crate) fn hold_job(cfg: &Config) -> Result<ExitCode> {
+    let interrupts = Interrupts::install()?;
+    let root = Root::open(&cfg.root)?;
+    let path = root.join(&cfg.job_name);
+    let dir = root.open_job(OsStr::new(&cfg.job_name)).map_err(|skip| {
+        anyhow::anyhow!(
+            "cannot hold the job lock of {}: {skip}; run a step of the job first",
+            path.display()
+        )
+    })?;
+    let _job_lock = lease::hold_job_lock(dir.as_fd())
+        .with_context(|| format!("failed to lock {}", path.join(lease::JOB_LOCK).display()))?;
+    // The step that ran before us released without a holder to record.
+    lease::record_in_released(&dir);
+    drop(dir);
+    term::status(
+        "Holding",
+        format_args!(
+            "the job lock on {} until stopped (the dir lingers only until then)",
+            path.display()
+        ),
+    );
+    while interrupts.check().is_ok() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -489,6 +529,22 @@ fn take_lease(
         );
         workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
     };
+    // What a real copy may write: the free space above the line where the next sweep would
+    // start reclaiming (or `--min-free`, whichever is higher), so a seed never causes pressure.
+    let room = || {
+        crate::fs::Space::of(&root.path).map_or(0, |s| {
+            let line = cfg
+                .sweep(s.total, trust)
+                .reclaim_below
+                .max(cfg.min_free.bytes(s.total));
+            s.free.saturating_sub(line)
+        })
+    };
+    let seeding = lease::Seeding {
+        max_bytes: cfg.seed_max_size,
+        room: &room,
+        incremental: cfg.seed_incremental,
+    };
     let req = Request {
         job_id: &cfg.job_id,
         name: &cfg.job_name,
@@ -498,6 +554,7 @@ fn take_lease(
         wait: cfg.wait,
         key: &key,
         adopt: cfg.adopt,
+        seed: cfg.seed.then_some(seeding),
         trust,
         interrupted,
     };
@@ -516,10 +573,13 @@ fn announce(cfg: &Config, held: &Held, origin: &Origin) {
             format_args!(
                 "job dir {} (fresh dir{})",
                 held.path.display(),
-                if cfg.adopt {
-                    ": no expired dir of this workspace to adopt"
-                } else {
-                    "; adoption is off"
+                match (cfg.adopt, cfg.seed) {
+                    (true, true) => ": no finished dir of this workspace to adopt or seed from",
+                    (true, false) => ": no expired dir of this workspace to adopt; seeding is off",
+                    (false, true) => {
+                        "; adoption is off and no finished dir of this workspace to seed from"
+                    }
+                    (false, false) => "; adoption is off and seeding is off",
                 }
             ),
         ),
@@ -538,6 +598,15 @@ fn announce(cfg: &Config, held: &Held, origin: &Origin) {
                         .unwrap_or_default()
                 ),
                 held.path.display()
+            ),
+        ),
+        Origin::Seeded(seeded) => term::status(
+            "Seeded",
+            format_args!(
+                "{} from finished job `{}` ({})",
+                held.path.display(),
+                seeded.from,
+                lease::seed_words(seeded)
             ),
         ),
     }

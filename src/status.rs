@@ -21,6 +21,45 @@ pub(crate) struct Status {
     pub(crate) leases: Vec<Entry>,
     /// Job dirs and bytes by what a guard may do with them.
     pub(crate) totals: Totals,
+    /// Per workspace, how the jobs whose dirs are in the root started.
+    pub(crate) starts: Vec<Starts>,
+}
+
+/// How the jobs of one workspace started, counted over the job dirs in the root (each dir's
+/// lease records how its job first came by it; a later step that resumed it keeps that).
+#[derive(Debug, Serialize, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Starts {
+    pub(crate) workspace: String,
+    /// Built from empty: cold.
+    pub(crate) fresh: usize,
+    /// Took an expired dir of the workspace: warm.
+    pub(crate) adopted: usize,
+    /// Started from a copy of a finished dir: warm.
+    pub(crate) seeded: usize,
+    /// Leases written before the origin was recorded.
+    pub(crate) unknown: usize,
+}
+
+impl Starts {
+    fn of(leases: &[Entry]) -> Vec<Starts> {
+        let mut by: std::collections::BTreeMap<&str, Starts> = Default::default();
+        for e in leases {
+            let Some(ws) = e.workspace.as_deref() else {
+                continue;
+            };
+            let s = by.entry(ws).or_insert_with(|| Starts {
+                workspace: ws.to_owned(),
+                ..Starts::default()
+            });
+            match e.origin.as_deref() {
+                Some(lease::Origin::FRESH) => s.fresh += 1,
+                Some(lease::Origin::ADOPTED) => s.adopted += 1,
+                Some(lease::Origin::SEEDED) => s.seeded += 1,
+                _ => s.unknown += 1,
+            }
+        }
+        by.into_values().collect()
+    }
 }
 
 /// What a guard may do with a job dir, in the order `status` lists them.
@@ -95,6 +134,8 @@ pub(crate) struct Entry {
     pub(crate) dir: String,
     pub(crate) target_dir: String,
     pub(crate) workspace: Option<String>,
+    /// How the job first came by the dir: `fresh`, `adopted`, `seeded` (none in older leases).
+    pub(crate) origin: Option<String>,
     pub(crate) host: Option<String>,
     pub(crate) pid: Option<u32>,
     pub(crate) created_at: Option<SystemTime>,
@@ -141,6 +182,7 @@ pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Stat
         root: root.path.display().to_string(),
         space,
         totals: Totals::of(&leases),
+        starts: Starts::of(&leases),
         leases,
     })
 }
@@ -154,6 +196,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         dir: dir_path.display().to_string(),
         target_dir: dir_path.join(TARGET).display().to_string(),
         workspace: None,
+        origin: None,
         host: None,
         pid: None,
         created_at: None,
@@ -174,12 +217,13 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         Ok((l, dir)) => {
             let holder = lease::probe(dir.as_fd(), trust);
             entry.orphans = holder == Holder::Live(Hold::Tree);
-            entry.state = state(&lease::classify(&l, now, trust), &holder);
+            entry.state = state(&lease::verdict(dir.as_fd(), &l, now, trust), &holder);
             if let Holder::Unknown(why) = holder {
                 entry.note = Some(why);
             }
             entry.job_id = l.job_id.clone();
             entry.workspace = l.workspace.clone();
+            entry.origin = l.origin.clone();
             entry.host = Some(l.runner.clone().unwrap_or(l.host.clone()));
             entry.pid = Some(l.pid);
             entry.created_at = Some(l.created_at);

@@ -222,10 +222,19 @@ impl Job {
     /// The pid of the live background lease holder, if the action started one (the holder
     /// exports its pid to `GITHUB_ENV`).
     fn hold_pids(&self) -> Vec<i32> {
+        self.exported_pid("CARGO_GUARDED_HOLD_PID")
+    }
+
+    /// The pid of the live job holder (`hold --job-only`), if the action started one.
+    fn job_hold_pids(&self) -> Vec<i32> {
+        self.exported_pid("CARGO_GUARDED_JOB_HOLD_PID")
+    }
+
+    fn exported_pid(&self, key: &str) -> Vec<i32> {
         self.exported
             .iter()
             .rev()
-            .find(|(k, _)| k == "CARGO_GUARDED_HOLD_PID")
+            .find(|(k, _)| k == key)
             .and_then(|(_, v)| v.parse().ok())
             .filter(|pid| alive(*pid))
             .into_iter()
@@ -236,7 +245,7 @@ impl Job {
 impl Drop for Job {
     /// A failed test must not leave a lease holder behind.
     fn drop(&mut self) {
-        for pid in self.hold_pids() {
+        for pid in self.hold_pids().into_iter().chain(self.job_hold_pids()) {
             kill(pid, "KILL");
         }
     }
@@ -1500,4 +1509,52 @@ fn a_run_that_fails_before_it_has_a_dir_still_sets_its_job_id_output() {
         outputs.get("reclaimed-bytes").map(String::as_str),
         Some("0")
     );
+}
+
+/// Issue 18: a job that starts from a copy of a finished job's dir says so in its outputs and
+/// its step summary.
+#[test]
+fn a_seeded_job_has_origin_seeded_and_says_so_in_its_summary() {
+    let mut job = Job::new();
+    let a = job.action(&[("command", "build"), ("job-id", "first")]);
+    assert_success(&a.run);
+    assert_eq!(a.step.outputs()["origin"], "fresh");
+    let b = job.action(&[("command", "build"), ("job-id", "second")]);
+    assert_success(&b.run);
+    assert_eq!(b.step.outputs()["origin"], "seeded", "{}", describe(&b.run));
+    let summary = b.step.summary();
+    assert!(
+        summary.contains("seeded warm from finished job `first`"),
+        "{summary}"
+    );
+    assert!(!compiled_anything(&b.run), "{}", describe(&b.run));
+}
+
+/// Issue 18 item 4: without export-target-dir the action leaves one job holder (`hold
+/// --job-only`) running; the runner's end-of-job cleanup (SIGKILL) ends the job dir's linger.
+#[test]
+fn the_job_holder_ends_the_linger_at_the_end_of_the_job() {
+    let mut job = Job::new();
+    let a = job.action(&[("command", "exec -- true")]);
+    assert_success(&a.run);
+    let holders = job.job_hold_pids();
+    assert_eq!(holders.len(), 1, "{}", describe(&a.run));
+    let b = job.action(&[("command", "exec -- true")]);
+    assert_success(&b.run);
+    assert_eq!(job.job_hold_pids(), holders, "a second holder was started");
+    let lease = job_dir(&job.env, JOB_ID).join("lease.json");
+    assert!(
+        wait_for(30, || std::fs::read_to_string(&lease)
+            .is_ok_and(|t| t.contains("\"job_lock\": true"))),
+        "{}",
+        describe(&b.run)
+    );
+    let gc = |env: &Env| {
+        let out = env.ok(env.path(), ["gc", "--json", "--all-expired"]);
+        removed_names(&serde_json::from_slice(&out.stdout).unwrap())
+    };
+    assert!(gc(&job.env).is_empty());
+    kill(holders[0], "KILL");
+    assert!(wait_for(30, || !alive(holders[0])));
+    assert_eq!(gc(&job.env).len(), 1);
 }

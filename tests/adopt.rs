@@ -1,5 +1,9 @@
 //! Warm reuse and bounded disk (issue 4): new jobs adopt expired dirs of their workspace, never
 //! another's, and adoption races the guard only through the dir's lock.
+//!
+//! Seeding is off here (`CARGO_GUARDED_SEED=0`): these are adoption's own scenarios. With seeding
+//! on, the freshest finished dir of a workspace is kept as the seed source instead of being
+//! adopted (tests/seed.rs).
 
 mod common;
 
@@ -11,7 +15,8 @@ use common::*;
 /// A CI-like step on `runner` for job `job`.
 fn step(env: &Env, ws: &Path, runner: &str, job: &str, args: &[&str]) -> Output {
     let mut cmd = env.cmd(ws);
-    cmd.env("RUNNER_NAME", runner)
+    cmd.env("CARGO_GUARDED_SEED", "0")
+        .env("RUNNER_NAME", runner)
         .args(["guarded", "--job-id", job])
         .args(args);
     let out = output(&mut cmd);
@@ -126,7 +131,8 @@ fn another_workspace_or_toolchain_never_adopts() {
             .success()
     );
     let mut cmd = env.cmd(&one);
-    cmd.env("RUSTC", &fake)
+    cmd.env("CARGO_GUARDED_SEED", "0")
+        .env("RUSTC", &fake)
         .env("RUNNER_NAME", "r3")
         .args(["guarded", "--job-id", "one-2", "exec", "--", "true"]);
     let out = output(&mut cmd);
@@ -158,6 +164,7 @@ fn no_adopt_starts_cold() {
     );
     let mut cmd = env.cmd(&ws);
     cmd.env("CARGO_GUARDED_ADOPT", "0")
+        .env("CARGO_GUARDED_SEED", "0")
         .args(["guarded", "--job-id", "c", "exec", "--", "true"]);
     let out = output(&mut cmd);
     assert!(
@@ -174,7 +181,8 @@ fn no_adopt_starts_cold() {
 fn adoption_and_the_guard_race_only_through_the_lock() {
     let (env, ws) = with_expired_donor();
     let mut cmd = env.cmd(&ws);
-    cmd.env("RUNNER_NAME", "r1")
+    cmd.env("CARGO_GUARDED_SEED", "0")
+        .env("RUNNER_NAME", "r1")
         .args(["guarded", "--job-id", "first", "exec", "--", "true"]);
     let first = env.paused(cmd, "first", "adopt-locked");
 

@@ -315,7 +315,54 @@ fn crash_adopting(env: &Env, ws: &Path, step: &str) {
         ws,
         ["--linger", "0s", "--job-id", "donor", "exec", "--", "true"],
     );
-    crash_at(env, ws, step, &["--job-id", "taker", "exec", "--", "true"]);
+    // Seeding off: with it, the only finished dir of the workspace is seeded from, not adopted.
+    crash_at(
+        env,
+        ws,
+        step,
+        &["--no-seed", "--job-id", "taker", "exec", "--", "true"],
+    );
+}
+
+/// Seeding (issue 18): a crash mid-seed leaves the source whole and released, nothing under the
+/// new job's name, and an unfinished `.new-*` dir that ages out; the source's shared `seed.lock`
+/// went with the process, so a sweep can still take the source once it expires.
+fn crash_seeding(step: &str) {
+    beside_a_live_job(|env, ws| {
+        env.ok(ws, ["--job-id", "source", "exec", "--", "true"]);
+        crash_at(env, ws, step, &["--job-id", "seeded", "exec", "--", "true"]);
+        assert!(!env.job_dirs().contains(&"seeded".to_owned()), "{step}");
+        assert_eq!(env.lease("source")["state"], "released", "{step}");
+        assert!(env.root.join("source/target").is_dir(), "{step}");
+        assert!(
+            !no_new_dirs(env),
+            "{step}: expected an unfinished .new-* dir"
+        );
+        assert!(
+            wait_for(20, || {
+                env.ok(env.path(), ["--ttl", "1s", "gc"]);
+                no_new_dirs(env)
+            }),
+            "{step}: unfinished dir never reclaimed"
+        );
+        env.ok(
+            ws,
+            ["--job-id", "source", "--linger", "0s", "exec", "--", "true"],
+        );
+        let out = env.ok(env.path(), ["gc", "--all-expired"]);
+        assert!(
+            !env.job_dirs().contains(&"source".to_owned()),
+            "{step}: the source stayed claimed by a dead seeder\n{}",
+            describe(&out)
+        );
+    });
+}
+
+#[test]
+fn a_crash_mid_seed_leaves_the_source_whole_and_ages_out() {
+    for step in ["seed-locked", "seed-copied", "seed-before-publish"] {
+        crash_seeding(step);
+    }
 }
 
 /// Adopting: the candidate stays whole under one name or the other.

@@ -193,7 +193,9 @@ fn an_adopter_never_takes_a_swapped_in_live_dir() {
     assert!(wait_for(30, || is_locked(&env.root.join("live"))));
 
     let mut cmd = env.cmd(&ws);
-    cmd.args(["guarded", "--job-id", "new", "exec", "--", "true"]);
+    // Seeding off: with it, the freshest finished dir (the donor) is seeded from, not adopted.
+    cmd.env("CARGO_GUARDED_SEED", "0")
+        .args(["guarded", "--job-id", "new", "exec", "--", "true"]);
     let adopter = env.paused(cmd, "adopter", "adopt-locked");
     exchange(&env.root, "donor", "live");
     let out = adopter.resume(60);
@@ -415,7 +417,8 @@ fn a_step_waiting_for_its_dir_starts_over_when_an_adopter_renames_it() {
     std::fs::write(&gate, "").unwrap();
     let script = format!("while [ -e '{}' ]; do sleep 0.05; done", gate.display());
     let mut cmd = env.cmd(&ws);
-    cmd.args([
+    // Seeding off: with it, x's dir (the freshest finished one) is seeded from, not adopted.
+    cmd.env("CARGO_GUARDED_SEED", "0").args([
         "guarded", "--job-id", "y", "exec", "--", "sh", "-c", &script,
     ]);
     let adopter = env.paused(cmd, "y", "adopt-locked");

@@ -1,6 +1,9 @@
 //! Warm dirs that stay small (issue 9): at adoption, units no job used in the last K jobs are
 //! pruned; live ones (two versions of one crate, other job shapes within K) never are; where
 //! access times are not recorded the run says so and only the size backstop applies.
+//!
+//! Seeding is off here (`CARGO_GUARDED_SEED=0`): pruning happens along adoption chains, and with
+//! seeding on the freshest finished dir of a workspace is seeded from, not adopted.
 
 mod common;
 #[path = "common/mounts.rs"]
@@ -28,6 +31,7 @@ fn job(env: &Env, ws: &Path, id: &str, extra: &[&str], args: &[&str]) -> Output 
 /// The command `job` runs, for tests that add to its environment.
 fn job_cmd(env: &Env, ws: &Path, id: &str, extra: &[&str], args: &[&str]) -> Command {
     let mut cmd = env.cmd(ws);
+    cmd.env("CARGO_GUARDED_SEED", "0");
     cmd.env("RUNNER_NAME", "r")
         .env("CARGO_LLVM_COV_SETUP", "no")
         .args(["guarded", "--job-id", id, "--linger", "0s"])
@@ -331,6 +335,7 @@ fn a_pruner_racing_a_guard_and_an_adopter_removes_nothing_live() {
     // job-3 adopts job-2's dir; dep 1.0.1's units are dead (K = 1) and are being pruned.
     set_dep_version(&ws, "1.0.3");
     let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_SEED", "0");
     cmd.env("RUNNER_NAME", "r").args([
         "guarded",
         "--job-id",
@@ -345,6 +350,7 @@ fn a_pruner_racing_a_guard_and_an_adopter_removes_nothing_live() {
     let gc = env.ok(env.path(), ["gc", "--all-expired"]);
     assert!(env.root.join("job-3").exists(), "{}", describe(&gc));
     let mut other = env.cmd(&ws);
+    other.env("CARGO_GUARDED_SEED", "0");
     other
         .env("RUNNER_NAME", "r2")
         .args(["guarded", "--job-id", "other", "exec", "--", "true"]);
@@ -371,6 +377,7 @@ fn a_pruner_racing_a_guard_and_an_adopter_removes_nothing_live() {
     // Now a crash (abort) between a dead unit's fingerprint and its outputs.
     set_dep_version(&ws, "1.0.4");
     let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_SEED", "0");
     cmd.env("RUNNER_NAME", "r")
         .env("CARGO_GUARDED_FAULT", "prune-fingerprint-removed")
         .args([

@@ -17,13 +17,14 @@ use crate::term;
 use crate::units::Short;
 use crate::workspace::WorkspaceKey;
 
-use super::adopt::{AdoptOutcome, scan_for_new_job};
+use super::adopt::{AdoptOutcome, Candidate, scan_for_new_job};
 use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::probe::{TREE_LOCK, share};
 use super::record::{Lease, Owner, State, expiry, heartbeat_interval, read, write};
 use super::root::{Root, Skip};
+use super::seed::{self, Miss, Seeded, Seeding};
 use super::{LEASE_FILE, NEW_PREFIX, PROTOCOL, TARGET, step};
 
 /// The recorded command is for humans: capped far below `MAX_LEASE_BYTES`, so a job with a huge
@@ -43,6 +44,8 @@ pub(crate) struct Request<'a> {
     /// Computed only when a new dir is needed (it runs `rustc -vV`).
     pub(crate) key: &'a dyn Fn() -> WorkspaceKey,
     pub(crate) adopt: bool,
+    /// `None`: never seed (`--no-seed`).
+    pub(crate) seed: Option<Seeding<'a>>,
     pub(crate) trust: LockTrust,
     /// `Err` once the wrapper was told to stop: waiting for the lease ends with it.
     pub(crate) interrupted: &'a dyn Fn() -> Result<()>,
@@ -73,6 +76,8 @@ impl Request<'_> {
             boottime_ms: None,
             time_ns: None,
             command: cap_command(&self.command),
+            origin: None,
+            job_lock: None,
         };
         now.stamp(&mut lease);
         lease
@@ -121,15 +126,24 @@ pub(crate) enum Origin {
         size: Option<u64>,
         last_used: SystemTime,
     },
+    /// A copy of another job's finished dir of the same workspace (docs/protocol.md#seed).
+    Seeded(Box<Seeded>),
 }
 
 impl Origin {
-    /// `fresh`, `resumed` or `adopted`: the word the `origin` step output and summaries use.
+    pub(crate) const FRESH: &str = "fresh";
+    pub(crate) const RESUMED: &str = "resumed";
+    pub(crate) const ADOPTED: &str = "adopted";
+    pub(crate) const SEEDED: &str = "seeded";
+
+    /// `fresh`, `resumed`, `adopted` or `seeded`: the word the `origin` step output, summaries
+    /// and the lease's `origin` use.
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Origin::Fresh => "fresh",
-            Origin::Resumed => "resumed",
-            Origin::Adopted { .. } => "adopted",
+            Origin::Fresh => Origin::FRESH,
+            Origin::Resumed => Origin::RESUMED,
+            Origin::Adopted { .. } => Origin::ADOPTED,
+            Origin::Seeded(_) => Origin::SEEDED,
         }
     }
 }
@@ -296,6 +310,8 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
         lease.toolchain = p.toolchain.clone();
         lease.size_bytes = p.size_bytes;
         lease.size_measured_at = p.size_measured_at;
+        // How the job first came by its dir: what `status` counts per workspace.
+        lease.origin = p.origin.clone();
     }
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", path.display()))?;
@@ -340,14 +356,27 @@ pub(super) fn check_owned(dir: &File) -> Result<(), String> {
     Ok(())
 }
 
-/// The job has no dir yet: end same-runner leases, adopt a warm one, or create a fresh one.
-/// `Ok(None)`: another step of this job published the dir first; the caller takes that one.
+/// Sources a seed is tried from before building fresh: a source that changed under the copy is
+/// discarded and the next one tried.
+const SEED_TRIES: usize = 3;
+
+/// The job has no dir yet: end same-runner leases, adopt a warm one, seed from a finished one, or
+/// create a fresh one. `Ok(None)`: another step of this job published the dir first; the caller
+/// takes that one.
 fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origin)>> {
     let key = (req.key)();
-    let candidates = scan_for_new_job(root, req, &key);
+    let scan = scan_for_new_job(root, req, &key);
     if req.adopt {
-        for cand in candidates {
-            match super::adopt::adopt(root, req, &key, &cand)? {
+        // The rule (docs/protocol.md#seed): while seeding is on, the freshest finished dir of the
+        // workspace is never adopted. It stays the source every job starting now seeds from, so
+        // N jobs starting together all start warm, and none adopts a dir another copies from.
+        let reserve = req.seed.as_ref().and(scan.finished.first());
+        let adoptable = scan
+            .expired
+            .iter()
+            .filter(|c| reserve.is_none_or(|r| r.name != c.name));
+        for cand in adoptable {
+            match super::adopt::adopt(root, req, &key, cand)? {
                 AdoptOutcome::Adopted(held) => {
                     let held = *held;
                     // The size the adoption line reports (and pruning's backstop falls back to)
@@ -370,59 +399,177 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
             }
         }
     }
+    if let Some(seeding) = &req.seed {
+        for src in scan.finished.iter().take(SEED_TRIES) {
+            match seed_new(root, req, &key, src, seeding)? {
+                Seed::Done(done) => {
+                    let (held, seeded) = *done;
+                    return Ok(Some((held, Origin::Seeded(Box::new(seeded)))));
+                }
+                Seed::NameTaken => return Ok(None),
+                Seed::Missed(miss @ Miss::Stop(_)) => {
+                    seed::note(&miss);
+                    break;
+                }
+                Seed::Missed(miss) => seed::note(&miss),
+            }
+        }
+    }
     create_fresh(root, req, &key).map(|h| h.map(|h| (h, Origin::Fresh)))
+}
+
+/// What one seed attempt came to.
+enum Seed {
+    Done(Box<(Held, Seeded)>),
+    Missed(Miss),
+    /// Our job's name appeared meanwhile (a sibling step published it).
+    NameTaken,
+}
+
+/// Seed (docs/protocol.md#seed): build the new dir under `.new-*` as a fresh one is built, fill
+/// it with a copy of `src`, verified afterwards, and publish it. A copy that fails or that the
+/// source's owner overtook is deleted with its `.new-*` dir.
+fn seed_new(
+    root: &Root,
+    req: &Request<'_>,
+    key: &WorkspaceKey,
+    src: &Candidate,
+    seeding: &Seeding<'_>,
+) -> Result<Seed> {
+    let Some(new) = NewDir::create(root, req, key, Origin::SEEDED)? else {
+        return Ok(Seed::Missed(Miss::Changed(
+            "our new dir was reclaimed".into(),
+        )));
+    };
+    let source = seed::Source {
+        name: src.name.clone(),
+        lease: src.lease.clone(),
+    };
+    let seeded = match seed::copy_from(root, &source, &new.dir, seeding, req.trust) {
+        Ok(seeded) => seeded,
+        Err(miss) => {
+            new.discard(root);
+            return Ok(Seed::Missed(miss));
+        }
+    };
+    step("seed-before-publish");
+    // `target` may be missing in the source (a job that never built); the job needs one.
+    match rustix::fs::mkdirat(&new.dir, TARGET, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => {
+            let path = root.join(&new.tmp).join(TARGET);
+            new.discard(root);
+            return Err(io::Error::from(e))
+                .with_context(|| format!("failed to create {}", path.display()));
+        }
+    }
+    Ok(match new.publish(root, req)? {
+        Some(held) => Seed::Done(Box::new((held, seeded))),
+        None => Seed::NameTaken,
+    })
 }
 
 /// Create a fresh job dir. It is built under a dot-name (invisible to guards and other jobs),
 /// locked before its lease exists, and published by a rename that never replaces: a crash at any
 /// point leaves either nothing under the job's name or a complete, leased dir.
 fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Option<Held>> {
-    let tmp = format!("{NEW_PREFIX}{}", uuid::Uuid::new_v4().simple());
-    let tmp_path = root.join(&tmp);
-    rustix::fs::mkdirat(root.fd(), tmp.as_str(), Mode::from_raw_mode(0o755))
-        .map_err(io::Error::from)
-        .with_context(|| format!("failed to create {}", tmp_path.display()))?;
-    // Race closed: a guard may take an unlocked `.new-*` dir for abandoned (only after a grace
-    // period, but a stopped process can outlast it). Then our name is gone: start over.
-    let dir = match fs::open_dir_nofollow(root.fd(), OsStr::new(&tmp)) {
-        Ok(fd) => File::from(fd),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("failed to open {}", tmp_path.display())),
+    let Some(new) = NewDir::create(root, req, key, Origin::FRESH)? else {
+        return Ok(None);
     };
-    dir.lock()
-        .with_context(|| format!("failed to lock {}", tmp_path.display()))?;
-    // In the dir before it is published: no reader can see the dir without its tree lock.
-    let tree = share(dir.as_fd(), req.interrupted, req.wait)
-        .with_context(|| format!("failed to lock {}", tmp_path.join(TREE_LOCK).display()))?;
-    step("acquire-locked");
-    let lease = req.lease(Some(key), SystemTime::now());
-    write(dir.as_fd(), &lease)
-        .with_context(|| format!("failed to write lease in {}", tmp_path.display()))?;
-    rustix::fs::mkdirat(&dir, TARGET, Mode::from_raw_mode(0o755))
-        .map_err(io::Error::from)
-        .with_context(|| format!("failed to create {}", tmp_path.join(TARGET).display()))?;
+    if let Err(e) = rustix::fs::mkdirat(&new.dir, TARGET, Mode::from_raw_mode(0o755)) {
+        let path = root.join(&new.tmp).join(TARGET);
+        return Err(io::Error::from(e))
+            .with_context(|| format!("failed to create {}", path.display()));
+    }
     step("acquire-before-publish");
-    match rename_noreplace(root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name)) {
-        Ok(()) => {
-            if let Err(why) = verify_moved(
-                &dir,
-                root.fd(),
-                OsStr::new(&tmp),
-                root.fd(),
-                OsStr::new(req.name),
-            ) {
-                bail!("failed to publish {}: {why}", root.join(req.name).display());
+    new.publish(root, req)
+}
+
+/// A job dir under construction: `.new-<uuid>`, locked, with its lease.
+struct NewDir {
+    tmp: String,
+    dir: File,
+    /// Its tree lock, shared (docs/protocol.md#what-a-lock-means).
+    tree: File,
+    lease: Lease,
+}
+
+impl NewDir {
+    /// `Ok(None)`: a guard took our unfinished dir before we locked it; start over.
+    fn create(
+        root: &Root,
+        req: &Request<'_>,
+        key: &WorkspaceKey,
+        origin: &str,
+    ) -> Result<Option<NewDir>> {
+        let tmp = format!("{NEW_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let tmp_path = root.join(&tmp);
+        rustix::fs::mkdirat(root.fd(), tmp.as_str(), Mode::from_raw_mode(0o755))
+            .map_err(io::Error::from)
+            .with_context(|| format!("failed to create {}", tmp_path.display()))?;
+        // Race closed: a guard may take an unlocked `.new-*` dir for abandoned (only after a
+        // grace period, but a stopped process can outlast it). Then our name is gone: start over.
+        let dir = match fs::open_dir_nofollow(root.fd(), OsStr::new(&tmp)) {
+            Ok(fd) => File::from(fd),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to open {}", tmp_path.display()));
             }
-            Ok(Some(held(root, OsStr::new(req.name), dir, tree, lease)?))
+        };
+        dir.lock()
+            .with_context(|| format!("failed to lock {}", tmp_path.display()))?;
+        // In the dir before it is published: no reader can see the dir without its tree lock.
+        let tree = share(dir.as_fd(), req.interrupted, req.wait)
+            .with_context(|| format!("failed to lock {}", tmp_path.join(TREE_LOCK).display()))?;
+        step("acquire-locked");
+        let mut lease = req.lease(Some(key), SystemTime::now());
+        lease.origin = Some(origin.to_owned());
+        write(dir.as_fd(), &lease)
+            .with_context(|| format!("failed to write lease in {}", tmp_path.display()))?;
+        Ok(Some(NewDir {
+            tmp,
+            dir,
+            tree,
+            lease,
+        }))
+    }
+
+    /// Delete an unfinished dir we gave up on (still locked by us until it is gone).
+    fn discard(self, root: &Root) {
+        let _ = fs::remove_tree(root.fd(), OsStr::new(&self.tmp), root.mount);
+    }
+
+    /// Publish under the job's name. `Ok(None)`: a sibling step published it first, or a guard
+    /// took our unfinished dir; the caller looks at the name again.
+    fn publish(self, root: &Root, req: &Request<'_>) -> Result<Option<Held>> {
+        let NewDir {
+            tmp,
+            dir,
+            tree,
+            lease,
+        } = self;
+        match rename_noreplace(root.fd(), OsStr::new(&tmp), root.fd(), OsStr::new(req.name)) {
+            Ok(()) => {
+                if let Err(why) = verify_moved(
+                    &dir,
+                    root.fd(),
+                    OsStr::new(&tmp),
+                    root.fd(),
+                    OsStr::new(req.name),
+                ) {
+                    bail!("failed to publish {}: {why}", root.join(req.name).display());
+                }
+                Ok(Some(held(root, OsStr::new(req.name), dir, tree, lease)?))
+            }
+            Err(e) if is_exists(e) => {
+                drop((tree, dir));
+                let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.mount);
+                Ok(None)
+            }
+            // A guard moved our unfinished dir into `.trash/` (see `create`): start over.
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(io::Error::from(e))
+                .with_context(|| format!("failed to publish {}", root.join(req.name).display())),
         }
-        Err(e) if is_exists(e) => {
-            drop((tree, dir));
-            let _ = fs::remove_tree(root.fd(), OsStr::new(&tmp), root.mount);
-            Ok(None)
-        }
-        // A guard moved our unfinished dir into `.trash/` (see above): start over.
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(io::Error::from(e))
-            .with_context(|| format!("failed to publish {}", root.join(req.name).display())),
     }
 }

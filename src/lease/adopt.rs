@@ -12,18 +12,29 @@ use rustix::io::Errno;
 use crate::term;
 use crate::workspace::WorkspaceKey;
 
-use super::acquire::{Request, check_owned};
+use super::acquire::{Origin, Request, check_owned};
 use super::clock::Now;
 use super::held::{Held, held};
+use super::joblock::verdict;
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::probe::{TREE_LOCK, take};
-use super::record::{Lease, State, Verdict, classify, read, stage, write};
+use super::record::{Lease, State, Verdict, read, stage, write};
 use super::root::Root;
+use super::seed::no_seed_in_flight;
 use super::step;
 
 pub(super) struct Candidate {
-    name: OsString,
+    pub(super) name: OsString,
     pub(super) lease: Lease,
+}
+
+/// What a new job's scan found of its workspace, most recently used first.
+#[derive(Default)]
+pub(super) struct Scan {
+    /// Expired dirs: adoptable.
+    pub(super) expired: Vec<Candidate>,
+    /// Finished dirs (released, lingering or expired): seed sources.
+    pub(super) finished: Vec<Candidate>,
 }
 
 /// One pass over the root for a job that needs a dir:
@@ -32,17 +43,14 @@ pub(super) struct Candidate {
 ///   runner (same runner name and boot id) has ended: no later step of it can come. Mark it
 ///   expired now instead of letting it linger (under its lock, re-checked, so a job that just
 ///   resumed it is not touched).
-/// - Collect expired dirs of this workspace and toolchain, most recently used first.
-pub(super) fn scan_for_new_job(
-    root: &Root,
-    req: &Request<'_>,
-    key: &WorkspaceKey,
-) -> Vec<Candidate> {
+/// - Collect expired dirs of this workspace and toolchain (to adopt), and finished ones (to seed
+///   from), most recently used first.
+pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Scan {
     let Ok(names) = root.job_names() else {
-        return Vec::new();
+        return Scan::default();
     };
     let now = Now::read();
-    let mut out = Vec::new();
+    let mut out = Scan::default();
     for (name, _) in names {
         let Ok(dir) = root.open_job(&name) else {
             continue;
@@ -75,21 +83,38 @@ pub(super) fn scan_for_new_job(
             }
         }
         let owned = check_owned(&dir);
-        drop(dir);
-        if lease.same_key(key)
-            && matches!(classify(&lease, &now, req.trust), Verdict::Expired { .. })
-        {
-            // Another user's dir is not ours to take (nor could we write it): start fresh.
-            match owned {
-                Ok(()) => out.push(Candidate { name, lease }),
-                Err(why) => term::verbose(
+        if !lease.same_key(key) {
+            continue;
+        }
+        let verdict = verdict(dir.as_fd(), &lease, &now, req.trust);
+        let expired = matches!(verdict, Verdict::Expired { .. });
+        let finished = expired || matches!(verdict, Verdict::Lingering { .. });
+        // Another user's dir is not ours to take, nor to copy (its files would run in our
+        // build): start fresh.
+        if let Err(why) = owned {
+            if finished {
+                term::verbose(
                     "Note",
                     format_args!("not adopting {}: {why}", root.join(&name).display()),
-                ),
+                );
             }
+            continue;
+        }
+        // Whether its owner is running (its lock held) is checked when the seed is taken.
+        if finished {
+            out.finished.push(Candidate {
+                name: name.clone(),
+                lease: lease.clone(),
+            });
+        }
+        if expired {
+            out.expired.push(Candidate { name, lease });
         }
     }
-    out.sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
+    out.expired
+        .sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
+    out.finished
+        .sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
     out
 }
 
@@ -99,6 +124,17 @@ pub(super) enum AdoptOutcome {
     Lost,
     /// Our own job's name appeared meanwhile.
     NameTaken,
+}
+
+/// The lease, re-read under the lock, is still expired and of our workspace.
+fn still_expired(dir: &std::fs::File, req: &Request<'_>, key: &WorkspaceKey) -> bool {
+    read(dir.as_fd()).is_ok_and(|l| {
+        l.same_key(key)
+            && matches!(
+                verdict(dir.as_fd(), &l, &Now::read(), req.trust),
+                Verdict::Expired { .. }
+            )
+    })
 }
 
 /// Adopt: take an expired dir of the same workspace for this job. The guard and other adopters
@@ -130,19 +166,19 @@ pub(super) fn adopt(
         return Ok(AdoptOutcome::Lost);
     }
     // Race closed: the dir's own job resumed it (renewing the lease) after our scan.
-    match read(dir.as_fd()) {
-        Ok(l)
-            if l.same_key(key)
-                && matches!(
-                    classify(&l, &Now::read(), req.trust),
-                    Verdict::Expired { .. }
-                ) => {}
-        _ => return Ok(AdoptOutcome::Lost),
+    if !still_expired(&dir, req, key) {
+        return Ok(AdoptOutcome::Lost);
     }
+    // Race closed: a new job is copying a seed from this dir (docs/protocol.md#seed); adopting
+    // it now would make its copy half old, half ours. Held until our lease is written.
+    let Some(_no_seed) = no_seed_in_flight(&dir) else {
+        return Ok(AdoptOutcome::Lost);
+    };
     // Race closed: a lease write that failed after the rename (a full disk) left the dir under
     // our job's name with the old job's lease, listed as that job. Our lease is written in full
     // before the rename; after it, only a rename within the dir remains.
     let mut lease = req.lease(Some(key), SystemTime::now());
+    lease.origin = Some(Origin::ADOPTED.into());
     // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
     // its release measures again (a measurement taken when an earlier job released would
     // otherwise be carried through job after job, see SIZE_REFRESH).

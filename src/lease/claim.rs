@@ -14,11 +14,13 @@ use crate::locks::LockTrust;
 use crate::term;
 
 use super::clock::Now;
+use super::joblock::verdict;
 use super::keep::Keep;
 use super::moves::{rename_noreplace, verify_moved};
 use super::probe::{Busy, Hold, take};
-use super::record::{Lease, Verdict, classify, read};
+use super::record::{Lease, Verdict, read};
 use super::root::Root;
+use super::seed::no_seed_in_flight;
 use super::{TRASH, step};
 
 /// What the guard may do with one job dir.
@@ -77,7 +79,7 @@ pub(crate) fn claim(
         Ok(l) => l,
         Err(why) => return kept(None, Keep::Unknown(why)),
     };
-    let verdict = classify(&lease, &Now::read(), trust);
+    let verdict = verdict(dir.as_fd(), &lease, &Now::read(), trust);
     // Race closed: a later step of the job resumed it since the scan (its lease is active again
     // and, once its lock is gone, it is no longer lingering): kept like any live dir.
     let lingering = lingering_too && matches!(verdict, Verdict::Lingering { .. });
@@ -87,6 +89,11 @@ pub(crate) fn claim(
     if dry_run {
         return Claim::Would { lease };
     }
+    // Race closed: a new job copies a seed from this dir without its lock (docs/protocol.md#seed);
+    // deleting it mid-copy would waste that copy. Held until the dir is in `.trash/`.
+    let Some(_no_seed) = no_seed_in_flight(&dir) else {
+        return kept(Some(lease), Keep::Seeding);
+    };
     step("guard-rename");
     let trash_name = match move_to_trash(root, name, &dir) {
         Ok(trash_name) => trash_name,

@@ -127,8 +127,12 @@ impl Held {
         } else {
             None
         };
+        // A job-lifetime holder (docs/protocol.md#linger-ends-with-the-job) alive now: the
+        // linger ends when it does. Checked now, not earlier: it may have started after us.
+        let job_lock = super::joblock::held_by_job(self.dir.as_fd()).then_some(true);
         step("release");
         self.update(|l| {
+            l.job_lock = job_lock;
             l.state = State::Released;
             clocks.stamp(l);
             l.expires_at = expiry(now, linger);

@@ -30,6 +30,8 @@ pub(crate) enum Keep {
     Lingering { expires_in: Duration },
     /// The rename into `.trash/` failed.
     NotMoved(String),
+    /// Expired, but a new job is copying a seed from it (docs/protocol.md#seed).
+    Seeding,
 }
 
 /// How a kept dir counts in the totals of a summary.
@@ -105,6 +107,7 @@ impl fmt::Display for Detail<'_> {
                 write!(f, "released, expires in {}", Short(*expires_in))
             }
             Keep::NotMoved(e) => write!(f, "could not move into {TRASH}/ ({e})"),
+            Keep::Seeding => write!(f, "expired, but a new job is copying a seed from it"),
         }
     }
 }

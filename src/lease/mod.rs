@@ -12,7 +12,9 @@
 //! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
 //! its parsing and expiry), `clock` (the clocks a lease is written and judged on), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
 //! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
-//! guard's step) and `keep` (why it leaves a dir), `probe` (what a lock means: who holds a dir), `moves` (the checked renames acquire and claim share).
+//! guard's step) and `keep` (why it leaves a dir), `probe` (what a lock means: who holds a dir),
+//! `moves` (the checked renames acquire and claim share), `seed` (a new job's copy of a finished
+//! dir, when there is nothing to adopt), `joblock` (a linger that ends with the CI job).
 
 use std::time::Duration;
 
@@ -23,11 +25,13 @@ mod adopt;
 mod claim;
 mod clock;
 mod held;
+mod joblock;
 mod keep;
 mod moves;
 mod probe;
 mod record;
 mod root;
+mod seed;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -36,10 +40,12 @@ pub(crate) use acquire::{Origin, Request, WaitTimedOut};
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use clock::Now;
 pub(crate) use held::Held;
+pub(crate) use joblock::{hold as hold_job_lock, record_in_released, verdict};
 pub(crate) use keep::{Keep, Kind as KeepKind};
 pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
 pub(crate) use root::{Root, Skip};
+pub(crate) use seed::{Seeding, describe as seed_words};
 pub(crate) use session::Session;
 
 /// Version of `lease.json`'s schema. A guard keeps (never deletes) a lease of any other version.
@@ -55,6 +61,11 @@ pub(crate) const GUARD_LOCK: &str = ".guard.lock";
 pub(crate) const TOOLCHAIN_CACHE: &str = ".toolchains";
 /// Job dirs under construction: invisible under a dot-name until complete.
 pub(crate) const NEW_PREFIX: &str = ".new-";
+/// In a job dir: shared by jobs copying a seed from it, needed alone to adopt or reclaim it.
+pub(crate) const SEED_LOCK: &str = "seed.lock";
+/// In a job dir: held shared by a process that lives as long as the CI job (`hold`); once it is
+/// free, a released lease that recorded it has ended (docs/protocol.md#linger-ends-with-the-job).
+pub(crate) const JOB_LOCK: &str = "job.lock";
 /// Written only by cargo-guarded, when it lays out a root: `gc` and `status` work only in a
 /// directory that has it (or the layout of earlier versions, which then gets it).
 pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";

@@ -92,6 +92,14 @@ pub(crate) struct Lease {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) time_ns: Option<u64>,
     pub(crate) command: Vec<String>,
+    /// How the job first came by this dir: `fresh`, `adopted` or `seeded` (kept when a later
+    /// step resumes it). Absent in leases of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<String>,
+    /// Set at release: a job-lifetime holder held the dir's `job.lock` then, so the linger ends
+    /// as soon as that lock is free (docs/protocol.md#linger-ends-with-the-job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) job_lock: Option<bool>,
 }
 
 mod rfc3339 {

@@ -204,6 +204,7 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         wait: Some(Duration::ZERO),
         key: &key,
         adopt,
+        seed: None,
         trust: LockTrust::Trusted,
         interrupted: &|| Ok(()),
     };
@@ -249,6 +250,8 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         boottime_ms: None,
         time_ns: None,
         command: vec![],
+        origin: None,
+        job_lock: None,
     };
     (l, now)
 }

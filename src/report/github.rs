@@ -270,6 +270,11 @@ fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
     match origin {
         Origin::Fresh => "a fresh dir".to_owned(),
         Origin::Resumed => "resumed from an earlier step of this job".to_owned(),
+        Origin::Seeded(seeded) => format!(
+            "seeded warm from finished job `{}` ({})",
+            code(&seeded.from),
+            crate::lease::seed_words(seeded)
+        ),
         Origin::Adopted { from, size, .. } => format!(
             "adopted warm from expired job `{}`{}{}",
             code(from),

@@ -38,6 +38,9 @@ pub(crate) fn render(status: &Status) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     let _ = writeln!(out, "total: {}", totals(status).join("; "));
+    for line in starts(status) {
+        let _ = writeln!(out, "{line}");
+    }
     if stale {
         let _ = writeln!(
             out,
@@ -172,6 +175,34 @@ fn totals(status: &Status) -> Vec<String> {
     totals
 }
 
+/// `started: acme/widgets: 4 of 5 warm (3 seeded, 1 adopted, 1 fresh)`, one line per workspace.
+fn starts(status: &Status) -> Vec<String> {
+    status
+        .starts
+        .iter()
+        .map(|s| {
+            let warm = s.adopted + s.seeded;
+            let known = warm + s.fresh;
+            let mut parts = vec![];
+            for (n, what) in [
+                (s.seeded, "seeded"),
+                (s.adopted, "adopted"),
+                (s.fresh, "fresh"),
+                (s.unknown, "not recorded"),
+            ] {
+                if n > 0 {
+                    parts.push(format!("{n} {what}"));
+                }
+            }
+            format!(
+                "started: {}: {warm} of {known} warm ({})",
+                esc(&s.workspace),
+                parts.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// A time in `--json`: RFC 3339, to the second.
 fn rfc3339(t: Option<SystemTime>) -> Option<String> {
     t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
@@ -195,6 +226,8 @@ impl Serialize for Status {
             total_bytes: u64,
             leases: &'a [Entry],
             totals: crate::status::Totals,
+            /// Per workspace, how the jobs whose dirs are in the root started.
+            starts: &'a [crate::status::Starts],
         }
         Json {
             root: &self.root,
@@ -202,6 +235,7 @@ impl Serialize for Status {
             total_bytes: self.space.total,
             leases: &self.leases,
             totals: self.totals,
+            starts: &self.starts,
         }
         .serialize(s)
     }
@@ -217,6 +251,8 @@ impl Serialize for Entry {
             dir: &'a str,
             target_dir: &'a str,
             workspace: Option<&'a str>,
+            /// `fresh` | `adopted` | `seeded`; absent in leases of earlier versions.
+            origin: Option<&'a str>,
             host: Option<&'a str>,
             pid: Option<u32>,
             created_at: Option<String>,
@@ -244,6 +280,7 @@ impl Serialize for Entry {
             dir: &self.dir,
             target_dir: &self.target_dir,
             workspace: self.workspace.as_deref(),
+            origin: self.origin.as_deref(),
             host: self.host.as_deref(),
             pid: self.pid,
             created_at: rfc3339(self.created_at),

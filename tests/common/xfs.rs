@@ -65,6 +65,14 @@ impl Xfs {
     pub fn mount_or_skip(at: &Path) -> Option<LoopFs> {
         super::common::require_root("a loop-mounted xfs", || Xfs::mount(at))
     }
+
+    /// A reflink XFS of `mib` MiB at `at` (room for a real build and its seed), or `None` with
+    /// the reason printed.
+    pub fn mount_sized_or_skip(at: &Path, mib: u64) -> Option<LoopFs> {
+        super::common::require_root("a loop-mounted xfs", || {
+            LoopFs::mount(at, "xfs", &["-q", "-m", "reflink=1"], mib << 20)
+        })
+    }
 }
 
 /// `cp --reflink=always from to`: a copy whose extents are all shared with `from`.
@@ -112,4 +120,33 @@ fn run(cmd: &mut Command) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+/// Whether every data extent of `file` is shared with another file (FIEMAP's shared flag, as
+/// `filefrag -v` prints it). `None` if the file has no extents (empty).
+pub fn extents_shared(file: &Path) -> Option<bool> {
+    let out = Command::new("filefrag")
+        .arg("-v")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "filefrag -v {}: {out:?}",
+        file.display()
+    );
+    let out = String::from_utf8_lossy(&out.stdout);
+    let extents: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .filter(|l| l.contains(':') && l.contains(".."))
+        .collect();
+    if extents.is_empty() {
+        return None;
+    }
+    Some(extents.iter().all(|l| l.contains("shared")))
 }

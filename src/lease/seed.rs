@@ -1,0 +1,199 @@
+//! Seeding (docs/protocol.md#seed): a new job with no expired dir of its workspace to adopt
+//! starts from a copy of the freshest *finished* dir of its workspace (released, lingering or
+//! expired; its owner not running) instead of an empty one.
+//!
+//! The source keeps its lease, its linger and its owner's later steps: the copy is taken without
+//! the source's lock and verified afterwards. What keeps the copy consistent:
+//!
+//! - Seeders hold a *shared* lock on the source's `seed.lock` for the whole copy; an adopter or a
+//!   guard needs it *exclusively* (try-lock) before it renames the dir, so nobody adopts or
+//!   deletes a dir mid-copy (they take another or keep it).
+//! - The source's owner never waits for a copy: its next step resumes the dir as always, and its
+//!   resume rewrites the lease (a new token) before it writes anything else. The seeder re-reads
+//!   the lease after the copy: any change (token, state, renewal), or the dir's lock held, and
+//!   the copy is discarded.
+//! - The copy is built under `.new-*`, locked, and published by the same rename as a fresh dir.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::clone::{self, Copied, Stop};
+use crate::fs;
+use crate::locks::LockTrust;
+use crate::term;
+use crate::units::Bytes;
+
+use super::probe::{Holder, TREE_LOCK, probe};
+use super::record::{Lease, read};
+use super::root::Root;
+use super::{JOB_LOCK, LEASE_FILE, NEW_PREFIX, SEED_LOCK, step};
+
+/// The lock file seeders share while they copy a dir, and adopters and guards need alone.
+pub(super) fn seed_lock(dir: &File) -> std::io::Result<File> {
+    fs::create_shared_file(dir.as_fd(), OsStr::new(SEED_LOCK))
+}
+
+/// Whether `dir` can be renamed away now (adopted or claimed): no seed is being copied from it.
+/// `Ok(lock)` holds it until the caller has moved the dir and rewritten its lease.
+pub(super) fn no_seed_in_flight(dir: &File) -> Option<File> {
+    let lock = seed_lock(dir).ok()?;
+    lock.try_lock().ok()?;
+    Some(lock)
+}
+
+/// What a job may seed with, decided by the caller once (`--no-seed`, the size cap, the room).
+pub(crate) struct Seeding<'a> {
+    /// Seeds larger than this are not taken (`--seed-max-size`).
+    pub(crate) max_bytes: u64,
+    /// How many bytes a real copy may write: free space above the pressure line.
+    pub(crate) room: &'a dyn Fn() -> u64,
+    /// Copy cargo's `incremental/` dirs too (off by default; see `skipped`).
+    pub(crate) incremental: bool,
+}
+
+/// A finished dir of the job's workspace, as the scan saw it.
+pub(super) struct Source {
+    pub(super) name: OsString,
+    pub(super) lease: Lease,
+}
+
+/// What a seed did: the copy, and its source.
+#[derive(Debug)]
+pub(crate) struct Seeded {
+    pub(crate) from: String,
+    pub(crate) copied: Copied,
+    pub(crate) took: Duration,
+}
+
+/// Why a source gave no seed.
+pub(super) enum Miss {
+    /// Someone moved, resumed or is adopting it: try the next source.
+    Changed(String),
+    /// Copied, but the source changed meanwhile: the copy was discarded; try the next source.
+    Discarded(String),
+    /// Not a source worth retrying (too big, no room, a copy error): build fresh.
+    Stop(String),
+}
+
+/// Copy the source's tree into `new_dir` (our locked `.new-*` dir), and verify afterwards that
+/// the source did not change meanwhile. On `Err`, the caller removes `new_dir`.
+pub(super) fn copy_from(
+    root: &Root,
+    src: &Source,
+    new_dir: &File,
+    seeding: &Seeding<'_>,
+    trust: LockTrust,
+) -> Result<Seeded, Miss> {
+    let path = root.join(&src.name);
+    let changed = |why: &str| Miss::Changed(format!("{}: {why}", path.display()));
+    let dir = root
+        .open_job(&src.name)
+        .map_err(|e| changed(&format!("{e}")))?;
+    // Race closed: an adopter or a guard holds `seed.lock` alone while it renames the dir away.
+    // Shared, we keep them off it for the whole copy; if they have it, take another source.
+    let lock =
+        seed_lock(&dir).map_err(|e| changed(&format!("cannot open its {SEED_LOCK} ({e})")))?;
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {}
+        Err(_) => return Err(changed("being adopted or reclaimed")),
+    }
+    // Race closed: resumed, adopted or claimed between the scan and our shared lock.
+    if !root.still_names(&src.name, &dir) || !unchanged(&dir, &src.lease) {
+        return Err(changed("changed since the scan"));
+    }
+    if !owner_gone(&dir, trust) {
+        return Err(changed("its owner is running"));
+    }
+    step("seed-locked");
+    let started = Instant::now();
+    let skip = |p: &Path| skipped(p, seeding.incremental);
+    let limits = clone::Limits {
+        max_bytes: seeding.max_bytes,
+        max_written: (seeding.room)(),
+        mount: root.mount,
+        skip: &skip,
+    };
+    let copied = clone::clone_tree(dir.as_fd(), new_dir.as_fd(), &limits).map_err(|e| match e {
+        // A file that vanished or changed type mid-copy: the owner or a guard is at work.
+        Stop::Io(_, ref io) if io.kind() == std::io::ErrorKind::NotFound => changed(&e.to_string()),
+        e => Miss::Stop(format!("{}: {e}", path.display())),
+    })?;
+    step("seed-copied");
+    // Race closed: the owner resumed the dir mid-copy (its resume rewrites the lease before it
+    // writes anything else), or holds its lock right now: what we copied may be half old, half
+    // new. Discard it.
+    if !unchanged(&dir, &src.lease)
+        || !owner_gone(&dir, trust)
+        || !root.still_names(&src.name, &dir)
+    {
+        return Err(Miss::Discarded(format!(
+            "{}: its owner resumed it during the copy",
+            path.display()
+        )));
+    }
+    drop(lock);
+    Ok(Seeded {
+        from: src.lease.job_id.clone(),
+        copied,
+        took: started.elapsed(),
+    })
+}
+
+/// The lease still reads as it did at the scan: same acquisition, state and last renewal.
+fn unchanged(dir: &File, seen: &Lease) -> bool {
+    read(dir.as_fd()).is_ok_and(|l| {
+        l.token == seen.token && l.state == seen.state && l.renewed_at == seen.renewed_at
+    })
+}
+
+/// The source check (`lease::probe`, docs/protocol.md#what-a-lock-means): nobody holds the dir
+/// (no owner, adopter or guard; no process of its job's tree) and its locks could be tried.
+/// Released at once: seeding never holds a source's lock, so its owner's next step never waits
+/// for a copy.
+fn owner_gone(dir: &File, trust: LockTrust) -> bool {
+    matches!(probe(dir.as_fd(), trust), Holder::Gone | Holder::Unseen)
+}
+
+/// What a seed leaves out: the source's lease and lock files (the new dir has its own), leftover
+/// temp files of lease writes, and cargo's `incremental/` dirs (they only speed up recompiling
+/// a changed workspace crate, and are most of a debug target dir's size; see the fleet bench).
+fn skipped(rel: &Path, incremental: bool) -> bool {
+    let mut parts = rel.components();
+    let first = parts.next().map(|c| c.as_os_str());
+    if rel.components().count() == 1 {
+        let name = first.unwrap_or_default().to_string_lossy();
+        return name == LEASE_FILE
+            || name == SEED_LOCK
+            || name == TREE_LOCK
+            || name == JOB_LOCK
+            || name.starts_with(NEW_PREFIX)
+            || (name.starts_with('.') && name.ends_with(".tmp"));
+    }
+    !incremental && rel.file_name() == Some(OsStr::new("incremental"))
+}
+
+/// The status line's words for a seed: `reflink, 12.0 MiB in 0.04s` (to the hundredth of a
+/// second: a reflink takes a fraction of one).
+pub(crate) fn describe(s: &Seeded) -> String {
+    format!(
+        "{}, {} in {:.2}s",
+        s.copied.method(),
+        Bytes(s.copied.bytes),
+        s.took.as_secs_f64()
+    )
+}
+
+/// Say why a source was passed over: `-v` for one skipped before any copy, always for a copy
+/// that was made and thrown away, or a seed refused (too big, no room).
+pub(super) fn note(miss: &Miss) {
+    match miss {
+        Miss::Changed(why) => term::verbose("Note", format_args!("not seeding from {why}")),
+        Miss::Discarded(why) => {
+            term::status("Discarded", format_args!("the seed copied from {why}"))
+        }
+        Miss::Stop(why) => term::status("Note", format_args!("not seeding from {why}")),
+    }
+}

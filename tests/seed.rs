@@ -1,0 +1,364 @@
+//! Seeding (issue 18, docs/protocol.md#seed): a job with no expired dir of its workspace to adopt
+//! starts from a copy of the freshest finished dir of its workspace, on every filesystem, at any
+//! concurrency, and a copy its source's owner overtook is discarded.
+
+mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
+#[path = "common/xfs.rs"]
+mod xfs;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use tmpfs::{Tmpfs, rustix_free};
+use xfs::{Xfs, extents_shared};
+
+/// A CI-like step on `runner` (an ephemeral runner: a new name per job) for job `job`.
+fn job_cmd(env: &Env, ws: &Path, runner: &str, job: &str, args: &[&str]) -> Command {
+    let mut cmd = env.cmd(ws);
+    // Small filesystems (a 1 GiB tmpfs or XFS image) are below the default --min-free.
+    cmd.env("RUNNER_NAME", runner)
+        .env("CARGO_GUARDED_MIN_FREE", "0")
+        .args(["guarded", "--job-id", job])
+        .args(args);
+    cmd
+}
+
+fn step(env: &Env, ws: &Path, runner: &str, job: &str, args: &[&str]) -> Output {
+    let out = output(&mut job_cmd(env, ws, runner, job, args));
+    assert_success(&out);
+    out
+}
+
+/// Cargo found every unit fresh: nothing compiled, and the build did run.
+fn assert_warm(out: &Output) {
+    assert!(
+        !compiled_anything(out) && stderr(out).contains("Finished"),
+        "the job started cold:\n{}",
+        describe(out)
+    );
+}
+
+#[test]
+fn a_second_job_right_after_a_finished_one_compiles_nothing() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let first = step(&env, &ws, "arc-runner-1", "job-1", &["build"]);
+    assert!(compiled_anything(&first), "{}", describe(&first));
+    // job-1's dir lingers (released, protected for an hour): not adoptable, but a seed source.
+    let second = step(&env, &ws, "arc-runner-2", "job-2", &["build"]);
+    assert_warm(&second);
+    let err = stderr(&second);
+    assert!(
+        err.contains("Seeded") && err.contains("from finished job `job-1`"),
+        "{err}"
+    );
+    assert_eq!(env.lease("job-2")["origin"], "seeded");
+    assert_eq!(env.lease("job-1")["state"], "released");
+    assert_eq!(env.job_dirs(), ["job-1", "job-2"]);
+    // Operators see the rate they get, per workspace.
+    let status = env.status();
+    let starts = &status["starts"][0];
+    assert_eq!(
+        (&starts["fresh"], &starts["seeded"], &starts["adopted"]),
+        (&1.into(), &1.into(), &0.into()),
+        "{status:#}"
+    );
+    let text = stdout(&env.ok(env.path(), ["status"]));
+    assert!(text.contains(": 1 of 2 warm (1 seeded, 1 fresh)"), "{text}");
+}
+
+/// The `Seeded … (method, size in time)` line of a job.
+fn seeded_line(out: &Output) -> String {
+    stderr(out)
+        .lines()
+        .find(|l| l.trim_start().starts_with("Seeded"))
+        .unwrap_or_else(|| panic!("no Seeded line:\n{}", describe(out)))
+        .to_owned()
+}
+
+/// Job 1 builds (cold) into a root at `root`; job 2, from another runner, must start warm by a
+/// seed. Returns job 2's output.
+fn first_then_seeded(env: &Env, ws: &Path) -> Output {
+    let first = step(env, ws, "arc-a", "job-1", &["build"]);
+    assert!(compiled_anything(&first), "{}", describe(&first));
+    let second = step(env, ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    second
+}
+
+#[test]
+fn a_seed_on_xfs_is_a_reflink_that_shares_extents() {
+    let env = Env::new();
+    let Some(xfs) = Xfs::mount_sized_or_skip(&env.path().join("xfs"), 512) else {
+        return;
+    };
+    let ws = env.fixture("small");
+    let env = Env {
+        root: xfs.path.join("root"),
+        ..env
+    };
+    let first = step(&env, &ws, "arc-a", "job-1", &["build"]);
+    assert!(compiled_anything(&first), "{}", describe(&first));
+    let before = rustix_free(&xfs.path);
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    let after = rustix_free(&xfs.path);
+    let line = seeded_line(&second);
+    assert!(line.contains("(reflink, "), "{line}");
+    // The binary cargo built, in the copy: every extent shared with job 1's.
+    let bin = env.root.join("job-2/target/debug/app");
+    assert_eq!(extents_shared(&bin), Some(true), "{}", bin.display());
+    let size = std::fs::metadata(&bin).unwrap().len();
+    assert!(
+        before.saturating_sub(after) < size,
+        "the seed took {} bytes of disk; the binary alone is {size}",
+        before.saturating_sub(after)
+    );
+}
+
+#[test]
+fn a_seed_on_tmpfs_is_a_real_copy_and_starts_warm() {
+    let env = Env::new();
+    let Some(mnt) = Tmpfs::mount_or_skip(&env.path().join("mnt"), "1g") else {
+        return;
+    };
+    let ws = env.fixture("small");
+    let env = Env {
+        root: mnt.0.join("root"),
+        ..env
+    };
+    let second = first_then_seeded(&env, &ws);
+    let line = seeded_line(&second);
+    assert!(line.contains("(copy, "), "{line}");
+    let bin = env.root.join("job-2/target/debug/app");
+    let st = std::fs::metadata(&bin).unwrap();
+    assert_eq!(
+        st.len(),
+        std::fs::metadata(env.root.join("job-1/target/debug/app"))
+            .unwrap()
+            .len()
+    );
+}
+
+#[test]
+fn a_copy_keeps_hard_links_times_and_leaves_the_source_atimes_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let Some(mnt) = Tmpfs::mount_with_or_skip(&env.path().join("mnt"), "strictatime,size=1g")
+    else {
+        return;
+    };
+    let ws = env.fixture("small");
+    let env = Env {
+        root: mnt.0.join("root"),
+        ..env
+    };
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    // A fingerprint file's access time, far in the past: a copy that read it plainly would
+    // bump it (strictatime), and pruning would see every unit of job 1 as used.
+    let fp_dir = env.root.join("job-1/target/debug/.fingerprint");
+    let unit = std::fs::read_dir(&fp_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let fp = std::fs::read_dir(&unit)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let old = std::fs::FileTimes::new()
+        .set_accessed(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000));
+    std::fs::File::options()
+        .write(true)
+        .open(&fp)
+        .unwrap()
+        .set_times(old)
+        .unwrap();
+    let atime_before = std::fs::metadata(&fp).unwrap().atime();
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    assert_eq!(
+        std::fs::metadata(&fp).unwrap().atime(),
+        atime_before,
+        "{}",
+        fp.display()
+    );
+    // cargo hard-links target/debug/app to its deps/ output: still one inode in the copy.
+    let src = std::fs::metadata(env.root.join("job-1/target/debug/app")).unwrap();
+    let copy = std::fs::metadata(env.root.join("job-2/target/debug/app")).unwrap();
+    assert!(
+        src.nlink() > 1,
+        "cargo hard-linked nothing? nlink {}",
+        src.nlink()
+    );
+    assert_eq!(copy.nlink(), src.nlink());
+    assert_eq!(
+        (copy.mtime(), copy.mtime_nsec()),
+        (src.mtime(), src.mtime_nsec())
+    );
+    assert_ne!(copy.ino(), src.ino());
+}
+
+#[test]
+fn three_jobs_starting_together_all_start_warm() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // Expired at once (linger 0): adoptable too, so the rule that keeps the freshest finished
+    // dir a source, not an adoption, is what keeps all three warm.
+    step(&env, &ws, "arc-0", "job-0", &["--linger", "0s", "build"]);
+    let jobs: Vec<Spawned> = (1..=3)
+        .map(|i| {
+            let mut cmd = job_cmd(
+                &env,
+                &ws,
+                &format!("arc-{i}"),
+                &format!("job-{i}"),
+                &["build"],
+            );
+            spawn_logged(&mut cmd, &env.path().join(format!("job-{i}")))
+        })
+        .collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let out = job.finish(300);
+        assert_success(&out);
+        assert_warm(&out);
+        assert!(
+            stderr(&out).contains("Seeded"),
+            "job {}:\n{}",
+            i + 1,
+            describe(&out)
+        );
+    }
+    // The source was never adopted or touched: still job 0's released lease.
+    assert_eq!(env.lease("job-0")["state"], "released");
+}
+
+/// Expired dirs (linger 0): the freshest finished dir stays the seed source; an older expired
+/// one is adopted (docs/protocol.md#seed).
+#[test]
+fn the_freshest_finished_dir_is_seeded_from_and_an_older_one_adopted() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let quick = ["--linger", "0s", "build"];
+    step(&env, &ws, "arc-a", "job-1", &quick);
+    let second = step(&env, &ws, "arc-b", "job-2", &quick);
+    assert!(
+        stderr(&second).contains("from finished job `job-1`"),
+        "{}",
+        describe(&second)
+    );
+    let third = step(&env, &ws, "arc-c", "job-3", &quick);
+    assert_warm(&third);
+    assert!(
+        stderr(&third).contains("Adopted job-1"),
+        "{}",
+        describe(&third)
+    );
+    assert_eq!(env.job_dirs(), ["job-2", "job-3"]);
+    assert_eq!(env.lease("job-3")["origin"], "adopted");
+}
+
+/// The seed's source is resumed by its owner (a later step of job 1 that builds a change) while
+/// job 2 is copying it: job 2 must not keep that copy.
+#[test]
+fn a_copy_whose_source_is_resumed_mid_copy_is_discarded() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let cmd = job_cmd(&env, &ws, "arc-b", "job-2", &["build"]);
+    let seeder = env.paused(cmd, "job-2", "seed-copied");
+    // The owner's next step: resumes its dir and writes into it.
+    let main = ws.join("app/src/main.rs");
+    let text = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, format!("{text}\n// changed\n")).unwrap();
+    let owner = step(&env, &ws, "arc-a", "job-1", &["build"]);
+    assert!(compiled_anything(&owner), "{}", describe(&owner));
+    let out = seeder.resume(300);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("Discarded") && err.contains("its owner resumed it during the copy"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!err.contains("Seeded"), "{}", describe(&out));
+    assert_eq!(env.lease("job-2")["origin"], "fresh");
+    assert_eq!(env.lease("job-1")["state"], "released");
+}
+
+/// `gc` as `contrib/` ships it (the systemd unit's command), run between two jobs, leaves the
+/// second a source to start warm from.
+#[test]
+fn the_shipped_sweep_between_jobs_leaves_the_next_job_warm() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/cargo-guarded-gc.service"),
+    )
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("the unit has an ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().skip_while(|w| *w != "gc").collect();
+    assert_eq!(args.first(), Some(&"gc"), "{exec}");
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let sweep = env.ok(env.path(), &args);
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    assert!(
+        stderr(&second).contains("Seeded"),
+        "{}\n{}",
+        describe(&sweep),
+        describe(&second)
+    );
+}
+
+#[test]
+fn no_seed_starts_cold_and_a_size_cap_builds_fresh() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let out = step(&env, &ws, "arc-b", "job-2", &["--no-seed", "build"]);
+    assert!(compiled_anything(&out), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("seeding is off"),
+        "{}",
+        describe(&out)
+    );
+    let mut cmd = job_cmd(&env, &ws, "arc-c", "job-3", &["build"]);
+    cmd.env("CARGO_GUARDED_SEED_MAX_SIZE", "1KiB");
+    let out = output(&mut cmd);
+    assert_success(&out);
+    assert!(compiled_anything(&out), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("not seeding from") && stderr(&out).contains("larger than 1.0 KiB"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("job-3")["origin"], "fresh");
+}
+
+/// A symlink at the top of a source dir (where `build/` or `llvm-cov-target/` would be) is never
+/// copied: the new job must build in real dirs of its own, not through a link somewhere else.
+#[test]
+fn a_symlink_at_the_top_of_the_source_is_not_copied() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.root.join("job-1/build")).unwrap();
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    assert!(
+        std::fs::symlink_metadata(env.root.join("job-2/build")).is_err(),
+        "the link was copied"
+    );
+}
