@@ -803,7 +803,16 @@ fn an_adoption_on_a_disk_that_fills_leaves_each_dir_with_its_own_jobs_lease() {
     let Some((mnt, env)) = env_on_tmpfs(8 * 1024) else {
         return;
     };
-    let args = ["--min-free", "0", "--reclaim-below", "0", "--linger", "0s"];
+    // Adoption, not a seed (which keeps the freshest finished dir as its source).
+    let args = [
+        "--min-free",
+        "0",
+        "--reclaim-below",
+        "0",
+        "--linger",
+        "0s",
+        "--no-seed",
+    ];
     let mut cmd = env.cmd(env.path());
     cmd.arg("guarded")
         .args(args)

@@ -231,7 +231,17 @@ fn an_adoption_reports_the_size_the_last_job_left() {
         env.ok(
             &ws,
             [
-                "--job-id", id, "--linger", "0s", "exec", "--", "sh", "-c", &write,
+                // Adoption, not a seed (which keeps the freshest finished dir as its source).
+                "--job-id",
+                id,
+                "--no-seed",
+                "--linger",
+                "0s",
+                "exec",
+                "--",
+                "sh",
+                "-c",
+                &write,
             ],
         )
     };

@@ -79,7 +79,9 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
                     "Ended",
                     format_args!("released lease of job `{}` from this runner", fresh.job_id),
                 );
-                lease = fresh;
+                // As written: the seed's re-check compares with what it reads back, and the
+                // file keeps times at its own precision, not the clock's nanoseconds.
+                lease = read(dir.as_fd()).unwrap_or(fresh);
             }
         }
         let owned = check_owned(&dir);
@@ -177,19 +179,7 @@ pub(super) fn adopt(
     // Race closed: a lease write that failed after the rename (a full disk) left the dir under
     // our job's name with the old job's lease, listed as that job. Our lease is written in full
     // before the rename; after it, only a rename within the dir remains.
-    let mut lease = req.lease(Some(key), SystemTime::now());
-    lease.origin = Some(Origin::ADOPTED.into());
-    // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
-    // its release measures again (a measurement taken when an earlier job released would
-    // otherwise be carried through job after job, see SIZE_REFRESH).
-    lease.size_bytes = cand.lease.size_bytes;
-    lease.size_measured_at = None;
-    let staged = stage(dir.as_fd(), &lease).with_context(|| {
-        format!(
-            "failed to write lease in {}",
-            root.join(&cand.name).display()
-        )
-    })?;
+    let (lease, staged) = stage_lease(root, req, key, cand, &dir)?;
     step("adopt-locked");
     // Rename under the lock, never replacing: if our name exists, a sibling step created it.
     match rename_noreplace(root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
@@ -227,4 +217,28 @@ pub(super) fn adopt(
     })?;
     let held = held(root, OsStr::new(req.name), dir, tree, lease)?;
     Ok(AdoptOutcome::Adopted(Box::new(held)))
+}
+
+/// The adopter's lease, written in full beside the old one (put in place after the rename).
+fn stage_lease<'a>(
+    root: &Root,
+    req: &Request<'_>,
+    key: &WorkspaceKey,
+    cand: &Candidate,
+    dir: &'a std::fs::File,
+) -> Result<(Lease, crate::fs::Staged<'a>)> {
+    let mut lease = req.lease(Some(key), SystemTime::now());
+    lease.origin = Some(Origin::ADOPTED.into());
+    // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
+    // its release measures again (a measurement taken when an earlier job released would
+    // otherwise be carried through job after job, see SIZE_REFRESH).
+    lease.size_bytes = cand.lease.size_bytes;
+    lease.size_measured_at = None;
+    let staged = stage(dir.as_fd(), &lease).with_context(|| {
+        format!(
+            "failed to write lease in {}",
+            root.join(&cand.name).display()
+        )
+    })?;
+    Ok((lease, staged))
 }

@@ -158,8 +158,10 @@ fn owner_gone(dir: &File, trust: LockTrust) -> bool {
 }
 
 /// What a seed leaves out: the source's lease and lock files (the new dir has its own), leftover
-/// temp files of lease writes, and cargo's `incremental/` dirs (they only speed up recompiling
-/// a changed workspace crate, and are most of a debug target dir's size; see the fleet bench).
+/// temp files of lease writes, cargo's `incremental/` dirs (they only speed up recompiling a
+/// changed workspace crate, and are most of a debug target dir's size; see the fleet bench), and
+/// coverage profiles (`*.profraw`, `*.profdata`: another job's results, not a build cache; a
+/// `cargo llvm-cov report` in the seeded job would report the source job's coverage).
 fn skipped(rel: &Path, incremental: bool) -> bool {
     let mut parts = rel.components();
     let first = parts.next().map(|c| c.as_os_str());
@@ -172,7 +174,10 @@ fn skipped(rel: &Path, incremental: bool) -> bool {
             || name.starts_with(NEW_PREFIX)
             || (name.starts_with('.') && name.ends_with(".tmp"));
     }
-    !incremental && rel.file_name() == Some(OsStr::new("incremental"))
+    let profile = rel
+        .extension()
+        .is_some_and(|e| e == "profraw" || e == "profdata");
+    profile || (!incremental && rel.file_name() == Some(OsStr::new("incremental")))
 }
 
 /// The status line's words for a seed: `reflink, 12.0 MiB in 0.04s` (to the hundredth of a
