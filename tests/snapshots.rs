@@ -34,7 +34,7 @@ fn expired_and_lingering() -> (Env, std::path::PathBuf) {
 }
 
 #[test]
-fn a_job_fresh_then_resumed_then_adopted() {
+fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
     let env = Env::new();
     let ws = env.fixture("small");
     let fresh = run(&env, &ws, &["--job-id", "job-1", "build"]);
@@ -43,7 +43,7 @@ fn a_job_fresh_then_resumed_then_adopted() {
         str![[r#"
 [exit 0]
 --- stderr
-       Using job dir [ROOT]/job-1 (fresh dir: no expired dir of this workspace to adopt)
+       Using job dir [ROOT]/job-1 (fresh dir: no finished dir of this workspace to adopt or seed from)
    Compiling util v0.1.0 ([TMP]/small/util)
    Compiling app v0.1.0 ([TMP]/small/app)
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
@@ -66,7 +66,8 @@ fn a_job_fresh_then_resumed_then_adopted() {
 "#]]
     );
 
-    // Expire job-1's dir at once, so job-2 adopts it.
+    // Expire job-1's dir at once: job-2 seeds from it (the freshest finished dir of a workspace
+    // is a seed source, never adopted: docs/protocol.md#seed).
     let expire = run(
         &env,
         &ws,
@@ -79,13 +80,31 @@ fn a_job_fresh_then_resumed_then_adopted() {
 
 "#]]
     );
-    let adopted = run(&env, &ws, &["--job-id", "job-2", "build"]);
+    let seeded = run(&env, &ws, &["--job-id", "job-2", "build"]);
+    assert_data_eq!(
+        transcript(&env, &seeded),
+        str![[r#"
+[exit 0]
+--- stderr
+      Seeded [ROOT]/job-2 from finished job `job-1` (copy, [SIZE] in [ELAPSED]s)
+    Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
+
+"#]]
+    );
+
+    // With job-2's dir the freshest finished one, job-3 adopts the older job-1.
+    run(
+        &env,
+        &ws,
+        &["--job-id", "job-2", "--linger", "0s", "exec", "--", "true"],
+    );
+    let adopted = run(&env, &ws, &["--job-id", "job-3", "build"]);
     assert_data_eq!(
         transcript(&env, &adopted),
         str![[r#"
 [exit 0]
 --- stderr
-     Adopted job-1 (warm, [SIZE], last used [AGE] ago) as [ROOT]/job-2
+     Adopted job-1 (warm, [SIZE], last used [AGE] ago) as [ROOT]/job-3
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
 
 "#]]
@@ -106,8 +125,8 @@ fn a_job_refused_for_disk_space_exits_75() {
         str![[r#"
 [exit 75]
 --- stderr
-       Using job dir [ROOT]/job-1 (fresh dir: no expired dir of this workspace to adopt)
-error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free, after reclaiming every expired job dir; no live leases hold space in the root
+       Using job dir [ROOT]/job-1 (fresh dir: no finished dir of this workspace to adopt or seed from)
+error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free; the sweep reclaimed nothing; no other job dir holds space in the root: the space is used outside it
 
 "#]]
     );
@@ -148,7 +167,8 @@ Would remove old (expired [AGE] ago, [SIZE])
       "dir": "[ROOT]/old",
       "bytes": [BYTES],
       "expired_for_secs": [AGE],
-      "unfinished": false
+      "unfinished": false,
+      "lingering": false
     }
   ],
   "kept": [
@@ -210,7 +230,7 @@ fn gc_says_why_it_reclaims_nothing_and_prints_cargo_style_lines() {
 [exit 0]
 --- stderr
         Kept job-1 (released, expires in [AGE])
-        Kept old (expired, warm for reuse (--keep-expired 1))
+        Kept old (expired, warm for reuse: --keep-expired 1)
      Nothing to reclaim: [SIZE] free ([PCT] used) is above the reclaim target of [SIZE]; `--all-expired` reclaims every expired dir anyway
 
 "#]]
@@ -267,11 +287,8 @@ fn gc_hook_mode() {
         str![[r#"
 [exit 0]
 --- stderr
-  Reclaiming expired target dirs in [ROOT]: [PCT] used ([SIZE] free)
      Removed old (expired [AGE] ago, [SIZE])
-        Kept broken (unknown – no lease)
-        Kept live (lease held by runner-9 (pid [PID]), renewed [AGE] ago)
-   Reclaimed [SIZE] in 1 dir; now [PCT] used ([SIZE] free)
+   Reclaimed [SIZE] in 1 dir of [ROOT]; now [PCT] used ([SIZE] free); kept 2 dirs: 1 live, 1 unreadable or skipped
 
 "#]]
     );
@@ -291,6 +308,8 @@ STATE  JOB  HOLDER  AGE  RENEWED  EXPIRES IN  SIZE  PRUNED  WORKSPACE
 released  job-1  [HOST] (pid [PID])  [AGE]  [AGE] ago  [AGE]  [SIZE]*  -  [TMP]/small
 expired  old  runner-9 (pid [PID])  [AGE]  [AGE] ago  -  [SIZE]*  -  planted
 total: live 0 dirs, [SIZE]; lingering 1 dir, [SIZE]; reclaimable 1 dir, [SIZE]
+started: [TMP]/small: 0 of 1 warm (1 fresh)
+started: planted: 0 of 0 warm (1 not recorded)
 * size recorded by the lease at release (0 while a job runs); `--sizes` measures now
 
 "#]]
@@ -313,6 +332,7 @@ total: live 0 dirs, [SIZE]; lingering 1 dir, [SIZE]; reclaimable 1 dir, [SIZE]
       "dir": "[ROOT]/job-1",
       "target_dir": "[ROOT]/job-1/target",
       "workspace": "[TMP]/small",
+      "origin": "fresh",
       "host": "[HOST]",
       "pid": [PID],
       "created_at": "[TIMESTAMP]",
@@ -328,6 +348,7 @@ total: live 0 dirs, [SIZE]; lingering 1 dir, [SIZE]; reclaimable 1 dir, [SIZE]
       "dir": "[ROOT]/old",
       "target_dir": "[ROOT]/old/target",
       "workspace": "planted",
+      "origin": null,
       "host": "runner-9",
       "pid": [PID],
       "created_at": "[TIMESTAMP]",
@@ -355,7 +376,23 @@ total: live 0 dirs, [SIZE]; lingering 1 dir, [SIZE]; reclaimable 1 dir, [SIZE]
       "dirs": 0,
       "bytes": [BYTES]
     }
-  }
+  },
+  "starts": [
+    {
+      "workspace": "[TMP]/small",
+      "fresh": 1,
+      "adopted": 0,
+      "seeded": 0,
+      "unknown": 0
+    },
+    {
+      "workspace": "planted",
+      "fresh": 0,
+      "adopted": 0,
+      "seeded": 0,
+      "unknown": 1
+    }
+  ]
 }
 
 "#]]
@@ -468,7 +505,7 @@ fn github_step_outputs_and_summary() {
         str![[r#"
 [exit 0]
 --- stderr
-       Using job dir [ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b (fresh dir: no expired dir of this workspace to adopt)
+       Using job dir [ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b (fresh dir: no finished dir of this workspace to adopt or seed from)
    Compiling util v0.1.0 ([TMP]/small/util)
    Compiling app v0.1.0 ([TMP]/small/app)
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
@@ -477,6 +514,7 @@ target-dir=[ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b/target
 job-id=gh-octo/app-7001-1-build-runner-1
 reclaimed-bytes=[BYTES]
 origin=fresh
+warm=false
 --- GITHUB_ENV
 --- GITHUB_STEP_SUMMARY
 ### cargo guarded `build`
@@ -506,18 +544,19 @@ Kept 1 job dir(s): 1 live.
         str![[r#"
 [exit 75]
 --- stderr
-::error title=cargo-guarded%3A not enough disk space::[SIZE] free on [ROOT], [SIZE] required by min-free, after reclaiming every expired job dir ([BYTES] < [BYTES] bytes); exit 75
-error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free, after reclaiming every expired job dir; no live leases hold space in the root
+::error title=cargo-guarded%3A not enough disk space::[SIZE] free on [ROOT], [SIZE] required by min-free ([BYTES] < [BYTES] bytes); no sweep ran (free space was above --reclaim-below); no other job dir holds space in the root: the space is used outside it; exit 75
+error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free; no sweep ran (free space was above --reclaim-below); no other job dir holds space in the root: the space is used outside it
 --- GITHUB_OUTPUT
 target-dir=[ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b/target
 job-id=gh-octo/app-7001-1-build-runner-1
 reclaimed-bytes=[BYTES]
 origin=resumed
+warm=true
 --- GITHUB_ENV
 --- GITHUB_STEP_SUMMARY
 ### cargo guarded `build`: refused to start
 
-Not enough free disk space on `[ROOT]`: **[SIZE] free, [SIZE] required** by min-free ([BYTES] < [BYTES] bytes), after reclaiming every expired job dir. Exit status 75.
+Not enough free disk space on `[ROOT]`: **[SIZE] free, [SIZE] required** by min-free ([BYTES] < [BYTES] bytes); no sweep ran (free space was above --reclaim-below). Exit status 75.
 
 No other live lease holds space in the root.
 
