@@ -100,6 +100,13 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) min_free: Option<Threshold>,
 
+    /// Reclaim expired dirs, oldest first, until the root holds at most this, whatever the free
+    /// space (for a root given a fixed share of a large disk; live and lingering dirs are never
+    /// touched) [default: no cap]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, global = true,
+          env = "CARGO_GUARDED_MAX_ROOT_SIZE", hide_env_values = true)]
+    pub(crate) max_root_size: Option<u64>,
+
     /// Expired dirs kept per workspace for warm reuse, even without disk pressure [default: 1]
     // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
     #[arg(long, value_name = "N", global = true, allow_negative_numbers = true,
@@ -117,6 +124,9 @@ pub(crate) struct GlobalArgs {
 
     #[arg(skip)]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
+
+    #[arg(skip)]
+    pub(crate) warm_budget: Option<Option<f64>>,
 
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
@@ -202,6 +212,20 @@ pub(crate) struct JobArgs {
     )]
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
+    /// Keep a warm dir within this multiple of its working set (what the last job of each
+    /// recent command used): above it, units no recent job used go, least recently used first,
+    /// at each release and adoption; what the last job used always stays (`off`: the K rule
+    /// alone) [default: 1.3]
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        help_heading = JOB,
+        value_parser = crate::prune::parse_budget,
+        env = "CARGO_GUARDED_WARM_BUDGET",
+        hide_env_values = true
+    )]
+    pub(crate) warm_budget: Option<Option<f64>>,
+
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB,
@@ -225,6 +249,7 @@ impl JobArgs {
         forget(&mut self.min_free, env("min_free"));
         forget(&mut self.prune_after, env("prune_after"));
         forget(&mut self.max_warm_size, env("max_warm_size"));
+        forget(&mut self.warm_budget, env("warm_budget"));
         forget(&mut self.wait, env("wait"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
@@ -240,6 +265,7 @@ impl JobArgs {
         g.prune &= self.prune;
         g.prune_after = self.prune_after.or(g.prune_after);
         g.max_warm_size = self.max_warm_size.or(g.max_warm_size);
+        g.warm_budget = self.warm_budget.or(g.warm_budget);
     }
 }
 

@@ -40,6 +40,9 @@ pub(crate) struct Sweep {
     pub(crate) reclaim_to: u64,
     /// Expired dirs kept per workspace for warm reuse; older expired ones always go.
     pub(crate) keep_expired: usize,
+    /// `--max-root-size`: reclaim expired dirs, oldest first, until the root holds at most
+    /// this many bytes, whatever the free space.
+    pub(crate) max_root_size: Option<u64>,
     /// Start no new deletion after this long.
     pub(crate) max_time: Option<Duration>,
     /// How long to wait for a sweep already running on this root.
@@ -62,6 +65,8 @@ pub(crate) enum Removed {
         /// What deleting it freed (counted); in a dry run, its recorded or measured size.
         bytes: u64,
         expired_for: Duration,
+        /// The root was over `--max-root-size` when it was chosen.
+        over_cap: bool,
     },
     /// A `.new-*` dir whose job died while creating it, unlocked and at least `older_than` old.
     /// What deleting it frees is counted in [`Report::other_freed`].
@@ -203,6 +208,18 @@ pub(crate) struct Report {
     /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, unfinished dirs, and
     /// expired dirs that could only be partly deleted (listed in `kept`, with the error).
     pub(crate) other_freed: u64,
+    /// The root's size against `--max-root-size`, when one is set.
+    pub(crate) root_cap: Option<RootCap>,
+}
+
+/// The root's size against `--max-root-size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RootCap {
+    pub(crate) cap: u64,
+    /// What the root held when the sweep scanned it (each inode once).
+    pub(crate) before: u64,
+    /// What it holds once the claimed dirs are deleted (in a dry run: would hold).
+    pub(crate) after: u64,
 }
 
 impl Report {
@@ -217,6 +234,7 @@ impl Report {
             kept: Vec::new(),
             errors: Vec::new(),
             other_freed: 0,
+            root_cap: None,
         }
     }
 
@@ -299,10 +317,21 @@ pub(crate) fn sweep_with(
     }
     let now = SystemTime::now();
     let expired = scan(root, opts.trust, spare, now, &mut report)?;
+    report.root_cap = opts.max_root_size.map(|cap| {
+        let before = root_size(root);
+        RootCap {
+            cap,
+            before,
+            after: before,
+        }
+    });
     fault::point("guard-scanned");
     let projected = plan(root, opts, (start, now), expired, &mut report, &mut pending);
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
     drop(turn);
+    if let Some(c) = &mut report.root_cap {
+        c.after = c.before.saturating_sub(projected);
+    }
     delete_pending(root, pending, &mut report);
     let counted = before.free.saturating_add(report.freed());
     report.after.free = if opts.dry_run {
@@ -380,10 +409,14 @@ fn plan(
     // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
     // `--reclaim-to`.
     let mut projected = 0u64;
+    let root_cap = report.root_cap;
     for (i, e) in expired.into_iter().enumerate() {
         let job_id = Some(e.lease.job_id.clone());
+        // Oldest first, like the rest: the root's size less what is claimed so far.
+        let over_cap = root_cap.is_some_and(|c| c.before.saturating_sub(projected) > c.cap);
         let wanted = opts.all_expired
             || excess.contains(&i)
+            || over_cap
             || (under_pressure && short_of_target(free_before, projected, opts.reclaim_to));
         if let Some(reason) = hold_back(opts, wanted, under_pressure, start) {
             report.kept.push(Kept::new(root, &e.name, job_id, reason));
@@ -394,7 +427,7 @@ fn plan(
         projected = projected.saturating_add(take_claim(
             root,
             claim,
-            &e.name,
+            (&e.name, over_cap),
             expired_for,
             report,
             pending,
@@ -423,7 +456,7 @@ fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -
 fn take_claim(
     root: &Root,
     claim: Claim,
-    name: &OsStr,
+    (name, over_cap): (&OsStr, bool),
     expired_for: Duration,
     report: &mut Report,
     pending: &mut Vec<Pending>,
@@ -434,6 +467,7 @@ fn take_claim(
         dir: root.join(name).display().to_string(),
         bytes,
         expired_for,
+        over_cap,
     };
     match claim {
         Claim::Kept { reason, lease } => {
@@ -490,6 +524,7 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                     name,
                     dir,
                     expired_for,
+                    over_cap,
                     ..
                 }),
                 None,
@@ -499,6 +534,7 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                 dir,
                 bytes: removal.freed,
                 expired_for,
+                over_cap,
             }),
             // Never reported as removed: what stays is named, with the error.
             (
@@ -529,6 +565,20 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
 /// Whether a sweep under pressure still needs to reclaim: free space as the sweep found it plus
 /// what the dirs it claimed will free is below the target (never a re-read free space, which
 /// lags behind the deletes on filesystems with delayed block accounting).
+/// What the root holds: every entry under it (job dirs, `.trash/`, the lock files), each inode
+/// once per tree. Walked only when `--max-root-size` is set.
+fn root_size(root: &Root) -> u64 {
+    let entries = fs::list(root.fd()).unwrap_or_default();
+    entries
+        .iter()
+        .map(|(name, ty)| match ty {
+            rustix::fs::FileType::Directory => fs::tree_size(root.fd(), name, None).unwrap_or(0),
+            _ => rustix::fs::statat(root.fd(), name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(0, |st| st.st_blocks as u64 * 512),
+        })
+        .sum()
+}
+
 fn short_of_target(free_before: u64, freed: u64, reclaim_to: u64) -> bool {
     free_before.saturating_add(freed) < reclaim_to
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::fs::{self, Space};
 use crate::lease::{self, Root, TARGET, Verdict};
 use crate::locks::LockTrust;
-use crate::prune::{self, LastPrune};
+use crate::prune::{self, BudgetState, LastPrune};
 
 #[derive(Debug)]
 pub(crate) struct Status {
@@ -101,6 +101,8 @@ pub(crate) struct Entry {
     pub(crate) size_measured: bool,
     /// What pruning removed from this dir when its current job adopted it (`prune.json`).
     pub(crate) pruned: Option<LastPrune>,
+    /// The dir's size against its budget, as its last prune left it (`prune.json`).
+    pub(crate) budget: Option<BudgetState>,
     /// Why a dir is `unknown`.
     pub(crate) note: Option<String>,
 }
@@ -154,6 +156,7 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
         size_bytes: None,
         size_measured: false,
         pruned: None,
+        budget: None,
         note: None,
     };
     let lease = match root.open_job(name) {
@@ -178,7 +181,7 @@ fn entry(root: &Root, name: &OsStr, now: SystemTime, trust: LockTrust) -> Entry 
             entry.renewed_at = Some(l.renewed_at);
             entry.expires_at = Some(l.expires_at);
             entry.size_bytes = l.size_bytes;
-            entry.pruned = prune::last_pruned(dir.as_fd());
+            (entry.pruned, entry.budget) = prune::last_pruned(dir.as_fd());
         }
     }
     entry

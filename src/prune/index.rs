@@ -54,15 +54,63 @@ pub(super) struct Index {
     /// What the last adoption that pruned this dir removed, for `status`.
     #[serde(default)]
     pub(super) last_prune: Option<LastPrune>,
+    /// `generation` is the running job's, already accounted for at a release of one of its
+    /// steps (reads since `reset_at_ns` are still its own): the next adoption does not count
+    /// a new one. Absent in an index written before pruning at release: `false`.
+    #[serde(default)]
+    pub(super) open: bool,
+    /// Job shape (the command a step ran) → the units the last job of that shape used: the
+    /// working set the size budget is measured against (see `budget`). Absent in older indexes.
+    #[serde(default)]
+    pub(super) shapes: BTreeMap<String, Shape>,
+    /// The dir's size against its budget after the last prune, for `status`.
+    #[serde(default)]
+    pub(super) budget: Option<BudgetState>,
+}
+
+/// The units one job shape used, the last time a job of that shape ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Shape {
+    /// The generation of that job.
+    pub(super) generation: u64,
+    /// Their bytes (each inode once) when it released.
+    pub(super) bytes: u64,
+    /// Profile dir → units.
+    pub(super) units: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A dir's size against its budget, as the last prune left it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BudgetState {
+    /// The dir's size after the prune (`target/` and `build/`, each inode once).
+    pub(crate) size: u64,
+    /// The budget: `--warm-budget` times the working set.
+    pub(crate) budget: u64,
+    /// What the recent jobs of each shape used (and files of no unit).
+    pub(crate) working_set: u64,
+}
+
+impl BudgetState {
+    /// Over budget though nothing more may go: the units the recent jobs used take it all
+    /// ("never delete what the last job used" wins), or a removal failed or ran out of time.
+    pub(crate) fn over(&self) -> bool {
+        self.size > self.budget
+    }
 }
 
 /// What the last prune of a dir removed and when, as recorded in its `prune.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LastPrune {
-    /// Dead units removed (superseded ones included).
+    /// Dead units removed (superseded and budget ones included).
     pub(crate) units: usize,
     /// Of those, units replaced by a unit of the same identity in the job before.
     pub(crate) superseded: usize,
+    /// Of those, units removed to bring the dir within its budget (absent in older indexes).
+    #[serde(default)]
+    pub(crate) budget: usize,
+    /// Whether it ran at a job's release (else at an adoption).
+    #[serde(default)]
+    pub(crate) at_release: bool,
     pub(crate) incremental: usize,
     pub(crate) bytes: u64,
     /// Seconds since the epoch.
@@ -93,18 +141,25 @@ pub(super) fn save(job_dir: BorrowedFd<'_>, index: &Index) -> Result<()> {
 
 /// What the last prune of the job dir `job_dir` removed, if it was ever pruned and its index is
 /// readable. For `status` (table and `--json`): a dir's pruned bytes next to its size.
-pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Option<LastPrune> {
-    /// Only the two fields `status` needs: the per-unit maps are skipped, not built, for each
-    /// job dir `status` lists.
+pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> (Option<LastPrune>, Option<BudgetState>) {
+    /// Only the fields `status` needs: the per-unit maps are skipped, not built, for each job
+    /// dir `status` lists.
     #[derive(Deserialize)]
     struct Summary {
         version: u32,
         #[serde(default)]
         last_prune: Option<LastPrune>,
+        #[serde(default)]
+        budget: Option<BudgetState>,
     }
-    let bytes = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES).ok()??;
-    let index: Summary = serde_json::from_slice(&bytes).ok()?;
-    (index.version == INDEX_VERSION)
-        .then_some(index.last_prune)
+    let Some(bytes) = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES)
+        .ok()
         .flatten()
+    else {
+        return (None, None);
+    };
+    match serde_json::from_slice::<Summary>(&bytes) {
+        Ok(i) if i.version == INDEX_VERSION => (i.last_prune, i.budget),
+        _ => (None, None),
+    }
 }

@@ -112,6 +112,59 @@ pub(super) fn remove(parent: BorrowedFd<'_>, name: &OsStr, dev: fs::MountId) -> 
     }
 }
 
+/// Bytes of one unit: its fingerprint dir and every output carrying its hash (`outputs`, from
+/// [`outputs_by_hash`]), each inode once across `usage`'s whole pass.
+pub(super) fn unit_bytes(
+    profile: BorrowedFd<'_>,
+    unit: &str,
+    outputs: &BTreeMap<String, Vec<(&'static str, OsString)>>,
+    usage: &mut Usage,
+) -> u64 {
+    let mut bytes = 0;
+    if let Some(fp) = open_sub(profile, ".fingerprint") {
+        bytes += entry_bytes(fp.as_fd(), OsStr::new(unit), usage);
+    }
+    let hash = unit_hash(unit).unwrap_or_default();
+    for (sub, name) in outputs.get(hash).into_iter().flatten() {
+        if let Some(dir) = open_sub(profile, sub) {
+            bytes += entry_bytes(dir.as_fd(), name, usage);
+        }
+    }
+    bytes
+}
+
+/// Bytes of one entry (a file, or a tree such as a build script's `build/<pkg>-<hash>/`).
+pub(super) fn entry_bytes(parent: BorrowedFd<'_>, name: &OsStr, usage: &mut Usage) -> u64 {
+    let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        return 0;
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        fs::tree_size(parent, name, None).unwrap_or(0)
+    } else {
+        usage.add(&st)
+    }
+}
+
+/// Bytes summed with each inode once (cargo hard-links uplifted binaries to their unit's).
+// Stand-in for `fs::Usage` (helper "size", same API) until that branch is merged.
+#[derive(Default)]
+pub(super) struct Usage {
+    seen: std::collections::HashSet<(u64, u64)>,
+    bytes: u64,
+}
+
+impl Usage {
+    /// The bytes `st` adds: its allocated blocks, or 0 for an inode already counted.
+    pub(super) fn add(&mut self, st: &rustix::fs::Stat) -> u64 {
+        if st.st_nlink > 1 && !self.seen.insert((st.st_dev, st.st_ino)) {
+            return 0;
+        }
+        let b = st.st_blocks as u64 * 512;
+        self.bytes += b;
+        b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
