@@ -85,8 +85,8 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) linger: Option<Duration>,
 
-    /// Reclaim expired dirs when free space is below this size or share of the disk
-    /// [default: 15%]
+    /// Reclaim expired dirs when free space is below this size or share of the disk, as df
+    /// counts it (15% is df's 85% used) [default: 15%]
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true,
           env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true)]
     pub(crate) reclaim_below: Option<Threshold>,
@@ -353,7 +353,9 @@ pub(crate) struct GcArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub(crate) json: bool,
-    /// Reclaim every expired dir, whatever the free space
+    /// Empty this root of every expired dir, whatever the free space, warm ones included (the
+    /// next job of each workspace builds cold). Scheduled sweeps run plain `gc`, which keeps the
+    /// newest expired dir of each workspace (--keep-expired) and reclaims it only under pressure
     #[arg(long)]
     pub(crate) all_expired: bool,
     /// Runner-hook mode: compact log lines, never fail the job for disk reasons

@@ -293,11 +293,11 @@ fn check_space(
     checked: &Path,
     problems: &mut Problems,
 ) -> Limits {
-    let sweep = (inputs.sweep)(space.total);
+    let sweep = (inputs.sweep)(space.base());
     let limits = Limits {
         reclaim_below: sweep.reclaim_below,
         reclaim_to: sweep.reclaim_to,
-        min_free: inputs.min_free.bytes(space.total),
+        min_free: inputs.min_free.bytes(space.base()),
     };
     if space.free < limits.min_free {
         problems.error(

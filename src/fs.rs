@@ -11,11 +11,17 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::rc::Rc;
-use std::time::Instant;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
+
+mod usage;
+// `Usage` and `trees_usage` are the API pruning's per-unit budget (issue 19) and seeding (issue 18)
+// build on.
+#[allow(unused_imports)]
+pub(crate) use usage::{
+    TreeUsage, Usage, shares_extents, tree_size, tree_usage, trees_size, trees_usage,
+};
 
 /// `(st_dev, st_ino)`: what a path has to still name for us to trust it is the dir we locked.
 pub(crate) type Identity = (u64, u64);
@@ -338,7 +344,8 @@ pub(crate) fn fs_kind(magic: i64) -> Option<&'static FsKind> {
 #[derive(Debug, Default)]
 pub(crate) struct Removal {
     /// Allocated bytes of what was unlinked: files whose link count was 1 at the unlink (a file
-    /// with another hard link frees nothing yet) and removed directories. Counted, not read back
+    /// with another hard link frees nothing yet) and removed directories; on a filesystem that
+    /// shares extents, without a file's extents still shared at its unlink (a reflink copy's). Counted, not read back
     /// from `statvfs`, which lags behind on filesystems with delayed block accounting.
     pub(crate) freed: u64,
     /// The first error; what it concerns is still there, with its ancestors.
@@ -385,6 +392,7 @@ pub(crate) fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, mount: MountId) 
     let mut walk = Walk {
         parent,
         mount,
+        shares_extents: shares_extents(parent),
         stack: Vec::new(),
         low: 0,
         out: Removal::default(),
@@ -411,6 +419,8 @@ struct Frame {
 struct Walk<'a> {
     parent: BorrowedFd<'a>,
     mount: MountId,
+    /// The filesystem can share extents (XFS, btrfs): a file frees only its unshared extents.
+    shares_extents: bool,
     stack: Vec<Frame>,
     /// Frames `low..` hold an open dir; those below were closed.
     low: usize,
@@ -491,8 +501,16 @@ impl Walk<'_> {
             }
             return;
         }
+        // Asked right before the unlink: an extent this tree shared with a file it already
+        // deleted is no longer shared, one shared with a file outside is not freed.
+        let shared =
+            if self.shares_extents && st.nlink <= 1 && st.file_type() == FileType::RegularFile {
+                usage::shared_bytes_at(fd, &child, (st.mount.dev, st.ino))
+            } else {
+                0
+            };
         match rustix::fs::unlinkat(fd, &child, AtFlags::empty()) {
-            Ok(()) if st.nlink <= 1 => self.out.freed += st.bytes,
+            Ok(()) if st.nlink <= 1 => self.out.freed += st.bytes.saturating_sub(shared),
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => {
                 self.out.fail(e);
@@ -664,82 +682,62 @@ fn rmdir_checked(
     }
 }
 
-/// Bytes used by the tree `name` in `parent` (allocated blocks, not apparent sizes), or `None`
-/// once `deadline` passes: sizes are for ordering and reports, never worth stalling a build.
-pub(crate) fn tree_size(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
-    deadline: Option<Instant>,
-) -> Option<u64> {
-    let root = open_dir_nofollow(parent, name).ok()?;
-    let mount = mount_of(root.as_fd()).ok()?;
-    let mut total = 0u64;
-    // Pending dirs by (open parent, name), each opened only when its turn comes: the fds held
-    // are those of dirs with pending children, not one per pending dir (a `.fingerprint/` with
-    // thousands of subdirs would otherwise exhaust the fd limit).
-    let mut stack: Vec<(Rc<OwnedFd>, OsString)> = Vec::new();
-    let mut next = Some(root);
-    loop {
-        if let Some(fd) = next.take() {
-            if deadline.is_some_and(|d| Instant::now() > d) {
-                return None;
-            }
-            // Never measure into another mount (a bind mount has the same device).
-            if meta(fd.as_fd()).is_ok_and(|m| m.mount.same(&mount))
-                && let Ok(dir) = Dir::read_from(&fd)
-            {
-                let fd = Rc::new(fd);
-                for entry in dir.flatten() {
-                    let child = entry.file_name();
-                    if child == c"." || child == c".." {
-                        continue;
-                    }
-                    let Ok(st) = rustix::fs::statat(&*fd, child, AtFlags::SYMLINK_NOFOLLOW) else {
-                        continue;
-                    };
-                    total += st.st_blocks as u64 * 512;
-                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                        stack.push((fd.clone(), os(child).to_owned()));
-                    }
-                }
-            }
-        }
-        match stack.pop() {
-            Some((parent, name)) => next = open_dir_nofollow(parent.as_fd(), &name).ok(),
-            None => break,
-        }
-    }
-    Some(total)
-}
-
 fn os(name: &CStr) -> &OsStr {
     OsStr::from_bytes(name.to_bytes())
 }
 
-/// Free space for unprivileged users, and the filesystem's total size.
+/// Free space for unprivileged users, what is used, and the filesystem's total size, as `df`
+/// counts them.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub(crate) struct Space {
+    /// What an unprivileged job may still write (`f_bavail`).
     pub(crate) free: u64,
+    /// The filesystem's size (`f_blocks`), as `df` shows it.
     pub(crate) total: u64,
+    /// Used (`f_blocks - f_bfree`). The blocks reserved for root (ext4's `-m 5`) are neither
+    /// used nor free for a job: they are in `total` only.
+    #[serde(skip)]
+    pub(crate) used: u64,
 }
 
 impl Space {
     pub(crate) fn of(path: &Path) -> io::Result<Space> {
         // Free is what an unprivileged job may still write (`f_bavail`, not `f_bfree`: the
-        // blocks reserved for root are no room for a build); both in fragment-size units.
+        // blocks reserved for root are no room for a build); all in fragment-size units.
         let st = rustix::fs::statvfs(path)?;
         Ok(Space {
             free: st.f_bavail.saturating_mul(st.f_frsize),
             total: st.f_blocks.saturating_mul(st.f_frsize),
+            used: st
+                .f_blocks
+                .saturating_sub(st.f_bfree)
+                .saturating_mul(st.f_frsize),
         })
     }
 
-    /// Used share of the disk, in whole percent, for log lines.
+    /// What percentages are of, as `df`'s `Use%` computes it: used plus free for unprivileged
+    /// users (`f_blocks - f_bfree + f_bavail`). A percentage threshold (`--reclaim-below 15%`,
+    /// `--min-free`) is a share of this too, so "85% used" is exactly `--reclaim-below 15%`.
+    pub(crate) fn base(&self) -> u64 {
+        self.used.saturating_add(self.free)
+    }
+
+    /// The same filesystem with `free` bytes free: what a sweep freed is no longer used.
+    pub(crate) fn with_free(self, free: u64) -> Space {
+        Space {
+            free,
+            used: self.base().saturating_sub(free),
+            total: self.total,
+        }
+    }
+
+    /// Used share of the disk in whole percent, rounded up, as `df` prints `Use%`.
     pub(crate) fn used_pct(&self) -> u64 {
-        if self.total == 0 {
+        let base = self.base() as u128;
+        if base == 0 {
             return 0;
         }
-        100 - (self.free as u128 * 100 / self.total as u128) as u64
+        (self.used as u128 * 100).div_ceil(base) as u64
     }
 }
 

@@ -334,10 +334,10 @@ pub(crate) fn sweep_with(
     }
     delete_pending(root, pending, &mut report);
     let counted = before.free.saturating_add(report.freed());
-    report.after.free = if opts.dry_run {
-        before.free.saturating_add(projected)
+    report.after = if opts.dry_run {
+        before.with_free(before.free.saturating_add(projected))
     } else {
-        Space::of(&root.path).map(|s| s.free).unwrap_or(counted)
+        Space::of(&root.path).unwrap_or(before.with_free(counted))
     };
     Ok(report)
 }
@@ -404,7 +404,9 @@ fn plan(
     let under_pressure = report.under_pressure();
     let free_before = report.before.free;
     // What the dirs claimed so far will free once deleted. The deletes come after the turn, so
-    // the decisions count each claimed dir's recorded (else measured) size; the report then
+    // the decisions count each claimed dir's measured size (`fs::tree_usage`'s exclusive bytes:
+    // each inode once, shared extents not at all; the recorded one if it cannot be measured),
+    // the same arithmetic as the deletion's; the report then
     // counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
     // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
     // `--reclaim-to`.
@@ -478,18 +480,22 @@ fn take_claim(
             0
         }
         Claim::Would { lease } => {
-            let bytes = lease
-                .size_bytes
-                .or_else(|| fs::tree_size(root.fd(), name, None))
+            // Measured now, as the deletion will count it (each inode once, shared extents
+            // not at all): the recorded size may be jobs old and counted what deletion cannot
+            // free, so "would remove" and "removed" would disagree.
+            let bytes = fs::tree_usage(root.fd(), name, None)
+                .map(|u| u.exclusive)
+                .or(lease.size_bytes)
                 .unwrap_or(0);
             report.removed.push(removed(lease, bytes));
             bytes
         }
         Claim::Trashed { trash_name, lease } => {
-            let estimate = lease.size_bytes.or_else(|| {
-                let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok()?;
-                fs::tree_size(trash.as_fd(), &trash_name, None)
-            });
+            let estimate = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
+                .ok()
+                .and_then(|trash| fs::tree_usage(trash.as_fd(), &trash_name, None))
+                .map(|u| u.exclusive)
+                .or(lease.size_bytes);
             // Still under the turn, so no other sweep can lock it first.
             match lock_trash_entry(root, &trash_name) {
                 Ok(lock) => pending.push(Pending {

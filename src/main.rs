@@ -231,7 +231,7 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     let root = Root::open(&cfg.root)?;
     let trust = locks::assess(root.fd(), cfg.locks_forced);
     let space = fs::Space::of(&root.path)?;
-    let mut sweep = cfg.sweep(space.total, trust);
+    let mut sweep = cfg.sweep(space.base(), trust);
     sweep.dry_run = args.dry_run;
     sweep.all_expired = args.all_expired;
     sweep.max_time = args.max_time;

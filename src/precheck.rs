@@ -75,7 +75,7 @@ pub(crate) fn before_lease(
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<Option<Report>> {
     let space = free_space(root)?;
-    let sweep = (limits.sweep)(space.total);
+    let sweep = (limits.sweep)(space.base());
     if space.free >= sweep.reclaim_below {
         return Ok(None);
     }
@@ -107,7 +107,7 @@ pub(crate) fn after_lease(
         Some(r) => Some(r),
         None => {
             let space = free_space(root)?;
-            let mut sweep = (limits.sweep)(space.total);
+            let mut sweep = (limits.sweep)(space.base());
             let pressure = space.free < sweep.reclaim_below;
             if !pressure {
                 // Only retention to apply: if a sweep is already running, it does that; don't
@@ -124,7 +124,7 @@ pub(crate) fn after_lease(
         }
     };
     let space = free_space(root)?;
-    let required = limits.min_free.bytes(space.total);
+    let required = limits.min_free.bytes(space.base());
     if space.free < required {
         return Err(NoSpace {
             root: root.path.display().to_string(),

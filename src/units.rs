@@ -6,10 +6,12 @@
 use std::fmt;
 use std::time::Duration;
 
-/// A duration such as `10m`, `1h 30m`, `0s` (humantime's syntax).
+/// A duration such as `10m`, `1h 30m`, `0s` (humantime's syntax). The error is ours: humantime's
+/// own ("expected number (and few variations)") speaks of its parser, not of the option.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration `{s}` ({e}); use e.g. `90s`, `10m`, `1h`"))
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        format!("invalid duration `{s}`; use a number with a unit, e.g. `90s`, `10m`, `1h 30m`")
+    })
 }
 
 /// A lease duration (`--ttl`, `--linger`): a duration of at most `max`. Anything longer is a
@@ -25,15 +27,28 @@ pub(crate) fn parse_duration_at_most(s: &str, max: Duration) -> Result<Duration,
     Ok(d)
 }
 
-/// A size such as `2GiB`, `500MB`, `1073741824`.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
+/// A size such as `2GiB`, `500MB`, `512KiB`, or `0`; `forms` (every spelling the option accepts,
+/// e.g. "`2GiB`, `500MB` or `15%`") is named in its errors. A bare number other than `0` is
+/// refused: `--min-free 2` meant 2 GiB to whoever typed it, never 2 bytes. The messages are
+/// ours: bytesize's ("couldn't parse … into a ByteSize, cannot parse float from empty string")
+/// describe its parser, not what to type.
+pub(crate) fn parse_size(s: &str, forms: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return match t.parse::<f64>() {
+            Ok(0.0) => Ok(0),
+            _ => Err(format!(
+                "size `{s}` has no unit; use e.g. {forms} (a bare number is only accepted as `0`)"
+            )),
+        };
+    }
+    t.parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|e| format!("invalid size `{s}` ({e}); use e.g. `2GiB`, `500MB`"))
+        .map_err(|_| format!("invalid size `{s}`; use e.g. {forms}"))
 }
 
-/// A free-space threshold: an absolute size, or a percentage of the filesystem's total size.
+/// A free-space threshold: an absolute size, or a percentage of the filesystem's size as `df`'s
+/// `Use%` counts it (`fs::Space::base`: used plus free, without root's reserve).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Threshold {
     Bytes(u64),
@@ -47,17 +62,17 @@ impl Threshold {
             let pct: f64 = p
                 .trim()
                 .parse()
-                .map_err(|_| format!("invalid percentage `{s}`; use e.g. `15%`"))?;
+                .map_err(|_| format!("invalid percentage `{s}`; use e.g. `15%` or `2GiB`"))?;
             if !(0.0..=100.0).contains(&pct) {
                 return Err(format!("percentage `{s}` is outside 0%..=100%"));
             }
             Ok(Threshold::Percent(pct))
         } else {
-            parse_size(t).map(Threshold::Bytes)
+            parse_size(t, "`2GiB`, `500MB` or `15%`").map(Threshold::Bytes)
         }
     }
 
-    /// The threshold in bytes on a filesystem of `total` bytes.
+    /// The threshold in bytes on a filesystem whose `Space::base` is `total` bytes.
     pub(crate) fn bytes(self, total: u64) -> u64 {
         match self {
             Threshold::Bytes(b) => b,
@@ -120,6 +135,34 @@ mod tests {
         assert!(Threshold::parse("150%").is_err());
         assert!(Threshold::parse("lots").is_err());
         assert!(Threshold::parse("-3%").is_err());
+    }
+
+    /// Issue 21.2: a bare number other than `0` is refused, naming the accepted forms; no
+    /// error quotes bytesize's or humantime's own messages.
+    #[test]
+    fn a_size_needs_a_unit_and_errors_are_ours() {
+        let parse_size = |s| parse_size(s, "`2GiB`, `500MB`");
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(Threshold::parse("0").unwrap(), Threshold::Bytes(0));
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        let e = Threshold::parse("15").unwrap_err();
+        assert_eq!(
+            e,
+            "size `15` has no unit; use e.g. `2GiB`, `500MB` or `15%` (a bare number is only \
+             accepted as `0`)"
+        );
+        assert!(parse_size("3").unwrap_err().contains("`2GiB`, `500MB`"));
+        for bad in ["abc", "", "2 GiBB", "GiB"] {
+            let e = parse_size(bad).unwrap_err();
+            assert_eq!(e, format!("invalid size `{bad}`; use e.g. `2GiB`, `500MB`"));
+        }
+        let e = parse_duration("soon").unwrap_err();
+        assert!(!e.contains("variations") && e.contains("`10m`"), "{e}");
+        let e = parse_duration("10").unwrap_err();
+        assert!(
+            e.starts_with("invalid duration `10`; use a number with a unit"),
+            "{e}"
+        );
     }
 
     #[test]

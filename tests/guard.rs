@@ -824,3 +824,60 @@ fn on_a_small_disk_retention_keeps_the_newest_expired_dir_per_workspace() {
         "60 MiB of expired dirs should be free again"
     );
 }
+
+/// The sweep command lines `contrib/` ships (the systemd unit's `ExecStart=`, the DaemonSet's
+/// loop), as arguments after the binary.
+fn shipped_sweeps() -> Vec<(&'static str, Vec<String>)> {
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let read = |p: &str| std::fs::read_to_string(contrib.join(p)).unwrap();
+    let service = read("cargo-guarded-gc.service");
+    let exec = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("the unit has an ExecStart=");
+    let daemonset = read("kubernetes/cargo-guarded-gc.yaml");
+    let looped = daemonset
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("cargo-guarded guarded gc"))
+        .expect("the DaemonSet runs cargo-guarded guarded gc");
+    let args = |line: &str| -> Vec<String> {
+        let line = line.split("||").next().unwrap();
+        line.split_whitespace().skip(2).map(str::to_owned).collect()
+    };
+    vec![("systemd", args(exec)), ("kubernetes", args(looped))]
+}
+
+/// Issue 18.1: the scheduled sweeps as `contrib/` ships them keep the warm reserve (the only
+/// expired dir of a workspace) while the disk has room, and reclaim it once free space is below
+/// `--reclaim-below`, on a real small tmpfs. Before, they ran `gc --all-expired`, which removed
+/// it on every sweep.
+#[test]
+fn the_shipped_sweeps_keep_the_warm_reserve_until_the_disk_is_short() {
+    for (which, args) in shipped_sweeps() {
+        assert_eq!(args[0], "gc", "{which}: {args:?}");
+        let Some((mnt, env)) = env_on_tmpfs(64) else {
+            return;
+        };
+        env.ok(env.path(), fill_args("warm", 8, "0s"));
+        let sweep = |env: &Env| {
+            let mut cmd = env.cmd(env.path());
+            cmd.arg("guarded").args(&args).arg("--json");
+            let out = output(&mut cmd);
+            assert_success(&out);
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        };
+        let report = sweep(&env);
+        assert_eq!(
+            removed_names(&report),
+            Vec::<String>::new(),
+            "{which}: {report:#}"
+        );
+        assert!(env.root.join("warm").exists(), "{which}: {report:#}");
+
+        tmpfs::fill(&mnt.0);
+        let report = sweep(&env);
+        assert_eq!(removed_names(&report), ["warm"], "{which}: {report:#}");
+        assert!(!env.root.join("warm").exists());
+    }
+}

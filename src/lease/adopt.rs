@@ -160,8 +160,11 @@ pub(super) fn adopt(
     // this job takes it over, or a guard reclaims it. Either is safe.
     step("adopt-renamed");
     let mut lease = req.lease(Some(key), SystemTime::now());
+    // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
+    // its release measures again (a measurement taken when an earlier job released would
+    // otherwise be carried through job after job, see SIZE_REFRESH).
     lease.size_bytes = cand.lease.size_bytes;
-    lease.size_measured_at = cand.lease.size_measured_at;
+    lease.size_measured_at = None;
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", root.join(req.name).display()))?;
     let held = held(root, OsStr::new(req.name), dir, lease)?;

@@ -92,7 +92,7 @@ pub(super) fn held(root: &Root, name: &OsStr, dir: File, lease: Lease) -> Result
 
 impl Held {
     /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
-    /// and record the target dir's size (bounded walk). The lock drops with the `Held` (the
+    /// and record its size (`job_size`: `target/` plus `build/`, each inode once; bounded walk). The lock drops with the `Held` (the
     /// session drops it right after; see `Session`).
     pub(super) fn release(&self, linger: Duration) -> Result<()> {
         let now = SystemTime::now();
@@ -109,11 +109,7 @@ impl Held {
         let stale =
             measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
         let size = if stale {
-            fs::tree_size(
-                self.dir.as_fd(),
-                OsStr::new(TARGET),
-                Some(Instant::now() + SIZE_BUDGET),
-            )
+            super::job_size(self.dir.as_fd(), Some(Instant::now() + SIZE_BUDGET))
         } else {
             None
         };
@@ -122,9 +118,15 @@ impl Held {
             l.state = State::Released;
             l.renewed_at = now;
             l.expires_at = expiry(now, linger);
-            if let Some(size) = size {
-                l.size_bytes = Some(size);
-                l.size_measured_at = Some(unix(now));
+            match size {
+                Some(size) => {
+                    l.size_bytes = Some(size);
+                    l.size_measured_at = Some(unix(now));
+                }
+                // Stale and not measurable within the budget: unknown rather than an old
+                // number a later adoption would print as the dir's size.
+                None if stale => l.size_bytes = None,
+                None => {}
             }
         })
         .with_context(|| format!("failed to release lease in {}", self.path.display()))

@@ -42,6 +42,8 @@ pub(crate) const PROTOCOL: u32 = 1;
 pub(crate) const LEASE_FILE: &str = "lease.json";
 /// `CARGO_TARGET_DIR` inside a job dir; a subdirectory so `cargo clean` cannot remove the lease.
 pub(crate) const TARGET: &str = "target";
+/// The job dir's `build/`, cargo's build dir when one is configured (`CARGO_BUILD_BUILD_DIR`).
+pub(crate) const BUILD_DIR: &str = "build";
 pub(crate) const TRASH: &str = ".trash";
 pub(crate) const GUARD_LOCK: &str = ".guard.lock";
 /// `rustc -vV` answers, cached by `workspace::toolchain`.
@@ -55,6 +57,20 @@ pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";
 /// Longer is a typo (`20000y`), and it keeps `now + ttl` far from `SystemTime`'s limits and
 /// inside the years RFC 3339 can print (up to 9999), so every lease we write can be read back.
 pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// The size a lease records and pruning measures: the job dir's `target/` plus its `build/`,
+/// together each inode once (cargo hard-links outputs between them), within `deadline`.
+pub(crate) fn job_size(
+    job_dir: std::os::fd::BorrowedFd<'_>,
+    deadline: Option<std::time::Instant>,
+) -> Option<u64> {
+    use std::ffi::OsStr;
+    crate::fs::trees_size(
+        job_dir,
+        &[OsStr::new(TARGET), OsStr::new(BUILD_DIR)],
+        deadline,
+    )
+}
 
 /// A protocol step: a fault point for the crash and race tests, and in unit tests the place
 /// where the property test lets a third party rename things.

@@ -108,7 +108,13 @@ pub(super) fn remove(parent: BorrowedFd<'_>, name: &OsStr, dev: fs::MountId) -> 
         fs::remove_tree(parent, name, dev).result()
     } else {
         rustix::fs::unlinkat(parent, name, AtFlags::empty())?;
-        Ok(st.st_blocks as u64 * 512)
+        // A file with another link (cargo hard-links outputs: `deps/app-<hash>` and `app`)
+        // frees nothing until its last link goes.
+        Ok(if st.st_nlink <= 1 {
+            st.st_blocks as u64 * 512
+        } else {
+            0
+        })
     }
 }
 

@@ -34,7 +34,7 @@ use anyhow::{Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode};
 
 use crate::fs;
-use crate::lease::TARGET;
+use crate::lease::{self, BUILD_DIR, TARGET};
 use crate::units::{self, Bytes};
 
 mod atime;
@@ -52,8 +52,6 @@ use layout::{list, open_sub, profile_dirs, remove, unit_hash};
 const BUDGET: Duration = Duration::from_secs(2);
 /// The size walk of the backstop, when the lease has no recent size.
 const SIZE_BUDGET: Duration = Duration::from_millis(500);
-/// The job dir's `build/`, cargo's build dir when one is configured.
-const BUILD_DIR: &str = "build";
 
 /// `--max-warm-size`: an absolute size, a multiple of the dir's largest size over its first K
 /// adoptions, or off.
@@ -78,7 +76,7 @@ impl WarmLimit {
                 )),
             };
         }
-        units::parse_size(t).map(WarmLimit::Bytes)
+        units::parse_size(t, "`3x`, `2GiB`, `500MB` or `off`").map(WarmLimit::Bytes)
     }
 
     /// The limit in bytes for a dir whose first jobs left at most `base` bytes.
@@ -366,9 +364,7 @@ fn measure(
     after: u64,
 ) -> Option<u64> {
     let deadline = Instant::now() + SIZE_BUDGET;
-    let size = fs::tree_size(job_dir, OsStr::new(TARGET), Some(deadline))
-        .map(|t| t + fs::tree_size(job_dir, OsStr::new(BUILD_DIR), Some(deadline)).unwrap_or(0))
-        .or(size);
+    let size = lease::job_size(job_dir, Some(deadline)).or(size);
     if let Some(size) = size
         && index.base_samples < after
     {
@@ -673,6 +669,7 @@ mod tests {
         assert_eq!(WarmLimit::parse("off").unwrap(), WarmLimit::Off);
         assert!(WarmLimit::parse("0.5x").is_err());
         assert!(WarmLimit::parse("lots").is_err());
+        assert!(WarmLimit::parse("3").unwrap_err().contains("`3x`, `2GiB`"));
         assert_eq!(WarmLimit::Times(3.0).bytes(Some(100)), Some(300));
         assert_eq!(WarmLimit::Times(3.0).bytes(None), None);
     }

@@ -299,6 +299,7 @@ mod tests {
         let space = Space {
             free: 10,
             total: 100,
+            used: 90,
         };
         Report {
             dry_run: false,
