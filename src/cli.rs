@@ -103,7 +103,7 @@ pub(crate) struct GlobalArgs {
     /// Reclaim expired dirs, oldest first, until the root holds at most this, whatever the free
     /// space (for a root given a fixed share of a large disk; live and lingering dirs are never
     /// touched) [default: no cap]
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, global = true,
+    #[arg(long, value_name = "SIZE", value_parser = root_size, global = true,
           env = "CARGO_GUARDED_MAX_ROOT_SIZE", hide_env_values = true)]
     pub(crate) max_root_size: Option<u64>,
 
@@ -364,6 +364,11 @@ pub(crate) struct GcArgs {
     /// Start no new deletion after this long
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub(crate) max_time: Option<Duration>,
+}
+
+/// `--max-root-size`.
+fn root_size(s: &str) -> Result<u64, String> {
+    units::parse_size(s, "`200GiB`, `500MB`")
 }
 
 /// `--ttl` and `--linger`: at most `lease::MAX_LEASE_DURATION` (10 years; see there why).

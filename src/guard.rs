@@ -571,18 +571,16 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
 /// Whether a sweep under pressure still needs to reclaim: free space as the sweep found it plus
 /// what the dirs it claimed will free is below the target (never a re-read free space, which
 /// lags behind the deletes on filesystems with delayed block accounting).
-/// What the root holds: every entry under it (job dirs, `.trash/`, the lock files), each inode
-/// once per tree. Walked only when `--max-root-size` is set.
+/// What the root holds: every dir under it (job dirs, `.trash/`), together each inode once
+/// (the tool's one size function). Walked only when `--max-root-size` is set.
 fn root_size(root: &Root) -> u64 {
     let entries = fs::list(root.fd()).unwrap_or_default();
-    entries
+    let dirs: Vec<&OsStr> = entries
         .iter()
-        .map(|(name, ty)| match ty {
-            rustix::fs::FileType::Directory => fs::tree_size(root.fd(), name, None).unwrap_or(0),
-            _ => rustix::fs::statat(root.fd(), name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map_or(0, |st| st.st_blocks as u64 * 512),
-        })
-        .sum()
+        .filter(|(_, ty)| *ty == rustix::fs::FileType::Directory)
+        .map(|(name, _)| name.as_os_str())
+        .collect();
+    fs::trees_size(root.fd(), &dirs, None).unwrap_or(0)
 }
 
 fn short_of_target(free_before: u64, freed: u64, reclaim_to: u64) -> bool {

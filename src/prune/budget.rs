@@ -15,11 +15,11 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use super::Scan;
 use super::index::{BudgetState, Index, Shape};
-use super::layout::{Usage, entry_bytes, open_sub, outputs_by_hash, unit_bytes, unit_hash};
-use super::{BUILD_DIR, Scan};
-use crate::fs;
-use crate::lease::TARGET;
+use super::layout::{entry_bytes, open_sub, outputs_by_hash, unit_bytes, unit_hash};
+use crate::fs::Usage;
+use crate::lease;
 
 /// The size walk of the whole dir; past it, the budget is not applied this time.
 const WALK_BUDGET: Duration = Duration::from_secs(3);
@@ -102,12 +102,7 @@ pub(super) fn apply(
     window: u64,
     factor: f64,
 ) -> Option<Plan> {
-    let deadline = Some(Instant::now() + WALK_BUDGET);
-    let total = fs::tree_size(job_dir, OsStr::new(TARGET), deadline)?
-        + match open_sub(job_dir, BUILD_DIR) {
-            Some(_) => fs::tree_size(job_dir, OsStr::new(BUILD_DIR), deadline)?,
-            None => 0,
-        };
+    let total = lease::job_size(job_dir, Some(Instant::now() + WALK_BUDGET))?;
     let recent: BTreeSet<(&str, &str)> = shapes
         .values()
         .filter(|s| generation.saturating_sub(s.generation) <= window)
@@ -139,7 +134,7 @@ pub(super) fn apply(
     let working_set = total.saturating_sub(dead + spare);
     let budget = (working_set as f64 * factor) as u64;
     let mut size = total.saturating_sub(dead);
-    // Least recently used first, a cache dir before a unit, then by name: a stable choice.
+    // Least recently used first, a unit before a cache dir, then by name: a stable choice.
     candidates.sort();
     for (_, kind, rel, name, bytes) in candidates {
         if size <= budget {
@@ -162,8 +157,9 @@ pub(super) fn apply(
 /// What the budget may remove: an `incremental/` dir or a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
-    Incremental,
+    /// First: a unit no recent job used is likelier dead than a crate's cache.
     Unit,
+    Incremental,
 }
 
 /// `(last generation used, kind, profile dir, name, bytes)`.

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{AtFlags, FileType};
 
-use crate::fs;
+use crate::fs::{self, Usage};
 
 /// Where cargo puts per-unit outputs named `…-<hash>…` inside a profile dir.
 const OUTPUT_DIRS: &[&str] = &["deps", "build", "examples"];
@@ -148,26 +148,6 @@ pub(super) fn entry_bytes(parent: BorrowedFd<'_>, name: &OsStr, usage: &mut Usag
         fs::tree_size(parent, name, None).unwrap_or(0)
     } else {
         usage.add(&st)
-    }
-}
-
-/// Bytes summed with each inode once (cargo hard-links uplifted binaries to their unit's).
-// Stand-in for `fs::Usage` (helper "size", same API) until that branch is merged.
-#[derive(Default)]
-pub(super) struct Usage {
-    seen: std::collections::HashSet<(u64, u64)>,
-    bytes: u64,
-}
-
-impl Usage {
-    /// The bytes `st` adds: its allocated blocks, or 0 for an inode already counted.
-    pub(super) fn add(&mut self, st: &rustix::fs::Stat) -> u64 {
-        if st.st_nlink > 1 && !self.seen.insert((st.st_dev, st.st_ino)) {
-            return 0;
-        }
-        let b = st.st_blocks as u64 * 512;
-        self.bytes += b;
-        b
     }
 }
 
