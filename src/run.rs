@@ -299,8 +299,12 @@ fn prune_at_release(cfg: &Config, session: &Session, shape: &str) {
     let held = session.held();
     let job = held.job_id();
     let outcome = crate::prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
-    if report::prune::release(outcome, &job).bytes > 0 {
+    let pruned = report::prune::release(outcome, &job);
+    if pruned.bytes > 0 {
         held.size_changed();
+    }
+    if let Some(gh) = &cfg.github {
+        gh.pruned_at_release(&job, &pruned);
     }
 }
 

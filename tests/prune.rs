@@ -143,6 +143,23 @@ fn a_dependency_renamed_in_every_job_stays_within_the_budget() {
     let peak = ratios.iter().copied().fold(0.0, f64::max);
     eprintln!("warm/fresh after each release: {ratios:.2?}");
     assert!(peak <= 1.3, "warm/fresh after each release: {ratios:.2?}");
+    // `status` shows the dir against its budget, within it.
+    let status = env.status();
+    let entry = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["job_id"] == "job-8")
+        .unwrap_or_else(|| panic!("{status}"));
+    let b = &entry["budget"];
+    assert!(b["size"].as_u64() <= b["budget"].as_u64(), "{status}");
+    assert_eq!(b["over"], false, "{status}");
+    assert_eq!(entry["pruned"]["at_release"], true, "{status}");
+    let table = stdout(&env.ok(&ws, ["status"]));
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("BUDGET")),
+        "{table}"
+    );
     // Once the renamed-away units add up, each release says what the budget removed.
     for (i, err) in said.iter().enumerate().skip(2) {
         assert!(
@@ -580,8 +597,13 @@ fn the_step_summary_says_what_was_pruned() {
         describe(&out)
     );
     let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("adopted warm from expired job"), "{md}");
+    // The job's own release: what it replaced (dep 1.0.2 and the app built against it) and the
+    // dir against its budget.
     assert!(
-        md.contains("adopted warm from expired job") && md.contains("dead units"),
+        md.contains("At release, job `job-3` pruned ")
+            && md.contains("replaced")
+            && md.contains("against its budget of"),
         "{md}"
     );
 }
