@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod history;
+
 #[path = "../../tests/common/shared.rs"]
 mod shared;
 use shared::clean_env;
