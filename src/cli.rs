@@ -126,7 +126,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
 
     #[arg(skip)]
-    pub(crate) warm_budget: Option<Option<f64>>,
+    pub(crate) warm_budget: Option<crate::prune::WarmBudget>,
 
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
@@ -220,11 +220,11 @@ pub(crate) struct JobArgs {
         long,
         value_name = "FACTOR",
         help_heading = JOB,
-        value_parser = crate::prune::parse_budget,
+        value_parser = crate::prune::WarmBudget::parse,
         env = "CARGO_GUARDED_WARM_BUDGET",
         hide_env_values = true
     )]
-    pub(crate) warm_budget: Option<Option<f64>>,
+    pub(crate) warm_budget: Option<crate::prune::WarmBudget>,
 
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]

@@ -134,7 +134,9 @@ impl Config {
                 max_warm: g
                     .max_warm_size
                     .unwrap_or(crate::prune::WarmLimit::Times(3.0)),
-                budget: g.warm_budget.unwrap_or(Some(crate::prune::DEFAULT_BUDGET)),
+                budget: g
+                    .warm_budget
+                    .map_or(Some(crate::prune::DEFAULT_BUDGET), |b| b.0),
             },
             wait: g.wait,
             owner: Owner::this_process(var("RUNNER_NAME")),

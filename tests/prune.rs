@@ -220,12 +220,12 @@ const THREE_SHAPES: [&[&str]; 3] = [&["build"], &["test"], &["llvm-cov", "--no-r
 
 /// Jobs of `shapes` round and round, three rounds: after the first round none of them
 /// recompiles anything. Returns the number of jobs run (`job-1` … `job-N`).
-fn round_and_round(env: &Env, ws: &Path, shapes: &[&[&str]]) -> usize {
+fn round_and_round(env: &Env, ws: &Path, shapes: &[&[&str]], extra: &[&str]) -> usize {
     let mut n = 0;
     for round in 0..3 {
         for shape in shapes {
             n += 1;
-            let out = job(env, ws, &format!("job-{n}"), &[], shape);
+            let out = job(env, ws, &format!("job-{n}"), extra, shape);
             if round > 0 {
                 assert!(
                     !compiled_anything(&out) && !stderr(&out).contains("Checking "),
@@ -244,7 +244,7 @@ fn round_and_round(env: &Env, ws: &Path, shapes: &[&[&str]]) -> usize {
 fn alternating_job_shapes_within_k_recompile_nothing() {
     let env = Env::new();
     let ws = env.fixture("moving");
-    let mut n = round_and_round(&env, &ws, &THREE_SHAPES);
+    let mut n = round_and_round(&env, &ws, &THREE_SHAPES, &[]);
     // And pruning did run: a shape gone for more than K jobs loses its units.
     for i in 1..=4 {
         n += 1;
@@ -686,11 +686,32 @@ fn units_of(env: &Env, id: &str, profile: &str, pkg: &str) -> usize {
 fn shapes_with_two_versions_and_unified_features_recompile_nothing() {
     let env = Env::new();
     let ws = env.fixture("shapes");
-    let n = round_and_round(&env, &ws, &THREE_SHAPES);
+    let n = round_and_round(&env, &ws, &THREE_SHAPES, &[]);
     let last = format!("job-{n}");
     assert_eq!(units_of(&env, &last, "debug", "twin"), 2, "both twins kept");
     // mid: its lib against base with and without `extra`, and its unit tests.
     assert_eq!(units_of(&env, &last, "debug", "mid"), 3, "every mid kept");
+}
+
+/// Issue 19: the size budget is about the job shapes together, not the last job alone. With the
+/// tightest budget (1x the working set), build, test and llvm-cov jobs adopting each other's dir
+/// still recompile nothing after the first round: each shape's last job's units are in the
+/// working set; and the dir ends within its budget.
+#[test]
+fn alternating_shapes_keep_each_others_units_under_the_tightest_budget() {
+    let env = Env::new();
+    let ws = env.fixture("shapes");
+    let n = round_and_round(&env, &ws, &THREE_SHAPES, &["--warm-budget", "1"]);
+    let last = format!("job-{n}");
+    assert_eq!(units_of(&env, &last, "debug", "twin"), 2, "both twins kept");
+    let status = env.status();
+    let entry = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["job_id"] == last.as_str())
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(entry["budget"]["over"], false, "{status}");
 }
 
 /// Two versions of one crate used in the same job are never pruned, however many jobs run.
@@ -714,7 +735,7 @@ fn two_versions_used_together_are_never_pruned() {
 fn check_and_build_jobs_alternating_recompile_nothing() {
     let env = Env::new();
     let ws = env.fixture("moving");
-    round_and_round(&env, &ws, &[&["build"], &["check"]]);
+    round_and_round(&env, &ws, &[&["build"], &["check"]], &[]);
 }
 
 /// A dependency rebuilt in place (`fixtures/rerun`: the app's build script reruns whenever a

@@ -113,23 +113,29 @@ pub(crate) struct Settings {
 /// The default of `--warm-budget`.
 pub(crate) const DEFAULT_BUDGET: f64 = 1.3;
 
-/// `--warm-budget`: a factor of at least 1, or `off`.
-pub(crate) fn parse_budget(s: &str) -> Result<Option<f64>, String> {
-    let t = s.trim();
-    if t == "off" {
-        return Ok(None);
-    }
-    match t
-        .strip_suffix(['x', '×'])
-        .unwrap_or(t)
-        .trim()
-        .parse::<f64>()
-    {
-        Ok(f) if f >= 1.0 && f.is_finite() => Ok(Some(f)),
-        _ => Err(format!(
-            "invalid budget `{s}`; use a multiple of the working set of at least 1, like `1.3`, \
-             or `off`"
-        )),
+/// `--warm-budget`: a factor of at least 1 (`Some`), or `off` (`None`). A newtype, as clap
+/// reads an `Option<Option<_>>` field as an option whose value may be missing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WarmBudget(pub(crate) Option<f64>);
+
+impl WarmBudget {
+    pub(crate) fn parse(s: &str) -> Result<WarmBudget, String> {
+        let t = s.trim();
+        if t == "off" {
+            return Ok(WarmBudget(None));
+        }
+        match t
+            .strip_suffix(['x', '×'])
+            .unwrap_or(t)
+            .trim()
+            .parse::<f64>()
+        {
+            Ok(f) if f >= 1.0 && f.is_finite() => Ok(WarmBudget(Some(f))),
+            _ => Err(format!(
+                "invalid budget `{s}`; use a multiple of the working set of at least 1, like \
+                 `1.3`, or `off`"
+            )),
+        }
     }
 }
 
@@ -672,5 +678,14 @@ mod tests {
         assert!(WarmLimit::parse("3").unwrap_err().contains("`3x`, `2GiB`"));
         assert_eq!(WarmLimit::Times(3.0).bytes(Some(100)), Some(300));
         assert_eq!(WarmLimit::Times(3.0).bytes(None), None);
+    }
+
+    #[test]
+    fn warm_budgets() {
+        assert_eq!(WarmBudget::parse("1.3").unwrap(), WarmBudget(Some(1.3)));
+        assert_eq!(WarmBudget::parse("2x").unwrap(), WarmBudget(Some(2.0)));
+        assert_eq!(WarmBudget::parse("off").unwrap(), WarmBudget(None));
+        assert!(WarmBudget::parse("0.9").is_err());
+        assert!(WarmBudget::parse("lots").is_err());
     }
 }
