@@ -199,9 +199,9 @@ pub(crate) struct JobArgs {
     )]
     pub(crate) prune_after: Option<u64>,
 
-    /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its largest size
-    /// over its first --prune-after jobs, or `off`); it is emptied and the job builds fresh
-    /// [default: 3x]
+    /// Do not adopt warm a dir still larger than this once pruned (a size, a multiple like `3x`
+    /// of its largest size over its first --prune-after jobs, or `off`); it is emptied and the
+    /// job builds fresh [default: 3x]
     #[arg(
         long,
         value_name = "SIZE|Nx",
