@@ -93,7 +93,7 @@ fn main() {
                 job
             );
             assert!(
-                run.stderr.contains(&format!("removed: {job}")),
+                run.stderr.contains(&format!("Removed {job}")),
                 "{}",
                 run.stderr
             );

@@ -406,12 +406,16 @@ fn plan(
     // What the dirs claimed so far will free once deleted. The deletes come after the turn, so
     // the decisions count each claimed dir's measured size (`fs::tree_usage`'s exclusive bytes:
     // each inode once, shared extents not at all; the recorded one if it cannot be measured),
-    // the same arithmetic as the deletion's; the report then
-    // counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
+    // the same arithmetic as the deletion's. Measured only where a decision depends on it
+    // (under pressure, without `--all-expired`), so `gc --all-expired` walks each dir once,
+    // to delete it; the report then counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
     // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
     // `--reclaim-to`.
     let mut projected = 0u64;
     let root_cap = report.root_cap;
+    // Claimed dirs are measured where a decision depends on what they free: under pressure,
+    // and under a root cap.
+    let measure = (under_pressure || root_cap.is_some()) && !opts.all_expired;
     for (i, e) in expired.into_iter().enumerate() {
         let job_id = Some(e.lease.job_id.clone());
         // Oldest first, like the rest: the root's size less what is claimed so far.
@@ -428,7 +432,7 @@ fn plan(
         let claim = lease::claim(root, &e.name, opts.trust, opts.dry_run);
         projected = projected.saturating_add(take_claim(
             root,
-            claim,
+            (claim, measure),
             (&e.name, over_cap),
             expired_for,
             report,
@@ -454,10 +458,11 @@ fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -
     }
 }
 
-/// Record what `lease::claim` did with one expired dir; returns what it will free.
+/// Record what `lease::claim` did with one expired dir; returns what it will free (a dry run
+/// always measures it, to report it; a real claim only if `measure`, else its recorded size).
 fn take_claim(
     root: &Root,
-    claim: Claim,
+    (claim, measure): (Claim, bool),
     (name, over_cap): (&OsStr, bool),
     expired_for: Duration,
     report: &mut Report,
@@ -491,8 +496,9 @@ fn take_claim(
             bytes
         }
         Claim::Trashed { trash_name, lease } => {
-            let estimate = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
-                .ok()
+            let estimate = measure
+                .then(|| fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok())
+                .flatten()
                 .and_then(|trash| fs::tree_usage(trash.as_fd(), &trash_name, None))
                 .map(|u| u.exclusive)
                 .or(lease.size_bytes);

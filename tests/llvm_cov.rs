@@ -678,10 +678,10 @@ fn doctor_reports_a_root_that_does_not_exist_yet_without_creating_it() {
     assert!(root["lock_trust"].is_null());
     let total = root["total_bytes"].as_u64().unwrap();
     assert!(root["free_bytes"].as_u64().unwrap() <= total);
-    // Defaults: 15%, 20%, 2 GiB.
+    // Defaults: 15%, 20%, 2 GiB; percentages of df's base (used plus available).
     assert_eq!(
         root["reclaim_below_bytes"].as_u64().unwrap(),
-        (total as f64 * 15.0 / 100.0).ceil() as u64
+        (df_base(env.path()) as f64 * 15.0 / 100.0).ceil() as u64
     );
     assert_eq!(root["min_free_bytes"], 2u64 << 30);
     assert_eq!(json["toolchain"]["llvm_major"], r.major);
@@ -769,8 +769,8 @@ fn doctor_checks_locks_free_space_and_ci_of_an_existing_root() {
         &[],
     );
     assert_eq!(
-        json["root"]["reclaim_below_bytes"],
-        json["root"]["total_bytes"]
+        json["root"]["reclaim_below_bytes"].as_u64().unwrap(),
+        df_base(&env.root)
     );
     assert!(
         problems(&json)
@@ -814,4 +814,20 @@ fn doctor_checks_locks_free_space_and_ci_of_an_existing_root() {
     );
     let (json, _) = doctor_json(&env, &ws, &["--job-id", "x"], &[("CI", "true")]);
     assert!(!problems(&json).iter().any(|p| p.1.contains("CI is set")));
+}
+
+/// What percentages are of, as df's Use% counts it: used plus available to unprivileged users
+/// (`f_blocks - f_bfree + f_bavail`), without the blocks reserved for root. Constant while the
+/// disk fills and empties, so other processes writing meanwhile do not change it.
+fn df_base(path: &Path) -> u64 {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%b %f %a %S"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let n: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    (n[0] - n[1] + n[2]) * n[3]
 }

@@ -4,6 +4,8 @@
 //! (shared) extents as on ext4 or tmpfs.
 
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 #[path = "common/xfs.rs"]
 mod xfs;
 
@@ -216,15 +218,16 @@ fn adopted_size(out: &std::process::Output) -> f64 {
     n.parse::<f64>().unwrap() * scale
 }
 
-/// A job that adopts a dir and grows it: the next adoption line says the grown size (measured
-/// when that job released), not the first job's recorded one carried from lease to lease (the
-/// issue's `Adopted job-rerun (warm, 749.4 MiB …)` three jobs in a row).
+/// A job that adopts a dir and grows it, in a later step too: the next adoption line says the
+/// grown size, not the first job's recorded one carried from lease to lease (the issue's
+/// `Adopted job-rerun (warm, 749.4 MiB …)` three jobs in a row), nor the size the job's first
+/// step left (a later step within 10 minutes does not measure again at its release).
 #[test]
 fn an_adoption_reports_the_size_the_last_job_left() {
     let env = Env::new();
     let ws = env.fixture("small");
-    let job = |id: &str, mib: u64| {
-        let write = format!("head -c {mib}M /dev/urandom > \"$CARGO_TARGET_DIR/blob-{id}\"");
+    let step = |id: &str, file: &str, mib: u64| {
+        let write = format!("head -c {mib}M /dev/urandom > \"$CARGO_TARGET_DIR/{file}\"");
         env.ok(
             &ws,
             [
@@ -232,15 +235,24 @@ fn an_adoption_reports_the_size_the_last_job_left() {
             ],
         )
     };
-    job("one", 1);
-    let two = job("two", 12);
+    step("one", "blob-one", 1);
+    let two = step("two", "blob-two", 12);
     assert!(adopted_size(&two) < 2.0 * MIB as f64, "{}", describe(&two));
-    let three = job("three", 1);
+    let three = step("three", "blob-three", 1);
     let said = adopted_size(&three);
     assert!(
         said > 12.5 * MIB as f64,
         "job three adopted a dir of 13 MiB, the line says {said} B:\n{}",
         describe(&three)
+    );
+    // A later step of job three (it resumes its dir) grows it by 20 MiB.
+    step("three", "blob-three-later", 20);
+    let four = step("four", "blob-four", 1);
+    let said = adopted_size(&four);
+    assert!(
+        said > 33.5 * MIB as f64,
+        "job four adopted a dir of 34 MiB, the line says {said} B:\n{}",
+        describe(&four)
     );
 }
 
@@ -369,4 +381,65 @@ fn a_size_without_a_unit_is_a_usage_error() {
     let out = env.run(&ws, ["--ttl", "soon", "status"]);
     assert!(!out.status.success());
     assert!(!stderr(&out).contains("variations"), "{}", describe(&out));
+}
+
+/// The guard's watermark arithmetic under pressure counts what each claimed dir holds now, not
+/// its recorded size: two expired dirs of 8 MiB whose leases say 40 MiB (a size recorded before
+/// hard links were counted once, or jobs ago) on a full 64 MiB tmpfs, `--reclaim-to 12M`: both
+/// must go. Before, the first one's recorded 40 MiB "reached" the target and the second stayed.
+#[test]
+fn under_pressure_the_guard_counts_measured_sizes_not_recorded_ones() {
+    let mut env = Env::new();
+    let Some(mnt) = tmpfs::Tmpfs::mount_or_skip(&env.path().join("mnt"), "64m") else {
+        return;
+    };
+    env.root = mnt.0.join("root");
+    for (name, age) in [("older", 7200), ("newer", 3600)] {
+        let dir = plant_expired(&env.root, name, |debug| {
+            random_file(&debug.join("blob"), 8 * MIB)
+        });
+        let mut lease = expired_lease(name);
+        lease["size_bytes"] = (40 * MIB).into();
+        lease["expires_at"] = ts(-age).into();
+        std::fs::write(dir.join("lease.json"), lease.to_string()).unwrap();
+    }
+    // Lay the root out (CACHEDIR.TAG, .trash/) while there is room: a sweep that removes nothing.
+    let report = gc_json_plain(&env, &["--reclaim-below", "0", "--keep-expired", "5"]);
+    assert!(
+        report["removed"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    tmpfs::fill(&mnt.0);
+    let report = gc_json_plain(
+        &env,
+        &[
+            "--reclaim-below",
+            "4M",
+            "--reclaim-to",
+            "12M",
+            "--keep-expired",
+            "5",
+        ],
+    );
+    let mut removed: Vec<&str> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job_id"].as_str().unwrap())
+        .collect();
+    removed.sort();
+    assert_eq!(removed, ["newer", "older"], "{report:#}");
+    for job in ["newer", "older"] {
+        let bytes = removed_bytes(&report, job);
+        assert!(bytes.abs_diff(8 * MIB) < MIB, "{job}: {bytes}");
+    }
+}
+
+/// `gc --json` without `--all-expired`.
+fn gc_json_plain(env: &Env, extra: &[&str]) -> Value {
+    let mut args = vec!["gc", "--json"];
+    args.extend_from_slice(extra);
+    let out = env.ok(env.path(), &args);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("gc --json: {e}\n{}", describe(&out)))
 }

@@ -311,9 +311,17 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
             match super::adopt::adopt(root, req, &key, &cand)? {
                 AdoptOutcome::Adopted(held) => {
                     let held = *held;
+                    // The size the adoption line reports (and pruning's backstop falls back to)
+                    // is measured now: the recorded one dates from the previous job's first
+                    // release when its later steps came within SIZE_REFRESH, and later steps
+                    // grow the dir (tests, docs). Recorded only if the walk runs out of time.
+                    let measured = super::job_size(
+                        held.dir.as_fd(),
+                        Some(Instant::now() + super::held::SIZE_BUDGET),
+                    );
                     let origin = Origin::Adopted {
                         from: cand.lease.job_id.clone(),
-                        size: cand.lease.size_bytes,
+                        size: measured.or(cand.lease.size_bytes),
                         last_used: cand.lease.renewed_at,
                     };
                     return Ok(Some((held, origin)));

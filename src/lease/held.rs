@@ -16,8 +16,8 @@ use super::record::{Lease, State, expiry, write};
 use super::root::Root;
 use super::{TARGET, step};
 
-/// Size walks at release stop after this; the size is then reported as unknown.
-const SIZE_BUDGET: Duration = Duration::from_millis(500);
+/// Size walks at release and adoption stop after this; the size is then reported as unknown.
+pub(super) const SIZE_BUDGET: Duration = Duration::from_millis(500);
 /// A size measured more recently than this is kept at release: repeated local builds (and the
 /// steps of one CI job) do not pay for a walk of the whole target dir each time.
 const SIZE_REFRESH: Duration = Duration::from_secs(600);
