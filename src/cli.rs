@@ -101,6 +101,13 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) min_free: Option<Threshold>,
 
+    /// Reclaim expired dirs, oldest first, until the root holds at most this, whatever the free
+    /// space (for a root given a fixed share of a large disk; live and lingering dirs are never
+    /// touched) [default: no cap]
+    #[arg(long, value_name = "SIZE", value_parser = root_size, global = true, help_heading = GLOBAL,
+          env = "CARGO_GUARDED_MAX_ROOT_SIZE", hide_env_values = true)]
+    pub(crate) max_root_size: Option<u64>,
+
     /// Expired dirs kept per workspace for warm reuse, even without disk pressure [default: 1]
     // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
     #[arg(long, value_name = "N", global = true, help_heading = GLOBAL, allow_negative_numbers = true,
@@ -127,6 +134,9 @@ pub(crate) struct GlobalArgs {
 
     #[arg(skip)]
     pub(crate) seed_incremental: bool,
+
+    #[arg(skip)]
+    pub(crate) warm_budget: Option<crate::prune::WarmBudget>,
 
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
@@ -203,9 +213,9 @@ pub(crate) struct JobArgs {
     )]
     pub(crate) prune_after: Option<u64>,
 
-    /// Do not adopt warm a dir larger than this (a size, a multiple like `3x` of its largest size
-    /// over its first --prune-after jobs, or `off`); it is emptied and the job builds fresh
-    /// [default: 3x]
+    /// Do not adopt warm a dir still larger than this once pruned (a size, a multiple like `3x`
+    /// of its largest size over its first --prune-after jobs, or `off`); it is emptied and the
+    /// job builds fresh [default: 3x]
     #[arg(
         long,
         value_name = "SIZE|Nx",
@@ -234,6 +244,20 @@ pub(crate) struct JobArgs {
           env = "CARGO_GUARDED_SEED_INCREMENTAL", hide_env_values = true)]
     pub(crate) seed_incremental: bool,
 
+    /// Keep a warm dir within this multiple of its working set (what the last job of each
+    /// recent command used): above it, units no recent job used go, least recently used first,
+    /// at each release and adoption; what the last job used always stays (`off`: the K rule
+    /// alone) [default: 1.3]
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        help_heading = JOB,
+        value_parser = crate::prune::WarmBudget::parse,
+        env = "CARGO_GUARDED_WARM_BUDGET",
+        hide_env_values = true
+    )]
+    pub(crate) warm_budget: Option<crate::prune::WarmBudget>,
+
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB,
@@ -260,6 +284,7 @@ impl JobArgs {
         forget(&mut self.seed_max_size, env("seed_max_size"));
         self.seed |= env("seed");
         self.seed_incremental &= !env("seed_incremental");
+        forget(&mut self.warm_budget, env("warm_budget"));
         forget(&mut self.wait, env("wait"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
@@ -278,6 +303,7 @@ impl JobArgs {
         g.seed &= self.seed;
         g.seed_max_size = self.seed_max_size.or(g.seed_max_size);
         g.seed_incremental |= self.seed_incremental;
+        g.warm_budget = self.warm_budget.or(g.warm_budget);
     }
 }
 
@@ -393,6 +419,11 @@ pub(crate) struct GcArgs {
     /// workspace, or its key as `status` shows it
     #[arg(long, value_name = "PATH|KEY")]
     pub(crate) workspace: Option<OsString>,
+}
+
+/// `--max-root-size`.
+fn root_size(s: &str) -> Result<u64, String> {
+    units::parse_size(s, "`200GiB`, `500MB`")
 }
 
 /// `--ttl` and `--linger`: at most `lease::MAX_LEASE_DURATION` (10 years; see there why).

@@ -38,6 +38,8 @@ pub(crate) struct Config {
     pub(crate) min_free: Threshold,
     /// Expired dirs kept per workspace for warm reuse.
     pub(crate) keep_expired: usize,
+    /// `--max-root-size`: the root's cap in bytes, if any.
+    pub(crate) max_root_size: Option<u64>,
     /// Whether a new job may adopt an expired dir of its workspace.
     pub(crate) adopt: bool,
     /// Whether a new job with nothing to adopt may start from a copy of a finished dir.
@@ -140,6 +142,7 @@ impl Config {
             reclaim_to: g.reclaim_to,
             min_free: g.min_free.unwrap_or(Threshold::Bytes(2 << 30)),
             keep_expired: g.keep_expired.unwrap_or(1),
+            max_root_size: g.max_root_size,
             adopt: g.adopt,
             seed: g.seed,
             seed_max_size: g.seed_max_size.unwrap_or(16 << 30),
@@ -150,6 +153,9 @@ impl Config {
                 max_warm: g
                     .max_warm_size
                     .unwrap_or(crate::prune::WarmLimit::Times(3.0)),
+                budget: g
+                    .warm_budget
+                    .map_or(Some(crate::prune::DEFAULT_BUDGET), |b| b.0),
             },
             wait: g.wait,
             owner: Owner::this_process(var("RUNNER_NAME")),
@@ -198,6 +204,7 @@ impl Config {
             reclaim_below,
             reclaim_to,
             keep_expired: self.keep_expired,
+            max_root_size: self.max_root_size,
             max_time: None,
             turn_wait: crate::guard::GUARD_WAIT,
             trust,

@@ -40,6 +40,9 @@ pub(crate) struct Sweep {
     pub(crate) reclaim_to: u64,
     /// Expired dirs kept per workspace for warm reuse; older expired ones always go.
     pub(crate) keep_expired: usize,
+    /// `--max-root-size`: reclaim expired dirs, oldest first, until the root holds at most
+    /// this many bytes, whatever the free space.
+    pub(crate) max_root_size: Option<u64>,
     /// Start no new deletion after this long.
     pub(crate) max_time: Option<Duration>,
     /// How long to wait for a sweep already running on this root.
@@ -68,6 +71,8 @@ pub(crate) enum Removed {
         expired_for: Duration,
         /// Released but not yet expired: taken by `gc --workspace` (`expired_for` is zero).
         lingering: bool,
+        /// The root was over `--max-root-size` when it was chosen.
+        over_cap: bool,
     },
     /// A `.new-*` dir whose job died while creating it, unlocked and at least `older_than` old.
     /// What deleting it frees is counted in [`Report::other_freed`].
@@ -209,6 +214,18 @@ pub(crate) struct Report {
     /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, unfinished dirs, and
     /// expired dirs that could only be partly deleted (listed in `kept`, with the error).
     pub(crate) other_freed: u64,
+    /// The root's size against `--max-root-size`, when one is set.
+    pub(crate) root_cap: Option<RootCap>,
+}
+
+/// The root's size against `--max-root-size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RootCap {
+    pub(crate) cap: u64,
+    /// What the root held when the sweep scanned it (each inode once).
+    pub(crate) before: u64,
+    /// What it holds once the claimed dirs are deleted (in a dry run: would hold).
+    pub(crate) after: u64,
 }
 
 impl Report {
@@ -223,6 +240,7 @@ impl Report {
             kept: Vec::new(),
             errors: Vec::new(),
             other_freed: 0,
+            root_cap: None,
         }
     }
 
@@ -308,10 +326,21 @@ pub(crate) fn sweep_with(
     let clocks = lease::Now::read();
     let now = clocks.wall;
     let expired = scan(root, opts, spare, &clocks, &mut report)?;
+    report.root_cap = opts.max_root_size.map(|cap| {
+        let before = root_size(root);
+        RootCap {
+            cap,
+            before,
+            after: before,
+        }
+    });
     fault::point("guard-scanned");
     let projected = plan(root, opts, (start, now), expired, &mut report, &mut pending);
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
     drop(turn);
+    if let Some(c) = &mut report.root_cap {
+        c.after = c.before.saturating_sub(projected);
+    }
     delete_pending(root, pending, &mut report);
     let counted = before.free.saturating_add(report.freed());
     report.after = if opts.dry_run {
@@ -418,12 +447,18 @@ fn plan(
     // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
     // `--reclaim-to`.
     let mut projected = 0u64;
-    let measure = under_pressure && !opts.all_expired;
+    let root_cap = report.root_cap;
+    // Claimed dirs are measured where a decision depends on what they free: under pressure,
+    // and under a root cap.
+    let measure = (under_pressure || root_cap.is_some()) && !opts.all_expired;
     for (i, e) in expired.into_iter().enumerate() {
         let job_id = Some(e.lease.job_id.clone());
+        // Oldest first, like the rest: the root's size less what is claimed so far.
+        let over_cap = root_cap.is_some_and(|c| c.before.saturating_sub(projected) > c.cap);
         let wanted = opts.all_expired
             || opts.workspace.is_some()
             || excess.contains(&i)
+            || over_cap
             || (under_pressure && short_of_target(free_before, projected, opts.reclaim_to));
         if let Some(reason) = hold_back(opts, wanted, under_pressure, start) {
             report.kept.push(Kept::new(root, &e.name, job_id, reason));
@@ -434,7 +469,7 @@ fn plan(
         projected = projected.saturating_add(take_claim(
             root,
             (claim, measure),
-            (&e.name, expired_for, e.lingering),
+            (&e.name, expired_for, e.lingering, over_cap),
             report,
             pending,
         ));
@@ -463,7 +498,7 @@ fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -
 fn take_claim(
     root: &Root,
     (claim, measure): (Claim, bool),
-    (name, expired_for, lingering): (&OsStr, Duration, bool),
+    (name, expired_for, lingering, over_cap): (&OsStr, Duration, bool, bool),
     report: &mut Report,
     pending: &mut Vec<Pending>,
 ) -> u64 {
@@ -474,6 +509,7 @@ fn take_claim(
         bytes,
         expired_for,
         lingering,
+        over_cap,
     };
     match claim {
         Claim::Kept { reason, lease } => {
@@ -536,6 +572,7 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                     dir,
                     expired_for,
                     lingering,
+                    over_cap,
                     ..
                 }),
                 None,
@@ -546,6 +583,7 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                 bytes: removal.freed,
                 expired_for,
                 lingering,
+                over_cap,
             }),
             // Never reported as removed: what stays is named, with the error.
             (
@@ -576,6 +614,18 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
 /// Whether a sweep under pressure still needs to reclaim: free space as the sweep found it plus
 /// what the dirs it claimed will free is below the target (never a re-read free space, which
 /// lags behind the deletes on filesystems with delayed block accounting).
+/// What the root holds: every dir under it (job dirs, `.trash/`), together each inode once
+/// (the tool's one size function). Walked only when `--max-root-size` is set.
+fn root_size(root: &Root) -> u64 {
+    let entries = fs::list(root.fd()).unwrap_or_default();
+    let dirs: Vec<&OsStr> = entries
+        .iter()
+        .filter(|(_, ty)| *ty == rustix::fs::FileType::Directory)
+        .map(|(name, _)| name.as_os_str())
+        .collect();
+    fs::trees_size(root.fd(), &dirs, None).unwrap_or(0)
+}
+
 fn short_of_target(free_before: u64, freed: u64, reclaim_to: u64) -> bool {
     free_before.saturating_add(freed) < reclaim_to
 }

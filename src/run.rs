@@ -176,6 +176,8 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    // The job's shape, for the size budget: what this step ran.
+    let shape = command.join(" ");
     let interrupts = Interrupts::install()?;
     let (session, lease_env) = acquire(cfg, command, &|| interrupts.check())?;
     job_env(cfg, &lease_env, llvm_cov, &mut pb);
@@ -193,6 +195,9 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
     let status = child.wait();
+    if status.as_ref().is_ok_and(|s| s.success()) {
+        prune_at_release(cfg, &session, &shape);
+    }
     // The heartbeat's error (the dir was moved away) outranks the child's status; a failed
     // release is only a warning (`Session::finish`).
     session.finish()?;
@@ -308,6 +313,7 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    prune_at_release(cfg, &session, "hold");
     session.finish()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -341,6 +347,26 @@ pub(crate) fn hold_job(cfg: &Config) -> Result<ExitCode> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prune the job's own dir as it releases (`prune::at_release`): under its lock, its command
+/// over. Only after a command that succeeded: one stopped early may have read only part of its
+/// graph, and what it did not read is not evidence of anything (the next adoption prunes).
+/// Not when the dir was moved away meanwhile: it is no longer ours.
+fn prune_at_release(cfg: &Config, session: &Session, shape: &str) {
+    if !cfg.prune.enabled || session.check().is_err() {
+        return;
+    }
+    let held = session.held();
+    let job = held.job_id();
+    let outcome = crate::prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
+    let pruned = report::prune::release(outcome, &job);
+    if pruned.bytes > 0 {
+        held.size_changed();
+    }
+    if let Some(gh) = &cfg.github {
+        gh.pruned_at_release(&job, &pruned);
+    }
 }
 
 /// What a child needs to know of the lease it runs under.

@@ -12,7 +12,7 @@ use crate::fs::{self, Space};
 use crate::job_id;
 use crate::lease::{self, Hold, Holder, Root, TARGET, Verdict};
 use crate::locks::LockTrust;
-use crate::prune::{self, LastPrune};
+use crate::prune::{self, BudgetState, LastPrune};
 
 #[derive(Debug)]
 pub(crate) struct Status {
@@ -147,6 +147,8 @@ pub(crate) struct Entry {
     pub(crate) size_measured: bool,
     /// What pruning removed from this dir when its current job adopted it (`prune.json`).
     pub(crate) pruned: Option<LastPrune>,
+    /// The dir's size against its budget, as its last prune left it (`prune.json`).
+    pub(crate) budget: Option<BudgetState>,
     /// Why a dir is `unknown`.
     pub(crate) note: Option<String>,
     /// The dir's own lock is free but processes of its job's command still hold its tree lock
@@ -205,6 +207,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         size_bytes: None,
         size_measured: false,
         pruned: None,
+        budget: None,
         note: None,
         orphans: false,
     };
@@ -232,6 +235,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
             entry.size_bytes = l.size_bytes;
             let pruning = prune::last_pruned(dir.as_fd());
             entry.pruned = pruning.last;
+            entry.budget = pruning.budget;
             if let Some(left) = pruning.left_in_place {
                 entry.note = Some(format!("pruning left something in place: {left}"));
             }

@@ -929,3 +929,133 @@ fn the_shipped_sweeps_keep_the_warm_reserve_until_the_disk_is_short() {
         assert!(!env.root.join("warm").exists());
     }
 }
+
+/// Bytes allocated under `dir`, each inode once.
+fn du(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                total += m.blocks() * 512;
+                stack.push(e.path());
+            } else if seen.insert(m.ino()) {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+/// Every file under `dir` with its length: what "untouched" compares.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() != "lease.json" {
+                out.push((e.path(), m.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 19: `--max-root-size` caps the root whatever the free space. Three expired dirs of real
+/// builds, one lingering, one live (held): with a cap that the two oldest expired dirs' removal
+/// meets, a dry run names them and removes nothing; the sweep removes exactly them, oldest
+/// first, says why, and leaves the root under the cap; the live and lingering dirs are
+/// untouched. A cap below what the live and lingering dirs hold removes every expired dir and
+/// says the rest is not reclaimable.
+#[test]
+fn max_root_size_reclaims_oldest_expired_until_under_the_cap() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    // Nothing but the cap may reclaim: no retention, no pressure, no adoption.
+    let quiet = [
+        "--no-adopt",
+        "--keep-expired",
+        "10",
+        "--reclaim-below",
+        "0%",
+        "--min-free",
+        "0",
+    ];
+    let build = |id: &str, linger: &str| {
+        let mut args = vec!["--job-id", id, "--linger", linger];
+        args.extend(quiet);
+        args.push("build");
+        env.ok(&ws, &args);
+    };
+    for id in ["old-1", "old-2", "old-3"] {
+        build(id, "0s");
+    }
+    build("lingering", "1h");
+    build("live", "1h");
+    let hold = {
+        let mut args = vec!["--job-id", "live"];
+        args.extend(quiet);
+        args.push("hold");
+        env.spawn(&ws, "hold", args)
+    };
+    assert!(
+        wait_for(60, || hold.stderr_so_far().contains("Holding")),
+        "{}",
+        hold.stderr_so_far()
+    );
+    let kept_before: Vec<_> = ["lingering", "live"]
+        .iter()
+        .map(|d| files(&env.root.join(d)))
+        .collect();
+    let one = du(&env.root.join("old-1"));
+    // Over by one dir and a half: the two oldest go, the third stays.
+    let cap = du(&env.root) - one - one / 2;
+    let cap_arg = format!("{cap}B");
+    let cap_args = ["--max-root-size", cap_arg.as_str(), "--reclaim-below", "0%"];
+
+    let mut dry = vec!["--dry-run"];
+    dry.extend(cap_args);
+    let would = gc_json(&env, &dry);
+    assert_eq!(removed_names(&would), ["old-1", "old-2"], "{would}");
+    assert!(env.root.join("old-1/target").exists(), "a dry run removed");
+
+    let out = env.ok(env.path(), ["gc"].iter().chain(cap_args.iter()));
+    let err = stderr(&out);
+    assert!(
+        err.contains("over --max-root-size") && err.contains("Removed old-1"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!env.root.join("old-1").exists() && !env.root.join("old-2").exists());
+    assert!(env.root.join("old-3/target").exists(), "old-3 went too");
+    assert!(
+        du(&env.root) <= cap,
+        "root {} over the cap {cap}",
+        du(&env.root)
+    );
+    let kept_after: Vec<_> = ["lingering", "live"]
+        .iter()
+        .map(|d| files(&env.root.join(d)))
+        .collect();
+    assert_eq!(kept_before, kept_after, "a live or lingering dir changed");
+
+    // A cap the live and lingering dirs alone exceed: every expired dir goes, they stay.
+    let report = gc_json(&env, &["--max-root-size", "1KiB", "--reclaim-below", "0%"]);
+    assert_eq!(removed_names(&report), ["old-3"], "{report}");
+    assert!(
+        report["root_cap"]["root_after"].as_u64() > Some(1024),
+        "{report}"
+    );
+    assert!(env.root.join("live/target").exists() && env.root.join("lingering/target").exists());
+    send_signal(hold.pid(), libc::SIGTERM);
+    hold.finish(60);
+}

@@ -18,6 +18,8 @@ use serde_json::Value;
 mod check;
 #[allow(unused_imports)] // Not every bench reads JSON back.
 pub use check::*;
+pub mod history;
+
 #[path = "../../tests/common/shared.rs"]
 mod shared;
 use shared::clean_env;

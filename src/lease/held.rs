@@ -80,6 +80,15 @@ impl Held {
             .clone()
     }
 
+    /// The dir's size changed (pruned at release): the release measures it again rather than
+    /// keep a recent size.
+    pub(crate) fn size_changed(&self) {
+        self.lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .size_measured_at = None;
+    }
+
     pub(super) fn still_named(&self) -> bool {
         fs::identity_at(self.root_fd.as_fd(), &self.name).is_ok_and(|i| i == self.ident)
     }

@@ -52,31 +52,14 @@ pub(super) fn dead(
             profile: fd,
             dead: &scan.dead_units,
             superseded: &scan.superseded,
+            budget: &scan.budget,
             dev,
         };
         if let Err(e) = units.remove(hashes, deadline, &mut pruned, done) {
             first_error.get_or_insert(e);
         }
     }
-    for (rel, name) in &scan.dead_inc {
-        if Instant::now() > deadline {
-            break;
-        }
-        let Some((_, fd)) = scan.profiles.iter().find(|(r, _)| r == rel) else {
-            continue;
-        };
-        if let Some(inc) = open_sub(fd.as_fd(), "incremental") {
-            match remove(inc.as_fd(), OsStr::new(name), dev) {
-                Ok(b) => {
-                    pruned.bytes += b;
-                    pruned.incremental += 1;
-                }
-                Err(e) => {
-                    first_error.get_or_insert_with(|| format!("{rel}/incremental/{name}: {e}"));
-                }
-            }
-        }
-    }
+    incremental(scan, dev, deadline, &mut pruned, &mut first_error);
     // Dead units not reached within the budget stay pending (their fingerprint may still be
     // there: they are dead and get removed at the next adoption).
     for (rel, hashes) in &mut pending {
@@ -99,12 +82,42 @@ pub(super) fn dead(
     Ok((pruned, first_error))
 }
 
+/// Remove `scan`'s dead `incremental/` dirs until `deadline`.
+fn incremental(
+    scan: &Scan,
+    dev: fs::MountId,
+    deadline: Instant,
+    pruned: &mut Pruned,
+    first_error: &mut Option<String>,
+) {
+    for (rel, name) in &scan.dead_inc {
+        if Instant::now() > deadline {
+            break;
+        }
+        let Some((_, fd)) = scan.profiles.iter().find(|(r, _)| r == rel) else {
+            continue;
+        };
+        if let Some(inc) = open_sub(fd.as_fd(), "incremental") {
+            match remove(inc.as_fd(), OsStr::new(name), dev) {
+                Ok(b) => {
+                    pruned.bytes += b;
+                    pruned.incremental += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| format!("{rel}/incremental/{name}: {e}"));
+                }
+            }
+        }
+    }
+}
+
 /// The pending units of one profile dir.
 struct Units<'a> {
     rel: &'a str,
     profile: &'a OwnedFd,
     dead: &'a [(String, String, super::Seen)],
     superseded: &'a BTreeSet<(String, String)>,
+    budget: &'a BTreeSet<(String, String)>,
     dev: fs::MountId,
 }
 
@@ -167,8 +180,11 @@ impl Units<'_> {
                 Ok(bytes) => {
                     if fingerprint.is_some() {
                         pruned.units += 1;
-                        if self.superseded.contains(&(rel.to_owned(), hash.clone())) {
+                        let key = (rel.to_owned(), hash.clone());
+                        if self.superseded.contains(&key) {
                             pruned.superseded += 1;
+                        } else if self.budget.contains(&key) {
+                            pruned.budget += 1;
                         }
                     }
                     pruned.bytes += bytes;

@@ -58,15 +58,63 @@ pub(super) struct Index {
     /// file it may not delete): warned about once, then shown by `status` while it lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) left_in_place: Option<String>,
+    /// `generation` is the running job's, already accounted for at a release of one of its
+    /// steps (reads since `reset_at_ns` are still its own): the next adoption does not count
+    /// a new one. Absent in an index written before pruning at release: `false`.
+    #[serde(default)]
+    pub(super) open: bool,
+    /// Job shape (the command a step ran) → the units the last job of that shape used: the
+    /// working set the size budget is measured against (see `budget`). Absent in older indexes.
+    #[serde(default)]
+    pub(super) shapes: BTreeMap<String, Shape>,
+    /// The dir's size against its budget after the last prune, for `status`.
+    #[serde(default)]
+    pub(super) budget: Option<BudgetState>,
+}
+
+/// The units one job shape used, the last time a job of that shape ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Shape {
+    /// The generation of that job.
+    pub(super) generation: u64,
+    /// Their bytes (each inode once) when it released.
+    pub(super) bytes: u64,
+    /// Profile dir → units.
+    pub(super) units: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A dir's size against its budget, as the last prune left it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BudgetState {
+    /// The dir's size after the prune (`target/` and `build/`, each inode once).
+    pub(crate) size: u64,
+    /// The budget: `--warm-budget` times the working set.
+    pub(crate) budget: u64,
+    /// What the recent jobs of each shape used (and files of no unit).
+    pub(crate) working_set: u64,
+}
+
+impl BudgetState {
+    /// Over budget though nothing more may go: the units the recent jobs used take it all
+    /// ("never delete what the last job used" wins), or a removal failed or ran out of time.
+    pub(crate) fn over(&self) -> bool {
+        self.size > self.budget
+    }
 }
 
 /// What the last prune of a dir removed and when, as recorded in its `prune.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LastPrune {
-    /// Dead units removed (superseded ones included).
+    /// Dead units removed (superseded and budget ones included).
     pub(crate) units: usize,
     /// Of those, units replaced by a unit of the same identity in the job before.
     pub(crate) superseded: usize,
+    /// Of those, units removed to bring the dir within its budget (absent in older indexes).
+    #[serde(default)]
+    pub(crate) budget: usize,
+    /// Whether it ran at a job's release (else at an adoption).
+    #[serde(default)]
+    pub(crate) at_release: bool,
     pub(crate) incremental: usize,
     pub(crate) bytes: u64,
     /// Seconds since the epoch.
@@ -107,6 +155,8 @@ pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Summary {
         last_prune: Option<LastPrune>,
         #[serde(default)]
         left_in_place: Option<String>,
+        #[serde(default)]
+        budget: Option<BudgetState>,
     }
     let Some(Ok(index)) = fs::read_capped(job_dir, OsStr::new(INDEX), MAX_INDEX_BYTES)
         .ok()
@@ -121,6 +171,7 @@ pub(crate) fn last_pruned(job_dir: BorrowedFd<'_>) -> Summary {
     Summary {
         last: index.last_prune,
         left_in_place: index.left_in_place,
+        budget: index.budget,
     }
 }
 
@@ -130,4 +181,6 @@ pub(crate) struct Summary {
     pub(crate) last: Option<LastPrune>,
     /// What the last prune could not remove.
     pub(crate) left_in_place: Option<String>,
+    /// The dir's size against its budget, as the last prune left it.
+    pub(crate) budget: Option<BudgetState>,
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{AtFlags, FileType};
 
-use crate::fs;
+use crate::fs::{self, Usage};
 
 /// Where cargo puts per-unit outputs named `…-<hash>…` inside a profile dir.
 const OUTPUT_DIRS: &[&str] = &["deps", "build", "examples"];
@@ -115,6 +115,39 @@ pub(super) fn remove(parent: BorrowedFd<'_>, name: &OsStr, dev: fs::MountId) -> 
         } else {
             0
         })
+    }
+}
+
+/// Bytes of one unit: its fingerprint dir and every output carrying its hash (`outputs`, from
+/// [`outputs_by_hash`]), each inode once across `usage`'s whole pass.
+pub(super) fn unit_bytes(
+    profile: BorrowedFd<'_>,
+    unit: &str,
+    outputs: &BTreeMap<String, Vec<(&'static str, OsString)>>,
+    usage: &mut Usage,
+) -> u64 {
+    let mut bytes = 0;
+    if let Some(fp) = open_sub(profile, ".fingerprint") {
+        bytes += entry_bytes(fp.as_fd(), OsStr::new(unit), usage);
+    }
+    let hash = unit_hash(unit).unwrap_or_default();
+    for (sub, name) in outputs.get(hash).into_iter().flatten() {
+        if let Some(dir) = open_sub(profile, sub) {
+            bytes += entry_bytes(dir.as_fd(), name, usage);
+        }
+    }
+    bytes
+}
+
+/// Bytes of one entry (a file, or a tree such as a build script's `build/<pkg>-<hash>/`).
+pub(super) fn entry_bytes(parent: BorrowedFd<'_>, name: &OsStr, usage: &mut Usage) -> u64 {
+    let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        return 0;
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        fs::tree_size(parent, name, None).unwrap_or(0)
+    } else {
+        usage.add(&st)
     }
 }
 

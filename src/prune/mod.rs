@@ -38,12 +38,13 @@ use crate::lease::{self, BUILD_DIR, TARGET};
 use crate::units::{self, Bytes};
 
 mod atime;
+mod budget;
 mod delete;
 mod identity;
 mod index;
 mod layout;
 
-pub(crate) use index::{INDEX, LastPrune, last_pruned};
+pub(crate) use index::{BudgetState, INDEX, LastPrune, last_pruned};
 use index::{Index, PerProfile};
 use layout::{list, open_sub, profile_dirs, remove, unit_hash};
 
@@ -105,14 +106,52 @@ pub(crate) struct Settings {
     /// A unit unused by this many consecutive jobs is dead.
     pub(crate) after: u64,
     pub(crate) max_warm: WarmLimit,
+    /// `--warm-budget`: the dir's size bound as a multiple of its working set; `None`: off.
+    pub(crate) budget: Option<f64>,
 }
 
-/// What one adoption pruned.
+/// The default of `--warm-budget`.
+pub(crate) const DEFAULT_BUDGET: f64 = 1.3;
+
+/// `--warm-budget`: a factor of at least 1 (`Some`), or `off` (`None`). A newtype, as clap
+/// reads an `Option<Option<_>>` field as an option whose value may be missing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WarmBudget(pub(crate) Option<f64>);
+
+impl WarmBudget {
+    pub(crate) fn parse(s: &str) -> Result<WarmBudget, String> {
+        let t = s.trim();
+        if t == "off" {
+            return Ok(WarmBudget(None));
+        }
+        match t
+            .strip_suffix(['x', '×'])
+            .unwrap_or(t)
+            .trim()
+            .parse::<f64>()
+        {
+            Ok(f) if f >= 1.0 && f.is_finite() => Ok(WarmBudget(Some(f))),
+            _ => Err(format!(
+                "invalid budget `{s}`; use a multiple of the working set of at least 1, like \
+                 `1.3`, or `off`"
+            )),
+        }
+    }
+}
+
+/// What one prune (at adoption or at release) removed, and why.
 #[derive(Debug, Default)]
 pub(crate) struct Pruned {
     pub(crate) units: usize,
     /// Of `units`, those replaced by a unit of the same identity in the job before.
     pub(crate) superseded: usize,
+    /// Of `units`, those removed to bring the dir within its budget; the rest (neither these nor
+    /// `superseded`) are the K rule's (no job used them in K jobs).
+    pub(crate) budget: usize,
+    /// It ran at a job's release (else at an adoption).
+    pub(crate) at_release: bool,
+    /// The dir's size against its budget after it, where the budget applies and was measured.
+    pub(crate) state: Option<BudgetState>,
     /// `incremental/` dirs rustc had not written in K jobs, or of a superseded crate.
     pub(crate) incremental: usize,
     pub(crate) bytes: u64,
@@ -171,6 +210,16 @@ pub(crate) enum Outcome {
     },
 }
 
+/// When pruning runs: right after a job adopted a dir, or as a job (one of its steps) releases
+/// its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Moment<'a> {
+    /// Adopted from `from`, whose lease recorded `size`.
+    Adoption { from: &'a str, size: Option<u64> },
+    /// The job `job` releases after a step that ran `shape` (its command).
+    Release { job: &'a str, shape: &'a str },
+}
+
 /// Called right after a job adopted `from`'s dir, while its lock is held: what pruning did,
 /// for `report::prune` to say. Its errors never fail the job (pruning is an optimisation): the
 /// caller warns.
@@ -180,10 +229,24 @@ pub(crate) fn at_adoption(
     size: Option<u64>,
     s: &Settings,
 ) -> Result<Outcome> {
-    run(job_dir, from, size, s)
+    run(job_dir, Moment::Adoption { from, size }, s)
 }
 
-fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> Result<Outcome> {
+/// Called as a step of the job `job` that ran `shape` releases its dir, its lock still held
+/// and its command over: what the job replaced (units of the same identity it superseded) goes
+/// now rather than at the next adoption, and the dir is brought within its budget, so the bound
+/// holds from the release on. No K rule here: a later step of the job may still use the units
+/// of the last K jobs.
+pub(crate) fn at_release(
+    job_dir: BorrowedFd<'_>,
+    job: &str,
+    shape: &str,
+    s: &Settings,
+) -> Result<Outcome> {
+    run(job_dir, Moment::Release { job, shape }, s)
+}
+
+fn run(job_dir: BorrowedFd<'_>, m: Moment<'_>, s: &Settings) -> Result<Outcome> {
     let target = match fs::open_dir_nofollow(job_dir, OsStr::new(TARGET)) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Off),
@@ -195,39 +258,112 @@ fn run(job_dir: BorrowedFd<'_>, from: &str, size: Option<u64>, s: &Settings) -> 
         version: index::INDEX_VERSION,
         ..Index::default()
     });
-    let size = measure(job_dir, size, &mut index, s.after);
-
-    // The backstop, everywhere: a dir far larger than a fresh build is emptied, not adopted warm.
-    if let (Some(size), Some(limit)) = (size, s.max_warm.bytes(index.base_size))
-        && size > limit
+    let size = match m {
+        Moment::Adoption { size, .. } => measure(job_dir, size, &mut index, s.after),
+        Moment::Release { .. } => None,
+    };
+    let why_not = if !s.enabled {
+        Some(Outcome::Off)
+    } else {
+        atime::atime_observable(target.as_fd())
+            .err()
+            .map(Outcome::Unobservable)
+    };
+    if let Some(outcome) = why_not {
+        // The backstop alone; the base size is still recorded for it.
+        if let Some(emptied) = backstop(job_dir, &index, size, 0, s, dev)? {
+            return Ok(emptied);
+        }
+        index::save(job_dir, &index)?;
+        return Ok(outcome);
+    }
+    // The job running since the last reset has one generation, however many of its steps
+    // released since.
+    let generation = index.generation + u64::from(!index.open);
+    let ran = prune(job_dir, target.as_fd(), &mut index, m, s, generation, dev)?;
+    // The backstop comes after pruning: only a dir that pruning could not bring down is emptied.
+    if let Outcome::Ran { pruned, .. } = &ran
+        && let Some(emptied) = backstop(job_dir, &index, size, pruned.bytes, s, dev)?
     {
-        drop(target);
-        empty(job_dir, dev)?;
-        return Ok(Outcome::Emptied { size, limit });
+        return Ok(emptied);
     }
-    if !s.enabled {
-        // Still record the base size, for the backstop.
-        index::save(job_dir, &index)?;
-        return Ok(Outcome::Off);
-    }
-    if let Err(why) = atime::atime_observable(target.as_fd()) {
-        index::save(job_dir, &index)?;
-        return Ok(Outcome::Unobservable(why));
-    }
+    Ok(ran)
+}
 
-    let generation = index.generation + 1;
-    let mut scan = scan(job_dir, target.as_fd(), &index, generation, s.after);
+/// Scan, pick what goes by each rule (K, superseded, budget), remove it, record the new state.
+fn prune(
+    job_dir: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    index: &mut Index,
+    m: Moment<'_>,
+    s: &Settings,
+    generation: u64,
+    dev: fs::MountId,
+) -> Result<Outcome> {
+    let release = matches!(m, Moment::Release { .. });
+    let after = if release { u64::MAX } else { s.after };
+    let mut scan = scan(job_dir, target, index, generation, after);
     supersede(&mut scan, generation);
-    let (pruned, first_error) = delete::dead(job_dir, &mut index, &mut scan, dev)?;
+    if let Moment::Release { shape, .. } = m {
+        budget::record(index, &scan, shape, generation, s.after);
+    }
+    let plan = s.budget.and_then(|factor| {
+        budget::apply(
+            job_dir,
+            &mut scan,
+            &index.shapes,
+            generation,
+            s.after,
+            factor,
+        )
+    });
+    let (mut pruned, first_error) = delete::dead(job_dir, index, &mut scan, dev)?;
     let said_before = first_error.is_some() && index.left_in_place == first_error;
     index.left_in_place.clone_from(&first_error);
-    finish(job_dir, index, scan, generation, &pruned, from)?;
+    pruned.at_release = release;
+    pruned.state = plan.map(|p| BudgetState {
+        size: p.total.saturating_sub(pruned.bytes),
+        ..p.state
+    });
+    let who = match m {
+        Moment::Adoption { from, .. } => from,
+        Moment::Release { job, .. } => job,
+    };
+    finish(
+        job_dir,
+        std::mem::take(index),
+        scan,
+        generation,
+        &pruned,
+        who,
+    )?;
     Ok(Outcome::Ran {
         pruned,
         generation,
         first_error,
         said_before,
     })
+}
+
+/// At adoption, the `--max-warm-size` backstop: a dir still larger than its limit once pruning
+/// removed `freed` bytes is emptied, not adopted warm.
+fn backstop(
+    job_dir: BorrowedFd<'_>,
+    index: &Index,
+    size: Option<u64>,
+    freed: u64,
+    s: &Settings,
+    dev: fs::MountId,
+) -> Result<Option<Outcome>> {
+    let (Some(size), Some(limit)) = (size, s.max_warm.bytes(index.base_size)) else {
+        return Ok(None);
+    };
+    let size = size.saturating_sub(freed);
+    if size <= limit {
+        return Ok(None);
+    }
+    empty(job_dir, dev)?;
+    Ok(Some(Outcome::Emptied { size, limit }))
 }
 
 /// The dir's size now (the lease's can be minutes, jobs, old), within a budget, falling back
@@ -272,6 +408,8 @@ struct Scan {
     dead_inc: Vec<(String, String)>,
     /// `(profile dir, hash)` of the dead units that were superseded.
     superseded: BTreeSet<(String, String)>,
+    /// `(profile dir, hash)` of the dead units the budget chose.
+    budget: BTreeSet<(String, String)>,
     /// Units never superseded (`Index::plural`).
     plural: BTreeMap<String, BTreeSet<String>>,
 }
@@ -300,6 +438,7 @@ fn scan(
         dead_units: Vec::new(),
         dead_inc: Vec::new(),
         superseded: BTreeSet::new(),
+        budget: BTreeSet::new(),
         plural: index.plural.clone(),
     };
     let pass = Pass {
@@ -435,7 +574,22 @@ fn supersede(scan: &mut Scan, generation: u64) {
     }
 }
 
-/// Record the new state and make the next job's reads observable.
+/// Atime back to mtime (ctime becomes now), for the live units `which` picks: the next job's
+/// reads show.
+fn reset(scan: &Scan, which: impl Fn(&Seen) -> bool) {
+    for (rel, fd) in &scan.profiles {
+        let Some(fp) = open_sub(fd.as_fd(), ".fingerprint") else {
+            continue;
+        };
+        for (unit, seen) in scan.units.get(rel).into_iter().flatten() {
+            if which(seen) {
+                atime::reset_unit(fp.as_fd(), unit);
+            }
+        }
+    }
+}
+
+/// Record the new state and, at adoption, make the next job's reads observable.
 fn finish(
     job_dir: BorrowedFd<'_>,
     mut index: Index,
@@ -444,15 +598,16 @@ fn finish(
     pruned: &Pruned,
     from: &str,
 ) -> Result<()> {
-    // Atime back to mtime (ctime becomes now), for live units.
-    let reset_at = atime::now_ns();
-    for (rel, fd) in &scan.profiles {
-        let Some(fp) = open_sub(fd.as_fd(), ".fingerprint") else {
-            continue;
-        };
-        for unit in scan.units.get(rel).into_iter().flat_map(|u| u.keys()) {
-            atime::reset_unit(fp.as_fd(), unit);
-        }
+    let now = atime::now_ns();
+    if pruned.at_release {
+        // The job may have more steps: their reads count from the same reset, as its own. Only
+        // the reads of this scan (of units the job did not use) are undone.
+        reset(&scan, |s| s.last < generation);
+        index.open = true;
+    } else {
+        reset(&scan, |_| true);
+        index.reset_at_ns = Some(now);
+        index.open = false;
     }
     let split = |m: &PerProfile<Seen>, f: fn(&Seen) -> u64| -> PerProfile<u64> {
         m.iter()
@@ -466,8 +621,11 @@ fn finish(
     };
     index.version = index::INDEX_VERSION;
     index.generation = generation;
-    index.reset_at_ns = Some(reset_at);
     index.units = split(&scan.units, |s| s.last);
+    budget::forget_gone(&mut index);
+    if pruned.state.is_some() {
+        index.budget = pruned.state;
+    }
     // Only live units stay marked.
     index.plural = scan.plural;
     for (rel, p) in &mut index.plural {
@@ -500,9 +658,11 @@ fn finish(
         index.last_prune = Some(LastPrune {
             units: pruned.units,
             superseded: pruned.superseded,
+            budget: pruned.budget,
+            at_release: pruned.at_release,
             incremental: pruned.incremental,
             bytes: pruned.bytes,
-            at: reset_at / 1_000_000_000,
+            at: now / 1_000_000_000,
             from: from.to_owned(),
         });
     }
@@ -523,5 +683,14 @@ mod tests {
         assert!(WarmLimit::parse("3").unwrap_err().contains("`3x`, `2GiB`"));
         assert_eq!(WarmLimit::Times(3.0).bytes(Some(100)), Some(300));
         assert_eq!(WarmLimit::Times(3.0).bytes(None), None);
+    }
+
+    #[test]
+    fn warm_budgets() {
+        assert_eq!(WarmBudget::parse("1.3").unwrap(), WarmBudget(Some(1.3)));
+        assert_eq!(WarmBudget::parse("2x").unwrap(), WarmBudget(Some(2.0)));
+        assert_eq!(WarmBudget::parse("off").unwrap(), WarmBudget(None));
+        assert!(WarmBudget::parse("0.9").is_err());
+        assert!(WarmBudget::parse("lots").is_err());
     }
 }

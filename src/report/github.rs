@@ -81,6 +81,39 @@ impl GitHub {
         self.append_summary(&md);
     }
 
+    /// The job's own dir was pruned as it released: what went and why (replaced, over budget),
+    /// and the dir's size against its budget.
+    pub(crate) fn pruned_at_release(&self, job_id: &str, pruned: &Pruned) {
+        let mut md = String::new();
+        if pruned.units + pruned.incremental > 0 {
+            let _ = write!(
+                md,
+                "At release, job `{}` pruned {} from its dir",
+                code(job_id),
+                super::prune::what(pruned)
+            );
+        }
+        if let Some(b) = pruned.state {
+            let _ = write!(
+                md,
+                "{}the dir is {} against its budget of {} ({} used by recent jobs){}",
+                if md.is_empty() { "At release, " } else { "; " },
+                Bytes(b.size),
+                Bytes(b.budget),
+                Bytes(b.working_set),
+                if b.over() {
+                    ": over it, as what recent jobs used is never pruned"
+                } else {
+                    ""
+                }
+            );
+        }
+        if !md.is_empty() {
+            md.push_str(".\n\n");
+            self.append_summary(&md);
+        }
+    }
+
     /// The step outputs of a wrapped command, written on every path that got as far as a job
     /// dir (exit 75 included): `target-dir`, `job-id`, `reclaimed-bytes`, `origin` (`fresh`,
     /// `resumed` or `adopted`) and `warm` (`true` unless fresh, like rust-cache's `cache-hit`).
@@ -280,12 +313,7 @@ fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
             code(from),
             size.map_or_else(String::new, |s| format!(" ({})", Bytes(s))),
             if pruned.units + pruned.incremental > 0 {
-                format!(
-                    "; pruned {} dead units and {} stale incremental dirs, {}",
-                    pruned.units,
-                    pruned.incremental,
-                    Bytes(pruned.bytes)
-                )
+                format!("; pruned {}", super::prune::what(pruned))
             } else {
                 String::new()
             }

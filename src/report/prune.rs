@@ -1,10 +1,11 @@
-//! What pruning did to an adopted dir (`prune::at_adoption`), said on the terminal: the
-//! `Pruned …` line, the backstop's `Emptied …`, the fallback where access times are not
-//! recorded, and warnings. (The step summary says it too: `report::github`.)
+//! What pruning did to an adopted dir (`prune::at_adoption`) or to a job's own at its release
+//! (`prune::at_release`), said on the terminal: the `Pruned …` line with why each unit went
+//! (window, replaced, budget), the backstop's `Emptied …`, the fallback where access times are
+//! not recorded, and warnings. (The step summary says it too: `report::github`.)
 
 use anyhow::Result;
 
-use crate::prune::{Outcome, Pruned, Settings, WarmLimit};
+use crate::prune::{BudgetState, Outcome, Pruned, Settings, WarmLimit};
 use crate::term;
 use crate::units::Bytes;
 
@@ -17,6 +18,82 @@ pub(crate) fn adoption(result: Result<Outcome>, from: &str, s: &Settings) -> Pru
             term::warn(format_args!("pruning the dir adopted from {from}: {e:#}"));
             Pruned::default()
         }
+    }
+}
+
+/// Say what pruning the job `job`'s own dir at its release did; returns what it removed.
+pub(crate) fn release(result: Result<Outcome>, job: &str) -> Pruned {
+    match result {
+        Ok(Outcome::Ran {
+            pruned,
+            first_error,
+            ..
+        }) => {
+            if pruned.units > 0 || pruned.incremental > 0 {
+                term::status(
+                    "Pruned",
+                    format_args!("{} of {job} at release", what(&pruned)),
+                );
+            }
+            over_budget(pruned.state.as_ref());
+            if let Some(e) = first_error {
+                term::warn(format_args!("pruning left something in place: {e}"));
+            }
+            pruned
+        }
+        // Off, or not possible here: said at adoption already.
+        Ok(_) => Pruned::default(),
+        Err(e) => {
+            term::warn(format_args!("pruning {job}'s dir at release: {e:#}"));
+            Pruned::default()
+        }
+    }
+}
+
+/// `3 dead units (1 replaced, 2 over budget) and 1 stale incremental dir, 12.0 MiB`.
+pub(crate) fn what(pruned: &Pruned) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let window = pruned.units - pruned.superseded - pruned.budget;
+    let why: Vec<String> = [
+        (window, "unused in --prune-after jobs"),
+        (pruned.superseded, "replaced"),
+        (pruned.budget, "over budget"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    format!(
+        "{} dead unit{}{}{}, {}",
+        pruned.units,
+        plural(pruned.units),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join(", "))
+        },
+        match pruned.incremental {
+            0 => String::new(),
+            n => format!(" and {n} stale incremental dir{}", plural(n)),
+        },
+        Bytes(pruned.bytes)
+    )
+}
+
+/// A dir still over its budget once pruning is done: what the recent jobs used stays.
+fn over_budget(state: Option<&BudgetState>) {
+    if let Some(b) = state
+        && b.over()
+    {
+        term::status(
+            "Keeping",
+            format_args!(
+                "{} (over its budget of {}): what recent jobs used ({}) is never pruned",
+                Bytes(b.size),
+                Bytes(b.budget),
+                Bytes(b.working_set)
+            ),
+        );
     }
 }
 
@@ -57,20 +134,8 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
             said_before,
         } => {
             if pruned.units > 0 || pruned.incremental > 0 {
-                let plural = |n: usize| if n == 1 { "" } else { "s" };
-                term::status(
-                    "Pruned",
-                    format_args!(
-                        "{} dead unit{}{}, {}, of {from} (warm)",
-                        pruned.units,
-                        plural(pruned.units),
-                        match pruned.incremental {
-                            0 => String::new(),
-                            n => format!(" and {n} stale incremental dir{}", plural(n)),
-                        },
-                        Bytes(pruned.bytes)
-                    ),
-                );
+                term::status("Pruned", format_args!("{} of {from} (warm)", what(&pruned)));
+                over_budget(pruned.state.as_ref());
             } else {
                 term::verbose(
                     "Nothing",

@@ -63,6 +63,7 @@ fn table(leases: &[Entry]) -> (Table, bool) {
         "RENEWED",
         "EXPIRES IN",
         "SIZE",
+        "BUDGET",
         "PRUNED",
         "WORKSPACE",
     ]);
@@ -75,7 +76,7 @@ fn table(leases: &[Entry]) -> (Table, bool) {
     if let Some(col) = table.column_mut(0) {
         col.set_padding((0, 1));
     }
-    for sizes in [6, 7] {
+    for sizes in [6, 7, 8] {
         if let Some(col) = table.column_mut(sizes) {
             col.set_cell_alignment(CellAlignment::Right);
         }
@@ -83,7 +84,7 @@ fn table(leases: &[Entry]) -> (Table, bool) {
     (table, stale)
 }
 
-fn row(e: &Entry, now: SystemTime) -> [String; 9] {
+fn row(e: &Entry, now: SystemTime) -> [String; 10] {
     let ago = |t: Option<SystemTime>| {
         t.map_or_else(
             || "-".to_owned(),
@@ -105,7 +106,16 @@ fn row(e: &Entry, now: SystemTime) -> [String; 9] {
         Some(b) => format!("{}*", Bytes(b)),
         None => "?".to_owned(),
     };
-    // What pruning removed when the dir was last adopted.
+    // The dir's budget as its last prune left it; `over` when what recent jobs used alone
+    // exceeds it (never pruned).
+    let budget = e.budget.map_or_else(
+        || "-".to_owned(),
+        |b| {
+            let over = if b.over() { " over" } else { "" };
+            format!("{}{over}", Bytes(b.budget))
+        },
+    );
+    // What pruning removed when the dir was last pruned (at adoption or release).
     let pruned = e
         .pruned
         .as_ref()
@@ -127,6 +137,7 @@ fn row(e: &Entry, now: SystemTime) -> [String; 9] {
         renewed,
         expires,
         size,
+        budget,
         pruned,
         workspace,
     ]
@@ -260,8 +271,10 @@ impl Serialize for Entry {
             expires_at: Option<String>,
             size_bytes: Option<u64>,
             size_measured: bool,
-            /// What pruning removed when the dir was last adopted.
+            /// What pruning removed when the dir was last pruned (at adoption or release).
             pruned: Option<Pruned<'a>>,
+            /// The dir's size against its budget after its last prune (an added field).
+            budget: Option<Budget>,
             #[serde(skip_serializing_if = "Option::is_none")]
             note: Option<String>,
         }
@@ -269,10 +282,21 @@ impl Serialize for Entry {
         struct Pruned<'a> {
             units: usize,
             superseded: usize,
+            /// Of `units`, those removed to bring the dir within its budget.
+            budget: usize,
+            at_release: bool,
             incremental: usize,
             bytes: u64,
             at: Option<String>,
             from: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Budget {
+            size: u64,
+            budget: u64,
+            working_set: u64,
+            /// Over budget with nothing more prunable: what recent jobs used stays.
+            over: bool,
         }
         Json {
             job_id: &self.job_id,
@@ -291,10 +315,18 @@ impl Serialize for Entry {
             pruned: self.pruned.as_ref().map(|p| Pruned {
                 units: p.units,
                 superseded: p.superseded,
+                budget: p.budget,
+                at_release: p.at_release,
                 incremental: p.incremental,
                 bytes: p.bytes,
                 at: epoch_secs(p.at),
                 from: &p.from,
+            }),
+            budget: self.budget.map(|b| Budget {
+                size: b.size,
+                budget: b.budget,
+                working_set: b.working_set,
+                over: b.over(),
             }),
             note: note(self, SystemTime::now())
                 .as_deref()

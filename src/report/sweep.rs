@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::ser::Serializer;
 
 use super::github::{self, GitHub};
-use crate::guard::{Kept, Removed, Report};
+use crate::guard::{Kept, Removed, Report, RootCap};
 use crate::lease::{KeepKind, Root};
 use crate::term::{self, Verbosity};
 use crate::units::{Bytes, Short};
@@ -67,6 +67,11 @@ fn print(report: &Report, root: &Root, style: Style) {
     } else {
         "Removed"
     };
+    if let Some(c) = report.root_cap
+        && (c.before > c.cap || style != Style::Precheck)
+    {
+        root_cap(c, report.dry_run);
+    }
     for r in &report.removed {
         term::status(removed_verb, removed_line(r));
     }
@@ -177,8 +182,50 @@ fn removed_line(r: &Removed) -> String {
     ) {
         format!("{name} (released, lingering, {})", Bytes(r.bytes()))
     } else {
-        format!("{name} (expired {} ago, {})", Short(ago), Bytes(r.bytes()))
+        let why = match r {
+            Removed::Expired { over_cap: true, .. } => "; the root is over --max-root-size",
+            _ => "",
+        };
+        format!(
+            "{name} (expired {} ago, {}{why})",
+            Short(ago),
+            Bytes(r.bytes())
+        )
     }
+}
+
+/// The root's size against `--max-root-size`: within it, over it and brought under it, or over
+/// it still (what is left is live, lingering or kept for another reason, listed with it).
+fn root_cap(c: RootCap, dry_run: bool) {
+    let (verb, now) = if dry_run {
+        ("Would hold", "would hold")
+    } else {
+        ("Holds", "holds")
+    };
+    let line = if c.before <= c.cap {
+        format!(
+            "{} in the root, within --max-root-size {}",
+            Bytes(c.before),
+            Bytes(c.cap)
+        )
+    } else if c.after <= c.cap {
+        format!(
+            "{} in the root, over --max-root-size {}: expired dirs go, oldest first; it {now} {} \
+             after",
+            Bytes(c.before),
+            Bytes(c.cap),
+            Bytes(c.after)
+        )
+    } else {
+        format!(
+            "{} in the root, over --max-root-size {}; it {now} {} after reclaiming every expired \
+             dir it may: the rest is live, lingering or kept (see below)",
+            Bytes(c.before),
+            Bytes(c.cap),
+            Bytes(c.after)
+        )
+    };
+    term::status(if c.before <= c.cap { "Holds" } else { verb }, line);
 }
 
 /// The dir's name and how long ago it expired, as the report shows it. An unfinished dir shows
@@ -264,6 +311,15 @@ impl Serialize for Report {
             kept: Vec<JsonKept<'a>>,
             errors: &'a [String],
             other_freed: u64,
+            /// `--max-root-size` and the root's size before and after; absent without a cap.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            root_cap: Option<JsonCap>,
+        }
+        #[derive(Serialize)]
+        struct JsonCap {
+            max_root_size: u64,
+            root_before: u64,
+            root_after: u64,
         }
         #[derive(Serialize)]
         struct JsonRemoved<'a> {
@@ -277,6 +333,8 @@ impl Serialize for Report {
             unfinished: bool,
             /// Released but still inside its linger: taken by `gc --workspace`.
             lingering: bool,
+            /// The root was over `--max-root-size` when it was chosen.
+            over_root_cap: bool,
         }
         #[derive(Serialize)]
         struct JsonKept<'a> {
@@ -301,6 +359,7 @@ impl Serialize for Report {
                         ..
                     }
                 ),
+                over_root_cap: matches!(r, Removed::Expired { over_cap: true, .. }),
             }
         }
         fn kept(k: &Kept) -> JsonKept<'_> {
@@ -320,6 +379,11 @@ impl Serialize for Report {
             kept: self.kept.iter().map(kept).collect(),
             errors: &self.errors,
             other_freed: self.other_freed,
+            root_cap: self.root_cap.map(|c| JsonCap {
+                max_root_size: c.cap,
+                root_before: c.before,
+                root_after: c.after,
+            }),
         }
         .serialize(s)
     }
@@ -351,6 +415,7 @@ mod tests {
             kept,
             errors: Vec::new(),
             other_freed: 7,
+            root_cap: None,
         }
     }
 
@@ -464,6 +529,7 @@ mod tests {
                     bytes: 5,
                     expired_for: Duration::from_millis(3_900),
                     lingering: false,
+                    over_cap: false,
                 },
             ],
             vec![Kept {
@@ -481,9 +547,11 @@ mod tests {
                 "target_free": 30,
                 "removed": [
                     {"job_id": UNFINISHED_JOB, "dir": "/r/.new-x", "bytes": 0,
-                     "expired_for_secs": 60, "unfinished": true, "lingering": false},
+                     "expired_for_secs": 60, "unfinished": true, "lingering": false,
+                     "over_root_cap": false},
                     {"job_id": "old", "dir": "/r/old", "bytes": 5, "expired_for_secs": 3,
-                     "unfinished": false, "lingering": false},
+                     "unfinished": false, "lingering": false,
+                     "over_root_cap": false},
                 ],
                 "kept": [{"job_id": null, "dir": "/r/odd", "reason": "kept: unknown – no lease"}],
                 "errors": [], "other_freed": 7,

@@ -31,3 +31,35 @@ pub fn set_edit(ws: &Path, n: u32) {
     let text = format!("{}const EDIT: u32 = {n}{}", &text[..start], &text[end..]);
     std::fs::write(main, text).unwrap();
 }
+
+/// Rename `dep`'s package to `name`, the app still calling it `dep` (`package = "…"` in its
+/// `Cargo.toml`), as a history that swaps `jemalloc-sys` for `tikv-jemalloc-sys` does: another
+/// package name is another identity, so the old units are not replaced by the new ones.
+pub fn set_dep_name(ws: &Path, name: &str) {
+    let toml = ws.join("dep/Cargo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("name = ") {
+                format!("name = \"{name}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(toml, text).unwrap();
+    let app = ws.join("app/Cargo.toml");
+    let text = std::fs::read_to_string(&app).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("dep = ") {
+                format!("dep = {{ path = \"../dep\", package = \"{name}\" }}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(app, text).unwrap();
+}
