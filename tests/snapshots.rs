@@ -168,7 +168,8 @@ Would remove old (expired [AGE] ago, [SIZE])
       "bytes": [BYTES],
       "expired_for_secs": [AGE],
       "unfinished": false,
-      "lingering": false
+      "lingering": false,
+      "over_root_cap": false
     }
   ],
   "kept": [
@@ -304,9 +305,9 @@ fn status_table_and_json() {
 [exit 0]
 --- stdout
 root [ROOT]: [SIZE] free of [SIZE] ([PCT] used), 2 job dirs
-STATE  JOB  HOLDER  AGE  RENEWED  EXPIRES IN  SIZE  PRUNED  WORKSPACE
-released  job-1  [HOST] (pid [PID])  [AGE]  [AGE] ago  [AGE]  [SIZE]*  -  [TMP]/small
-expired  old  runner-9 (pid [PID])  [AGE]  [AGE] ago  -  [SIZE]*  -  planted
+STATE  JOB  HOLDER  AGE  RENEWED  EXPIRES IN  SIZE  BUDGET  PRUNED  WORKSPACE
+released  job-1  [HOST] (pid [PID])  [AGE]  [AGE] ago  [AGE]  [SIZE]*  [SIZE]  -  [TMP]/small
+expired  old  runner-9 (pid [PID])  [AGE]  [AGE] ago  -  [SIZE]*  -  -  planted
 total: live 0 dirs, [SIZE]; lingering 1 dir, [SIZE]; reclaimable 1 dir, [SIZE]
 started: [TMP]/small: 0 of 1 warm (1 fresh)
 started: planted: 0 of 0 warm (1 not recorded)
@@ -340,7 +341,13 @@ started: planted: 0 of 0 warm (1 not recorded)
       "expires_at": "[TIMESTAMP]",
       "size_bytes": [BYTES],
       "size_measured": false,
-      "pruned": null
+      "pruned": null,
+      "budget": {
+        "size": [BYTES],
+        "budget": [BYTES],
+        "working_set": [BYTES],
+        "over": false
+      }
     },
     {
       "job_id": "old",
@@ -356,7 +363,8 @@ started: planted: 0 of 0 warm (1 not recorded)
       "expires_at": "[TIMESTAMP]",
       "size_bytes": [BYTES],
       "size_measured": false,
-      "pruned": null
+      "pruned": null,
+      "budget": null
     }
   ],
   "totals": {
@@ -535,6 +543,8 @@ Kept 1 job dir(s): 1 live.
 | job dir | why |
 |---|---|
 | `gh-octo_app-7001-1-build-runner-1-2b9b4a5b` (this job) | lease held by runner-1 (pid [PID]), renewed [AGE] ago |
+
+At release, the dir is [SIZE] against its budget of [SIZE] ([SIZE] used by recent jobs).
 
 
 "#]]

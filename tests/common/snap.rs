@@ -34,7 +34,7 @@ pub fn redactions(env: &Env) -> Redactions {
         ("[BYTES]", r"< (?<redacted>\d+) bytes\)"),
         (
             "[BYTES]",
-            r#""[a-z_]*(bytes|free|freed)[a-z_]*": (?<redacted>\d+)"#,
+            r#""([a-z_]*(bytes|free|freed)[a-z_]*|size|budget|working_set)": (?<redacted>\d+)"#,
         ),
         ("[BYTES]", r"reclaimed-bytes=(?<redacted>\d+)"),
         // Shares of the disk: `72% used`, `| 72% |`.
