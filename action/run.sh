@@ -56,6 +56,8 @@ no-adopt off CARGO_GUARDED_ADOPT
 no-prune off CARGO_GUARDED_PRUNE
 prune-after value CARGO_GUARDED_PRUNE_AFTER
 max-warm-size value CARGO_GUARDED_MAX_WARM_SIZE
+warm-budget value CARGO_GUARDED_WARM_BUDGET
+max-root-size value CARGO_GUARDED_MAX_ROOT_SIZE
 no-seed off CARGO_GUARDED_SEED
 seed-max-size value CARGO_GUARDED_SEED_MAX_SIZE
 wait value CARGO_GUARDED_WAIT

@@ -456,6 +456,8 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "no-prune",
             "prune-after",
             "max-warm-size",
+            "warm-budget",
+            "max-root-size",
             "no-seed",
             "seed-max-size",
             "wait",

@@ -823,11 +823,14 @@ fn a_unit_pending_behind_a_bind_mount_is_warned_about_once_then_shown_in_status(
     let ws = env.fixture("moving");
     set_dep_version(&ws, "1.0.1");
     job(&env, &ws, "job-1", &[], &["build"]);
-    let old = dep_units(&env, "job-1");
-    assert_eq!(old.len(), 1, "{old:?}");
     set_dep_version(&ws, "1.0.2");
+    // job-1's unit goes as job-2 releases (it replaced it): job-2's own is the one left.
     job(&env, &ws, "job-2", &[], &["build"]);
-    // Something mounted over an output of the unit the next job replaces (its dep-info file).
+    let old = dep_units(&env, "job-2");
+    assert_eq!(old.len(), 1, "{old:?}");
+    set_dep_version(&ws, "1.0.3");
+    // Something mounted over an output of the unit the next job replaces (its dep-info file):
+    // job-3 meets it pruning at its release, job-4 at its adoption.
     let hash = old[0].rsplit_once('-').unwrap().1.to_owned();
     let unit = |id: &str| target(&env, id).join(format!("debug/deps/dep-{hash}.d"));
     assert!(unit("job-2").is_file());

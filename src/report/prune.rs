@@ -27,6 +27,7 @@ pub(crate) fn release(result: Result<Outcome>, job: &str) -> Pruned {
         Ok(Outcome::Ran {
             pruned,
             first_error,
+            said_before,
             ..
         }) => {
             if pruned.units > 0 || pruned.incremental > 0 {
@@ -36,9 +37,7 @@ pub(crate) fn release(result: Result<Outcome>, job: &str) -> Pruned {
                 );
             }
             over_budget(pruned.state.as_ref());
-            if let Some(e) = first_error {
-                term::warn(format_args!("pruning left something in place: {e}"));
-            }
+            left_in_place(first_error, said_before);
             pruned
         }
         // Off, or not possible here: said at adoption already.
@@ -144,20 +143,24 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
                     ),
                 );
             }
-            // Once: the same failure at every later adoption (a unit behind a bind mount) is
-            // said at -v only, and `status` shows it while it lasts.
-            match first_error {
-                Some(e) if said_before => term::verbose(
-                    "Note",
-                    format_args!("pruning still leaves something in place: {e}"),
-                ),
-                Some(e) => term::warn(format_args!(
-                    "pruning left something in place: {e} (said once; `cargo guarded status` \
-                     shows it while it lasts)"
-                )),
-                None => {}
-            }
+            left_in_place(first_error, said_before);
             pruned
         }
+    }
+}
+
+/// What pruning could not remove, said once: the same failure at every later prune (a unit
+/// behind a bind mount) is said at -v only, and `status` shows it while it lasts.
+fn left_in_place(first_error: Option<String>, said_before: bool) {
+    match first_error {
+        Some(e) if said_before => term::verbose(
+            "Note",
+            format_args!("pruning still leaves something in place: {e}"),
+        ),
+        Some(e) => term::warn(format_args!(
+            "pruning left something in place: {e} (said once; `cargo guarded status` shows it \
+             while it lasts)"
+        )),
+        None => {}
     }
 }

@@ -253,6 +253,7 @@ impl Serialize for Status {
 }
 
 impl Serialize for Entry {
+    // Long: one JSON object's whole field list, each field documented in the README's schema.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Json<'a> {

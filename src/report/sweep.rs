@@ -299,6 +299,7 @@ const UNFINISHED_JOB: &str = "(unfinished: its job died while creating it)";
 
 /// `gc --json`: every decision, in the shape README's "JSON output" documents.
 impl Serialize for Report {
+    // Long: one JSON object's whole field list, each field documented in the README's schema.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Json<'a> {
