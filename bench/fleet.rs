@@ -394,7 +394,7 @@ fn ripgrep(base: &Path, xfs: Option<&Xfs>) {
     let dir = base.join("rg");
     let logs = dir.join("logs");
     let ws = dir.join("ripgrep");
-    checkout(&repo, "15.1.0", &ws);
+    history::checkout(&repo, "15.1.0", &ws);
     let root = dir.join("root");
     let mut cold = guarded(&root, &ws, ["--job-id", "rg-1", "build"]);
     cold.env("RUNNER_NAME", "arc-1")
@@ -445,31 +445,6 @@ fn ripgrep(base: &Path, xfs: Option<&Xfs>) {
         report("reflink", seeded(&xroot, "rg-2"), 0.05);
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn checkout(repo: &str, rev: &str, ws: &Path) {
-    std::fs::create_dir_all(ws).unwrap();
-    let archive = Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["archive", "--format=tar", rev])
-        .output()
-        .expect("failed to run git archive");
-    assert!(archive.status.success(), "git archive {rev} failed");
-    let mut tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(ws)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("failed to run tar");
-    use std::io::Write;
-    tar.stdin
-        .take()
-        .unwrap()
-        .write_all(&archive.stdout)
-        .unwrap();
-    assert!(tar.wait().unwrap().success(), "tar -x failed");
 }
 
 /// A reflink XFS on a loop device (needs root and xfsprogs), unmounted when dropped.

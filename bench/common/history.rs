@@ -71,7 +71,7 @@ fn commits(h: &History<'_>, repo: &str, n: usize) -> Vec<String> {
 }
 
 /// Make `ws` hold exactly `commit`'s tree.
-fn checkout(repo: &str, commit: &str, ws: &Path) {
+pub fn checkout(repo: &str, commit: &str, ws: &Path) {
     let _ = std::fs::remove_dir_all(ws);
     std::fs::create_dir_all(ws).unwrap();
     let archive = git(repo)
