@@ -561,7 +561,11 @@ fn kill_9_of_wrapper_and_reaper_keeps_the_dir_in_token_mode() {
 fn a_step_that_ends_with_an_escaped_daemon_says_so_and_keeps_the_dir() {
     let env = Env::new();
     let ws = env.fixture("small");
-    let daemon = "env -i setsid sleep 1000 >/dev/null 2>&1 & echo $! > e.tmp && mv e.tmp e.pid";
+    // The daemon writes its own pid once its environment is scrubbed (`env -i` has run), and the
+    // step waits for it: a step that ended first would leave the reaper a moment in which the
+    // daemon still carried the run token (before `env` exec'd), and the scan would kill it.
+    let daemon = "env -i setsid sh -c 'echo $$ > e.tmp && mv e.tmp e.pid && exec sleep 1000' \
+                  >/dev/null 2>&1 & while [ ! -f e.pid ]; do sleep 0.05; done";
     let args = [
         "--ttl", "1s", "--linger", "0s", "--job-id", "esc", "exec", "--", "sh", "-c", daemon,
     ];
