@@ -16,12 +16,7 @@ use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 mod usage;
-// `Usage` and `trees_usage` are the API pruning's per-unit budget (issue 19) and seeding (issue 18)
-// build on.
-#[allow(unused_imports)]
-pub(crate) use usage::{
-    TreeUsage, Usage, shares_extents, tree_size, tree_usage, trees_size, trees_usage,
-};
+pub(crate) use usage::{Usage, shares_extents, tree_size, tree_usage, trees_size};
 
 /// `(st_dev, st_ino)`: what a path has to still name for us to trust it is the dir we locked.
 pub(crate) type Identity = (u64, u64);

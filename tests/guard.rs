@@ -241,17 +241,7 @@ fn crash_creating(step: &str) {
             !env.job_dirs().contains(&"fresh".to_owned()),
             "{step}: half-visible job dir"
         );
-        assert!(
-            !no_new_dirs(env),
-            "{step}: expected an unfinished .new-* dir"
-        );
-        assert!(
-            wait_for(20, || {
-                env.ok(env.path(), ["--ttl", "1s", "gc"]);
-                no_new_dirs(env)
-            }),
-            "{step}: unfinished dir never reclaimed"
-        );
+        unfinished_dir_is_reclaimed(env, step);
         assert_eq!(trash_entries(env), 0);
     });
 }
@@ -327,6 +317,22 @@ fn crash_adopting(env: &Env, ws: &Path, step: &str) {
 /// Seeding (issue 18): a crash mid-seed leaves the source whole and released, nothing under the
 /// new job's name, and an unfinished `.new-*` dir that ages out; the source's shared `seed.lock`
 /// went with the process, so a sweep can still take the source once it expires.
+/// A crash left an unfinished `.new-*` dir, which a later `gc` reclaims once its age is past the
+/// TTL.
+fn unfinished_dir_is_reclaimed(env: &Env, step: &str) {
+    assert!(
+        !no_new_dirs(env),
+        "{step}: expected an unfinished .new-* dir"
+    );
+    assert!(
+        wait_for(20, || {
+            env.ok(env.path(), ["--ttl", "1s", "gc"]);
+            no_new_dirs(env)
+        }),
+        "{step}: unfinished dir never reclaimed"
+    );
+}
+
 fn crash_seeding(step: &str) {
     beside_a_live_job(|env, ws| {
         env.ok(ws, ["--job-id", "source", "exec", "--", "true"]);
@@ -334,17 +340,7 @@ fn crash_seeding(step: &str) {
         assert!(!env.job_dirs().contains(&"seeded".to_owned()), "{step}");
         assert_eq!(env.lease("source")["state"], "released", "{step}");
         assert!(env.root.join("source/target").is_dir(), "{step}");
-        assert!(
-            !no_new_dirs(env),
-            "{step}: expected an unfinished .new-* dir"
-        );
-        assert!(
-            wait_for(20, || {
-                env.ok(env.path(), ["--ttl", "1s", "gc"]);
-                no_new_dirs(env)
-            }),
-            "{step}: unfinished dir never reclaimed"
-        );
+        unfinished_dir_is_reclaimed(env, step);
         env.ok(
             ws,
             ["--job-id", "source", "--linger", "0s", "exec", "--", "true"],

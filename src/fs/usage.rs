@@ -17,7 +17,6 @@ use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 
 use super::{Identity, meta, mount_of, open_dir_nofollow, os};
 
-#[allow(dead_code)] // `add` is also the API of walks outside this module (pruning's per-unit sums).
 /// Allocated bytes of entries, each inode once: the arithmetic of `du -s --block-size=1`.
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
@@ -97,18 +96,6 @@ pub(crate) fn shares_extents(fd: BorrowedFd<'_>) -> bool {
     // `f_type`'s width differs between architectures.
     #[allow(clippy::unnecessary_cast)]
     rustix::fs::fstatfs(fd).is_ok_and(|st| SHARING_MAGICS.contains(&(st.f_type as i64)))
-}
-
-/// [`tree_usage`] over several trees in `parent` counted together, each inode once across all
-/// of them (cargo's `build-dir` and `target/` hard-link the same outputs). A name that is not
-/// there adds nothing; `None` only once `deadline` passes.
-#[allow(dead_code)] // For seeding's reserve (issue 18).
-pub(crate) fn trees_usage(
-    parent: BorrowedFd<'_>,
-    names: &[&OsStr],
-    deadline: Option<Instant>,
-) -> Option<TreeUsage> {
-    trees(parent, names, deadline, shares_extents(parent))
 }
 
 fn trees(

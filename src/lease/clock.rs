@@ -9,6 +9,7 @@
 //! the step. `CLOCK_BOOTTIME` never steps (it counts suspend too), so on the lease's own kernel and
 //! time namespace the age of a lease is measured on it.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use rustix::time::{ClockId, clock_gettime};
@@ -86,16 +87,28 @@ impl Now {
 }
 
 fn read_boot() -> Option<Boot> {
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let time_ns = rustix::fs::stat("/proc/self/ns/time")
-        .ok()
-        .map(|st| st.st_ino);
+    let (boot_id, time_ns) = kernel()?;
     let t = clock_gettime(ClockId::Boottime);
     let boottime_ms =
         u64::try_from(t.tv_sec).ok()? * 1000 + u64::try_from(t.tv_nsec).ok()? / 1_000_000;
     Some(Boot {
-        boot_id: boot_id.trim().to_owned(),
-        time_ns,
+        boot_id: boot_id.clone(),
+        time_ns: *time_ns,
         boottime_ms,
     })
+}
+
+/// This kernel's boot id and this process's time namespace: fixed for the process's life, so
+/// read once (every lease judged and every heartbeat reads the clocks).
+fn kernel() -> Option<&'static (String, Option<u64>)> {
+    static KERNEL: OnceLock<Option<(String, Option<u64>)>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+            let time_ns = rustix::fs::stat("/proc/self/ns/time")
+                .ok()
+                .map(|st| st.st_ino);
+            Some((boot_id.trim().to_owned(), time_ns))
+        })
+        .as_ref()
 }

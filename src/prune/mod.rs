@@ -28,13 +28,13 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode};
 
 use crate::fs;
-use crate::lease::{self, BUILD_DIR, TARGET};
+use crate::lease::{BUILD_DIR, TARGET};
 use crate::units::{self, Bytes};
 
 mod atime;
@@ -50,8 +50,6 @@ use layout::{list, open_sub, profile_dirs, remove, unit_hash};
 
 /// No new deletion starts after this; what is left stays dead and goes at the next adoption.
 const BUDGET: Duration = Duration::from_secs(2);
-/// The size walk of the backstop, when the lease has no recent size.
-const SIZE_BUDGET: Duration = Duration::from_millis(500);
 
 /// `--max-warm-size`: an absolute size, a multiple of the dir's largest size over its first K
 /// adoptions, or off.
@@ -214,7 +212,8 @@ pub(crate) enum Outcome {
 /// its own.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Moment<'a> {
-    /// Adopted from `from`, whose lease recorded `size`.
+    /// Adopted from `from`; `size` is the dir's, measured by the adoption (`lease::job_size`,
+    /// within its budget), else the size `from`'s lease recorded.
     Adoption { from: &'a str, size: Option<u64> },
     /// The job `job` releases after a step that ran `shape` (its command).
     Release { job: &'a str, shape: &'a str },
@@ -259,7 +258,7 @@ fn run(job_dir: BorrowedFd<'_>, m: Moment<'_>, s: &Settings) -> Result<Outcome> 
         ..Index::default()
     });
     let size = match m {
-        Moment::Adoption { size, .. } => measure(job_dir, size, &mut index, s.after),
+        Moment::Adoption { size, .. } => measure(size, &mut index, s.after),
         Moment::Release { .. } => None,
     };
     let why_not = if !s.enabled {
@@ -366,16 +365,9 @@ fn backstop(
     Ok(Some(Outcome::Emptied { size, limit }))
 }
 
-/// The dir's size now (the lease's can be minutes, jobs, old), within a budget, falling back
-/// to `size`; recorded as a base size over the dir's first `after` adoptions.
-fn measure(
-    job_dir: BorrowedFd<'_>,
-    size: Option<u64>,
-    index: &mut Index,
-    after: u64,
-) -> Option<u64> {
-    let deadline = Instant::now() + SIZE_BUDGET;
-    let size = lease::job_size(job_dir, Some(deadline)).or(size);
+/// The adopted dir's `size` (measured by the adoption itself, so not walked again here),
+/// recorded as a base size over the dir's first `after` adoptions.
+fn measure(size: Option<u64>, index: &mut Index, after: u64) -> Option<u64> {
     if let Some(size) = size
         && index.base_samples < after
     {

@@ -87,7 +87,7 @@ fn print(report: &Report, root: &Root, style: Style) {
         term::warn(e);
     }
     if !report.removed.is_empty() {
-        print_reclaimed(report);
+        print_reclaimed(report, "", "");
     } else if style != Style::Precheck {
         print_nothing(report);
     }
@@ -119,23 +119,7 @@ fn print_hook(report: &Report, root: &Root) {
             ),
         );
     } else {
-        let n = report.removed.len();
-        term::status(
-            if report.dry_run {
-                "Would free"
-            } else {
-                "Reclaimed"
-            },
-            format_args!(
-                "{} in {n} dir{} of {}; {} {}% used ({} free){kept}",
-                Bytes(report.freed()),
-                if n == 1 { "" } else { "s" },
-                root.path.display(),
-                if report.dry_run { "would be" } else { "now" },
-                after.used_pct(),
-                Bytes(after.free)
-            ),
-        );
+        print_reclaimed(report, &format!(" of {}", root.path.display()), &kept);
     }
 }
 
@@ -241,8 +225,9 @@ fn expired_for(r: &Removed) -> (&str, std::time::Duration) {
     }
 }
 
-/// The footer of a sweep that removed something: the total and the disk now.
-fn print_reclaimed(report: &Report) {
+/// The footer of a sweep that removed something: the total and the disk now; `place` names the
+/// root (`gc --hook`'s one line), `tail` adds what was kept.
+fn print_reclaimed(report: &Report, place: &str, tail: &str) {
     let n = report.removed.len();
     let after = report.after;
     term::status(
@@ -252,7 +237,7 @@ fn print_reclaimed(report: &Report) {
             "Reclaimed"
         },
         format_args!(
-            "{} in {n} dir{}; {} {}% used ({} free)",
+            "{} in {n} dir{}{place}; {} {}% used ({} free){tail}",
             Bytes(report.freed()),
             if n == 1 { "" } else { "s" },
             if report.dry_run { "would be" } else { "now" },
