@@ -501,14 +501,25 @@ fn kill_9_of_wrapper_and_reaper_keeps_the_dir_while_the_tree_lives() {
     let wrapper = run.pid();
     assert!(wait_for(60, || run.stderr_so_far().contains("Tracking")));
     let in_cgroup = run.stderr_so_far().contains("process tree in cgroup");
+    let cgroup =
+        in_cgroup.then(|| cgroup_left(wrapper).expect("the wrapper's cgroup, while it runs"));
+    // The steps run while the orphans live: the killed wrapper's cgroup must still be there (it
+    // is checked here, not after the orphans are killed, because once it is empty any other
+    // test's run may rightly remove it).
     let step = |args: &[&str]| {
+        if let Some(cgroup) = &cgroup {
+            assert!(
+                cgroup.exists(),
+                "{} was removed while the orphans in it live",
+                cgroup.display()
+            );
+        }
         let mut cmd = env.cmd(&ws);
         cmd.arg("guarded").args(args);
         cmd
     };
     wrapper_and_reaper_killed(&env, &ws, run, "orph", &step);
-    if in_cgroup {
-        let left = cgroup_left(wrapper).expect("the killed wrapper's cgroup, left behind");
+    if let Some(left) = cgroup {
         // Empty now (its orphans were killed): the next run of any job removes it.
         env.ok(&ws, ["--job-id", "next", "exec", "--", "true"]);
         assert!(!left.exists(), "{} was left behind", left.display());
