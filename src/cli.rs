@@ -50,7 +50,7 @@ Examples:
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
-    pub(crate) global: GlobalArgs,
+    pub(crate) options: GlobalArgs,
 
     #[command(flatten)]
     pub(crate) job: JobArgs,
@@ -291,7 +291,7 @@ impl JobArgs {
     }
 
     /// Copy into `g` what was given; `self` wins over what `g` already holds.
-    pub(crate) fn apply(self, g: &mut GlobalArgs) {
+    fn apply(self, g: &mut GlobalArgs) {
         g.job_id = self.job_id.or(g.job_id.take());
         g.linger = self.linger.or(g.linger);
         g.min_free = self.min_free.or(g.min_free);
@@ -462,10 +462,103 @@ fn switch(s: &str) -> Result<bool, String> {
     }
 }
 
-/// The command line, with the options' environment variables, parsed. As when the variables
-/// were read after parsing: a flag wins over its variable, whatever the variable holds; an error
-/// on the command line comes before one in a variable; `man` and `completions` read none.
-pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+/// What `cargo guarded` was asked to do, parsed once: the options merged from wherever they were
+/// given, and the command with only its own arguments. `Config::resolve` turns the options into
+/// the configuration (ripgrep's `LowArgs` → `HiArgs`).
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// The options: a subcommand's job options (`exec --wait 5s`) win over the top level's, and
+    /// the wrapped cargo's `-q`/`-v` are ours too unless ours were given.
+    pub(crate) options: GlobalArgs,
+    pub(crate) mode: Mode,
+}
+
+/// The command, with only its own arguments.
+#[derive(Debug)]
+pub(crate) enum Mode {
+    /// A cargo command, `llvm-cov` or `nextest`: its words.
+    Wrapped(Vec<OsString>),
+    /// `exec -- PROGRAM ARGS`
+    Exec(Vec<OsString>),
+    Env {
+        shell: bool,
+    },
+    Hold {
+        job_only: bool,
+    },
+    Status(StatusArgs),
+    Gc(GcArgs),
+    Doctor {
+        json: bool,
+    },
+    Completions(clap_complete::Shell),
+    Man,
+}
+
+impl Mode {
+    /// Whether the command needs the configuration (the root, the job, the workspace): every one
+    /// but printing completions or the man page, which must work anywhere.
+    pub(crate) fn needs_config(&self) -> bool {
+        !matches!(self, Mode::Completions(_) | Mode::Man)
+    }
+
+    /// The arguments that may say where the workspace is (`--manifest-path`).
+    pub(crate) fn command_args(&self) -> &[OsString] {
+        match self {
+            Mode::Wrapped(args) => args,
+            _ => &[],
+        }
+    }
+}
+
+impl Cli {
+    /// Merge what clap parsed into one set of options and the command's own arguments.
+    fn merged(self) -> Parsed {
+        let Cli {
+            mut options,
+            job,
+            command,
+        } = self;
+        job.apply(&mut options);
+        let mode = match command {
+            Command::External(args) => {
+                // `cargo guarded build -q`: cargo's own -q/-v set ours too, unless ours were given.
+                if !options.quiet && !options.verbose {
+                    (options.quiet, options.verbose) = wrapped_verbosity(&args);
+                    options.verbose &= !options.quiet;
+                }
+                Mode::Wrapped(args)
+            }
+            Command::Exec { job, command } => {
+                job.apply(&mut options);
+                Mode::Exec(command)
+            }
+            Command::Env { job, shell } => {
+                job.apply(&mut options);
+                Mode::Env { shell }
+            }
+            Command::Hold { job, job_only } => {
+                job.apply(&mut options);
+                Mode::Hold { job_only }
+            }
+            Command::Doctor { job, json } => {
+                job.apply(&mut options);
+                Mode::Doctor { json }
+            }
+            Command::Status(args) => Mode::Status(args),
+            Command::Gc(args) => Mode::Gc(args),
+            Command::Completions { shell } => Mode::Completions(shell),
+            Command::Man => Mode::Man,
+        };
+        Parsed { options, mode }
+    }
+}
+
+/// The command line, with the options' environment variables, parsed and merged. As when the
+/// variables were read after parsing: a flag wins over its variable, whatever the variable
+/// holds; an error on the command line comes before one in a variable; `man` and `completions`
+/// read none.
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
     // Variables clap must not read: invalid ones, each parse finding the next.
     let mut overridden = Vec::new();
     // The first invalid variable that no typed flag overrides.
@@ -484,7 +577,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
                     {
                         Err(e)
                     }
-                    _ => Ok(cli),
+                    _ => Ok(cli.merged()),
                 };
             }
             // Clap tells "no arguments at all" (help wanted) only when nothing was matched, and
@@ -729,7 +822,7 @@ mod tests {
     #[test]
     fn args_after_the_command_pass_through_untouched() {
         let cli = parse(&["cargo-guarded", "-v", "test", "-v", "--", "--exact", "x"]).unwrap();
-        assert!(cli.global.verbose);
+        assert!(cli.options.verbose);
         match cli.command {
             Command::External(a) => assert_eq!(a, ["test", "-v", "--", "--exact", "x"]),
             other => panic!("unexpected {other:?}"),
@@ -755,7 +848,7 @@ mod tests {
             "100%",
         ])
         .unwrap();
-        assert_eq!(cli.global.reclaim_below, Some(Threshold::Percent(100.0)));
+        assert_eq!(cli.options.reclaim_below, Some(Threshold::Percent(100.0)));
         assert!(matches!(
             cli.command,
             Command::Gc(GcArgs { dry_run: true, .. })
@@ -783,6 +876,34 @@ mod tests {
             assert_eq!(switch(off), Ok(false));
         }
         assert!(switch("maybe").unwrap_err().contains("`maybe`"));
+    }
+
+    #[test]
+    fn options_are_merged_once() {
+        let parsed = |args: &[&str]| parse(args).unwrap().merged();
+        let p = parsed(&[
+            "cargo-guarded",
+            "--wait",
+            "1m",
+            "exec",
+            "--wait",
+            "5s",
+            "--",
+            "x",
+        ]);
+        assert_eq!(
+            p.options.wait,
+            Some(Duration::from_secs(5)),
+            "the subcommand's wins"
+        );
+        assert!(matches!(p.mode, Mode::Exec(ref c) if c == &["x"]));
+        let p = parsed(&["cargo-guarded", "--no-adopt", "env", "--no-seed"]);
+        assert!(!p.options.adopt && !p.options.seed, "both apply");
+        let p = parsed(&["cargo-guarded", "build", "-q"]);
+        assert!(p.options.quiet && !p.options.verbose, "cargo's -q is ours");
+        let p = parsed(&["cargo-guarded", "-v", "build", "-q"]);
+        assert!(!p.options.quiet && p.options.verbose, "ours was given");
+        assert!(matches!(p.mode, Mode::Wrapped(ref a) if a == &["build", "-q"]));
     }
 
     #[test]

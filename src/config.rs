@@ -8,12 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::GlobalArgs;
-use crate::guard::Sweep;
+use crate::guard;
 use crate::job_id;
 use crate::lease::Owner;
 use crate::llvm;
-use crate::locks::LockTrust;
-use crate::report::github::GitHub;
 use crate::term::{self, ColorChoice, Verbosity};
 use crate::units::Threshold;
 use crate::workspace;
@@ -30,16 +28,10 @@ pub(crate) struct Config {
     pub(crate) ttl: Duration,
     /// How long a released lease stays protected.
     pub(crate) linger: Duration,
-    /// Reclaim when free space is below this…
-    pub(crate) reclaim_below: Threshold,
-    /// …until it reaches this (default: `reclaim_below` plus 5 points).
-    pub(crate) reclaim_to: Option<Threshold>,
+    /// The guard's thresholds, retention and cap.
+    pub(crate) guard: guard::Policy,
     /// Refuse to start below this.
     pub(crate) min_free: Threshold,
-    /// Expired dirs kept per workspace for warm reuse.
-    pub(crate) keep_expired: usize,
-    /// `--max-root-size`: the root's cap in bytes, if any.
-    pub(crate) max_root_size: Option<u64>,
     /// Whether a new job may adopt an expired dir of its workspace.
     pub(crate) adopt: bool,
     /// Whether a new job with nothing to adopt may start from a copy of a finished dir.
@@ -78,8 +70,6 @@ pub(crate) struct Config {
     pub(crate) llvm: llvm::Search,
     /// The CI system detected from its variables, for `doctor`.
     pub(crate) ci: Option<&'static str>,
-    /// Inside GitHub Actions: where step outputs and the step summary go.
-    pub(crate) github: Option<GitHub>,
     /// `CARGO_GUARDED_LEASE`: the lease a parent `cargo guarded` (or the action's `hold`) holds
     /// for this job, so a nested run works inside it instead of waiting for it forever.
     pub(crate) parent_lease: Option<String>,
@@ -92,7 +82,7 @@ pub(crate) struct Config {
 }
 
 /// An environment variable; empty counts as unset.
-fn var(name: &str) -> Option<String> {
+pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
@@ -133,16 +123,20 @@ impl Config {
             }
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
+        let ttl = g.ttl.unwrap_or(Duration::from_secs(600));
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
             job_id,
-            ttl: g.ttl.unwrap_or(Duration::from_secs(600)),
+            ttl,
             linger: g.linger.unwrap_or(Duration::from_secs(3600)),
-            reclaim_below: g.reclaim_below.unwrap_or(Threshold::Percent(15.0)),
-            reclaim_to: g.reclaim_to,
+            guard: guard::Policy {
+                reclaim_below: g.reclaim_below.unwrap_or(Threshold::Percent(15.0)),
+                reclaim_to: g.reclaim_to,
+                keep_expired: g.keep_expired.unwrap_or(1),
+                max_root_size: g.max_root_size,
+                unfinished_age: ttl.min(Duration::from_secs(60)),
+            },
             min_free: g.min_free.unwrap_or(Threshold::Bytes(2 << 30)),
-            keep_expired: g.keep_expired.unwrap_or(1),
-            max_root_size: g.max_root_size,
             adopt: g.adopt,
             seed: g.seed,
             seed_max_size: g.seed_max_size.unwrap_or(16 << 30),
@@ -182,39 +176,13 @@ impl Config {
                 path: var_os("PATH"),
             },
             ci: job_id::ci_name(&var),
-            github: GitHub::from_env(&var),
             parent_lease: var("CARGO_GUARDED_LEASE"),
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
             job_id_warning,
             root,
         })
     }
-
-    /// The guard's settings for a filesystem of `total` bytes.
-    pub(crate) fn sweep(&self, total: u64, trust: LockTrust) -> Sweep {
-        let reclaim_below = self.reclaim_below.bytes(total);
-        let reclaim_to = match self.reclaim_to {
-            Some(t) => t.bytes(total),
-            None => self.reclaim_below.plus_points(5.0, total),
-        }
-        .max(reclaim_below);
-        Sweep {
-            dry_run: false,
-            all_expired: false,
-            reclaim_below,
-            reclaim_to,
-            keep_expired: self.keep_expired,
-            max_root_size: self.max_root_size,
-            max_time: None,
-            turn_wait: crate::guard::GUARD_WAIT,
-            trust,
-            unfinished_age: self.ttl.min(Duration::from_secs(60)),
-            workspace: None,
-        }
-    }
 }
-
-// `doctor` names it through here today.
 
 /// `CARGO_GUARDED_LOCKS=trusted|untrusted` overrides the lock self-test (no flag: it is for
 /// the rare machine whose filesystem lies about locks, set once in its environment).

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::fs::Space;
-use crate::guard::Sweep;
+use crate::guard;
 use crate::lease::Root;
 use crate::llvm::{self, Missing, Source};
 use crate::locks::{self, LockTrust};
@@ -22,10 +22,9 @@ pub(crate) struct Inputs<'a> {
     pub(crate) root: &'a Path,
     /// `CARGO_GUARDED_LOCKS`, if set.
     pub(crate) locks_forced: Option<bool>,
-    /// The guard's settings for a filesystem of this many bytes.
-    pub(crate) sweep: &'a dyn Fn(u64) -> Sweep,
+    /// The guard's settings.
+    pub(crate) guard: &'a guard::Policy,
     pub(crate) min_free: Threshold,
-    pub(crate) reclaim_below: Threshold,
     pub(crate) cargo: &'a OsStr,
     pub(crate) rustc: &'a Path,
     pub(crate) llvm: &'a llvm::Search,
@@ -293,7 +292,7 @@ fn check_space(
     checked: &Path,
     problems: &mut Problems,
 ) -> Limits {
-    let sweep = (inputs.sweep)(space.base());
+    let sweep = inputs.guard.sweep(space.base(), LockTrust::Trusted);
     let limits = Limits {
         reclaim_below: sweep.reclaim_below,
         reclaim_to: sweep.reclaim_to,
@@ -319,7 +318,7 @@ fn check_space(
                  reclaims expired job dirs, which costs their warm builds",
                 Bytes(space.free),
                 checked.display(),
-                inputs.reclaim_below,
+                inputs.guard.reclaim_below,
                 Bytes(limits.reclaim_below)
             ),
             "run `cargo guarded gc` from a runner hook, free disk space, or lower \

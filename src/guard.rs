@@ -23,10 +23,52 @@ use crate::fs::{self, Space};
 use crate::lease::{self, Claim, GUARD_LOCK, Keep, KeepKind, Lease, NEW_PREFIX, Root, TRASH};
 use crate::locks::LockTrust;
 use crate::term;
-use crate::units::{Bytes, Short};
+use crate::units::{Bytes, Short, Threshold};
 
 /// How long `gc` waits for another sweep of the same root before giving up on this one.
 pub(crate) const GUARD_WAIT: Duration = Duration::from_secs(60);
+
+/// The guard's settings as given (thresholds that may be shares of the disk), before a
+/// filesystem's size turns them into a [`Sweep`]: resolved once in `Config`, read by `gc`, the
+/// precheck, a seed's room and `doctor` alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// Reclaim when free space is below this…
+    pub(crate) reclaim_below: Threshold,
+    /// …until it reaches this (`None`: `reclaim_below` plus 5 points).
+    pub(crate) reclaim_to: Option<Threshold>,
+    /// Expired dirs kept per workspace for warm reuse.
+    pub(crate) keep_expired: usize,
+    /// `--max-root-size`: the root's cap in bytes, if any.
+    pub(crate) max_root_size: Option<u64>,
+    /// An unlocked `.new-*` dir older than this is abandoned (see [`Sweep::unfinished_age`]).
+    pub(crate) unfinished_age: Duration,
+}
+
+impl Policy {
+    /// The sweep these settings make on a filesystem of `total` bytes (as df counts it).
+    pub(crate) fn sweep(&self, total: u64, trust: LockTrust) -> Sweep {
+        let reclaim_below = self.reclaim_below.bytes(total);
+        let reclaim_to = match self.reclaim_to {
+            Some(t) => t.bytes(total),
+            None => self.reclaim_below.plus_points(5.0, total),
+        }
+        .max(reclaim_below);
+        Sweep {
+            dry_run: false,
+            all_expired: false,
+            reclaim_below,
+            reclaim_to,
+            keep_expired: self.keep_expired,
+            max_root_size: self.max_root_size,
+            max_time: None,
+            turn_wait: GUARD_WAIT,
+            trust,
+            unfinished_age: self.unfinished_age,
+            workspace: None,
+        }
+    }
+}
 
 /// What one sweep should do.
 #[derive(Debug, Clone)]

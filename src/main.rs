@@ -17,7 +17,7 @@ mod clone;
 mod commands;
 mod config;
 mod doctor;
-mod exit_codes;
+mod exit;
 mod fault;
 mod fs;
 mod guard;
@@ -41,116 +41,98 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, GcArgs, StatusArgs};
+use crate::cli::{Cli, GcArgs, Mode, Parsed, StatusArgs};
 use crate::config::Config;
+use crate::exit::{CliError, CliResult, Exit};
 use crate::lease::Root;
-use crate::precheck::NoSpace;
+use crate::report::github::GitHub;
+use crate::report::terminal::Terminal;
+use crate::report::{Event, Reporter, Reporters};
 
 fn main() -> ExitCode {
-    let code = match run() {
-        Ok(code) => code,
+    let exit = match run() {
+        Ok(exit) => exit,
         // The one place errors are printed.
-        Err(err) => {
-            term::error(format_args!("{err:#}"));
-            if err.downcast_ref::<NoSpace>().is_some()
-                || err.downcast_ref::<lease::WaitTimedOut>().is_some()
-            {
-                return ExitCode::from(exit_codes::TRY_LATER);
-            } else if let Some(process::Interrupted(sig)) = err.downcast_ref() {
-                process::die_of(*sig);
-                ExitCode::from(exit_codes::for_signal(*sig))
-            } else {
-                return ExitCode::from(exit_codes::ERROR);
-            }
+        Err(CliError { error, exit }) => {
+            term::error(format_args!("{error:#}"));
+            exit
         }
     };
-    // The lease is released: end the way the child ended, so a shell loop around us stops on
+    // Every lease is released: end the way the child ended, so a shell loop around us stops on
     // Ctrl-C (only death by SIGINT, not exit 130, tells bash the user interrupted).
-    if let Some(sig) = process::child_signal() {
-        process::die_of(sig);
+    if let Exit::Signal { signal, to_group } = exit {
+        process::die_of(signal, to_group);
     }
-    code
+    ExitCode::from(exit.code())
 }
 
-fn run() -> Result<ExitCode> {
+/// Parse once, resolve the configuration once, choose the reporters once, then dispatch.
+fn run() -> CliResult {
     let args = cli::normalize(std::env::args_os().collect());
     if let Some(topic) = cli::cargo_help_topic(&args) {
-        return cargo_help(topic);
+        return Err(cargo_help(topic).into());
     }
     let color_flag = term::color_flag(&args);
-    let cli = match cli::parse(args) {
-        Ok(cli) => cli,
+    let Parsed { options, mode } = match cli::parse(args) {
+        Ok(parsed) => parsed,
         Err(e) => {
             term::init(term::Verbosity::Normal, color_flag);
             return clap_error(e);
         }
     };
-    let Cli {
-        mut global,
-        job,
-        command,
-    } = cli;
-    job.apply(&mut global);
-    // `cargo guarded build -q`: cargo's own -q/-v set ours too, unless ours were given.
-    if let Command::External(args) = &command
-        && !global.quiet
-        && !global.verbose
-    {
-        (global.quiet, global.verbose) = cli::wrapped_verbosity(args);
-        global.verbose &= !global.quiet;
+    let (verbosity, _) = config::output(&options);
+    term::init(verbosity, options.color);
+    if let Mode::Wrapped(args) = &mode {
+        if let Err(e) = check_command(args) {
+            return clap_error(e);
+        }
+        check_project(args)?;
     }
-    let (verbosity, _) = config::output(&global);
-    term::init(verbosity, global.color);
+    if !mode.needs_config() {
+        return match mode {
+            Mode::Completions(shell) => completions(shell),
+            _ => man(),
+        };
+    }
+    let cfg = Config::resolve(&options, mode.command_args())?;
+    let github = GitHub::from_env(&config::var);
+    // The terminal says everything but a command's JSON (on stdout, where a program reads it).
+    let json = matches!(mode, Mode::Gc(GcArgs { json: true, .. }));
+    let mut out = Reporters::default();
+    if !json {
+        out.add(Terminal {
+            groups: github.is_some(),
+        });
+    }
+    if let Some(github) = github {
+        out.add(github);
+    }
+    match mode {
+        Mode::Wrapped(args) => run::wrapped(&cfg, &run::Tool::from_external(args), &mut out),
+        Mode::Exec(command) => run::wrapped(&cfg, &run::Tool::Exec(command), &mut out),
+        Mode::Env { shell } => run::env(&cfg, shell, &mut out),
+        Mode::Hold { job_only: true } => run::hold_job(&cfg),
+        Mode::Hold { job_only: false } => run::hold(&cfg, &mut out),
+        Mode::Status(args) => status(&cfg, &args),
+        Mode::Gc(args) => gc(&cfg, &args, &mut out),
+        Mode::Doctor { json } => doctor(&cfg, json),
+        Mode::Completions(_) | Mode::Man => unreachable!("needs no configuration"),
+    }
+}
 
-    match command {
-        Command::External(args) => {
-            if let Err(e) = check_command(&args) {
-                return clap_error(e);
-            }
-            check_project(&args)?;
-            let tool = run::Tool::from_external(args);
-            let cfg = Config::resolve(&global, tool.args())?;
-            run::wrapped(&cfg, &tool)
-        }
-        Command::Exec { job, command } => {
-            job.apply(&mut global);
-            let tool = run::Tool::Exec(command);
-            run::wrapped(&Config::resolve(&global, &[])?, &tool)
-        }
-        Command::Env { job, shell } => {
-            job.apply(&mut global);
-            run::env(&Config::resolve(&global, &[])?, shell)
-        }
-        Command::Hold { job, job_only } => {
-            job.apply(&mut global);
-            let cfg = Config::resolve(&global, &[])?;
-            if job_only {
-                run::hold_job(&cfg)
-            } else {
-                run::hold(&cfg)
-            }
-        }
-        Command::Status(args) => status(&Config::resolve(&global, &[])?, &args),
-        Command::Gc(args) => gc(&Config::resolve(&global, &[])?, &args),
-        Command::Completions { shell } => completions(shell),
-        Command::Man => {
-            let mut text = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut text)
-                .context("failed to render the man page")?;
-            term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Doctor { job, json } => {
-            job.apply(&mut global);
-            doctor(&Config::resolve(&global, &[])?, json)
-        }
-    }
+/// `man`: the man page, rendered by clap_mangen.
+fn man() -> CliResult {
+    let mut text = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut text)
+        .context("failed to render the man page")?;
+    term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+    Ok(Exit::SUCCESS)
 }
 
 /// `completions SHELL`: clap's script, and for bash the hook that lets `cargo guarded <Tab>`
 /// complete on bash-completion 2.11 too.
-fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+fn completions(shell: clap_complete::Shell) -> CliResult {
     let mut text = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
     let mut text = String::from_utf8_lossy(&text).into_owned();
@@ -165,43 +147,42 @@ fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
         text.push_str(cli::BASH_CARGO_HOOK);
     }
     term::out(&text).context("failed to write to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }
 
 /// `cargo guarded help build`: cargo's own help for a command we only wrap. cargo takes over the
-/// process (its pager, its exit code); nothing of ours runs after.
-fn cargo_help(topic: &std::ffi::OsStr) -> Result<ExitCode> {
+/// process (its pager, its exit code); nothing of ours runs after. Returns only if it failed.
+fn cargo_help(topic: &std::ffi::OsStr) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let err = std::process::Command::new(&cargo)
         .arg("help")
         .arg(topic)
         .exec();
-    Err(err).with_context(|| {
-        format!(
-            "failed to run `{} help {}`",
-            cargo.to_string_lossy(),
-            topic.to_string_lossy()
-        )
-    })
+    anyhow::Error::new(err).context(format!(
+        "failed to run `{} help {}`",
+        cargo.to_string_lossy(),
+        topic.to_string_lossy()
+    ))
 }
 
 /// Help and version go to stdout with exit 0; any other parse error is printed as clap renders
 /// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own (see
-/// `exit_codes::USAGE`).
-fn clap_error(e: clap::Error) -> Result<ExitCode> {
+/// `exit::USAGE`).
+fn clap_error(e: clap::Error) -> CliResult {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::SUCCESS)
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err(anyhow!(
             "no command given: try `cargo guarded build`, or see `cargo guarded --help`"
-        )),
+        )
+        .into()),
         _ => {
             term::write_styled(&e.render().ansi().to_string());
-            Ok(ExitCode::from(exit_codes::USAGE))
+            Ok(Exit::USAGE)
         }
     }
 }
@@ -264,10 +245,10 @@ fn missing_root(cfg: &Config) -> anyhow::Error {
     )
 }
 
-fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
+fn status(cfg: &Config, args: &StatusArgs) -> CliResult {
     // `status` never creates the root: one that is not there is a misconfiguration to report.
     if !cfg.root.exists() {
-        return Err(missing_root(cfg));
+        return Err(missing_root(cfg).into());
     }
     let root = Root::open(&cfg.root)?;
     let trust = locks::assess(root.fd(), cfg.locks_forced);
@@ -279,22 +260,22 @@ fn status(cfg: &Config, args: &StatusArgs) -> Result<ExitCode> {
     };
     // A reader that left early (`status | head -1`) is not an error.
     term::out(&text).context("failed to write to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }
 
-fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
+fn gc(cfg: &Config, args: &GcArgs, out: &mut dyn Reporter) -> CliResult {
     if !cfg.root.exists() {
         // A hook never fails the job it runs before: it warns in the job's log instead.
         if args.hook {
             term::warn(format_args!("{:#}", missing_root(cfg)));
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::SUCCESS);
         }
-        return Err(missing_root(cfg));
+        return Err(missing_root(cfg).into());
     }
     let root = Root::open(&cfg.root)?;
     let trust = locks::assess(root.fd(), cfg.locks_forced);
     let space = fs::Space::of(&root.path)?;
-    let mut sweep = cfg.sweep(space.base(), trust);
+    let mut sweep = cfg.guard.sweep(space.base(), trust);
     sweep.dry_run = args.dry_run;
     sweep.all_expired = args.all_expired;
     sweep.max_time = args.max_time;
@@ -312,22 +293,17 @@ fn gc(cfg: &Config, args: &GcArgs) -> Result<ExitCode> {
     let report = report?;
     if args.json {
         term::out(&term::json(&report)?).context("failed to write to stdout")?;
-    } else {
-        let style = if args.hook {
-            report::sweep::Style::Hook
-        } else {
-            report::sweep::Style::Gc
-        };
-        report::sweep::show(cfg.github.as_ref(), &report, &root, style);
     }
-    if let Some(gh) = &cfg.github {
-        gh.gc_done(cfg.repository.as_deref(), &root, &report);
-    }
+    out.report(&Event::Collected {
+        root: &root,
+        report: &report,
+        hook: args.hook,
+    });
     // A hook never fails the job for disk reasons; errors were printed above.
     if report.errors.is_empty() || args.hook {
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::SUCCESS)
     } else {
-        Ok(ExitCode::from(exit_codes::ERROR))
+        Ok(Exit::ERROR)
     }
 }
 
@@ -347,14 +323,12 @@ fn workspace_key(cfg: &Config, given: &std::ffi::OsStr) -> String {
 }
 
 /// Run the checks, print the report; exit 1 if any problem is an error.
-fn doctor(cfg: &Config, json: bool) -> Result<ExitCode> {
-    let sweep = |total| cfg.sweep(total, locks::LockTrust::Trusted);
+fn doctor(cfg: &Config, json: bool) -> CliResult {
     let report = doctor::collect(&doctor::Inputs {
         root: &cfg.root,
         locks_forced: cfg.locks_forced,
-        sweep: &sweep,
+        guard: &cfg.guard,
         min_free: cfg.min_free,
-        reclaim_below: cfg.reclaim_below,
         cargo: &cfg.cargo,
         rustc: &cfg.rustc,
         llvm: &cfg.llvm,
@@ -371,8 +345,8 @@ fn doctor(cfg: &Config, json: bool) -> Result<ExitCode> {
     // A reader that left early is not an error, as for `status`.
     term::out(&text).context("failed to write to stdout")?;
     Ok(if report.has_errors() {
-        ExitCode::from(exit_codes::ERROR)
+        Exit::ERROR
     } else {
-        ExitCode::SUCCESS
+        Exit::SUCCESS
     })
 }

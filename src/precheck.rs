@@ -1,29 +1,28 @@
 //! The disk precheck before every wrapped command: reclaim through the guard's own sweep when
 //! free space is low (or when a new job may leave excess expired dirs behind), then refuse to
-//! start below `--min-free`. Prints nothing: each sweep's report goes to the caller's `show`.
+//! start below `--min-free`. Prints nothing: it returns each sweep's report and the refusal, and
+//! the caller tells its reporters.
 
 use anyhow::{Context, Result};
 
 use crate::fs::Space;
-use crate::guard::{self, Report, Sweep};
+use crate::guard::{self, Report};
 use crate::lease::{self, Root, Verdict};
 use crate::locks::LockTrust;
 use crate::units::Threshold;
 
-/// What the precheck needs to know: the settings, and where its reports go.
+/// What the precheck needs to know.
 pub(crate) struct Limits<'a> {
-    /// The guard's settings for a filesystem of this many bytes.
-    pub(crate) sweep: &'a dyn Fn(u64) -> Sweep,
+    /// The guard's settings, turned into a sweep for the root's filesystem.
+    pub(crate) guard: &'a guard::Policy,
     /// `--min-free`: below it the job refuses to start.
     pub(crate) min_free: Threshold,
     pub(crate) trust: LockTrust,
     /// The job's dir name under the root: spared by the sweep, left out of a refusal's list.
     pub(crate) job_name: &'a str,
-    /// Called with each sweep's report as soon as it is made (so it shows before a refusal).
-    pub(crate) show: &'a dyn Fn(&Report),
 }
 
-/// Not enough disk even after reclaiming: `main` turns this into exit 75. Says what the
+/// Not enough disk even after reclaiming: the job exits 75. Says what the
 /// precheck reclaimed and what still holds space, so the message claims no work it did not do
 /// (rendered by `report::no_space`).
 #[derive(Debug)]
@@ -85,14 +84,12 @@ pub(crate) fn before_lease(
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<Option<Report>> {
     let space = free_space(root)?;
-    let sweep = (limits.sweep)(space.base());
+    let sweep = limits.guard.sweep(space.base(), limits.trust);
     if space.free >= sweep.reclaim_below {
         return Ok(None);
     }
     let own = std::ffi::OsStr::new(limits.job_name);
-    let report = guard::sweep_with(root, &sweep, Some(own), interrupted)?;
-    (limits.show)(&report);
-    Ok(Some(report))
+    guard::sweep_with(root, &sweep, Some(own), interrupted).map(Some)
 }
 
 /// What the precheck found once the job may start.
@@ -103,50 +100,47 @@ pub(crate) struct Checked {
     pub(crate) space: Space,
 }
 
-/// Once the job holds its lease: apply the per-workspace retention for a `new_job` (its dir was
-/// just created or adopted) unless `before_lease` already swept, then refuse to start below
-/// `--min-free`.
+/// Once the job holds its lease, when `before_lease` did not sweep: under pressure, reclaim;
+/// for a `new_job` (its dir was just created or adopted), apply the per-workspace retention.
 pub(crate) fn after_lease(
     root: &Root,
     limits: &Limits<'_>,
     new_job: bool,
-    earlier: Option<Report>,
     interrupted: &dyn Fn() -> Result<()>,
-) -> Result<Checked> {
-    let report = match earlier {
-        Some(r) => Some(r),
-        None => {
-            let space = free_space(root)?;
-            let mut sweep = (limits.sweep)(space.base());
-            let pressure = space.free < sweep.reclaim_below;
-            if !pressure {
-                // Only retention to apply: if a sweep is already running, it does that; don't
-                // queue.
-                sweep.turn_wait = std::time::Duration::ZERO;
-            }
-            if pressure || new_job {
-                let report = guard::sweep_with(root, &sweep, None, interrupted)?;
-                (limits.show)(&report);
-                Some(report)
-            } else {
-                None
-            }
-        }
-    };
+) -> Result<Option<Report>> {
+    let space = free_space(root)?;
+    let mut sweep = limits.guard.sweep(space.base(), limits.trust);
+    let pressure = space.free < sweep.reclaim_below;
+    if !pressure {
+        // Only retention to apply: if a sweep is already running, it does that; don't queue.
+        sweep.turn_wait = std::time::Duration::ZERO;
+    }
+    if !(pressure || new_job) {
+        return Ok(None);
+    }
+    guard::sweep_with(root, &sweep, None, interrupted).map(Some)
+}
+
+/// Whether the job may start: the free space if it is at least `--min-free`, else the refusal,
+/// which says what the precheck's sweep (`swept`) reclaimed and what still holds space.
+pub(crate) fn room_to_start(
+    root: &Root,
+    limits: &Limits<'_>,
+    swept: Option<&Report>,
+) -> Result<Result<Space, NoSpace>> {
     let space = free_space(root)?;
     let required = limits.min_free.bytes(space.base());
-    if space.free < required {
-        return Err(NoSpace {
-            root: root.path.display().to_string(),
-            free: space.free,
-            required,
-            reclaimed: report.as_ref().map(|r| (r.reclaimed(), r.removed.len())),
-            holding: holding(root, limits.trust, limits.job_name),
-            biggest_live: biggest_live(root, limits.trust, limits.job_name),
-        }
-        .into());
+    if space.free >= required {
+        return Ok(Ok(space));
     }
-    Ok(Checked { report, space })
+    Ok(Err(NoSpace {
+        root: root.path.display().to_string(),
+        free: space.free,
+        required,
+        reclaimed: swept.map(|r| (r.reclaimed(), r.removed.len())),
+        holding: holding(root, limits.trust, limits.job_name),
+        biggest_live: biggest_live(root, limits.trust, limits.job_name),
+    }))
 }
 
 fn free_space(root: &Root) -> Result<Space> {

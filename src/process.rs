@@ -10,13 +10,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use rustix::process::{Pid, Signal};
 use signal_hook::iterator::Signals;
 
-use crate::exit_codes;
+use crate::exit::Exit;
 
 mod clone3;
 mod tree;
@@ -150,9 +150,17 @@ impl Interrupts {
 
     /// `Err(Interrupted)` once a signal has arrived.
     pub(crate) fn check(&self) -> Result<()> {
+        match self.received() {
+            None => Ok(()),
+            Some(sig) => Err(Interrupted(sig).into()),
+        }
+    }
+
+    /// The last signal that arrived, if one did.
+    pub(crate) fn received(&self) -> Option<i32> {
         match self.last.load(Ordering::SeqCst) {
-            0 => Ok(()),
-            sig => Err(Interrupted(sig as i32).into()),
+            0 => None,
+            sig => Some(sig as i32),
         }
     }
 }
@@ -192,6 +200,9 @@ pub(crate) struct Supervised {
     /// Stdin is a terminal of which we may be the foreground group: stops are handled the way
     /// a shell handles them (see [`Supervised::stopped`]).
     job_control: bool,
+    /// The child's group was given the terminal: a Ctrl-C reaches it, not ours (see
+    /// [`die_of`]).
+    had_terminal: bool,
 }
 
 /// Start `pb` in its own process group.
@@ -235,7 +246,6 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
     let pgid = unsafe { Pid::from_raw_unchecked(child) };
     if foreground {
         let _ = rustix::termios::tcsetpgrp(&stdin, pgid);
-        GAVE_TERMINAL.store(true, Ordering::SeqCst);
     }
     tree.confirm(child as u32);
     crate::term::verbose("Tracking", tree.describe());
@@ -262,6 +272,7 @@ pub(crate) fn spawn(pb: &ProcessBuilder) -> Result<Supervised> {
         reaper,
         tree: Some(tree),
         job_control,
+        had_terminal: foreground,
     })
 }
 
@@ -340,11 +351,12 @@ impl Supervised {
     }
 
     /// Wait for the child to exit (handling its stops on the way); then kill whatever it left
-    /// running, stop forwarding and dismiss the reaper.
-    pub(crate) fn wait(mut self) -> Result<ExitStatus> {
+    /// running, stop forwarding and dismiss the reaper. Returns how the child ended, as the
+    /// wrapper's own exit.
+    pub(crate) fn wait(mut self) -> Result<Exit> {
         let status = self.wait_for_exit();
         self.finish();
-        status
+        Ok(Exit::of_child(status?, self.had_terminal))
     }
 
     fn wait_for_exit(&self) -> Result<ExitStatus> {
@@ -503,32 +515,6 @@ impl Reaper {
     }
 }
 
-/// The signal the child died of, recorded by [`exit_code`] for [`die_of`].
-static CHILD_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-/// The child was given the terminal: a Ctrl-C reached its group, not ours (see [`die_of`]).
-static GAVE_TERMINAL: AtomicBool = AtomicBool::new(false);
-
-/// The wrapper's exit code for the child's status: its own code, or 128+N for signal N.
-pub(crate) fn exit_code(status: ExitStatus) -> u8 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => u8::try_from(code).unwrap_or(exit_codes::ERROR),
-        (None, Some(sig)) => {
-            CHILD_SIGNAL.store(sig, Ordering::SeqCst);
-            exit_codes::for_signal(sig)
-        }
-        (None, None) => exit_codes::ERROR,
-    }
-}
-
-/// The signal the wrapped command died of, if it did.
-pub(crate) fn child_signal() -> Option<i32> {
-    match CHILD_SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        sig => Some(sig),
-    }
-}
-
 /// Die of `sig`, after the lease is released: a shell decides whether a loop around us goes on
 /// by how we ended. An interactive bash stops `for ...; do cargo guarded ...; done` when the job
 /// died of SIGINT (not on exit 130). A non-interactive one (`bash script.sh`) stops only if it
@@ -536,7 +522,7 @@ pub(crate) fn child_signal() -> Option<i32> {
 /// the terminal to the child's group, so when the child died of a keyboard signal we send it on
 /// to our own group (which the shell shares, and we die of it too). No core dump of our own: the
 /// child's crash is the child's. Returns only if the signal did not kill us.
-pub(crate) fn die_of(sig: i32) {
+pub(crate) fn die_of(sig: i32, to_group: bool) {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -553,7 +539,7 @@ pub(crate) fn die_of(sig: i32) {
         libc::sigaddset(&mut set, sig);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         let from_keyboard = matches!(sig, libc::SIGINT | libc::SIGQUIT);
-        if from_keyboard && GAVE_TERMINAL.load(Ordering::SeqCst) {
+        if from_keyboard && to_group {
             libc::kill(0, sig);
         }
         libc::raise(sig);
@@ -569,11 +555,5 @@ mod tests {
         let mut pb = ProcessBuilder::new("cargo");
         pb.args(["test", "--workspace"]);
         assert_eq!(pb.to_string(), "`cargo test --workspace`");
-    }
-
-    #[test]
-    fn exit_codes_pass_through() {
-        assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
-        assert_eq!(exit_code(ExitStatus::from_raw(15)), 143);
     }
 }

@@ -6,21 +6,21 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 
 use crate::config::Config;
-use crate::guard;
+use crate::exit::{CliError, CliResult, Exit};
 use crate::lease::{self, Held, Origin, Request, Root, Session, State, TARGET};
 use crate::llvm;
 use crate::locks::{self, LockTrust};
-use crate::precheck;
+use crate::precheck::{self, Checked};
 use crate::process::{self, Interrupts, ProcessBuilder};
-use crate::report::{self, github};
+use crate::prune::{self, Moment, Pruned};
+use crate::report::github;
+use crate::report::{Event, Reporter};
 use crate::term;
-use crate::units::{Bytes, Short};
+use crate::units::Short;
 use crate::workspace;
 
 /// What runs under the lease.
@@ -86,7 +86,7 @@ impl Tool {
             a == b"--target-dir" || a.starts_with(b"--target-dir=")
         });
         if explicit || config_moves_dir {
-            bail!(
+            anyhow::bail!(
                 "`--target-dir` (or a `--config` that sets the target or build dir) cannot be used \
                  with cargo guarded: every job builds in its own leased dir under the root, so a guard never deletes a live build; drop the flag (run \
                  `cargo guarded env` to see the job's dir)"
@@ -149,27 +149,23 @@ fn config_file_moves_dir(path: &std::path::Path) -> Result<bool> {
         .is_some_and(|b| b.contains_key("target-dir") || b.contains_key("build-dir")))
 }
 
-/// Run `tool` under the job's lease and return its exit code.
-pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
+/// Run `tool` under the job's lease and return how it exited, telling `out` what happens
+/// (docs/protocol.md#a-jobs-life).
+pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliResult {
     tool.check_args()?;
     let mut pb = tool.process(cfg)?;
     let llvm_cov = matches!(tool, Tool::LlvmCov(_));
     if let Some(parent) = nested(cfg)? {
         // Inside a parent run's (or the action's `hold`'s) live lease for this same job: it holds
         // the lock and beats the heart; taking the lease again would wait for it forever.
-        term::verbose(
-            "Running",
-            format_args!(
-                "inside the lease already held on {} by this job",
-                parent.path.display()
-            ),
-        );
-        if let Some(gh) = &cfg.github {
-            gh.set_job_outputs(&parent.path.join(TARGET), &parent.job_id, 0, "resumed");
-        }
+        out.report(&Event::Nested {
+            dir: &parent.path,
+            job_id: &parent.job_id,
+        });
         job_env(cfg, &parent, llvm_cov, &mut pb);
-        let child = process::spawn(&pb)?;
-        return Ok(ExitCode::from(process::exit_code(child.wait()?)));
+        let exit = process::spawn(&pb)?.wait()?;
+        out.report(&Event::Exited);
+        return Ok(exit);
     }
     let command: Vec<String> = tool
         .args()
@@ -179,14 +175,16 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
     // The job's shape, for the size budget: what this step ran.
     let shape = command.join(" ");
     let interrupts = Interrupts::install()?;
-    let (session, lease_env) = acquire(cfg, command, &|| interrupts.check())?;
+    let stopped = |e| stopped_by(&interrupts, e);
+    let (session, lease_env) =
+        acquire(cfg, command, &|| interrupts.check(), out).map_err(stopped)?;
     job_env(cfg, &lease_env, llvm_cov, &mut pb);
     // The command's tree inherits the tree lock: the dir stays protected while any process of
     // it lives, even if wrapper and reaper are SIGKILLed together (docs/protocol.md#what-a-lock-means).
     pb.inherit_fd(session.held().tree_fd());
     // Stopped while sweeping, or the dir lost meanwhile: the session releases (on drop)
     // without starting the command.
-    interrupts.check()?;
+    interrupts.check().map_err(|e| stopped(e.into()))?;
     session.check()?;
 
     let child = process::spawn(&pb)?;
@@ -194,14 +192,32 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
     session.on_lost(move || {
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
-    let status = child.wait();
-    if status.as_ref().is_ok_and(|s| s.success()) {
-        prune_at_release(cfg, &session, &shape);
+    let exit = child.wait();
+    if exit.as_ref().is_ok_and(|e| *e == Exit::SUCCESS) {
+        prune_at_release(cfg, &session, &shape, out);
     }
     // The heartbeat's error (the dir was moved away) outranks the child's status; a failed
     // release is only a warning (`Session::finish`).
     session.finish()?;
-    Ok(ExitCode::from(process::exit_code(status?)))
+    let exit = exit?;
+    out.report(&Event::Exited);
+    Ok(exit)
+}
+
+/// A failure before the command started. When a signal stopped the run (the failure is its
+/// consequence: `Interrupted`, from a wait or a sweep), the run dies of that signal once the
+/// lease is released, as the command would have.
+fn stopped_by(interrupts: &Interrupts, e: CliError) -> CliError {
+    match interrupts.received() {
+        Some(signal) => CliError::new(
+            e.error,
+            Exit::Signal {
+                signal,
+                to_group: false,
+            },
+        ),
+        None => e,
+    }
 }
 
 /// `cargo guarded env`: take the job's lease, print what locates the job's dir, release it
@@ -217,7 +233,7 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool) -> Result<ExitCode> {
 ///
 /// A value with a line break is printed in the `NAME<<DELIMITER` form that `GITHUB_ENV`
 /// understands, so `env >> "$GITHUB_ENV"` can never define a second variable.
-pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
+pub(crate) fn env(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResult {
     let mut pb = ProcessBuilder::new("env");
     let session = match nested(cfg)? {
         Some(parent) => {
@@ -225,7 +241,7 @@ pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
             None
         }
         None => {
-            let (session, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()))?;
+            let (session, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()), out)?;
             dir_env(cfg, &lease_env, false, &mut pb);
             Some(session)
         }
@@ -257,7 +273,7 @@ pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
         ));
     }
     term::out(&text).context("failed to write to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }
 
 /// `cargo guarded hold`: keep the job's lease live (lock and heartbeat) until SIGTERM, SIGINT or
@@ -266,16 +282,18 @@ pub(crate) fn env(cfg: &Config, shell: bool) -> Result<ExitCode> {
 /// With `CARGO_GUARDED_EXPORT_ENV` (the action sets it to `GITHUB_ENV`), the job's environment
 /// is written there once the lease is held, including `CARGO_GUARDED_LEASE`: a later
 /// `cargo guarded` step of the job then runs inside this lease instead of waiting for it.
-pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
+pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
     if let Some(parent) = nested(cfg)? {
-        bail!(
+        return Err(anyhow!(
             "the lease on {} is already held by this job (pid {}); nothing to hold",
             parent.path.display(),
             parent.pid
-        );
+        )
+        .into());
     }
     let interrupts = Interrupts::install()?;
-    let (session, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check())?;
+    let (session, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check(), out)
+        .map_err(|e| stopped_by(&interrupts, e))?;
     if let Some(file) = &cfg.export_env {
         let mut pb = ProcessBuilder::new("hold");
         dir_env(cfg, &lease_env, false, &mut pb);
@@ -313,15 +331,15 @@ pub(crate) fn hold(cfg: &Config) -> Result<ExitCode> {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    prune_at_release(cfg, &session, "hold");
+    prune_at_release(cfg, &session, "hold", out);
     session.finish()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }
 
 /// `cargo guarded hold --job-only`: hold the job lock of the job's dir (which an earlier step
 /// created) until SIGTERM, SIGINT or SIGHUP, so that its steps' dir lingers only until then
 /// (docs/protocol.md#linger-ends-with-the-job). No lease, no heartbeat: the steps hold those.
-pub(crate) fn hold_job(cfg: &Config) -> Result<ExitCode> {
+pub(crate) fn hold_job(cfg: &Config) -> CliResult {
     let interrupts = Interrupts::install()?;
     let root = Root::open(&cfg.root)?;
     let path = root.join(&cfg.job_name);
@@ -346,26 +364,27 @@ pub(crate) fn hold_job(cfg: &Config) -> Result<ExitCode> {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }
 
 /// Prune the job's own dir as it releases (`prune::at_release`): under its lock, its command
 /// over. Only after a command that succeeded: one stopped early may have read only part of its
 /// graph, and what it did not read is not evidence of anything (the next adoption prunes).
 /// Not when the dir was moved away meanwhile: it is no longer ours.
-fn prune_at_release(cfg: &Config, session: &Session, shape: &str) {
+fn prune_at_release(cfg: &Config, session: &Session, shape: &str, out: &mut dyn Reporter) {
     if !cfg.prune.enabled || session.check().is_err() {
         return;
     }
     let held = session.held();
     let job = held.job_id();
-    let outcome = crate::prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
-    let pruned = report::prune::release(outcome, &job);
-    if pruned.bytes > 0 {
+    let outcome = prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
+    out.report(&Event::Pruned {
+        moment: Moment::Release { job: &job, shape },
+        outcome: &outcome,
+        settings: &cfg.prune,
+    });
+    if outcome.is_ok_and(|o| o.pruned().bytes > 0) {
         held.size_changed();
-    }
-    if let Some(gh) = &cfg.github {
-        gh.pruned_at_release(&job, &pruned);
     }
 }
 
@@ -423,31 +442,22 @@ fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
     }))
 }
 
-/// How the precheck shows each sweep's report: as `gc` shows its own, grouped on GitHub.
-fn show_precheck<'a>(cfg: &'a Config, root: &'a Root) -> impl Fn(&guard::Report) + 'a {
-    move |r| {
-        let style = report::sweep::Style::Precheck;
-        report::sweep::show(cfg.github.as_ref(), r, root, style)
-    }
-}
-
-/// Open (or create) the root, take the job's lease and run the disk precheck.
+/// Open (or create) the root, take the job's lease and run the disk precheck, telling `out`
+/// each step: the lifecycle of docs/protocol.md#a-jobs-life, up to the command's start.
 fn acquire(
     cfg: &Config,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-) -> Result<(Session, LeaseEnv)> {
-    if let Some(warning) = &cfg.job_id_warning {
-        term::warn(warning);
-    }
-    let mut outputs_written = false;
-    let result = acquire_and_check(cfg, command, interrupted, &mut outputs_written);
-    if result.is_err()
-        && !outputs_written
-        && let Some(gh) = &cfg.github
-    {
-        // Failed before the job had a dir: the outputs that are known.
-        gh.set_early_outputs(&cfg.job_id);
+    out: &mut dyn Reporter,
+) -> Result<(Session, LeaseEnv), CliError> {
+    out.report(&Event::Starting {
+        warning: cfg.job_id_warning.as_deref(),
+    });
+    let result = acquire_and_check(cfg, command, interrupted, out);
+    if result.is_err() {
+        out.report(&Event::GaveUp {
+            job_id: &cfg.job_id,
+        });
     }
     result
 }
@@ -456,69 +466,101 @@ fn acquire_and_check(
     cfg: &Config,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-    outputs_written: &mut bool,
-) -> Result<(Session, LeaseEnv)> {
+    out: &mut dyn Reporter,
+) -> Result<(Session, LeaseEnv), CliError> {
     let (root, trust) = open_root(cfg)?;
+    let limits = precheck::Limits {
+        guard: &cfg.guard,
+        min_free: cfg.min_free,
+        trust,
+        job_name: &cfg.job_name,
+    };
     // Reclaim before writing anything: on a full disk, the lease itself could not be written.
     let working = term::Activity::start_after(
         std::time::Duration::from_secs(1),
         "Checking",
         format_args!("free space on {} (reclaiming if low)", root.path.display()),
     );
-    let (sweep, show) = (|total| cfg.sweep(total, trust), show_precheck(cfg, &root));
-    let limits = precheck::Limits {
-        sweep: &sweep,
-        min_free: cfg.min_free,
-        trust,
-        job_name: &cfg.job_name,
-        show: &show,
-    };
-    let swept = precheck::before_lease(&root, &limits, interrupted);
+    let before = precheck::before_lease(&root, &limits, interrupted);
     drop(working);
-    let swept = swept?;
+    let before = before?;
+    if let Some(report) = &before {
+        out.report(&Event::Swept {
+            root: &root,
+            report,
+        });
+    }
     let command_line = command.join(" ");
     // From here on the session renews the lease (through a long sweep too) and releases it on
     // every way out of this function but the last.
     let (session, origin) = take_lease(cfg, &root, trust, command, interrupted)?;
     let held = session.held();
-    announce(cfg, held, &origin);
-    let pruned = match &origin {
-        // Under the adopter's lock: the previous job is over and no one else can build here.
-        Origin::Adopted { from, size, .. } => report::prune::adoption(
-            crate::prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune),
-            from,
-            &cfg.prune,
-        ),
-        _ => crate::prune::Pruned::default(),
+    out.report(&Event::Acquired {
+        held,
+        origin: &origin,
+        adopt: cfg.adopt,
+        seed: cfg.seed,
+    });
+    let pruned = prune_adopted(cfg, held, &origin, out);
+    let after = match before {
+        Some(_) => None,
+        None => {
+            let new_job = !matches!(origin, Origin::Resumed);
+            precheck::after_lease(&root, &limits, new_job, interrupted)?
+        }
     };
+    if let Some(report) = &after {
+        out.report(&Event::Swept {
+            root: &root,
+            report,
+        });
+    }
+    let swept = before.or(after);
+    let space = match precheck::room_to_start(&root, &limits, swept.as_ref())? {
+        Ok(space) => space,
+        Err(no_space) => {
+            out.report(&Event::Refused {
+                held,
+                origin: &origin,
+                command: &command_line,
+                no_space: &no_space,
+            });
+            return Err(CliError::new(no_space, Exit::TRY_LATER));
+        }
+    };
+    out.report(&Event::Ready {
+        root: &root,
+        held,
+        origin: &origin,
+        pruned: &pruned,
+        command: &command_line,
+        checked: &Checked {
+            report: swept,
+            space,
+        },
+    });
     let lease_env = LeaseEnv {
         marker: marker(&held.token(), &held.path),
         path: held.path.clone(),
         job_id: held.job_id(),
         pid: std::process::id(),
     };
-    let new_job = !matches!(origin, Origin::Resumed);
-    let reclaimed_before = swept.as_ref().map_or(0, |r| r.freed());
-    let checked = match precheck::after_lease(&root, &limits, new_job, swept, interrupted) {
-        Ok(checked) => checked,
-        Err(e) => {
-            *outputs_written = true;
-            refused_outputs(cfg, held, &origin, reclaimed_before, &command_line, &e);
-            return Err(e);
-        }
-    };
-    if let Some(gh) = &cfg.github {
-        gh.job_ready(
-            cfg.repository.as_deref(),
-            &root,
-            held,
-            (&origin, &pruned),
-            &command_line,
-            &checked,
-        );
-    }
-    *outputs_written = true;
     Ok((session, lease_env))
+}
+
+/// Prune a dir the job just adopted, under the adopter's lock: the previous job is over and no
+/// one else can build here. Returns what went, for the summary.
+fn prune_adopted(cfg: &Config, held: &Held, origin: &Origin, out: &mut dyn Reporter) -> Pruned {
+    let Origin::Adopted { from, size, .. } = origin else {
+        return Pruned::default();
+    };
+    let outcome = prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune);
+    out.report(&Event::Pruned {
+        moment: Moment::Adoption { from, size: *size },
+        outcome: &outcome,
+        settings: &cfg.prune,
+    });
+    outcome.map(|o| o.pruned()).unwrap_or_default()
 }
 
 /// Open (or create) the root and judge its locks.
@@ -537,14 +579,14 @@ fn open_root(cfg: &Config) -> Result<(Root, LockTrust)> {
     Ok((root, trust))
 }
 
-/// Take the job's lease: resumed, adopted or fresh.
+/// Take the job's lease: resumed, adopted, seeded or fresh.
 fn take_lease(
     cfg: &Config,
     root: &Root,
     trust: LockTrust,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-) -> Result<(Session, Origin)> {
+) -> Result<(Session, Origin), CliError> {
     let key = || {
         let toolchain = workspace::toolchain(
             &cfg.rustc,
@@ -560,6 +602,7 @@ fn take_lease(
     let room = || {
         crate::fs::Space::of(&root.path).map_or(0, |s| {
             let line = cfg
+                .guard
                 .sweep(s.total, trust)
                 .reclaim_below
                 .max(cfg.min_free.bytes(s.total));
@@ -584,86 +627,15 @@ fn take_lease(
         trust,
         interrupted,
     };
-    Session::acquire(root, &req, cfg.linger)
-}
-
-/// Say which dir the job got, and how.
-fn announce(cfg: &Config, held: &Held, origin: &Origin) {
-    match origin {
-        Origin::Resumed => term::verbose(
-            "Using",
-            format_args!("job dir {} (resumed)", held.path.display()),
-        ),
-        Origin::Fresh => term::status(
-            "Using",
-            format_args!(
-                "job dir {} (fresh dir{})",
-                held.path.display(),
-                match (cfg.adopt, cfg.seed) {
-                    (true, true) => ": no finished dir of this workspace to adopt or seed from",
-                    (true, false) => ": no expired dir of this workspace to adopt; seeding is off",
-                    (false, true) => {
-                        "; adoption is off and no finished dir of this workspace to seed from"
-                    }
-                    (false, false) => "; adoption is off and seeding is off",
-                }
-            ),
-        ),
-        Origin::Adopted {
-            from,
-            size,
-            last_used,
-        } => term::status(
-            "Adopted",
-            format_args!(
-                "{from} (warm, {}, last used {} ago) as {}",
-                size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string()),
-                Short(
-                    SystemTime::now()
-                        .duration_since(*last_used)
-                        .unwrap_or_default()
-                ),
-                held.path.display()
-            ),
-        ),
-        Origin::Seeded(seeded) => term::status(
-            "Seeded",
-            format_args!(
-                "{} from finished job `{}` ({})",
-                held.path.display(),
-                seeded.from,
-                lease::seed_words(seeded)
-            ),
-        ),
-    }
-}
-
-/// The precheck refused the job (`e`, exit 75 for too little disk): its outputs still say what
-/// was reclaimed and the dir it would have used.
-fn refused_outputs(
-    cfg: &Config,
-    held: &Held,
-    origin: &Origin,
-    reclaimed_before: u64,
-    command_line: &str,
-    e: &anyhow::Error,
-) {
-    if let Some(gh) = &cfg.github {
-        gh.set_job_outputs(
-            &held.target_dir(),
-            &held.job_id(),
-            reclaimed_before,
-            origin.name(),
-        );
-        if let Some(no_space) = e.downcast_ref::<precheck::NoSpace>() {
-            gh.refused(
-                no_space,
-                &cfg.job_id,
-                cfg.repository.as_deref(),
-                command_line,
-            );
-        }
-    }
+    Session::acquire(root, &req, cfg.linger).map_err(|e| {
+        // `--wait` ran out while another run of the job held the lease: try again later.
+        let exit = if e.is::<lease::WaitTimedOut>() {
+            Exit::TRY_LATER
+        } else {
+            Exit::ERROR
+        };
+        CliError::new(e, exit)
+    })
 }
 
 /// The child's environment: what locates the job's dir (`dir_env`), the one colour decision,

@@ -138,7 +138,7 @@ impl WarmBudget {
 }
 
 /// What one prune (at adoption or at release) removed, and why.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Pruned {
     pub(crate) units: usize,
     /// Of `units`, those replaced by a unit of the same identity in the job before.
@@ -206,6 +206,17 @@ pub(crate) enum Outcome {
         /// The previous prune of this dir left the same thing in place (and said so then).
         said_before: bool,
     },
+}
+
+impl Outcome {
+    /// What this prune removed (nothing when it was off, not possible here, or emptied the dir
+    /// instead).
+    pub(crate) fn pruned(&self) -> Pruned {
+        match self {
+            Outcome::Ran { pruned, .. } => pruned.clone(),
+            Outcome::Off | Outcome::Emptied { .. } | Outcome::Unobservable(_) => Pruned::default(),
+        }
+    }
 }
 
 /// When pruning runs: right after a job adopted a dir, or as a job (one of its steps) releases

@@ -14,21 +14,39 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::event::{Event, Reporter};
 use crate::fs::Space;
 use crate::guard::{Kept, Removed, Report};
-use crate::lease::{Held, KeepKind, Origin, Root};
+use crate::lease::{Held, KeepKind, Origin, Root, TARGET};
 use crate::precheck::{Checked, NoSpace};
-use crate::prune::Pruned;
+use crate::prune::{Moment, Outcome, Pruned};
 use crate::term;
 use crate::units::{Bytes, Short};
 
-/// The runner's files for this step; resolved once in `Config`.
+/// The GitHub Actions reporter: the runner's files for this step, and the repository whose jobs
+/// a summary may name. `main` adds it to the reporters only inside GitHub Actions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GitHub {
     /// `$GITHUB_OUTPUT`: step outputs, appended as `name=value` records.
     pub(crate) output: Option<PathBuf>,
     /// `$GITHUB_STEP_SUMMARY`: markdown appended to the job's summary page.
     pub(crate) step_summary: Option<PathBuf>,
+    /// `$GITHUB_REPOSITORY`: rows of the summary name only this repository's jobs.
+    pub(crate) repository: Option<String>,
+    /// The job this step runs, as its events told it so far.
+    job: JobSoFar,
+}
+
+/// What a run that gives up before its command starts still writes as outputs: the dir it got,
+/// if it got one, and what the sweep before its lease reclaimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct JobSoFar {
+    /// `(target dir, job id, origin)` once the job holds its dir.
+    dir: Option<(PathBuf, String, &'static str)>,
+    /// What the precheck's sweep before the lease reclaimed.
+    reclaimed_before: u64,
+    /// The job's outputs are written.
+    outputs_set: bool,
 }
 
 impl GitHub {
@@ -40,15 +58,16 @@ impl GitHub {
         Some(GitHub {
             output: var("GITHUB_OUTPUT").map(PathBuf::from),
             step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            repository: var("GITHUB_REPOSITORY"),
+            job: JobSoFar::default(),
         })
     }
 
     /// A wrapped command (or `env`, `hold`) has its lease and passed the precheck: set the step's
     /// outputs and summarise the disk and the job dir: how the job came by it, and what pruning
-    /// removed from it if it was adopted. `repo`: the repository whose jobs the summary may name.
-    pub(crate) fn job_ready(
-        &self,
-        repo: Option<&str>,
+    /// removed from it if it was adopted.
+    fn job_ready(
+        &mut self,
         root: &Root,
         held: &Held,
         (origin, pruned): (&Origin, &Pruned),
@@ -75,7 +94,7 @@ impl GitHub {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned());
         match report {
-            Some(r) => disk_report(&mut md, root, r, own.as_deref(), repo),
+            Some(r) => disk_report(&mut md, root, r, own.as_deref(), self.repo()),
             None => no_sweep(&mut md, root, checked.space),
         }
         self.append_summary(&md);
@@ -83,7 +102,7 @@ impl GitHub {
 
     /// The job's own dir was pruned as it released: what went and why (replaced, over budget),
     /// and the dir's size against its budget.
-    pub(crate) fn pruned_at_release(&self, job_id: &str, pruned: &Pruned) {
+    fn pruned_at_release(&self, job_id: &str, pruned: &Pruned) {
         let mut md = String::new();
         if pruned.units + pruned.incremental > 0 {
             let _ = write!(
@@ -117,13 +136,8 @@ impl GitHub {
     /// The step outputs of a wrapped command, written on every path that got as far as a job
     /// dir (exit 75 included): `target-dir`, `job-id`, `reclaimed-bytes`, `origin` (`fresh`,
     /// `resumed` or `adopted`) and `warm` (`true` unless fresh, like rust-cache's `cache-hit`).
-    pub(crate) fn set_job_outputs(
-        &self,
-        target: &Path,
-        job_id: &str,
-        reclaimed: u64,
-        origin: &str,
-    ) {
+    fn set_job_outputs(&mut self, target: &Path, job_id: &str, reclaimed: u64, origin: &str) {
+        self.job.outputs_set = true;
         self.set_outputs(&[
             ("target-dir", &target.display().to_string()),
             ("job-id", job_id),
@@ -134,19 +148,13 @@ impl GitHub {
     }
 
     /// A run that failed before it had a job dir: the job id it asked for, nothing reclaimed.
-    pub(crate) fn set_early_outputs(&self, job_id: &str) {
+    fn set_early_outputs(&self, job_id: &str) {
         self.set_outputs(&[("job-id", job_id), ("reclaimed-bytes", "0")]);
     }
 
     /// The precheck refused to start (exit 75): an error annotation with the numbers, and the
     /// same in the step summary.
-    pub(crate) fn refused(
-        &self,
-        no_space: &NoSpace,
-        job_id: &str,
-        repo: Option<&str>,
-        command: &str,
-    ) {
+    fn refused(&self, no_space: &NoSpace, job_id: &str, command: &str) {
         annotate(
             "error",
             "cargo-guarded: not enough disk space",
@@ -182,7 +190,7 @@ impl GitHub {
             .collect();
         let (ours, theirs): (Vec<_>, Vec<_>) = others
             .into_iter()
-            .partition(|(job, _, _)| same_repository(Some(job), repo));
+            .partition(|(job, _, _)| same_repository(Some(job), self.repo()));
         if ours.is_empty() && theirs.is_empty() {
             md.push_str("No other live lease holds space in the root.\n\n");
         }
@@ -209,15 +217,19 @@ impl GitHub {
     }
 
     /// `cargo guarded gc`: the summary, the `reclaimed-bytes` output and the low-disk warning.
-    pub(crate) fn gc_done(&self, repo: Option<&str>, root: &Root, report: &Report) {
+    fn gc_done(&self, root: &Root, report: &Report) {
         self.set_outputs(&[("reclaimed-bytes", &report.reclaimed().to_string())]);
         self.warn_if_still_low(root, report);
         let mut md = format!(
             "### cargo guarded gc{}\n\n",
             if report.dry_run { " (dry run)" } else { "" }
         );
-        disk_report(&mut md, root, report, None, repo);
+        disk_report(&mut md, root, report, None, self.repo());
         self.append_summary(&md);
+    }
+
+    fn repo(&self) -> Option<&str> {
+        self.repository.as_deref()
     }
 
     /// `::warning::` when a sweep that ran under pressure could not bring free space up to the
@@ -271,6 +283,60 @@ impl GitHub {
         };
         if let Err(e) = append(path, markdown) {
             term::warn(format_args!("{e:#}; the step summary is missing"));
+        }
+    }
+}
+
+impl Reporter for GitHub {
+    fn report(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Starting { .. } => self.job = JobSoFar::default(),
+            Event::Nested { dir, job_id } => {
+                self.set_job_outputs(&dir.join(TARGET), job_id, 0, Origin::RESUMED);
+            }
+            Event::Swept { report, .. } if self.job.dir.is_none() => {
+                self.job.reclaimed_before = report.freed();
+            }
+            Event::Acquired { held, origin, .. } => {
+                self.job.dir = Some((held.target_dir(), held.job_id(), origin.name()));
+            }
+            Event::Ready {
+                root,
+                held,
+                origin,
+                pruned,
+                command,
+                checked,
+            } => self.job_ready(root, held, (origin, pruned), command, checked),
+            Event::Refused {
+                held,
+                origin,
+                command,
+                no_space,
+            } => {
+                let (target, job_id) = (held.target_dir(), held.job_id());
+                let reclaimed = self.job.reclaimed_before;
+                self.set_job_outputs(&target, &job_id, reclaimed, origin.name());
+                self.refused(no_space, &job_id, command);
+            }
+            // Gave up before the command started: the outputs that are known.
+            Event::GaveUp { job_id } if !self.job.outputs_set => match self.job.dir.clone() {
+                Some((target, job_id, origin)) => {
+                    let reclaimed = self.job.reclaimed_before;
+                    self.set_job_outputs(&target, &job_id, reclaimed, origin);
+                }
+                None => self.set_early_outputs(job_id),
+            },
+            Event::Pruned {
+                moment: Moment::Release { job, .. },
+                outcome,
+                ..
+            } => {
+                let pruned = outcome.as_ref().map(Outcome::pruned).unwrap_or_default();
+                self.pruned_at_release(job, &pruned);
+            }
+            Event::Collected { root, report, .. } => self.gc_done(root, report),
+            Event::GaveUp { .. } | Event::Swept { .. } | Event::Pruned { .. } | Event::Exited => {}
         }
     }
 }
@@ -553,7 +619,9 @@ mod tests {
             ])),
             Some(GitHub {
                 output: Some("/o".into()),
-                step_summary: Some("/s".into())
+                step_summary: Some("/s".into()),
+                repository: None,
+                job: JobSoFar::default(),
             })
         );
     }
@@ -570,6 +638,8 @@ mod tests {
         let gh = GitHub {
             output: Some(t.path().join("out")),
             step_summary: None,
+            repository: None,
+            job: JobSoFar::default(),
         };
         gh.set_outputs(&[("a", "one"), ("b", "two\nlines")]);
         let text = std::fs::read_to_string(t.path().join("out")).unwrap();

@@ -9,20 +9,17 @@ use crate::prune::{BudgetState, Outcome, Pruned, Settings, WarmLimit};
 use crate::term;
 use crate::units::Bytes;
 
-/// Say what pruning the dir adopted from `from` did; returns what it removed (nothing when it
-/// was off, not possible here, or failed: a failure is a warning, never the job's end).
-pub(crate) fn adoption(result: Result<Outcome>, from: &str, s: &Settings) -> Pruned {
+/// Say what pruning the dir adopted from `from` did (a failure is a warning, never the job's
+/// end).
+pub(crate) fn adoption(result: &Result<Outcome>, from: &str, s: &Settings) {
     match result {
         Ok(outcome) => say(outcome, from, s),
-        Err(e) => {
-            term::warn(format_args!("pruning the dir adopted from {from}: {e:#}"));
-            Pruned::default()
-        }
+        Err(e) => term::warn(format_args!("pruning the dir adopted from {from}: {e:#}")),
     }
 }
 
-/// Say what pruning the job `job`'s own dir at its release did; returns what it removed.
-pub(crate) fn release(result: Result<Outcome>, job: &str) -> Pruned {
+/// Say what pruning the job `job`'s own dir at its release did.
+pub(crate) fn release(result: &Result<Outcome>, job: &str) {
     match result {
         Ok(Outcome::Ran {
             pruned,
@@ -33,19 +30,15 @@ pub(crate) fn release(result: Result<Outcome>, job: &str) -> Pruned {
             if pruned.units > 0 || pruned.incremental > 0 {
                 term::status(
                     "Pruned",
-                    format_args!("{} of {job} at release", what(&pruned)),
+                    format_args!("{} of {job} at release", what(pruned)),
                 );
             }
             over_budget(pruned.state.as_ref());
-            left_in_place(first_error, said_before);
-            pruned
+            left_in_place(first_error.as_deref(), *said_before);
         }
         // Off, or not possible here: said at adoption already.
-        Ok(_) => Pruned::default(),
-        Err(e) => {
-            term::warn(format_args!("pruning {job}'s dir at release: {e:#}"));
-            Pruned::default()
-        }
+        Ok(_) => {}
+        Err(e) => term::warn(format_args!("pruning {job}'s dir at release: {e:#}")),
     }
 }
 
@@ -96,24 +89,23 @@ fn over_budget(state: Option<&BudgetState>) {
     }
 }
 
-fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
+fn say(outcome: &Outcome, from: &str, s: &Settings) {
     match outcome {
-        Outcome::Off => Pruned::default(),
+        Outcome::Off => {}
         Outcome::Emptied { size, limit } => {
             term::status(
                 "Emptied",
                 format_args!(
                     "the dir adopted from {from}: it is {}, over --max-warm-size ({}{}); this \
                      job builds fresh",
-                    Bytes(size),
-                    Bytes(limit),
+                    Bytes(*size),
+                    Bytes(*limit),
                     match s.max_warm {
                         WarmLimit::Times(_) => format!(", {}", s.max_warm),
                         _ => String::new(),
                     }
                 ),
             );
-            Pruned::default()
         }
         Outcome::Unobservable(why) => {
             term::status(
@@ -124,7 +116,6 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
                     s.max_warm
                 ),
             );
-            Pruned::default()
         }
         Outcome::Ran {
             pruned,
@@ -133,7 +124,7 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
             said_before,
         } => {
             if pruned.units > 0 || pruned.incremental > 0 {
-                term::status("Pruned", format_args!("{} of {from} (warm)", what(&pruned)));
+                term::status("Pruned", format_args!("{} of {from} (warm)", what(pruned)));
                 over_budget(pruned.state.as_ref());
             } else {
                 term::verbose(
@@ -143,15 +134,14 @@ fn say(outcome: Outcome, from: &str, s: &Settings) -> Pruned {
                     ),
                 );
             }
-            left_in_place(first_error, said_before);
-            pruned
+            left_in_place(first_error.as_deref(), *said_before);
         }
     }
 }
 
 /// What pruning could not remove, said once: the same failure at every later prune (a unit
 /// behind a bind mount) is said at -v only, and `status` shows it while it lasts.
-fn left_in_place(first_error: Option<String>, said_before: bool) {
+fn left_in_place(first_error: Option<&str>, said_before: bool) {
     match first_error {
         Some(e) if said_before => term::verbose(
             "Note",

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde::ser::Serializer;
 
-use super::github::{self, GitHub};
+use super::github;
 use crate::guard::{Kept, Removed, Report, RootCap};
 use crate::lease::{KeepKind, Root};
 use crate::term::{self, Verbosity};
@@ -22,16 +22,16 @@ pub(crate) enum Style {
     Precheck,
 }
 
-/// Print a sweep's report, inside a collapsed log group when on GitHub and there is anything
-/// to print.
-pub(crate) fn show(github: Option<&GitHub>, report: &Report, root: &Root, style: Style) {
+/// Print a sweep's report, inside a collapsed log group when `groups` (on GitHub) and there is
+/// anything to print.
+pub(crate) fn show(groups: bool, report: &Report, root: &Root, style: Style) {
     let prints_anything = !report.errors.is_empty()
         || match term::verbosity() {
             Verbosity::Quiet => false,
             Verbosity::Verbose => true,
             Verbosity::Normal => style != Style::Precheck || !report.removed.is_empty(),
         };
-    let grouped = github.is_some() && prints_anything;
+    let grouped = groups && prints_anything;
     if grouped {
         let title = match style {
             Style::Precheck => "cargo-guarded: disk precheck",

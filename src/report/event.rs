@@ -1,0 +1,100 @@
+//! A job's life as typed events: `run` says what happens, in order, to the reporters `main`
+//! chose once (the terminal always; GitHub when under Actions), and knows none of them. A
+//! reporter renders what it is told and hands nothing back (docs/architecture.md#the-event-seam).
+//!
+//! The order of one wrapped command: `Nested` (inside a parent's lease: nothing is acquired), or
+//! `Starting`, `Swept` (when the disk was low), `Acquired`, `Pruned` (of an adopted dir),
+//! `Swept` (pressure, or a new job's retention), then `Ready`, or `Refused` and `GaveUp`
+//! (`GaveUp` for any failure before the command started); once the command ran, `Pruned` (at
+//! release) and `Exited`. `gc` tells `Collected`.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::guard;
+use crate::lease::{Held, Origin, Root};
+use crate::precheck::{Checked, NoSpace};
+use crate::prune::{self, Outcome, Pruned};
+
+/// What happened.
+pub(crate) enum Event<'a> {
+    /// A job asks for its dir. `warning`: something about its id to say first (its CI's id
+    /// variables were not UTF-8).
+    Starting { warning: Option<&'a str> },
+    /// The run is inside the live lease a parent run (or the action's `hold`) of this same job
+    /// holds on `dir`: it takes no lease of its own.
+    Nested { dir: &'a Path, job_id: &'a str },
+    /// The disk precheck swept the root: before the lease when free space was low, or after it
+    /// (pressure, or a new job's retention).
+    Swept {
+        root: &'a Root,
+        report: &'a guard::Report,
+    },
+    /// The job holds its dir's lease; `origin` says how it came by it. `adopt` and `seed`: what
+    /// it was allowed to start from (a fresh dir says why it is fresh).
+    Acquired {
+        held: &'a Held,
+        origin: &'a Origin,
+        adopt: bool,
+        seed: bool,
+    },
+    /// Pruning ran on the job's dir: right after adopting it, or as the job released it. An
+    /// error is a warning: pruning never fails a job.
+    Pruned {
+        moment: prune::Moment<'a>,
+        outcome: &'a Result<Outcome>,
+        settings: &'a prune::Settings,
+    },
+    /// The precheck passed: the job's command starts now.
+    Ready {
+        root: &'a Root,
+        held: &'a Held,
+        origin: &'a Origin,
+        /// What pruning removed from an adopted dir.
+        pruned: &'a Pruned,
+        command: &'a str,
+        checked: &'a Checked,
+    },
+    /// The precheck refused to start: too little disk even after reclaiming (exit 75).
+    Refused {
+        held: &'a Held,
+        origin: &'a Origin,
+        command: &'a str,
+        no_space: &'a NoSpace,
+    },
+    /// The run failed before its command started (a refusal included; the error is the run's
+    /// own, said by `main`).
+    GaveUp { job_id: &'a str },
+    /// The wrapped command ended and the lease is released (the exit is `run`'s return value).
+    Exited,
+    /// `gc` swept the root. `hook`: for a runner's hook (`gc --hook`).
+    Collected {
+        root: &'a Root,
+        report: &'a guard::Report,
+        hook: bool,
+    },
+}
+
+/// Where events go.
+pub(crate) trait Reporter {
+    fn report(&mut self, event: &Event<'_>);
+}
+
+/// Every reporter `main` chose, each told every event, in the order they were added.
+#[derive(Default)]
+pub(crate) struct Reporters(Vec<Box<dyn Reporter>>);
+
+impl Reporters {
+    pub(crate) fn add(&mut self, reporter: impl Reporter + 'static) {
+        self.0.push(Box::new(reporter));
+    }
+}
+
+impl Reporter for Reporters {
+    fn report(&mut self, event: &Event<'_>) {
+        for r in &mut self.0 {
+            r.report(event);
+        }
+    }
+}

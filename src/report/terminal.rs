@@ -1,0 +1,112 @@
+//! The terminal reporter: a job's events as cargo-style status lines on stderr (`Using`,
+//! `Adopted`, `Seeded`, the precheck's sweep, `Pruned`), and `gc`'s report. Under GitHub Actions
+//! each sweep's lines are folded into a log group.
+
+use std::time::SystemTime;
+
+use super::event::{Event, Reporter};
+use super::sweep::Style;
+use crate::lease::{self, Held, Origin};
+use crate::prune::Moment;
+use crate::term;
+use crate::units::{Bytes, Short};
+
+/// Says events on stderr, at the verbosity `term` was set up with.
+pub(crate) struct Terminal {
+    /// Fold each sweep's lines into a collapsed log group (GitHub Actions).
+    pub(crate) groups: bool,
+}
+
+impl Reporter for Terminal {
+    fn report(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Starting { warning, .. } => {
+                if let Some(warning) = warning {
+                    term::warn(warning);
+                }
+            }
+            Event::Nested { dir, .. } => term::verbose(
+                "Running",
+                format_args!(
+                    "inside the lease already held on {} by this job",
+                    dir.display()
+                ),
+            ),
+            Event::Swept { root, report } => {
+                super::sweep::show(self.groups, report, root, Style::Precheck);
+            }
+            Event::Acquired {
+                held,
+                origin,
+                adopt,
+                seed,
+            } => announce(held, origin, *adopt, *seed),
+            Event::Pruned {
+                moment,
+                outcome,
+                settings,
+            } => match moment {
+                Moment::Adoption { from, .. } => super::prune::adoption(outcome, from, settings),
+                Moment::Release { job, .. } => super::prune::release(outcome, job),
+            },
+            Event::Collected { root, report, hook } => {
+                let style = if *hook { Style::Hook } else { Style::Gc };
+                super::sweep::show(self.groups, report, root, style);
+            }
+            // Said by `main` (the error) or by the command itself.
+            Event::Ready { .. } | Event::Refused { .. } | Event::GaveUp { .. } => {}
+            Event::Exited => {}
+        }
+    }
+}
+
+/// Say which dir the job got, and how.
+fn announce(held: &Held, origin: &Origin, adopt: bool, seed: bool) {
+    match origin {
+        Origin::Resumed => term::verbose(
+            "Using",
+            format_args!("job dir {} (resumed)", held.path.display()),
+        ),
+        Origin::Fresh => term::status(
+            "Using",
+            format_args!(
+                "job dir {} (fresh dir{})",
+                held.path.display(),
+                match (adopt, seed) {
+                    (true, true) => ": no finished dir of this workspace to adopt or seed from",
+                    (true, false) => ": no expired dir of this workspace to adopt; seeding is off",
+                    (false, true) => {
+                        "; adoption is off and no finished dir of this workspace to seed from"
+                    }
+                    (false, false) => "; adoption is off and seeding is off",
+                }
+            ),
+        ),
+        Origin::Adopted {
+            from,
+            size,
+            last_used,
+        } => term::status(
+            "Adopted",
+            format_args!(
+                "{from} (warm, {}, last used {} ago) as {}",
+                size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string()),
+                Short(
+                    SystemTime::now()
+                        .duration_since(*last_used)
+                        .unwrap_or_default()
+                ),
+                held.path.display()
+            ),
+        ),
+        Origin::Seeded(seeded) => term::status(
+            "Seeded",
+            format_args!(
+                "{} from finished job `{}` ({})",
+                held.path.display(),
+                seeded.from,
+                lease::seed_words(seeded)
+            ),
+        ),
+    }
+}
