@@ -622,12 +622,6 @@ fn module_imports_match_the_architecture_doc() {
 const TOLERATED: &[(&str, &str, &str, &str)] = &[
     (
         "lease",
-        "adopt",
-        "acquire",
-        "Request, Origin and check_owned live in acquire.rs",
-    ),
-    (
-        "lease",
         "clock",
         "record",
         "`Now::stamp` and `Now::judging` take a `Lease`; moving them into record.rs (as `Lease` \
