@@ -1,8 +1,8 @@
 //! The code's shape, checked (issues 10 and 22): every arrow between the top-level modules points
-//! one way (no import cycles), `docs/architecture.md`'s module table lists exactly the imports the
-//! code has, no two files of a directory module (`lease/`, `prune/`, …) import each other, round
-//! about or directly, and no function runs past `MAX_FN_LINES` lines unless a `// Long: <reason>`
-//! comment right above it says why.
+//! one way (no import cycles) and down the layers of `docs/architecture.md`, whose module table
+//! lists exactly the imports the code has, no two files of a directory module (`lease/`, `prune/`,
+//! …) import each other, round about or directly, and no function runs past `MAX_FN_LINES` lines
+//! unless a `// Long: <reason>` comment right above it says why.
 //!
 //! Reads `src/` as text. A module is a file (`src/guard.rs`) or a directory (`src/lease/`, whose
 //! files all count as `lease`). An import is any path that names a module of the crate, however it
@@ -462,45 +462,112 @@ struct Row {
     imports: BTreeSet<String>,
 }
 
+/// The cells of a markdown table's row.
+fn cells(line: &str) -> Vec<String> {
+    let line = line.trim().trim_start_matches('|').trim_end_matches('|');
+    line.split('|').map(|c| c.trim().to_owned()).collect()
+}
+
+/// The body rows of the first table in `doc` whose header `header` accepts, as cells.
+fn table(doc: &str, header: impl Fn(&[String]) -> bool) -> Option<Vec<Vec<String>>> {
+    let mut lines = doc
+        .lines()
+        .skip_while(|l| !(l.trim_start().starts_with('|') && header(&cells(l))));
+    lines.next()?;
+    let rows = lines
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with('|'));
+    Some(rows.map(cells).collect())
+}
+
+/// A module as a table names it: `` `lease/` `` → `lease`.
+fn module_name(written: &str) -> String {
+    written
+        .trim()
+        .trim_matches('`')
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The modules of a cell: `` `a`, `b/` `` or `a, b`; `—` for none.
+fn module_list(cell: &str) -> BTreeSet<String> {
+    cell.split(',')
+        .map(module_name)
+        .filter(|m| !m.is_empty() && m != "—")
+        .collect()
+}
+
 /// The doc's module table, module → row; `Err` if it has no table with the imports column.
 fn documented_imports(doc: &str) -> Result<BTreeMap<String, Row>, String> {
-    let cells = |line: &str| -> Vec<String> {
-        let line = line.trim().trim_start_matches('|').trim_end_matches('|');
-        line.split('|').map(|c| c.trim().to_owned()).collect()
-    };
-    let mut lines = doc.lines().skip_while(|l| {
-        !(l.trim_start().starts_with('|') && cells(l).last().is_some_and(|c| c == IMPORTS_COLUMN))
-    });
-    if lines.next().is_none() {
-        return Err(format!(
-            "no table whose last column is \"{IMPORTS_COLUMN}\""
-        ));
-    }
-    let mut rows = BTreeMap::new();
-    for line in lines
-        .skip(1)
-        .take_while(|l| l.trim_start().starts_with('|'))
-    {
-        let cells = cells(line);
+    let rows = table(doc, |h| h.last().is_some_and(|c| c == IMPORTS_COLUMN))
+        .ok_or_else(|| format!("no table whose last column is \"{IMPORTS_COLUMN}\""))?;
+    let mut out = BTreeMap::new();
+    for cells in rows {
         let (Some(written), Some(cell)) = (cells.first(), cells.last()) else {
             continue;
         };
-        let name = written.trim_matches('`').trim_end_matches('/').to_owned();
-        let imports = cell
-            .split(',')
-            .map(|m| m.trim().trim_matches('`').to_owned())
-            .filter(|m| !m.is_empty() && m != "—")
-            .collect();
         let row = Row {
             written: written.clone(),
             cell: cell.clone(),
-            imports,
+            imports: module_list(cell),
         };
-        if rows.insert(name, row).is_some() {
+        if out.insert(module_name(written), row).is_some() {
             return Err(format!("module {written} has two rows"));
         }
     }
-    Ok(rows)
+    Ok(out)
+}
+
+/// The doc's layers table (`| 6. app | `main`, `run` | … |`), module → layer number.
+fn documented_layers(doc: &str) -> Result<BTreeMap<String, u32>, String> {
+    let rows = table(doc, |h| h.first().is_some_and(|c| c == "layer"))
+        .ok_or("no table whose first column is \"layer\"")?;
+    let mut out = BTreeMap::new();
+    for cells in rows {
+        let [layer, modules, ..] = &cells[..] else {
+            continue;
+        };
+        let digits: String = layer.chars().take_while(char::is_ascii_digit).collect();
+        let n = digits
+            .parse()
+            .map_err(|_| format!("layer `{layer}` does not start with its number"))?;
+        for module in module_list(modules) {
+            if out.insert(module.clone(), n).is_some() {
+                return Err(format!("module `{module}` is in two layers"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Each import that points up the doc's layers, and each module that is in no layer or in no
+/// code; empty when the layers table is true.
+fn layer_breaks(
+    layers: &BTreeMap<String, u32>,
+    code: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (module, deps) in code {
+        let Some(&at) = layers.get(module) else {
+            out.push(format!("module `{module}` is in no layer: add it to a row"));
+            continue;
+        };
+        for dep in deps {
+            if let Some(&to) = layers.get(dep)
+                && to > at
+            {
+                out.push(format!(
+                    "`{module}` (layer {at}) imports `{dep}` (layer {to}): arrows point down"
+                ));
+            }
+        }
+    }
+    for module in layers.keys().filter(|m| !code.contains_key(*m)) {
+        out.push(format!(
+            "`{module}` is in a layer but there is no such module in src/"
+        ));
+    }
+    out
 }
 
 /// A set of modules as the imports cell writes it.
@@ -614,6 +681,19 @@ fn module_imports_match_the_architecture_doc() {
         changes.is_empty(),
         "{ARCHITECTURE}'s module table disagrees with the imports in src/:\n{}",
         changes.join("\n")
+    );
+}
+
+#[test]
+fn module_imports_point_down_the_layers() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(ARCHITECTURE);
+    let layers = documented_layers(&fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{ARCHITECTURE}: {e}"));
+    let breaks = layer_breaks(&layers, &imports(&sources()));
+    assert!(
+        breaks.is_empty(),
+        "{ARCHITECTURE}'s layers table disagrees with the imports in src/:\n{}",
+        breaks.join("\n")
     );
 }
 
@@ -857,4 +937,29 @@ fn the_doc_check_says_which_cell_to_change_to_what() {
         .collect();
     assert!(doc_changes(&doc, &agreeing).is_empty());
     assert!(documented_imports("| module | imports |\n|---|---|\n").is_err());
+}
+
+#[test]
+fn the_layer_check_finds_an_arrow_pointing_up() {
+    let doc = "| layer | modules | what |\n|---|---|---|\n| 2. top | `a`, `l/` | x |\n\
+               | 1. leaves | `b`, `gone` | y |\n";
+    let layers = documented_layers(doc).unwrap();
+    let code: BTreeMap<String, BTreeSet<String>> = [
+        ("a", &["b", "l"][..]),
+        ("b", &["a"]),
+        ("l", &[]),
+        ("new", &[]),
+    ]
+    .into_iter()
+    .map(|(m, deps)| (m.to_owned(), deps.iter().map(|d| d.to_string()).collect()))
+    .collect();
+    assert_eq!(
+        layer_breaks(&layers, &code),
+        [
+            "`b` (layer 1) imports `a` (layer 2): arrows point down",
+            "module `new` is in no layer: add it to a row",
+            "`gone` is in a layer but there is no such module in src/",
+        ]
+    );
+    assert!(documented_layers("| layer | modules |\n|---|---|\n| top | `a` |\n").is_err());
 }
