@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 const MAX_FN_LINES: usize = 80;
 
-/// Where `module_imports_match_the_architecture_doc` reads the module table.
+/// The doc whose layers and module tables the checks hold to the code.
 const ARCHITECTURE: &str = "docs/architecture.md";
 /// The header of the table's column that lists each module's imports.
 const IMPORTS_COLUMN: &str = "imports (crate modules)";
