@@ -12,141 +12,20 @@ use rustix::fs::Mode;
 use rustix::io::Errno;
 
 use crate::fs;
-use crate::locks::LockTrust;
 use crate::term;
 use crate::units::Short;
 use crate::workspace::WorkspaceKey;
 
 use super::adopt::{AdoptOutcome, Candidate, scan_for_new_job};
-use super::clock::Now;
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::owned::check_owned;
 use super::probe::{TREE_LOCK, share};
-use super::record::{Lease, Owner, State, expiry, heartbeat_interval, read, write};
+use super::record::{Lease, read, write};
+use super::request::{Origin, Request};
 use super::root::{Root, Skip};
 use super::seed::{self, Miss, Seeded, Seeding};
-use super::{LEASE_FILE, NEW_PREFIX, PROTOCOL, TARGET, step};
-
-/// The recorded command is for humans: capped far below `MAX_LEASE_BYTES`, so a job with a huge
-/// argv still writes a lease every guard can read (and reclaim).
-const MAX_COMMAND_BYTES: usize = 4 * 1024;
-
-/// What a job asks for.
-pub(crate) struct Request<'a> {
-    pub(crate) job_id: &'a str,
-    /// The job dir's name under the root (the sanitized job id).
-    pub(crate) name: &'a str,
-    pub(crate) owner: &'a Owner,
-    pub(crate) ttl: Duration,
-    pub(crate) command: Vec<String>,
-    /// `None`: wait for another run of the same job as long as it takes.
-    pub(crate) wait: Option<Duration>,
-    /// Computed only when a new dir is needed (it runs `rustc -vV`).
-    pub(crate) key: &'a dyn Fn() -> WorkspaceKey,
-    pub(crate) adopt: bool,
-    /// `None`: never seed (`--no-seed`).
-    pub(crate) seed: Option<Seeding<'a>>,
-    pub(crate) trust: LockTrust,
-    /// `Err` once the wrapper was told to stop: waiting for the lease ends with it.
-    pub(crate) interrupted: &'a dyn Fn() -> Result<()>,
-}
-
-impl Request<'_> {
-    pub(super) fn lease(&self, key: Option<&WorkspaceKey>, created_at: SystemTime) -> Lease {
-        let now = Now::read();
-        let mut lease = Lease {
-            protocol: PROTOCOL,
-            job_id: self.job_id.to_owned(),
-            token: uuid::Uuid::new_v4().simple().to_string(),
-            workspace: key.map(|k| k.workspace.clone()),
-            toolchain: key.and_then(|k| k.toolchain.clone()),
-            host: self.owner.host.clone(),
-            boot_id: self.owner.boot_id.clone(),
-            runner: self.owner.runner.clone(),
-            pid: self.owner.pid,
-            created_at,
-            renewed_at: now.wall,
-            expires_at: expiry(now.wall, self.ttl),
-            heartbeat_secs: heartbeat_interval(self.ttl).as_secs().max(1),
-            // Whole seconds, rounded up: `--ttl 500ms` must not record "expires at once".
-            ttl_secs: self.ttl.as_secs_f64().ceil() as u64,
-            state: State::Active,
-            size_bytes: None,
-            size_measured_at: None,
-            boottime_ms: None,
-            time_ns: None,
-            command: cap_command(&self.command),
-            origin: None,
-            job_lock: None,
-        };
-        now.stamp(&mut lease);
-        lease
-    }
-}
-
-/// The command as recorded in the lease: at most `MAX_COMMAND_BYTES` of arguments, each argument
-/// cut at a char boundary, then a marker saying how many were left out.
-fn cap_command(command: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut used = 0;
-    for (i, arg) in command.iter().enumerate() {
-        let room = MAX_COMMAND_BYTES.saturating_sub(used);
-        if room == 0 {
-            out.push(format!("[{} more arguments elided]", command.len() - i));
-            break;
-        }
-        if arg.len() <= room {
-            out.push(arg.clone());
-            used += arg.len();
-        } else {
-            let mut cut = room;
-            while !arg.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.push(format!(
-                "{}[… {} bytes elided]",
-                &arg[..cut],
-                arg.len() - cut
-            ));
-            used = MAX_COMMAND_BYTES;
-        }
-    }
-    out
-}
-
-/// How the job came by its dir.
-#[derive(Debug)]
-pub(crate) enum Origin {
-    /// Its own dir, from an earlier step of the same job.
-    Resumed,
-    Fresh,
-    /// Another job's expired dir of the same workspace, renamed to this job's name.
-    Adopted {
-        from: String,
-        size: Option<u64>,
-        last_used: SystemTime,
-    },
-    /// A copy of another job's finished dir of the same workspace (docs/protocol.md#seed).
-    Seeded(Box<Seeded>),
-}
-
-impl Origin {
-    pub(crate) const FRESH: &str = "fresh";
-    pub(crate) const RESUMED: &str = "resumed";
-    pub(crate) const ADOPTED: &str = "adopted";
-    pub(crate) const SEEDED: &str = "seeded";
-
-    /// `fresh`, `resumed`, `adopted` or `seeded`: the word the `origin` step output, summaries
-    /// and the lease's `origin` use.
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Origin::Fresh => Origin::FRESH,
-            Origin::Resumed => Origin::RESUMED,
-            Origin::Adopted { .. } => Origin::ADOPTED,
-            Origin::Seeded(_) => Origin::SEEDED,
-        }
-    }
-}
+use super::{NEW_PREFIX, TARGET, step};
 
 /// Acquire the job's dir: resume its own, else adopt a warm expired one, else create it.
 pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> {
@@ -320,40 +199,6 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
     let tree = share(dir.as_fd(), req.interrupted, req.wait)
         .with_context(|| format!("failed to lock {}", path.join(TREE_LOCK).display()))?;
     held(root, name, dir, tree, lease)
-}
-
-/// Race closed (shared roots, mode 1777): another user may pre-create a job's dir with a valid
-/// lease and a `target` symlink into their own files, or into ours. A job dir we resume or adopt,
-/// its lease and its `target/` must belong to us and be a real dir, file and dir.
-pub(super) fn check_owned(dir: &File) -> Result<(), String> {
-    use rustix::fs::FileType;
-    let me = rustix::process::geteuid().as_raw();
-    let st = rustix::fs::fstat(dir).map_err(|e| format!("cannot stat it ({e})"))?;
-    if st.st_uid != me {
-        return Err(format!(
-            "owned by uid {}, not by this user (uid {me})",
-            st.st_uid
-        ));
-    }
-    for (name, want, what) in [
-        (LEASE_FILE, FileType::RegularFile, "a regular file"),
-        (TARGET, FileType::Directory, "a directory"),
-    ] {
-        match rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) != want => {
-                return Err(format!("its {name} is not {what}"));
-            }
-            Ok(st) if st.st_uid != me => {
-                return Err(format!(
-                    "its {name} is owned by uid {}, not by uid {me}",
-                    st.st_uid
-                ));
-            }
-            Ok(_) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(format!("cannot stat its {name} ({e})")),
-        }
-    }
-    Ok(())
 }
 
 /// Sources a seed is tried from before building fresh: a source that changed under the copy is

@@ -12,13 +12,14 @@ use rustix::io::Errno;
 use crate::term;
 use crate::workspace::WorkspaceKey;
 
-use super::acquire::{Origin, Request, check_owned};
 use super::clock::Now;
 use super::held::{Held, held};
 use super::joblock::verdict;
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::owned::check_owned;
 use super::probe::{TREE_LOCK, take};
 use super::record::{Lease, State, Verdict, read, stage, write};
+use super::request::{Origin, Request};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
 use super::step;

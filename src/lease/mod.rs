@@ -10,11 +10,13 @@
 //! root's fd without following symlinks; nothing in a lease is ever used as a path.
 //!
 //! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
-//! its parsing and expiry), `clock` (the clocks a lease is written and judged on), `acquire` and `adopt` (step 1), `held` (a job dir held under its lock,
-//! and its release), `session` (the heartbeat and the session that releases itself), `claim` (the
-//! guard's step) and `keep` (why it leaves a dir), `probe` (what a lock means: who holds a dir),
-//! `moves` (the checked renames acquire and claim share), `seed` (a new job's copy of a finished
-//! dir, when there is nothing to adopt), `joblock` (a linger that ends with the CI job).
+//! its parsing and expiry), `clock` (the clocks a lease is written and judged on), `acquire` and
+//! `adopt` (step 1; `request`: what a job asks for and how it came by its dir, `owned`: whether a
+//! dir is ours to use), `held` (a job dir held under its lock, and its release), `session` (the
+//! heartbeat and the session that releases itself), `claim` (the guard's step) and `keep` (why it
+//! leaves a dir), `probe` (what a lock means: who holds a dir), `moves` (the checked renames
+//! acquire and claim share), `seed` (a new job's copy of a finished dir, when there is nothing to
+//! adopt), `joblock` (a linger that ends with the CI job).
 
 use std::time::Duration;
 
@@ -28,15 +30,17 @@ mod held;
 mod joblock;
 mod keep;
 mod moves;
+mod owned;
 mod probe;
 mod record;
+mod request;
 mod root;
 mod seed;
 mod session;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use acquire::{Origin, Request, WaitTimedOut};
+pub(crate) use acquire::WaitTimedOut;
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use clock::Now;
 pub(crate) use held::Held;
@@ -44,6 +48,7 @@ pub(crate) use joblock::{hold as hold_job_lock, record_in_released, verdict};
 pub(crate) use keep::{Keep, Kind as KeepKind};
 pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
+pub(crate) use request::{Origin, Request};
 pub(crate) use root::{Root, Skip};
 pub(crate) use seed::{Seeding, describe as seed_words};
 pub(crate) use session::Session;

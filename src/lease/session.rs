@@ -10,10 +10,11 @@ use anyhow::{Result, bail};
 
 use crate::term;
 
-use super::acquire::{Origin, Request, acquire};
+use super::acquire::acquire;
 use super::clock::Now;
 use super::held::Held;
 use super::record::{expiry, heartbeat_interval};
+use super::request::{Origin, Request};
 use super::root::Root;
 use super::step;
 
