@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::GlobalArgs;
-use crate::guard::Sweep;
+use crate::guard::{self, Sweep};
 use crate::job_id;
-use crate::lease::Owner;
+use crate::lease::{self, Owner};
 use crate::llvm;
 use crate::locks::LockTrust;
+use crate::precheck;
 use crate::report::github::GitHub;
 use crate::term::{self, ColorChoice, Verbosity};
 use crate::units::Threshold;
@@ -136,23 +137,21 @@ impl Config {
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
             job_id,
-            ttl: g.ttl.unwrap_or(Duration::from_secs(600)),
-            linger: g.linger.unwrap_or(Duration::from_secs(3600)),
-            reclaim_below: g.reclaim_below.unwrap_or(Threshold::Percent(15.0)),
+            ttl: g.ttl.unwrap_or(lease::DEFAULT_TTL),
+            linger: g.linger.unwrap_or(lease::DEFAULT_LINGER),
+            reclaim_below: g.reclaim_below.unwrap_or(guard::DEFAULT_RECLAIM_BELOW),
             reclaim_to: g.reclaim_to,
-            min_free: g.min_free.unwrap_or(Threshold::Bytes(2 << 30)),
-            keep_expired: g.keep_expired.unwrap_or(1),
+            min_free: g.min_free.unwrap_or(precheck::DEFAULT_MIN_FREE),
+            keep_expired: g.keep_expired.unwrap_or(guard::DEFAULT_KEEP_EXPIRED),
             max_root_size: g.max_root_size,
             adopt: g.adopt,
             seed: g.seed,
-            seed_max_size: g.seed_max_size.unwrap_or(16 << 30),
+            seed_max_size: g.seed_max_size.unwrap_or(lease::DEFAULT_SEED_MAX_SIZE),
             seed_incremental: g.seed_incremental,
             prune: crate::prune::Settings {
                 enabled: g.prune,
-                after: g.prune_after.unwrap_or(3),
-                max_warm: g
-                    .max_warm_size
-                    .unwrap_or(crate::prune::WarmLimit::Times(3.0)),
+                after: g.prune_after.unwrap_or(crate::prune::DEFAULT_AFTER),
+                max_warm: g.max_warm_size.unwrap_or(crate::prune::DEFAULT_MAX_WARM),
                 budget: g
                     .warm_budget
                     .map_or(Some(crate::prune::DEFAULT_BUDGET), |b| b.0),
@@ -195,7 +194,9 @@ impl Config {
         let reclaim_below = self.reclaim_below.bytes(total);
         let reclaim_to = match self.reclaim_to {
             Some(t) => t.bytes(total),
-            None => self.reclaim_below.plus_points(5.0, total),
+            None => self
+                .reclaim_below
+                .plus_points(guard::DEFAULT_RECLAIM_TO_POINTS, total),
         }
         .max(reclaim_below);
         Sweep {
@@ -208,7 +209,7 @@ impl Config {
             max_time: None,
             turn_wait: crate::guard::GUARD_WAIT,
             trust,
-            unfinished_age: self.ttl.min(Duration::from_secs(60)),
+            unfinished_age: guard::unfinished_age(self.ttl),
             workspace: None,
         }
     }

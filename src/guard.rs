@@ -23,10 +23,32 @@ use crate::fs::{self, Space};
 use crate::lease::{self, Claim, GUARD_LOCK, Keep, KeepKind, Lease, NEW_PREFIX, Root, TRASH};
 use crate::locks::LockTrust;
 use crate::term;
-use crate::units::{Bytes, Short};
+use crate::units::{Bytes, Short, Threshold};
 
 /// How long `gc` waits for another sweep of the same root before giving up on this one.
 pub(crate) const GUARD_WAIT: Duration = Duration::from_secs(60);
+
+/// `--reclaim-below`'s default: reclaim expired dirs when free space is below 15% of the disk
+/// (df's 85% used).
+pub(crate) const DEFAULT_RECLAIM_BELOW: Threshold = Threshold::Percent(15.0);
+/// `--reclaim-to`'s default is `--reclaim-below` raised by this many percentage points: a sweep
+/// that starts under pressure leaves some headroom instead of stopping just above the line.
+pub(crate) const DEFAULT_RECLAIM_TO_POINTS: f64 = 5.0;
+/// `--keep-expired`'s default: the newest expired dir of each workspace stays for the next job
+/// to adopt warm, even without disk pressure.
+pub(crate) const DEFAULT_KEEP_EXPIRED: usize = 1;
+/// The longest an unlocked `.new-*` dir is given to take its lock before it counts as abandoned
+/// (`unfinished_age`).
+const UNFINISHED_AGE_MAX: Duration = Duration::from_secs(60);
+
+/// How old an unlocked `.new-*` dir must be for the guard to take it for abandoned (its creator
+/// died between `mkdir` and its lock: docs/protocol.md#claim-the-guard): `min(ttl, 60s)`. A
+/// creator locks its dir within milliseconds; a minute covers one that is stopped or swapping,
+/// and a creator that outlasts it starts over (docs/protocol.md#acquire). A short TTL shortens
+/// it too, as it shortens every other wait for a dead job.
+pub(crate) fn unfinished_age(ttl: Duration) -> Duration {
+    ttl.min(UNFINISHED_AGE_MAX)
+}
 
 /// What one sweep should do.
 #[derive(Debug, Clone)]
