@@ -726,6 +726,58 @@ mod tests {
         Cli::try_parse_from(args)
     }
 
+    /// Each default `--help` states is its const's, spelled so that typing it gives the const
+    /// back. (tests/documented_defaults.rs keeps the README and action.yml equal to `--help`.)
+    #[test]
+    fn help_states_each_default_from_its_const() {
+        let cmd = Cli::command();
+        let check = |long: &str, default: String, given: &dyn Fn(&Cli) -> bool| {
+            let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long));
+            let help = arg.and_then(|a| a.get_help()).expect(long).to_string();
+            assert!(
+                help.ends_with(&format!("[default: {default}]")),
+                "--{long}: {help}"
+            );
+            let flag = format!("--{long}");
+            let cli = parse(&["cargo-guarded", &flag, &default, "build"]).expect(long);
+            assert!(given(&cli), "--{long} {default} is not the default");
+        };
+        let ttl = DurationArg(lease::DEFAULT_TTL).to_string();
+        check("ttl", ttl, &|c| c.global.ttl == Some(lease::DEFAULT_TTL));
+        let below = ThresholdArg(guard::DEFAULT_RECLAIM_BELOW).to_string();
+        check("reclaim-below", below, &|c| {
+            c.global.reclaim_below == Some(guard::DEFAULT_RECLAIM_BELOW)
+        });
+        let keep = guard::DEFAULT_KEEP_EXPIRED;
+        check("keep-expired", keep.to_string(), &|c| {
+            c.global.keep_expired == Some(keep)
+        });
+        let linger = DurationArg(lease::DEFAULT_LINGER).to_string();
+        check("linger", linger, &|c| {
+            c.job.linger == Some(lease::DEFAULT_LINGER)
+        });
+        let min_free = ThresholdArg(precheck::DEFAULT_MIN_FREE).to_string();
+        check("min-free", min_free, &|c| {
+            c.job.min_free == Some(precheck::DEFAULT_MIN_FREE)
+        });
+        let after = prune::DEFAULT_AFTER;
+        check("prune-after", after.to_string(), &|c| {
+            c.job.prune_after == Some(after)
+        });
+        let max_warm = WarmLimitArg(prune::DEFAULT_MAX_WARM).to_string();
+        check("max-warm-size", max_warm, &|c| {
+            c.job.max_warm_size == Some(prune::DEFAULT_MAX_WARM)
+        });
+        let seed = SizeArg(lease::DEFAULT_SEED_MAX_SIZE).to_string();
+        check("seed-max-size", seed, &|c| {
+            c.job.seed_max_size == Some(lease::DEFAULT_SEED_MAX_SIZE)
+        });
+        let budget = prune::DEFAULT_BUDGET;
+        check("warm-budget", budget.to_string(), &|c| {
+            c.job.warm_budget == Some(prune::WarmBudget(Some(budget)))
+        });
+    }
+
     #[test]
     fn quiet_and_verbose_of_the_wrapped_command_are_found() {
         let of = |args: &[&str]| {
