@@ -10,8 +10,10 @@ use clap::builder::Resettable;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::prune::{self, WarmLimitArg};
 use crate::term::ColorChoice;
-use crate::units::{self, Threshold};
+use crate::units::{self, DurationArg, SizeArg, Threshold, ThresholdArg};
+use crate::{guard, lease, precheck};
 
 const AFTER_HELP: &str = "\
 Commands not listed above run under the job's lease with CARGO_TARGET_DIR set to the job's dir:
@@ -78,24 +80,32 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) job_id: Option<String>,
 
-    /// An active lease whose heartbeat stopped this long ago is expired [default: 10m]
     #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_TTL", hide_env_values = true)]
+          env = "CARGO_GUARDED_TTL", hide_env_values = true,
+          help = with_default(
+              "An active lease whose heartbeat stopped this long ago is expired",
+              DurationArg(lease::DEFAULT_TTL),
+          ))]
     pub(crate) ttl: Option<Duration>,
 
     #[arg(skip)]
     pub(crate) linger: Option<Duration>,
 
-    /// Reclaim expired dirs when free space is below this size or share of the disk, as df
-    /// counts it (15% is df's 85% used) [default: 15%]
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true)]
+          env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true,
+          help = with_default(
+              "Reclaim expired dirs when free space is below this size or share of the disk, as \
+               df counts it (15% is df's 85% used)",
+              ThresholdArg(guard::DEFAULT_RECLAIM_BELOW),
+          ))]
     pub(crate) reclaim_below: Option<Threshold>,
 
-    /// Once reclaiming, keep going until free space reaches this
-    /// [default: --reclaim-below plus 5 points]
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_RECLAIM_TO", hide_env_values = true)]
+          env = "CARGO_GUARDED_RECLAIM_TO", hide_env_values = true,
+          help = with_default(
+              "Once reclaiming, keep going until free space reaches this",
+              format_args!("--reclaim-below plus {} points", guard::DEFAULT_RECLAIM_TO_POINTS),
+          ))]
     pub(crate) reclaim_to: Option<Threshold>,
 
     #[arg(skip)]
@@ -108,10 +118,13 @@ pub(crate) struct GlobalArgs {
           env = "CARGO_GUARDED_MAX_ROOT_SIZE", hide_env_values = true)]
     pub(crate) max_root_size: Option<u64>,
 
-    /// Expired dirs kept per workspace for warm reuse, even without disk pressure [default: 1]
     // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
     #[arg(long, value_name = "N", global = true, help_heading = GLOBAL, allow_negative_numbers = true,
-          value_parser = whole_number, env = "CARGO_GUARDED_KEEP_EXPIRED", hide_env_values = true)]
+          value_parser = whole_number, env = "CARGO_GUARDED_KEEP_EXPIRED", hide_env_values = true,
+          help = with_default(
+              "Expired dirs kept per workspace for warm reuse, even without disk pressure",
+              guard::DEFAULT_KEEP_EXPIRED,
+          ))]
     pub(crate) keep_expired: Option<usize>,
 
     #[arg(skip = true)]
@@ -124,7 +137,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) prune_after: Option<u64>,
 
     #[arg(skip)]
-    pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
+    pub(crate) max_warm_size: Option<prune::WarmLimit>,
 
     #[arg(skip = true)]
     pub(crate) seed: bool,
@@ -136,7 +149,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) seed_incremental: bool,
 
     #[arg(skip)]
-    pub(crate) warm_budget: Option<crate::prune::WarmBudget>,
+    pub(crate) warm_budget: Option<prune::WarmBudget>,
 
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
@@ -178,16 +191,21 @@ pub(crate) struct JobArgs {
     )]
     pub(crate) job_id: Option<String>,
 
-    /// How long a released lease stays protected so later steps of the job find their dir; `0s`
-    /// expires it at release [default: 1h]
     #[arg(long, value_name = "DURATION", value_parser = lease_duration, help_heading = JOB,
-          env = "CARGO_GUARDED_LINGER", hide_env_values = true)]
+          env = "CARGO_GUARDED_LINGER", hide_env_values = true,
+          help = with_default(
+              "How long a released lease stays protected so later steps of the job find their \
+               dir; `0s` expires it at release",
+              DurationArg(lease::DEFAULT_LINGER),
+          ))]
     pub(crate) linger: Option<Duration>,
 
-    /// Refuse to start (exit 75) when free space is still below this after reclaiming
-    /// [default: 2GiB]
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, help_heading = JOB,
-          env = "CARGO_GUARDED_MIN_FREE", hide_env_values = true)]
+          env = "CARGO_GUARDED_MIN_FREE", hide_env_values = true,
+          help = with_default(
+              "Refuse to start (exit 75) when free space is still below this after reclaiming",
+              ThresholdArg(precheck::DEFAULT_MIN_FREE),
+          ))]
     pub(crate) min_free: Option<Threshold>,
 
     /// Never adopt another job's expired dir; start cold instead (the variable: `0` not to adopt)
@@ -202,29 +220,35 @@ pub(crate) struct JobArgs {
           help_heading = JOB, env = "CARGO_GUARDED_PRUNE", hide_env_values = true)]
     pub(crate) prune: bool,
 
-    /// At adoption, prune units no job used in this many jobs [default: 3]
     #[arg(
         long,
         value_name = "K",
         help_heading = JOB,
         value_parser = jobs,
         env = "CARGO_GUARDED_PRUNE_AFTER",
-        hide_env_values = true
+        hide_env_values = true,
+        help = with_default(
+            "At adoption, prune units no job used in this many jobs",
+            prune::DEFAULT_AFTER,
+        )
     )]
     pub(crate) prune_after: Option<u64>,
 
-    /// Do not adopt warm a dir still larger than this once pruned (a size, a multiple like `3x`
-    /// of its largest size over its first --prune-after jobs, or `off`); it is emptied and the
-    /// job builds fresh [default: 3x]
     #[arg(
         long,
         value_name = "SIZE|Nx",
         help_heading = JOB,
-        value_parser = crate::prune::WarmLimit::parse,
+        value_parser = prune::WarmLimit::parse,
         env = "CARGO_GUARDED_MAX_WARM_SIZE",
-        hide_env_values = true
+        hide_env_values = true,
+        help = with_default(
+            "Do not adopt warm a dir still larger than this once pruned (a size, a multiple like \
+             `3x` of its largest size over its first --prune-after jobs, or `off`); it is emptied \
+             and the job builds fresh",
+            WarmLimitArg(prune::DEFAULT_MAX_WARM),
+        )
     )]
-    pub(crate) max_warm_size: Option<crate::prune::WarmLimit>,
+    pub(crate) max_warm_size: Option<prune::WarmLimit>,
 
     /// Never seed a new job's dir from a copy of a finished dir of its workspace when there is
     /// none to adopt; start cold instead (the variable: `0` not to seed)
@@ -232,10 +256,13 @@ pub(crate) struct JobArgs {
           help_heading = JOB, env = "CARGO_GUARDED_SEED", hide_env_values = true)]
     pub(crate) seed: bool,
 
-    /// Build fresh instead of seeding from a finished dir larger than this; a reflink clone
-    /// counts its full size too [default: 16GiB]
     #[arg(long, value_name = "SIZE", value_parser = seed_size, help_heading = JOB,
-          env = "CARGO_GUARDED_SEED_MAX_SIZE", hide_env_values = true)]
+          env = "CARGO_GUARDED_SEED_MAX_SIZE", hide_env_values = true,
+          help = with_default(
+              "Build fresh instead of seeding from a finished dir larger than this; a reflink \
+               clone counts its full size too",
+              SizeArg(lease::DEFAULT_SEED_MAX_SIZE),
+          ))]
     pub(crate) seed_max_size: Option<u64>,
 
     /// Copy cargo's incremental/ dirs into a seed too (they only speed up recompiling a changed
@@ -244,19 +271,22 @@ pub(crate) struct JobArgs {
           env = "CARGO_GUARDED_SEED_INCREMENTAL", hide_env_values = true)]
     pub(crate) seed_incremental: bool,
 
-    /// Keep a warm dir within this multiple of its working set (what the last job of each
-    /// recent command used): above it, units no recent job used go, least recently used first,
-    /// at each release and adoption; what the last job used always stays (`off`: the K rule
-    /// alone) [default: 1.3]
     #[arg(
         long,
         value_name = "FACTOR",
         help_heading = JOB,
-        value_parser = crate::prune::WarmBudget::parse,
+        value_parser = prune::WarmBudget::parse,
         env = "CARGO_GUARDED_WARM_BUDGET",
-        hide_env_values = true
+        hide_env_values = true,
+        help = with_default(
+            "Keep a warm dir within this multiple of its working set (what the last job of each \
+             recent command used): above it, units no recent job used go, least recently used \
+             first, at each release and adoption; what the last job used always stays (`off`: \
+             the K rule alone)",
+            prune::DEFAULT_BUDGET,
+        )
     )]
-    pub(crate) warm_budget: Option<crate::prune::WarmBudget>,
+    pub(crate) warm_budget: Option<prune::WarmBudget>,
 
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]
@@ -419,6 +449,14 @@ pub(crate) struct GcArgs {
     /// workspace, or its key as `status` shows it
     #[arg(long, value_name = "PATH|KEY")]
     pub(crate) workspace: Option<OsString>,
+}
+
+/// An option's help, then its default as clap would print a `default_value`'s. The options stay
+/// `Option`s, not `default_value`s: one not given must stay distinguishable, as the job's options
+/// given after a command, the top level's and their variables merge (`JobArgs::apply`), and
+/// `Config::resolve` applies the same const where none was given.
+fn with_default(help: &str, default: impl std::fmt::Display) -> String {
+    format!("{help} [default: {default}]")
 }
 
 /// `--max-root-size`.
@@ -779,6 +817,58 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let args = normalize(args.iter().map(OsString::from).collect());
         Cli::try_parse_from(args)
+    }
+
+    /// Each default `--help` states is its const's, spelled so that typing it gives the const
+    /// back. (tests/documented_defaults.rs keeps the README and action.yml equal to `--help`.)
+    #[test]
+    fn help_states_each_default_from_its_const() {
+        let cmd = Cli::command();
+        let check = |long: &str, default: String, given: &dyn Fn(&Cli) -> bool| {
+            let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long));
+            let help = arg.and_then(|a| a.get_help()).expect(long).to_string();
+            assert!(
+                help.ends_with(&format!("[default: {default}]")),
+                "--{long}: {help}"
+            );
+            let flag = format!("--{long}");
+            let cli = parse(&["cargo-guarded", &flag, &default, "build"]).expect(long);
+            assert!(given(&cli), "--{long} {default} is not the default");
+        };
+        let ttl = DurationArg(lease::DEFAULT_TTL).to_string();
+        check("ttl", ttl, &|c| c.options.ttl == Some(lease::DEFAULT_TTL));
+        let below = ThresholdArg(guard::DEFAULT_RECLAIM_BELOW).to_string();
+        check("reclaim-below", below, &|c| {
+            c.options.reclaim_below == Some(guard::DEFAULT_RECLAIM_BELOW)
+        });
+        let keep = guard::DEFAULT_KEEP_EXPIRED;
+        check("keep-expired", keep.to_string(), &|c| {
+            c.options.keep_expired == Some(keep)
+        });
+        let linger = DurationArg(lease::DEFAULT_LINGER).to_string();
+        check("linger", linger, &|c| {
+            c.job.linger == Some(lease::DEFAULT_LINGER)
+        });
+        let min_free = ThresholdArg(precheck::DEFAULT_MIN_FREE).to_string();
+        check("min-free", min_free, &|c| {
+            c.job.min_free == Some(precheck::DEFAULT_MIN_FREE)
+        });
+        let after = prune::DEFAULT_AFTER;
+        check("prune-after", after.to_string(), &|c| {
+            c.job.prune_after == Some(after)
+        });
+        let max_warm = WarmLimitArg(prune::DEFAULT_MAX_WARM).to_string();
+        check("max-warm-size", max_warm, &|c| {
+            c.job.max_warm_size == Some(prune::DEFAULT_MAX_WARM)
+        });
+        let seed = SizeArg(lease::DEFAULT_SEED_MAX_SIZE).to_string();
+        check("seed-max-size", seed, &|c| {
+            c.job.seed_max_size == Some(lease::DEFAULT_SEED_MAX_SIZE)
+        });
+        let budget = prune::DEFAULT_BUDGET;
+        check("warm-budget", budget.to_string(), &|c| {
+            c.job.warm_budget == Some(prune::WarmBudget(Some(budget)))
+        });
     }
 
     #[test]

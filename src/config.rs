@@ -10,8 +10,9 @@ use anyhow::{Context, Result, bail};
 use crate::cli::GlobalArgs;
 use crate::guard;
 use crate::job_id;
-use crate::lease::Owner;
+use crate::lease::{self, Owner};
 use crate::llvm;
+use crate::precheck;
 use crate::term::{self, ColorChoice, Verbosity};
 use crate::units::Threshold;
 use crate::workspace;
@@ -123,30 +124,28 @@ impl Config {
             }
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
-        let ttl = g.ttl.unwrap_or(Duration::from_secs(600));
+        let ttl = g.ttl.unwrap_or(lease::DEFAULT_TTL);
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
             job_id,
             ttl,
-            linger: g.linger.unwrap_or(Duration::from_secs(3600)),
+            linger: g.linger.unwrap_or(lease::DEFAULT_LINGER),
             guard: guard::Policy {
-                reclaim_below: g.reclaim_below.unwrap_or(Threshold::Percent(15.0)),
+                reclaim_below: g.reclaim_below.unwrap_or(guard::DEFAULT_RECLAIM_BELOW),
                 reclaim_to: g.reclaim_to,
-                keep_expired: g.keep_expired.unwrap_or(1),
+                keep_expired: g.keep_expired.unwrap_or(guard::DEFAULT_KEEP_EXPIRED),
                 max_root_size: g.max_root_size,
-                unfinished_age: ttl.min(Duration::from_secs(60)),
+                unfinished_age: guard::unfinished_age(ttl),
             },
-            min_free: g.min_free.unwrap_or(Threshold::Bytes(2 << 30)),
+            min_free: g.min_free.unwrap_or(precheck::DEFAULT_MIN_FREE),
             adopt: g.adopt,
             seed: g.seed,
-            seed_max_size: g.seed_max_size.unwrap_or(16 << 30),
+            seed_max_size: g.seed_max_size.unwrap_or(lease::DEFAULT_SEED_MAX_SIZE),
             seed_incremental: g.seed_incremental,
             prune: crate::prune::Settings {
                 enabled: g.prune,
-                after: g.prune_after.unwrap_or(3),
-                max_warm: g
-                    .max_warm_size
-                    .unwrap_or(crate::prune::WarmLimit::Times(3.0)),
+                after: g.prune_after.unwrap_or(crate::prune::DEFAULT_AFTER),
+                max_warm: g.max_warm_size.unwrap_or(crate::prune::DEFAULT_MAX_WARM),
                 budget: g
                     .warm_budget
                     .map_or(Some(crate::prune::DEFAULT_BUDGET), |b| b.0),

@@ -28,6 +28,28 @@ use crate::units::{Bytes, Short, Threshold};
 /// How long `gc` waits for another sweep of the same root before giving up on this one.
 pub(crate) const GUARD_WAIT: Duration = Duration::from_secs(60);
 
+/// `--reclaim-below`'s default: reclaim expired dirs when free space is below 15% of the disk
+/// (df's 85% used).
+pub(crate) const DEFAULT_RECLAIM_BELOW: Threshold = Threshold::Percent(15.0);
+/// `--reclaim-to`'s default is `--reclaim-below` raised by this many percentage points: a sweep
+/// that starts under pressure leaves some headroom instead of stopping just above the line.
+pub(crate) const DEFAULT_RECLAIM_TO_POINTS: f64 = 5.0;
+/// `--keep-expired`'s default: the newest expired dir of each workspace stays for the next job
+/// to adopt warm, even without disk pressure.
+pub(crate) const DEFAULT_KEEP_EXPIRED: usize = 1;
+/// The longest an unlocked `.new-*` dir is given to take its lock before it counts as abandoned
+/// (`unfinished_age`).
+const UNFINISHED_AGE_MAX: Duration = Duration::from_secs(60);
+
+/// How old an unlocked `.new-*` dir must be for the guard to take it for abandoned (its creator
+/// died between `mkdir` and its lock: docs/protocol.md#claim-the-guard): `min(ttl, 60s)`. A
+/// creator locks its dir within milliseconds; a minute covers one that is stopped or swapping,
+/// and a creator that outlasts it starts over (docs/protocol.md#acquire). A short TTL shortens
+/// it too, as it shortens every other wait for a dead job.
+pub(crate) fn unfinished_age(ttl: Duration) -> Duration {
+    ttl.min(UNFINISHED_AGE_MAX)
+}
+
 /// The guard's settings as given (thresholds that may be shares of the disk), before a
 /// filesystem's size turns them into a [`Sweep`]: resolved once in `Config`, read by `gc`, the
 /// precheck, a seed's room and `doctor` alike.
@@ -35,13 +57,13 @@ pub(crate) const GUARD_WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct Policy {
     /// Reclaim when free space is below this…
     pub(crate) reclaim_below: Threshold,
-    /// …until it reaches this (`None`: `reclaim_below` plus 5 points).
+    /// …until it reaches this (`None`: `reclaim_below` plus [`DEFAULT_RECLAIM_TO_POINTS`]).
     pub(crate) reclaim_to: Option<Threshold>,
     /// Expired dirs kept per workspace for warm reuse.
     pub(crate) keep_expired: usize,
     /// `--max-root-size`: the root's cap in bytes, if any.
     pub(crate) max_root_size: Option<u64>,
-    /// An unlocked `.new-*` dir older than this is abandoned (see [`Sweep::unfinished_age`]).
+    /// An unlocked `.new-*` dir older than this is abandoned ([`unfinished_age`]).
     pub(crate) unfinished_age: Duration,
 }
 
@@ -51,7 +73,9 @@ impl Policy {
         let reclaim_below = self.reclaim_below.bytes(total);
         let reclaim_to = match self.reclaim_to {
             Some(t) => t.bytes(total),
-            None => self.reclaim_below.plus_points(5.0, total),
+            None => self
+                .reclaim_below
+                .plus_points(DEFAULT_RECLAIM_TO_POINTS, total),
         }
         .max(reclaim_below);
         Sweep {

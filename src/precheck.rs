@@ -11,6 +11,10 @@ use crate::lease::{self, Root, Verdict};
 use crate::locks::LockTrust;
 use crate::units::Threshold;
 
+/// `--min-free`'s default: with less free space than this after reclaiming, a job refuses to
+/// start (exit 75) instead of failing mid-build.
+pub(crate) const DEFAULT_MIN_FREE: Threshold = Threshold::Bytes(2 << 30);
+
 /// What the precheck needs to know.
 pub(crate) struct Limits<'a> {
     /// The guard's settings, turned into a sweep for the root's filesystem.

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
+use crate::guard;
 use crate::lease::{self, Held, Origin, Request, Root, Session, State, TARGET};
 use crate::llvm;
 use crate::locks::{self, LockTrust};
@@ -476,20 +477,7 @@ fn acquire_and_check(
         job_name: &cfg.job_name,
     };
     // Reclaim before writing anything: on a full disk, the lease itself could not be written.
-    let working = term::Activity::start_after(
-        std::time::Duration::from_secs(1),
-        "Checking",
-        format_args!("free space on {} (reclaiming if low)", root.path.display()),
-    );
-    let before = precheck::before_lease(&root, &limits, interrupted);
-    drop(working);
-    let before = before?;
-    if let Some(report) = &before {
-        out.report(&Event::Swept {
-            root: &root,
-            report,
-        });
-    }
+    let before = sweep_before_lease(&root, &limits, interrupted, out)?;
     let command_line = command.join(" ");
     // From here on the session renews the lease (through a long sweep too) and releases it on
     // every way out of this function but the last.
@@ -546,6 +534,28 @@ fn acquire_and_check(
         pid: std::process::id(),
     };
     Ok((session, lease_env))
+}
+
+/// The precheck's first step, with a spinner when it takes a while: reclaim if free space is
+/// low, before the lease is written.
+fn sweep_before_lease(
+    root: &Root,
+    limits: &precheck::Limits,
+    interrupted: &dyn Fn() -> Result<()>,
+    out: &mut dyn Reporter,
+) -> Result<Option<guard::Report>> {
+    let working = term::Activity::start_after(
+        std::time::Duration::from_secs(1),
+        "Checking",
+        format_args!("free space on {} (reclaiming if low)", root.path.display()),
+    );
+    let before = precheck::before_lease(root, limits, interrupted);
+    drop(working);
+    let before = before?;
+    if let Some(report) = &before {
+        out.report(&Event::Swept { root, report });
+    }
+    Ok(before)
 }
 
 /// Prune a dir the job just adopted, under the adopter's lock: the previous job is over and no

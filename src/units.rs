@@ -107,6 +107,54 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// A duration as an option takes it (`10m`, `1h`, `1m 30s`; humantime's spelling, which
+/// `parse_duration` reads back): how help texts and the README state a default.
+pub(crate) struct DurationArg(pub(crate) Duration);
+
+impl fmt::Display for DurationArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A size as an option takes it: in the largest binary unit that holds it whole, with no space
+/// (`2GiB`, `16GiB`, `1536KiB`, `0`), which `parse_size` reads back. `Bytes` rounds (`2.0 GiB`)
+/// and speaks to a reader; this is what one types.
+pub(crate) struct SizeArg(pub(crate) u64);
+
+impl fmt::Display for SizeArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u32); 6] = [
+            ("EiB", 60),
+            ("PiB", 50),
+            ("TiB", 40),
+            ("GiB", 30),
+            ("MiB", 20),
+            ("KiB", 10),
+        ];
+        let b = self.0;
+        if b == 0 {
+            return f.write_str("0");
+        }
+        match UNITS.iter().find(|(_, shift)| b.trailing_zeros() >= *shift) {
+            Some((unit, shift)) => write!(f, "{}{unit}", b >> shift),
+            None => write!(f, "{b}B"),
+        }
+    }
+}
+
+/// A threshold as an option takes it: `15%`, `2GiB`.
+pub(crate) struct ThresholdArg(pub(crate) Threshold);
+
+impl fmt::Display for ThresholdArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Threshold::Bytes(b) => write!(f, "{}", SizeArg(b)),
+            Threshold::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 /// A duration in its largest whole unit (`4s`, `12m`, `2h`, `3d`), for "renewed 4s ago".
 pub(crate) struct Short(pub(crate) Duration);
 
@@ -174,6 +222,34 @@ mod tests {
                 .unwrap_err()
                 .contains("ten minutes")
         );
+    }
+
+    /// What help texts print as a default is what the option reads back.
+    #[test]
+    fn defaults_are_spelled_as_typed() {
+        for (d, spelled) in [(600, "10m"), (3600, "1h"), (90, "1m 30s"), (0, "0s")] {
+            let d = Duration::from_secs(d);
+            assert_eq!(DurationArg(d).to_string(), spelled);
+            assert_eq!(parse_duration(spelled).unwrap(), d);
+        }
+        for (b, spelled) in [
+            (2 << 30, "2GiB"),
+            (16 << 30, "16GiB"),
+            (1536 << 10, "1536KiB"),
+            (1000, "1000B"),
+            (0, "0"),
+        ] {
+            assert_eq!(SizeArg(b).to_string(), spelled);
+            assert_eq!(parse_size(spelled, "").unwrap(), b);
+        }
+        for t in [
+            Threshold::Percent(15.0),
+            Threshold::Percent(2.5),
+            Threshold::Bytes(2 << 30),
+        ] {
+            assert_eq!(Threshold::parse(&ThresholdArg(t).to_string()).unwrap(), t);
+        }
+        assert_eq!(ThresholdArg(Threshold::Percent(15.0)).to_string(), "15%");
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
 pub(crate) use request::{Origin, Request};
 pub(crate) use root::{Root, Skip};
-pub(crate) use seed::{Seeding, describe as seed_words};
+pub(crate) use seed::{DEFAULT_SEED_MAX_SIZE, Seeding, describe as seed_words};
 pub(crate) use session::Session;
 
 /// Version of `lease.json`'s schema. A guard keeps (never deletes) a lease of any other version.
@@ -78,6 +78,14 @@ pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";
 /// Longer is a typo (`20000y`), and it keeps `now + ttl` far from `SystemTime`'s limits and
 /// inside the years RFC 3339 can print (up to 9999), so every lease we write can be read back.
 pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// `--ttl`'s default: an active lease whose heartbeat stopped this long ago is expired. The
+/// heartbeat renews it every `ttl/5`, at most every 60 s (`record::heartbeat_interval`), so
+/// several missed beats stay inside it.
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
+/// `--linger`'s default: how long a released lease stays protected, so that the job's later
+/// steps find their dir (docs/protocol.md#release).
+pub(crate) const DEFAULT_LINGER: Duration = Duration::from_secs(60 * 60);
 
 /// The size a lease records and pruning measures: the job dir's `target/` plus its `build/`,
 /// together each inode once (cargo hard-links outputs between them), within `deadline`.

@@ -159,7 +159,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Lease, String> {
 /// what `classify` adds at most: the TTL twice (heartbeat plus the untrusted-locks margin).
 fn check_range(lease: &Lease) -> Result<(), String> {
     let ttl = lease.ttl();
-    let margin = ttl.max(Duration::from_secs(60));
+    let margin = untrusted_margin(ttl);
     let out = |what: &str| Err(format!("lease out of range ({what})"));
     if lease.ttl_secs > MAX_LEASE_DURATION.as_secs() {
         return out(&format!("ttl_secs {}", lease.ttl_secs));
@@ -225,7 +225,7 @@ pub(crate) fn classify(lease: &Lease, now: &Now, trust: LockTrust) -> Verdict {
     let now = now.judging(lease);
     let margin = match trust {
         LockTrust::Trusted => Duration::ZERO,
-        LockTrust::Untrusted(_) => lease.ttl().max(Duration::from_secs(60)),
+        LockTrust::Untrusted(_) => untrusted_margin(lease.ttl()),
     };
     let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
     // `parse` rejected leases whose times overflow; should one get here anyway, it stays
@@ -270,6 +270,19 @@ impl Verdict {
             Err(keep) => keep.detail().to_string(),
         }
     }
+}
+
+/// The shortest `untrusted_margin`.
+const MIN_UNTRUSTED_MARGIN: Duration = Duration::from_secs(60);
+
+/// Where locks cannot be trusted (docs/protocol.md#lock-trust), the further staleness a lease
+/// needs to count as expired: `max(ttl, 60s)`, used by `classify` and bounded by `check_range`.
+/// The lease is then the only signal, so a further TTL covers a heartbeat that is slow rather
+/// than stopped; the 60 s floor keeps a short TTL (`--ttl 5s`) from shrinking that margin to
+/// seconds, where the lease is often read from another host (NFS, CIFS) whose clock and view
+/// of the file can lag by more.
+fn untrusted_margin(ttl: Duration) -> Duration {
+    ttl.max(MIN_UNTRUSTED_MARGIN)
 }
 
 /// The heartbeat interval for a TTL: often enough that a few missed beats stay inside the TTL.

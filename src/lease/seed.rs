@@ -44,6 +44,10 @@ pub(super) fn no_seed_in_flight(dir: &File) -> Option<File> {
     Some(lock)
 }
 
+/// `--seed-max-size`'s default, in bytes: a larger finished dir is not copied, the job builds
+/// fresh (a reflink clone counts its full size too).
+pub(crate) const DEFAULT_SEED_MAX_SIZE: u64 = 16 << 30;
+
 /// What a job may seed with, decided by the caller once (`--no-seed`, the size cap, the room).
 pub(crate) struct Seeding<'a> {
     /// Seeds larger than this are not taken (`--seed-max-size`).

@@ -97,6 +97,20 @@ impl fmt::Display for WarmLimit {
     }
 }
 
+/// A `--max-warm-size` as the option takes it (`3x`, `2GiB`, `off`), for help texts; `WarmLimit`'s
+/// own `Display` speaks to a reader (`3x its largest size over its first jobs`).
+pub(crate) struct WarmLimitArg(pub(crate) WarmLimit);
+
+impl fmt::Display for WarmLimitArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            WarmLimit::Bytes(b) => write!(f, "{}", units::SizeArg(b)),
+            WarmLimit::Times(x) => write!(f, "{x}x"),
+            WarmLimit::Off => f.write_str("off"),
+        }
+    }
+}
+
 /// What `--no-prune`, `--prune-after` and `--max-warm-size` resolved to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -108,7 +122,17 @@ pub(crate) struct Settings {
     pub(crate) budget: Option<f64>,
 }
 
-/// The default of `--warm-budget`.
+/// `--prune-after`'s default K: a unit no job of the dir used in the last K jobs is dead (the K
+/// rule).
+pub(crate) const DEFAULT_AFTER: u64 = 3;
+
+/// `--max-warm-size`'s default: an adopted dir still over three times its largest size at its
+/// first K adoptions (what a fresh build of each job shape takes) is emptied.
+pub(crate) const DEFAULT_MAX_WARM: WarmLimit = WarmLimit::Times(3.0);
+
+/// `--warm-budget`'s default: a warm dir is kept within 1.3 times its working set (without a
+/// budget, fd's v10.0.0..v10.3.0 history reached 1.95x a fresh build: README.md, "A size
+/// budget, after every job").
 pub(crate) const DEFAULT_BUDGET: f64 = 1.3;
 
 /// `--warm-budget`: a factor of at least 1 (`Some`), or `off` (`None`). A newtype, as clap
