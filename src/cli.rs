@@ -11,8 +11,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::prune::{self, WarmLimitArg};
+use crate::quantity::{self, DurationArg, SizeArg, Threshold, ThresholdArg};
 use crate::term::ColorChoice;
-use crate::units::{self, DurationArg, SizeArg, Threshold, ThresholdArg};
 use crate::{guard, lease, precheck};
 
 const AFTER_HELP: &str = "\
@@ -290,7 +290,7 @@ pub(crate) struct JobArgs {
 
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, help_heading = JOB,
+    #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration, help_heading = JOB,
           env = "CARGO_GUARDED_WAIT", hide_env_values = true)]
     pub(crate) wait: Option<Duration>,
 }
@@ -442,7 +442,7 @@ pub(crate) struct GcArgs {
     #[arg(long)]
     pub(crate) hook: bool,
     /// Start no new deletion after this long
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration)]
     pub(crate) max_time: Option<Duration>,
     /// Reclaim only this workspace's dirs, every expired and every lingering one (a clean
     /// slate, or a deleted project); live ones are reported and never touched. A path to the
@@ -461,18 +461,18 @@ fn with_default(help: &str, default: impl std::fmt::Display) -> String {
 
 /// `--max-root-size`.
 fn root_size(s: &str) -> Result<u64, String> {
-    units::parse_size(s, "`200GiB`, `500MB`")
+    quantity::parse_size(s, "`200GiB`, `500MB`")
 }
 
 /// `--ttl` and `--linger`: at most `lease::MAX_LEASE_DURATION` (10 years; see there why).
 pub(crate) fn lease_duration(s: &str) -> Result<Duration, String> {
-    units::parse_duration_at_most(s, crate::lease::MAX_LEASE_DURATION)
+    quantity::parse_duration_at_most(s, crate::lease::MAX_LEASE_DURATION)
 }
 
 /// `--keep-expired`.
 /// A size with its unit (`--seed-max-size`).
 fn seed_size(s: &str) -> Result<u64, String> {
-    units::parse_size(s, "`16GiB` or `500MB`")
+    quantity::parse_size(s, "`16GiB` or `500MB`")
 }
 
 fn whole_number(s: &str) -> Result<usize, String> {

@@ -91,11 +91,11 @@ pub(crate) enum Stop {
 impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Stop::TooBig(max) => write!(f, "larger than {}", crate::units::Bytes(*max)),
+            Stop::TooBig(max) => write!(f, "larger than {}", crate::quantity::Bytes(*max)),
             Stop::NoRoom(max) => write!(
                 f,
                 "copying it would write more than the {} the disk can spare",
-                crate::units::Bytes(*max)
+                crate::quantity::Bytes(*max)
             ),
             Stop::Io(path, e) => write!(f, "failed to copy {}: {e}", path.display()),
         }

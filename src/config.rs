@@ -13,8 +13,8 @@ use crate::job_id;
 use crate::lease::{self, Owner};
 use crate::llvm;
 use crate::precheck;
+use crate::quantity::Threshold;
 use crate::term::{self, ColorChoice, Verbosity};
-use crate::units::Threshold;
 use crate::workspace;
 
 #[derive(Debug)]

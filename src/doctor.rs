@@ -14,8 +14,8 @@ use crate::guard;
 use crate::lease::Root;
 use crate::llvm::{self, Missing, Source};
 use crate::locks::{self, LockTrust};
+use crate::quantity::{Bytes, Threshold};
 use crate::rustc::Rustc;
-use crate::units::{Bytes, Threshold};
 
 /// What `doctor` checks, from the configuration.
 pub(crate) struct Inputs<'a> {

@@ -22,8 +22,8 @@ use crate::fault;
 use crate::fs::{self, Space};
 use crate::lease::{self, Claim, GUARD_LOCK, Keep, KeepKind, Lease, NEW_PREFIX, Root, TRASH};
 use crate::locks::LockTrust;
+use crate::quantity::{Bytes, RoundDuration, Threshold};
 use crate::term;
-use crate::units::{Bytes, Short, Threshold};
 
 /// How long `gc` waits for another sweep of the same root before giving up on this one.
 pub(crate) const GUARD_WAIT: Duration = Duration::from_secs(60);
@@ -378,7 +378,7 @@ pub(crate) fn sweep_with(
                 report.errors.push(format!(
                     "another sweep held {} for {}; skipped this sweep",
                     root.join(GUARD_LOCK).display(),
-                    Short(opts.turn_wait)
+                    RoundDuration(opts.turn_wait)
                 ));
                 return Ok(report);
             }
@@ -744,7 +744,7 @@ fn take_turn(
                         "Waiting",
                         format_args!(
                             "up to {} for another sweep of {} ({})",
-                            Short(wait),
+                            RoundDuration(wait),
                             root.path.display(),
                             GUARD_LOCK
                         ),

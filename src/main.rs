@@ -28,12 +28,12 @@ mod locks;
 mod precheck;
 mod process;
 mod prune;
+mod quantity;
 mod report;
 mod run;
 mod rustc;
 mod status;
 mod term;
-mod units;
 mod workspace;
 
 use std::process::ExitCode;

@@ -9,7 +9,7 @@ use crate::fs::Space;
 use crate::guard::{self, Report};
 use crate::lease::{self, Root, Verdict};
 use crate::locks::LockTrust;
-use crate::units::Threshold;
+use crate::quantity::Threshold;
 
 /// `--min-free`'s default: with less free space than this after reclaiming, a job refuses to
 /// start (exit 75) instead of failing mid-build.

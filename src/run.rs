@@ -18,10 +18,10 @@ use crate::locks::{self, LockTrust};
 use crate::precheck::{self, Checked};
 use crate::process::{self, Interrupts, ProcessBuilder};
 use crate::prune::{self, Moment, Pruned};
+use crate::quantity::RoundDuration;
 use crate::report::github;
 use crate::report::{Event, Reporter};
 use crate::term;
-use crate::units::Short;
 use crate::workspace;
 
 /// What runs under the lease.
@@ -270,7 +270,7 @@ pub(crate) fn env(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResul
              the script with `cargo guarded exec -- SCRIPT` (or `exec -- \"$SHELL\"` for an \
              interactive shell)",
             path.display(),
-            Short(cfg.linger)
+            RoundDuration(cfg.linger)
         ));
     }
     term::out(&text).context("failed to write to stdout")?;

@@ -296,7 +296,7 @@ fn still_going(
             verb,
             format_args!(
                 "{msg} (still going after {})",
-                crate::units::Short(started.elapsed())
+                crate::quantity::RoundDuration(started.elapsed())
             ),
         );
     }

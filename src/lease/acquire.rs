@@ -12,8 +12,8 @@ use rustix::fs::Mode;
 use rustix::io::Errno;
 
 use crate::fs;
+use crate::quantity::RoundDuration;
 use crate::term;
-use crate::units::Short;
 use crate::workspace::WorkspaceKey;
 
 use super::adopt::{AdoptOutcome, Candidate, scan_for_new_job};
@@ -81,7 +81,7 @@ impl std::fmt::Display for WaitTimedOut {
         write!(
             f,
             "gave up after {} waiting for the lease on {}; another run of job `{}` holds it",
-            Short(self.waited),
+            RoundDuration(self.waited),
             self.path,
             self.job_id
         )
@@ -111,7 +111,7 @@ fn wait_for_lock(
         match dir.try_lock() {
             Ok(()) => {
                 if let Some(w) = waiting.activity.take() {
-                    let waited = Short(w.elapsed());
+                    let waited = RoundDuration(w.elapsed());
                     w.finish(
                         "Acquired",
                         format_args!("the lease on {} after {waited}", path.display()),
@@ -137,7 +137,7 @@ fn wait_for_lock(
                     );
                     // What the user can do: stop it, or bound it.
                     let hint = match req.wait {
-                        Some(w) => format!("Ctrl-C stops; gives up after {}", Short(w)),
+                        Some(w) => format!("Ctrl-C stops; gives up after {}", RoundDuration(w)),
                         None => "Ctrl-C stops; --wait bounds the wait".to_owned(),
                     };
                     waiting.activity = Some(term::Activity::start(

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use super::{Lease, Skip, TRASH, Verdict};
-use crate::units::Short;
+use crate::quantity::RoundDuration;
 
 /// What the lease protocol says against reclaiming a dir.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,10 +101,10 @@ impl fmt::Display for Detail<'_> {
             } => write!(
                 f,
                 "lease held by {holder}, renewed {} ago",
-                Short(*renewed_ago)
+                RoundDuration(*renewed_ago)
             ),
             Keep::Lingering { expires_in } => {
-                write!(f, "released, expires in {}", Short(*expires_in))
+                write!(f, "released, expires in {}", RoundDuration(*expires_in))
             }
             Keep::NotMoved(e) => write!(f, "could not move into {TRASH}/ ({e})"),
             Keep::Seeding => write!(f, "expired, but a new job is copying a seed from it"),

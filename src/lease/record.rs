@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs;
 use crate::locks::LockTrust;
-use crate::units::Bytes;
+use crate::quantity::Bytes;
 use crate::workspace::WorkspaceKey;
 
 use super::clock::Now;

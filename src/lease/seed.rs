@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crate::clone::{self, Copied, Stop};
 use crate::fs;
 use crate::locks::LockTrust;
+use crate::quantity::Bytes;
 use crate::term;
-use crate::units::Bytes;
 
 use super::probe::{Holder, TREE_LOCK, probe};
 use super::record::{Lease, read};

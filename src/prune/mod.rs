@@ -35,7 +35,7 @@ use rustix::fs::{AtFlags, FileType, Mode};
 
 use crate::fs;
 use crate::lease::{BUILD_DIR, TARGET};
-use crate::units::{self, Bytes};
+use crate::quantity::{self, Bytes};
 
 mod atime;
 mod budget;
@@ -74,7 +74,7 @@ impl WarmLimit {
                 )),
             };
         }
-        units::parse_size(t, "`3x`, `2GiB`, `500MB` or `off`").map(WarmLimit::Bytes)
+        quantity::parse_size(t, "`3x`, `2GiB`, `500MB` or `off`").map(WarmLimit::Bytes)
     }
 
     /// The limit in bytes for a dir whose first jobs left at most `base` bytes.
@@ -104,7 +104,7 @@ pub(crate) struct WarmLimitArg(pub(crate) WarmLimit);
 impl fmt::Display for WarmLimitArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            WarmLimit::Bytes(b) => write!(f, "{}", units::SizeArg(b)),
+            WarmLimit::Bytes(b) => write!(f, "{}", quantity::SizeArg(b)),
             WarmLimit::Times(x) => write!(f, "{x}x"),
             WarmLimit::Off => f.write_str("off"),
         }

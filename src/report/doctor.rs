@@ -10,7 +10,7 @@ use crate::doctor::{Installed, Report, RootReport};
 use crate::fs::fs_kind;
 use crate::llvm::Source;
 use crate::locks::LockTrust;
-use crate::units::Bytes;
+use crate::quantity::Bytes;
 
 /// A fact's label, padded so the values line up.
 fn label(l: &str) -> String {

@@ -20,8 +20,8 @@ use crate::guard::{Kept, Removed, Report};
 use crate::lease::{Held, KeepKind, Origin, Root, TARGET};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
+use crate::quantity::{Bytes, RoundDuration};
 use crate::term;
-use crate::units::{Bytes, Short};
 
 /// The GitHub Actions reporter: the runner's files for this step, and the repository whose jobs
 /// a summary may name. `main` adds it to the reporters only inside GitHub Actions.
@@ -461,7 +461,7 @@ fn removed_rows(md: &mut String, r: &Report, repo: Option<&str>) {
                     "| `{}` | {} | {} ago |",
                     code(job_id),
                     Bytes(*bytes),
-                    Short(*expired_for)
+                    RoundDuration(*expired_for)
                 );
             }
         }

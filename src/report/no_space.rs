@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::precheck::{Group, NoSpace};
-use crate::units::{Bytes, Short};
+use crate::quantity::{Bytes, RoundDuration};
 
 impl fmt::Display for NoSpace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -64,7 +64,7 @@ pub(crate) fn holding(n: &NoSpace, name_live: bool) -> String {
     if h.lingering.dirs > 0 {
         let first = h
             .first_expiry
-            .map(|d| format!(", the first in {}", Short(d)))
+            .map(|d| format!(", the first in {}", RoundDuration(d)))
             .unwrap_or_default();
         parts.push(format!(
             "{} lingering (released; they expire after --linger{first}, then `cargo guarded gc` \

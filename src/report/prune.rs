@@ -6,8 +6,8 @@
 use anyhow::Result;
 
 use crate::prune::{BudgetState, Outcome, Pruned, Settings, WarmLimit};
+use crate::quantity::Bytes;
 use crate::term;
-use crate::units::Bytes;
 
 /// Say what pruning the dir adopted from `from` did (a failure is a warning, never the job's
 /// end).

@@ -7,9 +7,9 @@ use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use serde::ser::Serializer;
 
+use crate::quantity::{Bytes, RoundDuration};
 use crate::status::{Entry, LeaseState, Status, Tally};
 use crate::term;
-use crate::units::{Bytes, Short};
 
 /// Lease strings (job id, runner, workspace, note) are someone else's data: escaped, so a
 /// newline in one cannot start a line of its own.
@@ -88,7 +88,7 @@ fn row(e: &Entry, now: SystemTime) -> [String; 10] {
     let ago = |t: Option<SystemTime>| {
         t.map_or_else(
             || "-".to_owned(),
-            |t| Short(now.duration_since(t).unwrap_or_default()).to_string(),
+            |t| RoundDuration(now.duration_since(t).unwrap_or_default()).to_string(),
         )
     };
     let holder = match (&e.host, e.pid) {
@@ -97,7 +97,7 @@ fn row(e: &Entry, now: SystemTime) -> [String; 10] {
     };
     let expires = match e.expires_at {
         Some(t) if matches!(e.state, LeaseState::Released | LeaseState::Gone) => {
-            Short(t.duration_since(now).unwrap_or(Duration::ZERO)).to_string()
+            RoundDuration(t.duration_since(now).unwrap_or(Duration::ZERO)).to_string()
         }
         _ => "-".to_owned(),
     };
@@ -153,7 +153,7 @@ fn note(e: &Entry, now: SystemTime) -> Option<String> {
         let at = e.expires_at?;
         return Some(format!(
             "holder gone; reclaimable in {}",
-            Short(at.duration_since(now).unwrap_or(Duration::ZERO))
+            RoundDuration(at.duration_since(now).unwrap_or(Duration::ZERO))
         ));
     }
     e.orphans.then(|| {

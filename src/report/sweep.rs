@@ -7,8 +7,8 @@ use serde::ser::Serializer;
 use super::github;
 use crate::guard::{Kept, Removed, Report, RootCap};
 use crate::lease::{KeepKind, Root};
+use crate::quantity::{Bytes, RoundDuration};
 use crate::term::{self, Verbosity};
-use crate::units::{Bytes, Short};
 
 /// How much of a report to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +172,7 @@ fn removed_line(r: &Removed) -> String {
         };
         format!(
             "{name} (expired {} ago, {}{why})",
-            Short(ago),
+            RoundDuration(ago),
             Bytes(r.bytes())
         )
     }

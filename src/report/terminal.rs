@@ -8,8 +8,8 @@ use super::event::{Event, Reporter};
 use super::sweep::Style;
 use crate::lease::{self, Held, Origin};
 use crate::prune::Moment;
+use crate::quantity::{Bytes, RoundDuration};
 use crate::term;
-use crate::units::{Bytes, Short};
 
 /// Says events on stderr, at the verbosity `term` was set up with.
 pub(crate) struct Terminal {
@@ -91,7 +91,7 @@ fn announce(held: &Held, origin: &Origin, adopt: bool, seed: bool) {
             format_args!(
                 "{from} (warm, {}, last used {} ago) as {}",
                 size.map_or_else(|| "size unknown".into(), |s| Bytes(s).to_string()),
-                Short(
+                RoundDuration(
                     SystemTime::now()
                         .duration_since(*last_used)
                         .unwrap_or_default()

@@ -1,4 +1,5 @@
-//! Parsing and printing of durations, sizes and free-space thresholds.
+//! Quantities: durations, sizes and free-space thresholds, parsed and printed (not cargo's build
+//! *units*, which are `prune/`'s concern).
 //!
 //! Pure functions: the CLI and the environment both parse through here, so `--ttl 10m` and
 //! `CARGO_GUARDED_TTL=10m` accept exactly the same spellings.
@@ -156,9 +157,9 @@ impl fmt::Display for ThresholdArg {
 }
 
 /// A duration in its largest whole unit (`4s`, `12m`, `2h`, `3d`), for "renewed 4s ago".
-pub(crate) struct Short(pub(crate) Duration);
+pub(crate) struct RoundDuration(pub(crate) Duration);
 
-impl fmt::Display for Short {
+impl fmt::Display for RoundDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0.as_secs();
         match s {
@@ -254,8 +255,11 @@ mod tests {
 
     #[test]
     fn short_durations() {
-        assert_eq!(Short(Duration::from_secs(4)).to_string(), "4s");
-        assert_eq!(Short(Duration::from_secs(7300)).to_string(), "2h");
-        assert_eq!(Short(Duration::from_secs(86_400 * 3)).to_string(), "3d");
+        assert_eq!(RoundDuration(Duration::from_secs(4)).to_string(), "4s");
+        assert_eq!(RoundDuration(Duration::from_secs(7300)).to_string(), "2h");
+        assert_eq!(
+            RoundDuration(Duration::from_secs(86_400 * 3)).to_string(),
+            "3d"
+        );
     }
 }
