@@ -20,7 +20,7 @@ use rustix::fs::AtFlags;
 
 use crate::fault;
 use crate::fs::{self, Space};
-use crate::lease::{self, Claim, GUARD_LOCK, Keep, KeepKind, Lease, NEW_PREFIX, Root, TRASH};
+use crate::lease::{self, Claim, GUARD_LOCK, Lease, NEW_PREFIX, Protected, Root, TRASH, Tally};
 use crate::locks::LockTrust;
 use crate::quantity::{Bytes, RoundDuration, Threshold};
 use crate::term;
@@ -169,9 +169,9 @@ impl Removed {
 
 /// Why a sweep left a dir where it is.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Reason {
+pub(crate) enum WhyKept {
     /// What the lease protocol says (live, lingering, unreadable, skipped, …).
-    Lease(Keep),
+    Lease(Protected),
     /// The running job's own dir, which it is about to resume.
     OwnDir,
     /// Expired, but among the `--keep-expired` most recently used of its workspace.
@@ -188,40 +188,40 @@ pub(crate) enum Reason {
     },
 }
 
-impl Reason {
-    pub(crate) fn kind(&self) -> KeepKind {
+impl WhyKept {
+    pub(crate) fn kind(&self) -> Tally {
         match self {
-            Reason::Lease(keep) => keep.kind(),
-            Reason::OwnDir => KeepKind::Live,
-            Reason::Warm { .. }
-            | Reason::TargetReached
-            | Reason::MaxTime
-            | Reason::PartlyDeleted { .. } => KeepKind::Expired,
+            WhyKept::Lease(keep) => keep.kind(),
+            WhyKept::OwnDir => Tally::Live,
+            WhyKept::Warm { .. }
+            | WhyKept::TargetReached
+            | WhyKept::MaxTime
+            | WhyKept::PartlyDeleted { .. } => Tally::Expired,
         }
     }
 
     /// The reason without its leading `kept: `, as it follows a dir's name: `Kept x (…)`.
-    pub(crate) fn detail(&self) -> ReasonDetail<'_> {
-        ReasonDetail(self)
+    pub(crate) fn detail(&self) -> WhyKeptDetail<'_> {
+        WhyKeptDetail(self)
     }
 }
 
-/// See [`Reason::detail`].
-pub(crate) struct ReasonDetail<'a>(&'a Reason);
+/// See [`WhyKept::detail`].
+pub(crate) struct WhyKeptDetail<'a>(&'a WhyKept);
 
-impl fmt::Display for ReasonDetail<'_> {
+impl fmt::Display for WhyKeptDetail<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Reason::Lease(keep) => write!(f, "{}", keep.detail()),
-            Reason::OwnDir => write!(f, "the running job's own dir"),
-            Reason::Warm { keep_expired } => {
+            WhyKept::Lease(keep) => write!(f, "{}", keep.detail()),
+            WhyKept::OwnDir => write!(f, "the running job's own dir"),
+            WhyKept::Warm { keep_expired } => {
                 write!(f, "expired, warm for reuse: --keep-expired {keep_expired}")
             }
-            Reason::TargetReached => {
+            WhyKept::TargetReached => {
                 write!(f, "expired, but free space already reached the target")
             }
-            Reason::MaxTime => write!(f, "expired, but --max-time was reached"),
-            Reason::PartlyDeleted { freed, rest, error } => write!(
+            WhyKept::MaxTime => write!(f, "expired, but --max-time was reached"),
+            WhyKept::PartlyDeleted { freed, rest, error } => write!(
                 f,
                 "expired, but only partly deleted ({} freed); the rest stays in {}: {error}",
                 Bytes(*freed),
@@ -232,10 +232,10 @@ impl fmt::Display for ReasonDetail<'_> {
 }
 
 /// The whole reason, as `gc --json` gives it: `kept: …` or `skipped: …`.
-impl fmt::Display for Reason {
+impl fmt::Display for WhyKept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::Lease(keep) => write!(f, "{keep}"),
+            WhyKept::Lease(keep) => write!(f, "{keep}"),
             _ => write!(f, "kept: {}", self.detail()),
         }
     }
@@ -248,11 +248,11 @@ pub(crate) struct Kept {
     /// The dir's name under the root.
     pub(crate) name: String,
     pub(crate) dir: String,
-    pub(crate) reason: Reason,
+    pub(crate) reason: WhyKept,
 }
 
 impl Kept {
-    fn new(root: &Root, name: &OsStr, job_id: Option<String>, reason: Reason) -> Kept {
+    fn new(root: &Root, name: &OsStr, job_id: Option<String>, reason: WhyKept) -> Kept {
         Kept {
             job_id,
             name: name.to_string_lossy().into_owned(),
@@ -432,7 +432,7 @@ fn scan(
         if spare == Some(name.as_os_str()) {
             report
                 .kept
-                .push(Kept::new(root, &name, None, Reason::OwnDir));
+                .push(Kept::new(root, &name, None, WhyKept::OwnDir));
             continue;
         }
         let opened = root.open_job(&name);
@@ -441,12 +441,12 @@ fn scan(
             // `gc --workspace`: a dir whose workspace cannot be read is not one of its dirs.
             _ if only.is_some() => continue,
             Ok(Err(why)) => {
-                let reason = Reason::Lease(Keep::Unknown(why));
+                let reason = WhyKept::Lease(Protected::Unknown(why));
                 report.kept.push(Kept::new(root, &name, None, reason));
                 continue;
             }
             Err(skip) => {
-                let reason = Reason::Lease(Keep::Skipped(skip.clone()));
+                let reason = WhyKept::Lease(Protected::Skipped(skip.clone()));
                 report.kept.push(Kept::new(root, &name, None, reason));
                 continue;
             }
@@ -454,12 +454,12 @@ fn scan(
         if only.is_some() && lease.workspace.as_deref() != only {
             continue;
         }
-        let verdict = match &opened {
-            Ok(dir) => lease::verdict(dir.as_fd(), &lease, now, opts.trust),
+        let expiry = match &opened {
+            Ok(dir) => lease::expiry(dir.as_fd(), &lease, now, opts.trust),
             Err(_) => lease::classify(&lease, now, opts.trust),
         };
         drop(opened);
-        if only.is_some() && matches!(verdict, lease::Verdict::Lingering { .. }) {
+        if only.is_some() && matches!(expiry, lease::Expiry::Lingering { .. }) {
             expired.push(Expired {
                 name,
                 lease,
@@ -468,7 +468,7 @@ fn scan(
             });
             continue;
         }
-        match Keep::unless_expired(&verdict, &lease) {
+        match Protected::unless_expired(&expiry, &lease) {
             Ok(since) => expired.push(Expired {
                 name,
                 lease,
@@ -479,7 +479,7 @@ fn scan(
                 let job_id = Some(lease.job_id.clone());
                 report
                     .kept
-                    .push(Kept::new(root, &name, job_id, Reason::Lease(keep)));
+                    .push(Kept::new(root, &name, job_id, WhyKept::Lease(keep)));
             }
         }
     }
@@ -545,15 +545,15 @@ fn plan(
 
 /// Why an expired dir stays this time, if it does: not `wanted` (warm, or the target is
 /// reached), or `--max-time` is up.
-fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -> Option<Reason> {
+fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -> Option<WhyKept> {
     if !wanted && under_pressure {
-        Some(Reason::TargetReached)
+        Some(WhyKept::TargetReached)
     } else if !wanted {
-        Some(Reason::Warm {
+        Some(WhyKept::Warm {
             keep_expired: opts.keep_expired,
         })
     } else if opts.max_time.is_some_and(|m| start.elapsed() >= m) {
-        Some(Reason::MaxTime)
+        Some(WhyKept::MaxTime)
     } else {
         None
     }
@@ -582,7 +582,7 @@ fn take_claim(
             let job_id = lease.map(|l| l.job_id);
             report
                 .kept
-                .push(Kept::new(root, name, job_id, Reason::Lease(reason)));
+                .push(Kept::new(root, name, job_id, WhyKept::Lease(reason)));
             0
         }
         Claim::Would { lease } => {
@@ -659,7 +659,7 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                 Some(e),
             ) => {
                 report.other_freed += removal.freed;
-                let reason = Reason::PartlyDeleted {
+                let reason = WhyKept::PartlyDeleted {
                     freed: removal.freed,
                     rest,
                     error: e.to_string(),

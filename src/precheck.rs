@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::fs::Space;
 use crate::guard::{self, Report};
-use crate::lease::{self, Root, Verdict};
+use crate::lease::{self, Expiry, Root};
 use crate::locks::LockTrust;
 use crate::quantity::Threshold;
 
@@ -169,12 +169,12 @@ fn holding(root: &Root, trust: LockTrust, own: &str) -> Holding {
             continue;
         };
         match lease::classify(&l, &now, trust) {
-            Verdict::Live { .. } => h.live.add(l.size_bytes),
-            Verdict::Lingering { expires_in } => {
+            Expiry::Live { .. } => h.live.add(l.size_bytes),
+            Expiry::Lingering { expires_in } => {
                 h.lingering.add(l.size_bytes);
                 h.first_expiry = Some(h.first_expiry.map_or(expires_in, |f| f.min(expires_in)));
             }
-            Verdict::Expired { .. } => h.expired.add(l.size_bytes),
+            Expiry::Expired { .. } => h.expired.add(l.size_bytes),
         }
     }
     h
@@ -193,7 +193,7 @@ fn biggest_live(root: &Root, trust: LockTrust, own: &str) -> Vec<(String, Option
             let l = lease::read(std::os::fd::AsFd::as_fd(&dir)).ok()?;
             // Live only: a released (lingering) dir's process is gone, and the summary says
             // "live leases".
-            matches!(lease::classify(&l, &now, trust), Verdict::Live { .. })
+            matches!(lease::classify(&l, &now, trust), Expiry::Live { .. })
                 .then(|| (l.job_id.clone(), l.size_bytes, l.holder()))
         })
         .collect();

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::fs::{self, Space};
 use crate::job_id;
-use crate::lease::{self, Hold, Holder, Root, TARGET, Verdict};
+use crate::lease::{self, Expiry, Hold, Holder, Root, TARGET};
 use crate::locks::LockTrust;
 use crate::prune::{self, BudgetState, LastPrune};
 
@@ -220,7 +220,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         Ok((l, dir)) => {
             let holder = lease::probe(dir.as_fd(), trust);
             entry.orphans = holder == Holder::Live(Hold::Tree);
-            entry.state = state(&lease::verdict(dir.as_fd(), &l, now, trust), &holder);
+            entry.state = state(&lease::expiry(dir.as_fd(), &l, now, trust), &holder);
             if let Holder::Unknown(why) = holder {
                 entry.note = Some(why);
             }
@@ -256,17 +256,17 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
 }
 
 /// What a guard may do with a dir, by its lease and its locks (`lease::probe`).
-fn state(verdict: &Verdict, holder: &Holder) -> LeaseState {
-    match (verdict, holder) {
+fn state(expiry: &Expiry, holder: &Holder) -> LeaseState {
+    match (expiry, holder) {
         // A lock that cannot be tried: kept and reported, never live, never gone.
         (_, Holder::Unknown(_)) => LeaseState::Unknown,
-        (Verdict::Lingering { .. }, _) => LeaseState::Released,
+        (Expiry::Lingering { .. }, _) => LeaseState::Released,
         // A fresh heartbeat, but nobody holds the locks: the holder was killed a moment ago.
-        (Verdict::Live { .. }, Holder::Gone) => LeaseState::Gone,
-        (Verdict::Live { .. }, _) => LeaseState::Active,
+        (Expiry::Live { .. }, Holder::Gone) => LeaseState::Gone,
+        (Expiry::Live { .. }, _) => LeaseState::Active,
         // A stale heartbeat but a held lock: a stopped build, or its orphans, still alive.
-        (Verdict::Expired { .. }, Holder::Live(_)) => LeaseState::Active,
-        (Verdict::Expired { .. }, Holder::Gone | Holder::Unseen) => LeaseState::Expired,
+        (Expiry::Expired { .. }, Holder::Live(_)) => LeaseState::Active,
+        (Expiry::Expired { .. }, Holder::Gone | Holder::Unseen) => LeaseState::Expired,
     }
 }
 
@@ -279,17 +279,17 @@ mod tests {
     /// The table of docs/protocol.md#what-a-lock-means, as `status` shows it.
     #[test]
     fn a_dir_is_shown_by_its_lease_and_its_locks() {
-        let live = Verdict::Live {
+        let live = Expiry::Live {
             renewed_ago: Duration::from_secs(1),
         };
-        let lingering = Verdict::Lingering {
+        let lingering = Expiry::Lingering {
             expires_in: Duration::from_secs(60),
         };
-        let expired = Verdict::Expired {
+        let expired = Expiry::Expired {
             since: SystemTime::UNIX_EPOCH,
         };
         let unknown = Holder::Unknown("lock failed (EIO)".into());
-        for (verdict, holder, want) in [
+        for (expiry, holder, want) in [
             (&live, &Holder::Live(Hold::Dir), LeaseState::Active),
             (&live, &Holder::Live(Hold::Tree), LeaseState::Active),
             (&live, &Holder::Gone, LeaseState::Gone),
@@ -304,7 +304,7 @@ mod tests {
             (&expired, &Holder::Unseen, LeaseState::Expired),
             (&expired, &unknown, LeaseState::Unknown),
         ] {
-            assert_eq!(state(verdict, holder), want, "{verdict:?} {holder:?}");
+            assert_eq!(state(expiry, holder), want, "{expiry:?} {holder:?}");
         }
     }
 }

@@ -697,39 +697,13 @@ fn module_imports_point_down_the_layers() {
     );
 }
 
-/// File-level arrows that close a circle and stay for now, each with the reason: `(dir, from,
-/// to, why)`. The check fails when one is no longer there, so the list can only shrink.
-const TOLERATED: &[(&str, &str, &str, &str)] = &[
-    (
-        "lease",
-        "clock",
-        "record",
-        "`Now::stamp` and `Now::judging` take a `Lease`; moving them into record.rs (as `Lease` \
-         methods) edits record.rs, which another change owns in this round",
-    ),
-    (
-        "lease",
-        "record",
-        "keep",
-        "the test-only `Verdict::reason` in record.rs calls `Keep::unless_expired`; it belongs \
-         in keep.rs, but record.rs is another change's in this round",
-    ),
-];
-
 #[test]
 fn files_of_a_directory_module_import_each_other_one_way() {
     let sources = sources();
     for dir in dirs(&sources) {
-        let mut graph = file_imports(&sources, &dir);
+        let graph = file_imports(&sources, &dir);
         for (module, deps) in &graph {
             println!("{dir}/{module} -> {}", cell(deps));
-        }
-        for (_, from, to, _) in TOLERATED.iter().filter(|t| t.0 == dir) {
-            let there = graph.get_mut(*from).is_some_and(|deps| deps.remove(*to));
-            assert!(
-                there,
-                "{dir}/{from} -> {to} is gone: remove it from TOLERATED"
-            );
         }
         if let Some(cycle) = find_cycle(&graph) {
             panic!("file import cycle in src/{dir}/: {}", cycle.join(" -> "));

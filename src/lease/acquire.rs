@@ -23,7 +23,7 @@ use super::owned::check_owned;
 use super::probe::{TREE_LOCK, share};
 use super::record::{Lease, read, write};
 use super::request::{Origin, Request};
-use super::root::{Root, Skip};
+use super::root::{NotAJobDir, Root};
 use super::seed::{self, Miss, Seeded, Seeding};
 use super::{NEW_PREFIX, TARGET, step};
 
@@ -38,7 +38,7 @@ pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> 
     loop {
         let dir = match root.open_job(name) {
             Ok(dir) => dir,
-            Err(Skip::Gone) => match create_or_adopt(root, req)? {
+            Err(NotAJobDir::Gone) => match create_or_adopt(root, req)? {
                 Some(done) => return Ok(done),
                 // Lost the race to a sibling step that published the same name: take theirs.
                 None => continue,

@@ -13,12 +13,13 @@ use crate::term;
 use crate::workspace::WorkspaceKey;
 
 use super::clock::Now;
+use super::expiry::Expiry;
 use super::held::{Held, held};
-use super::joblock::verdict;
+use super::joblock::expiry;
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::owned::check_owned;
 use super::probe::{TREE_LOCK, take};
-use super::record::{Lease, State, Verdict, read, stage, write};
+use super::record::{Lease, State, read, stage, write};
 use super::request::{Origin, Request};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
@@ -89,9 +90,9 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         if !lease.same_key(key) {
             continue;
         }
-        let verdict = verdict(dir.as_fd(), &lease, &now, req.trust);
-        let expired = matches!(verdict, Verdict::Expired { .. });
-        let finished = expired || matches!(verdict, Verdict::Lingering { .. });
+        let expiry = expiry(dir.as_fd(), &lease, &now, req.trust);
+        let expired = matches!(expiry, Expiry::Expired { .. });
+        let finished = expired || matches!(expiry, Expiry::Lingering { .. });
         // Another user's dir is not ours to take, nor to copy (its files would run in our
         // build): start fresh.
         if let Err(why) = owned {
@@ -134,8 +135,8 @@ fn still_expired(dir: &std::fs::File, req: &Request<'_>, key: &WorkspaceKey) -> 
     read(dir.as_fd()).is_ok_and(|l| {
         l.same_key(key)
             && matches!(
-                verdict(dir.as_fd(), &l, &Now::read(), req.trust),
-                Verdict::Expired { .. }
+                expiry(dir.as_fd(), &l, &Now::read(), req.trust),
+                Expiry::Expired { .. }
             )
     })
 }

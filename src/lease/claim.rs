@@ -14,11 +14,12 @@ use crate::locks::LockTrust;
 use crate::term;
 
 use super::clock::Now;
-use super::joblock::verdict;
-use super::keep::Keep;
+use super::expiry::Expiry;
+use super::joblock::expiry;
 use super::moves::{rename_noreplace, verify_moved};
 use super::probe::{Busy, Hold, take};
-use super::record::{Lease, Verdict, read};
+use super::protected::Protected;
+use super::record::{Lease, read};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
 use super::{TRASH, step};
@@ -31,7 +32,10 @@ pub(crate) enum Claim {
     /// Dry run: this dir would have been moved.
     Would { lease: Lease },
     /// Not reclaimable; the reason says why.
-    Kept { lease: Option<Lease>, reason: Keep },
+    Kept {
+        lease: Option<Lease>,
+        reason: Protected,
+    },
 }
 
 /// Claim an expired dir for deletion: decide while holding its lock, and move it into `.trash/`
@@ -45,45 +49,45 @@ pub(crate) fn claim(
     dry_run: bool,
     lingering_too: bool,
 ) -> Claim {
-    let kept = |lease: Option<Lease>, reason: Keep| Claim::Kept { lease, reason };
+    let kept = |lease: Option<Lease>, reason: Protected| Claim::Kept { lease, reason };
     let dir = match root.open_job(name) {
         Ok(d) => d,
-        Err(skip) => return kept(None, Keep::Skipped(skip)),
+        Err(skip) => return kept(None, Protected::Skipped(skip)),
     };
     let lease = match read(dir.as_fd()) {
         Ok(l) => l,
-        Err(why) => return kept(None, Keep::Unknown(why)),
+        Err(why) => return kept(None, Protected::Unknown(why)),
     };
     // Held until the rename into `.trash/` is done (both locks: docs/protocol.md#what-a-lock-means).
     let _taken = match take(dir.as_fd()) {
         Ok(taken) => taken,
         Err(Busy::Live(Hold::Dir)) => {
             let holder = lease.holder();
-            return kept(Some(lease), Keep::StillLocked { holder });
+            return kept(Some(lease), Protected::StillLocked { holder });
         }
         // Race closed: wrapper and reaper SIGKILLed together while the command's processes
         // still write into the dir; they hold the tree lock they inherited.
         Err(Busy::Live(Hold::Tree)) => {
             let job_id = lease.job_id.clone();
-            return kept(Some(lease), Keep::TreeAlive { job_id });
+            return kept(Some(lease), Protected::TreeAlive { job_id });
         }
-        Err(Busy::Unknown(e)) => return kept(Some(lease), Keep::Unknown(e)),
+        Err(Busy::Unknown(e)) => return kept(Some(lease), Protected::Unknown(e)),
     };
     step("guard-locked");
     // Race closed: the name now points elsewhere (renamed, or swapped for a symlink).
     if !root.still_names(name, &dir) {
-        return kept(Some(lease), Keep::Changed);
+        return kept(Some(lease), Protected::Changed);
     }
     // Race closed: re-read under the lock; the owner may have resumed it since the scan.
     let lease = match read(dir.as_fd()) {
         Ok(l) => l,
-        Err(why) => return kept(None, Keep::Unknown(why)),
+        Err(why) => return kept(None, Protected::Unknown(why)),
     };
-    let verdict = verdict(dir.as_fd(), &lease, &Now::read(), trust);
+    let expiry = expiry(dir.as_fd(), &lease, &Now::read(), trust);
     // Race closed: a later step of the job resumed it since the scan (its lease is active again
     // and, once its lock is gone, it is no longer lingering): kept like any live dir.
-    let lingering = lingering_too && matches!(verdict, Verdict::Lingering { .. });
-    if let (false, Err(reason)) = (lingering, Keep::unless_expired(&verdict, &lease)) {
+    let lingering = lingering_too && matches!(expiry, Expiry::Lingering { .. });
+    if let (false, Err(reason)) = (lingering, Protected::unless_expired(&expiry, &lease)) {
         return kept(Some(lease), reason);
     }
     if dry_run {
@@ -92,13 +96,13 @@ pub(crate) fn claim(
     // Race closed: a new job copies a seed from this dir without its lock (docs/protocol.md#seed);
     // deleting it mid-copy would waste that copy. Held until the dir is in `.trash/`.
     let Some(_no_seed) = no_seed_in_flight(&dir) else {
-        return kept(Some(lease), Keep::Seeding);
+        return kept(Some(lease), Protected::Seeding);
     };
     step("guard-rename");
     let trash_name = match move_to_trash(root, name, &dir) {
         Ok(trash_name) => trash_name,
         Err(e) => {
-            return kept(Some(lease), Keep::NotMoved(e));
+            return kept(Some(lease), Protected::NotMoved(e));
         }
     };
     drop(dir);

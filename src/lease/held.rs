@@ -1,4 +1,5 @@
-//! A job dir held under its lock, and step 3, release (docs/protocol.md#release).
+//! A job dir held under its lock: what the other steps of the protocol hand each other. Its
+//! release is `release.rs`.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -6,22 +7,18 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::fs::{self, Identity};
 
-use super::clock::Now;
-use super::record::{Lease, State, expiry, write};
+use super::TARGET;
+use super::record::{Lease, write};
 use super::root::Root;
-use super::{TARGET, step};
 
 /// Size walks at release and adoption stop after this; the size is then reported as unknown.
 pub(super) const SIZE_BUDGET: Duration = Duration::from_millis(500);
-/// A size measured more recently than this is kept at release: repeated local builds (and the
-/// steps of one CI job) do not pay for a walk of the whole target dir each time.
-const SIZE_REFRESH: Duration = Duration::from_secs(600);
 
 /// A job dir we hold: locked for as long as this value lives.
 pub(crate) struct Held {
@@ -93,6 +90,14 @@ impl Held {
         fs::identity_at(self.root_fd.as_fd(), &self.name).is_ok_and(|i| i == self.ident)
     }
 
+    /// When the lease last recorded the dir's size (unix seconds).
+    pub(super) fn size_measured_at(&self) -> Option<u64> {
+        self.lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .size_measured_at
+    }
+
     pub(super) fn update(&self, change: impl FnOnce(&mut Lease)) -> io::Result<()> {
         let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut lease);
@@ -110,52 +115,4 @@ pub(super) fn held(root: &Root, name: &OsStr, dir: File, tree: File, lease: Leas
         dir,
         lease: Mutex::new(lease),
     })
-}
-
-impl Held {
-    /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
-    /// and record its size (`job_size`: `target/` plus `build/`, each inode once; bounded walk). The lock drops with the `Held` (the
-    /// session drops it right after; see `Session`).
-    pub(super) fn release(&self, linger: Duration) -> Result<()> {
-        let clocks = Now::read();
-        let now = clocks.wall;
-        let unix = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs()
-        };
-        let measured_at = self
-            .lease
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .size_measured_at;
-        let stale =
-            measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
-        let size = if stale {
-            super::job_size(self.dir.as_fd(), Some(Instant::now() + SIZE_BUDGET))
-        } else {
-            None
-        };
-        // A job-lifetime holder (docs/protocol.md#linger-ends-with-the-job) alive now: the
-        // linger ends when it does. Checked now, not earlier: it may have started after us.
-        let job_lock = super::joblock::held_by_job(self.dir.as_fd()).then_some(true);
-        step("release");
-        self.update(|l| {
-            l.job_lock = job_lock;
-            l.state = State::Released;
-            clocks.stamp(l);
-            l.expires_at = expiry(now, linger);
-            match size {
-                Some(size) => {
-                    l.size_bytes = Some(size);
-                    l.size_measured_at = Some(unix(now));
-                }
-                // Stale and not measurable within the budget: unknown rather than an old
-                // number a later adoption would print as the dir's size.
-                None if stale => l.size_bytes = None,
-                None => {}
-            }
-        })
-        .with_context(|| format!("failed to release lease in {}", self.path.display()))
-    }
 }

@@ -21,7 +21,8 @@ use crate::locks::LockTrust;
 
 use super::JOB_LOCK;
 use super::clock::Now;
-use super::record::{Lease, State, Verdict, classify, read, write};
+use super::expiry::{Expiry, classify};
+use super::record::{Lease, State, read, write};
 
 /// Take the job lock of the job dir `dir` shared, for as long as the returned file lives.
 pub(crate) fn hold(dir: BorrowedFd<'_>) -> std::io::Result<File> {
@@ -67,17 +68,17 @@ pub(super) fn held_by_job(dir: BorrowedFd<'_>) -> bool {
 /// `classify`, plus the job lock: a lingering lease whose job had a job-lifetime holder at
 /// release, and whose holder is gone now, is expired (the job is over). Only where locks are
 /// trusted: elsewhere a free lock proves nothing, and the linger runs its course.
-pub(crate) fn verdict(dir: BorrowedFd<'_>, lease: &Lease, now: &Now, trust: LockTrust) -> Verdict {
-    let verdict = classify(lease, now, trust);
-    if matches!(verdict, Verdict::Lingering { .. })
+pub(crate) fn expiry(dir: BorrowedFd<'_>, lease: &Lease, now: &Now, trust: LockTrust) -> Expiry {
+    let expiry = classify(lease, now, trust);
+    if matches!(expiry, Expiry::Lingering { .. })
         && lease.state == State::Released
         && lease.job_lock == Some(true)
         && trust == LockTrust::Trusted
         && job_lock_free(dir)
     {
-        return Verdict::Expired { since: now.wall };
+        return Expiry::Expired { since: now.wall };
     }
-    verdict
+    expiry
 }
 
 /// The job lock exists and nobody holds it (an exclusive try-lock succeeds; released at once).

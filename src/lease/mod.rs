@@ -9,14 +9,15 @@
 //! heartbeat. Paths always come from the root's own directory entries, opened relative to the
 //! root's fd without following symlinks; nothing in a lease is ever used as a path.
 //!
-//! One file per concern: `root` (the root's layout and its entries), `record` (the lease record,
-//! its parsing and expiry), `clock` (the clocks a lease is written and judged on), `acquire` and
+//! One file per concern: `root` (the root's layout and its entries; `NotAJobDir`: an entry it
+//! skips), `record` (the lease record and its parsing), `clock` (the clocks a lease is written and
+//! judged on), `expiry` (what a lease's times say: live, lingering or expired), `acquire` and
 //! `adopt` (step 1; `request`: what a job asks for and how it came by its dir, `owned`: whether a
-//! dir is ours to use), `held` (a job dir held under its lock, and its release), `session` (the
-//! heartbeat and the session that releases itself), `claim` (the guard's step) and `keep` (why it
-//! leaves a dir), `probe` (what a lock means: who holds a dir), `moves` (the checked renames
-//! acquire and claim share), `seed` (a new job's copy of a finished dir, when there is nothing to
-//! adopt), `joblock` (a linger that ends with the CI job).
+//! dir is ours to use), `held` (a job dir held under its lock), `session` (the heartbeat and the
+//! session that releases itself), `release` (step 3), `claim` (the guard's step) and `protected`
+//! (why the protocol keeps a dir from it), `probe` (what a lock means: who holds a dir), `moves`
+//! (the checked renames acquire and claim share), `seed` (a new job's copy of a finished dir,
+//! when there is nothing to adopt), `joblock` (a linger that ends with the CI job).
 
 use std::time::Duration;
 
@@ -26,13 +27,15 @@ mod acquire;
 mod adopt;
 mod claim;
 mod clock;
+mod expiry;
 mod held;
 mod joblock;
-mod keep;
 mod moves;
 mod owned;
 mod probe;
+mod protected;
 mod record;
+mod release;
 mod request;
 mod root;
 mod seed;
@@ -43,13 +46,14 @@ mod tests;
 pub(crate) use acquire::WaitTimedOut;
 pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use clock::Now;
+pub(crate) use expiry::{Expiry, classify};
 pub(crate) use held::Held;
-pub(crate) use joblock::{hold as hold_job_lock, record_in_released, verdict};
-pub(crate) use keep::{Keep, Kind as KeepKind};
+pub(crate) use joblock::{expiry, hold as hold_job_lock, record_in_released};
 pub(crate) use probe::{Hold, Holder, probe};
-pub(crate) use record::{Lease, Owner, State, Verdict, classify, read};
+pub(crate) use protected::{Protected, Tally};
+pub(crate) use record::{Lease, Owner, State, read};
 pub(crate) use request::{Origin, Request};
-pub(crate) use root::{Root, Skip};
+pub(crate) use root::{NotAJobDir, Root};
 pub(crate) use seed::{DEFAULT_SEED_MAX_SIZE, Seeding, describe as seed_words};
 pub(crate) use session::Session;
 

@@ -11,11 +11,9 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::fs;
-use crate::locks::LockTrust;
 use crate::quantity::Bytes;
 use crate::workspace::WorkspaceKey;
 
-use super::clock::Now;
 use super::{LEASE_FILE, MAX_LEASE_DURATION, PROTOCOL};
 
 /// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).
@@ -203,75 +201,6 @@ pub(super) fn stage<'a>(dir: BorrowedFd<'a>, lease: &Lease) -> io::Result<fs::St
     fs::Staged::write(dir, LEASE_FILE, &bytes)
 }
 
-// Expiry (pure; shared by the guard, adoption and `status`; docs/protocol.md#expiry)
-
-/// What a lease says about its dir, judged on the observer's clocks (`Now::judging`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Verdict {
-    /// Active with a fresh heartbeat.
-    Live { renewed_ago: Duration },
-    /// Released, still protected so later steps of the job find their dir.
-    Lingering { expires_in: Duration },
-    /// Expired since this moment: reclaimable once its lock is also free.
-    Expired { since: SystemTime },
-}
-
-/// Expiry rule: released and past `expires_at`, or active with no heartbeat for longer than its
-/// TTL. Where locks cannot be trusted, the lease is the only signal, so it must be stale by a
-/// further TTL (a safety margin against a slow heartbeat) before it counts. Ages are measured on
-/// `CLOCK_BOOTTIME` where the lease was written on this kernel and time namespace, else on the
-/// wall clock (`Now::judging`).
-pub(crate) fn classify(lease: &Lease, now: &Now, trust: LockTrust) -> Verdict {
-    let now = now.judging(lease);
-    let margin = match trust {
-        LockTrust::Trusted => Duration::ZERO,
-        LockTrust::Untrusted(_) => untrusted_margin(lease.ttl()),
-    };
-    let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
-    // `parse` rejected leases whose times overflow; should one get here anyway, it stays
-    // unexpired (kept) rather than panicking.
-    match lease.state {
-        State::Released => {
-            let Some(until) = lease.expires_at.checked_add(margin) else {
-                return Verdict::Lingering {
-                    expires_in: Duration::MAX,
-                };
-            };
-            match until.duration_since(now) {
-                Ok(left) if !left.is_zero() => Verdict::Lingering { expires_in: left },
-                _ => Verdict::Expired { since: until },
-            }
-        }
-        State::Active => {
-            let stale = lease
-                .renewed_at
-                .checked_add(lease.ttl())
-                .and_then(|t| t.checked_add(margin));
-            if let Some(stale) = stale
-                && now > stale
-            {
-                Verdict::Expired { since: stale }
-            } else {
-                Verdict::Live {
-                    renewed_ago: since(lease.renewed_at),
-                }
-            }
-        }
-    }
-}
-
-impl Verdict {
-    /// The reason a non-expired dir is kept, as the guard prints it (`Keep`'s words; the unit
-    /// tests read verdicts through it).
-    #[cfg(test)]
-    pub(crate) fn reason(&self, lease: &Lease) -> String {
-        match super::Keep::unless_expired(self, lease) {
-            Ok(_) => "expired".into(),
-            Err(keep) => keep.detail().to_string(),
-        }
-    }
-}
-
 /// The shortest `untrusted_margin`.
 const MIN_UNTRUSTED_MARGIN: Duration = Duration::from_secs(60);
 
@@ -281,7 +210,7 @@ const MIN_UNTRUSTED_MARGIN: Duration = Duration::from_secs(60);
 /// than stopped; the 60 s floor keeps a short TTL (`--ttl 5s`) from shrinking that margin to
 /// seconds, where the lease is often read from another host (NFS, CIFS) whose clock and view
 /// of the file can lag by more.
-fn untrusted_margin(ttl: Duration) -> Duration {
+pub(super) fn untrusted_margin(ttl: Duration) -> Duration {
     ttl.max(MIN_UNTRUSTED_MARGIN)
 }
 
@@ -291,6 +220,6 @@ pub(crate) fn heartbeat_interval(ttl: Duration) -> Duration {
 }
 
 /// `now + d`, saturating at `MAX_LEASE_DURATION` (the CLI refuses longer values already).
-pub(super) fn expiry(now: SystemTime, d: Duration) -> SystemTime {
+pub(super) fn deadline(now: SystemTime, d: Duration) -> SystemTime {
     now.checked_add(d.min(MAX_LEASE_DURATION)).unwrap_or(now)
 }

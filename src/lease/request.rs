@@ -11,7 +11,7 @@ use crate::workspace::WorkspaceKey;
 
 use super::PROTOCOL;
 use super::clock::Now;
-use super::record::{Lease, Owner, State, expiry, heartbeat_interval};
+use super::record::{Lease, Owner, State, deadline, heartbeat_interval};
 use super::seed::{Seeded, Seeding};
 
 /// The recorded command is for humans: capped far below `MAX_LEASE_BYTES`, so a job with a huge
@@ -53,7 +53,7 @@ impl Request<'_> {
             pid: self.owner.pid,
             created_at,
             renewed_at: now.wall,
-            expires_at: expiry(now.wall, self.ttl),
+            expires_at: deadline(now.wall, self.ttl),
             heartbeat_secs: heartbeat_interval(self.ttl).as_secs().max(1),
             // Whole seconds, rounded up: `--ttl 500ms` must not record "expires at once".
             ttl_secs: self.ttl.as_secs_f64().ceil() as u64,

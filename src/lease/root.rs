@@ -242,22 +242,22 @@ impl Root {
     }
 
     /// Open a job dir without following a symlink and check it is on the root's filesystem.
-    pub(crate) fn open_job(&self, name: &OsStr) -> Result<File, Skip> {
+    pub(crate) fn open_job(&self, name: &OsStr) -> Result<File, NotAJobDir> {
         let fd =
             fs::open_dir_nofollow(self.fd(), name).map_err(|e| match Errno::from_io_error(&e) {
                 // `O_DIRECTORY | O_NOFOLLOW` on a symlink gives ENOTDIR or ELOOP: say which it was.
                 Some(Errno::LOOP | Errno::NOTDIR) if fs::is_symlink_at(self.fd(), name) => {
-                    Skip::Symlink
+                    NotAJobDir::Symlink
                 }
-                Some(Errno::LOOP | Errno::NOTDIR) => Skip::NotDir,
-                Some(Errno::NOENT) => Skip::Gone,
-                _ => Skip::Io(e.to_string()),
+                Some(Errno::LOOP | Errno::NOTDIR) => NotAJobDir::NotDir,
+                Some(Errno::NOENT) => NotAJobDir::Gone,
+                _ => NotAJobDir::Io(e.to_string()),
             })?;
         // A job dir that is itself a mount point (another filesystem, or a bind mount of the
         // root's own, which only the mount id tells apart) is not a job dir we may touch.
-        let mount = fs::mount_of(fd.as_fd()).map_err(|e| Skip::Io(e.to_string()))?;
+        let mount = fs::mount_of(fd.as_fd()).map_err(|e| NotAJobDir::Io(e.to_string()))?;
         if mount != self.mount {
-            return Err(Skip::MountPoint);
+            return Err(NotAJobDir::MountPoint);
         }
         Ok(File::from(fd))
     }
@@ -287,7 +287,7 @@ enum RootKind {
 
 /// Why an entry of the root is not a job dir we may touch.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Skip {
+pub(crate) enum NotAJobDir {
     Symlink,
     NotDir,
     /// A mount point: another filesystem, or a bind mount of the root's own.
@@ -296,17 +296,17 @@ pub(crate) enum Skip {
     Io(String),
 }
 
-impl std::fmt::Display for Skip {
+impl std::fmt::Display for NotAJobDir {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Skip::Symlink => write!(f, "skipped: symlink"),
-            Skip::NotDir => write!(f, "skipped: not a directory"),
-            Skip::MountPoint => write!(
+            NotAJobDir::Symlink => write!(f, "skipped: symlink"),
+            NotAJobDir::NotDir => write!(f, "skipped: not a directory"),
+            NotAJobDir::MountPoint => write!(
                 f,
                 "skipped: a mount point (another filesystem or a bind mount)"
             ),
-            Skip::Gone => write!(f, "skipped: vanished while being examined"),
-            Skip::Io(e) => write!(f, "skipped: {e}"),
+            NotAJobDir::Gone => write!(f, "skipped: vanished while being examined"),
+            NotAJobDir::Io(e) => write!(f, "skipped: {e}"),
         }
     }
 }

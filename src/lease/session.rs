@@ -13,7 +13,7 @@ use crate::term;
 use super::acquire::acquire;
 use super::clock::Now;
 use super::held::Held;
-use super::record::{expiry, heartbeat_interval};
+use super::record::{deadline, heartbeat_interval};
 use super::request::{Origin, Request};
 use super::root::Root;
 use super::step;
@@ -154,7 +154,7 @@ impl Heartbeat {
                 let renewed = held.update(|l| {
                     let now = Now::read();
                     now.stamp(l);
-                    l.expires_at = expiry(now.wall, ttl);
+                    l.expires_at = deadline(now.wall, ttl);
                 });
                 failing = report_renewal(&held, renewed, failing);
             }

@@ -260,7 +260,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
 fn active_lease_expires_after_its_ttl() {
     let (l, now) = lease(State::Active, 4, 600, 596);
     let v = classify(&l, &Now::wall(now), LockTrust::Trusted);
-    assert!(matches!(v, Verdict::Live { .. }));
+    assert!(matches!(v, Expiry::Live { .. }));
     assert_eq!(
         v.reason(&l),
         "lease held by runner-3 (pid 4121), renewed 4s ago"
@@ -268,7 +268,7 @@ fn active_lease_expires_after_its_ttl() {
     let (l, now) = lease(State::Active, 700, 600, -100);
     assert!(matches!(
         classify(&l, &Now::wall(now), LockTrust::Trusted),
-        Verdict::Expired { .. }
+        Expiry::Expired { .. }
     ));
 }
 
@@ -283,7 +283,7 @@ fn released_lease_lingers_until_expiry() {
     let (l, now) = lease(State::Released, 7200, 600, -10);
     assert!(matches!(
         classify(&l, &Now::wall(now), LockTrust::Trusted),
-        Verdict::Expired { .. }
+        Expiry::Expired { .. }
     ));
 }
 
@@ -292,7 +292,7 @@ fn untrusted_locks_need_a_margin() {
     let (l, now) = lease(State::Active, 700, 600, -100);
     assert!(matches!(
         classify(&l, &Now::wall(now), LockTrust::Untrusted("nfs")),
-        Verdict::Live { .. }
+        Expiry::Live { .. }
     ));
 }
 

@@ -6,7 +6,7 @@ use serde::ser::Serializer;
 
 use super::github;
 use crate::guard::{Kept, Removed, Report, RootCap};
-use crate::lease::{KeepKind, Root};
+use crate::lease::{Root, Tally};
 use crate::quantity::{Bytes, RoundDuration};
 use crate::term::{self, Verbosity};
 
@@ -129,10 +129,10 @@ fn kept_by_kind(report: &Report) -> String {
         return String::new();
     }
     let kinds = [
-        (KeepKind::Live, "live"),
-        (KeepKind::Lingering, "lingering"),
-        (KeepKind::Expired, "expired"),
-        (KeepKind::Unknown, "unreadable or skipped"),
+        (Tally::Live, "live"),
+        (Tally::Lingering, "lingering"),
+        (Tally::Expired, "expired"),
+        (Tally::Unknown, "unreadable or skipped"),
     ];
     let counts: Vec<String> = kinds
         .iter()
@@ -254,7 +254,7 @@ fn print_nothing(report: &Report) {
     let expired_kept = report
         .kept
         .iter()
-        .any(|k| k.reason.kind() == KeepKind::Expired);
+        .any(|k| k.reason.kind() == Tally::Expired);
     let why = if !expired_kept {
         format!(
             "no job dir has expired ({}% used, {} free)",
@@ -382,8 +382,8 @@ mod tests {
 
     use super::*;
     use crate::fs::Space;
-    use crate::guard::Reason;
-    use crate::lease::{Keep, Skip};
+    use crate::guard::WhyKept;
+    use crate::lease::{NotAJobDir, Protected};
 
     fn report(removed: Vec<Removed>, kept: Vec<Kept>) -> Report {
         let space = Space {
@@ -409,12 +409,12 @@ mod tests {
     /// is live, and says whose processes keep it.
     #[test]
     fn a_dir_held_by_its_jobs_orphans_reads_as_live() {
-        let reason = Reason::Lease(Keep::TreeAlive { job_id: "j".into() });
+        let reason = WhyKept::Lease(Protected::TreeAlive { job_id: "j".into() });
         assert_eq!(
             reason.to_string(),
             "kept: processes of job `j` still hold it (its wrapper has exited)"
         );
-        assert_eq!(reason.kind(), KeepKind::Live);
+        assert_eq!(reason.kind(), Tally::Live);
     }
 
     /// The words `gc --json` and the terminal used when reasons were strings, and the totals'
@@ -424,62 +424,62 @@ mod tests {
     fn reasons_read_as_before() {
         let cases = [
             (
-                Reason::Lease(Keep::Unknown("bad json".into())),
+                WhyKept::Lease(Protected::Unknown("bad json".into())),
                 "kept: unknown – bad json",
                 "unknown – bad json",
-                KeepKind::Unknown,
+                Tally::Unknown,
             ),
             (
-                Reason::Lease(Keep::Skipped(Skip::Symlink)),
+                WhyKept::Lease(Protected::Skipped(NotAJobDir::Symlink)),
                 "skipped: symlink",
                 "skipped: symlink",
-                KeepKind::Unknown,
+                Tally::Unknown,
             ),
             (
-                Reason::Lease(Keep::Changed),
+                WhyKept::Lease(Protected::Changed),
                 "skipped: changed while being examined",
                 "skipped: changed while being examined",
-                KeepKind::Unknown,
+                Tally::Unknown,
             ),
             (
-                Reason::Lease(Keep::StillLocked {
+                WhyKept::Lease(Protected::StillLocked {
                     holder: "h (pid 1)".into(),
                 }),
                 "kept: lease expired but still locked by h (pid 1), a stopped process?",
                 "lease expired but still locked by h (pid 1), a stopped process?",
-                KeepKind::Unknown,
+                Tally::Unknown,
             ),
             (
-                Reason::Lease(Keep::Live {
+                WhyKept::Lease(Protected::Live {
                     holder: "h".into(),
                     renewed_ago: Duration::from_secs(4),
                 }),
                 "kept: lease held by h, renewed 4s ago",
                 "lease held by h, renewed 4s ago",
-                KeepKind::Live,
+                Tally::Live,
             ),
             (
-                Reason::Lease(Keep::Lingering {
+                WhyKept::Lease(Protected::Lingering {
                     expires_in: Duration::from_secs(120),
                 }),
                 "kept: released, expires in 2m",
                 "released, expires in 2m",
-                KeepKind::Lingering,
+                Tally::Lingering,
             ),
             (
-                Reason::OwnDir,
+                WhyKept::OwnDir,
                 "kept: the running job's own dir",
                 "the running job's own dir",
-                KeepKind::Live,
+                Tally::Live,
             ),
             (
-                Reason::Warm { keep_expired: 1 },
+                WhyKept::Warm { keep_expired: 1 },
                 "kept: expired, warm for reuse: --keep-expired 1",
                 "expired, warm for reuse: --keep-expired 1",
-                KeepKind::Expired,
+                Tally::Expired,
             ),
             (
-                Reason::PartlyDeleted {
+                WhyKept::PartlyDeleted {
                     freed: 0,
                     rest: PathBuf::from("/r/.trash/x"),
                     error: "EIO".into(),
@@ -487,7 +487,7 @@ mod tests {
                 "kept: expired, but only partly deleted (0 B freed); the rest stays in \
                  /r/.trash/x: EIO",
                 "expired, but only partly deleted (0 B freed); the rest stays in /r/.trash/x: EIO",
-                KeepKind::Expired,
+                Tally::Expired,
             ),
         ];
         for (reason, full, detail, kind) in cases {
@@ -522,7 +522,7 @@ mod tests {
                 job_id: None,
                 name: "odd".into(),
                 dir: "/r/odd".into(),
-                reason: Reason::Lease(Keep::Unknown("no lease".into())),
+                reason: WhyKept::Lease(Protected::Unknown("no lease".into())),
             }],
         );
         let v = serde_json::to_value(&r).unwrap();

@@ -4,14 +4,14 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use super::{Lease, Skip, TRASH, Verdict};
+use super::{Expiry, Lease, NotAJobDir, TRASH};
 use crate::quantity::RoundDuration;
 
 /// What the lease protocol says against reclaiming a dir.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Keep {
+pub(crate) enum Protected {
     /// Not a job dir we may touch (a symlink, another filesystem, …).
-    Skipped(Skip),
+    Skipped(NotAJobDir),
     /// Its name pointed at another inode by the time its lock was held.
     Changed,
     /// The lease (or its lock) could not be read: kept until someone looks.
@@ -36,37 +36,37 @@ pub(crate) enum Keep {
 
 /// How a kept dir counts in the totals of a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum Tally {
     Live,
     Lingering,
     Expired,
     Unknown,
 }
 
-impl Keep {
-    /// `Ok(since)` if the verdict says the lease expired; else why the dir is kept.
-    pub(crate) fn unless_expired(verdict: &Verdict, lease: &Lease) -> Result<SystemTime, Keep> {
-        match *verdict {
-            Verdict::Expired { since } => Ok(since),
-            Verdict::Live { renewed_ago } => Err(Keep::Live {
+impl Protected {
+    /// `Ok(since)` if the lease expired; else why the dir is kept.
+    pub(crate) fn unless_expired(expiry: &Expiry, lease: &Lease) -> Result<SystemTime, Protected> {
+        match *expiry {
+            Expiry::Expired { since } => Ok(since),
+            Expiry::Live { renewed_ago } => Err(Protected::Live {
                 holder: lease.holder(),
                 renewed_ago,
             }),
-            Verdict::Lingering { expires_in } => Err(Keep::Lingering { expires_in }),
+            Expiry::Lingering { expires_in } => Err(Protected::Lingering { expires_in }),
         }
     }
 
-    pub(crate) fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Tally {
         match self {
-            Keep::Live { .. } | Keep::TreeAlive { .. } => Kind::Live,
-            Keep::Lingering { .. } => Kind::Lingering,
-            _ => Kind::Unknown,
+            Protected::Live { .. } | Protected::TreeAlive { .. } => Tally::Live,
+            Protected::Lingering { .. } => Tally::Lingering,
+            _ => Tally::Unknown,
         }
     }
 
     /// Whether the dir was not looked at as a job dir at all (`skipped: …`, not `kept: …`).
     pub(crate) fn is_skip(&self) -> bool {
-        matches!(self, Keep::Skipped(_) | Keep::Changed)
+        matches!(self, Protected::Skipped(_) | Protected::Changed)
     }
 
     /// The reason without its leading `kept: `, as it follows a dir's name: `Kept x (…)`.
@@ -75,27 +75,27 @@ impl Keep {
     }
 }
 
-/// See [`Keep::detail`].
-pub(crate) struct Detail<'a>(&'a Keep);
+/// See [`Protected::detail`].
+pub(crate) struct Detail<'a>(&'a Protected);
 
 impl fmt::Display for Detail<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Keep::Skipped(skip) => write!(f, "{skip}"),
-            Keep::Changed => write!(f, "skipped: changed while being examined"),
-            Keep::Unknown(why) => write!(f, "unknown – {why}"),
-            Keep::StillLocked { holder } => {
+            Protected::Skipped(skip) => write!(f, "{skip}"),
+            Protected::Changed => write!(f, "skipped: changed while being examined"),
+            Protected::Unknown(why) => write!(f, "unknown – {why}"),
+            Protected::StillLocked { holder } => {
                 write!(
                     f,
                     "lease expired but still locked by {holder}, a stopped process?"
                 )
             }
-            Keep::TreeAlive { job_id } => write!(
+            Protected::TreeAlive { job_id } => write!(
                 f,
                 "processes of job `{}` still hold it (its wrapper has exited)",
                 crate::term::escape(job_id)
             ),
-            Keep::Live {
+            Protected::Live {
                 holder,
                 renewed_ago,
             } => write!(
@@ -103,22 +103,34 @@ impl fmt::Display for Detail<'_> {
                 "lease held by {holder}, renewed {} ago",
                 RoundDuration(*renewed_ago)
             ),
-            Keep::Lingering { expires_in } => {
+            Protected::Lingering { expires_in } => {
                 write!(f, "released, expires in {}", RoundDuration(*expires_in))
             }
-            Keep::NotMoved(e) => write!(f, "could not move into {TRASH}/ ({e})"),
-            Keep::Seeding => write!(f, "expired, but a new job is copying a seed from it"),
+            Protected::NotMoved(e) => write!(f, "could not move into {TRASH}/ ({e})"),
+            Protected::Seeding => write!(f, "expired, but a new job is copying a seed from it"),
         }
     }
 }
 
 /// The whole reason, as `gc --json` gives it: `kept: …` or `skipped: …`.
-impl fmt::Display for Keep {
+impl fmt::Display for Protected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_skip() {
             write!(f, "{}", self.detail())
         } else {
             write!(f, "kept: {}", self.detail())
+        }
+    }
+}
+
+impl Expiry {
+    /// The reason a non-expired dir is kept, as the guard prints it (`Protected`'s words; the unit
+    /// tests read expiries through it).
+    #[cfg(test)]
+    pub(crate) fn reason(&self, lease: &Lease) -> String {
+        match Protected::unless_expired(self, lease) {
+            Ok(_) => "expired".into(),
+            Err(keep) => keep.detail().to_string(),
         }
     }
 }

@@ -1,0 +1,60 @@
+//! Step 3, release (docs/protocol.md#release): mark the lease released, lingering for the
+//! job's later steps, with the dir's size; the lock goes with the `Held`.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+
+use super::clock::Now;
+use super::held::{Held, SIZE_BUDGET};
+use super::record::{State, deadline};
+use super::step;
+
+/// A size measured more recently than this is kept at release: repeated local builds (and the
+/// steps of one CI job) do not pay for a walk of the whole target dir each time.
+const SIZE_REFRESH: Duration = Duration::from_secs(600);
+
+impl Held {
+    /// Mark the lease released, protected for `linger` so later steps of the job find the dir,
+    /// and record its size (`job_size`: `target/` plus `build/`, each inode once; bounded walk). The lock drops with the `Held` (the
+    /// session drops it right after; see `Session`).
+    pub(super) fn release(&self, linger: Duration) -> Result<()> {
+        let clocks = Now::read();
+        let now = clocks.wall;
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+        };
+        let measured_at = self.size_measured_at();
+        let stale =
+            measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
+        let size = if stale {
+            super::job_size(self.dir.as_fd(), Some(Instant::now() + SIZE_BUDGET))
+        } else {
+            None
+        };
+        // A job-lifetime holder (docs/protocol.md#linger-ends-with-the-job) alive now: the
+        // linger ends when it does. Checked now, not earlier: it may have started after us.
+        let job_lock = super::joblock::held_by_job(self.dir.as_fd()).then_some(true);
+        step("release");
+        self.update(|l| {
+            l.job_lock = job_lock;
+            l.state = State::Released;
+            clocks.stamp(l);
+            l.expires_at = deadline(now, linger);
+            match size {
+                Some(size) => {
+                    l.size_bytes = Some(size);
+                    l.size_measured_at = Some(unix(now));
+                }
+                // Stale and not measurable within the budget: unknown rather than an old
+                // number a later adoption would print as the dir's size.
+                None if stale => l.size_bytes = None,
+                None => {}
+            }
+        })
+        .with_context(|| format!("failed to release lease in {}", self.path.display()))
+    }
+}
