@@ -34,6 +34,7 @@ mod run;
 mod rustc;
 mod status;
 mod term;
+mod tool;
 mod workspace;
 
 use std::process::ExitCode;
@@ -108,8 +109,8 @@ fn run() -> CliResult {
         out.add(github);
     }
     match mode {
-        Mode::Wrapped(args) => run::wrapped(&cfg, &run::Tool::from_external(args), &mut out),
-        Mode::Exec(command) => run::wrapped(&cfg, &run::Tool::Exec(command), &mut out),
+        Mode::Wrapped(args) => run::wrapped(&cfg, &tool::Tool::from_external(args), &mut out),
+        Mode::Exec(command) => run::wrapped(&cfg, &tool::Tool::Exec(command), &mut out),
         Mode::Env { shell } => run::env(&cfg, shell, &mut out),
         Mode::Hold { job_only: true } => run::hold_job(&cfg),
         Mode::Hold { job_only: false } => run::hold(&cfg, &mut out),

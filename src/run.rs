@@ -1,10 +1,11 @@
-//! A wrapped command's life: acquire the job's lease, run the disk precheck, run the tool with
-//! the job's environment under a heartbeat, release — on success, failure and signals alike.
-//! Also `env` and `hold`, which hold the same lease without running a tool.
+//! A wrapped command's life, in the order of docs/protocol.md#a-jobs-life: a nested run takes
+//! nothing; else open the root, reclaim if low, take the job's lease, prune an adopted dir, check
+//! there is room, run the tool with the job's environment under the heartbeat, prune at release,
+//! release — on success, failure and signals alike, each step told to the reporters as an event.
+//! Then `env` and `hold`, which hold the same lease without running a tool.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
@@ -13,7 +14,6 @@ use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::guard;
 use crate::lease::{self, Held, Origin, Request, Root, Session, State, TARGET};
-use crate::llvm;
 use crate::locks::{self, LockTrust};
 use crate::precheck::{self, Checked};
 use crate::process::{self, Interrupts, ProcessBuilder};
@@ -22,133 +22,8 @@ use crate::quantity::RoundDuration;
 use crate::report::github;
 use crate::report::{Event, Reporter};
 use crate::term;
+use crate::tool::Tool;
 use crate::workspace;
-
-/// What runs under the lease.
-#[derive(Debug)]
-pub(crate) enum Tool {
-    /// `cargo <args>`: build, test, clippy, …
-    Cargo(Vec<OsString>),
-    /// `cargo-llvm-cov llvm-cov <args>`
-    LlvmCov(Vec<OsString>),
-    /// `cargo nextest <args>`
-    Nextest(Vec<OsString>),
-    /// `exec -- PROGRAM ARGS`
-    Exec(Vec<OsString>),
-}
-
-impl Tool {
-    /// Dispatch an external subcommand by its first word.
-    pub(crate) fn from_external(mut args: Vec<OsString>) -> Tool {
-        match args.first().and_then(|a| a.to_str()) {
-            Some("llvm-cov") => Tool::LlvmCov(args.split_off(1)),
-            Some("nextest") => Tool::Nextest(args.split_off(1)),
-            _ => Tool::Cargo(args),
-        }
-    }
-
-    pub(crate) fn args(&self) -> &[OsString] {
-        match self {
-            Tool::Cargo(a) | Tool::LlvmCov(a) | Tool::Nextest(a) | Tool::Exec(a) => a,
-        }
-    }
-
-    /// A cargo-driven tool given its own `--target-dir` would build outside the lease; so would a
-    /// `--config` (inline `KEY=VALUE`, or a config file) that sets `build.target-dir` or
-    /// `build.build-dir`, which outranks the job's `CARGO_TARGET_DIR`.
-    fn check_args(&self) -> Result<()> {
-        if matches!(self, Tool::Exec(_)) {
-            return Ok(());
-        }
-        let args: Vec<&OsString> = self.args().iter().take_while(|a| *a != "--").collect();
-        let names_a_dir = |v: &[u8]| {
-            v.windows(10).any(|w| w == b"target-dir") || v.windows(9).any(|w| w == b"build-dir")
-        };
-        let mut config_moves_dir = false;
-        for (i, a) in args.iter().enumerate() {
-            let bytes = a.as_encoded_bytes();
-            let value = match bytes.strip_prefix(b"--config=") {
-                Some(v) => Some(OsStr::from_bytes(v)),
-                None if bytes == b"--config" => args.get(i + 1).map(|v| v.as_os_str()),
-                None => None,
-            };
-            let Some(value) = value else { continue };
-            // As cargo decides: an existing path is a config file, anything else `KEY=VALUE`.
-            let path = std::path::Path::new(value);
-            if !value.is_empty() && path.exists() {
-                config_moves_dir |= config_file_moves_dir(path)?;
-            } else {
-                let v = value.as_encoded_bytes();
-                config_moves_dir |= v.contains(&b'=') && names_a_dir(v);
-            }
-        }
-        let explicit = args.iter().any(|a| {
-            let a = a.as_encoded_bytes();
-            a == b"--target-dir" || a.starts_with(b"--target-dir=")
-        });
-        if explicit || config_moves_dir {
-            anyhow::bail!(
-                "`--target-dir` (or a `--config` that sets the target or build dir) cannot be used \
-                 with cargo guarded: every job builds in its own leased dir under the root, so a guard never deletes a live build; drop the flag (run \
-                 `cargo guarded env` to see the job's dir)"
-            );
-        }
-        Ok(())
-    }
-
-    fn process(&self, cfg: &Config) -> Result<ProcessBuilder> {
-        Ok(match self {
-            Tool::Cargo(args) => {
-                let mut pb = ProcessBuilder::new(&cfg.cargo);
-                pb.args(args);
-                pb
-            }
-            Tool::Nextest(args) => {
-                let mut pb = ProcessBuilder::new(&cfg.cargo);
-                pb.args(["nextest"]).args(args);
-                pb
-            }
-            Tool::LlvmCov(args) => {
-                let exe = which::which("cargo-llvm-cov").map_err(|_| {
-                    anyhow::anyhow!(
-                        "cargo-llvm-cov is not installed (not found on PATH); install it with \
-                         `cargo install cargo-llvm-cov --locked`"
-                    )
-                })?;
-                // Cargo runs subcommands as `cargo-llvm-cov llvm-cov ARGS`; so do we.
-                let mut pb = ProcessBuilder::new(exe);
-                pb.args(["llvm-cov"]).args(args);
-                if llvm::needs_tools(args) {
-                    for (var, path) in llvm::child_env(&cfg.rustc, &cfg.llvm)? {
-                        pb.env(var, path);
-                    }
-                }
-                pb
-            }
-            Tool::Exec(args) => {
-                let (program, rest) = args.split_first().context("exec needs a program to run")?;
-                let mut pb = ProcessBuilder::new(program);
-                pb.args(rest);
-                pb
-            }
-        })
-    }
-}
-
-/// Whether a `--config FILE` sets `build.target-dir` or `build.build-dir`, in whatever TOML
-/// spelling (a `[build]` table, dotted keys, an inline table): parsed with a real TOML parser,
-/// since a text search would miss `build = { "target-dir" = … }` and friends.
-fn config_file_moves_dir(path: &std::path::Path) -> Result<bool> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read config file {}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("failed to parse config file {}", path.display()))?;
-    Ok(table
-        .get("build")
-        .and_then(|b| b.as_table())
-        .is_some_and(|b| b.contains_key("target-dir") || b.contains_key("build-dir")))
-}
 
 /// Run `tool` under the job's lease and return how it exited, telling `out` what happens
 /// (docs/protocol.md#a-jobs-life).
@@ -203,6 +78,333 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
     let exit = exit?;
     out.report(&Event::Exited);
     Ok(exit)
+}
+
+/// The live lease of a parent `cargo guarded` (or the action's `hold`) of this same job, if this
+/// run is nested inside one.
+fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
+    let Some(inherited) = &cfg.parent_lease else {
+        return Ok(None);
+    };
+    let Some((token, dir)) = inherited.split_once(' ') else {
+        return Ok(None);
+    };
+    let path = cfg.root.join(&cfg.job_name);
+    if std::path::Path::new(dir) != path || !cfg.root.is_dir() {
+        return Ok(None);
+    }
+    let root = Root::open(&cfg.root)?;
+    let Ok(dir) = root.open_job(OsStr::new(&cfg.job_name)) else {
+        return Ok(None);
+    };
+    let Ok(lease) = lease::read(dir.as_fd()) else {
+        return Ok(None);
+    };
+    if lease.token != token || lease.state != State::Active {
+        return Ok(None);
+    }
+    // The dir's lock free (the parent is gone, killed, whatever of its tree still runs), or a
+    // lock that cannot be tried: take the lease the normal way.
+    if lease::probe(dir.as_fd(), LockTrust::Trusted) != lease::Holder::Live(lease::Hold::Dir) {
+        return Ok(None);
+    }
+    Ok(Some(LeaseEnv {
+        marker: marker(&lease.token, &path),
+        path,
+        job_id: lease.job_id,
+        pid: lease.pid,
+    }))
+}
+
+/// Open (or create) the root, take the job's lease and run the disk precheck, telling `out`
+/// each step: the lifecycle of docs/protocol.md#a-jobs-life, up to the command's start.
+fn acquire(
+    cfg: &Config,
+    command: Vec<String>,
+    interrupted: &dyn Fn() -> Result<()>,
+    out: &mut dyn Reporter,
+) -> Result<(Session, LeaseEnv), CliError> {
+    out.report(&Event::Starting {
+        warning: cfg.job_id_warning.as_deref(),
+    });
+    let result = acquire_and_check(cfg, command, interrupted, out);
+    if result.is_err() {
+        out.report(&Event::GaveUp {
+            job_id: &cfg.job_id,
+        });
+    }
+    result
+}
+
+fn acquire_and_check(
+    cfg: &Config,
+    command: Vec<String>,
+    interrupted: &dyn Fn() -> Result<()>,
+    out: &mut dyn Reporter,
+) -> Result<(Session, LeaseEnv), CliError> {
+    let (root, trust) = open_root(cfg)?;
+    let limits = precheck::Limits {
+        guard: &cfg.guard,
+        min_free: cfg.min_free,
+        trust,
+        job_name: &cfg.job_name,
+    };
+    // Reclaim before writing anything: on a full disk, the lease itself could not be written.
+    let before = sweep_before_lease(&root, &limits, interrupted, out)?;
+    let command_line = command.join(" ");
+    // From here on the session renews the lease (through a long sweep too) and releases it on
+    // every way out of this function but the last.
+    let (session, origin) = take_lease(cfg, &root, trust, command, interrupted)?;
+    let held = session.held();
+    out.report(&Event::Acquired {
+        held,
+        origin: &origin,
+        adopt: cfg.adopt,
+        seed: cfg.seed,
+    });
+    let pruned = prune_adopted(cfg, held, &origin, out);
+    let after = match before {
+        Some(_) => None,
+        None => {
+            let new_job = !matches!(origin, Origin::Resumed);
+            precheck::after_lease(&root, &limits, new_job, interrupted)?
+        }
+    };
+    if let Some(report) = &after {
+        out.report(&Event::Swept {
+            root: &root,
+            report,
+        });
+    }
+    let swept = before.or(after);
+    let space = match precheck::room_to_start(&root, &limits, swept.as_ref())? {
+        Ok(space) => space,
+        Err(no_space) => {
+            out.report(&Event::Refused {
+                held,
+                origin: &origin,
+                command: &command_line,
+                no_space: &no_space,
+            });
+            return Err(CliError::new(no_space, Exit::TRY_LATER));
+        }
+    };
+    out.report(&Event::Ready {
+        root: &root,
+        held,
+        origin: &origin,
+        pruned: &pruned,
+        command: &command_line,
+        checked: &Checked {
+            report: swept,
+            space,
+        },
+    });
+    let lease_env = LeaseEnv {
+        marker: marker(&held.token(), &held.path),
+        path: held.path.clone(),
+        job_id: held.job_id(),
+        pid: std::process::id(),
+    };
+    Ok((session, lease_env))
+}
+
+/// Open (or create) the root and judge its locks.
+fn open_root(cfg: &Config) -> Result<(Root, LockTrust)> {
+    let root = Root::create(&cfg.root)?;
+    let trust = locks::assess(root.fd(), cfg.locks_forced);
+    if trust != LockTrust::Trusted {
+        term::verbose(
+            "Note",
+            format_args!(
+                "locks on {} are {trust}: expiry uses the heartbeat alone, with a margin",
+                root.path.display()
+            ),
+        );
+    }
+    Ok((root, trust))
+}
+
+/// The precheck's first step, with a spinner when it takes a while: reclaim if free space is
+/// low, before the lease is written.
+fn sweep_before_lease(
+    root: &Root,
+    limits: &precheck::Limits,
+    interrupted: &dyn Fn() -> Result<()>,
+    out: &mut dyn Reporter,
+) -> Result<Option<guard::Report>> {
+    let working = term::Activity::start_after(
+        std::time::Duration::from_secs(1),
+        "Checking",
+        format_args!("free space on {} (reclaiming if low)", root.path.display()),
+    );
+    let before = precheck::before_lease(root, limits, interrupted);
+    drop(working);
+    let before = before?;
+    if let Some(report) = &before {
+        out.report(&Event::Swept { root, report });
+    }
+    Ok(before)
+}
+
+/// Take the job's lease: resumed, adopted, seeded or fresh.
+fn take_lease(
+    cfg: &Config,
+    root: &Root,
+    trust: LockTrust,
+    command: Vec<String>,
+    interrupted: &dyn Fn() -> Result<()>,
+) -> Result<(Session, Origin), CliError> {
+    let key = || {
+        let toolchain = workspace::toolchain(
+            &cfg.rustc,
+            &cfg.cargo,
+            &cfg.rustup,
+            &cfg.workspace_root,
+            &root.join(lease::TOOLCHAIN_CACHE),
+        );
+        workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
+    };
+    // What a real copy may write: the free space above the line where the next sweep would
+    // start reclaiming (or `--min-free`, whichever is higher), so a seed never causes pressure.
+    let room = || {
+        crate::fs::Space::of(&root.path).map_or(0, |s| {
+            let line = cfg
+                .guard
+                .sweep(s.total, trust)
+                .reclaim_below
+                .max(cfg.min_free.bytes(s.total));
+            s.free.saturating_sub(line)
+        })
+    };
+    let seeding = lease::Seeding {
+        max_bytes: cfg.seed_max_size,
+        room: &room,
+        incremental: cfg.seed_incremental,
+    };
+    let req = Request {
+        job_id: &cfg.job_id,
+        name: &cfg.job_name,
+        owner: &cfg.owner,
+        ttl: cfg.ttl,
+        command,
+        wait: cfg.wait,
+        key: &key,
+        adopt: cfg.adopt,
+        seed: cfg.seed.then_some(seeding),
+        trust,
+        interrupted,
+    };
+    Session::acquire(root, &req, cfg.linger).map_err(|e| {
+        // `--wait` ran out while another run of the job held the lease: try again later.
+        let exit = if e.is::<lease::WaitTimedOut>() {
+            Exit::TRY_LATER
+        } else {
+            Exit::ERROR
+        };
+        CliError::new(e, exit)
+    })
+}
+
+/// Prune a dir the job just adopted, under the adopter's lock: the previous job is over and no
+/// one else can build here. Returns what went, for the summary.
+fn prune_adopted(cfg: &Config, held: &Held, origin: &Origin, out: &mut dyn Reporter) -> Pruned {
+    let Origin::Adopted { from, size, .. } = origin else {
+        return Pruned::default();
+    };
+    let outcome = prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune);
+    out.report(&Event::Pruned {
+        moment: Moment::Adoption { from, size: *size },
+        outcome: &outcome,
+        settings: &cfg.prune,
+    });
+    outcome.map(|o| o.pruned()).unwrap_or_default()
+}
+
+/// What a child needs to know of the lease it runs under.
+struct LeaseEnv {
+    /// The job dir.
+    path: PathBuf,
+    job_id: String,
+    /// The holder's pid, for messages.
+    pid: u32,
+    /// `CARGO_GUARDED_LEASE`: `<token> <job dir>`.
+    marker: String,
+}
+
+/// `CARGO_GUARDED_LEASE` names a lease by its random token and its dir. A nested run finds it
+/// inherited; it is this job's live lease only if the dir is this run's own job dir, its lease
+/// is active with that token, and someone (the parent) holds its lock.
+fn marker(token: &str, path: &std::path::Path) -> String {
+    format!("{token} {}", path.display())
+}
+
+/// The child's environment: what locates the job's dir (`dir_env`), the one colour decision,
+/// and none of the test-only variables meant for this process.
+fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
+    dir_env(cfg, lease, llvm_cov, pb);
+    // One colour decision for the whole log: ours (`--color`, CARGO_TERM_COLOR, NO_COLOR, tty).
+    pb.env("CARGO_TERM_COLOR", term::cargo_color());
+    // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
+    pb.env_remove("CARGO_GUARDED_FAULT")
+        .env_remove("CARGO_GUARDED_PAUSE")
+        .env_remove("CARGO_GUARDED_CLOCK_OFFSET")
+        .env_remove("CARGO_GUARDED_EXPORT_ENV");
+}
+
+/// What locates the job's dir: its target dir, and job-scoped versions of every other dir a
+/// configuration could point at something shared; the job id and the lease marker. All that
+/// `env` and `hold` export.
+fn dir_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
+    let target = lease.path.join(TARGET);
+    if let Some(inherited) = &cfg.inherited_target_dir
+        && *inherited != target
+    {
+        // Said at normal verbosity: a user who set it will look for their binaries there.
+        term::status(
+            "Overriding",
+            format_args!(
+                "inherited CARGO_TARGET_DIR={} with the job's dir {}: the outputs land there \
+                 (a shared target dir is what lets one job's cleanup break another's build)",
+                inherited.to_string_lossy(),
+                target.display()
+            ),
+        );
+    }
+    pb.env("CARGO_TARGET_DIR", &target);
+    if cfg.build_dir_configured {
+        pb.env("CARGO_BUILD_BUILD_DIR", lease.path.join("build"));
+    }
+    if llvm_cov && cfg.llvm_cov_target_dir.is_some() {
+        pb.env(
+            "CARGO_LLVM_COV_TARGET_DIR",
+            lease.path.join("llvm-cov-target"),
+        );
+    }
+    pb.env("CARGO_GUARDED_JOB_ID", &lease.job_id);
+    pb.env("CARGO_GUARDED_TARGET_DIR", OsStr::new(&target));
+    pb.env("CARGO_GUARDED_LEASE", &lease.marker);
+}
+
+/// Prune the job's own dir as it releases (`prune::at_release`): under its lock, its command
+/// over. Only after a command that succeeded: one stopped early may have read only part of its
+/// graph, and what it did not read is not evidence of anything (the next adoption prunes).
+/// Not when the dir was moved away meanwhile: it is no longer ours.
+fn prune_at_release(cfg: &Config, session: &Session, shape: &str, out: &mut dyn Reporter) {
+    if !cfg.prune.enabled || session.check().is_err() {
+        return;
+    }
+    let held = session.held();
+    let job = held.job_id();
+    let outcome = prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
+    out.report(&Event::Pruned {
+        moment: Moment::Release { job: &job, shape },
+        outcome: &outcome,
+        settings: &cfg.prune,
+    });
+    if outcome.is_ok_and(|o| o.pruned().bytes > 0) {
+        held.size_changed();
+    }
 }
 
 /// A failure before the command started. When a signal stopped the run (the failure is its
@@ -366,331 +568,4 @@ pub(crate) fn hold_job(cfg: &Config) -> CliResult {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     Ok(Exit::SUCCESS)
-}
-
-/// Prune the job's own dir as it releases (`prune::at_release`): under its lock, its command
-/// over. Only after a command that succeeded: one stopped early may have read only part of its
-/// graph, and what it did not read is not evidence of anything (the next adoption prunes).
-/// Not when the dir was moved away meanwhile: it is no longer ours.
-fn prune_at_release(cfg: &Config, session: &Session, shape: &str, out: &mut dyn Reporter) {
-    if !cfg.prune.enabled || session.check().is_err() {
-        return;
-    }
-    let held = session.held();
-    let job = held.job_id();
-    let outcome = prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
-    out.report(&Event::Pruned {
-        moment: Moment::Release { job: &job, shape },
-        outcome: &outcome,
-        settings: &cfg.prune,
-    });
-    if outcome.is_ok_and(|o| o.pruned().bytes > 0) {
-        held.size_changed();
-    }
-}
-
-/// What a child needs to know of the lease it runs under.
-struct LeaseEnv {
-    /// The job dir.
-    path: PathBuf,
-    job_id: String,
-    /// The holder's pid, for messages.
-    pid: u32,
-    /// `CARGO_GUARDED_LEASE`: `<token> <job dir>`.
-    marker: String,
-}
-
-/// `CARGO_GUARDED_LEASE` names a lease by its random token and its dir. A nested run finds it
-/// inherited; it is this job's live lease only if the dir is this run's own job dir, its lease
-/// is active with that token, and someone (the parent) holds its lock.
-fn marker(token: &str, path: &std::path::Path) -> String {
-    format!("{token} {}", path.display())
-}
-
-/// The live lease of a parent `cargo guarded` (or the action's `hold`) of this same job, if this
-/// run is nested inside one.
-fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
-    let Some(inherited) = &cfg.parent_lease else {
-        return Ok(None);
-    };
-    let Some((token, dir)) = inherited.split_once(' ') else {
-        return Ok(None);
-    };
-    let path = cfg.root.join(&cfg.job_name);
-    if std::path::Path::new(dir) != path || !cfg.root.is_dir() {
-        return Ok(None);
-    }
-    let root = Root::open(&cfg.root)?;
-    let Ok(dir) = root.open_job(OsStr::new(&cfg.job_name)) else {
-        return Ok(None);
-    };
-    let Ok(lease) = lease::read(dir.as_fd()) else {
-        return Ok(None);
-    };
-    if lease.token != token || lease.state != State::Active {
-        return Ok(None);
-    }
-    // The dir's lock free (the parent is gone, killed, whatever of its tree still runs), or a
-    // lock that cannot be tried: take the lease the normal way.
-    if lease::probe(dir.as_fd(), LockTrust::Trusted) != lease::Holder::Live(lease::Hold::Dir) {
-        return Ok(None);
-    }
-    Ok(Some(LeaseEnv {
-        marker: marker(&lease.token, &path),
-        path,
-        job_id: lease.job_id,
-        pid: lease.pid,
-    }))
-}
-
-/// Open (or create) the root, take the job's lease and run the disk precheck, telling `out`
-/// each step: the lifecycle of docs/protocol.md#a-jobs-life, up to the command's start.
-fn acquire(
-    cfg: &Config,
-    command: Vec<String>,
-    interrupted: &dyn Fn() -> Result<()>,
-    out: &mut dyn Reporter,
-) -> Result<(Session, LeaseEnv), CliError> {
-    out.report(&Event::Starting {
-        warning: cfg.job_id_warning.as_deref(),
-    });
-    let result = acquire_and_check(cfg, command, interrupted, out);
-    if result.is_err() {
-        out.report(&Event::GaveUp {
-            job_id: &cfg.job_id,
-        });
-    }
-    result
-}
-
-fn acquire_and_check(
-    cfg: &Config,
-    command: Vec<String>,
-    interrupted: &dyn Fn() -> Result<()>,
-    out: &mut dyn Reporter,
-) -> Result<(Session, LeaseEnv), CliError> {
-    let (root, trust) = open_root(cfg)?;
-    let limits = precheck::Limits {
-        guard: &cfg.guard,
-        min_free: cfg.min_free,
-        trust,
-        job_name: &cfg.job_name,
-    };
-    // Reclaim before writing anything: on a full disk, the lease itself could not be written.
-    let before = sweep_before_lease(&root, &limits, interrupted, out)?;
-    let command_line = command.join(" ");
-    // From here on the session renews the lease (through a long sweep too) and releases it on
-    // every way out of this function but the last.
-    let (session, origin) = take_lease(cfg, &root, trust, command, interrupted)?;
-    let held = session.held();
-    out.report(&Event::Acquired {
-        held,
-        origin: &origin,
-        adopt: cfg.adopt,
-        seed: cfg.seed,
-    });
-    let pruned = prune_adopted(cfg, held, &origin, out);
-    let after = match before {
-        Some(_) => None,
-        None => {
-            let new_job = !matches!(origin, Origin::Resumed);
-            precheck::after_lease(&root, &limits, new_job, interrupted)?
-        }
-    };
-    if let Some(report) = &after {
-        out.report(&Event::Swept {
-            root: &root,
-            report,
-        });
-    }
-    let swept = before.or(after);
-    let space = match precheck::room_to_start(&root, &limits, swept.as_ref())? {
-        Ok(space) => space,
-        Err(no_space) => {
-            out.report(&Event::Refused {
-                held,
-                origin: &origin,
-                command: &command_line,
-                no_space: &no_space,
-            });
-            return Err(CliError::new(no_space, Exit::TRY_LATER));
-        }
-    };
-    out.report(&Event::Ready {
-        root: &root,
-        held,
-        origin: &origin,
-        pruned: &pruned,
-        command: &command_line,
-        checked: &Checked {
-            report: swept,
-            space,
-        },
-    });
-    let lease_env = LeaseEnv {
-        marker: marker(&held.token(), &held.path),
-        path: held.path.clone(),
-        job_id: held.job_id(),
-        pid: std::process::id(),
-    };
-    Ok((session, lease_env))
-}
-
-/// The precheck's first step, with a spinner when it takes a while: reclaim if free space is
-/// low, before the lease is written.
-fn sweep_before_lease(
-    root: &Root,
-    limits: &precheck::Limits,
-    interrupted: &dyn Fn() -> Result<()>,
-    out: &mut dyn Reporter,
-) -> Result<Option<guard::Report>> {
-    let working = term::Activity::start_after(
-        std::time::Duration::from_secs(1),
-        "Checking",
-        format_args!("free space on {} (reclaiming if low)", root.path.display()),
-    );
-    let before = precheck::before_lease(root, limits, interrupted);
-    drop(working);
-    let before = before?;
-    if let Some(report) = &before {
-        out.report(&Event::Swept { root, report });
-    }
-    Ok(before)
-}
-
-/// Prune a dir the job just adopted, under the adopter's lock: the previous job is over and no
-/// one else can build here. Returns what went, for the summary.
-fn prune_adopted(cfg: &Config, held: &Held, origin: &Origin, out: &mut dyn Reporter) -> Pruned {
-    let Origin::Adopted { from, size, .. } = origin else {
-        return Pruned::default();
-    };
-    let outcome = prune::at_adoption(held.dir_fd(), from, *size, &cfg.prune);
-    out.report(&Event::Pruned {
-        moment: Moment::Adoption { from, size: *size },
-        outcome: &outcome,
-        settings: &cfg.prune,
-    });
-    outcome.map(|o| o.pruned()).unwrap_or_default()
-}
-
-/// Open (or create) the root and judge its locks.
-fn open_root(cfg: &Config) -> Result<(Root, LockTrust)> {
-    let root = Root::create(&cfg.root)?;
-    let trust = locks::assess(root.fd(), cfg.locks_forced);
-    if trust != LockTrust::Trusted {
-        term::verbose(
-            "Note",
-            format_args!(
-                "locks on {} are {trust}: expiry uses the heartbeat alone, with a margin",
-                root.path.display()
-            ),
-        );
-    }
-    Ok((root, trust))
-}
-
-/// Take the job's lease: resumed, adopted, seeded or fresh.
-fn take_lease(
-    cfg: &Config,
-    root: &Root,
-    trust: LockTrust,
-    command: Vec<String>,
-    interrupted: &dyn Fn() -> Result<()>,
-) -> Result<(Session, Origin), CliError> {
-    let key = || {
-        let toolchain = workspace::toolchain(
-            &cfg.rustc,
-            &cfg.cargo,
-            &cfg.rustup,
-            &cfg.workspace_root,
-            &root.join(lease::TOOLCHAIN_CACHE),
-        );
-        workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
-    };
-    // What a real copy may write: the free space above the line where the next sweep would
-    // start reclaiming (or `--min-free`, whichever is higher), so a seed never causes pressure.
-    let room = || {
-        crate::fs::Space::of(&root.path).map_or(0, |s| {
-            let line = cfg
-                .guard
-                .sweep(s.total, trust)
-                .reclaim_below
-                .max(cfg.min_free.bytes(s.total));
-            s.free.saturating_sub(line)
-        })
-    };
-    let seeding = lease::Seeding {
-        max_bytes: cfg.seed_max_size,
-        room: &room,
-        incremental: cfg.seed_incremental,
-    };
-    let req = Request {
-        job_id: &cfg.job_id,
-        name: &cfg.job_name,
-        owner: &cfg.owner,
-        ttl: cfg.ttl,
-        command,
-        wait: cfg.wait,
-        key: &key,
-        adopt: cfg.adopt,
-        seed: cfg.seed.then_some(seeding),
-        trust,
-        interrupted,
-    };
-    Session::acquire(root, &req, cfg.linger).map_err(|e| {
-        // `--wait` ran out while another run of the job held the lease: try again later.
-        let exit = if e.is::<lease::WaitTimedOut>() {
-            Exit::TRY_LATER
-        } else {
-            Exit::ERROR
-        };
-        CliError::new(e, exit)
-    })
-}
-
-/// The child's environment: what locates the job's dir (`dir_env`), the one colour decision,
-/// and none of the test-only variables meant for this process.
-fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
-    dir_env(cfg, lease, llvm_cov, pb);
-    // One colour decision for the whole log: ours (`--color`, CARGO_TERM_COLOR, NO_COLOR, tty).
-    pb.env("CARGO_TERM_COLOR", term::cargo_color());
-    // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
-    pb.env_remove("CARGO_GUARDED_FAULT")
-        .env_remove("CARGO_GUARDED_PAUSE")
-        .env_remove("CARGO_GUARDED_CLOCK_OFFSET")
-        .env_remove("CARGO_GUARDED_EXPORT_ENV");
-}
-
-/// What locates the job's dir: its target dir, and job-scoped versions of every other dir a
-/// configuration could point at something shared; the job id and the lease marker. All that
-/// `env` and `hold` export.
-fn dir_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
-    let target = lease.path.join(TARGET);
-    if let Some(inherited) = &cfg.inherited_target_dir
-        && *inherited != target
-    {
-        // Said at normal verbosity: a user who set it will look for their binaries there.
-        term::status(
-            "Overriding",
-            format_args!(
-                "inherited CARGO_TARGET_DIR={} with the job's dir {}: the outputs land there \
-                 (a shared target dir is what lets one job's cleanup break another's build)",
-                inherited.to_string_lossy(),
-                target.display()
-            ),
-        );
-    }
-    pb.env("CARGO_TARGET_DIR", &target);
-    if cfg.build_dir_configured {
-        pb.env("CARGO_BUILD_BUILD_DIR", lease.path.join("build"));
-    }
-    if llvm_cov && cfg.llvm_cov_target_dir.is_some() {
-        pb.env(
-            "CARGO_LLVM_COV_TARGET_DIR",
-            lease.path.join("llvm-cov-target"),
-        );
-    }
-    pb.env("CARGO_GUARDED_JOB_ID", &lease.job_id);
-    pb.env("CARGO_GUARDED_TARGET_DIR", OsStr::new(&target));
-    pb.env("CARGO_GUARDED_LEASE", &lease.marker);
 }
