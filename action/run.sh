@@ -61,6 +61,7 @@ max-root-size value CARGO_GUARDED_MAX_ROOT_SIZE
 no-seed off CARGO_GUARDED_SEED
 seed-max-size value CARGO_GUARDED_SEED_MAX_SIZE
 wait value CARGO_GUARDED_WAIT
+events value CARGO_GUARDED_EVENTS
 quiet flag --quiet
 verbose flag --verbose
 color arg --color

@@ -154,6 +154,12 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
+    /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
+    /// tooling to read as it happens (stdout stays the wrapped command's)
+    #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
+          env = "CARGO_GUARDED_EVENTS", hide_env_values = true)]
+    pub(crate) events: Option<PathBuf>,
+
     /// Print only warnings and errors
     #[arg(short, long, global = true, help_heading = GLOBAL, conflicts_with = "verbose")]
     pub(crate) quiet: bool,

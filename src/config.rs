@@ -80,6 +80,8 @@ pub(crate) struct Config {
     /// Said before a lease is taken: the CI's job id variables were not UTF-8
     /// (`job_id::unreadable_vars`).
     pub(crate) job_id_warning: Option<String>,
+    /// `--events`: the file each event is appended to as a line of JSON (`report::json`).
+    pub(crate) events: Option<PathBuf>,
 }
 
 /// An environment variable; empty counts as unset.
@@ -178,6 +180,7 @@ impl Config {
             parent_lease: var("CARGO_GUARDED_LEASE"),
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
             job_id_warning,
+            events: g.events.as_ref().map(|p| cwd.join(p)),
             root,
         })
     }

@@ -47,6 +47,7 @@ use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::lease::Root;
 use crate::report::github::GitHub;
+use crate::report::json::Json;
 use crate::report::terminal::Terminal;
 use crate::report::{Event, Reporter, Reporters};
 
@@ -108,6 +109,19 @@ fn run() -> CliResult {
     if let Some(github) = github {
         out.add(github);
     }
+    // `--events`: opened only by the commands that tell events. A file that cannot be opened is
+    // an error before anything is done, but for a hook, which never fails the job it runs before.
+    if let Some(path) = &cfg.events
+        && tells_events(&mode)
+    {
+        match Json::append(path) {
+            Ok(json) => out.add(json),
+            Err(e) if matches!(mode, Mode::Gc(GcArgs { hook: true, .. })) => {
+                term::warn(format_args!("{e:#}; no events are written"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     match mode {
         Mode::Wrapped(args) => run::wrapped(&cfg, &tool::Tool::from_external(args), &mut out),
         Mode::Exec(command) => run::wrapped(&cfg, &tool::Tool::Exec(command), &mut out),
@@ -118,6 +132,16 @@ fn run() -> CliResult {
         Mode::Gc(args) => gc(&cfg, &args, &mut out),
         Mode::Doctor { json } => doctor(&cfg, json),
         Mode::Completions(_) | Mode::Man => unreachable!("needs no configuration"),
+    }
+}
+
+/// Whether `mode` tells its reporters events: a job's life (a wrapped command, `exec`, `env`,
+/// `hold`) or `gc`'s sweep.
+fn tells_events(mode: &Mode) -> bool {
+    match mode {
+        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) => true,
+        Mode::Hold { job_only } => !job_only,
+        Mode::Status(_) | Mode::Doctor { .. } | Mode::Completions(_) | Mode::Man => false,
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
         });
         job_env(cfg, &parent, llvm_cov, &mut pb);
         let exit = process::spawn(&pb)?.wait()?;
-        out.report(&Event::Exited);
+        out.report(&Event::Exited { exit });
         return Ok(exit);
     }
     let command: Vec<String> = tool
@@ -76,7 +76,7 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
     // release is only a warning (`Session::finish`).
     session.finish()?;
     let exit = exit?;
-    out.report(&Event::Exited);
+    out.report(&Event::Exited { exit });
     Ok(exit)
 }
 
@@ -125,6 +125,7 @@ fn acquire(
     out: &mut dyn Reporter,
 ) -> Result<(Session, LeaseEnv), CliError> {
     out.report(&Event::Starting {
+        job_id: &cfg.job_id,
         warning: cfg.job_id_warning.as_deref(),
     });
     let result = acquire_and_check(cfg, command, interrupted, out);

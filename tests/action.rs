@@ -461,6 +461,7 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "no-seed",
             "seed-max-size",
             "wait",
+            "events",
             "quiet",
             "verbose",
             "color",
@@ -559,6 +560,7 @@ fn every_cli_option_is_an_input_through_one_table() {
 #[test]
 fn new_inputs_reach_the_cli_and_warm_says_whether_the_dir_was_new() {
     let mut job = Job::new();
+    let events = job.ws.join("events.jsonl");
     let a = job.action(&[
         (
             "command",
@@ -567,9 +569,14 @@ fn new_inputs_reach_the_cli_and_warm_says_whether_the_dir_was_new() {
         ("verbose", "true"),
         ("sccache", "true"),
         ("wait", "5s"),
+        ("events", events.to_str().unwrap()),
     ]);
     assert_success(&a.run);
     assert_eq!(a.step.outputs()["warm"], "false", "a fresh dir");
+    // The events reached the file: the last line is the command's exit.
+    let text = std::fs::read_to_string(&events).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "exited", "{text}");
     let wrapper = std::fs::read_to_string(job.ws.join("wrapper.txt")).unwrap();
     assert_eq!(
         Path::new(&wrapper),

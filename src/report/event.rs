@@ -1,6 +1,7 @@
 //! A job's life as typed events: `run` says what happens, in order, to the reporters `main`
-//! chose once (the terminal always; GitHub when under Actions), and knows none of them. A
-//! reporter renders what it is told and hands nothing back (docs/architecture.md#the-event-seam).
+//! chose once (the terminal always; GitHub when under Actions; JSON lines with `--events`), and
+//! knows none of them. A reporter renders what it is told and hands nothing back
+//! (docs/architecture.md#the-event-seam).
 //!
 //! The order of one wrapped command: `Nested` (inside a parent's lease: nothing is acquired), or
 //! `Starting`, `Swept` (when the disk was low), `Acquired`, `Pruned` (of an adopted dir),
@@ -12,6 +13,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::exit::Exit;
 use crate::guard;
 use crate::lease::{Held, Origin, Root};
 use crate::precheck::{Checked, NoSpace};
@@ -19,9 +21,12 @@ use crate::prune::{self, Outcome, Pruned};
 
 /// What happened.
 pub(crate) enum Event<'a> {
-    /// A job asks for its dir. `warning`: something about its id to say first (its CI's id
-    /// variables were not UTF-8).
-    Starting { warning: Option<&'a str> },
+    /// The job `job_id` asks for its dir. `warning`: something about its id to say first (its
+    /// CI's id variables were not UTF-8).
+    Starting {
+        job_id: &'a str,
+        warning: Option<&'a str>,
+    },
     /// The run is inside the live lease a parent run (or the action's `hold`) of this same job
     /// holds on `dir`: it takes no lease of its own.
     Nested { dir: &'a Path, job_id: &'a str },
@@ -66,8 +71,9 @@ pub(crate) enum Event<'a> {
     /// The run failed before its command started (a refusal included; the error is the run's
     /// own, said by `main`).
     GaveUp { job_id: &'a str },
-    /// The wrapped command ended and the lease is released (the exit is `run`'s return value).
-    Exited,
+    /// The wrapped command ended and the lease is released; `exit` is how it ended, and what
+    /// `run` returns.
+    Exited { exit: Exit },
     /// `gc` swept the root. `hook`: for a runner's hook (`gc --hook`).
     Collected {
         root: &'a Root,

@@ -336,7 +336,10 @@ impl Reporter for GitHub {
                 self.pruned_at_release(job, &pruned);
             }
             Event::Collected { root, report, .. } => self.gc_done(root, report),
-            Event::GaveUp { .. } | Event::Swept { .. } | Event::Pruned { .. } | Event::Exited => {}
+            Event::GaveUp { .. }
+            | Event::Swept { .. }
+            | Event::Pruned { .. }
+            | Event::Exited { .. } => {}
         }
     }
 }

@@ -7,6 +7,7 @@ use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use serde::ser::Serializer;
 
+use crate::prune::BudgetState;
 use crate::quantity::{Bytes, RoundDuration};
 use crate::status::{Entry, LeaseState, Status, Tally};
 use crate::term;
@@ -252,6 +253,28 @@ impl Serialize for Status {
     }
 }
 
+/// A dir's size against its budget as a prune left it: `leases[].budget` of `status --json`,
+/// and the `pruned` event's `budget` (`report::json`).
+#[derive(Serialize)]
+pub(super) struct Budget {
+    size: u64,
+    budget: u64,
+    working_set: u64,
+    /// Over budget with nothing more prunable: what recent jobs used stays.
+    over: bool,
+}
+
+impl From<BudgetState> for Budget {
+    fn from(b: BudgetState) -> Budget {
+        Budget {
+            size: b.size,
+            budget: b.budget,
+            working_set: b.working_set,
+            over: b.over(),
+        }
+    }
+}
+
 impl Serialize for Entry {
     // Long: one JSON object's whole field list, each field documented in the README's schema.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -291,14 +314,6 @@ impl Serialize for Entry {
             at: Option<String>,
             from: &'a str,
         }
-        #[derive(Serialize)]
-        struct Budget {
-            size: u64,
-            budget: u64,
-            working_set: u64,
-            /// Over budget with nothing more prunable: what recent jobs used stays.
-            over: bool,
-        }
         Json {
             job_id: &self.job_id,
             state: self.state.to_string(),
@@ -323,12 +338,7 @@ impl Serialize for Entry {
                 at: epoch_secs(p.at),
                 from: &p.from,
             }),
-            budget: self.budget.map(|b| Budget {
-                size: b.size,
-                budget: b.budget,
-                working_set: b.working_set,
-                over: b.over(),
-            }),
+            budget: self.budget.map(Budget::from),
             note: note(self, SystemTime::now())
                 .as_deref()
                 .map(|n| match self.state {

@@ -55,7 +55,7 @@ impl Reporter for Terminal {
             }
             // Said by `main` (the error) or by the command itself.
             Event::Ready { .. } | Event::Refused { .. } | Event::GaveUp { .. } => {}
-            Event::Exited => {}
+            Event::Exited { .. } => {}
         }
     }
 }

@@ -1,0 +1,321 @@
+//! The `--events` reporter: a job's life (and `gc`'s sweep) as JSON lines appended to a file, a
+//! public, versioned stream for CI tooling. Each event is one line, `{"v":1,"event":"<name>",…}`,
+//! written with one `write` to a file opened for append, so a `tail -f` sees it as it happens
+//! and the lines of runs sharing the file (steps of a job, a nested run) never mix. The fields
+//! of each event are README's "Events (`--events`)"; `tests/events.rs` keeps the two in step.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::event::{Event, Reporter};
+use super::status::Budget;
+use crate::exit::Exit;
+use crate::guard;
+use crate::lease::Origin;
+use crate::precheck::{Group, NoSpace};
+use crate::prune::{Moment, Outcome, Pruned};
+use crate::term;
+
+/// The stream's format version, each line's `v`. Adding a field or an event keeps it; removing
+/// or renaming one, or changing what one means, bumps it.
+pub(crate) const EVENTS_VERSION: u32 = 1;
+
+/// Appends every event to the `--events` file.
+pub(crate) struct Json {
+    file: File,
+    path: PathBuf,
+    /// Every line's `pid`: which run wrote it, where several share the file.
+    pid: u32,
+    /// The job the run is for, from `Starting` (or `Nested`) on.
+    job_id: Option<String>,
+    /// The job's dir, once it has one (`Acquired`, `Nested`).
+    dir: Option<String>,
+    /// A write failed: said once; nothing more is written.
+    broken: bool,
+}
+
+impl Json {
+    /// Open `path` for append, creating it if missing.
+    pub(crate) fn append(path: &Path) -> Result<Json> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| {
+                format!(
+                    "failed to open the events file {} (--events, CARGO_GUARDED_EVENTS)",
+                    path.display()
+                )
+            })?;
+        Ok(Json {
+            file,
+            path: path.to_owned(),
+            pid: std::process::id(),
+            job_id: None,
+            dir: None,
+            broken: false,
+        })
+    }
+
+    fn write(&mut self, event: &'static str, fields: Fields<'_>) {
+        if self.broken {
+            return;
+        }
+        let line = Line {
+            v: EVENTS_VERSION,
+            event,
+            pid: self.pid,
+            job_id: self.job_id.as_deref(),
+            dir: self.dir.as_deref(),
+            fields,
+        };
+        let written = serde_json::to_vec(&line)
+            .map_err(std::io::Error::from)
+            .and_then(|mut bytes| {
+                bytes.push(b'\n');
+                self.file.write_all(&bytes)?;
+                self.file.flush()
+            });
+        if let Err(e) = written {
+            self.broken = true;
+            term::warn(format_args!(
+                "failed to write to the events file {}: {e}; no more events are written there",
+                self.path.display()
+            ));
+        }
+    }
+}
+
+/// One line: what every event has, then its own fields.
+#[derive(Serialize)]
+struct Line<'a> {
+    v: u32,
+    event: &'static str,
+    pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<&'a str>,
+    #[serde(flatten)]
+    fields: Fields<'a>,
+}
+
+/// Each event's own fields.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Fields<'a> {
+    /// `starting`, `nested`, `gave_up`: the common fields say it all.
+    None {},
+    /// `swept`, `collected`: the guard's report, as `gc --json` prints it.
+    Sweep {
+        root: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hook: Option<bool>,
+        report: &'a guard::Report,
+    },
+    Acquired {
+        target_dir: String,
+        origin: &'static str,
+        /// The job whose dir was adopted or seeded from.
+        from: Option<&'a str>,
+        /// The adopted dir's size (when known), or the bytes a seed copied.
+        from_bytes: Option<u64>,
+        /// How long a seed's copy took.
+        copy_secs: Option<f64>,
+    },
+    Pruned {
+        moment: &'static str,
+        outcome: &'static str,
+        pruned: Option<PrunedJson>,
+        budget: Option<Budget>,
+        error: Option<String>,
+    },
+    Ready {
+        command: &'a str,
+        free_bytes: u64,
+    },
+    Refused {
+        command: &'a str,
+        free_bytes: u64,
+        required_bytes: u64,
+        /// `None`: no sweep ran.
+        reclaimed_bytes: Option<u64>,
+        holding: Holding,
+    },
+    Exited {
+        exit: ExitJson,
+    },
+}
+
+/// What a prune removed, in the words of `status --json`'s `leases[].pruned`.
+#[derive(Serialize)]
+struct PrunedJson {
+    units: usize,
+    superseded: usize,
+    budget: usize,
+    incremental: usize,
+    bytes: u64,
+}
+
+/// `{"code":N}` or `{"signal":N}`.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum ExitJson {
+    Code(u8),
+    Signal(i32),
+}
+
+/// What still held space in the root when the precheck refused, by lease state.
+#[derive(Serialize)]
+struct Holding {
+    live: GroupJson,
+    lingering: GroupJson,
+    expired: GroupJson,
+}
+
+/// `{"dirs":N,"bytes":N}`, as `status --json`'s `totals`.
+#[derive(Serialize)]
+struct GroupJson {
+    dirs: usize,
+    bytes: u64,
+}
+
+impl From<Group> for GroupJson {
+    fn from(g: Group) -> GroupJson {
+        GroupJson {
+            dirs: g.dirs,
+            bytes: g.bytes,
+        }
+    }
+}
+
+impl Reporter for Json {
+    fn report(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Starting { job_id, .. } => {
+                self.job_id = Some((*job_id).to_owned());
+                self.dir = None;
+                self.write("starting", Fields::None {});
+            }
+            Event::Nested { dir, job_id } => {
+                self.job_id = Some((*job_id).to_owned());
+                self.dir = Some(dir.to_string_lossy().into_owned());
+                self.write("nested", Fields::None {});
+            }
+            Event::Swept { root, report } => {
+                let root = root.path.to_string_lossy().into_owned();
+                let hook = None;
+                self.write("swept", Fields::Sweep { root, hook, report });
+            }
+            Event::Acquired { held, origin, .. } => {
+                self.job_id = Some(held.job_id());
+                self.dir = Some(held.path.to_string_lossy().into_owned());
+                self.write("acquired", acquired(&held.target_dir(), origin));
+            }
+            Event::Pruned {
+                moment, outcome, ..
+            } => self.write("pruned", pruned(moment, outcome)),
+            Event::Ready {
+                command, checked, ..
+            } => self.write(
+                "ready",
+                Fields::Ready {
+                    command,
+                    free_bytes: checked.space.free,
+                },
+            ),
+            Event::Refused {
+                command, no_space, ..
+            } => self.write("refused", refused(command, no_space)),
+            Event::GaveUp { .. } => self.write("gave_up", Fields::None {}),
+            Event::Exited { exit } => {
+                let exit = match *exit {
+                    Exit::Code(code) => ExitJson::Code(code),
+                    Exit::Signal { signal, .. } => ExitJson::Signal(signal),
+                };
+                self.write("exited", Fields::Exited { exit });
+            }
+            Event::Collected { root, report, hook } => {
+                self.job_id = None;
+                self.dir = None;
+                let root = root.path.to_string_lossy().into_owned();
+                let hook = Some(*hook);
+                self.write("collected", Fields::Sweep { root, hook, report });
+            }
+        }
+    }
+}
+
+fn acquired<'a>(target_dir: &Path, origin: &'a Origin) -> Fields<'a> {
+    let (from, from_bytes, copy_secs) = match origin {
+        Origin::Adopted { from, size, .. } => (Some(from.as_str()), *size, None),
+        Origin::Seeded(s) => (
+            Some(s.from.as_str()),
+            Some(s.copied.bytes),
+            Some(secs(s.took)),
+        ),
+        Origin::Fresh | Origin::Resumed => (None, None, None),
+    };
+    Fields::Acquired {
+        target_dir: target_dir.to_string_lossy().into_owned(),
+        origin: origin.name(),
+        from,
+        from_bytes,
+        copy_secs,
+    }
+}
+
+fn pruned<'a>(moment: &Moment<'_>, outcome: &Result<Outcome>) -> Fields<'a> {
+    let moment = match moment {
+        Moment::Adoption { .. } => "adoption",
+        Moment::Release { .. } => "release",
+    };
+    let (outcome, ran, error) = match outcome {
+        Ok(Outcome::Ran {
+            pruned,
+            first_error,
+            ..
+        }) => ("ran", Some(pruned), first_error.clone()),
+        Ok(Outcome::Off) => ("off", None, None),
+        Ok(Outcome::Emptied { .. }) => ("emptied", None, None),
+        Ok(Outcome::Unobservable(why)) => ("unobservable", None, Some(why.clone())),
+        Err(e) => ("failed", None, Some(format!("{e:#}"))),
+    };
+    Fields::Pruned {
+        moment,
+        outcome,
+        pruned: ran.map(|p: &Pruned| PrunedJson {
+            units: p.units,
+            superseded: p.superseded,
+            budget: p.budget,
+            incremental: p.incremental,
+            bytes: p.bytes,
+        }),
+        budget: ran.and_then(|p| p.state).map(Budget::from),
+        error,
+    }
+}
+
+fn refused<'a>(command: &'a str, n: &NoSpace) -> Fields<'a> {
+    Fields::Refused {
+        command,
+        free_bytes: n.free,
+        required_bytes: n.required,
+        reclaimed_bytes: n.reclaimed.map(|(bytes, _)| bytes),
+        holding: Holding {
+            live: n.holding.live.into(),
+            lingering: n.holding.lingering.into(),
+            expired: n.holding.expired.into(),
+        },
+    }
+}
+
+/// Seconds, to the millisecond.
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
