@@ -270,13 +270,7 @@ fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
 
 #[test]
 fn json_outputs_are_versioned_and_every_field_is_documented() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
-        .find("## JSON output")
-        .expect("README has a JSON section");
-    let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let section = readme_section("## JSON output");
 
     let env = Env::new();
     let ws = env.fixture("small");

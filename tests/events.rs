@@ -274,13 +274,7 @@ fn an_events_file_that_cannot_be_opened_is_an_error() {
 
 /// Every field of every line is in README's events section.
 fn assert_documented(lines: &[Value]) {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
-        .find("### Events (`--events`)")
-        .expect("README has an events section");
-    let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let section = readme_section("### Events (`--events`)");
     for l in lines {
         let event = l["event"].as_str().unwrap();
         assert!(

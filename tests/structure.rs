@@ -671,11 +671,14 @@ fn module_imports_have_no_cycles() {
     }
 }
 
+/// docs/architecture.md's text.
+fn architecture() -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(ARCHITECTURE)).unwrap()
+}
+
 #[test]
 fn module_imports_match_the_architecture_doc() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(ARCHITECTURE);
-    let doc = documented_imports(&fs::read_to_string(&path).unwrap())
-        .unwrap_or_else(|e| panic!("{ARCHITECTURE}: {e}"));
+    let doc = documented_imports(&architecture()).unwrap_or_else(|e| panic!("{ARCHITECTURE}: {e}"));
     let changes = doc_changes(&doc, &imports(&sources()));
     assert!(
         changes.is_empty(),
@@ -686,9 +689,8 @@ fn module_imports_match_the_architecture_doc() {
 
 #[test]
 fn module_imports_point_down_the_layers() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(ARCHITECTURE);
-    let layers = documented_layers(&fs::read_to_string(&path).unwrap())
-        .unwrap_or_else(|e| panic!("{ARCHITECTURE}: {e}"));
+    let layers =
+        documented_layers(&architecture()).unwrap_or_else(|e| panic!("{ARCHITECTURE}: {e}"));
     let breaks = layer_breaks(&layers, &imports(&sources()));
     assert!(
         breaks.is_empty(),

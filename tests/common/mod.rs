@@ -359,6 +359,17 @@ fn list_tree(base: &Path, dir: &Path, keep: &mut dyn FnMut(&Path) -> bool, out: 
     }
 }
 
+/// README.md's section that starts at `heading` (a `## ` or `### ` line), up to the next `## `.
+pub fn readme_section(heading: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has a section `{heading}`"));
+    let section = &readme[start..];
+    section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)].to_owned()
+}
+
 /// The only line of `out`'s stderr, asserting there is exactly one.
 pub fn one_line_error(out: &Output) -> String {
     let err = stderr(out);
