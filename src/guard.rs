@@ -20,7 +20,7 @@ use rustix::fs::AtFlags;
 
 use crate::fault;
 use crate::fs::{self, Space};
-use crate::lease::{self, Claim, GUARD_LOCK, Lease, NEW_PREFIX, Protected, Root, TRASH, Tally};
+use crate::lease::{self, Claim, GUARD_LOCK, KeptAs, Lease, NEW_PREFIX, Protected, Root, TRASH};
 use crate::locks::LockTrust;
 use crate::quantity::{Bytes, RoundDuration, Threshold};
 use crate::term;
@@ -189,14 +189,14 @@ pub(crate) enum WhyKept {
 }
 
 impl WhyKept {
-    pub(crate) fn kind(&self) -> Tally {
+    pub(crate) fn kind(&self) -> KeptAs {
         match self {
             WhyKept::Lease(keep) => keep.kind(),
-            WhyKept::OwnDir => Tally::Live,
+            WhyKept::OwnDir => KeptAs::Live,
             WhyKept::Warm { .. }
             | WhyKept::TargetReached
             | WhyKept::MaxTime
-            | WhyKept::PartlyDeleted { .. } => Tally::Expired,
+            | WhyKept::PartlyDeleted { .. } => KeptAs::Expired,
         }
     }
 

@@ -50,7 +50,7 @@ pub(crate) use expiry::{Expiry, classify};
 pub(crate) use held::Held;
 pub(crate) use joblock::{expiry, hold as hold_job_lock, record_in_released};
 pub(crate) use probe::{Hold, Holder, probe};
-pub(crate) use protected::{Protected, Tally};
+pub(crate) use protected::{KeptAs, Protected};
 pub(crate) use record::{Lease, Owner, State, read};
 pub(crate) use request::{Origin, Request};
 pub(crate) use root::{NotAJobDir, Root};

@@ -36,7 +36,7 @@ pub(crate) enum Protected {
 
 /// How a kept dir counts in the totals of a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tally {
+pub(crate) enum KeptAs {
     Live,
     Lingering,
     Expired,
@@ -56,11 +56,11 @@ impl Protected {
         }
     }
 
-    pub(crate) fn kind(&self) -> Tally {
+    pub(crate) fn kind(&self) -> KeptAs {
         match self {
-            Protected::Live { .. } | Protected::TreeAlive { .. } => Tally::Live,
-            Protected::Lingering { .. } => Tally::Lingering,
-            _ => Tally::Unknown,
+            Protected::Live { .. } | Protected::TreeAlive { .. } => KeptAs::Live,
+            Protected::Lingering { .. } => KeptAs::Lingering,
+            _ => KeptAs::Unknown,
         }
     }
 

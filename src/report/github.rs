@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use super::event::{Event, Reporter};
 use crate::fs::Space;
 use crate::guard::{Kept, Removed, Report};
-use crate::lease::{Held, Origin, Root, TARGET, Tally};
+use crate::lease::{Held, KeptAs, Origin, Root, TARGET};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
 use crate::quantity::{Bytes, RoundDuration};
@@ -358,12 +358,12 @@ fn same_repository(job_id: Option<&str>, repo: Option<&str>) -> bool {
 }
 
 /// How a kind of kept dir is counted in the summary's totals.
-fn kind_label(kind: Tally) -> &'static str {
+fn kind_label(kind: KeptAs) -> &'static str {
     match kind {
-        Tally::Live => "live",
-        Tally::Lingering => "lingering",
-        Tally::Expired => "expired (warm or not needed)",
-        Tally::Unknown => "unknown",
+        KeptAs::Live => "live",
+        KeptAs::Lingering => "lingering",
+        KeptAs::Expired => "expired (warm or not needed)",
+        KeptAs::Unknown => "unknown",
     }
 }
 
@@ -483,7 +483,7 @@ fn removed_rows(md: &mut String, r: &Report, repo: Option<&str>) {
 
 /// Totals of everything kept, by kind; rows only for this job (`own`) and this repository's.
 fn kept_rows(md: &mut String, kept: &[Kept], own: Option<&str>, repo: Option<&str>) {
-    let mut kinds: Vec<(Tally, usize)> = Vec::new();
+    let mut kinds: Vec<(KeptAs, usize)> = Vec::new();
     for k in kept {
         let kind = k.reason.kind();
         match kinds.iter_mut().find(|(n, _)| *n == kind) {

@@ -6,7 +6,7 @@ use serde::ser::Serializer;
 
 use super::github;
 use crate::guard::{Kept, Removed, Report, RootCap};
-use crate::lease::{Root, Tally};
+use crate::lease::{KeptAs, Root};
 use crate::quantity::{Bytes, RoundDuration};
 use crate::term::{self, Verbosity};
 
@@ -129,10 +129,10 @@ fn kept_by_kind(report: &Report) -> String {
         return String::new();
     }
     let kinds = [
-        (Tally::Live, "live"),
-        (Tally::Lingering, "lingering"),
-        (Tally::Expired, "expired"),
-        (Tally::Unknown, "unreadable or skipped"),
+        (KeptAs::Live, "live"),
+        (KeptAs::Lingering, "lingering"),
+        (KeptAs::Expired, "expired"),
+        (KeptAs::Unknown, "unreadable or skipped"),
     ];
     let counts: Vec<String> = kinds
         .iter()
@@ -254,7 +254,7 @@ fn print_nothing(report: &Report) {
     let expired_kept = report
         .kept
         .iter()
-        .any(|k| k.reason.kind() == Tally::Expired);
+        .any(|k| k.reason.kind() == KeptAs::Expired);
     let why = if !expired_kept {
         format!(
             "no job dir has expired ({}% used, {} free)",
@@ -414,7 +414,7 @@ mod tests {
             reason.to_string(),
             "kept: processes of job `j` still hold it (its wrapper has exited)"
         );
-        assert_eq!(reason.kind(), Tally::Live);
+        assert_eq!(reason.kind(), KeptAs::Live);
     }
 
     /// The words `gc --json` and the terminal used when reasons were strings, and the totals'
@@ -427,19 +427,19 @@ mod tests {
                 WhyKept::Lease(Protected::Unknown("bad json".into())),
                 "kept: unknown – bad json",
                 "unknown – bad json",
-                Tally::Unknown,
+                KeptAs::Unknown,
             ),
             (
                 WhyKept::Lease(Protected::Skipped(NotAJobDir::Symlink)),
                 "skipped: symlink",
                 "skipped: symlink",
-                Tally::Unknown,
+                KeptAs::Unknown,
             ),
             (
                 WhyKept::Lease(Protected::Changed),
                 "skipped: changed while being examined",
                 "skipped: changed while being examined",
-                Tally::Unknown,
+                KeptAs::Unknown,
             ),
             (
                 WhyKept::Lease(Protected::StillLocked {
@@ -447,7 +447,7 @@ mod tests {
                 }),
                 "kept: lease expired but still locked by h (pid 1), a stopped process?",
                 "lease expired but still locked by h (pid 1), a stopped process?",
-                Tally::Unknown,
+                KeptAs::Unknown,
             ),
             (
                 WhyKept::Lease(Protected::Live {
@@ -456,7 +456,7 @@ mod tests {
                 }),
                 "kept: lease held by h, renewed 4s ago",
                 "lease held by h, renewed 4s ago",
-                Tally::Live,
+                KeptAs::Live,
             ),
             (
                 WhyKept::Lease(Protected::Lingering {
@@ -464,19 +464,19 @@ mod tests {
                 }),
                 "kept: released, expires in 2m",
                 "released, expires in 2m",
-                Tally::Lingering,
+                KeptAs::Lingering,
             ),
             (
                 WhyKept::OwnDir,
                 "kept: the running job's own dir",
                 "the running job's own dir",
-                Tally::Live,
+                KeptAs::Live,
             ),
             (
                 WhyKept::Warm { keep_expired: 1 },
                 "kept: expired, warm for reuse: --keep-expired 1",
                 "expired, warm for reuse: --keep-expired 1",
-                Tally::Expired,
+                KeptAs::Expired,
             ),
             (
                 WhyKept::PartlyDeleted {
@@ -487,7 +487,7 @@ mod tests {
                 "kept: expired, but only partly deleted (0 B freed); the rest stays in \
                  /r/.trash/x: EIO",
                 "expired, but only partly deleted (0 B freed); the rest stays in /r/.trash/x: EIO",
-                Tally::Expired,
+                KeptAs::Expired,
             ),
         ];
         for (reason, full, detail, kind) in cases {
