@@ -19,6 +19,7 @@ use crate::guard;
 use crate::lease::Origin;
 use crate::precheck::{Group, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
+use crate::status::Tally;
 use crate::term;
 
 /// The stream's format version, each line's `v`. Adding a field or an event keeps it; removing
@@ -173,25 +174,9 @@ enum ExitJson {
 /// What still held space in the root when the precheck refused, by lease state.
 #[derive(Serialize)]
 struct Holding {
-    live: GroupJson,
-    lingering: GroupJson,
-    expired: GroupJson,
-}
-
-/// `{"dirs":N,"bytes":N}`, as `status --json`'s `totals`.
-#[derive(Serialize)]
-struct GroupJson {
-    dirs: usize,
-    bytes: u64,
-}
-
-impl From<Group> for GroupJson {
-    fn from(g: Group) -> GroupJson {
-        GroupJson {
-            dirs: g.dirs,
-            bytes: g.bytes,
-        }
-    }
+    live: Tally,
+    lingering: Tally,
+    expired: Tally,
 }
 
 impl Reporter for Json {
@@ -308,10 +293,18 @@ fn refused<'a>(command: &'a str, n: &NoSpace) -> Fields<'a> {
         required_bytes: n.required,
         reclaimed_bytes: n.reclaimed.map(|(bytes, _)| bytes),
         holding: Holding {
-            live: n.holding.live.into(),
-            lingering: n.holding.lingering.into(),
-            expired: n.holding.expired.into(),
+            live: tally(n.holding.live),
+            lingering: tally(n.holding.lingering),
+            expired: tally(n.holding.expired),
         },
+    }
+}
+
+/// `{"dirs":N,"bytes":N}`, as `status --json`'s `totals`.
+fn tally(g: Group) -> Tally {
+    Tally {
+        dirs: g.dirs,
+        bytes: g.bytes,
     }
 }
 
