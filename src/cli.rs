@@ -152,6 +152,9 @@ pub(crate) struct GlobalArgs {
     pub(crate) warm_budget: Option<prune::WarmBudget>,
 
     #[arg(skip)]
+    pub(crate) restore_mtimes: Option<bool>,
+
+    #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
     /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
@@ -294,6 +297,15 @@ pub(crate) struct JobArgs {
     )]
     pub(crate) warm_budget: Option<prune::WarmBudget>,
 
+    /// At a warm start from a dir built elsewhere, give the checkout's files whose content the
+    /// dir's units were verified against the mtimes they had when those units were built, so
+    /// cargo sees them as fresh on a fresh clone [default: on under CI, off elsewhere: a
+    /// developer's files are not touched unless asked] (the variable: `1` or `0`)
+    #[arg(long, value_name = "BOOL", value_parser = switch, num_args = 0..=1,
+          default_missing_value = "1", help_heading = JOB,
+          env = "CARGO_GUARDED_RESTORE_MTIMES", hide_env_values = true)]
+    pub(crate) restore_mtimes: Option<bool>,
+
     /// Give up waiting for a lease held by another run of the same job after this long
     /// [default: wait as long as it takes, like cargo's own lock]
     #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration, help_heading = JOB,
@@ -321,6 +333,7 @@ impl JobArgs {
         self.seed |= env("seed");
         self.seed_incremental &= !env("seed_incremental");
         forget(&mut self.warm_budget, env("warm_budget"));
+        forget(&mut self.restore_mtimes, env("restore_mtimes"));
         forget(&mut self.wait, env("wait"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
@@ -340,6 +353,7 @@ impl JobArgs {
         g.seed_max_size = self.seed_max_size.or(g.seed_max_size);
         g.seed_incremental |= self.seed_incremental;
         g.warm_budget = self.warm_budget.or(g.warm_budget);
+        g.restore_mtimes = self.restore_mtimes.or(g.restore_mtimes);
     }
 }
 

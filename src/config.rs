@@ -41,6 +41,9 @@ pub(crate) struct Config {
     pub(crate) seed_max_size: u64,
     /// Copy cargo's `incremental/` dirs into a seed (off: they only speed up a changed crate).
     pub(crate) seed_incremental: bool,
+    /// Give verified checkout files their recorded mtimes at a warm start from elsewhere
+    /// (`--restore-mtimes`; by default under CI only).
+    pub(crate) restore_mtimes: bool,
     /// Pruning of adopted dirs (`prune.rs`).
     pub(crate) prune: crate::prune::Settings,
     /// How long to wait for another run of the same job; `None` is "as long as it takes".
@@ -144,6 +147,7 @@ impl Config {
             seed: g.seed,
             seed_max_size: g.seed_max_size.unwrap_or(lease::DEFAULT_SEED_MAX_SIZE),
             seed_incremental: g.seed_incremental,
+            restore_mtimes: g.restore_mtimes.unwrap_or(job_id::ci_name(&var).is_some()),
             prune: crate::prune::Settings {
                 enabled: g.prune,
                 after: g.prune_after.unwrap_or(crate::prune::DEFAULT_AFTER),

@@ -35,6 +35,7 @@ mod rustc;
 mod status;
 mod term;
 mod tool;
+mod warm;
 mod workspace;
 
 use std::process::ExitCode;

@@ -23,6 +23,7 @@ use crate::report::github;
 use crate::report::{Event, Reporter};
 use crate::term;
 use crate::tool::Tool;
+use crate::warm;
 use crate::workspace;
 
 /// Run `tool` under the job's lease and return how it exited, telling `out` what happens
@@ -72,6 +73,8 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
     if exit.as_ref().is_ok_and(|e| *e == Exit::SUCCESS) {
         prune_at_release(cfg, &session, &shape, out);
     }
+    // Whatever the command's exit: the units it built are what the next job starts from.
+    record_warm(cfg, &session);
     // The heartbeat's error (the dir was moved away) outranks the child's status; a failed
     // release is only a warning (`Session::finish`).
     session.finish()?;
@@ -164,6 +167,7 @@ fn acquire_and_check(
         seed: cfg.seed,
     });
     let pruned = prune_adopted(cfg, held, &origin, out);
+    verify_warm(cfg, held, &origin, out);
     let after = match before {
         Some(_) => None,
         None => {
@@ -320,6 +324,62 @@ fn prune_adopted(cfg: &Config, held: &Held, origin: &Origin, out: &mut dyn Repor
         settings: &cfg.prune,
     });
     outcome.map(|o| o.pruned()).unwrap_or_default()
+}
+
+/// Where this job builds: its checkout, its dir, the root (`None`: the checkout cannot be
+/// read, and nothing is verified or recorded).
+fn here<'a>(
+    cfg: &'a Config,
+    held: &'a Held,
+    checkout: &'a Option<warm::Checkout>,
+) -> Option<warm::Here<'a>> {
+    Some(warm::Here {
+        checkout: checkout.as_ref()?,
+        job_dir: &held.path,
+        root: held.path.parent().unwrap_or(&cfg.root),
+    })
+}
+
+/// A dir built elsewhere (adopted, seeded, or resumed from another checkout): keep the units
+/// whose inputs here have the recorded content, make the rest stale
+/// (docs/protocol.md#warm-starts-from-elsewhere).
+fn verify_warm(cfg: &Config, held: &Held, origin: &Origin, out: &mut dyn Reporter) {
+    if matches!(origin, Origin::Fresh) {
+        return;
+    }
+    let checkout = warm::Checkout::of(&cfg.workspace_root);
+    let Some(here) = here(cfg, held, &checkout) else {
+        return;
+    };
+    if let Some(verdict) = warm::verify(held.dir_fd(), &here, cfg.restore_mtimes) {
+        out.report(&Event::Verified { verdict: &verdict });
+    }
+}
+
+/// At release: record what the dir's path-package units were built from, for the next job
+/// that starts from this dir elsewhere. A failure only means that job rebuilds them.
+fn record_warm(cfg: &Config, session: &Session) {
+    if session.check().is_err() {
+        return;
+    }
+    let held = session.held();
+    let checkout = warm::Checkout::of(&cfg.workspace_root);
+    let Some(here) = here(cfg, held, &checkout) else {
+        return;
+    };
+    match warm::record(held.dir_fd(), &here) {
+        Ok(r) => term::verbose(
+            "Recorded",
+            format_args!(
+                "the inputs of {} path-package units ({} left out, {} files read)",
+                r.units, r.left_out, r.files_read
+            ),
+        ),
+        Err(e) => term::warn(format_args!(
+            "failed to record the inputs of {}: {e}; a job starting from it elsewhere rebuilds its path packages",
+            held.path.join(warm::RECORD).display()
+        )),
+    }
 }
 
 /// What a child needs to know of the lease it runs under.

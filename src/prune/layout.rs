@@ -55,7 +55,7 @@ pub(super) fn outputs_by_hash(
 /// Profile dirs (those holding a `.fingerprint/`) under `target/`, to a depth of three:
 /// `debug`, `release`, `<triple>/debug`, `llvm-cov-target/debug`,
 /// `llvm-cov-target/<triple>/debug`.
-pub(super) fn profile_dirs(target: BorrowedFd<'_>) -> Vec<(String, OwnedFd)> {
+pub(crate) fn profile_dirs(target: BorrowedFd<'_>) -> Vec<(String, OwnedFd)> {
     let mut out = Vec::new();
     let mut stack: Vec<(String, OwnedFd, usize)> = Vec::new();
     for (name, ty) in list(target) {

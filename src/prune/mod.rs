@@ -46,7 +46,9 @@ mod layout;
 
 pub(crate) use index::{BudgetState, INDEX, LastPrune, last_pruned};
 use index::{Index, PerProfile};
-use layout::{list, open_sub, profile_dirs, remove, unit_hash};
+/// Where cargo keeps units, for content verification (`warm/`) as for pruning.
+pub(crate) use layout::profile_dirs;
+use layout::{list, open_sub, remove, unit_hash};
 
 /// No new deletion starts after this; what is left stays dead and goes at the next adoption.
 const BUDGET: Duration = Duration::from_secs(2);

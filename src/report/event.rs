@@ -4,7 +4,7 @@
 //! (docs/architecture.md#the-event-seam).
 //!
 //! The order of one wrapped command: `Nested` (inside a parent's lease: nothing is acquired), or
-//! `Starting`, `Swept` (when the disk was low), `Acquired`, `Pruned` (of an adopted dir),
+//! `Starting`, `Swept` (when the disk was low), `Acquired`, `Pruned` (of an adopted dir), `Verified` (a dir built elsewhere),
 //! `Swept` (pressure, or a new job's retention), then `Ready`, or `Refused` and `GaveUp`
 //! (`GaveUp` for any failure before the command started); once the command ran, `Pruned` (at
 //! release) and `Exited`. `gc` tells `Collected`.
@@ -18,6 +18,7 @@ use crate::guard;
 use crate::lease::{Held, Origin, Root};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{self, Outcome, Pruned};
+use crate::warm;
 
 /// What happened.
 pub(crate) enum Event<'a> {
@@ -51,6 +52,9 @@ pub(crate) enum Event<'a> {
         outcome: &'a Result<Outcome>,
         settings: &'a prune::Settings,
     },
+    /// The job's dir was built elsewhere (another checkout, another job's path): what content
+    /// verification kept warm and made stale.
+    Verified { verdict: &'a warm::Verdict },
     /// The precheck passed: the job's command starts now.
     Ready {
         root: &'a Root,

@@ -47,6 +47,8 @@ struct JobSoFar {
     reclaimed_before: u64,
     /// The job's outputs are written.
     outputs_set: bool,
+    /// What content verification decided, for a dir built elsewhere.
+    verified: Option<String>,
 }
 
 impl GitHub {
@@ -89,6 +91,9 @@ impl GitHub {
             code(&target.display().to_string()),
             how_it_came(origin, pruned)
         );
+        if let Some(verified) = &self.job.verified {
+            let _ = writeln!(md, "Built elsewhere: {verified}.\n");
+        }
         let own = held
             .path
             .file_name()
@@ -336,6 +341,9 @@ impl Reporter for GitHub {
                 self.pruned_at_release(job, &pruned);
             }
             Event::Collected { root, report, .. } => self.gc_done(root, report),
+            Event::Verified { verdict } => {
+                self.job.verified = Some(super::warm::sentence(verdict));
+            }
             Event::GaveUp { .. }
             | Event::Swept { .. }
             | Event::Pruned { .. }

@@ -136,6 +136,16 @@ enum Fields<'a> {
         budget: Option<Budget>,
         error: Option<String>,
     },
+    /// Content verification of a dir built elsewhere (`docs/protocol.md#warm-starts-from-elsewhere`).
+    Verified {
+        verified: usize,
+        /// Units made stale, by reason (`content_differs`, `no_record`, `path_moved`, `env_dep`).
+        stale: std::collections::BTreeMap<&'static str, usize>,
+        /// Checkout files given their recorded mtimes.
+        restored: usize,
+        /// The checkout the dir was last built in, when known.
+        built_in: Option<String>,
+    },
     Ready {
         command: &'a str,
         free_bytes: u64,
@@ -205,6 +215,22 @@ impl Reporter for Json {
             Event::Pruned {
                 moment, outcome, ..
             } => self.write("pruned", pruned(moment, outcome)),
+            Event::Verified { verdict } => self.write(
+                "verified",
+                Fields::Verified {
+                    verified: verdict.verified,
+                    stale: verdict
+                        .stale
+                        .iter()
+                        .map(|(why, names)| (why.key(), names.len()))
+                        .collect(),
+                    restored: verdict.restored,
+                    built_in: verdict
+                        .built_in
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned()),
+                },
+            ),
             Event::Ready {
                 command, checked, ..
             } => self.write(

@@ -14,5 +14,6 @@ pub(crate) mod prune;
 pub(crate) mod status;
 pub(crate) mod sweep;
 pub(crate) mod terminal;
+pub(crate) mod warm;
 
 pub(crate) use event::{Event, Reporter, Reporters};

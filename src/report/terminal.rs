@@ -49,6 +49,7 @@ impl Reporter for Terminal {
                 Moment::Adoption { from, .. } => super::prune::adoption(outcome, from, settings),
                 Moment::Release { job, .. } => super::prune::release(outcome, job),
             },
+            Event::Verified { verdict } => super::warm::show(verdict),
             Event::Collected { root, report, hook } => {
                 let style = if *hook { Style::Hook } else { Style::Gc };
                 super::sweep::show(self.groups, report, root, style);

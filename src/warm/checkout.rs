@@ -1,0 +1,206 @@
+//! The checkout a job builds from, as content verification sees it: its root and identity, its
+//! packages (by name, from their manifests), the files of a package and of a `rerun-if-changed`
+//! path, and giving a verified file its recorded mtime back.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Entries walked at most when listing a checkout's packages or a package's files: a checkout
+/// that large is not listed (its path units are then unverifiable: rebuilt, never wrong).
+const MAX_ENTRIES: usize = 200_000;
+
+/// Where a dir was built: the checkout's root and what tells two checkouts at one path apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Checkout {
+    pub(crate) path: PathBuf,
+    /// Device and inode of the root, and its birth time where the file system keeps one: inode
+    /// numbers are reused after `rm -rf`, birth times are not.
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) btime_ns: Option<u64>,
+}
+
+impl Checkout {
+    /// The checkout holding `workspace_root`: the nearest ancestor with a `.git` (a git
+    /// checkout's files outside the workspace, `include_str!("../../x")`, are its files too),
+    /// else the workspace root itself.
+    pub(crate) fn of(workspace_root: &Path) -> Option<Checkout> {
+        let root = workspace_root
+            .ancestors()
+            .find(|d| d.join(".git").symlink_metadata().is_ok())
+            .unwrap_or(workspace_root);
+        let st = rustix::fs::statx(
+            rustix::fs::CWD,
+            root,
+            rustix::fs::AtFlags::empty(),
+            rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::BTIME,
+        )
+        .ok()?;
+        let btime = (st.stx_mask & rustix::fs::StatxFlags::BTIME.bits() != 0)
+            .then(|| super::digest::ns(st.stx_btime.tv_sec, u64::from(st.stx_btime.tv_nsec)));
+        Some(Checkout {
+            path: root.to_path_buf(),
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            btime_ns: btime,
+        })
+    }
+
+    /// `path` relative to this checkout's root, after resolving `.` and `..` lexically (cargo
+    /// records `…/src/../../shared.txt` as rustc was given it).
+    pub(crate) fn relative(&self, path: &Path) -> Option<String> {
+        normalize(path)
+            .strip_prefix(&self.path)
+            .ok()
+            .and_then(|p| p.to_str())
+            .map(str::to_owned)
+    }
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether a walk skips this entry: VCS data, target dirs, and nothing else.
+fn skipped(name: &str) -> bool {
+    name == ".git" || name == "target"
+}
+
+/// The checkout's packages: name → package roots relative to the checkout root.
+pub(crate) fn packages(checkout: &Path) -> BTreeMap<String, Vec<String>> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        package: Option<Package>,
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        name: String,
+    }
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    walk(checkout, "", &mut |rel, is_dir| {
+        if is_dir || !(rel == "Cargo.toml" || rel.ends_with("/Cargo.toml")) {
+            return true;
+        }
+        let text = std::fs::read_to_string(checkout.join(rel)).unwrap_or_default();
+        if let Ok(Manifest { package: Some(p) }) = toml::from_str::<Manifest>(&text) {
+            let dir = rel.strip_suffix("Cargo.toml").unwrap_or_default();
+            let dir = dir.strip_suffix('/').unwrap_or(dir);
+            out.entry(p.name).or_default().push(dir.to_owned());
+        }
+        true
+    });
+    out
+}
+
+/// Every entry under `rel` (itself included), relative to the checkout root, with whether it is
+/// a directory, as cargo's `mtime_recursive` walks a `rerun-if-changed` directory. `None`: more
+/// than `MAX_ENTRIES`.
+pub(crate) fn tree(checkout: &Path, rel: &str) -> Option<Vec<(String, bool)>> {
+    let mut out = Vec::new();
+    let meta = std::fs::symlink_metadata(checkout.join(rel)).ok();
+    match meta {
+        None => return Some(vec![(rel.to_owned(), false)]),
+        Some(m) if !m.is_dir() => return Some(vec![(rel.to_owned(), false)]),
+        Some(_) => out.push((rel.to_owned(), true)),
+    }
+    let complete = walk_raw(checkout, rel, &mut |r, is_dir| {
+        out.push((r.to_owned(), is_dir));
+        true
+    });
+    complete.then_some(out)
+}
+
+/// A package's files (not its directories), as a superset of what cargo lists for it: every
+/// file under its root but VCS data, target dirs and nested packages.
+pub(crate) fn package_files(checkout: &Path, pkg: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let complete = walk(checkout, pkg, &mut |rel, is_dir| {
+        if is_dir {
+            // A nested package is its own package.
+            return !checkout.join(rel).join("Cargo.toml").exists();
+        }
+        out.push(rel.to_owned());
+        true
+    });
+    complete.then_some(out)
+}
+
+/// Walk `rel` under `checkout` without following symlinks, skipping VCS data and target dirs;
+/// `visit` returns whether to descend into a directory. `false`: stopped at `MAX_ENTRIES`.
+fn walk(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> bool) -> bool {
+    walk_raw(checkout, rel, &mut |r, is_dir| {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        if skipped(name) {
+            return false;
+        }
+        visit(r, is_dir)
+    })
+}
+
+fn walk_raw(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> bool) -> bool {
+    let mut stack = vec![rel.to_owned()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(checkout.join(&dir)) else {
+            continue;
+        };
+        let mut names: Vec<(String, bool)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let is_dir = e.file_type().ok()?.is_dir();
+                Some((e.file_name().to_str()?.to_owned(), is_dir))
+            })
+            .collect();
+        names.sort();
+        for (name, is_dir) in names {
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return false;
+            }
+            let r = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            if visit(&r, is_dir) && is_dir {
+                stack.push(r);
+            }
+        }
+    }
+    true
+}
+
+/// Give `rel` the mtime it had when its unit was recorded (the atime is left as it is).
+pub(crate) fn set_mtime(checkout: &Path, rel: &str, mtime_ns: u64) -> bool {
+    let t = rustix::fs::Timespec {
+        tv_sec: (mtime_ns / 1_000_000_000) as i64,
+        tv_nsec: (mtime_ns % 1_000_000_000) as _,
+    };
+    let omit = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_OMIT,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        checkout.join(rel),
+        &rustix::fs::Timestamps {
+            last_access: omit,
+            last_modification: t,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .is_ok()
+}
