@@ -299,9 +299,9 @@ pub(crate) struct JobArgs {
 
     /// At a warm start from a dir built elsewhere, give the checkout's files whose content the
     /// dir's units were verified against the mtimes they had when those units were built, so
-    /// cargo sees them as fresh on a fresh clone [default: on under CI, off elsewhere: a
-    /// developer's files are not touched unless asked] (the variable: `1` or `0`)
-    #[arg(long, value_name = "BOOL", value_parser = switch, num_args = 0..=1,
+    /// cargo sees them as fresh on a fresh clone; a developer's files are not touched unless
+    /// asked [default: on under CI, off elsewhere] (the variable: `1` or `0`)
+    #[arg(long, value_name = "BOOL", value_parser = switch, num_args = 0..=1, require_equals = true,
           default_missing_value = "1", help_heading = JOB,
           env = "CARGO_GUARDED_RESTORE_MTIMES", hide_env_values = true)]
     pub(crate) restore_mtimes: Option<bool>,

@@ -163,13 +163,17 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     assert_eq!(
         events_of(&adopted),
         [
-            "starting", "acquired", "pruned", "swept", "ready", "pruned", "exited"
+            "starting", "acquired", "pruned", "verified", "swept", "ready", "pruned", "exited"
         ]
     );
     assert_eq!(adopted[1]["origin"], "adopted", "{}", adopted[1]);
     assert_eq!(adopted[1]["from"], "job-1");
     assert_eq!(adopted[1]["dir"], dir("job-3"));
     assert_eq!(adopted[2]["moment"], "adoption");
+    // Built by job-2's step in the same checkout: content verification ran, nothing was stale.
+    assert!(adopted[3]["verified"].is_u64(), "{}", adopted[3]);
+    assert_eq!(adopted[3]["stale"], serde_json::json!({}), "{}", adopted[3]);
+    assert!(adopted[3]["built_in"].is_string(), "{}", adopted[3]);
 
     let refused = run_of(&all, "job-4", 0);
     assert_eq!(

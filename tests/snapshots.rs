@@ -62,6 +62,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
        Using job dir [ROOT]/job-1 (resumed)
     Tracking the command's process tree [..]
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
+    Recorded the inputs of 2 path-package units (0 left out, 0 files read)
 
 "#]]
     );
@@ -87,6 +88,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
 [exit 0]
 --- stderr
       Seeded [ROOT]/job-2 from finished job `job-1` (copy, [SIZE] in [ELAPSED]s)
+    Verified 2 units warm by content, 0 made stale, built in [TMP]/small
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
 
 "#]]
@@ -105,6 +107,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
 [exit 0]
 --- stderr
      Adopted job-1 (warm, [SIZE], last used [AGE] ago) as [ROOT]/job-3
+    Verified 2 units warm by content, 0 made stale, built in [TMP]/small
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
 
 "#]]
