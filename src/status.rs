@@ -13,6 +13,7 @@ use crate::job_id;
 use crate::lease::{self, Expiry, Hold, Holder, Root, TARGET};
 use crate::locks::LockTrust;
 use crate::prune::{self, BudgetState, LastPrune};
+use crate::warm;
 
 #[derive(Debug)]
 pub(crate) struct Status {
@@ -38,6 +39,10 @@ pub(crate) struct Starts {
     pub(crate) seeded: usize,
     /// Leases written before the origin was recorded.
     pub(crate) unknown: usize,
+    /// Units kept warm by content verification when their jobs started from a dir built
+    /// elsewhere, and units it made stale, over the dirs in the root.
+    pub(crate) units_verified: usize,
+    pub(crate) units_stale: usize,
 }
 
 impl Starts {
@@ -56,6 +61,10 @@ impl Starts {
                 Some(lease::Origin::ADOPTED) => s.adopted += 1,
                 Some(lease::Origin::SEEDED) => s.seeded += 1,
                 _ => s.unknown += 1,
+            }
+            if let Some(v) = &e.verified {
+                s.units_verified += v.verified;
+                s.units_stale += v.stale_count();
             }
         }
         by.into_values().collect()
@@ -149,6 +158,8 @@ pub(crate) struct Entry {
     pub(crate) pruned: Option<LastPrune>,
     /// The dir's size against its budget, as its last prune left it (`prune.json`).
     pub(crate) budget: Option<BudgetState>,
+    /// What content verification decided when the dir's job started from it elsewhere.
+    pub(crate) verified: Option<warm::LastVerdict>,
     /// Why a dir is `unknown`.
     pub(crate) note: Option<String>,
     /// The dir's own lock is free but processes of its job's command still hold its tree lock
@@ -208,6 +219,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         size_measured: false,
         pruned: None,
         budget: None,
+        verified: None,
         note: None,
         orphans: false,
     };
@@ -236,6 +248,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
             let pruning = prune::last_pruned(dir.as_fd());
             entry.pruned = pruning.last;
             entry.budget = pruning.budget;
+            entry.verified = warm::last_verdict(dir.as_fd());
             if let Some(left) = pruning.left_in_place {
                 entry.note = Some(format!("pruning left something in place: {left}"));
             }

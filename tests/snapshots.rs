@@ -350,7 +350,8 @@ started: planted: 0 of 0 warm (1 not recorded)
         "budget": [BYTES],
         "working_set": [BYTES],
         "over": false
-      }
+      },
+      "verified": null
     },
     {
       "job_id": "old",
@@ -367,7 +368,8 @@ started: planted: 0 of 0 warm (1 not recorded)
       "size_bytes": [BYTES],
       "size_measured": false,
       "pruned": null,
-      "budget": null
+      "budget": null,
+      "verified": null
     }
   ],
   "totals": {
@@ -394,14 +396,18 @@ started: planted: 0 of 0 warm (1 not recorded)
       "fresh": 1,
       "adopted": 0,
       "seeded": 0,
-      "unknown": 0
+      "unknown": 0,
+      "units_verified": 0,
+      "units_stale": 0
     },
     {
       "workspace": "planted",
       "fresh": 0,
       "adopted": 0,
       "seeded": 0,
-      "unknown": 1
+      "unknown": 1,
+      "units_verified": 0,
+      "units_stale": 0
     }
   ]
 }

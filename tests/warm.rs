@@ -146,6 +146,24 @@ fn a_persistent_checkout_adopting_or_seeding_builds_its_own_sources() {
     assert!(stderr(&out).contains("Adopted a"), "{}", describe(&out));
     assert_eq!(printed, expected(&main, "1", 2), "{}", describe(&out));
     assert!(stderr(&out).contains("Verified"), "{}", describe(&out));
+    // `status` says what verification decided, per dir and per workspace.
+    let status = env.status();
+    let b = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["job_id"] == "b")
+        .unwrap();
+    let stale: u64 = b["verified"]["stale"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(stale >= 4, "{b}");
+    assert_eq!(status["starts"][0]["units_stale"].as_u64(), Some(stale));
+    let table = stdout(&env.ok(env.path(), ["status"]));
+    assert!(table.contains("made stale"), "{table}");
 
     // The branch builds again (lingering, so not adoptable), and main seeds from it.
     change_everything(&branch, "2", "3");

@@ -206,8 +206,16 @@ fn starts(status: &Status) -> Vec<String> {
                     parts.push(format!("{n} {what}"));
                 }
             }
+            let units = if s.units_verified + s.units_stale > 0 {
+                format!(
+                    "; units {} warm by content, {} made stale",
+                    s.units_verified, s.units_stale
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "started: {}: {warm} of {known} warm ({})",
+                "started: {}: {warm} of {known} warm ({}){units}",
                 esc(&s.workspace),
                 parts.join(", ")
             )
@@ -299,6 +307,9 @@ impl Serialize for Entry {
             pruned: Option<Pruned<'a>>,
             /// The dir's size against its budget after its last prune (an added field).
             budget: Option<Budget>,
+            /// What content verification decided when the dir's job started from it elsewhere
+            /// (an added field).
+            verified: Option<&'a crate::warm::LastVerdict>,
             #[serde(skip_serializing_if = "Option::is_none")]
             note: Option<String>,
         }
@@ -339,6 +350,7 @@ impl Serialize for Entry {
                 from: &p.from,
             }),
             budget: self.budget.map(Budget::from),
+            verified: self.verified.as_ref(),
             note: note(self, SystemTime::now())
                 .as_deref()
                 .map(|n| match self.state {

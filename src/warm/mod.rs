@@ -26,7 +26,7 @@ mod record;
 mod units;
 
 pub(crate) use checkout::Checkout;
-pub(crate) use record::RECORD;
+pub(crate) use record::{LastVerdict, RECORD, read_verdict as last_verdict};
 
 use depinfo::DepPath;
 use digest::Digests;
@@ -275,6 +275,17 @@ pub(crate) fn verify(job_dir: BorrowedFd<'_>, here: &Here<'_>, restore: bool) ->
             }
         }
     }
+    let last = LastVerdict {
+        verified: verdict.verified,
+        stale: verdict
+            .stale
+            .iter()
+            .map(|(why, names)| (why.key().to_owned(), names.len()))
+            .collect(),
+        restored: verdict.restored,
+    };
+    // Only `status` reads it: a failure to write it changes nothing else.
+    let _ = record::write_verdict(job_dir, &last);
     Some(verdict)
 }
 

@@ -15,6 +15,8 @@ use super::digest::{Entry, read_noatime};
 use crate::fs;
 
 pub(crate) const RECORD: &str = "inputs.json";
+/// What the last content verification of the dir decided, for `status`.
+pub(crate) const VERDICT: &str = "verified.json";
 const VERSION: u32 = 1;
 /// A workspace of tens of thousands of files records a few MiB.
 const MAX_RECORD_BYTES: u64 = 64 << 20;
@@ -65,4 +67,31 @@ pub(super) fn new(checkout: Checkout, job_dir: PathBuf) -> Record {
         files: BTreeMap::new(),
         units: BTreeMap::new(),
     }
+}
+
+/// What the last content verification of a dir decided: counts only, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LastVerdict {
+    /// Units kept warm by content.
+    pub(crate) verified: usize,
+    /// Units made stale, by reason (`content_differs`, `no_record`, `path_moved`, `env_dep`).
+    pub(crate) stale: BTreeMap<String, usize>,
+    /// Checkout files given their recorded mtimes.
+    pub(crate) restored: usize,
+}
+
+impl LastVerdict {
+    pub(crate) fn stale_count(&self) -> usize {
+        self.stale.values().sum()
+    }
+}
+
+pub(crate) fn read_verdict(job_dir: BorrowedFd<'_>) -> Option<LastVerdict> {
+    let bytes = read_noatime(job_dir, OsStr::new(VERDICT), 64 * 1024)?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub(super) fn write_verdict(job_dir: BorrowedFd<'_>, verdict: &LastVerdict) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(verdict).map_err(std::io::Error::other)?;
+    fs::write_atomic(job_dir, VERDICT, &bytes)
 }
