@@ -279,3 +279,22 @@ fn a_breaking_change_seeded_from_a_good_dir_fails_its_tests() {
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(stdout(&out).contains("answer_is_one"), "{}", describe(&out));
 }
+
+#[test]
+fn a_new_checkout_at_the_same_path_is_not_the_checkout_the_dir_was_built_in() {
+    let env = Env::new();
+    let ws = checkout(&env, "w");
+    change_everything(&ws, "1", "2");
+    let (printed, _) = app(&env, &ws, "a", &[]);
+    assert_eq!(printed, expected(&ws, "2", 3));
+    // The runner's workspace is wiped and checked out again at the same path (as every
+    // container's `/__w/<repo>/<repo>`), at an older commit whose files are older than the
+    // build; the same job's next step resumes its dir.
+    std::fs::remove_dir_all(&ws).unwrap();
+    let again = checkout(&env, "w");
+    assert_eq!(again, ws);
+    age(&ws, Duration::from_secs(86400));
+    let (printed, out) = app(&env, &ws, "a", &[]);
+    assert!(stderr(&out).contains("Verified"), "{}", describe(&out));
+    assert_eq!(printed, expected(&ws, "1", 2), "{}", describe(&out));
+}
