@@ -79,8 +79,9 @@ fn skipped(name: &str) -> bool {
     name == ".git" || name == "target"
 }
 
-/// The checkout's packages: name → package roots relative to the checkout root.
-pub(crate) fn packages(checkout: &Path) -> BTreeMap<String, Vec<String>> {
+/// The checkout's packages: name → package roots relative to the checkout root. `None`: the
+/// checkout is too large to list (its path units are then neither recorded nor kept).
+pub(crate) fn packages(checkout: &Path) -> Option<BTreeMap<String, Vec<String>>> {
     #[derive(Deserialize)]
     struct Manifest {
         package: Option<Package>,
@@ -90,7 +91,7 @@ pub(crate) fn packages(checkout: &Path) -> BTreeMap<String, Vec<String>> {
         name: String,
     }
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    walk(checkout, "", &mut |rel, is_dir| {
+    let complete = walk(checkout, "", &mut |rel, is_dir| {
         if is_dir || !(rel == "Cargo.toml" || rel.ends_with("/Cargo.toml")) {
             return true;
         }
@@ -102,7 +103,7 @@ pub(crate) fn packages(checkout: &Path) -> BTreeMap<String, Vec<String>> {
         }
         true
     });
-    out
+    complete.then_some(out)
 }
 
 /// Every entry under `rel` (itself included), relative to the checkout root, with whether it is

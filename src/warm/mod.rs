@@ -115,7 +115,7 @@ pub(crate) fn record(job_dir: BorrowedFd<'_>, here: &Here<'_>) -> std::io::Resul
     let empty = BTreeMap::new();
     let mut digests = Digests::new(previous.as_ref().map_or(&empty, |p| &p.files));
     let checkout = &here.checkout.path;
-    let packages = checkout::packages(checkout);
+    let packages = checkout::packages(checkout).unwrap_or_default();
     let mut out = record::new(here.checkout.clone(), here.job_dir.to_path_buf());
     let mut recorded = Recorded::default();
     for unit in units::scan(job_dir) {
@@ -239,7 +239,7 @@ pub(crate) fn verify(job_dir: BorrowedFd<'_>, here: &Here<'_>, restore: bool) ->
     {
         return None;
     }
-    let packages = checkout::packages(&here.checkout.path);
+    let packages = checkout::packages(&here.checkout.path).unwrap_or_default();
     let empty = BTreeMap::new();
     let mut digests = Digests::new(record.as_ref().map_or(&empty, |r| &r.files));
     let mut verdict = Verdict {
@@ -247,15 +247,25 @@ pub(crate) fn verify(job_dir: BorrowedFd<'_>, here: &Here<'_>, restore: bool) ->
         ..Verdict::default()
     };
     let mut keep: BTreeMap<String, u64> = BTreeMap::new();
-    for unit in units::scan(job_dir) {
-        match judge_unit(&unit, record.as_ref(), &packages, here, &mut digests) {
+    let units = units::scan(job_dir);
+    let path_packages = path_evidence(&units);
+    for unit in &units {
+        let is_path = path_packages.contains(unit.pkg.as_str()) || packages.contains_key(&unit.pkg);
+        match judge_unit(
+            unit,
+            is_path,
+            record.as_ref(),
+            &packages,
+            here,
+            &mut digests,
+        ) {
             Judgement::External => {}
             Judgement::Verified(inputs) => {
                 verdict.verified += 1;
                 keep.extend(inputs);
             }
             Judgement::Stale(why) => {
-                make_stale(job_dir, &unit);
+                make_stale(job_dir, unit);
                 let name = unit.id.rsplit('/').take(2).collect::<Vec<_>>();
                 verdict
                     .stale
@@ -297,8 +307,24 @@ enum Judgement {
     Stale(Why),
 }
 
+/// Packages that are path packages by the units' own evidence, whatever the checkout's listing
+/// says: cargo records a path package's files relative to its root (a registry package's not at
+/// all), and a path package's precalculated fingerprint is an mtime.
+fn path_evidence(units: &[Unit]) -> std::collections::BTreeSet<&str> {
+    units
+        .iter()
+        .filter(|u| match &u.judged {
+            Judged::DepInfo(info) => info.files.iter().any(|f| matches!(f, DepPath::Package(_))),
+            Judged::Precalculated(s) => units::precalculated_mtime(s).is_some(),
+            _ => false,
+        })
+        .map(|u| u.pkg.as_str())
+        .collect()
+}
+
 fn judge_unit(
     unit: &Unit,
+    is_path: bool,
     record: Option<&Record>,
     packages: &BTreeMap<String, Vec<String>>,
     here: &Here<'_>,
@@ -312,13 +338,14 @@ fn judge_unit(
         return Judgement::Stale(Why::EnvDep);
     }
     let recorded = record.and_then(|r| r.units.get(&unit.id).map(|u| (r, u)));
-    let pkg_root = path_package(packages, unit);
-    let Some(pkg_root) = pkg_root else {
+    if !is_path && recorded.is_none() {
+        return Judgement::External;
+    }
+    let Some(pkg_root) = path_package(packages, unit) else {
         return match recorded {
             // A path package where it was built, gone or ambiguous here.
             Some(_) => Judgement::Stale(Why::ContentDiffers),
-            None if packages.contains_key(&unit.pkg) => Judgement::Stale(Why::NoRecord),
-            None => Judgement::External,
+            None => Judgement::Stale(Why::NoRecord),
         };
     };
     let Some((record, rec)) = recorded else {
