@@ -1538,6 +1538,11 @@ fn a_seeded_job_has_origin_seeded_and_says_so_in_its_summary() {
         summary.contains("seeded warm from finished job `first`"),
         "{summary}"
     );
+    // What content verification decided, in the summary too.
+    assert!(
+        summary.contains("Built elsewhere: 2 units warm by content, 0 made stale"),
+        "{summary}"
+    );
     assert!(!compiled_anything(&b.run), "{}", describe(&b.run));
 }
 
