@@ -154,6 +154,12 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
+    #[arg(skip)]
+    pub(crate) warm_from: Option<WarmFrom>,
+
+    #[arg(skip)]
+    pub(crate) default_branch: Option<String>,
+
     /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
     /// tooling to read as it happens (stdout stays the wrapped command's)
     #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
@@ -299,6 +305,47 @@ pub(crate) struct JobArgs {
     #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration, help_heading = JOB,
           env = "CARGO_GUARDED_WAIT", hide_env_values = true)]
     pub(crate) wait: Option<Duration>,
+
+    #[arg(long, value_name = "FROM", help_heading = JOB,
+          env = "CARGO_GUARDED_WARM_FROM", hide_env_values = true,
+          help = with_default(
+              "Which finished dirs a new job may adopt or seed from: `scope`, those that only jobs \
+               of its own ref, its pull request's base branch or the default branch wrote; `any`, \
+               any of its workspace, whatever ref or pull request wrote it (warned once per job)",
+              "scope",
+          ))]
+    pub(crate) warm_from: Option<WarmFrom>,
+
+    /// The repository's default branch, for CIs that do not tell it (GitHub Actions without an
+    /// event payload); unknown, a job warms only from dirs of its own ref
+    /// [default: from the CI]
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = JOB,
+        value_parser = clap::builder::NonEmptyStringValueParser::new(),
+        env = "CARGO_GUARDED_DEFAULT_BRANCH",
+        hide_env_values = true
+    )]
+    pub(crate) default_branch: Option<String>,
+}
+
+/// `--warm-from`: whether the scope rule decides which dirs a new job may start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WarmFrom {
+    /// Dirs written by jobs of a scope this job trusts (docs/protocol.md#scopes).
+    Scope,
+    /// Any dir of the workspace, as before scopes were recorded.
+    Any,
+}
+
+impl std::fmt::Display for WarmFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WarmFrom::Scope => "scope",
+            WarmFrom::Any => "any",
+        })
+    }
 }
 
 impl JobArgs {
@@ -322,6 +369,8 @@ impl JobArgs {
         self.seed_incremental &= !env("seed_incremental");
         forget(&mut self.warm_budget, env("warm_budget"));
         forget(&mut self.wait, env("wait"));
+        forget(&mut self.warm_from, env("warm_from"));
+        forget(&mut self.default_branch, env("default_branch"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
     }
@@ -340,6 +389,8 @@ impl JobArgs {
         g.seed_max_size = self.seed_max_size.or(g.seed_max_size);
         g.seed_incremental |= self.seed_incremental;
         g.warm_budget = self.warm_budget.or(g.warm_budget);
+        g.warm_from = self.warm_from.or(g.warm_from);
+        g.default_branch = self.default_branch.or(g.default_branch.take());
     }
 }
 
@@ -874,6 +925,9 @@ mod tests {
         let budget = prune::DEFAULT_BUDGET;
         check("warm-budget", budget.to_string(), &|c| {
             c.job.warm_budget == Some(prune::WarmBudget(Some(budget)))
+        });
+        check("warm-from", WarmFrom::Scope.to_string(), &|c| {
+            c.job.warm_from == Some(WarmFrom::Scope)
         });
     }
 

@@ -51,6 +51,13 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
     let Ok(names) = root.job_names() else {
         return Scan::default();
     };
+    if req.warm_from_any {
+        // Once per job: only a job without a dir scans.
+        term::warn(
+            "--warm-from any: this job may start from a dir of its workspace that any job wrote, \
+             whatever its ref or pull request (the scope rule is off)",
+        );
+    }
     let now = Now::read();
     let mut out = Scan::default();
     for (name, _) in names {
@@ -104,6 +111,20 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
             }
             continue;
         }
+        // Only from dirs that jobs of a trusted scope wrote (docs/protocol.md#scopes).
+        if let Err(why) = req.may_warm_from(&lease) {
+            if finished {
+                req.passed_over.set(req.passed_over.get() + 1);
+                term::verbose(
+                    "Note",
+                    format_args!(
+                        "not adopting or seeding from {}: scope: {why}",
+                        root.join(&name).display()
+                    ),
+                );
+            }
+            continue;
+        }
         // Whether its owner is running (its lock held) is checked when the seed is taken.
         if finished {
             out.finished.push(Candidate {
@@ -130,10 +151,12 @@ pub(super) enum AdoptOutcome {
     NameTaken,
 }
 
-/// The lease, re-read under the lock, is still expired and of our workspace.
+/// The lease, re-read under the lock, is still expired, of our workspace and of a scope we may
+/// warm from.
 fn still_expired(dir: &std::fs::File, req: &Request<'_>, key: &WorkspaceKey) -> bool {
     read(dir.as_fd()).is_ok_and(|l| {
         l.same_key(key)
+            && req.may_warm_from(&l).is_ok()
             && matches!(
                 expiry(dir.as_fd(), &l, &Now::read(), req.trust),
                 Expiry::Expired { .. }
@@ -231,6 +254,8 @@ fn stage_lease<'a>(
 ) -> Result<(Lease, crate::fs::Staged<'a>)> {
     let mut lease = req.lease(Some(key), SystemTime::now());
     lease.origin = Some(Origin::ADOPTED.into());
+    // Sticky: the adopted dir keeps its earlier writers' scopes.
+    lease.scopes = req.scopes_after(Some(&cand.lease));
     // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
     // its release measures again (a measurement taken when an earlier job released would
     // otherwise be carried through job after job, see SIZE_REFRESH).

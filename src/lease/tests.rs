@@ -15,6 +15,7 @@ use super::record::parse;
 use super::*;
 use crate::fs;
 use crate::locks::LockTrust;
+use crate::scope::{JobScope, Scope};
 use crate::workspace::WorkspaceKey;
 
 type ThirdParty = (String, Box<dyn FnMut()>);
@@ -188,6 +189,11 @@ fn apply(root: &Root, owner: &Owner, held: &mut Vec<Held>, op: Op) {
     }
 }
 
+static LOCAL: std::sync::LazyLock<JobScope> = std::sync::LazyLock::new(|| JobScope {
+    scope: Scope::local(),
+    default_branch: None,
+});
+
 /// Job `job` takes its lease (TTL 0: expired as soon as it is left) and builds: a file in
 /// `target/` that must survive for as long as the job holds the dir.
 fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<Held> {
@@ -207,6 +213,9 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         seed: None,
         trust: LockTrust::Trusted,
         interrupted: &|| Ok(()),
+        scope: &LOCAL,
+        warm_from_any: false,
+        passed_over: Default::default(),
     };
     let (h, _) = acquire(root, &req).ok()?;
     let _ = rustix::fs::mkdirat(&h.dir, TARGET, Mode::from_raw_mode(0o755));
@@ -252,6 +261,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         command: vec![],
         origin: None,
         job_lock: None,
+        scopes: None,
     };
     (l, now)
 }
