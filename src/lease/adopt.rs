@@ -64,35 +64,10 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         let Ok(dir) = root.open_job(&name) else {
             continue;
         };
-        let Ok(mut lease) = read(dir.as_fd()) else {
+        let Ok(lease) = read(dir.as_fd()) else {
             continue;
         };
-        let same_runner = req.owner.runner.is_some()
-            && lease.runner == req.owner.runner
-            && lease.boot_id == req.owner.boot_id
-            && lease.job_id != req.job_id;
-        if same_runner
-            && lease.state == State::Released
-            && lease.expires_at > now.wall
-            && let Ok(_taken) = take(dir.as_fd())
-            && root.still_names(&name, &dir)
-            && let Ok(mut fresh) = read(dir.as_fd())
-            && fresh.state == State::Released
-        {
-            // Stamped with the clocks it is ended on, so that it reads as expired now on
-            // either clock (`Now::judging`).
-            now.stamp(&mut fresh);
-            fresh.expires_at = now.wall;
-            if write(dir.as_fd(), &fresh).is_ok() {
-                term::verbose(
-                    "Ended",
-                    format_args!("released lease of job `{}` from this runner", fresh.job_id),
-                );
-                // As written: the seed's re-check compares with what it reads back, and the
-                // file keeps times at its own precision, not the clock's nanoseconds.
-                lease = read(dir.as_fd()).unwrap_or(fresh);
-            }
-        }
+        let lease = end_if_same_runner(root, req, &now, &name, &dir, lease);
         let owned = check_owned(&dir);
         if !lease.same_key(key) {
             continue;
@@ -141,6 +116,45 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
     out.finished
         .sort_by_key(|c| std::cmp::Reverse(c.lease.renewed_at));
     out
+}
+
+/// A released lease of a different job from this same runner has ended (see
+/// `scan_for_new_job`): mark it expired, under its lock, and return the lease as it now reads.
+fn end_if_same_runner(
+    root: &Root,
+    req: &Request<'_>,
+    now: &Now,
+    name: &OsStr,
+    dir: &std::fs::File,
+    mut lease: Lease,
+) -> Lease {
+    let same_runner = req.owner.runner.is_some()
+        && lease.runner == req.owner.runner
+        && lease.boot_id == req.owner.boot_id
+        && lease.job_id != req.job_id;
+    if same_runner
+        && lease.state == State::Released
+        && lease.expires_at > now.wall
+        && let Ok(_taken) = take(dir.as_fd())
+        && root.still_names(name, dir)
+        && let Ok(mut fresh) = read(dir.as_fd())
+        && fresh.state == State::Released
+    {
+        // Stamped with the clocks it is ended on, so that it reads as expired now on
+        // either clock (`Now::judging`).
+        now.stamp(&mut fresh);
+        fresh.expires_at = now.wall;
+        if write(dir.as_fd(), &fresh).is_ok() {
+            term::verbose(
+                "Ended",
+                format_args!("released lease of job `{}` from this runner", fresh.job_id),
+            );
+            // As written: the seed's re-check compares with what it reads back, and the
+            // file keeps times at its own precision, not the clock's nanoseconds.
+            lease = read(dir.as_fd()).unwrap_or(fresh);
+        }
+    }
+    lease
 }
 
 pub(super) enum AdoptOutcome {
