@@ -333,9 +333,9 @@ pub(crate) struct JobArgs {
 /// `--warm-from`: whether the scope rule decides which dirs a new job may start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum WarmFrom {
-    /// Dirs written by jobs of a scope this job trusts (docs/protocol.md#scopes).
+    /// Dirs that only jobs of its own ref, its base branch or the default branch wrote
     Scope,
-    /// Any dir of the workspace, as before scopes were recorded.
+    /// Any dir of the workspace, whatever wrote it
     Any,
 }
 
