@@ -392,3 +392,23 @@ fn leases_without_scopes_are_for_local_jobs_only() {
     assert!(planted_in(&env, "local-2"));
     assert_eq!(scopes(&env, "local-2"), ["unknown", "local"]);
 }
+
+#[test]
+fn doctor_warns_when_one_root_holds_pull_requests_and_branches() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let doctor = |env: &Env| {
+        let out = env.run(&ws, ["doctor"]);
+        stdout(&out) + &stderr(&out)
+    };
+    build(&env, &ws, &push_main(&env), "main-1");
+    let text = doctor(&env);
+    assert!(!text.contains("holds dirs of pull requests"), "{text}");
+    build(&env, &ws, &pull_request(&env, 5), "pr-5");
+    let text = doctor(&env);
+    assert!(
+        text.contains("holds dirs of pull requests (pr:pull/5->main) beside those of branches"),
+        "{text}"
+    );
+    assert!(text.contains("their own root and user"), "{text}");
+}
