@@ -443,6 +443,10 @@ mod tests {
         move || Event::parse(json.as_bytes())
     }
 
+    fn one(s: &Scope) -> Option<&[Scope]> {
+        Some(std::slice::from_ref(s))
+    }
+
     const MAIN_PAYLOAD: &str = r#"{"repository": {"default_branch": "main"}}"#;
 
     fn scope_of(pairs: &[(&str, &str)], json: &str) -> JobScope {
@@ -554,16 +558,13 @@ mod tests {
         };
         let main = branch("main", "true");
         assert_eq!(main.scope.to_string(), "branch:main,protected");
-        assert!(main.allows(Some(&[main.scope.clone()])).is_ok());
+        assert!(main.allows(one(&main.scope)).is_ok());
         // Protected and unprotected refs are kept apart: the protected job does not trust it.
         let unprotected_main = branch("main", "false");
-        assert!(
-            main.allows(Some(&[unprotected_main.scope.clone()]))
-                .is_err()
-        );
+        assert!(main.allows(one(&unprotected_main.scope)).is_err());
         // An unprotected branch may warm from the protected default branch.
         let feature = branch("feature", "false");
-        assert!(feature.allows(Some(&[main.scope.clone()])).is_ok());
+        assert!(feature.allows(one(&main.scope)).is_ok());
         assert!(main.allows(Some(&[mr("10").scope])).is_err());
     }
 
@@ -605,28 +606,24 @@ mod tests {
         let d = Some("main");
         // A pull request: its own, its base's, the default branch's.
         for ok in [&pr1, &release, &main] {
-            assert!(job(&pr1, d).allows(Some(&[ok.clone()])).is_ok(), "{ok}");
+            assert!(job(&pr1, d).allows(one(ok)).is_ok(), "{ok}");
         }
-        assert!(job(&pr1, d).allows(Some(&[pr2.clone()])).is_err());
+        assert!(job(&pr1, d).allows(one(&pr2)).is_err());
         // Sticky: one untrusted writer is enough.
         assert!(
             job(&main, d)
                 .allows(Some(&[main.clone(), pr2.clone()]))
                 .is_err()
         );
-        assert!(job(&main, d).allows(Some(&[release.clone()])).is_err());
+        assert!(job(&main, d).allows(one(&release)).is_err());
         // Unknown default branch: only the job's own ref.
-        assert!(job(&pr1, None).allows(Some(&[pr1.clone()])).is_ok());
-        assert!(job(&pr1, None).allows(Some(&[main.clone()])).is_err());
-        assert!(job(&pr1, None).allows(Some(&[release.clone()])).is_err());
+        assert!(job(&pr1, None).allows(one(&pr1)).is_ok());
+        assert!(job(&pr1, None).allows(one(&main)).is_err());
+        assert!(job(&pr1, None).allows(one(&release)).is_err());
         // Leases without scopes: local jobs only.
         assert!(job(&main, d).allows(None).is_err());
         assert!(job(&Scope::local(), None).allows(None).is_ok());
-        assert!(
-            job(&Scope::local(), None)
-                .allows(Some(&[main.clone()]))
-                .is_err()
-        );
+        assert!(job(&Scope::local(), None).allows(one(&main)).is_err());
         assert!(job(&main, d).allows(Some(&[Scope::local()])).is_err());
         let why = job(&main, d).allows(Some(&[pr2])).unwrap_err();
         assert_eq!(
@@ -641,7 +638,7 @@ mod tests {
         let main = Scope::new(Kind::Branch, Some("main".into()));
         assert_eq!(merged(None, &main), [Scope::unknown(), main.clone()]);
         assert_eq!(merged(Some(&[]), &main), [Scope::unknown(), main.clone()]);
-        assert_eq!(merged(Some(&[main.clone()]), &main), [main.clone()]);
+        assert_eq!(merged(one(&main), &main), vec![main.clone()]);
         let many: Vec<Scope> = (0..40)
             .map(|i| Scope::new(Kind::Branch, Some(format!("b{i}"))))
             .collect();
