@@ -51,7 +51,7 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
     let Ok(names) = root.job_names() else {
         return Scan::default();
     };
-    if req.warm_from_any {
+    if req.warm_from_any && (req.adopt || req.seed.is_some()) {
         // Once per job: only a job without a dir scans.
         term::warn(
             "--warm-from any: this job may start from a dir of its workspace that any job wrote, \
