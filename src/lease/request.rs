@@ -78,9 +78,7 @@ impl Request<'_> {
         now.stamp(&mut lease);
         lease
     }
-}
 
-impl Request<'_> {
     /// The scopes a lease of this job records in a dir `earlier` wrote (sticky: theirs and ours).
     pub(super) fn scopes_after(&self, earlier: Option<&Lease>) -> Option<Vec<scope::Scope>> {
         Some(scope::merged(

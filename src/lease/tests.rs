@@ -189,17 +189,16 @@ fn apply(root: &Root, owner: &Owner, held: &mut Vec<Held>, op: Op) {
     }
 }
 
-static LOCAL: std::sync::LazyLock<JobScope> = std::sync::LazyLock::new(|| JobScope {
-    scope: Scope::local(),
-    default_branch: None,
-});
-
 /// Job `job` takes its lease (TTL 0: expired as soon as it is left) and builds: a file in
 /// `target/` that must survive for as long as the job holds the dir.
 fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<Held> {
     let key = || WorkspaceKey {
         workspace: "ws".into(),
         toolchain: None,
+    };
+    let local = JobScope {
+        scope: Scope::local(),
+        default_branch: None,
     };
     let req = Request {
         job_id: NAMES[job],
@@ -213,7 +212,7 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         seed: None,
         trust: LockTrust::Trusted,
         interrupted: &|| Ok(()),
-        scope: &LOCAL,
+        scope: &local,
         warm_from_any: false,
         passed_over: Default::default(),
     };
