@@ -88,7 +88,7 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         }
         // Only from dirs that jobs of a trusted scope wrote (docs/protocol.md#scopes).
         if let Err(why) = req.may_warm_from(&lease) {
-            if finished {
+            if finished && (req.adopt || req.seed.is_some()) {
                 req.passed_over.set(req.passed_over.get() + 1);
                 term::verbose(
                     "Note",
