@@ -60,6 +60,8 @@ warm-budget value CARGO_GUARDED_WARM_BUDGET
 max-root-size value CARGO_GUARDED_MAX_ROOT_SIZE
 no-seed off CARGO_GUARDED_SEED
 seed-max-size value CARGO_GUARDED_SEED_MAX_SIZE
+warm-from value CARGO_GUARDED_WARM_FROM
+default-branch value CARGO_GUARDED_DEFAULT_BRANCH
 wait value CARGO_GUARDED_WAIT
 events value CARGO_GUARDED_EVENTS
 quiet flag --quiet

@@ -8,6 +8,10 @@
 #   CARGO_GUARDED_ROOT=/srv/cargo-guarded      # the host's shared root (default: the CLI's,
 #                                              # ~/.cache/cargo-guarded of the runner's user)
 #
+# Runners that take untrusted events (fork pull requests) run as a user of their own with a root
+# of their own (another CARGO_GUARDED_ROOT, owned by that user): a job of the same user can write
+# into any job dir of a root (README, "Trust: whose dirs a job starts from").
+#
 # Every runner of a host may run it at the same moment: sweeps take turns on the root's
 # .guard.lock and claim each dir under its own lock. It never fails the job (a hook that exits
 # non-zero fails it, and a disk guard must not take jobs down with it); problems are printed.

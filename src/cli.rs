@@ -157,6 +157,12 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
+    #[arg(skip)]
+    pub(crate) warm_from: Option<WarmFrom>,
+
+    #[arg(skip)]
+    pub(crate) default_branch: Option<String>,
+
     /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
     /// tooling to read as it happens (stdout stays the wrapped command's)
     #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
@@ -311,6 +317,47 @@ pub(crate) struct JobArgs {
     #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration, help_heading = JOB,
           env = "CARGO_GUARDED_WAIT", hide_env_values = true)]
     pub(crate) wait: Option<Duration>,
+
+    #[arg(long, value_name = "FROM", help_heading = JOB,
+          env = "CARGO_GUARDED_WARM_FROM", hide_env_values = true,
+          help = with_default(
+              "Which finished dirs a new job may adopt or seed from: `scope`, those that only jobs \
+               of its own ref, its pull request's base branch or the default branch wrote; `any`, \
+               any of its workspace, whatever ref or pull request wrote it (warned once per job)",
+              "scope",
+          ))]
+    pub(crate) warm_from: Option<WarmFrom>,
+
+    /// The repository's default branch, for CIs that do not tell it (GitHub Actions without an
+    /// event payload); unknown, a job warms only from dirs of its own ref
+    /// [default: from the CI]
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = JOB,
+        value_parser = clap::builder::NonEmptyStringValueParser::new(),
+        env = "CARGO_GUARDED_DEFAULT_BRANCH",
+        hide_env_values = true
+    )]
+    pub(crate) default_branch: Option<String>,
+}
+
+/// `--warm-from`: whether the scope rule decides which dirs a new job may start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WarmFrom {
+    /// Dirs that only jobs of its own ref, its base branch or the default branch wrote
+    Scope,
+    /// Any dir of the workspace, whatever wrote it
+    Any,
+}
+
+impl std::fmt::Display for WarmFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WarmFrom::Scope => "scope",
+            WarmFrom::Any => "any",
+        })
+    }
 }
 
 impl JobArgs {
@@ -335,6 +382,8 @@ impl JobArgs {
         forget(&mut self.warm_budget, env("warm_budget"));
         forget(&mut self.restore_mtimes, env("restore_mtimes"));
         forget(&mut self.wait, env("wait"));
+        forget(&mut self.warm_from, env("warm_from"));
+        forget(&mut self.default_branch, env("default_branch"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
     }
@@ -354,6 +403,8 @@ impl JobArgs {
         g.seed_incremental |= self.seed_incremental;
         g.warm_budget = self.warm_budget.or(g.warm_budget);
         g.restore_mtimes = self.restore_mtimes.or(g.restore_mtimes);
+        g.warm_from = self.warm_from.or(g.warm_from);
+        g.default_branch = self.default_branch.or(g.default_branch.take());
     }
 }
 
@@ -888,6 +939,9 @@ mod tests {
         let budget = prune::DEFAULT_BUDGET;
         check("warm-budget", budget.to_string(), &|c| {
             c.job.warm_budget == Some(prune::WarmBudget(Some(budget)))
+        });
+        check("warm-from", WarmFrom::Scope.to_string(), &|c| {
+            c.job.warm_from == Some(WarmFrom::Scope)
         });
     }
 

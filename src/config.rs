@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, WarmFrom};
 use crate::guard;
 use crate::job_id;
 use crate::lease::{self, Owner};
 use crate::llvm;
 use crate::precheck;
 use crate::quantity::Threshold;
+use crate::scope::{self, JobScope};
 use crate::term::{self, ColorChoice, Verbosity};
 use crate::workspace;
 
@@ -85,6 +86,10 @@ pub(crate) struct Config {
     pub(crate) job_id_warning: Option<String>,
     /// `--events`: the file each event is appended to as a line of JSON (`report::json`).
     pub(crate) events: Option<PathBuf>,
+    /// The job's trust scope and the default branch, from the CI (docs/protocol.md#scopes).
+    pub(crate) scope: JobScope,
+    /// `--warm-from any`: the scope rule is off.
+    pub(crate) warm_from_any: bool,
 }
 
 /// An environment variable; empty counts as unset.
@@ -185,8 +190,39 @@ impl Config {
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
             job_id_warning,
             events: g.events.as_ref().map(|p| cwd.join(p)),
+            scope: scope::detect(&var, &github_event, g.default_branch.as_deref()),
+            warm_from_any: g.warm_from == Some(WarmFrom::Any),
             root,
         })
+    }
+}
+
+/// GitHub's event payloads are at most 25 MB; a larger file is not one.
+const MAX_EVENT_BYTES: u64 = 25 * 1024 * 1024;
+
+/// GitHub's event payload (`$GITHUB_EVENT_PATH`), read for the default branch and the pull
+/// request it is for; missing, too large or unreadable, it says nothing.
+fn github_event() -> scope::Event {
+    use std::io::Read;
+    let Some(path) = var_os(scope::GITHUB_EVENT_PATH) else {
+        return scope::Event::default();
+    };
+    let mut bytes = Vec::new();
+    match std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_EVENT_BYTES + 1).read_to_end(&mut bytes))
+    {
+        Ok(n) if n as u64 <= MAX_EVENT_BYTES => scope::Event::parse(&bytes),
+        _ => {
+            term::verbose(
+                "Note",
+                format_args!(
+                    "cannot read the event payload {}: the default branch is unknown unless \
+                     --default-branch names it",
+                    Path::new(&path).display()
+                ),
+            );
+            scope::Event::default()
+        }
     }
 }
 

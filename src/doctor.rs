@@ -11,11 +11,12 @@ use serde::Serialize;
 
 use crate::fs::Space;
 use crate::guard;
-use crate::lease::Root;
+use crate::lease::{self, Root};
 use crate::llvm::{self, Missing, Source};
 use crate::locks::{self, LockTrust};
 use crate::quantity::{Bytes, Threshold};
 use crate::rustc::Rustc;
+use crate::scope::{Kind, Scope};
 
 /// What `doctor` checks, from the configuration.
 pub(crate) struct Inputs<'a> {
@@ -199,6 +200,9 @@ fn check_root(inputs: &Inputs<'_>, problems: &mut Problems) -> RootReport {
     let lock_trust = (exists && root.is_dir())
         .then(|| check_locks(inputs, problems))
         .flatten();
+    if exists && root.is_dir() {
+        check_scopes(root, problems);
+    }
     let space = Space::of(&checked).ok();
     let limits = space.map(|space| check_space(inputs, space, &checked, problems));
     RootReport {
@@ -252,6 +256,43 @@ fn check_sticky(root: &Path, exists: bool, problems: &mut Problems) {
                 st.st_mode & 0o7777
             ),
             format!("chmod +t {}", root.display()),
+        );
+    }
+}
+
+/// One root holding dirs of untrusted scopes (pull requests) beside trusted ones (branches,
+/// tags): the scope rule keeps a branch's job from starting from a pull request's dir, but a job
+/// of the same uid can write into any dir of the root directly.
+fn check_scopes(root: &Path, problems: &mut Problems) {
+    let Ok(r) = Root::open(root) else {
+        return;
+    };
+    let (mut untrusted, mut trusted): (Option<Scope>, Option<Scope>) = (None, None);
+    for (name, _) in r.job_names().unwrap_or_default() {
+        let Ok(dir) = r.open_job(&name) else {
+            continue;
+        };
+        let Ok(l) = lease::read(std::os::fd::AsFd::as_fd(&dir)) else {
+            continue;
+        };
+        for s in l.scopes.unwrap_or_default() {
+            match s.kind {
+                Kind::Pr => untrusted = untrusted.or(Some(s)),
+                Kind::Branch | Kind::Tag => trusted = trusted.or(Some(s)),
+                _ => {}
+            }
+        }
+    }
+    if let (Some(u), Some(t)) = (untrusted, trusted) {
+        problems.warning(
+            format!(
+                "root {} holds dirs of pull requests ({u}) beside those of branches ({t}): a job \
+                 never starts from a dir of a scope it does not trust, but any job running as \
+                 the same user can write into another job's dir in the root",
+                root.display()
+            ),
+            "give untrusted events (fork pull requests) their own root and user (README: \
+             \"Trust\")",
         );
     }
 }

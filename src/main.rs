@@ -32,6 +32,7 @@ mod quantity;
 mod report;
 mod run;
 mod rustc;
+mod scope;
 mod status;
 mod term;
 mod tool;

@@ -158,13 +158,15 @@ fn acquire_and_check(
     let command_line = command.join(" ");
     // From here on the session renews the lease (through a long sweep too) and releases it on
     // every way out of this function but the last.
-    let (session, origin) = take_lease(cfg, &root, trust, command, interrupted)?;
+    let (session, origin, passed_over) = take_lease(cfg, &root, trust, command, interrupted)?;
     let held = session.held();
     out.report(&Event::Acquired {
         held,
         origin: &origin,
         adopt: cfg.adopt,
         seed: cfg.seed,
+        scope: &cfg.scope.scope,
+        passed_over,
     });
     let pruned = prune_adopted(cfg, held, &origin, out);
     verify_warm(cfg, held, &origin, out);
@@ -259,7 +261,7 @@ fn take_lease(
     trust: LockTrust,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-) -> Result<(Session, Origin), CliError> {
+) -> Result<(Session, Origin, usize), CliError> {
     let key = || {
         let toolchain = workspace::toolchain(
             &cfg.rustc,
@@ -299,8 +301,13 @@ fn take_lease(
         seed: cfg.seed.then_some(seeding),
         trust,
         interrupted,
+        scope: &cfg.scope,
+        warm_from_any: cfg.warm_from_any,
+        passed_over: Default::default(),
     };
-    Session::acquire(root, &req, cfg.linger).map_err(|e| {
+    let acquired = Session::acquire(root, &req, cfg.linger);
+    let passed_over = req.passed_over.get();
+    acquired.map(|(s, o)| (s, o, passed_over)).map_err(|e| {
         // `--wait` ran out while another run of the job held the lease: try again later.
         let exit = if e.is::<lease::WaitTimedOut>() {
             Exit::TRY_LATER

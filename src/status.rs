@@ -14,6 +14,7 @@ use crate::lease::{self, Expiry, Hold, Holder, Root, TARGET};
 use crate::locks::LockTrust;
 use crate::prune::{self, BudgetState, LastPrune};
 use crate::warm;
+use crate::scope::Scope;
 
 #[derive(Debug)]
 pub(crate) struct Status {
@@ -145,6 +146,8 @@ pub(crate) struct Entry {
     pub(crate) workspace: Option<String>,
     /// How the job first came by the dir: `fresh`, `adopted`, `seeded` (none in older leases).
     pub(crate) origin: Option<String>,
+    /// The scope of every job that wrote in the dir (none in leases of earlier versions).
+    pub(crate) scopes: Option<Vec<Scope>>,
     pub(crate) host: Option<String>,
     pub(crate) pid: Option<u32>,
     pub(crate) created_at: Option<SystemTime>,
@@ -210,6 +213,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         target_dir: dir_path.join(TARGET).display().to_string(),
         workspace: None,
         origin: None,
+        scopes: None,
         host: None,
         pid: None,
         created_at: None,
@@ -239,6 +243,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
             entry.job_id = l.job_id.clone();
             entry.workspace = l.workspace.clone();
             entry.origin = l.origin.clone();
+            entry.scopes = l.scopes.clone();
             entry.host = Some(l.runner.clone().unwrap_or(l.host.clone()));
             entry.pid = Some(l.pid);
             entry.created_at = Some(l.created_at);

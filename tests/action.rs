@@ -460,6 +460,8 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "max-root-size",
             "no-seed",
             "seed-max-size",
+            "warm-from",
+            "default-branch",
             "wait",
             "events",
             "quiet",

@@ -308,9 +308,9 @@ fn status_table_and_json() {
 [exit 0]
 --- stdout
 root [ROOT]: [SIZE] free of [SIZE] ([PCT] used), 2 job dirs
-STATE  JOB  HOLDER  AGE  RENEWED  EXPIRES IN  SIZE  BUDGET  PRUNED  WORKSPACE
-released  job-1  [HOST] (pid [PID])  [AGE]  [AGE] ago  [AGE]  [SIZE]*  [SIZE]  -  [TMP]/small
-expired  old  runner-9 (pid [PID])  [AGE]  [AGE] ago  -  [SIZE]*  -  -  planted
+STATE  JOB  HOLDER  AGE  RENEWED  EXPIRES IN  SIZE  BUDGET  PRUNED  SCOPE  WORKSPACE
+released  job-1  [HOST] (pid [PID])  [AGE]  [AGE] ago  [AGE]  [SIZE]*  [SIZE]  -  local  [TMP]/small
+expired  old  runner-9 (pid [PID])  [AGE]  [AGE] ago  -  [SIZE]*  -  -  unknown  planted
 total: live 0 dirs, [SIZE]; lingering 1 dir, [SIZE]; reclaimable 1 dir, [SIZE]
 started: [TMP]/small: 0 of 1 warm (1 fresh)
 started: planted: 0 of 0 warm (1 not recorded)
@@ -337,6 +337,9 @@ started: planted: 0 of 0 warm (1 not recorded)
       "target_dir": "[ROOT]/job-1/target",
       "workspace": "[TMP]/small",
       "origin": "fresh",
+      "scopes": [
+        "local"
+      ],
       "host": "[HOST]",
       "pid": [PID],
       "created_at": "[TIMESTAMP]",
@@ -360,6 +363,7 @@ started: planted: 0 of 0 warm (1 not recorded)
       "target_dir": "[ROOT]/old/target",
       "workspace": "planted",
       "origin": null,
+      "scopes": null,
       "host": "runner-9",
       "pid": [PID],
       "created_at": "[TIMESTAMP]",

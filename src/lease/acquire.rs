@@ -192,6 +192,8 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
         // How the job first came by its dir: what `status` counts per workspace.
         lease.origin = p.origin.clone();
     }
+    // Sticky: every earlier writer's scope stays (an unreadable lease stands for an unknown one).
+    lease.scopes = req.scopes_after(prev.as_ref());
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", path.display()))?;
     // Shared: orphans of an earlier step of this job (a daemon that outlived its wrapper) share
@@ -281,7 +283,7 @@ fn seed_new(
     src: &Candidate,
     seeding: &Seeding<'_>,
 ) -> Result<Seed> {
-    let Some(new) = NewDir::create(root, req, key, Origin::SEEDED)? else {
+    let Some(new) = NewDir::create(root, req, key, Origin::SEEDED, Some(&src.lease))? else {
         return Ok(Seed::Missed(Miss::Changed(
             "our new dir was reclaimed".into(),
         )));
@@ -318,7 +320,7 @@ fn seed_new(
 /// locked before its lease exists, and published by a rename that never replaces: a crash at any
 /// point leaves either nothing under the job's name or a complete, leased dir.
 fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Option<Held>> {
-    let Some(new) = NewDir::create(root, req, key, Origin::FRESH)? else {
+    let Some(new) = NewDir::create(root, req, key, Origin::FRESH, None)? else {
         return Ok(None);
     };
     if let Err(e) = rustix::fs::mkdirat(&new.dir, TARGET, Mode::from_raw_mode(0o755)) {
@@ -340,12 +342,14 @@ struct NewDir {
 }
 
 impl NewDir {
-    /// `Ok(None)`: a guard took our unfinished dir before we locked it; start over.
+    /// `Ok(None)`: a guard took our unfinished dir before we locked it; start over. A seed's
+    /// lease keeps the scopes of its source's writers (`from`).
     fn create(
         root: &Root,
         req: &Request<'_>,
         key: &WorkspaceKey,
         origin: &str,
+        from: Option<&Lease>,
     ) -> Result<Option<NewDir>> {
         let tmp = format!("{NEW_PREFIX}{}", uuid::Uuid::new_v4().simple());
         let tmp_path = root.join(&tmp);
@@ -369,6 +373,9 @@ impl NewDir {
         step("acquire-locked");
         let mut lease = req.lease(Some(key), SystemTime::now());
         lease.origin = Some(origin.to_owned());
+        if from.is_some() {
+            lease.scopes = req.scopes_after(from);
+        }
         write(dir.as_fd(), &lease)
             .with_context(|| format!("failed to write lease in {}", tmp_path.display()))?;
         Ok(Some(NewDir {

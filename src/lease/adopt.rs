@@ -51,41 +51,23 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
     let Ok(names) = root.job_names() else {
         return Scan::default();
     };
+    if req.warm_from_any && (req.adopt || req.seed.is_some()) {
+        // Once per job: only a job without a dir scans.
+        term::warn(
+            "--warm-from any: this job may start from a dir of its workspace that any job wrote, \
+             whatever its ref or pull request (the scope rule is off)",
+        );
+    }
     let now = Now::read();
     let mut out = Scan::default();
     for (name, _) in names {
         let Ok(dir) = root.open_job(&name) else {
             continue;
         };
-        let Ok(mut lease) = read(dir.as_fd()) else {
+        let Ok(lease) = read(dir.as_fd()) else {
             continue;
         };
-        let same_runner = req.owner.runner.is_some()
-            && lease.runner == req.owner.runner
-            && lease.boot_id == req.owner.boot_id
-            && lease.job_id != req.job_id;
-        if same_runner
-            && lease.state == State::Released
-            && lease.expires_at > now.wall
-            && let Ok(_taken) = take(dir.as_fd())
-            && root.still_names(&name, &dir)
-            && let Ok(mut fresh) = read(dir.as_fd())
-            && fresh.state == State::Released
-        {
-            // Stamped with the clocks it is ended on, so that it reads as expired now on
-            // either clock (`Now::judging`).
-            now.stamp(&mut fresh);
-            fresh.expires_at = now.wall;
-            if write(dir.as_fd(), &fresh).is_ok() {
-                term::verbose(
-                    "Ended",
-                    format_args!("released lease of job `{}` from this runner", fresh.job_id),
-                );
-                // As written: the seed's re-check compares with what it reads back, and the
-                // file keeps times at its own precision, not the clock's nanoseconds.
-                lease = read(dir.as_fd()).unwrap_or(fresh);
-            }
-        }
+        let lease = end_if_same_runner(root, req, &now, &name, &dir, lease);
         let owned = check_owned(&dir);
         if !lease.same_key(key) {
             continue;
@@ -100,6 +82,20 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
                 term::verbose(
                     "Note",
                     format_args!("not adopting {}: {why}", root.join(&name).display()),
+                );
+            }
+            continue;
+        }
+        // Only from dirs that jobs of a trusted scope wrote (docs/protocol.md#scopes).
+        if let Err(why) = req.may_warm_from(&lease) {
+            if finished && (req.adopt || req.seed.is_some()) {
+                req.passed_over.set(req.passed_over.get() + 1);
+                term::verbose(
+                    "Note",
+                    format_args!(
+                        "not adopting or seeding from {}: scope: {why}",
+                        root.join(&name).display()
+                    ),
                 );
             }
             continue;
@@ -122,6 +118,45 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
     out
 }
 
+/// A released lease of a different job from this same runner has ended (see
+/// `scan_for_new_job`): mark it expired, under its lock, and return the lease as it now reads.
+fn end_if_same_runner(
+    root: &Root,
+    req: &Request<'_>,
+    now: &Now,
+    name: &OsStr,
+    dir: &std::fs::File,
+    mut lease: Lease,
+) -> Lease {
+    let same_runner = req.owner.runner.is_some()
+        && lease.runner == req.owner.runner
+        && lease.boot_id == req.owner.boot_id
+        && lease.job_id != req.job_id;
+    if same_runner
+        && lease.state == State::Released
+        && lease.expires_at > now.wall
+        && let Ok(_taken) = take(dir.as_fd())
+        && root.still_names(name, dir)
+        && let Ok(mut fresh) = read(dir.as_fd())
+        && fresh.state == State::Released
+    {
+        // Stamped with the clocks it is ended on, so that it reads as expired now on
+        // either clock (`Now::judging`).
+        now.stamp(&mut fresh);
+        fresh.expires_at = now.wall;
+        if write(dir.as_fd(), &fresh).is_ok() {
+            term::verbose(
+                "Ended",
+                format_args!("released lease of job `{}` from this runner", fresh.job_id),
+            );
+            // As written: the seed's re-check compares with what it reads back, and the
+            // file keeps times at its own precision, not the clock's nanoseconds.
+            lease = read(dir.as_fd()).unwrap_or(fresh);
+        }
+    }
+    lease
+}
+
 pub(super) enum AdoptOutcome {
     Adopted(Box<Held>),
     /// Someone else (a guard, another adopter, a resuming step) got there first.
@@ -130,10 +165,12 @@ pub(super) enum AdoptOutcome {
     NameTaken,
 }
 
-/// The lease, re-read under the lock, is still expired and of our workspace.
+/// The lease, re-read under the lock, is still expired, of our workspace and of a scope we may
+/// warm from.
 fn still_expired(dir: &std::fs::File, req: &Request<'_>, key: &WorkspaceKey) -> bool {
     read(dir.as_fd()).is_ok_and(|l| {
         l.same_key(key)
+            && req.may_warm_from(&l).is_ok()
             && matches!(
                 expiry(dir.as_fd(), &l, &Now::read(), req.trust),
                 Expiry::Expired { .. }
@@ -231,6 +268,8 @@ fn stage_lease<'a>(
 ) -> Result<(Lease, crate::fs::Staged<'a>)> {
     let mut lease = req.lease(Some(key), SystemTime::now());
     lease.origin = Some(Origin::ADOPTED.into());
+    // Sticky: the adopted dir keeps its earlier writers' scopes.
+    lease.scopes = req.scopes_after(Some(&cand.lease));
     // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
     // its release measures again (a measurement taken when an earlier job released would
     // otherwise be carried through job after job, see SIZE_REFRESH).

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs;
 use crate::quantity::Bytes;
+use crate::scope::Scope;
 use crate::workspace::WorkspaceKey;
 
 use super::{LEASE_FILE, MAX_LEASE_DURATION, PROTOCOL};
@@ -98,6 +99,11 @@ pub(crate) struct Lease {
     /// as soon as that lock is free (docs/protocol.md#linger-ends-with-the-job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) job_lock: Option<bool>,
+    /// The scope of every job that wrote in the dir (docs/protocol.md#scopes), sticky through
+    /// resumes, adoptions and seeds: a dir is as trusted as its least trusted writer. Absent in
+    /// leases of earlier versions, which only local jobs take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) scopes: Option<Vec<Scope>>,
 }
 
 mod rfc3339 {

@@ -2,11 +2,13 @@
 //! dir (`Origin`): shared by every way of acquiring one (docs/protocol.md#acquire): `acquire`
 //! (resume, fresh, seed) and `adopt`.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
 use crate::locks::LockTrust;
+use crate::scope::{self, JobScope};
 use crate::workspace::WorkspaceKey;
 
 use super::PROTOCOL;
@@ -36,6 +38,12 @@ pub(crate) struct Request<'a> {
     pub(crate) trust: LockTrust,
     /// `Err` once the wrapper was told to stop: waiting for the lease ends with it.
     pub(crate) interrupted: &'a dyn Fn() -> Result<()>,
+    /// The job's trust scope, recorded in every lease it writes.
+    pub(crate) scope: &'a JobScope,
+    /// `--warm-from any`: start from any dir of the workspace, whatever scope wrote it.
+    pub(crate) warm_from_any: bool,
+    /// Finished dirs of the workspace the scope rule passed over (counted by the scan).
+    pub(crate) passed_over: Cell<usize>,
 }
 
 impl Request<'_> {
@@ -65,9 +73,26 @@ impl Request<'_> {
             command: cap_command(&self.command),
             origin: None,
             job_lock: None,
+            scopes: Some(vec![self.scope.scope.clone()]),
         };
         now.stamp(&mut lease);
         lease
+    }
+
+    /// The scopes a lease of this job records in a dir `earlier` wrote (sticky: theirs and ours).
+    pub(super) fn scopes_after(&self, earlier: Option<&Lease>) -> Option<Vec<scope::Scope>> {
+        Some(scope::merged(
+            earlier.and_then(|l| l.scopes.as_deref()),
+            &self.scope.scope,
+        ))
+    }
+
+    /// Whether this job may start from a dir with this lease (`Err`: why not).
+    pub(super) fn may_warm_from(&self, lease: &Lease) -> Result<(), String> {
+        if self.warm_from_any {
+            return Ok(());
+        }
+        self.scope.allows(lease.scopes.as_deref())
     }
 }
 

@@ -15,6 +15,7 @@ use super::record::parse;
 use super::*;
 use crate::fs;
 use crate::locks::LockTrust;
+use crate::scope::{JobScope, Scope};
 use crate::workspace::WorkspaceKey;
 
 type ThirdParty = (String, Box<dyn FnMut()>);
@@ -195,6 +196,10 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         workspace: "ws".into(),
         toolchain: None,
     };
+    let local = JobScope {
+        scope: Scope::local(),
+        default_branch: None,
+    };
     let req = Request {
         job_id: NAMES[job],
         name: NAMES[job],
@@ -207,6 +212,9 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         seed: None,
         trust: LockTrust::Trusted,
         interrupted: &|| Ok(()),
+        scope: &local,
+        warm_from_any: false,
+        passed_over: Default::default(),
     };
     let (h, _) = acquire(root, &req).ok()?;
     let _ = rustix::fs::mkdirat(&h.dir, TARGET, Mode::from_raw_mode(0o755));
@@ -252,6 +260,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         command: vec![],
         origin: None,
         job_lock: None,
+        scopes: None,
     };
     (l, now)
 }

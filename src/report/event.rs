@@ -19,6 +19,7 @@ use crate::lease::{Held, Origin, Root};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{self, Outcome, Pruned};
 use crate::warm;
+use crate::scope::Scope;
 
 /// What happened.
 pub(crate) enum Event<'a> {
@@ -44,6 +45,10 @@ pub(crate) enum Event<'a> {
         origin: &'a Origin,
         adopt: bool,
         seed: bool,
+        /// The job's scope, and the finished dirs of its workspace the scope rule passed over
+        /// (docs/protocol.md#scopes).
+        scope: &'a Scope,
+        passed_over: usize,
     },
     /// Pruning ran on the job's dir: right after adopting it, or as the job released it. An
     /// error is a warning: pruning never fails a job.

@@ -19,6 +19,7 @@ use crate::guard;
 use crate::lease::Origin;
 use crate::precheck::{Group, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
+use crate::scope::Scope;
 use crate::status::Tally;
 use crate::term;
 
@@ -128,6 +129,10 @@ enum Fields<'a> {
         from_bytes: Option<u64>,
         /// How long a seed's copy took.
         copy_secs: Option<f64>,
+        /// The job's scope (`branch:main`, `pr:pull/12->main`, `local`).
+        scope: String,
+        /// Finished dirs of the workspace the scope rule passed over.
+        passed_over: usize,
     },
     Pruned {
         moment: &'static str,
@@ -207,10 +212,17 @@ impl Reporter for Json {
                 let hook = None;
                 self.write("swept", Fields::Sweep { root, hook, report });
             }
-            Event::Acquired { held, origin, .. } => {
+            Event::Acquired {
+                held,
+                origin,
+                scope,
+                passed_over,
+                ..
+            } => {
                 self.job_id = Some(held.job_id());
                 self.dir = Some(held.path.to_string_lossy().into_owned());
-                self.write("acquired", acquired(&held.target_dir(), origin));
+                let fields = acquired(&held.target_dir(), origin, scope, *passed_over);
+                self.write("acquired", fields);
             }
             Event::Pruned {
                 moment, outcome, ..
@@ -262,7 +274,12 @@ impl Reporter for Json {
     }
 }
 
-fn acquired<'a>(target_dir: &Path, origin: &'a Origin) -> Fields<'a> {
+fn acquired<'a>(
+    target_dir: &Path,
+    origin: &'a Origin,
+    scope: &Scope,
+    passed_over: usize,
+) -> Fields<'a> {
     let (from, from_bytes, copy_secs) = match origin {
         Origin::Adopted { from, size, .. } => (Some(from.as_str()), *size, None),
         Origin::Seeded(s) => (
@@ -278,6 +295,8 @@ fn acquired<'a>(target_dir: &Path, origin: &'a Origin) -> Fields<'a> {
         from,
         from_bytes,
         copy_secs,
+        scope: scope.to_string(),
+        passed_over,
     }
 }
 

@@ -9,6 +9,7 @@ use serde::ser::Serializer;
 
 use crate::prune::BudgetState;
 use crate::quantity::{Bytes, RoundDuration};
+use crate::scope;
 use crate::status::{Entry, LeaseState, Status, Tally};
 use crate::term;
 
@@ -66,6 +67,7 @@ fn table(leases: &[Entry]) -> (Table, bool) {
         "SIZE",
         "BUDGET",
         "PRUNED",
+        "SCOPE",
         "WORKSPACE",
     ]);
     let mut stale = false;
@@ -85,7 +87,7 @@ fn table(leases: &[Entry]) -> (Table, bool) {
     (table, stale)
 }
 
-fn row(e: &Entry, now: SystemTime) -> [String; 10] {
+fn row(e: &Entry, now: SystemTime) -> [String; 11] {
     let ago = |t: Option<SystemTime>| {
         t.map_or_else(
             || "-".to_owned(),
@@ -140,6 +142,11 @@ fn row(e: &Entry, now: SystemTime) -> [String; 10] {
         size,
         budget,
         pruned,
+        // Every writer's scope; `unknown` in leases of earlier versions.
+        match e.state {
+            LeaseState::Unknown if e.created_at.is_none() => "-".to_owned(),
+            _ => esc(&scope::describe(e.scopes.as_deref())),
+        },
         workspace,
     ]
 }
@@ -296,6 +303,9 @@ impl Serialize for Entry {
             workspace: Option<&'a str>,
             /// `fresh` | `adopted` | `seeded`; absent in leases of earlier versions.
             origin: Option<&'a str>,
+            /// Every writer's scope (`branch:main`, `pr:pull/12->main`, `local`); `null` in
+            /// leases of earlier versions.
+            scopes: Option<Vec<String>>,
             host: Option<&'a str>,
             pid: Option<u32>,
             created_at: Option<String>,
@@ -332,6 +342,10 @@ impl Serialize for Entry {
             target_dir: &self.target_dir,
             workspace: self.workspace.as_deref(),
             origin: self.origin.as_deref(),
+            scopes: self
+                .scopes
+                .as_ref()
+                .map(|l| l.iter().map(ToString::to_string).collect()),
             host: self.host.as_deref(),
             pid: self.pid,
             created_at: rfc3339(self.created_at),

@@ -40,7 +40,21 @@ impl Reporter for Terminal {
                 origin,
                 adopt,
                 seed,
-            } => announce(held, origin, *adopt, *seed),
+                scope,
+                passed_over,
+            } => {
+                announce(held, origin, *adopt, *seed);
+                if *passed_over > 0 {
+                    term::status(
+                        "Passed",
+                        format_args!(
+                            "over {passed_over} finished dir{} of this workspace that jobs of \
+                             other scopes wrote (this job: {scope}; -v says which and why)",
+                            if *passed_over == 1 { "" } else { "s" }
+                        ),
+                    );
+                }
+            }
             Event::Pruned {
                 moment,
                 outcome,
