@@ -13,8 +13,8 @@ use crate::job_id;
 use crate::lease::{self, Expiry, Hold, Holder, Root, TARGET};
 use crate::locks::LockTrust;
 use crate::prune::{self, BudgetState, LastPrune};
-use crate::warm;
 use crate::scope::Scope;
+use crate::warm;
 
 #[derive(Debug)]
 pub(crate) struct Status {

@@ -18,8 +18,8 @@ use crate::guard;
 use crate::lease::{Held, Origin, Root};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{self, Outcome, Pruned};
-use crate::warm;
 use crate::scope::Scope;
+use crate::warm;
 
 /// What happened.
 pub(crate) enum Event<'a> {
