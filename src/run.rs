@@ -603,6 +603,8 @@ pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     prune_at_release(cfg, &session, "hold", out);
+    // What the job's plain cargo steps built under this lease, for the next job elsewhere.
+    record_warm(cfg, &session);
     session.finish()?;
     Ok(Exit::SUCCESS)
 }
