@@ -298,3 +298,34 @@ fn a_new_checkout_at_the_same_path_is_not_the_checkout_the_dir_was_built_in() {
     assert!(stderr(&out).contains("Verified"), "{}", describe(&out));
     assert_eq!(printed, expected(&ws, "1", 2), "{}", describe(&out));
 }
+
+#[test]
+fn what_plain_cargo_built_under_hold_is_recorded_at_its_release() {
+    let env = Env::new();
+    let ws = checkout(&env, "w");
+    let hold = env.spawn(&ws, "hold", ["--job-id", "h", "hold"]);
+    assert!(
+        wait_for(60, || hold.stderr_so_far().contains("Holding")),
+        "{}",
+        hold.stderr_so_far()
+    );
+    // The job's plain cargo steps, in the dir `hold` keeps leased.
+    let mut cargo = std::process::Command::new("cargo");
+    clean_env(&mut cargo)
+        .args(["build", "-q"])
+        .env("CARGO_TARGET_DIR", env.root.join("h/target"))
+        .current_dir(&ws);
+    assert_success(&output(&mut cargo));
+    // SIGTERM: how the action's end of job stops its holder.
+    send_signal(hold.pid(), 15);
+    assert_success(&hold.finish(60));
+    let record = std::fs::read_to_string(env.root.join("h/inputs.json")).unwrap();
+    assert!(record.contains("lib/src/lib.rs"), "{record}");
+    // A job at another path starts from it: `lib` and `app` name the checkout's path, and
+    // `mac` and `plain`, verified by content, stay warm.
+    let other = env.path().join("other");
+    fresh_clone(&ws, &other);
+    let out = job(&env, &other, "j", &["--restore-mtimes", "build"]);
+    assert_success(&out);
+    assert_eq!(compiled(&out), ["app", "lib"], "{}", describe(&out));
+}
