@@ -95,7 +95,14 @@ pub(crate) fn packages(checkout: &Path) -> Option<BTreeMap<String, Vec<String>>>
         if is_dir || !(rel == "Cargo.toml" || rel.ends_with("/Cargo.toml")) {
             return true;
         }
-        let text = std::fs::read_to_string(checkout.join(rel)).unwrap_or_default();
+        // A regular file of a sane size only: never a FIFO a read would block on.
+        let path = checkout.join(rel);
+        let text = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.len() <= 1 << 20 => {
+                std::fs::read_to_string(&path).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
         if let Ok(Manifest { package: Some(p) }) = toml::from_str::<Manifest>(&text) {
             let dir = rel.strip_suffix("Cargo.toml").unwrap_or_default();
             let dir = dir.strip_suffix('/').unwrap_or(dir);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
@@ -84,8 +84,16 @@ impl<'a> Digests<'a> {
         {
             return Some(prev.clone());
         }
-        // A symlink is judged by what it points to, as cargo and rustc read it.
-        let mut file = std::fs::File::open(&path).ok()?;
+        // A symlink is judged by what it points to, as cargo and rustc read it; anything but a
+        // regular file (a FIFO would block the read forever) has no digest.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -152,4 +160,44 @@ pub(super) fn read_noatime(dir: BorrowedFd<'_>, name: &OsStr, cap: u64) -> Optio
         );
     }
     (read.is_ok() && bytes.len() as u64 <= cap).then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_digested_once_and_a_fifo_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "hello").unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("fifo"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let previous = BTreeMap::new();
+        let mut d = Digests::new(&previous);
+        let a = d.entry(dir.path(), "a").unwrap();
+        assert_eq!(
+            a.sha256.as_deref(),
+            Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+        );
+        assert_eq!(d.entry(dir.path(), "fifo"), None);
+        assert_eq!(d.entry(dir.path(), "missing"), None);
+        // A second pass with the first as its record reads nothing while the stat is unchanged.
+        let recorded: BTreeMap<String, Entry> = [("a".to_owned(), a.clone())].into();
+        let mut again = Digests::new(&recorded);
+        assert_eq!(again.entry(dir.path(), "a"), Some(a));
+        assert_eq!(again.read, 0);
+        std::fs::write(dir.path().join("a"), "other").unwrap();
+        let mut changed = Digests::new(&recorded);
+        assert_ne!(
+            changed.entry(dir.path(), "a").unwrap().sha256,
+            recorded["a"].sha256
+        );
+        assert_eq!(changed.read, 1);
+    }
 }
