@@ -237,6 +237,33 @@ fn equal_content_on_a_fresh_clone_compiles_nothing_and_another_path_only_what_na
     let (printed, out) = app(&env, &fourth, "e", &["--restore-mtimes"]);
     assert!(stderr(&out).contains("no record"), "{}", describe(&out));
     assert_eq!(printed, expected(&fourth, "1", 2));
+
+    // Nor does a FIFO planted as the record, or as a unit's fingerprint: no read blocks on it.
+    let record = env.root.join("e/inputs.json");
+    std::fs::remove_file(&record).unwrap();
+    let unit = std::fs::read_dir(env.root.join("e/target/debug/.fingerprint"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("lib-"))
+        .unwrap();
+    let json = std::fs::read_dir(&unit)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    std::fs::remove_file(&json).unwrap();
+    for fifo in [&record, &json] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    let fifth = env.path().join("fifth");
+    fresh_clone(&first, &fifth);
+    let (printed, out) = app(&env, &fifth, "f", &["--restore-mtimes"]);
+    assert!(stderr(&out).contains("no record"), "{}", describe(&out));
+    assert_eq!(printed, expected(&fifth, "1", 2));
 }
 
 #[test]

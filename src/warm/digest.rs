@@ -125,7 +125,8 @@ pub(super) fn ns(secs: i64, nanos: u64) -> u64 {
 /// that is refused, the atime is put back afterwards), never following a symlink. `None`:
 /// missing, unreadable or larger than `cap`.
 pub(super) fn read_noatime(dir: BorrowedFd<'_>, name: &OsStr, cap: u64) -> Option<Vec<u8>> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // Non-blocking: a FIFO planted in the dir must not hang the read (it is then no file).
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let (fd, restore) = match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty())
     {
         Ok(fd) => (fd, None),
@@ -140,6 +141,8 @@ pub(super) fn read_noatime(dir: BorrowedFd<'_>, name: &OsStr, cap: u64) -> Optio
         }
         Err(_) => return None,
     };
+    let regular = rustix::fs::fstat(&fd)
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
     let mut bytes = Vec::new();
     let read = std::fs::File::from(fd)
         .take(cap + 1)
@@ -159,7 +162,7 @@ pub(super) fn read_noatime(dir: BorrowedFd<'_>, name: &OsStr, cap: u64) -> Optio
             AtFlags::SYMLINK_NOFOLLOW,
         );
     }
-    (read.is_ok() && bytes.len() as u64 <= cap).then_some(bytes)
+    (regular && read.is_ok() && bytes.len() as u64 <= cap).then_some(bytes)
 }
 
 #[cfg(test)]
