@@ -21,6 +21,7 @@
 //!   build), and B's verified warm start, against a plain `cargo build` no-op of the same target
 //!   dir (interleaved, `BENCH_RUNS` rounds).
 //!
+//! Scale: `BENCH_CRATES` (16 path crates; 0 skips the generated workspace), `BENCH_RUNS` (5).
 //! `CARGO_GUARDED_BENCH_SMOKE=1`: the generated workspace at a tiny scale, one round; ripgrep
 //! only when `RIPGREP_GIT` is set. A missing ripgrep repository is a clean skip.
 
@@ -167,7 +168,20 @@ fn cp_a(from: &Path, to: &Path) {
 /// A fresh clone: the tree copied anew (every mtime new) at `at`.
 fn fresh_clone(tree: &Path, at: &Path) {
     let _ = std::fs::remove_dir_all(at);
-    copy_dir(tree, at);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    // `cp -R` (not `-a`): new mtimes, symlinks kept as symlinks (ripgrep has some).
+    let ok = Command::new("cp")
+        .arg("-R")
+        .arg(tree)
+        .arg(at)
+        .status()
+        .expect("failed to run cp");
+    assert!(
+        ok.success(),
+        "cp -R {} {} failed",
+        tree.display(),
+        at.display()
+    );
 }
 
 /// Move the checkout `ws` from tree `from` to tree `to` as `git checkout` does: only the files
@@ -192,11 +206,12 @@ fn files(dir: &Path, rel: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir.join(rel)).unwrap().flatten() {
         let r = rel.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
+        let kind = e.file_type().unwrap();
+        if kind.is_dir() {
             if e.file_name() != "target" {
                 out.extend(files(dir, &r));
             }
-        } else {
+        } else if !kind.is_symlink() {
             out.push(r);
         }
     }
@@ -575,21 +590,25 @@ fn main() {
     let base = tmp.path();
     let rounds = setting("BENCH_RUNS", 5, 1).max(1);
     let crates = setting("BENCH_CRATES", 16, 5);
-    let trees = base.join("gen-trees");
-    generated(crates, &trees.join("base"), 1000);
-    generated(crates, &trees.join("next"), 1001);
-    let gen_project = Project {
-        name: format!("generated-{}", crates.max(5)),
-        base: trees.join("base"),
-        next: trees.join("next"),
-        next_is: format!("c{}/src/lib.rs edited", crates.max(5) / 2),
-        time_goal: None,
-        unit_goal: Some(0),
-    };
     println!(
         "fresh_clone: each runner in its own fresh clone at one path, CI=true, one shared root"
     );
-    run_project(&gen_project, base, rounds);
+    if crates == 0 {
+        println!("generated workspace: skipped (BENCH_CRATES=0)");
+    } else {
+        let trees = base.join("gen-trees");
+        generated(crates, &trees.join("base"), 1000);
+        generated(crates, &trees.join("next"), 1001);
+        let gen_project = Project {
+            name: format!("generated-{}", crates.max(5)),
+            base: trees.join("base"),
+            next: trees.join("next"),
+            next_is: format!("c{}/src/lib.rs edited", crates.max(5) / 2),
+            time_goal: None,
+            unit_goal: Some(0),
+        };
+        run_project(&gen_project, base, rounds);
+    }
     match ripgrep(base) {
         Ok(p) => run_project(&p, base, rounds),
         Err(why) => println!("ripgrep: {why}"),
