@@ -376,7 +376,8 @@ fn next_commit(site: &Site, p: &Project, cold: Duration) {
 }
 
 /// No-op builds of A's dir (now at the next commit, in A's own checkout): plain cargo, resumed
-/// with the stat cache, resumed with every input read again; and B's verified warm start.
+/// with the stat cache, resumed with every input read again; and B's verified warm start from
+/// A's cold-built dir in a fresh clone of the base tree.
 fn digest_cost(site: &Site, p: &Project, rounds: usize) {
     let a_dir = site.root.join("a");
     cp_a(&a_dir, &site.snap.with_extension("next"));
@@ -404,14 +405,12 @@ fn digest_cost(site: &Site, p: &Project, rounds: usize) {
     };
     let mut units_b = Vec::new();
     let mut warm = |_: usize| {
-        // A's dir as it was (its record included), B in a fresh clone of the same tree.
-        for name in job_dirs(&site.root) {
-            std::fs::remove_dir_all(site.root.join(name)).unwrap();
-        }
-        cp_a(&a_snap, &a_dir);
+        // A's cold-built dir (its record included), B in a fresh clone of the same tree: the
+        // same-commit warm start, repeated (the next commit's may compile something).
+        site.restore_a();
         // At the same path: A's checkout aside while B's fresh clone takes it.
         std::fs::rename(&site.ws, &site.a_ws).unwrap();
-        fresh_clone(&p.next, &site.ws);
+        fresh_clone(&p.base, &site.ws);
         let o = site.job(&site.ws, "b", &["build"], &[]);
         units_b.push(o.compiled.len());
         std::fs::remove_dir_all(&site.ws).unwrap();
