@@ -3,6 +3,7 @@
 //! path, and giving a verified file its recorded mtime back.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -118,7 +119,7 @@ pub(crate) fn packages(checkout: &Path) -> Option<BTreeMap<String, Vec<String>>>
 /// than `MAX_ENTRIES`.
 pub(crate) fn tree(checkout: &Path, rel: &str) -> Option<Vec<(String, bool)>> {
     let mut out = Vec::new();
-    let meta = std::fs::symlink_metadata(checkout.join(rel)).ok();
+    let meta = std::fs::metadata(checkout.join(rel)).ok();
     match meta {
         None => return Some(vec![(rel.to_owned(), false)]),
         Some(m) if !m.is_dir() => return Some(vec![(rel.to_owned(), false)]),
@@ -131,19 +132,92 @@ pub(crate) fn tree(checkout: &Path, rel: &str) -> Option<Vec<(String, bool)>> {
     complete.then_some(out)
 }
 
-/// A package's files (not its directories), as a superset of what cargo lists for it: every
-/// file under its root but VCS data, target dirs and nested packages.
+/// A package's files (not its directories), as a superset of what cargo lists for it
+/// (`PathSource::list_files`): every file under its root, through symlinked directories as cargo
+/// resolves them, filtered by the manifest's `include` or `exclude` exactly as cargo filters them
+/// (gitignore patterns), but for VCS data, target dirs and nested packages. Cargo also leaves out
+/// what git ignores; listing it too only makes a differing untracked file count. `None`: more
+/// than `MAX_ENTRIES`, or a manifest that does not parse.
 pub(crate) fn package_files(checkout: &Path, pkg: &str) -> Option<Vec<String>> {
+    let root = checkout.join(pkg);
+    let filter = PackageFilter::of(&root)?;
     let mut out = Vec::new();
-    let complete = walk(checkout, pkg, &mut |rel, is_dir| {
-        if is_dir {
-            // A nested package is its own package.
-            return !checkout.join(rel).join("Cargo.toml").exists();
+    let complete = walk_raw(&root, "", &mut |rel, is_dir| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if !is_dir {
+            if filter.keeps(Path::new(rel), false) {
+                out.push(if pkg.is_empty() {
+                    rel.to_owned()
+                } else {
+                    format!("{pkg}/{rel}")
+                });
+            }
+            return false;
         }
-        out.push(rel.to_owned());
-        true
+        // Cargo leaves out the package's own `target/` (not a source dir of that name), VCS
+        // data, and nested packages (their own packages).
+        let own_target = rel == "target";
+        name != ".git"
+            && !own_target
+            && !root.join(rel).join("Cargo.toml").exists()
+            && filter.keeps(Path::new(rel), true)
     });
+    out.sort();
     complete.then_some(out)
+}
+
+/// The manifest's `include` / `exclude`, as cargo applies them to a package's files.
+struct PackageFilter {
+    include: Option<ignore::gitignore::Gitignore>,
+    exclude: ignore::gitignore::Gitignore,
+}
+
+impl PackageFilter {
+    fn of(root: &Path) -> Option<PackageFilter> {
+        #[derive(Deserialize)]
+        struct Manifest {
+            package: Option<Package>,
+        }
+        #[derive(Deserialize)]
+        struct Package {
+            #[serde(default)]
+            include: Vec<String>,
+            #[serde(default)]
+            exclude: Vec<String>,
+        }
+        let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+        let package = toml::from_str::<Manifest>(&text).ok()?.package?;
+        let build = |rules: &[String]| {
+            let mut b = ignore::gitignore::GitignoreBuilder::new(root);
+            for rule in rules {
+                b.add_line(None, rule).ok()?;
+            }
+            b.build().ok()
+        };
+        Some(PackageFilter {
+            include: if package.include.is_empty() {
+                None
+            } else {
+                Some(build(&package.include)?)
+            },
+            exclude: build(&package.exclude)?,
+        })
+    }
+
+    fn keeps(&self, rel: &Path, is_dir: bool) -> bool {
+        if rel == Path::new("Cargo.toml") || rel == Path::new("Cargo.lock") {
+            return true;
+        }
+        match &self.include {
+            // Include patterns name files: every directory is walked.
+            Some(_) if is_dir => true,
+            Some(include) => include.matched_path_or_any_parents(rel, false).is_ignore(),
+            None => !self
+                .exclude
+                .matched_path_or_any_parents(rel, is_dir)
+                .is_ignore(),
+        }
+    }
 }
 
 /// Walk `rel` under `checkout` without following symlinks, skipping VCS data and target dirs;
@@ -159,23 +233,29 @@ fn walk(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> bool) -
 }
 
 fn walk_raw(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> bool) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
     let mut stack = vec![rel.to_owned()];
-    let mut seen = 0;
+    let mut count = 0;
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(checkout.join(&dir)) else {
+        let path = checkout.join(&dir);
+        // Symlinked directories are walked, as cargo walks them (`mtime_recursive` follows
+        // links, and so does its listing of a package), each once: a link cycle ends here.
+        let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
-        let mut names: Vec<(String, bool)> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let is_dir = e.file_type().ok()?.is_dir();
-                Some((e.file_name().to_str()?.to_owned(), is_dir))
-            })
+        if !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .collect();
         names.sort();
-        for (name, is_dir) in names {
-            seen += 1;
-            if seen > MAX_ENTRIES {
+        for name in names {
+            count += 1;
+            if count > MAX_ENTRIES {
                 return false;
             }
             let r = if dir.is_empty() {
@@ -183,6 +263,7 @@ fn walk_raw(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> boo
             } else {
                 format!("{dir}/{name}")
             };
+            let is_dir = std::fs::metadata(checkout.join(&r)).is_ok_and(|m| m.is_dir());
             if visit(&r, is_dir) && is_dir {
                 stack.push(r);
             }
@@ -211,4 +292,62 @@ pub(crate) fn set_mtime(checkout: &Path, rel: &str, mtime_ns: u64) -> bool {
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn a_package_s_files_as_cargo_lists_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let co = dir.path();
+        write(
+            co,
+            "p/Cargo.toml",
+            "[package]\nname = \"p\"\nexclude = [\"/pkg/brew\", \"*.log\"]\n",
+        );
+        write(co, "p/src/lib.rs", "");
+        write(co, "p/pkg/brew/f.rb", "");
+        write(co, "p/pkg/other.txt", "");
+        write(co, "p/x.log", "");
+        write(co, "p/target/debug/junk", "");
+        write(co, "p/src/target/mod.rs", "");
+        write(co, "p/nested/Cargo.toml", "[package]\nname = \"n\"\n");
+        write(co, "p/nested/src/lib.rs", "");
+        // Through a symlinked directory, as cargo resolves it; a link cycle is walked once.
+        std::os::unix::fs::symlink("pkg/brew", co.join("p/Formula")).unwrap();
+        std::os::unix::fs::symlink(".", co.join("p/src/again")).unwrap();
+        assert_eq!(
+            package_files(co, "p").unwrap(),
+            [
+                "p/Cargo.toml",
+                "p/Formula/f.rb",
+                "p/pkg/other.txt",
+                "p/src/lib.rs",
+                "p/src/target/mod.rs",
+            ]
+        );
+        // `include` names files; Cargo.toml always counts.
+        write(
+            co,
+            "q/Cargo.toml",
+            "[package]\nname = \"q\"\ninclude = [\"src/**\"]\n",
+        );
+        write(co, "q/src/main.rs", "");
+        write(co, "q/README.md", "");
+        assert_eq!(
+            package_files(co, "q").unwrap(),
+            ["q/Cargo.toml", "q/src/main.rs"]
+        );
+        // A manifest that does not parse: no listing (its units are not recorded).
+        write(co, "r/Cargo.toml", "[package");
+        assert_eq!(package_files(co, "r"), None);
+    }
 }

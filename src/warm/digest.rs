@@ -78,6 +78,16 @@ impl<'a> Digests<'a> {
         if meta.is_dir() {
             return Some(Entry { stat, sha256: None });
         }
+        if meta.is_symlink() && !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            // A link to a directory (whose files are listed through it) or a dangling one: what
+            // it points to is its content.
+            let target = std::fs::read_link(&path).ok()?;
+            let digest = Sha256::digest(target.as_os_str().as_encoded_bytes());
+            return Some(Entry {
+                stat,
+                sha256: Some(format!("link:{}", hex(&digest))),
+            });
+        }
         if let Some(prev) = self.previous.get(rel)
             && prev.stat == stat
             && prev.sha256.is_some()
@@ -105,13 +115,15 @@ impl<'a> Digests<'a> {
             }
         }
         self.read += 1;
-        let digest = hasher.finalize();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Some(Entry {
             stat,
-            sha256: Some(hex),
+            sha256: Some(hex(&hasher.finalize())),
         })
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A time in ns since the epoch (times before it count as the epoch).
