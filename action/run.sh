@@ -62,6 +62,7 @@ no-seed off CARGO_GUARDED_SEED
 seed-max-size value CARGO_GUARDED_SEED_MAX_SIZE
 warm-from value CARGO_GUARDED_WARM_FROM
 default-branch value CARGO_GUARDED_DEFAULT_BRANCH
+restore-mtimes value CARGO_GUARDED_RESTORE_MTIMES
 wait value CARGO_GUARDED_WAIT
 events value CARGO_GUARDED_EVENTS
 quiet flag --quiet

@@ -462,6 +462,7 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "seed-max-size",
             "warm-from",
             "default-branch",
+            "restore-mtimes",
             "wait",
             "events",
             "quiet",
@@ -529,6 +530,8 @@ fn every_cli_option_is_an_input_through_one_table() {
             _ => l.strip_prefix("--"),
         })
         .filter_map(|rest| rest.split_whitespace().next())
+        // `--restore-mtimes[=<BOOL>]`: an optional value.
+        .filter_map(|name| name.split('[').next())
         .filter(|name| !["help", "version"].contains(name))
         .collect();
     from_cli.sort();
