@@ -344,6 +344,7 @@ fn here<'a>(
         checkout: checkout.as_ref()?,
         job_dir: &held.path,
         root: held.path.parent().unwrap_or(&cfg.root),
+        workspace: &cfg.workspace_root,
     })
 }
 
@@ -358,7 +359,8 @@ fn verify_warm(cfg: &Config, held: &Held, origin: &Origin, out: &mut dyn Reporte
     let Some(here) = here(cfg, held, &checkout) else {
         return;
     };
-    if let Some(verdict) = warm::verify(held.dir_fd(), &here, cfg.restore_mtimes) {
+    let resumed = matches!(origin, Origin::Resumed);
+    if let Some(verdict) = warm::verify(held.dir_fd(), &here, cfg.restore_mtimes, resumed) {
         out.report(&Event::Verified { verdict: &verdict });
     }
 }

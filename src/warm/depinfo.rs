@@ -97,6 +97,31 @@ pub(super) fn rustc_env_deps(text: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The relative prerequisites of the `.d` file's first rule (`<output>: src/lib.rs …`), spaces
+/// escaped as make escapes them (`\ `).
+pub(super) fn rustc_relative_sources(text: &str) -> Vec<String> {
+    let Some(line) = text.lines().find(|l| !l.is_empty() && !l.starts_with('#')) else {
+        return Vec::new();
+    };
+    // The output path ends at the first unescaped `: `.
+    let Some((_, deps)) = line.split_once(": ") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut chars = deps.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            ' ' => out.push(std::mem::take(&mut word)),
+            c => word.push(c),
+        }
+    }
+    out.push(word);
+    out.retain(|w| !w.is_empty() && !w.starts_with('/'));
+    out
+}
+
 fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
@@ -174,6 +199,16 @@ mod tests {
         assert_eq!(parse_cargo(&bad), None);
         bad.clear();
         assert_eq!(parse_cargo(&bad), None);
+    }
+
+    #[test]
+    fn rustc_sources_are_the_first_rule_s_relative_paths() {
+        let text = "/r/a/target/debug/deps/twin-1.d: twin2/src/lib.rs /r/a/target/debug/build/x/out/g.rs my\\ dir/a.rs\n\n/r/x.rlib: twin2/src/lib.rs\n";
+        assert_eq!(
+            rustc_relative_sources(text),
+            ["twin2/src/lib.rs", "my dir/a.rs"]
+        );
+        assert!(rustc_relative_sources("").is_empty());
     }
 
     #[test]

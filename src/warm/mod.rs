@@ -107,6 +107,8 @@ pub(crate) struct Here<'a> {
     pub(crate) job_dir: &'a Path,
     /// The root the job dirs live in: an env var naming any other dir in it names another job's.
     pub(crate) root: &'a Path,
+    /// The workspace root, where cargo runs rustc for a path package.
+    pub(crate) workspace: &'a Path,
 }
 
 /// At release: record what each path-package unit of the dir was built from.
@@ -114,15 +116,15 @@ pub(crate) fn record(job_dir: BorrowedFd<'_>, here: &Here<'_>) -> std::io::Resul
     let previous = record::read(job_dir);
     let empty = BTreeMap::new();
     let mut digests = Digests::new(previous.as_ref().map_or(&empty, |p| &p.files));
-    let checkout = &here.checkout.path;
-    let packages = checkout::packages(checkout).unwrap_or_default();
+    let units = units::scan(job_dir);
+    let roots = Roots::new(here, &units);
     let mut out = record::new(here.checkout.clone(), here.job_dir.to_path_buf());
     let mut recorded = Recorded::default();
-    for unit in units::scan(job_dir) {
-        let Some(pkg_root) = path_package(&packages, &unit) else {
+    for unit in &units {
+        let Some(pkg_root) = roots.of(unit) else {
             continue;
         };
-        match record_unit(&unit, pkg_root, here.checkout, &mut digests) {
+        match record_unit(unit, pkg_root, here.checkout, &mut digests) {
             Some((rec, entries)) => {
                 recorded.units += 1;
                 out.files.extend(entries);
@@ -136,12 +138,72 @@ pub(crate) fn record(job_dir: BorrowedFd<'_>, here: &Here<'_>) -> std::io::Resul
     Ok(recorded)
 }
 
-/// The unit's package root in this checkout, when it is a path package here (one package of
-/// that name; two of one name are not told apart, and their units are not recorded).
-fn path_package<'p>(packages: &'p BTreeMap<String, Vec<String>>, unit: &Unit) -> Option<&'p str> {
-    match packages.get(&unit.pkg).map(Vec::as_slice) {
-        Some([root]) => Some(root),
-        _ => None,
+/// Which package root a unit belongs to in this checkout.
+struct Roots<'u> {
+    /// Package name → roots, relative to the checkout root.
+    packages: BTreeMap<String, Vec<String>>,
+    /// The workspace root relative to the checkout root: cargo runs rustc there, so rustc's
+    /// `.d` names a path package's sources relative to it.
+    workspace: String,
+    /// Units by their fingerprint hash, for a build-script run's script.
+    by_hash: BTreeMap<&'u str, &'u Unit>,
+}
+
+impl<'u> Roots<'u> {
+    fn new(here: &Here<'_>, units: &'u [Unit]) -> Roots<'u> {
+        Roots {
+            packages: checkout::packages(&here.checkout.path).unwrap_or_default(),
+            workspace: here.checkout.relative(here.workspace).unwrap_or_default(),
+            by_hash: units
+                .iter()
+                .filter_map(|u| Some((u.hash.as_deref()?, u)))
+                .collect(),
+        }
+    }
+
+    fn is_package(&self, name: &str) -> bool {
+        self.packages.contains_key(name)
+    }
+
+    /// The unit's package root, when it is a path package here. Two packages of one name (a
+    /// workspace with two versions of a crate) are told apart by where rustc read the unit's
+    /// sources, and a build-script run by the script it runs.
+    fn of(&self, unit: &Unit) -> Option<&str> {
+        self.of_depth(unit, 0)
+    }
+
+    fn of_depth(&self, unit: &Unit, depth: usize) -> Option<&str> {
+        let candidates = self.packages.get(&unit.pkg)?;
+        if let [one] = candidates.as_slice() {
+            return Some(one);
+        }
+        if let Judged::DepInfo(info) = &unit.judged {
+            for file in &info.files {
+                let DepPath::Package(p) = file else { continue };
+                let p = p.to_str()?;
+                for src in &unit.rustc_sources {
+                    let Some(prefix) = src.strip_suffix(p) else {
+                        continue;
+                    };
+                    if !(prefix.is_empty() || prefix.ends_with('/')) {
+                        continue;
+                    }
+                    let joined = Path::new(&self.workspace).join(prefix.trim_end_matches('/'));
+                    let root = checkout::normalize(&joined);
+                    if let Some(c) = candidates.iter().find(|c| Path::new(c) == root) {
+                        return Some(c);
+                    }
+                }
+            }
+        }
+        if depth >= 2 {
+            return None;
+        }
+        unit.deps
+            .iter()
+            .filter_map(|h| self.by_hash.get(h.as_str()))
+            .filter(|d| d.pkg == unit.pkg)
+            .find_map(|d| self.of_depth(d, depth + 1))
     }
 }
 
@@ -231,15 +293,22 @@ fn inputs_of(unit: &Unit, pkg_root: &str, checkout: &Checkout) -> Option<(Vec<St
 /// unit that depends on what moved stale, and (`restore`) give verified inputs their recorded
 /// mtimes. `None`: the dir was last built here, by this checkout, at this path (cargo's rules
 /// hold as they are).
-pub(crate) fn verify(job_dir: BorrowedFd<'_>, here: &Here<'_>, restore: bool) -> Option<Verdict> {
+///
+/// `resumed`: the job's own dir, from an earlier step. With no record (a dir a plain cargo built
+/// after `env`, or one from before records were kept) it is left to cargo: a job's steps run in
+/// its own checkout.
+pub(crate) fn verify(
+    job_dir: BorrowedFd<'_>,
+    here: &Here<'_>,
+    restore: bool,
+    resumed: bool,
+) -> Option<Verdict> {
     let record = record::read(job_dir);
-    if let Some(r) = &record
-        && r.job_dir == here.job_dir
-        && r.checkout == *here.checkout
-    {
-        return None;
+    match &record {
+        Some(r) if r.job_dir == here.job_dir && r.checkout == *here.checkout => return None,
+        None if resumed => return None,
+        _ => {}
     }
-    let packages = checkout::packages(&here.checkout.path).unwrap_or_default();
     let empty = BTreeMap::new();
     let mut digests = Digests::new(record.as_ref().map_or(&empty, |r| &r.files));
     let mut verdict = Verdict {
@@ -248,17 +317,11 @@ pub(crate) fn verify(job_dir: BorrowedFd<'_>, here: &Here<'_>, restore: bool) ->
     };
     let mut keep: BTreeMap<String, u64> = BTreeMap::new();
     let units = units::scan(job_dir);
+    let roots = Roots::new(here, &units);
     let path_packages = path_evidence(&units);
     for unit in &units {
-        let is_path = path_packages.contains(unit.pkg.as_str()) || packages.contains_key(&unit.pkg);
-        match judge_unit(
-            unit,
-            is_path,
-            record.as_ref(),
-            &packages,
-            here,
-            &mut digests,
-        ) {
+        let is_path = path_packages.contains(unit.pkg.as_str()) || roots.is_package(&unit.pkg);
+        match judge_unit(unit, is_path, record.as_ref(), &roots, here, &mut digests) {
             Judgement::External => {}
             Judgement::Verified(inputs) => {
                 verdict.verified += 1;
@@ -326,7 +389,7 @@ fn judge_unit(
     unit: &Unit,
     is_path: bool,
     record: Option<&Record>,
-    packages: &BTreeMap<String, Vec<String>>,
+    roots: &Roots<'_>,
     here: &Here<'_>,
     digests: &mut Digests<'_>,
 ) -> Judgement {
@@ -341,7 +404,7 @@ fn judge_unit(
     if !is_path && recorded.is_none() {
         return Judgement::External;
     }
-    let Some(pkg_root) = path_package(packages, unit) else {
+    let Some(pkg_root) = roots.of(unit) else {
         return match recorded {
             // A path package where it was built, gone or ambiguous here.
             Some(_) => Judgement::Stale(Why::ContentDiffers),
@@ -456,6 +519,7 @@ mod tests {
             checkout: &checkout,
             job_dir: Path::new("/r/b"),
             root: Path::new("/r"),
+            workspace: Path::new("/w/repo"),
         };
         let moved = |name: &str, v: &str| names_what_moved(name, Some(v), None, &here);
         assert!(moved("CARGO_BIN_EXE_app", "/r/a/target/debug/app"));

@@ -33,6 +33,11 @@ pub(super) struct Unit {
     pub(super) reference_ns: Option<u64>,
     /// rustc's `# env-dep:` lines for the unit (empty for build-script runs).
     pub(super) env_deps: Vec<(String, Option<String>)>,
+    /// The relative sources rustc's `.d` lists (relative to the workspace root, where cargo runs
+    /// rustc for a path package): they tell two path packages of one name apart.
+    pub(super) rustc_sources: Vec<String>,
+    /// The fingerprint hashes of the unit's dependencies, as their fingerprint files spell them.
+    pub(super) deps: Vec<String>,
     /// The profile dir (for `stale`) and the fingerprint file's name in its unit dir.
     pub(super) unit_dir: PathBuf,
     pub(super) file: String,
@@ -57,6 +62,9 @@ pub(super) enum Judged {
 struct Json {
     #[serde(default)]
     local: Vec<serde_json::Value>,
+    /// `[pkg id hash, name, public, fingerprint hash]` per dependency.
+    #[serde(default)]
+    deps: Vec<serde_json::Value>,
 }
 
 /// Every unit of the job dir's `target/` and `build/`.
@@ -95,12 +103,16 @@ fn scan_profile(rel: &str, profile: BorrowedFd<'_>, out: &mut Vec<Unit>) {
             if ty != FileType::RegularFile {
                 continue;
             }
-            let env_deps = rustc_d
-                .get(hash)
-                .and_then(|d| read_text(profile, d))
-                .map(|t| depinfo::rustc_env_deps(&t))
+            let rustc = rustc_d.get(hash).and_then(|d| read_text(profile, d));
+            let env_deps = rustc
+                .as_deref()
+                .map(depinfo::rustc_env_deps)
                 .unwrap_or_default();
-            let (judged, reference_ns) = judge(profile, dir.as_fd(), json);
+            let rustc_sources = rustc
+                .as_deref()
+                .map(depinfo::rustc_relative_sources)
+                .unwrap_or_default();
+            let (judged, reference_ns, deps) = judge(profile, dir.as_fd(), json);
             out.push(Unit {
                 id: format!("{rel}/.fingerprint/{unit}/{json}"),
                 pkg: pkg.to_owned(),
@@ -108,6 +120,8 @@ fn scan_profile(rel: &str, profile: BorrowedFd<'_>, out: &mut Vec<Unit>) {
                 judged,
                 reference_ns,
                 env_deps,
+                rustc_sources,
+                deps,
                 unit_dir: PathBuf::from(format!("{rel}/.fingerprint/{unit}")),
                 file: json.to_owned(),
             });
@@ -148,13 +162,33 @@ fn rustc_dep_files(profile: BorrowedFd<'_>) -> BTreeMap<String, PathBuf> {
 }
 
 /// What cargo judges the unit on, and its reference file's mtime.
-fn judge(profile: BorrowedFd<'_>, unit_dir: BorrowedFd<'_>, stem: &str) -> (Judged, Option<u64>) {
+fn judge(
+    profile: BorrowedFd<'_>,
+    unit_dir: BorrowedFd<'_>,
+    stem: &str,
+) -> (Judged, Option<u64>, Vec<String>) {
     let Some(json) = read_text(unit_dir, format!("{stem}.json")) else {
-        return (Judged::Unknown, None);
+        return (Judged::Unknown, None, Vec::new());
     };
     let Ok(json) = serde_json::from_str::<Json>(&json) else {
-        return (Judged::Unknown, None);
+        return (Judged::Unknown, None, Vec::new());
     };
+    // Cargo writes a fingerprint hash to its file as the u64's little-endian bytes in hex.
+    let deps = json
+        .deps
+        .iter()
+        .filter_map(|d| d.get(3)?.as_u64())
+        .map(|h| h.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let (judged, reference) = judge_local(profile, unit_dir, &json);
+    (judged, reference, deps)
+}
+
+fn judge_local(
+    profile: BorrowedFd<'_>,
+    unit_dir: BorrowedFd<'_>,
+    json: &Json,
+) -> (Judged, Option<u64>) {
     let mut judged = Judged::EnvOnly;
     let mut reference = None;
     for local in &json.local {
