@@ -140,12 +140,14 @@ pub(crate) enum Removed {
         /// The root was over `--max-root-size` when it was chosen.
         over_cap: bool,
     },
-    /// A `.new-*` dir whose job died while creating it, unlocked and at least `older_than` old.
-    /// What deleting it frees is counted in [`Report::other_freed`].
+    /// A `.new-*` dir whose job died while creating it (a half-made dir, or a seed's copy cut
+    /// short), unlocked and at least `older_than` old.
     Unfinished {
         name: String,
         dir: String,
         older_than: Duration,
+        /// What deleting it freed (counted); a seed's copy can be as large as its source.
+        bytes: u64,
     },
 }
 
@@ -153,8 +155,7 @@ impl Removed {
     /// What deleting it freed, as far as counted here.
     pub(crate) fn bytes(&self) -> u64 {
         match self {
-            Removed::Expired { bytes, .. } => *bytes,
-            Removed::Unfinished { .. } => 0,
+            Removed::Expired { bytes, .. } | Removed::Unfinished { bytes, .. } => *bytes,
         }
     }
 
@@ -277,8 +278,7 @@ pub(crate) struct Report {
     pub(crate) removed: Vec<Removed>,
     pub(crate) kept: Vec<Kept>,
     pub(crate) errors: Vec<String>,
-    /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, unfinished dirs, and
-    /// expired dirs that could only be partly deleted (listed in `kept`, with the error).
+    /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, and expired dirs that could only be partly deleted (listed in `kept`, with the error).
     pub(crate) other_freed: u64,
     /// The root's size against `--max-root-size`, when one is set.
     pub(crate) root_cap: Option<RootCap>,
@@ -385,9 +385,13 @@ pub(crate) fn sweep_with(
         }
     };
     let mut pending = Vec::new();
+    // What the unfinished dirs claimed here will free counts toward the target like an expired
+    // dir's: a sweep that left it out would claim warm dirs it does not need to.
+    let mut unfinished = 0;
     if !opts.dry_run {
         root.ensure_layout()?;
-        claim_trash(root, opts.unfinished_age, &mut report, &mut pending);
+        claim_trash(root, &mut report, &mut pending);
+        unfinished = claim_unfinished(root, opts.unfinished_age, &mut report, &mut pending);
     }
     let clocks = lease::Now::read();
     let now = clocks.wall;
@@ -401,7 +405,14 @@ pub(crate) fn sweep_with(
         }
     });
     fault::point("guard-scanned");
-    let projected = plan(root, opts, (start, now), expired, &mut report, &mut pending);
+    let projected = plan(
+        root,
+        opts,
+        (start, now),
+        (expired, unfinished),
+        &mut report,
+        &mut pending,
+    );
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
     drop(turn);
     if let Some(c) = &mut report.root_cap {
@@ -492,12 +503,13 @@ fn scan(
 }
 
 /// Decide, oldest-expired first, which expired dirs go, and claim each (`lease::claim`: under
-/// its lock, into `.trash/`). Returns what the claimed dirs will free (see below).
+/// its lock, into `.trash/`). `claimed`: what the sweep already claimed will free (unfinished
+/// dirs). Returns what everything claimed will free (see below).
 fn plan(
     root: &Root,
     opts: &Sweep,
     (start, now): (Instant, SystemTime),
-    expired: Vec<Expired>,
+    (expired, claimed): (Vec<Expired>, u64),
     report: &mut Report,
     pending: &mut Vec<Pending>,
 ) -> u64 {
@@ -512,7 +524,7 @@ fn plan(
     // to delete it; the report then counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
     // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
     // `--reclaim-to`.
-    let mut projected = 0u64;
+    let mut projected = claimed;
     let root_cap = report.root_cap;
     // Claimed dirs are measured where a decision depends on what they free: under pressure,
     // and under a root cap.
@@ -671,8 +683,23 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                     reason,
                 });
             }
+            (Some(Removed::Unfinished { .. }), Some(_)) => report.other_freed += removal.freed,
+            (
+                Some(Removed::Unfinished {
+                    name,
+                    dir,
+                    older_than,
+                    ..
+                }),
+                None,
+            ) => report.removed.push(Removed::Unfinished {
+                name,
+                dir,
+                older_than,
+                bytes: removal.freed,
+            }),
             // A leftover of an earlier sweep (reported then).
-            _ => report.other_freed += removal.freed,
+            (None, _) => report.other_freed += removal.freed,
         }
     }
 }
@@ -775,29 +802,10 @@ fn lock_trash_entry(root: &Root, name: &OsStr) -> std::io::Result<File> {
     }
 }
 
-/// Under the turn: move abandoned half-created job dirs into `.trash/`, and claim (lock) what
-/// earlier sweeps, possibly killed mid-delete, left there. Entries another sweep is deleting
-/// right now are locked by it: skipped, neither deleted twice nor reported twice.
-fn claim_trash(
-    root: &Root,
-    unfinished_age: Duration,
-    report: &mut Report,
-    pending: &mut Vec<Pending>,
-) {
-    if let Ok(entries) = fs::list(root.fd()) {
-        for (name, _) in entries {
-            if name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes())
-                && lease::claim_unfinished(root, &name, unfinished_age).is_some()
-            {
-                // Deleted with the rest of `.trash/` after the turn.
-                report.removed.push(Removed::Unfinished {
-                    name: name.to_string_lossy().into_owned(),
-                    dir: root.join(&name).display().to_string(),
-                    older_than: unfinished_age,
-                });
-            }
-        }
-    }
+/// Under the turn: claim (lock) what earlier sweeps, possibly killed mid-delete, left in
+/// `.trash/`. Entries another sweep is deleting right now are locked by it: skipped, neither
+/// deleted twice nor reported twice.
+fn claim_trash(root: &Root, report: &mut Report, pending: &mut Vec<Pending>) {
     let Ok(trash) = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)) else {
         return;
     };
@@ -833,6 +841,53 @@ fn claim_trash(
             )),
         }
     }
+}
+
+/// Under the turn, after [`claim_trash`]: move abandoned `.new-*` dirs (half-created job dirs,
+/// seed copies cut short) into `.trash/` and claim them, to be deleted with the rest. Returns
+/// what they will free, measured as the deletion counts it (each inode once).
+fn claim_unfinished(
+    root: &Root,
+    unfinished_age: Duration,
+    report: &mut Report,
+    pending: &mut Vec<Pending>,
+) -> u64 {
+    let Ok(entries) = fs::list(root.fd()) else {
+        return 0;
+    };
+    let mut projected = 0u64;
+    for (name, _) in entries {
+        if !name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
+            continue;
+        }
+        let Some(trash_name) = lease::claim_unfinished(root, &name, unfinished_age) else {
+            continue;
+        };
+        let bytes = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
+            .ok()
+            .and_then(|trash| fs::tree_usage(trash.as_fd(), &trash_name, None))
+            .map_or(0, |u| u.exclusive);
+        match lock_trash_entry(root, &trash_name) {
+            Ok(lock) => {
+                projected = projected.saturating_add(bytes);
+                pending.push(Pending {
+                    trash_name,
+                    _lock: lock,
+                    removed: Some(Removed::Unfinished {
+                        name: name.to_string_lossy().into_owned(),
+                        dir: root.join(&name).display().to_string(),
+                        older_than: unfinished_age,
+                        bytes: 0,
+                    }),
+                });
+            }
+            Err(e) => report.errors.push(format!(
+                "failed to lock {}: {e}",
+                root.join(TRASH).join(&trash_name).display()
+            )),
+        }
+    }
+    projected
 }
 
 /// Delete `name` in `.trash/`; what it freed (counted, see [`fs::Removal`]) and the first error.

@@ -1055,3 +1055,51 @@ fn max_root_size_reclaims_oldest_expired_until_under_the_cap() {
     send_signal(hold.pid(), libc::SIGTERM);
     hold.finish(60);
 }
+
+/// A seed's copy cut short (an unfinished `.new-*` dir) is counted as what deleting it frees:
+/// in the `Removed` line, and toward the sweep's target. Here the target is `--max-root-size`:
+/// the leftover copy alone brings the root under the cap, so the warm dir stays.
+#[test]
+fn a_leftover_seed_copy_counts_its_bytes() {
+    let env = Env::new();
+    expired(&env, "warm");
+    let copy = env.root.join(".new-seeded.1234");
+    std::fs::create_dir_all(copy.join("target/debug")).unwrap();
+    std::fs::write(copy.join("target/debug/big"), vec![1u8; 8 << 20]).unwrap();
+    // Old enough for a sweep's "abandoned .new-*" rule (`--ttl 1s` makes that age 1s).
+    assert!(wait_for(10, || {
+        use std::os::unix::fs::MetadataExt;
+        let ctime = std::fs::metadata(&copy).unwrap().ctime();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        now - ctime >= 2
+    }));
+    // Over the cap by less than the copy holds.
+    let cap = format!("{}B", du(&env.root) - (4 << 20));
+    let report = gc_json(
+        &env,
+        &[
+            "--ttl",
+            "1s",
+            "--reclaim-below",
+            "0%",
+            "--max-root-size",
+            &cap,
+        ],
+    );
+    let removed = report["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{report:#}");
+    assert_eq!(removed[0]["unfinished"], true, "{report:#}");
+    assert!(
+        removed[0]["bytes"].as_u64().unwrap() >= 8 << 20,
+        "{report:#}"
+    );
+    assert!(!copy.exists());
+    assert!(env.root.join("warm/target").exists(), "{report:#}");
+    assert!(
+        kept_reason(&report, "warm").contains("warm for reuse"),
+        "{report:#}"
+    );
+}
