@@ -13,7 +13,7 @@ use crate::job_id;
 use crate::lease::{self, Owner};
 use crate::llvm;
 use crate::precheck;
-use crate::quantity::Threshold;
+use crate::quantity::{DurationArg, Threshold};
 use crate::term::{self, ColorChoice, Verbosity};
 use crate::workspace;
 
@@ -127,6 +127,7 @@ impl Config {
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
         let ttl = g.ttl.unwrap_or(lease::DEFAULT_TTL);
+        warn_long_leases(g);
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
             job_id,
@@ -183,6 +184,29 @@ impl Config {
             events: g.events.as_ref().map(|p| cwd.join(p)),
             root,
         })
+    }
+}
+
+/// A `--ttl` or `--linger` beyond [`lease::SANE_LEASE_CEILING`] is accepted (up to
+/// `MAX_LEASE_DURATION`), with a warning: it keeps dirs from the guard for that long.
+fn warn_long_leases(g: &GlobalArgs) {
+    let ceiling = DurationArg(lease::SANE_LEASE_CEILING);
+    let long = |d: Option<Duration>| {
+        d.filter(|d| *d > lease::SANE_LEASE_CEILING)
+            .map(DurationArg)
+    };
+    if let Some(ttl) = long(g.ttl) {
+        term::warn(format_args!(
+            "--ttl (CARGO_GUARDED_TTL) of {ttl} is beyond {ceiling}: a dir whose job died stays \
+             out of the guard's reach that long"
+        ));
+    }
+    if let Some(linger) = long(g.linger) {
+        term::warn(format_args!(
+            "--linger (CARGO_GUARDED_LINGER) of {linger} is beyond {ceiling}: a released dir \
+             stays out of the guard's reach that long (warm reuse needs no linger: \
+             --keep-expired keeps expired dirs)"
+        ));
     }
 }
 

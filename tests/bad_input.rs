@@ -245,3 +245,65 @@ fn a_program_that_cannot_start_is_one_error_and_releases_the_lease() {
     assert_eq!(env.lease("missing")["state"], "released");
     assert!(!is_locked(&env.root.join("missing")));
 }
+
+/// Limits that make no sense: a TTL the heartbeat cannot keep is refused with the floor named;
+/// a negative size or duration says it cannot be negative (not clap's "unexpected argument");
+/// a lease longer than a day is taken, with a warning; `--help` says what `G` and `GiB` mean.
+#[test]
+fn limits_that_make_no_sense_are_refused_or_warned_about() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--ttl", "0s", "build"], &["--ttl", "0s", "floor of 1s"]),
+        (&["--ttl", "500ms", "build"], &["500ms", "floor of 1s"]),
+        (
+            &["--min-free", "-5GiB", "build"],
+            &["--min-free", "-5GiB", "sizes cannot be negative"],
+        ),
+        (
+            &["--max-root-size", "-1G", "gc"],
+            &["-1G", "sizes cannot be negative"],
+        ),
+        (
+            &["--reclaim-below", "-5%", "gc"],
+            &["-5%", "cannot be negative"],
+        ),
+        (&["--linger", "-1h", "build"], &["-1h", "negative"]),
+    ];
+    for (args, needles) in cases {
+        let env = Env::new();
+        let ws = env.fixture("small");
+        let out = run_with(&env, &ws, &[], args);
+        assert_clap_error(&out, needles);
+        assert!(
+            !stderr(&out).contains("unexpected argument"),
+            "{}",
+            describe(&out)
+        );
+        assert!(env.job_dirs().is_empty(), "{args:?}: a lease was taken");
+    }
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let out = run_with(&env, &ws, &[("CARGO_GUARDED_TTL", "0s")], &["build"]);
+    assert_one_line_error(&out, &["CARGO_GUARDED_TTL", "floor of 1s"]);
+
+    for (flag, what) in [
+        ("--ttl", "a dir whose job died"),
+        ("--linger", "a released dir"),
+    ] {
+        let out = env.run(&ws, ["--job-id", "long", flag, "30d", "exec", "--", "true"]);
+        assert_success(&out);
+        let warning = stderr(&out)
+            .lines()
+            .find(|l| l.starts_with("warning: ") && l.contains(flag))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no warning for {flag} 30d: {}", describe(&out)));
+        assert!(
+            warning.contains("30days") && warning.contains("beyond 1day") && warning.contains(what),
+            "{warning}"
+        );
+    }
+    let help = stdout(&env.ok(&ws, ["--help"]));
+    assert!(
+        help.contains("`2GiB` (or `2Gi`) is 2 x 1024^3 bytes, `2GB` (or `2G`) is 2 x 1000^3"),
+        "{help}"
+    );
+}
