@@ -806,6 +806,22 @@ _cargo_guarded_via_cargo() {
 complete -F _cargo_guarded_via_cargo -o bashdefault -o default cargo
 "#;
 
+/// Whether `args` ask for `gc --hook`: the `gc` command with `--hook` after it. Decided on the
+/// words alone, before parsing, so that a parse error (an invalid variable) is a hook's warning
+/// too.
+pub(crate) fn is_gc_hook(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .position(|a| a == "gc")
+        .is_some_and(|gc| {
+            args[gc + 2..]
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| a == "--hook")
+        })
+}
+
 /// `cargo guarded build` reaches us as `cargo-guarded guarded build`; a direct
 /// `cargo-guarded build` works too. Drop the word cargo inserts.
 pub(crate) fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -833,6 +849,29 @@ mod tests {
         for name in crate::job_id::ci_names() {
             assert!(help.contains(name), "--job-id's help lacks {name}: {help}");
         }
+    }
+
+    #[test]
+    fn gc_hook_is_told_from_the_words() {
+        let words = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(is_gc_hook(&words(&["cargo-guarded", "gc", "--hook"])));
+        assert!(is_gc_hook(&words(&[
+            "cargo-guarded",
+            "--ttl",
+            "x",
+            "gc",
+            "--dry-run",
+            "--hook"
+        ])));
+        assert!(!is_gc_hook(&words(&["cargo-guarded", "gc"])));
+        assert!(!is_gc_hook(&words(&["cargo-guarded", "--hook", "gc"])));
+        assert!(!is_gc_hook(&words(&[
+            "cargo-guarded",
+            "exec",
+            "--",
+            "gc",
+            "--hook"
+        ])));
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

@@ -307,3 +307,76 @@ fn limits_that_make_no_sense_are_refused_or_warned_about() {
         "{help}"
     );
 }
+
+/// `gc --hook` runs before every job on a runner: whatever is wrong, it exits 0 with a warning
+/// naming the problem (as its help and the README say), never an `error:`, and changes nothing.
+#[test]
+fn gc_hook_exits_0_with_a_warning_whatever_is_wrong() {
+    let env = Env::new();
+    let foreign = env.path().join("home");
+    std::fs::create_dir_all(foreign.join("docs")).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let file = env.path().join("root-file");
+    std::fs::write(&file, "not a dir").unwrap();
+    let read_only = env.path().join("read-only-root");
+    std::fs::create_dir(&read_only).unwrap();
+    let unwritable = require("an unwritable dir", ReadOnly::make(&[&read_only]));
+    let good = env.path().join("root");
+    std::fs::create_dir(&good).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    // (root, extra environment, what the warning must name)
+    let mut cases: Vec<(String, Vec<(&str, &str)>, Vec<String>)> = vec![
+        (
+            path(&foreign),
+            vec![],
+            vec![path(&foreign), "not a cargo-guarded root".into()],
+        ),
+        (path(&file), vec![], vec![path(&file)]),
+        (
+            path(&good),
+            vec![("CARGO_GUARDED_TTL", "abc")],
+            vec!["CARGO_GUARDED_TTL".into(), "abc".into()],
+        ),
+        (
+            path(&good),
+            vec![("CARGO_GUARDED_LOCKS", "sometimes")],
+            vec!["CARGO_GUARDED_LOCKS".into(), "sometimes".into()],
+        ),
+    ];
+    if unwritable.is_some() {
+        cases.push((path(&read_only), vec![], vec![path(&read_only)]));
+    }
+    for (root, vars, needles) in &cases {
+        let before = env.outside_root();
+        let mut cmd = env.cmd(env.path());
+        cmd.env("CARGO_GUARDED_ROOT", root)
+            .envs(vars.iter().copied())
+            .args(["guarded", "gc", "--hook"]);
+        let out = output(&mut cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{root} {vars:?}: {}",
+            describe(&out)
+        );
+        let err = stderr(&out);
+        assert!(!err.contains("error:"), "{root} {vars:?}: {err}");
+        let warning = err
+            .lines()
+            .find(|l| l.starts_with("warning: "))
+            .unwrap_or_else(|| panic!("{root} {vars:?}: no warning: {err}"));
+        for n in needles {
+            assert!(
+                warning.contains(n.as_str()),
+                "{root} {vars:?}: should name {n}: {warning}"
+            );
+        }
+        assert_eq!(
+            env.outside_root(),
+            before,
+            "{root} {vars:?}: changed something"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a dir");
+    assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
+}
