@@ -115,6 +115,9 @@ impl Config {
         };
         check_root_path(&root)?;
         let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
+        if let Some(given) = g.root.as_deref().filter(|r| r.is_relative()) {
+            check_root_outside(given, &root, &workspace_root)?;
+        }
         let (job_id, job_id_warning) = match &g.job_id {
             Some(id) => (id.clone(), None),
             None => {
@@ -259,6 +262,41 @@ fn check_root_path(root: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Refuse a relative root that lands inside the workspace (`--root .cache/cg` run from the
+/// project): the leases' heartbeats then change files under the package, and a build script
+/// without `rerun-if-changed` (cargo then watches the whole package) reruns on every job.
+fn check_root_outside(given: &Path, root: &Path, workspace_root: &Path) -> Result<()> {
+    let root = lexical(root);
+    if workspace::has_manifest(workspace_root) && root.starts_with(workspace_root) {
+        bail!(
+            "the root {} (relative: {}) lies inside the workspace {}: its lease files change \
+             while cargo builds, and build scripts without rerun-if-changed would rerun on every \
+             job; give a root outside the workspace, e.g. an absolute path (--root or \
+             CARGO_GUARDED_ROOT)",
+            root.display(),
+            given.display(),
+            workspace_root.display()
+        );
+    }
+    Ok(())
+}
+
+/// `path` with `.` and `..` resolved by name (no symlinks followed: the root may not exist yet).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn default_root() -> Result<PathBuf> {

@@ -210,9 +210,14 @@ fn acquire_and_check(
     Ok((session, lease_env))
 }
 
-/// Open (or create) the root and judge its locks.
+/// Open (or create) the root and judge its locks. A root created here is said once: a typo in
+/// `--root` would otherwise start a second root without a word.
 fn open_root(cfg: &Config) -> Result<(Root, LockTrust)> {
+    let new = std::fs::symlink_metadata(&cfg.root).is_err();
     let root = Root::create(&cfg.root)?;
+    if new {
+        term::status("Created", format_args!("root {}", root.path.display()));
+    }
     let trust = locks::assess(root.fd(), cfg.locks_forced);
     if trust != LockTrust::Trusted {
         term::verbose(
