@@ -43,6 +43,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
         str![[r#"
 [exit 0]
 --- stderr
+     Created root [ROOT]
        Using job dir [ROOT]/job-1 (fresh dir: no finished dir of this workspace to adopt or seed from)
    Compiling util v0.1.0 ([TMP]/small/util)
    Compiling app v0.1.0 ([TMP]/small/app)
@@ -125,6 +126,7 @@ fn a_job_refused_for_disk_space_exits_75() {
         str![[r#"
 [exit 75]
 --- stderr
+     Created root [ROOT]
        Using job dir [ROOT]/job-1 (fresh dir: no finished dir of this workspace to adopt or seed from)
 error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free; the sweep reclaimed nothing; no other job dir holds space in the root: the space is used outside it
 
@@ -513,6 +515,7 @@ fn github_step_outputs_and_summary() {
         str![[r#"
 [exit 0]
 --- stderr
+     Created root [ROOT]
        Using job dir [ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b (fresh dir: no finished dir of this workspace to adopt or seed from)
    Compiling util v0.1.0 ([TMP]/small/util)
    Compiling app v0.1.0 ([TMP]/small/app)
