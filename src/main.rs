@@ -55,8 +55,11 @@ fn main() -> ExitCode {
     let exit = match run() {
         Ok(exit) => exit,
         // The one place errors are printed.
-        Err(CliError { error, exit }) => {
+        Err(CliError { error, exit, notes }) => {
             term::error(format_args!("{error:#}"));
+            for note in notes {
+                term::note(note);
+            }
             exit
         }
     };

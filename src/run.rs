@@ -187,7 +187,8 @@ fn acquire_and_check(
                 command: &command_line,
                 no_space: &no_space,
             });
-            return Err(CliError::new(no_space, Exit::TRY_LATER));
+            let notes = crate::report::no_space::notes(&no_space);
+            return Err(CliError::new(no_space, Exit::TRY_LATER).with_notes(notes));
         }
     };
     out.report(&Event::Ready {
