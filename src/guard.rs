@@ -465,12 +465,14 @@ fn scan(
         if only.is_some() && lease.workspace.as_deref() != only {
             continue;
         }
-        let expiry = match &opened {
-            Ok(dir) => lease::expiry(dir.as_fd(), &lease, now, opts.trust),
-            Err(_) => lease::classify(&lease, now, opts.trust),
+        // The same reading as `status`'s (`Protected::of_dir`: the lease, then its locks), so
+        // a killed job's dir is "holder gone" in both.
+        let verdict = match &opened {
+            Ok(dir) => Protected::of_dir(dir.as_fd(), &lease, now, opts.trust),
+            Err(_) => Protected::unless_expired(&lease::classify(&lease, now, opts.trust), &lease),
         };
         drop(opened);
-        if only.is_some() && matches!(expiry, lease::Expiry::Lingering { .. }) {
+        if only.is_some() && matches!(verdict, Err(Protected::Lingering { .. })) {
             expired.push(Expired {
                 name,
                 lease,
@@ -479,7 +481,7 @@ fn scan(
             });
             continue;
         }
-        match Protected::unless_expired(&expiry, &lease) {
+        match verdict {
             Ok(since) => expired.push(Expired {
                 name,
                 lease,

@@ -1103,3 +1103,45 @@ fn a_leftover_seed_copy_counts_its_bytes() {
         "{report:#}"
     );
 }
+
+/// After a `kill -9`, the lease still has a fresh heartbeat but nobody holds its locks: `status`
+/// and `gc` read it the same way and say it in the same words (they said "gone (holder gone;
+/// reclaimable in 9m)" and "Kept … (lease held by … renewed 2s ago)").
+#[test]
+fn a_killed_job_reads_the_same_in_status_and_gc() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let hold = env.spawn(&ws, "hold", ["--job-id", "killed", "hold"]);
+    assert!(
+        wait_for(60, || hold.stderr_so_far().contains("Holding")),
+        "{}",
+        hold.stderr_so_far()
+    );
+    send_signal(hold.pid(), libc::SIGKILL);
+    let _ = hold.finish(30);
+    let status = env.status();
+    assert_eq!(status["leases"][0]["state"], "gone", "{status:#}");
+    let table = stdout(&env.ok(env.path(), ["status"]));
+    let row = table
+        .lines()
+        .find(|l| l.contains("killed"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let said = row
+        .split_once("(holder gone; reclaimable in ")
+        .map(|(_, rest)| rest.split(')').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{row}"));
+    for extra in [&["--dry-run"][..], &[]] {
+        let report = gc_json(&env, extra);
+        assert_eq!(
+            kept_reason(&report, "killed"),
+            format!("kept: holder gone; reclaimable in {said}"),
+            "{extra:?}"
+        );
+        let text = stderr(&env.ok(env.path(), ["gc"].iter().chain(extra)));
+        assert!(
+            text.contains(&format!("Kept killed (holder gone; reclaimable in {said})")),
+            "{extra:?}: {text}"
+        );
+    }
+    assert!(env.root.join("killed/target").exists());
+}

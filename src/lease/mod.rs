@@ -48,7 +48,7 @@ pub(crate) use claim::{Claim, claim, claim_unfinished};
 pub(crate) use clock::Now;
 pub(crate) use expiry::{Expiry, classify};
 pub(crate) use held::Held;
-pub(crate) use joblock::{expiry, hold as hold_job_lock, record_in_released};
+pub(crate) use joblock::{hold as hold_job_lock, record_in_released};
 pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use protected::{KeptAs, Protected};
 pub(crate) use record::{Lease, Owner, State, read};
