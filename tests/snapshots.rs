@@ -293,7 +293,7 @@ fn gc_hook_mode() {
 [exit 0]
 --- stderr
      Removed old (expired [AGE] ago, [SIZE])
-   Reclaimed [SIZE] in 1 dir of [ROOT]; now [PCT] used ([SIZE] free); kept 2 dirs: 1 live, 1 unreadable or skipped
+   Reclaimed [SIZE] in 1 dir of [ROOT]; now [PCT] used ([SIZE] free); kept 2 dirs: 1 lingering, 1 unreadable or skipped
 
 "#]]
     );
