@@ -49,7 +49,8 @@ pub(crate) struct Config {
     pub(crate) owner: Owner,
     /// The workspace the wrapped command builds (or the current dir outside a Rust project).
     pub(crate) workspace_root: PathBuf,
-    /// The CI's repository name, part of the warm-reuse key.
+    /// The CI's repository (host and full path, `workspace::ci_repository`), part of the
+    /// warm-reuse key.
     pub(crate) repository: Option<String>,
     /// `CARGO_GUARDED_LOCKS=trusted|untrusted`: overrides the lock self-test.
     pub(crate) locks_forced: Option<bool>,
@@ -161,7 +162,7 @@ impl Config {
             build_dir_configured: var_os("CARGO_BUILD_BUILD_DIR").is_some()
                 || workspace::build_dir_configured(&cwd, cargo_home.as_deref()),
             workspace_root,
-            repository: var("GITHUB_REPOSITORY"),
+            repository: workspace::ci_repository(&var),
             locks_forced: locks_forced()?,
             cargo: var_os("CARGO").unwrap_or_else(|| "cargo".into()),
             rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
