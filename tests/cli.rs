@@ -501,7 +501,7 @@ fn exit_75_says_what_was_reclaimed_and_what_still_holds_space() {
         .unwrap_or_else(|| panic!("{}", describe(&out)));
     assert!(
         error.starts_with("error: not enough free disk space on ")
-            && error.ends_with(" required by --min-free")
+            && error.ends_with(" bytes) by --min-free")
             && !error.contains(';'),
         "{error}"
     );
