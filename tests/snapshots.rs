@@ -128,7 +128,7 @@ fn a_job_refused_for_disk_space_exits_75() {
 --- stderr
      Created root [ROOT]
        Using job dir [ROOT]/job-1 (fresh dir: no finished dir of this workspace to adopt or seed from)
-error: not enough free disk space on [ROOT]: [SIZE] free, [SIZE] required by --min-free
+error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free
 note: the sweep reclaimed nothing
 note: no other job dir holds space in the root: the space is used outside it
 
@@ -560,7 +560,7 @@ At release, the dir is [SIZE] against its budget of [SIZE] ([SIZE] used by recen
 [exit 75]
 --- stderr
 ::error title=cargo-guarded%3A not enough disk space::[SIZE] free on [ROOT], [SIZE] required by min-free ([BYTES] < [BYTES] bytes); no sweep ran (free space was above --reclaim-below); no other job dir holds space in the root: the space is used outside it; exit 75
-error: not enough free disk space on [ROOT]: [SIZE] free, [SIZE] required by --min-free
+error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free
 note: no sweep ran (free space was above --reclaim-below)
 note: no other job dir holds space in the root: the space is used outside it
 --- GITHUB_OUTPUT
