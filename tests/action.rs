@@ -1202,8 +1202,15 @@ fn hook_never_fails_the_job() {
         &[],
     );
     // `gc --hook` says so with a warning and exits 0; the script makes it an annotation.
-    warned(&out, "is not a directory; gc --hook did nothing; the job goes on");
-    assert!(!stdout(&out).contains("exited with status"), "{}", describe(&out));
+    warned(
+        &out,
+        "is not a directory; gc --hook did nothing; the job goes on",
+    );
+    assert!(
+        !stdout(&out).contains("exited with status"),
+        "{}",
+        describe(&out)
+    );
 
     // A bad setting.
     let out = run_hook(
