@@ -325,7 +325,8 @@ fn gc_hook_exits_0_with_a_warning_whatever_is_wrong() {
     std::fs::create_dir(&good).unwrap();
     let path = |p: &Path| p.to_str().unwrap().to_owned();
     // (root, extra environment, what the warning must name)
-    let mut cases: Vec<(String, Vec<(&str, &str)>, Vec<String>)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, Vec<String>);
+    let mut cases: Vec<Case> = vec![
         (
             path(&foreign),
             vec![],
