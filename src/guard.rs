@@ -387,12 +387,11 @@ pub(crate) fn sweep_with(
     let mut pending = Vec::new();
     // What the unfinished dirs claimed here will free counts toward the target like an expired
     // dir's: a sweep that left it out would claim warm dirs it does not need to.
-    let mut unfinished = 0;
     if !opts.dry_run {
         root.ensure_layout()?;
         claim_trash(root, &mut report, &mut pending);
-        unfinished = claim_unfinished(root, opts.unfinished_age, &mut report, &mut pending);
     }
+    let unfinished = claim_unfinished(root, opts, &mut report, &mut pending);
     let clocks = lease::Now::read();
     let now = clocks.wall;
     let expired = scan(root, opts, spare, &clocks, &mut report)?;
@@ -846,11 +845,12 @@ fn claim_trash(root: &Root, report: &mut Report, pending: &mut Vec<Pending>) {
 }
 
 /// Under the turn, after [`claim_trash`]: move abandoned `.new-*` dirs (half-created job dirs,
-/// seed copies cut short) into `.trash/` and claim them, to be deleted with the rest. Returns
-/// what they will free, measured as the deletion counts it (each inode once).
+/// seed copies cut short) into `.trash/` and claim them, to be deleted with the rest; a dry run
+/// only names them. Returns what they will free, measured as the deletion counts it (each inode
+/// once, the dir's own blocks included), so a dry run says what the run frees.
 fn claim_unfinished(
     root: &Root,
-    unfinished_age: Duration,
+    opts: &Sweep,
     report: &mut Report,
     pending: &mut Vec<Pending>,
 ) -> u64 {
@@ -862,7 +862,20 @@ fn claim_unfinished(
         if !name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
             continue;
         }
-        let Some(trash_name) = lease::claim_unfinished(root, &name, unfinished_age) else {
+        let unfinished = |bytes| Removed::Unfinished {
+            name: name.to_string_lossy().into_owned(),
+            dir: root.join(&name).display().to_string(),
+            older_than: opts.unfinished_age,
+            bytes,
+        };
+        if opts.dry_run {
+            if let Some(bytes) = would_claim_unfinished(root, &name, opts) {
+                projected = projected.saturating_add(bytes);
+                report.removed.push(unfinished(bytes));
+            }
+            continue;
+        }
+        let Some(trash_name) = lease::claim_unfinished(root, &name, opts.unfinished_age) else {
             continue;
         };
         let bytes = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
@@ -875,12 +888,7 @@ fn claim_unfinished(
                 pending.push(Pending {
                     trash_name,
                     _lock: lock,
-                    removed: Some(Removed::Unfinished {
-                        name: name.to_string_lossy().into_owned(),
-                        dir: root.join(&name).display().to_string(),
-                        older_than: unfinished_age,
-                        bytes: 0,
-                    }),
+                    removed: Some(unfinished(0)),
                 });
             }
             Err(e) => report.errors.push(format!(
@@ -890,6 +898,21 @@ fn claim_unfinished(
         }
     }
     projected
+}
+
+/// A dry run's [`lease::claim_unfinished`]: the `.new-*` dir is old enough and nobody holds its
+/// locks; what deleting it would free, measured in place. Nothing is taken or moved.
+fn would_claim_unfinished(root: &Root, name: &OsStr, opts: &Sweep) -> Option<u64> {
+    let dir = root.open_job(name).ok()?;
+    if !lease::unfinished_old_enough(&dir, opts.unfinished_age) {
+        return None;
+    }
+    match lease::probe(dir.as_fd(), opts.trust) {
+        lease::Holder::Gone | lease::Holder::Unseen => {
+            fs::tree_usage(root.fd(), name, None).map(|u| u.exclusive)
+        }
+        lease::Holder::Live(_) | lease::Holder::Unknown(_) => None,
+    }
 }
 
 /// Delete `name` in `.trash/`; what it freed (counted, see [`fs::Removal`]) and the first error.

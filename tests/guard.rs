@@ -1057,7 +1057,7 @@ fn max_root_size_reclaims_oldest_expired_until_under_the_cap() {
 }
 
 /// A seed's copy cut short (an unfinished `.new-*` dir) is counted as what deleting it frees:
-/// in the `Removed` line, and toward the sweep's target. Here the target is `--max-root-size`:
+/// in the `Removed` line (a dry run's too), and toward the sweep's target. Here the target is `--max-root-size`:
 /// the leftover copy alone brings the root under the cap, so the warm dir stays.
 #[test]
 fn a_leftover_seed_copy_counts_its_bytes() {
@@ -1078,17 +1078,19 @@ fn a_leftover_seed_copy_counts_its_bytes() {
     }));
     // Over the cap by less than the copy holds.
     let cap = format!("{}B", du(&env.root) - (4 << 20));
-    let report = gc_json(
-        &env,
-        &[
-            "--ttl",
-            "1s",
-            "--reclaim-below",
-            "0%",
-            "--max-root-size",
-            &cap,
-        ],
-    );
+    let args = [
+        "--ttl",
+        "1s",
+        "--reclaim-below",
+        "0%",
+        "--max-root-size",
+        &cap,
+    ];
+    // A dry run names it, with the bytes the run then frees, and removes nothing.
+    let dry = gc_json(&env, &[&args[..], &["--dry-run"]].concat());
+    assert!(copy.exists(), "a dry run removed");
+    let report = gc_json(&env, &args);
+    assert_eq!(dry["removed"], report["removed"], "dry run: {dry:#}");
     let removed = report["removed"].as_array().unwrap();
     assert_eq!(removed.len(), 1, "{report:#}");
     assert_eq!(removed[0]["unfinished"], true, "{report:#}");

@@ -44,7 +44,7 @@ mod session;
 mod tests;
 
 pub(crate) use acquire::WaitTimedOut;
-pub(crate) use claim::{Claim, claim, claim_unfinished};
+pub(crate) use claim::{Claim, claim, claim_unfinished, old_enough as unfinished_old_enough};
 pub(crate) use clock::Now;
 pub(crate) use expiry::{Expiry, classify};
 pub(crate) use held::Held;
