@@ -116,9 +116,7 @@ impl Config {
         };
         check_root_path(&root)?;
         let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
-        if let Some(given) = g.root.as_deref().filter(|r| r.is_relative()) {
-            check_root_outside(given, &root, &workspace_root)?;
-        }
+        check_root_outside(g.root.as_deref(), &root, &workspace_root)?;
         let (job_id, job_id_warning) = match &g.job_id {
             Some(id) => (id.clone(), None),
             None => {
@@ -268,7 +266,11 @@ fn check_root_path(root: &Path) -> Result<()> {
 /// Refuse a relative root that lands inside the workspace (`--root .cache/cg` run from the
 /// project): the leases' heartbeats then change files under the package, and a build script
 /// without `rerun-if-changed` (cargo then watches the whole package) reruns on every job.
-fn check_root_outside(given: &Path, root: &Path, workspace_root: &Path) -> Result<()> {
+/// `given`: the root as typed (`--root` or its variable), if it was.
+fn check_root_outside(given: Option<&Path>, root: &Path, workspace_root: &Path) -> Result<()> {
+    let Some(given) = given.filter(|r| r.is_relative()) else {
+        return Ok(());
+    };
     let root = lexical(root);
     if workspace::has_manifest(workspace_root) && root.starts_with(workspace_root) {
         bail!(
