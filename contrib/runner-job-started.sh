@@ -53,8 +53,18 @@ cmd=("$cg" guarded "${root_args[@]}" gc --hook --max-time "${CARGO_GUARDED_HOOK_
 if command -v timeout >/dev/null 2>&1; then
   cmd=(timeout --kill-after=30s "${CARGO_GUARDED_HOOK_TIMEOUT:-5m}" "${cmd[@]}")
 fi
+# `gc --hook` itself exits 0 with a `warning:` line for whatever is wrong (a root that is a
+# file, a bad setting): each becomes an annotation too. Its stderr is passed on as it was.
+err=$(mktemp 2>/dev/null || echo "/tmp/cargo-guarded-hook.$$")
 code=0
-"${cmd[@]}" || code=$?
+"${cmd[@]}" 2>"$err" || code=$?
+cat "$err" >&2
+while IFS= read -r line; do
+  case $line in
+    "warning: "*) warn "${line#warning: }; the job goes on" ;;
+  esac
+done <"$err"
+rm -f "$err"
 if [ "$code" -ne 0 ]; then
   warn "the sweep of ${CARGO_GUARDED_ROOT:-the default root} exited with status $code; the job goes on"
 fi

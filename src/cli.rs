@@ -22,6 +22,8 @@ Commands not listed above run under the job's lease with CARGO_TARGET_DIR set to
   <cargo command>      build, test, check, clippy, run, doc, bench, clean, ...
 
 Every option can also be set through the environment variable named in its help; the flag wins.
+Sizes take a unit: `2GiB` (or `2Gi`) is 2 x 1024^3 bytes, `2GB` (or `2G`) is 2 x 1000^3; case
+does not matter; sizes cannot be negative.
 
 Exit status: the wrapped command's own; 128+N when it died of signal N; 75 (try again later)
 when the disk is too full even after reclaiming expired job dirs or --wait ran out; 1 for
@@ -80,10 +82,10 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) job_id: Option<String>,
 
-    #[arg(long, value_name = "DURATION", value_parser = lease_duration, global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_TTL", hide_env_values = true,
+    #[arg(long, value_name = "DURATION", value_parser = ttl, global = true, help_heading = GLOBAL,
+          env = "CARGO_GUARDED_TTL", hide_env_values = true, allow_hyphen_values = true,
           help = with_default(
-              "An active lease whose heartbeat stopped this long ago is expired",
+              "An active lease whose heartbeat stopped this long ago is expired (at least 1s)",
               DurationArg(lease::DEFAULT_TTL),
           ))]
     pub(crate) ttl: Option<Duration>,
@@ -92,7 +94,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) linger: Option<Duration>,
 
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true,
+          env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true, allow_hyphen_values = true,
           help = with_default(
               "Reclaim expired dirs when free space is below this size or share of the disk, as \
                df counts it (15% is df's 85% used)",
@@ -101,7 +103,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) reclaim_below: Option<Threshold>,
 
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_RECLAIM_TO", hide_env_values = true,
+          env = "CARGO_GUARDED_RECLAIM_TO", hide_env_values = true, allow_hyphen_values = true,
           help = with_default(
               "Once reclaiming, keep going until free space reaches this",
               format_args!("--reclaim-below plus {} points", guard::DEFAULT_RECLAIM_TO_POINTS),
@@ -115,7 +117,7 @@ pub(crate) struct GlobalArgs {
     /// space (for a root given a fixed share of a large disk; live and lingering dirs are never
     /// touched) [default: no cap]
     #[arg(long, value_name = "SIZE", value_parser = root_size, global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_MAX_ROOT_SIZE", hide_env_values = true)]
+          env = "CARGO_GUARDED_MAX_ROOT_SIZE", hide_env_values = true, allow_hyphen_values = true)]
     pub(crate) max_root_size: Option<u64>,
 
     // A negative number is a value to reject with clap's `invalid value`, not an unknown flag.
@@ -207,7 +209,7 @@ pub(crate) struct JobArgs {
     pub(crate) job_id: Option<String>,
 
     #[arg(long, value_name = "DURATION", value_parser = lease_duration, help_heading = JOB,
-          env = "CARGO_GUARDED_LINGER", hide_env_values = true,
+          env = "CARGO_GUARDED_LINGER", hide_env_values = true, allow_hyphen_values = true,
           help = with_default(
               "How long a released lease stays protected so later steps of the job find their \
                dir; `0s` expires it at release",
@@ -216,7 +218,7 @@ pub(crate) struct JobArgs {
     pub(crate) linger: Option<Duration>,
 
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, help_heading = JOB,
-          env = "CARGO_GUARDED_MIN_FREE", hide_env_values = true,
+          env = "CARGO_GUARDED_MIN_FREE", hide_env_values = true, allow_hyphen_values = true,
           help = with_default(
               "Refuse to start (exit 75) when free space is still below this after reclaiming",
               ThresholdArg(precheck::DEFAULT_MIN_FREE),
@@ -272,7 +274,7 @@ pub(crate) struct JobArgs {
     pub(crate) seed: bool,
 
     #[arg(long, value_name = "SIZE", value_parser = seed_size, help_heading = JOB,
-          env = "CARGO_GUARDED_SEED_MAX_SIZE", hide_env_values = true,
+          env = "CARGO_GUARDED_SEED_MAX_SIZE", hide_env_values = true, allow_hyphen_values = true,
           help = with_default(
               "Build fresh instead of seeding from a finished dir larger than this; a reflink \
                clone counts its full size too",
@@ -538,6 +540,19 @@ fn root_size(s: &str) -> Result<u64, String> {
 /// `--ttl` and `--linger`: at most `lease::MAX_LEASE_DURATION` (10 years; see there why).
 pub(crate) fn lease_duration(s: &str) -> Result<Duration, String> {
     quantity::parse_duration_at_most(s, crate::lease::MAX_LEASE_DURATION)
+}
+
+/// `--ttl`: a lease duration the heartbeat can keep, at least `lease::MIN_TTL`.
+fn ttl(s: &str) -> Result<Duration, String> {
+    let d = lease_duration(s)?;
+    if d < lease::MIN_TTL {
+        return Err(format!(
+            "a TTL of `{s}` is below the floor of {}: the heartbeat renews a lease every TTL/5, \
+             at most every 100ms, so a live job's dir would expire under it",
+            DurationArg(lease::MIN_TTL)
+        ));
+    }
+    Ok(d)
 }
 
 /// `--keep-expired`.
@@ -856,6 +871,22 @@ _cargo_guarded_via_cargo() {
 complete -F _cargo_guarded_via_cargo -o bashdefault -o default cargo
 "#;
 
+/// Whether `args` ask for `gc --hook`: the `gc` command with `--hook` after it. Decided on the
+/// words alone, before parsing, so that a parse error (an invalid variable) is a hook's warning
+/// too.
+pub(crate) fn is_gc_hook(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .position(|a| a == "gc")
+        .is_some_and(|gc| {
+            args[gc + 2..]
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| a == "--hook")
+        })
+}
+
 /// `cargo guarded build` reaches us as `cargo-guarded guarded build`; a direct
 /// `cargo-guarded build` works too. Drop the word cargo inserts.
 pub(crate) fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -883,6 +914,29 @@ mod tests {
         for name in crate::job_id::ci_names() {
             assert!(help.contains(name), "--job-id's help lacks {name}: {help}");
         }
+    }
+
+    #[test]
+    fn gc_hook_is_told_from_the_words() {
+        let words = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(is_gc_hook(&words(&["cargo-guarded", "gc", "--hook"])));
+        assert!(is_gc_hook(&words(&[
+            "cargo-guarded",
+            "--ttl",
+            "x",
+            "gc",
+            "--dry-run",
+            "--hook"
+        ])));
+        assert!(!is_gc_hook(&words(&["cargo-guarded", "gc"])));
+        assert!(!is_gc_hook(&words(&["cargo-guarded", "--hook", "gc"])));
+        assert!(!is_gc_hook(&words(&[
+            "cargo-guarded",
+            "exec",
+            "--",
+            "gc",
+            "--hook"
+        ])));
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

@@ -13,7 +13,7 @@ use crate::job_id;
 use crate::lease::{self, Owner};
 use crate::llvm;
 use crate::precheck;
-use crate::quantity::Threshold;
+use crate::quantity::{DurationArg, Threshold};
 use crate::scope::{self, JobScope};
 use crate::term::{self, ColorChoice, Verbosity};
 use crate::workspace;
@@ -53,7 +53,8 @@ pub(crate) struct Config {
     pub(crate) owner: Owner,
     /// The workspace the wrapped command builds (or the current dir outside a Rust project).
     pub(crate) workspace_root: PathBuf,
-    /// The CI's repository name, part of the warm-reuse key.
+    /// The CI's repository (host and full path, `workspace::ci_repository`), part of the
+    /// warm-reuse key.
     pub(crate) repository: Option<String>,
     /// `CARGO_GUARDED_LOCKS=trusted|untrusted`: overrides the lock self-test.
     pub(crate) locks_forced: Option<bool>,
@@ -123,6 +124,7 @@ impl Config {
         };
         check_root_path(&root)?;
         let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
+        check_root_outside(g.root.as_deref(), &root, &workspace_root)?;
         let (job_id, job_id_warning) = match &g.job_id {
             Some(id) => (id.clone(), None),
             None => {
@@ -135,6 +137,7 @@ impl Config {
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
         let ttl = g.ttl.unwrap_or(lease::DEFAULT_TTL);
+        warn_long_leases(g);
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
             job_id,
@@ -166,7 +169,7 @@ impl Config {
             build_dir_configured: var_os("CARGO_BUILD_BUILD_DIR").is_some()
                 || workspace::build_dir_configured(&cwd, cargo_home.as_deref()),
             workspace_root,
-            repository: var("GITHUB_REPOSITORY"),
+            repository: workspace::ci_repository(&var),
             locks_forced: locks_forced()?,
             cargo: var_os("CARGO").unwrap_or_else(|| "cargo".into()),
             rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
@@ -226,6 +229,29 @@ fn github_event() -> scope::Event {
     }
 }
 
+/// A `--ttl` or `--linger` beyond [`lease::SANE_LEASE_CEILING`] is accepted (up to
+/// `MAX_LEASE_DURATION`), with a warning: it keeps dirs from the guard for that long.
+fn warn_long_leases(g: &GlobalArgs) {
+    let ceiling = DurationArg(lease::SANE_LEASE_CEILING);
+    let long = |d: Option<Duration>| {
+        d.filter(|d| *d > lease::SANE_LEASE_CEILING)
+            .map(DurationArg)
+    };
+    if let Some(ttl) = long(g.ttl) {
+        term::warn(format_args!(
+            "--ttl (CARGO_GUARDED_TTL) of {ttl} is beyond {ceiling}: a dir whose job died stays \
+             out of the guard's reach that long"
+        ));
+    }
+    if let Some(linger) = long(g.linger) {
+        term::warn(format_args!(
+            "--linger (CARGO_GUARDED_LINGER) of {linger} is beyond {ceiling}: a released dir \
+             stays out of the guard's reach that long (warm reuse needs no linger: \
+             --keep-expired keeps expired dirs)"
+        ));
+    }
+}
+
 /// `CARGO_GUARDED_LOCKS=trusted|untrusted` overrides the lock self-test (no flag: it is for
 /// the rare machine whose filesystem lies about locks, set once in its environment).
 fn locks_forced() -> Result<Option<bool>> {
@@ -275,6 +301,45 @@ fn check_root_path(root: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Refuse a relative root that lands inside the workspace (`--root .cache/cg` run from the
+/// project): the leases' heartbeats then change files under the package, and a build script
+/// without `rerun-if-changed` (cargo then watches the whole package) reruns on every job.
+/// `given`: the root as typed (`--root` or its variable), if it was.
+fn check_root_outside(given: Option<&Path>, root: &Path, workspace_root: &Path) -> Result<()> {
+    let Some(given) = given.filter(|r| r.is_relative()) else {
+        return Ok(());
+    };
+    let root = lexical(root);
+    if workspace::has_manifest(workspace_root) && root.starts_with(workspace_root) {
+        bail!(
+            "the root {} (relative: {}) lies inside the workspace {}: its lease files change \
+             while cargo builds, and build scripts without rerun-if-changed would rerun on every \
+             job; give a root outside the workspace, e.g. an absolute path (--root or \
+             CARGO_GUARDED_ROOT)",
+            root.display(),
+            given.display(),
+            workspace_root.display()
+        );
+    }
+    Ok(())
+}
+
+/// `path` with `.` and `..` resolved by name (no symlinks followed: the root may not exist yet).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn default_root() -> Result<PathBuf> {

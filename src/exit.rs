@@ -76,6 +76,8 @@ impl Exit {
 pub(crate) struct CliError {
     pub(crate) error: anyhow::Error,
     pub(crate) exit: Exit,
+    /// `note:` lines printed after the error, one per part of a multi-part error (as cargo does).
+    pub(crate) notes: Vec<String>,
 }
 
 impl CliError {
@@ -83,7 +85,14 @@ impl CliError {
         CliError {
             error: error.into(),
             exit,
+            notes: Vec::new(),
         }
+    }
+
+    /// The same error, with `note:` lines to print after it.
+    pub(crate) fn with_notes(mut self, notes: Vec<String>) -> CliError {
+        self.notes = notes;
+        self
     }
 }
 

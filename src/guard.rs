@@ -140,12 +140,14 @@ pub(crate) enum Removed {
         /// The root was over `--max-root-size` when it was chosen.
         over_cap: bool,
     },
-    /// A `.new-*` dir whose job died while creating it, unlocked and at least `older_than` old.
-    /// What deleting it frees is counted in [`Report::other_freed`].
+    /// A `.new-*` dir whose job died while creating it (a half-made dir, or a seed's copy cut
+    /// short), unlocked and at least `older_than` old.
     Unfinished {
         name: String,
         dir: String,
         older_than: Duration,
+        /// What deleting it freed (counted); a seed's copy can be as large as its source.
+        bytes: u64,
     },
 }
 
@@ -153,8 +155,7 @@ impl Removed {
     /// What deleting it freed, as far as counted here.
     pub(crate) fn bytes(&self) -> u64 {
         match self {
-            Removed::Expired { bytes, .. } => *bytes,
-            Removed::Unfinished { .. } => 0,
+            Removed::Expired { bytes, .. } | Removed::Unfinished { bytes, .. } => *bytes,
         }
     }
 
@@ -277,8 +278,7 @@ pub(crate) struct Report {
     pub(crate) removed: Vec<Removed>,
     pub(crate) kept: Vec<Kept>,
     pub(crate) errors: Vec<String>,
-    /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, unfinished dirs, and
-    /// expired dirs that could only be partly deleted (listed in `kept`, with the error).
+    /// Bytes freed outside `removed`: what earlier sweeps left in `.trash/`, and expired dirs that could only be partly deleted (listed in `kept`, with the error).
     pub(crate) other_freed: u64,
     /// The root's size against `--max-root-size`, when one is set.
     pub(crate) root_cap: Option<RootCap>,
@@ -385,10 +385,13 @@ pub(crate) fn sweep_with(
         }
     };
     let mut pending = Vec::new();
+    // What the unfinished dirs claimed here will free counts toward the target like an expired
+    // dir's: a sweep that left it out would claim warm dirs it does not need to.
     if !opts.dry_run {
         root.ensure_layout()?;
-        claim_trash(root, opts.unfinished_age, &mut report, &mut pending);
+        claim_trash(root, &mut report, &mut pending);
     }
+    let unfinished = claim_unfinished(root, opts, &mut report, &mut pending);
     let clocks = lease::Now::read();
     let now = clocks.wall;
     let expired = scan(root, opts, spare, &clocks, &mut report)?;
@@ -401,7 +404,14 @@ pub(crate) fn sweep_with(
         }
     });
     fault::point("guard-scanned");
-    let projected = plan(root, opts, (start, now), expired, &mut report, &mut pending);
+    let projected = plan(
+        root,
+        opts,
+        (start, now),
+        (expired, unfinished),
+        &mut report,
+        &mut pending,
+    );
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
     drop(turn);
     if let Some(c) = &mut report.root_cap {
@@ -454,12 +464,14 @@ fn scan(
         if only.is_some() && lease.workspace.as_deref() != only {
             continue;
         }
-        let expiry = match &opened {
-            Ok(dir) => lease::expiry(dir.as_fd(), &lease, now, opts.trust),
-            Err(_) => lease::classify(&lease, now, opts.trust),
+        // The same reading as `status`'s (`Protected::of_dir`: the lease, then its locks), so
+        // a killed job's dir is "holder gone" in both.
+        let verdict = match &opened {
+            Ok(dir) => Protected::of_dir(dir.as_fd(), &lease, now, opts.trust),
+            Err(_) => Protected::unless_expired(&lease::classify(&lease, now, opts.trust), &lease),
         };
         drop(opened);
-        if only.is_some() && matches!(expiry, lease::Expiry::Lingering { .. }) {
+        if only.is_some() && matches!(verdict, Err(Protected::Lingering { .. })) {
             expired.push(Expired {
                 name,
                 lease,
@@ -468,7 +480,7 @@ fn scan(
             });
             continue;
         }
-        match Protected::unless_expired(&expiry, &lease) {
+        match verdict {
             Ok(since) => expired.push(Expired {
                 name,
                 lease,
@@ -492,12 +504,13 @@ fn scan(
 }
 
 /// Decide, oldest-expired first, which expired dirs go, and claim each (`lease::claim`: under
-/// its lock, into `.trash/`). Returns what the claimed dirs will free (see below).
+/// its lock, into `.trash/`). `claimed`: what the sweep already claimed will free (unfinished
+/// dirs). Returns what everything claimed will free (see below).
 fn plan(
     root: &Root,
     opts: &Sweep,
     (start, now): (Instant, SystemTime),
-    expired: Vec<Expired>,
+    (expired, claimed): (Vec<Expired>, u64),
     report: &mut Report,
     pending: &mut Vec<Pending>,
 ) -> u64 {
@@ -512,7 +525,7 @@ fn plan(
     // to delete it; the report then counts what was really unlinked. Never a fresh `statvfs`: with delayed block accounting
     // (ext4, XFS) free space shows up late, and a re-read would make the sweep delete past
     // `--reclaim-to`.
-    let mut projected = 0u64;
+    let mut projected = claimed;
     let root_cap = report.root_cap;
     // Claimed dirs are measured where a decision depends on what they free: under pressure,
     // and under a root cap.
@@ -671,8 +684,23 @@ fn delete_pending(root: &Root, pending: Vec<Pending>, report: &mut Report) {
                     reason,
                 });
             }
+            (Some(Removed::Unfinished { .. }), Some(_)) => report.other_freed += removal.freed,
+            (
+                Some(Removed::Unfinished {
+                    name,
+                    dir,
+                    older_than,
+                    ..
+                }),
+                None,
+            ) => report.removed.push(Removed::Unfinished {
+                name,
+                dir,
+                older_than,
+                bytes: removal.freed,
+            }),
             // A leftover of an earlier sweep (reported then).
-            _ => report.other_freed += removal.freed,
+            (None, _) => report.other_freed += removal.freed,
         }
     }
 }
@@ -775,29 +803,10 @@ fn lock_trash_entry(root: &Root, name: &OsStr) -> std::io::Result<File> {
     }
 }
 
-/// Under the turn: move abandoned half-created job dirs into `.trash/`, and claim (lock) what
-/// earlier sweeps, possibly killed mid-delete, left there. Entries another sweep is deleting
-/// right now are locked by it: skipped, neither deleted twice nor reported twice.
-fn claim_trash(
-    root: &Root,
-    unfinished_age: Duration,
-    report: &mut Report,
-    pending: &mut Vec<Pending>,
-) {
-    if let Ok(entries) = fs::list(root.fd()) {
-        for (name, _) in entries {
-            if name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes())
-                && lease::claim_unfinished(root, &name, unfinished_age).is_some()
-            {
-                // Deleted with the rest of `.trash/` after the turn.
-                report.removed.push(Removed::Unfinished {
-                    name: name.to_string_lossy().into_owned(),
-                    dir: root.join(&name).display().to_string(),
-                    older_than: unfinished_age,
-                });
-            }
-        }
-    }
+/// Under the turn: claim (lock) what earlier sweeps, possibly killed mid-delete, left in
+/// `.trash/`. Entries another sweep is deleting right now are locked by it: skipped, neither
+/// deleted twice nor reported twice.
+fn claim_trash(root: &Root, report: &mut Report, pending: &mut Vec<Pending>) {
     let Ok(trash) = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)) else {
         return;
     };
@@ -832,6 +841,77 @@ fn claim_trash(
                 root.join(TRASH).join(&name).display()
             )),
         }
+    }
+}
+
+/// Under the turn, after [`claim_trash`]: move abandoned `.new-*` dirs (half-created job dirs,
+/// seed copies cut short) into `.trash/` and claim them, to be deleted with the rest; a dry run
+/// only names them. Returns what they will free, measured as the deletion counts it (each inode
+/// once, the dir's own blocks included), so a dry run says what the run frees.
+fn claim_unfinished(
+    root: &Root,
+    opts: &Sweep,
+    report: &mut Report,
+    pending: &mut Vec<Pending>,
+) -> u64 {
+    let Ok(entries) = fs::list(root.fd()) else {
+        return 0;
+    };
+    let mut projected = 0u64;
+    for (name, _) in entries {
+        if !name.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
+            continue;
+        }
+        let unfinished = |bytes| Removed::Unfinished {
+            name: name.to_string_lossy().into_owned(),
+            dir: root.join(&name).display().to_string(),
+            older_than: opts.unfinished_age,
+            bytes,
+        };
+        if opts.dry_run {
+            if let Some(bytes) = would_claim_unfinished(root, &name, opts) {
+                projected = projected.saturating_add(bytes);
+                report.removed.push(unfinished(bytes));
+            }
+            continue;
+        }
+        let Some(trash_name) = lease::claim_unfinished(root, &name, opts.unfinished_age) else {
+            continue;
+        };
+        let bytes = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH))
+            .ok()
+            .and_then(|trash| fs::tree_usage(trash.as_fd(), &trash_name, None))
+            .map_or(0, |u| u.exclusive);
+        match lock_trash_entry(root, &trash_name) {
+            Ok(lock) => {
+                projected = projected.saturating_add(bytes);
+                pending.push(Pending {
+                    trash_name,
+                    _lock: lock,
+                    removed: Some(unfinished(0)),
+                });
+            }
+            Err(e) => report.errors.push(format!(
+                "failed to lock {}: {e}",
+                root.join(TRASH).join(&trash_name).display()
+            )),
+        }
+    }
+    projected
+}
+
+/// A dry run's [`lease::claim_unfinished`]: the `.new-*` dir is old enough and nobody holds its
+/// locks; what deleting it would free, measured in place. Nothing is taken or moved.
+fn would_claim_unfinished(root: &Root, name: &OsStr, opts: &Sweep) -> Option<u64> {
+    let dir = root.open_job(name).ok()?;
+    if !lease::unfinished_old_enough(&dir, opts.unfinished_age) {
+        return None;
+    }
+    match lease::probe(dir.as_fd(), opts.trust) {
+        lease::Holder::Gone | lease::Holder::Unseen => {
+            fs::tree_usage(root.fd(), name, None).map(|u| u.exclusive)
+        }
+        lease::Holder::Live(_) | lease::Holder::Unknown(_) => None,
     }
 }
 

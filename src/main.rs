@@ -57,8 +57,11 @@ fn main() -> ExitCode {
     let exit = match run() {
         Ok(exit) => exit,
         // The one place errors are printed.
-        Err(CliError { error, exit }) => {
+        Err(CliError { error, exit, notes }) => {
             term::error(format_args!("{error:#}"));
+            for note in notes {
+                term::note(note);
+            }
             exit
         }
     };
@@ -73,6 +76,22 @@ fn main() -> ExitCode {
 /// Parse once, resolve the configuration once, choose the reporters once, then dispatch.
 fn run() -> CliResult {
     let args = cli::normalize(std::env::args_os().collect());
+    // `gc --hook` never fails the job it runs before, whatever went wrong (an invalid variable,
+    // a root that is no root, an unwritable one): each problem is a warning, and it exits 0.
+    if cli::is_gc_hook(&args) {
+        return Ok(match dispatch(args, true) {
+            Ok(_) => Exit::SUCCESS,
+            Err(CliError { error, .. }) => {
+                term::warn(format_args!("{error:#}; gc --hook did nothing"));
+                Exit::SUCCESS
+            }
+        });
+    }
+    dispatch(args, false)
+}
+
+/// [`run`] for `args`; `hook`: the command is `gc --hook`, whose usage errors are warnings.
+fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
     if let Some(topic) = cli::cargo_help_topic(&args) {
         return Err(cargo_help(topic).into());
     }
@@ -81,14 +100,14 @@ fn run() -> CliResult {
         Ok(parsed) => parsed,
         Err(e) => {
             term::init(term::Verbosity::Normal, color_flag);
-            return clap_error(e);
+            return clap_error(e, hook);
         }
     };
     let (verbosity, _) = config::output(&options);
     term::init(verbosity, options.color);
     if let Mode::Wrapped(args) = &mode {
         if let Err(e) = check_command(args) {
-            return clap_error(e);
+            return clap_error(e, false);
         }
         check_project(args)?;
     }
@@ -195,8 +214,9 @@ fn cargo_help(topic: &std::ffi::OsStr) -> anyhow::Error {
 
 /// Help and version go to stdout with exit 0; any other parse error is printed as clap renders
 /// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own (see
-/// `exit::USAGE`).
-fn clap_error(e: clap::Error) -> CliResult {
+/// `exit::USAGE`). For `gc --hook` (`hook`) it is an error returned, which `run` turns into
+/// a warning.
+fn clap_error(e: clap::Error, hook: bool) -> CliResult {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -207,6 +227,11 @@ fn clap_error(e: clap::Error) -> CliResult {
             "no command given: try `cargo guarded build`, or see `cargo guarded --help`"
         )
         .into()),
+        _ if hook => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            Err(anyhow!("{}", first.strip_prefix("error: ").unwrap_or(first)).into())
+        }
         _ => {
             term::write_styled(&e.render().ansi().to_string());
             Ok(Exit::USAGE)

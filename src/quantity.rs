@@ -18,6 +18,11 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A lease duration (`--ttl`, `--linger`): a duration of at most `max`. Anything longer is a
 /// typo, and clock arithmetic on it could overflow.
 pub(crate) fn parse_duration_at_most(s: &str, max: Duration) -> Result<Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(format!(
+            "duration `{s}` is negative; durations cannot be negative"
+        ));
+    }
     let d = parse_duration(s)?;
     if d > max {
         return Err(format!(
@@ -28,13 +33,19 @@ pub(crate) fn parse_duration_at_most(s: &str, max: Duration) -> Result<Duration,
     Ok(d)
 }
 
-/// A size such as `2GiB`, `500MB`, `512KiB`, or `0`; `forms` (every spelling the option accepts,
+/// A size such as `2GiB`, `500MB`, `512KiB`, or `0` (bytesize's units: `GiB`/`Gi` are binary,
+/// 1024³ bytes; `GB`/`G` are decimal, 1000³; case does not matter); `forms` (every spelling the option accepts,
 /// e.g. "`2GiB`, `500MB` or `15%`") is named in its errors. A bare number other than `0` is
 /// refused: `--min-free 2` meant 2 GiB to whoever typed it, never 2 bytes. The messages are
 /// ours: bytesize's ("couldn't parse … into a ByteSize, cannot parse float from empty string")
 /// describe its parser, not what to type.
 pub(crate) fn parse_size(s: &str, forms: &str) -> Result<u64, String> {
     let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "size `{s}` is negative; sizes cannot be negative (use `0` for none)"
+        ));
+    }
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return match t.parse::<f64>() {
             Ok(0.0) => Ok(0),
@@ -64,6 +75,11 @@ impl Threshold {
                 .trim()
                 .parse()
                 .map_err(|_| format!("invalid percentage `{s}`; use e.g. `15%` or `2GiB`"))?;
+            if pct < 0.0 {
+                return Err(format!(
+                    "percentage `{s}` is negative; shares of the disk cannot be negative"
+                ));
+            }
             if !(0.0..=100.0).contains(&pct) {
                 return Err(format!("percentage `{s}` is outside 0%..=100%"));
             }
@@ -184,6 +200,26 @@ mod tests {
         assert!(Threshold::parse("150%").is_err());
         assert!(Threshold::parse("lots").is_err());
         assert!(Threshold::parse("-3%").is_err());
+    }
+
+    /// What `--help` says of the units is what the parser does: `G` is decimal, `Gi` binary;
+    /// a negative size or share says so instead of calling the value invalid.
+    #[test]
+    fn units_are_as_help_says_and_sizes_are_never_negative() {
+        let parse_size = |s| parse_size(s, "`2GiB`");
+        assert_eq!(parse_size("2G").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("2gb").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("2Gi").unwrap(), 2 << 30);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("500M").unwrap(), 500_000_000);
+        for bad in ["-5GiB", " -1", "-0.5G"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.contains("sizes cannot be negative"), "{bad}: {e}");
+        }
+        let e = Threshold::parse("-5%").unwrap_err();
+        assert!(e.contains("cannot be negative"), "{e}");
+        let e = parse_duration_at_most("-5m", Duration::MAX).unwrap_err();
+        assert!(e.contains("negative"), "{e}");
     }
 
     /// Issue 21.2: a bare number other than `0` is refused, naming the accepted forms; no

@@ -193,7 +193,8 @@ fn acquire_and_check(
                 command: &command_line,
                 no_space: &no_space,
             });
-            return Err(CliError::new(no_space, Exit::TRY_LATER));
+            let notes = crate::report::no_space::notes(&no_space);
+            return Err(CliError::new(no_space, Exit::TRY_LATER).with_notes(notes));
         }
     };
     out.report(&Event::Ready {
@@ -216,9 +217,14 @@ fn acquire_and_check(
     Ok((session, lease_env))
 }
 
-/// Open (or create) the root and judge its locks.
+/// Open (or create) the root and judge its locks. A root created here is said once: a typo in
+/// `--root` would otherwise start a second root without a word.
 fn open_root(cfg: &Config) -> Result<(Root, LockTrust)> {
+    let new = std::fs::symlink_metadata(&cfg.root).is_err();
     let root = Root::create(&cfg.root)?;
+    if new {
+        term::status("Created", format_args!("root {}", root.path.display()));
+    }
     let trust = locks::assess(root.fd(), cfg.locks_forced);
     if trust != LockTrust::Trusted {
         term::verbose(

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::fs::{self, Space};
 use crate::job_id;
-use crate::lease::{self, Expiry, Hold, Holder, Root, TARGET};
+use crate::lease::{self, Protected, Root, TARGET};
 use crate::locks::LockTrust;
 use crate::prune::{self, BudgetState, LastPrune};
 use crate::scope::Scope;
@@ -165,6 +165,9 @@ pub(crate) struct Entry {
     pub(crate) verified: Option<warm::LastVerdict>,
     /// Why a dir is `unknown`.
     pub(crate) note: Option<String>,
+    /// Why a guard keeps it now (`None`: expired, or its lease could not be read): the same
+    /// reading, and words, as `gc`'s (`Protected::of_dir`).
+    pub(crate) kept: Option<Protected>,
     /// The dir's own lock is free but processes of its job's command still hold its tree lock
     /// (they outlived their wrapper): the dir is kept while they run.
     pub(crate) orphans: bool,
@@ -225,6 +228,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         budget: None,
         verified: None,
         note: None,
+        kept: None,
         orphans: false,
     };
     let lease = match root.open_job(name) {
@@ -234,11 +238,12 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
     match lease {
         Err(why) => entry.note = Some(why),
         Ok((l, dir)) => {
-            let holder = lease::probe(dir.as_fd(), trust);
-            entry.orphans = holder == Holder::Live(Hold::Tree);
-            entry.state = state(&lease::expiry(dir.as_fd(), &l, now, trust), &holder);
-            if let Holder::Unknown(why) = holder {
-                entry.note = Some(why);
+            let verdict = Protected::of_dir(dir.as_fd(), &l, now, trust);
+            entry.state = state(&verdict);
+            entry.kept = verdict.err();
+            entry.orphans = matches!(entry.kept, Some(Protected::TreeAlive { .. }));
+            if let Some(Protected::Unknown(why)) = &entry.kept {
+                entry.note = Some(why.clone());
             }
             entry.job_id = l.job_id.clone();
             entry.workspace = l.workspace.clone();
@@ -273,18 +278,19 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
     entry
 }
 
-/// What a guard may do with a dir, by its lease and its locks (`lease::probe`).
-fn state(expiry: &Expiry, holder: &Holder) -> LeaseState {
-    match (expiry, holder) {
-        // A lock that cannot be tried: kept and reported, never live, never gone.
-        (_, Holder::Unknown(_)) => LeaseState::Unknown,
-        (Expiry::Lingering { .. }, _) => LeaseState::Released,
+/// What a guard may do with a dir, by the reading `gc` decides with (`Protected::of_dir`).
+fn state(verdict: &Result<SystemTime, Protected>) -> LeaseState {
+    match verdict {
+        Ok(_) => LeaseState::Expired,
+        // A fresh heartbeat with its lock held; a stale one whose lock is still held (a stopped
+        // build), or its orphans still alive.
+        Err(
+            Protected::Live { .. } | Protected::StillLocked { .. } | Protected::TreeAlive { .. },
+        ) => LeaseState::Active,
+        Err(Protected::Lingering { .. }) => LeaseState::Released,
         // A fresh heartbeat, but nobody holds the locks: the holder was killed a moment ago.
-        (Expiry::Live { .. }, Holder::Gone) => LeaseState::Gone,
-        (Expiry::Live { .. }, _) => LeaseState::Active,
-        // A stale heartbeat but a held lock: a stopped build, or its orphans, still alive.
-        (Expiry::Expired { .. }, Holder::Live(_)) => LeaseState::Active,
-        (Expiry::Expired { .. }, Holder::Gone | Holder::Unseen) => LeaseState::Expired,
+        Err(Protected::Gone { .. }) => LeaseState::Gone,
+        Err(_) => LeaseState::Unknown,
     }
 }
 
@@ -293,10 +299,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::lease::{Expiry, Hold, Holder, Lease};
 
     /// The table of docs/protocol.md#what-a-lock-means, as `status` shows it.
     #[test]
     fn a_dir_is_shown_by_its_lease_and_its_locks() {
+        // Timestamps deserialize from borrowed text: parsed from a string, as leases are read.
+        let text = serde_json::json!({
+            "protocol": 1, "job_id": "j", "token": "t", "workspace": null, "toolchain": null,
+            "host": "h", "boot_id": null, "runner": null, "pid": 1,
+            "created_at": "2026-01-01T00:00:00Z", "renewed_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-01T00:10:00Z", "heartbeat_secs": 1, "ttl_secs": 600,
+            "state": "active", "size_bytes": null, "command": []
+        })
+        .to_string();
+        let lease: Lease = serde_json::from_str(&text).unwrap();
         let live = Expiry::Live {
             renewed_ago: Duration::from_secs(1),
         };
@@ -322,7 +339,10 @@ mod tests {
             (&expired, &Holder::Unseen, LeaseState::Expired),
             (&expired, &unknown, LeaseState::Unknown),
         ] {
-            assert_eq!(state(expiry, holder), want, "{expiry:?} {holder:?}");
+            let verdict = Protected::of_reading(expiry, holder, &lease);
+            assert_eq!(state(&verdict), want, "{expiry:?} {holder:?}");
         }
+        let gone = Protected::of_reading(&live, &Holder::Gone, &lease).unwrap_err();
+        assert_eq!(gone.detail().to_string(), "holder gone; reclaimable in 9m");
     }
 }

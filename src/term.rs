@@ -141,6 +141,11 @@ pub(crate) fn warn(msg: impl Display) {
     emit_label(AnsiColor::Yellow.on_default().bold(), "warning:", &msg);
 }
 
+/// A `note:` line after an error, one part of it (cargo's `note:`, bold bright green).
+pub(crate) fn note(msg: impl Display) {
+    emit_label(AnsiColor::BrightGreen.on_default().bold(), "note:", &msg);
+}
+
 /// The single place an error reaches the user (called from `main`).
 pub(crate) fn error(msg: impl Display) {
     emit_label(AnsiColor::Red.on_default().bold(), "error:", &msg);

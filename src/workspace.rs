@@ -73,14 +73,15 @@ pub(crate) fn start_dir(args: &[OsString], cwd: &Path) -> PathBuf {
 /// Identifies "the same build" across jobs (the warm-reuse key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WorkspaceKey {
-    /// Repository identity and the workspace's path inside it, e.g. `acme/widgets:crates/app`.
+    /// Repository identity (host and full path) and the workspace's path inside it, e.g.
+    /// `github.com/acme/widgets:crates/app`.
     pub(crate) workspace: String,
     /// `rustc -vV` release and host, e.g. `1.95.0 x86_64-unknown-linux-gnu`.
     pub(crate) toolchain: Option<String>,
 }
 
-/// Compute the key. `repo_hint` is the CI's repository name (`GITHUB_REPOSITORY`) if any;
-/// `toolchain` comes from [`toolchain`].
+/// Compute the key. `repo_hint` is the CI's repository ([`ci_repository`]) if any; `toolchain`
+/// comes from [`toolchain`].
 pub(crate) fn key(root: &Path, repo_hint: Option<&str>, toolchain: Option<String>) -> WorkspaceKey {
     let checkout = root.ancestors().find(|d| d.join(".git").exists());
     let (repo, rel) = match checkout {
@@ -107,7 +108,36 @@ pub(crate) fn key(root: &Path, repo_hint: Option<&str>, toolchain: Option<String
     }
 }
 
-/// `origin`'s repository (`acme/widgets`), asked of `git` itself: a `.git` that is a file
+/// The repository the CI says it builds, as host and full path (`github.com/acme/widgets`,
+/// `gitlab.example.com/a/x/repo`): the same key [`repository_of`] makes of the checkout's remote,
+/// read from the CI's variables, without a subprocess. GitHub: `GITHUB_REPOSITORY` on the host of
+/// `GITHUB_SERVER_URL` (github.com when unset); GitLab: `CI_PROJECT_PATH` (with its subgroups) on
+/// `CI_SERVER_HOST`; Buildkite: the remote in `BUILDKITE_REPO`. `var`: an environment variable,
+/// empty counting as unset.
+pub(crate) fn ci_repository(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let host_of = |url: String| {
+        gix_url::parse(url.as_str())
+            .ok()
+            .and_then(|u| u.host().map(str::to_ascii_lowercase))
+    };
+    if let Some(repo) = var("GITHUB_REPOSITORY") {
+        let host = var("GITHUB_SERVER_URL")
+            .and_then(host_of)
+            .unwrap_or_else(|| "github.com".into());
+        return Some(format!("{host}/{}", repo.trim_matches('/')));
+    }
+    if let Some(path) = var("CI_PROJECT_PATH") {
+        let host = var("CI_SERVER_HOST").or_else(|| var("CI_SERVER_URL").and_then(host_of));
+        let path = path.trim_matches('/');
+        return Some(match host {
+            Some(host) => format!("{}/{path}", host.to_ascii_lowercase()),
+            None => path.to_owned(),
+        });
+    }
+    var("BUILDKITE_REPO").and_then(|url| repository_of(&url))
+}
+
+/// `origin`'s repository (`github.com/acme/widgets`), asked of `git` itself: a `.git` that is a file
 /// (worktrees, submodules: `gitdir: …`, `commondir`), `include.path` and `includeIf` are read
 /// exactly as git reads them. This runs only when a job creates or adopts a dir, never on the
 /// resume path of a no-op build. Without git, or in a checkout git cannot read, the checkout's
@@ -140,15 +170,24 @@ fn git_remote(top: &Path) -> Option<String> {
     repository_of(String::from_utf8(out.stdout).ok()?.trim())
 }
 
-/// `git@host:acme/widgets.git`, `https://host/acme/widgets/` and `ssh://git@host/acme/widgets`
-/// name one repository: `acme/widgets`.
+/// The repository a remote URL names, as host and full path: `git@host:acme/widgets.git`,
+/// `ssh://git@host:2222/acme/widgets`, `https://user@host/acme/widgets/` all name
+/// `host/acme/widgets`, and GitLab's subgroups stay apart (`host/a/x/repo`, `host/b/x/repo`), as
+/// do two hosts' `acme/widgets`. gitoxide's parser reads every form git accepts. The port and the
+/// user are left out: one repository reached over ssh on 2222 and over https on 443 is one
+/// build. A local path (no host) is kept whole.
 fn repository_of(url: &str) -> Option<String> {
-    let url = url.trim_end_matches('/').trim_end_matches(".git");
-    if url.is_empty() {
-        return None;
+    let parsed = gix_url::parse(url.trim()).ok()?;
+    let path = std::str::from_utf8(&parsed.path).ok()?;
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    match parsed.host() {
+        Some(host) => {
+            let path = path.trim_start_matches('/');
+            (!path.is_empty()).then(|| format!("{}/{path}", host.to_ascii_lowercase()))
+        }
+        None => (!path.is_empty()).then(|| path.to_owned()),
     }
-    let tail: Vec<&str> = url.rsplit(['/', ':']).take(2).collect();
-    Some(tail.into_iter().rev().collect::<Vec<_>>().join("/"))
 }
 
 /// What rustup picks a toolchain by, for a `rustc` that is its proxy.
@@ -371,9 +410,12 @@ mod tests {
             &repo,
             &["remote", "add", "origin", "git@github.com:acme/widgets.git"],
         );
-        assert_eq!(git_remote(&repo).as_deref(), Some("acme/widgets"));
+        assert_eq!(
+            git_remote(&repo).as_deref(),
+            Some("github.com/acme/widgets")
+        );
         let k = key(&repo.join("sub"), None, None);
-        assert_eq!(k.workspace, "acme/widgets:sub");
+        assert_eq!(k.workspace, "github.com/acme/widgets:sub");
         assert_eq!(k.toolchain, None);
 
         // A linked worktree: `.git` is a file (`gitdir: …/worktrees/wt`), the remote lives in
@@ -382,7 +424,7 @@ mod tests {
         let wt = t.path().join("wt");
         git(&repo, &["worktree", "add", "-q", wt.to_str().unwrap()]);
         assert!(wt.join(".git").is_file());
-        assert_eq!(key(&wt, None, None).workspace, "acme/widgets");
+        assert_eq!(key(&wt, None, None).workspace, "github.com/acme/widgets");
 
         // A submodule's `.git` file points into the superproject's `.git/modules/`.
         let sub = t.path().join("sub");
@@ -400,7 +442,85 @@ mod tests {
         );
         git(&modules, &["config", "core.bare", "false"]);
         fs::write(sub.join(".git"), "gitdir: ../modules/sub\n").unwrap();
-        assert_eq!(key(&sub, None, None).workspace, "acme/sub");
+        assert_eq!(key(&sub, None, None).workspace, "github.com/acme/sub");
+    }
+
+    /// The key keeps the host and the whole path: GitLab subgroups and two hosts' same-named
+    /// repositories stay apart; the ssh, scp-like and https forms of one remote agree, ports and
+    /// users aside; the CI's own variables give the same key as the checkout's remote.
+    #[test]
+    fn the_repository_key_is_host_and_full_path() {
+        let of = |u| repository_of(u).unwrap_or_else(|| panic!("{u}"));
+        // One repository, every form.
+        for url in [
+            "git@gitlab.example.com:a/x/repo.git",
+            "ssh://git@gitlab.example.com/a/x/repo.git",
+            "ssh://git@gitlab.example.com:2222/a/x/repo",
+            "https://gitlab.example.com/a/x/repo.git",
+            "https://ci-token:secret@GitLab.Example.com:8443/a/x/repo/",
+            "git://gitlab.example.com/a/x/repo",
+        ] {
+            assert_eq!(of(url), "gitlab.example.com/a/x/repo", "{url}");
+        }
+        // Subgroups with one name under two groups are two repositories.
+        assert_ne!(
+            of("git@gitlab.example.com:a/x/repo.git"),
+            of("git@gitlab.example.com:b/x/repo.git")
+        );
+        // Two hosts' acme/widgets are two repositories.
+        assert_eq!(
+            of("git@github.com:acme/widgets.git"),
+            "github.com/acme/widgets"
+        );
+        assert_eq!(
+            of("https://git.example.org/acme/widgets"),
+            "git.example.org/acme/widgets"
+        );
+        // A local remote keeps its path.
+        assert_eq!(of("/srv/git/widgets.git"), "/srv/git/widgets");
+        assert_eq!(repository_of(""), None);
+        assert_eq!(repository_of("https://host/"), None);
+
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let github = env(&[
+            ("GITHUB_REPOSITORY", "acme/widgets"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+        ]);
+        assert_eq!(
+            ci_repository(&github).as_deref(),
+            Some("github.com/acme/widgets")
+        );
+        let ghes = env(&[
+            ("GITHUB_REPOSITORY", "acme/widgets"),
+            ("GITHUB_SERVER_URL", "https://ghe.example.com"),
+        ]);
+        assert_eq!(
+            ci_repository(&ghes).as_deref(),
+            Some("ghe.example.com/acme/widgets")
+        );
+        let gitlab = env(&[
+            ("CI_PROJECT_PATH", "a/x/repo"),
+            ("CI_SERVER_HOST", "gitlab.example.com"),
+        ]);
+        assert_eq!(
+            ci_repository(&gitlab),
+            Some(of("git@gitlab.example.com:a/x/repo.git"))
+        );
+        let other_group = env(&[
+            ("CI_PROJECT_PATH", "b/x/repo"),
+            ("CI_SERVER_HOST", "gitlab.example.com"),
+        ]);
+        assert_ne!(ci_repository(&gitlab), ci_repository(&other_group));
+        let buildkite = env(&[("BUILDKITE_REPO", "git@github.com:acme/widgets.git")]);
+        assert_eq!(ci_repository(&buildkite), ci_repository(&github));
+        assert_eq!(ci_repository(&env(&[])), None);
     }
 
     #[test]

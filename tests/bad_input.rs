@@ -245,3 +245,139 @@ fn a_program_that_cannot_start_is_one_error_and_releases_the_lease() {
     assert_eq!(env.lease("missing")["state"], "released");
     assert!(!is_locked(&env.root.join("missing")));
 }
+
+/// Limits that make no sense: a TTL the heartbeat cannot keep is refused with the floor named;
+/// a negative size or duration says it cannot be negative (not clap's "unexpected argument");
+/// a lease longer than a day is taken, with a warning; `--help` says what `G` and `GiB` mean.
+#[test]
+fn limits_that_make_no_sense_are_refused_or_warned_about() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--ttl", "0s", "build"], &["--ttl", "0s", "floor of 1s"]),
+        (&["--ttl", "500ms", "build"], &["500ms", "floor of 1s"]),
+        (
+            &["--min-free", "-5GiB", "build"],
+            &["--min-free", "-5GiB", "sizes cannot be negative"],
+        ),
+        (
+            &["--max-root-size", "-1G", "gc"],
+            &["-1G", "sizes cannot be negative"],
+        ),
+        (
+            &["--reclaim-below", "-5%", "gc"],
+            &["-5%", "cannot be negative"],
+        ),
+        (&["--linger", "-1h", "build"], &["-1h", "negative"]),
+    ];
+    for (args, needles) in cases {
+        let env = Env::new();
+        let ws = env.fixture("small");
+        let out = run_with(&env, &ws, &[], args);
+        assert_clap_error(&out, needles);
+        assert!(
+            !stderr(&out).contains("unexpected argument"),
+            "{}",
+            describe(&out)
+        );
+        assert!(env.job_dirs().is_empty(), "{args:?}: a lease was taken");
+    }
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let out = run_with(&env, &ws, &[("CARGO_GUARDED_TTL", "0s")], &["build"]);
+    assert_one_line_error(&out, &["CARGO_GUARDED_TTL", "floor of 1s"]);
+
+    for (flag, what) in [
+        ("--ttl", "a dir whose job died"),
+        ("--linger", "a released dir"),
+    ] {
+        let out = env.run(&ws, ["--job-id", "long", flag, "30d", "exec", "--", "true"]);
+        assert_success(&out);
+        let warning = stderr(&out)
+            .lines()
+            .find(|l| l.starts_with("warning: ") && l.contains(flag))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no warning for {flag} 30d: {}", describe(&out)));
+        assert!(
+            warning.contains("30days") && warning.contains("beyond 1day") && warning.contains(what),
+            "{warning}"
+        );
+    }
+    let help = stdout(&env.ok(&ws, ["--help"]));
+    assert!(
+        help.contains("`2GiB` (or `2Gi`) is 2 x 1024^3 bytes, `2GB` (or `2G`) is 2 x 1000^3"),
+        "{help}"
+    );
+}
+
+/// `gc --hook` runs before every job on a runner: whatever is wrong, it exits 0 with a warning
+/// naming the problem (as its help and the README say), never an `error:`, and changes nothing.
+#[test]
+fn gc_hook_exits_0_with_a_warning_whatever_is_wrong() {
+    let env = Env::new();
+    let foreign = env.path().join("home");
+    std::fs::create_dir_all(foreign.join("docs")).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let file = env.path().join("root-file");
+    std::fs::write(&file, "not a dir").unwrap();
+    let read_only = env.path().join("read-only-root");
+    std::fs::create_dir(&read_only).unwrap();
+    let unwritable = require("an unwritable dir", ReadOnly::make(&[&read_only]));
+    let good = env.path().join("root");
+    std::fs::create_dir(&good).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    // (root, extra environment, what the warning must name)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, Vec<String>);
+    let mut cases: Vec<Case> = vec![
+        (
+            path(&foreign),
+            vec![],
+            vec![path(&foreign), "not a cargo-guarded root".into()],
+        ),
+        (path(&file), vec![], vec![path(&file)]),
+        (
+            path(&good),
+            vec![("CARGO_GUARDED_TTL", "abc")],
+            vec!["CARGO_GUARDED_TTL".into(), "abc".into()],
+        ),
+        (
+            path(&good),
+            vec![("CARGO_GUARDED_LOCKS", "sometimes")],
+            vec!["CARGO_GUARDED_LOCKS".into(), "sometimes".into()],
+        ),
+    ];
+    if unwritable.is_some() {
+        cases.push((path(&read_only), vec![], vec![path(&read_only)]));
+    }
+    for (root, vars, needles) in &cases {
+        let before = env.outside_root();
+        let mut cmd = env.cmd(env.path());
+        cmd.env("CARGO_GUARDED_ROOT", root)
+            .envs(vars.iter().copied())
+            .args(["guarded", "gc", "--hook"]);
+        let out = output(&mut cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{root} {vars:?}: {}",
+            describe(&out)
+        );
+        let err = stderr(&out);
+        assert!(!err.contains("error:"), "{root} {vars:?}: {err}");
+        let warning = err
+            .lines()
+            .find(|l| l.starts_with("warning: "))
+            .unwrap_or_else(|| panic!("{root} {vars:?}: no warning: {err}"));
+        for n in needles {
+            assert!(
+                warning.contains(n.as_str()),
+                "{root} {vars:?}: should name {n}: {warning}"
+            );
+        }
+        assert_eq!(
+            env.outside_root(),
+            before,
+            "{root} {vars:?}: changed something"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a dir");
+    assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
+}

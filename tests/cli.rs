@@ -329,20 +329,33 @@ fn status_is_a_table_sorted_by_state_with_totals_and_stale_sizes_marked() {
         );
         assert_eq!(&l[col - 2..col], "  ", "{text}");
     }
+    // Recorded at release: the empty target dir (its own blocks, as `du -s` counts them).
+    let recorded = env.lease("lingering")["size_bytes"].as_u64().unwrap();
+    assert!(recorded < 64 * 1024, "{recorded}");
     assert!(
-        text.contains("total: live 0 dirs, 0 B; lingering 1 dir, 0 B; reclaimable 2 dirs, "),
+        text.contains("total: live 0 dirs, 0 B; lingering 1 dir, ")
+            && text.contains("; reclaimable 2 dirs, "),
         "{text}"
     );
-    assert!(lines[2].contains("0 B*"), "{text}");
+    assert!(
+        lines[2].contains(" B*") || lines[2].contains("KiB*"),
+        "{text}"
+    );
     assert!(text.contains("`--sizes` measures now"), "{text}");
     // --sizes measures: the file shows, nothing is marked stale.
     let out = env.ok(&ws, ["status", "--sizes"]);
     let text = stdout(&out);
     assert!(!text.contains("B*"), "{text}");
-    assert!(
-        text.contains("lingering 1 dir, ") && !text.contains("lingering 1 dir, 0 B"),
-        "{text}"
-    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.ok(&ws, ["status", "--sizes", "--json"]).stdout).unwrap();
+    let measured = json["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["job_id"] == "lingering")
+        .and_then(|l| l["size_bytes"].as_u64())
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert!(measured >= recorded + 64 * 1024, "{measured} {text}");
 }
 
 #[test]
@@ -449,14 +462,17 @@ fn every_exit_code_of_the_wrapper_is_in_the_readme_table() {
 }
 
 /// Issue 21, item 4: the exit-75 message said "after reclaiming every expired job dir; no live
-/// leases hold space" while a warm expired dir and lingering dirs held space. It now says what
-/// the sweep reclaimed, what each kind of dir still holds, and what frees it.
+/// leases hold space" while a warm expired dir and lingering dirs held space. It says what the
+/// sweep reclaimed, what each kind of dir still holds, and what frees it: a short `error:` line,
+/// then a `note:` line each, as cargo words a multi-part error. A live dir whose lease recorded
+/// no size yet says so (not `at least 0 B live`, not `size unknown`).
 #[test]
 fn exit_75_says_what_was_reclaimed_and_what_still_holds_space() {
     let env = Env::new();
     let ws = env.fixture("small");
     // Two expired dirs of one workspace: the older goes (beyond --keep-expired 1), the newer is
-    // kept warm. One released dir still lingers.
+    // kept warm. One released dir still lingers; one job of another runner is live, its size
+    // not recorded yet.
     let mut older = expired_lease("old-1", Some(7 << 20));
     for time in ["created_at", "renewed_at"] {
         older[time] = ts(-9000).into();
@@ -467,35 +483,59 @@ fn exit_75_says_what_was_reclaimed_and_what_still_holds_space() {
     let mut lingering = expired_lease("lingers", Some(3 << 20));
     lingering["expires_at"] = ts(3000).into();
     plant_job(&env.root, "lingers", &lingering);
+    let mut live = expired_lease("k9", None);
+    live["state"] = "active".into();
+    live["renewed_at"] = ts(0).into();
+    live["expires_at"] = ts(600).into();
+    plant_job(&env.root, "k9", &live);
 
     let out = env.run(&ws, ["--min-free", "100%", "--job-id", "refused", "build"]);
     assert_eq!(out.status.code(), Some(75), "{}", describe(&out));
     let err = stderr(&out);
-    let line = err
+    let lines: Vec<&str> = err
         .lines()
-        .find(|l| l.starts_with("error: not enough free disk space"))
+        .skip_while(|l| !l.starts_with("error: "))
+        .collect();
+    let (error, notes) = lines
+        .split_first()
         .unwrap_or_else(|| panic!("{}", describe(&out)));
-    assert!(!line.contains("every expired job dir"), "{line}");
+    assert!(
+        error.starts_with("error: not enough free disk space on ")
+            && error.ends_with(" bytes) by --min-free")
+            && !error.contains(';'),
+        "{error}"
+    );
+    assert_eq!(notes.len(), 4, "{}", describe(&out));
+    assert!(notes.iter().all(|l| l.starts_with("note: ")), "{err}");
     // What was really unlinked (the planted dirs are nearly empty, whatever their leases say).
     assert!(
-        line.contains("; reclaimed ") && line.contains(" from 1 expired dir;"),
-        "{line}"
+        notes[0].starts_with("note: reclaimed ") && notes[0].ends_with(" from 1 expired dir"),
+        "{err}"
+    );
+    assert_eq!(
+        notes[1],
+        "note: 1 live dir, its size not recorded yet (biggest: k9 by runner-9 (pid 4121)), \
+         freed when its job ends"
     );
     assert!(
-        line.contains(
-            "1 dir, 3.0 MiB lingering (released; they expire after --linger, the first in"
+        notes[2].starts_with(
+            "note: 1 lingering dir holds 3.0 MiB (released; they expire after --linger, the \
+             first in"
         ),
-        "{line}"
+        "{err}"
     );
     assert!(
-        line.contains(
-            "1 dir, 5.0 MiB expired, kept warm for reuse (`cargo guarded gc --all-expired` \
-             reclaims them"
+        notes[3].starts_with(
+            "note: 1 expired dir holds 5.0 MiB, kept warm for reuse (`cargo guarded gc \
+             --all-expired` reclaims them"
         ),
-        "{line}"
+        "{err}"
     );
-    assert!(!line.contains(" live"), "no live dir: {line}");
-    assert_eq!(env.job_dirs(), ["lingers", "old-2", "refused"]);
+    assert!(
+        !err.contains("0 B") && !err.contains("size unknown"),
+        "{err}"
+    );
+    assert_eq!(env.job_dirs(), ["k9", "lingers", "old-2", "refused"]);
 }
 
 /// Issue 21, item 10: `-q` or `-v` given to the wrapped cargo command quiets or raises the

@@ -708,3 +708,46 @@ fn same_job_at_once_gives_up_after_wait() {
     assert_success(&h.finish(60));
     assert_eq!(env.lease("same")["state"], "released");
 }
+
+/// A root that does not exist is created, with its parents, and said once: a typo in `--root`
+/// does not start a second root without a word. A relative root that lands inside the
+/// workspace is refused before anything is created: the heartbeats would change files under
+/// the package, and a build script without `rerun-if-changed` reran on every job.
+#[test]
+fn a_new_root_is_said_once_and_a_relative_one_inside_the_workspace_is_refused() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let root = env.path().join("new/parents/root");
+    let root_arg = root.to_str().unwrap();
+    let first = env.ok(&ws, ["--root", root_arg, "exec", "--", "true"]);
+    let created: Vec<String> = stderr(&first)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Created root"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        created,
+        [format!("     Created root {root_arg}")],
+        "{}",
+        describe(&first)
+    );
+    assert!(root.join(".cargo-guarded-root").is_file());
+    let again = env.ok(&ws, ["--root", root_arg, "exec", "--", "true"]);
+    assert!(!stderr(&again).contains("Created"), "{}", describe(&again));
+
+    for relative in [".cache/cg", "sub/../cg", "./target/cg"] {
+        let out = env.run(&ws, ["--root", relative, "exec", "--", "true"]);
+        assert_eq!(out.status.code(), Some(1), "{relative}: {}", describe(&out));
+        let line = one_line_error(&out);
+        assert!(
+            line.contains(relative)
+                && line.contains("inside the workspace")
+                && line.contains(ws.to_str().unwrap()),
+            "{relative}: {line}"
+        );
+    }
+    assert!(!ws.join(".cache").exists() && !ws.join("cg").exists() && !ws.join("target").exists());
+    // Relative but outside the workspace: fine.
+    env.ok(&ws, ["--root", "../outside", "exec", "--", "true"]);
+    assert!(env.path().join("outside/.cargo-guarded-root").is_file());
+}

@@ -1055,3 +1055,95 @@ fn max_root_size_reclaims_oldest_expired_until_under_the_cap() {
     send_signal(hold.pid(), libc::SIGTERM);
     hold.finish(60);
 }
+
+/// A seed's copy cut short (an unfinished `.new-*` dir) is counted as what deleting it frees:
+/// in the `Removed` line (a dry run's too), and toward the sweep's target. Here the target is `--max-root-size`:
+/// the leftover copy alone brings the root under the cap, so the warm dir stays.
+#[test]
+fn a_leftover_seed_copy_counts_its_bytes() {
+    let env = Env::new();
+    expired(&env, "warm");
+    let copy = env.root.join(".new-seeded.1234");
+    std::fs::create_dir_all(copy.join("target/debug")).unwrap();
+    std::fs::write(copy.join("target/debug/big"), vec![1u8; 8 << 20]).unwrap();
+    // Old enough for a sweep's "abandoned .new-*" rule (`--ttl 1s` makes that age 1s).
+    assert!(wait_for(10, || {
+        use std::os::unix::fs::MetadataExt;
+        let ctime = std::fs::metadata(&copy).unwrap().ctime();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        now - ctime >= 2
+    }));
+    // Over the cap by less than the copy holds.
+    let cap = format!("{}B", du(&env.root) - (4 << 20));
+    let args = [
+        "--ttl",
+        "1s",
+        "--reclaim-below",
+        "0%",
+        "--max-root-size",
+        &cap,
+    ];
+    // A dry run names it, with the bytes the run then frees, and removes nothing.
+    let dry = gc_json(&env, &[&args[..], &["--dry-run"]].concat());
+    assert!(copy.exists(), "a dry run removed");
+    let report = gc_json(&env, &args);
+    assert_eq!(dry["removed"], report["removed"], "dry run: {dry:#}");
+    let removed = report["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{report:#}");
+    assert_eq!(removed[0]["unfinished"], true, "{report:#}");
+    assert!(
+        removed[0]["bytes"].as_u64().unwrap() >= 8 << 20,
+        "{report:#}"
+    );
+    assert!(!copy.exists());
+    assert!(env.root.join("warm/target").exists(), "{report:#}");
+    assert!(
+        kept_reason(&report, "warm").contains("warm for reuse"),
+        "{report:#}"
+    );
+}
+
+/// After a `kill -9`, the lease still has a fresh heartbeat but nobody holds its locks: `status`
+/// and `gc` read it the same way and say it in the same words (they said "gone (holder gone;
+/// reclaimable in 9m)" and "Kept … (lease held by … renewed 2s ago)").
+#[test]
+fn a_killed_job_reads_the_same_in_status_and_gc() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let hold = env.spawn(&ws, "hold", ["--job-id", "killed", "hold"]);
+    assert!(
+        wait_for(60, || hold.stderr_so_far().contains("Holding")),
+        "{}",
+        hold.stderr_so_far()
+    );
+    send_signal(hold.pid(), libc::SIGKILL);
+    let _ = hold.finish(30);
+    let status = env.status();
+    assert_eq!(status["leases"][0]["state"], "gone", "{status:#}");
+    let table = stdout(&env.ok(env.path(), ["status"]));
+    let row = table
+        .lines()
+        .find(|l| l.contains("killed"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let said = row
+        .split_once("(holder gone; reclaimable in ")
+        .map(|(_, rest)| rest.split(')').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{row}"));
+    for extra in [&["--dry-run"][..], &[]] {
+        let report = gc_json(&env, extra);
+        assert_eq!(
+            kept_reason(&report, "killed"),
+            format!("kept: holder gone; reclaimable in {said}"),
+            "{extra:?}"
+        );
+        let text = stderr(&env.ok(env.path(), ["gc"].iter().chain(extra)));
+        assert!(
+            text.contains(&format!("Kept killed (holder gone; reclaimable in {said})")),
+            "{extra:?}: {text}"
+        );
+    }
+    assert!(env.root.join("killed/target").exists());
+}

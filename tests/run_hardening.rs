@@ -420,6 +420,23 @@ fn hostile_lease_strings_never_start_a_workflow_command_line() {
     live["renewed_at"] = json!(ts(0));
     live["expires_at"] = json!(ts(3600));
     plant(&env.root, "live", &live, 4);
+    // Its lock held, as a running job holds it: `gc` then names the lease's holder (a fresh
+    // lease whose lock nobody holds reads "holder gone", with no lease data).
+    let mut lock = std::process::Command::new("flock")
+        .arg(env.root.join("live"))
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let held = || {
+        !std::process::Command::new("flock")
+            .arg("-n")
+            .arg(env.root.join("live"))
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(wait_for(10, held), "flock never took the dir's lock");
     let mut old = expired_lease("y\n::error::pwned", None);
     old["runner"] = json!("r\n::warning::runner");
     plant(&env.root, "old", &old, 4);
@@ -442,6 +459,8 @@ fn hostile_lease_strings_never_start_a_workflow_command_line() {
         assert!(all.contains("\\n::"), "{}", describe(out));
     }
     assert!(!env.root.join("old").exists());
+    let _ = lock.kill();
+    let _ = lock.wait();
 }
 
 // --- `--config FILE` (14.4) -----------------------------------------------------------------

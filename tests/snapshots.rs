@@ -43,6 +43,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
         str![[r#"
 [exit 0]
 --- stderr
+     Created root [ROOT]
        Using job dir [ROOT]/job-1 (fresh dir: no finished dir of this workspace to adopt or seed from)
    Compiling util v0.1.0 ([TMP]/small/util)
    Compiling app v0.1.0 ([TMP]/small/app)
@@ -128,8 +129,11 @@ fn a_job_refused_for_disk_space_exits_75() {
         str![[r#"
 [exit 75]
 --- stderr
+     Created root [ROOT]
        Using job dir [ROOT]/job-1 (fresh dir: no finished dir of this workspace to adopt or seed from)
-error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free; the sweep reclaimed nothing; no other job dir holds space in the root: the space is used outside it
+error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free
+note: the sweep reclaimed nothing
+note: no other job dir holds space in the root: the space is used outside it
 
 "#]]
     );
@@ -292,7 +296,7 @@ fn gc_hook_mode() {
 [exit 0]
 --- stderr
      Removed old (expired [AGE] ago, [SIZE])
-   Reclaimed [SIZE] in 1 dir of [ROOT]; now [PCT] used ([SIZE] free); kept 2 dirs: 1 live, 1 unreadable or skipped
+   Reclaimed [SIZE] in 1 dir of [ROOT]; now [PCT] used ([SIZE] free); kept 2 dirs: 1 lingering, 1 unreadable or skipped
 
 "#]]
     );
@@ -526,6 +530,7 @@ fn github_step_outputs_and_summary() {
         str![[r#"
 [exit 0]
 --- stderr
+     Created root [ROOT]
        Using job dir [ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b (fresh dir: no finished dir of this workspace to adopt or seed from)
    Compiling util v0.1.0 ([TMP]/small/util)
    Compiling app v0.1.0 ([TMP]/small/app)
@@ -568,7 +573,9 @@ At release, the dir is [SIZE] against its budget of [SIZE] ([SIZE] used by recen
 [exit 75]
 --- stderr
 ::error title=cargo-guarded%3A not enough disk space::[SIZE] free on [ROOT], [SIZE] required by min-free ([BYTES] < [BYTES] bytes); no sweep ran (free space was above --reclaim-below); no other job dir holds space in the root: the space is used outside it; exit 75
-error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free; no sweep ran (free space was above --reclaim-below); no other job dir holds space in the root: the space is used outside it
+error: not enough free disk space on [ROOT]: [SIZE] free ([BYTES] bytes), [SIZE] required ([BYTES] bytes) by --min-free
+note: no sweep ran (free space was above --reclaim-below)
+note: no other job dir holds space in the root: the space is used outside it
 --- GITHUB_OUTPUT
 target-dir=[ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b/target
 job-id=gh-octo/app-7001-1-build-runner-1

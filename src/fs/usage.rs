@@ -146,9 +146,13 @@ impl Walk {
         }
     }
 
-    /// Add the tree whose top is the open dir `root`; `None` once the deadline passes.
+    /// Add the tree whose top is the open dir `root`, the top itself included (as `du -s`
+    /// counts it, and as deleting the tree frees it); `None` once the deadline passes.
     fn tree(&mut self, root: OwnedFd) -> Option<()> {
         let mount = mount_of(root.as_fd()).ok()?;
+        if let Ok(st) = rustix::fs::fstat(&root) {
+            self.usage.add(&st);
+        }
         // Pending dirs by (open parent, name), each opened only when its turn comes: the fds
         // held are those of dirs with pending children, not one per pending dir (a
         // `.fingerprint/` with thousands of subdirs would otherwise exhaust the fd limit).

@@ -114,13 +114,7 @@ pub(crate) fn claim(
 /// after `mkdir`, so an unlocked one older than `min_age` is abandoned.
 pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> Option<OsString> {
     let dir = root.open_job(name).ok()?;
-    let st = rustix::fs::fstat(&dir).ok()?;
-    let changed = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_ctime.max(0) as u64);
-    if SystemTime::now()
-        .duration_since(changed)
-        .unwrap_or_default()
-        < min_age
-    {
+    if !old_enough(&dir, min_age) {
         return None;
     }
     // Its creator made the tree lock right after locking the dir: both, as for any job dir.
@@ -135,6 +129,19 @@ pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> 
             None
         }
     }
+}
+
+/// Whether the `.new-*` dir `dir` last changed at least `min_age` ago (its inode's ctime): one
+/// younger may still be getting its creator's lock.
+pub(crate) fn old_enough(dir: &File, min_age: Duration) -> bool {
+    let Ok(st) = rustix::fs::fstat(dir) else {
+        return false;
+    };
+    let changed = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_ctime.max(0) as u64);
+    SystemTime::now()
+        .duration_since(changed)
+        .unwrap_or_default()
+        >= min_age
 }
 
 /// Rename `name` into `.trash/` under a unique name (the caller holds its lock on `dir`),

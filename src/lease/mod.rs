@@ -44,11 +44,11 @@ mod session;
 mod tests;
 
 pub(crate) use acquire::WaitTimedOut;
-pub(crate) use claim::{Claim, claim, claim_unfinished};
+pub(crate) use claim::{Claim, claim, claim_unfinished, old_enough as unfinished_old_enough};
 pub(crate) use clock::Now;
 pub(crate) use expiry::{Expiry, classify};
 pub(crate) use held::Held;
-pub(crate) use joblock::{expiry, hold as hold_job_lock, record_in_released};
+pub(crate) use joblock::{hold as hold_job_lock, record_in_released};
 pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use protected::{KeptAs, Protected};
 pub(crate) use record::{Lease, Owner, State, read};
@@ -83,6 +83,13 @@ pub(crate) const ROOT_MARKER: &str = ".cargo-guarded-root";
 /// inside the years RFC 3339 can print (up to 9999), so every lease we write can be read back.
 pub(crate) const MAX_LEASE_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
+/// The shortest `--ttl` we accept: the heartbeat renews a lease every `ttl/5` but at most every
+/// 100 ms (`record::heartbeat_interval`), so below this a live job's dir would expire between
+/// two beats (`0s` even as it starts).
+pub(crate) const MIN_TTL: Duration = Duration::from_secs(1);
+/// Beyond this a `--ttl` or `--linger` gets a warning: a dir whose job died (TTL) or ended
+/// (linger) stays out of the guard's reach that long, which is rarely what was meant.
+pub(crate) const SANE_LEASE_CEILING: Duration = Duration::from_secs(24 * 3600);
 /// `--ttl`'s default: an active lease whose heartbeat stopped this long ago is expired. The
 /// heartbeat renews it every `ttl/5`, at most every 60 s (`record::heartbeat_interval`), so
 /// several missed beats stay inside it.

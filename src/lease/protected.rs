@@ -2,9 +2,12 @@
 //! type: the guard decides with it, `report` renders it, and nothing parses it back.
 
 use std::fmt;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, SystemTime};
 
-use super::{Expiry, Lease, NotAJobDir, TRASH};
+use super::probe::{Hold, Holder};
+use super::{Expiry, Lease, NotAJobDir, Now, TRASH};
+use crate::locks::LockTrust;
 use crate::quantity::RoundDuration;
 
 /// What the lease protocol says against reclaiming a dir.
@@ -26,6 +29,9 @@ pub(crate) enum Protected {
         holder: String,
         renewed_ago: Duration,
     },
+    /// The lease is active with a fresh heartbeat, but nobody holds its locks: its job was
+    /// killed (`kill -9`) a moment ago. Reclaimable once the heartbeat is older than the TTL.
+    Gone { reclaimable_in: Duration },
     /// Released, still protected for the job's later steps.
     Lingering { expires_in: Duration },
     /// The rename into `.trash/` failed.
@@ -56,10 +62,58 @@ impl Protected {
         }
     }
 
+    /// What the lease and the locks of an open job dir say, read once the same way for `status`
+    /// and the guard, so the two never disagree (a killed job's dir is "holder gone" in both):
+    /// `Ok(since)` if it expired and nobody holds it, else why it is kept. The guard claims an
+    /// expired dir under its lock afterwards, which checks again.
+    pub(crate) fn of_dir(
+        dir: BorrowedFd<'_>,
+        lease: &Lease,
+        now: &Now,
+        trust: LockTrust,
+    ) -> Result<SystemTime, Protected> {
+        let expiry = super::joblock::expiry(dir, lease, now, trust);
+        let holder = super::probe(dir, trust);
+        Protected::of_reading(&expiry, &holder, lease)
+    }
+
+    /// [`Protected::of_dir`] once the lease's expiry and the holder of its locks are known.
+    pub(crate) fn of_reading(
+        expiry: &Expiry,
+        holder: &Holder,
+        lease: &Lease,
+    ) -> Result<SystemTime, Protected> {
+        let tree_alive = || Protected::TreeAlive {
+            job_id: lease.job_id.clone(),
+        };
+        match (expiry, holder) {
+            // A lock that cannot be tried: kept and reported, never live, never gone.
+            (_, Holder::Unknown(why)) => Err(Protected::Unknown(why.clone())),
+            (Expiry::Lingering { expires_in }, _) => Err(Protected::Lingering {
+                expires_in: *expires_in,
+            }),
+            (Expiry::Live { renewed_ago }, Holder::Gone) => Err(Protected::Gone {
+                reclaimable_in: lease.ttl().saturating_sub(*renewed_ago),
+            }),
+            (Expiry::Live { .. }, Holder::Live(Hold::Tree)) => Err(tree_alive()),
+            // Held, or untrusted locks that prove nothing: the fresh heartbeat decides.
+            (Expiry::Live { renewed_ago }, _) => Err(Protected::Live {
+                holder: lease.holder(),
+                renewed_ago: *renewed_ago,
+            }),
+            // A stale heartbeat but a held lock: a stopped build, or its orphans, still alive.
+            (Expiry::Expired { .. }, Holder::Live(Hold::Dir)) => Err(Protected::StillLocked {
+                holder: lease.holder(),
+            }),
+            (Expiry::Expired { .. }, Holder::Live(Hold::Tree)) => Err(tree_alive()),
+            (Expiry::Expired { since }, Holder::Gone | Holder::Unseen) => Ok(*since),
+        }
+    }
+
     pub(crate) fn kind(&self) -> KeptAs {
         match self {
             Protected::Live { .. } | Protected::TreeAlive { .. } => KeptAs::Live,
-            Protected::Lingering { .. } => KeptAs::Lingering,
+            Protected::Lingering { .. } | Protected::Gone { .. } => KeptAs::Lingering,
             _ => KeptAs::Unknown,
         }
     }
@@ -102,6 +156,11 @@ impl fmt::Display for Detail<'_> {
                 f,
                 "lease held by {holder}, renewed {} ago",
                 RoundDuration(*renewed_ago)
+            ),
+            Protected::Gone { reclaimable_in } => write!(
+                f,
+                "holder gone; reclaimable in {}",
+                RoundDuration(*reclaimable_in)
             ),
             Protected::Lingering { expires_in } => {
                 write!(f, "released, expires in {}", RoundDuration(*expires_in))

@@ -7,6 +7,7 @@ use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use serde::ser::Serializer;
 
+use crate::lease::Protected;
 use crate::prune::BudgetState;
 use crate::quantity::{Bytes, RoundDuration};
 use crate::scope;
@@ -123,7 +124,7 @@ fn row(e: &Entry, now: SystemTime) -> [String; 11] {
         .pruned
         .as_ref()
         .map_or_else(|| "-".to_owned(), |p| Bytes(p.bytes).to_string());
-    let workspace = match (note(e, now), &e.workspace) {
+    let workspace = match (note(e), &e.workspace) {
         (Some(note), _) => format!("({})", esc(&note)),
         (None, Some(ws)) => esc(ws),
         (None, None) => "-".to_owned(),
@@ -153,16 +154,13 @@ fn row(e: &Entry, now: SystemTime) -> [String; 11] {
 
 /// What a row says besides its lease: why it is unknown, that its holder is gone (and when it
 /// becomes reclaimable), or that its job's processes outlived their wrapper.
-fn note(e: &Entry, now: SystemTime) -> Option<String> {
+fn note(e: &Entry) -> Option<String> {
     if let Some(note) = &e.note {
         return Some(note.clone());
     }
-    if e.state == LeaseState::Gone {
-        let at = e.expires_at?;
-        return Some(format!(
-            "holder gone; reclaimable in {}",
-            RoundDuration(at.duration_since(now).unwrap_or(Duration::ZERO))
-        ));
+    // `gc`'s own words for it (`Protected`'s).
+    if let Some(gone @ Protected::Gone { .. }) = &e.kept {
+        return Some(gone.detail().to_string());
     }
     e.orphans.then(|| {
         format!(
@@ -365,16 +363,14 @@ impl Serialize for Entry {
             }),
             budget: self.budget.map(Budget::from),
             verified: self.verified.as_ref(),
-            note: note(self, SystemTime::now())
-                .as_deref()
-                .map(|n| match self.state {
-                    // Where a program reads it, the time is absolute (RFC 3339).
-                    LeaseState::Gone => format!(
-                        "holder gone; reclaimable at {}",
-                        rfc3339(self.expires_at).unwrap_or_default()
-                    ),
-                    _ => n.to_owned(),
-                }),
+            note: note(self).as_deref().map(|n| match self.state {
+                // Where a program reads it, the time is absolute (RFC 3339).
+                LeaseState::Gone => format!(
+                    "holder gone; reclaimable at {}",
+                    rfc3339(self.expires_at).unwrap_or_default()
+                ),
+                _ => n.to_owned(),
+            }),
         }
         .serialize(s)
     }

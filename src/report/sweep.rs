@@ -498,7 +498,7 @@ mod tests {
     }
 
     /// `gc --json` keeps its shape: an unfinished dir is listed as before (a placeholder job
-    /// id, no bytes of its own, the age past which it counted as abandoned).
+    /// id, what deleting it freed, the age past which it counted as abandoned).
     #[test]
     fn json_keeps_its_shape() {
         let r = report(
@@ -507,6 +507,7 @@ mod tests {
                     name: ".new-x".into(),
                     dir: "/r/.new-x".into(),
                     older_than: Duration::from_secs(60),
+                    bytes: 3,
                 },
                 Removed::Expired {
                     job_id: "old".into(),
@@ -532,7 +533,7 @@ mod tests {
                 "dry_run": false, "free_before": 10, "free_after": 10, "total_bytes": 100,
                 "target_free": 30,
                 "removed": [
-                    {"job_id": UNFINISHED_JOB, "dir": "/r/.new-x", "bytes": 0,
+                    {"job_id": UNFINISHED_JOB, "dir": "/r/.new-x", "bytes": 3,
                      "expired_for_secs": 60, "unfinished": true, "lingering": false,
                      "over_root_cap": false},
                     {"job_id": "old", "dir": "/r/old", "bytes": 5, "expired_for_secs": 3,
@@ -543,6 +544,6 @@ mod tests {
                 "errors": [], "other_freed": 7,
             })
         );
-        assert_eq!(r.freed(), 12);
+        assert_eq!(r.freed(), 15);
     }
 }
