@@ -3,6 +3,8 @@
 //! concurrency, and a copy its source's owner overtook is discarded.
 
 mod common;
+#[path = "common/moving.rs"]
+mod moving;
 #[path = "common/tmpfs.rs"]
 mod tmpfs;
 #[path = "common/xfs.rs"]
@@ -210,21 +212,23 @@ fn three_jobs_starting_together_all_start_warm() {
     let env = Env::new();
     let ws = env.fixture("small");
     // Expired at once (linger 0): adoptable too, so the rule that keeps the freshest finished
-    // dir a source, not an adoption, is what keeps all three warm.
+    // dir a source, not an adoption, while other jobs start, is what keeps all three warm.
     step(&env, &ws, "arc-0", "job-0", &["--linger", "0s", "build"]);
-    let jobs: Vec<Spawned> = (1..=3)
+    // Together: each has registered as starting before any of them chooses where to start.
+    let jobs: Vec<Paused> = (1..=3)
         .map(|i| {
-            let mut cmd = job_cmd(
+            let cmd = job_cmd(
                 &env,
                 &ws,
                 &format!("arc-{i}"),
                 &format!("job-{i}"),
                 &["build"],
             );
-            spawn_logged(&mut cmd, &env.path().join(format!("job-{i}")))
+            env.paused(cmd, &format!("job-{i}"), "acquire-registered")
         })
         .collect();
-    for (i, job) in jobs.into_iter().enumerate() {
+    let going: Vec<Spawned> = jobs.into_iter().map(Paused::let_go).collect();
+    for (i, job) in going.into_iter().enumerate() {
         let out = job.finish(300);
         assert_success(&out);
         assert_warm(&out);
@@ -239,29 +243,61 @@ fn three_jobs_starting_together_all_start_warm() {
     assert_eq!(env.lease("job-0")["state"], "released");
 }
 
-/// Expired dirs (linger 0): the freshest finished dir stays the seed source; an older expired
-/// one is adopted (docs/protocol.md#seed).
+/// A job that starts while another job of its workspace is starting seeds from the freshest
+/// finished dir; a job that starts alone adopts the freshest expired dir (docs/protocol.md#seed).
 #[test]
-fn the_freshest_finished_dir_is_seeded_from_and_an_older_one_adopted() {
+fn the_freshest_dir_is_adopted_alone_and_seeded_from_alongside_another_job() {
     let env = Env::new();
     let ws = env.fixture("small");
     let quick = ["--linger", "0s", "build"];
     step(&env, &ws, "arc-a", "job-1", &quick);
+    // Job L is starting (registered, not yet chosen) while job 2 starts.
+    let starting = env.paused(
+        job_cmd(&env, &ws, "arc-l", "job-l", &quick),
+        "job-l",
+        "acquire-registered",
+    );
     let second = step(&env, &ws, "arc-b", "job-2", &quick);
+    assert_warm(&second);
     assert!(
         stderr(&second).contains("from finished job `job-1`"),
         "{}",
         describe(&second)
     );
-    let third = step(&env, &ws, "arc-c", "job-3", &quick);
-    assert_warm(&third);
+    // Alone now: job L adopts the freshest dir, job 2's, not job 1's.
+    let late = starting.resume(300);
+    assert_success(&late);
+    assert_warm(&late);
     assert!(
-        stderr(&third).contains("Adopted job-1"),
+        stderr(&late).contains("Adopted job-2"),
         "{}",
-        describe(&third)
+        describe(&late)
     );
-    assert_eq!(env.job_dirs(), ["job-2", "job-3"]);
-    assert_eq!(env.lease("job-3")["origin"], "adopted");
+    assert_eq!(env.job_dirs(), ["job-1", "job-l"]);
+}
+
+/// Sequential jobs, each with its dependency moved on: each starts from the last job's dir (by
+/// adoption, no copy), an unchanged re-run compiles nothing, and one dir is left.
+#[test]
+fn sequential_jobs_start_from_the_freshest_dir_and_leave_one() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let quick = ["--linger", "0s", "build"];
+    for i in 1..=5 {
+        moving::set_dep_version(&ws, &format!("0.1.{i}"));
+        let out = step(&env, &ws, &format!("arc-{i}"), &format!("job-{i}"), &quick);
+        if i > 1 {
+            assert!(
+                stderr(&out).contains(&format!("Adopted job-{}", i - 1)),
+                "job {i}:\n{}",
+                describe(&out)
+            );
+        }
+        assert_eq!(env.job_dirs(), [format!("job-{i}")]);
+    }
+    let rerun = step(&env, &ws, "arc-6", "job-6", &quick);
+    assert_warm(&rerun);
+    assert_eq!(env.job_dirs(), ["job-6"]);
 }
 
 /// The seed's source is resumed by its owner (a later step of job 1 that builds a change) while

@@ -25,7 +25,7 @@ use super::record::{Lease, read, write};
 use super::request::{Origin, Request};
 use super::root::{NotAJobDir, Root};
 use super::seed::{self, Miss, Seeded, Seeding};
-use super::{NEW_PREFIX, TARGET, step};
+use super::{NEW_PREFIX, TARGET, starting, step};
 
 /// Acquire the job's dir: resume its own, else adopt a warm expired one, else create it.
 pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> {
@@ -208,14 +208,28 @@ const SEED_TRIES: usize = 3;
 /// The job has no dir yet: end same-runner leases, adopt a warm one, seed from a finished one, or
 /// create a fresh one. `Ok(None)`: another step of this job published the dir first; the caller
 /// takes that one.
+// Long: the rule read top to bottom (register, scan, adopt, seed, fresh).
 fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origin)>> {
     let key = (req.key)();
+    // Registered first, as a locked `.new-*` dir with our lease: a job that starts while we
+    // choose sees us starting and keeps the freshest dir a seed source, and we see it.
+    let Some(new) = NewDir::create(root, req, &key, Origin::FRESH)? else {
+        return Ok(None);
+    };
+    step("acquire-registered");
     let scan = scan_for_new_job(root, req, &key);
     if req.adopt {
-        // The rule (docs/protocol.md#seed): while seeding is on, the freshest finished dir of the
-        // workspace is never adopted. It stays the source every job starting now seeds from, so
-        // N jobs starting together all start warm, and none adopts a dir another copies from.
-        let reserve = req.seed.as_ref().and(scan.finished.first());
+        // The rule (docs/protocol.md#seed): alone (no other job of the workspace live or
+        // starting), a job adopts the freshest expired dir: nothing is copied, and it starts
+        // from the last job's state. Otherwise, while seeding is on, the freshest finished dir
+        // is never adopted: it stays the source every job starting now seeds from, so N jobs
+        // starting together all start warm, and none adopts a dir another copies from.
+        let alone = scan.live == 0 && starting::others(root, &key, &new.tmp, req.trust) == 0;
+        let reserve = req
+            .seed
+            .as_ref()
+            .filter(|_| !alone)
+            .and(scan.finished.first());
         let adoptable = scan
             .expired
             .iter()
@@ -223,30 +237,28 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
         for cand in adoptable {
             match super::adopt::adopt(root, req, &key, cand)? {
                 AdoptOutcome::Adopted(held) => {
-                    let held = *held;
-                    // The size the adoption line reports (and pruning's backstop falls back to)
-                    // is measured now: the recorded one dates from the previous job's first
-                    // release when its later steps came within SIZE_REFRESH, and later steps
-                    // grow the dir (tests, docs). Recorded only if the walk runs out of time.
-                    let measured = super::job_size(
-                        held.dir.as_fd(),
-                        Some(Instant::now() + super::held::SIZE_BUDGET),
-                    );
-                    let origin = Origin::Adopted {
-                        from: cand.lease.job_id.clone(),
-                        size: measured.or(cand.lease.size_bytes),
-                        last_used: cand.lease.renewed_at,
-                    };
-                    return Ok(Some((held, origin)));
+                    new.discard(root);
+                    return Ok(Some(adopted(*held, cand)));
                 }
                 AdoptOutcome::Lost => continue,
-                AdoptOutcome::NameTaken => return Ok(None),
+                AdoptOutcome::NameTaken => {
+                    new.discard(root);
+                    return Ok(None);
+                }
             }
         }
     }
+    let mut new = Some(new);
     if let Some(seeding) = &req.seed {
         for src in scan.finished.iter().take(SEED_TRIES) {
-            match seed_new(root, req, &key, src, seeding)? {
+            let dir = match new.take() {
+                Some(dir) => dir,
+                None => match NewDir::create(root, req, &key, Origin::FRESH)? {
+                    Some(dir) => dir,
+                    None => return Ok(None),
+                },
+            };
+            match seed_new(root, req, dir, src, seeding)? {
                 Seed::Done(done) => {
                     let (held, seeded) = *done;
                     return Ok(Some((held, Origin::Seeded(Box::new(seeded)))));
@@ -260,7 +272,14 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
             }
         }
     }
-    create_fresh(root, req, &key).map(|h| h.map(|h| (h, Origin::Fresh)))
+    let new = match new {
+        Some(new) => new,
+        None => match NewDir::create(root, req, &key, Origin::FRESH)? {
+            Some(new) => new,
+            None => return Ok(None),
+        },
+    };
+    create_fresh(root, req, new).map(|h| h.map(|h| (h, Origin::Fresh)))
 }
 
 /// What one seed attempt came to.
@@ -277,15 +296,10 @@ enum Seed {
 fn seed_new(
     root: &Root,
     req: &Request<'_>,
-    key: &WorkspaceKey,
+    mut new: NewDir,
     src: &Candidate,
     seeding: &Seeding<'_>,
 ) -> Result<Seed> {
-    let Some(new) = NewDir::create(root, req, key, Origin::SEEDED)? else {
-        return Ok(Seed::Missed(Miss::Changed(
-            "our new dir was reclaimed".into(),
-        )));
-    };
     let source = seed::Source {
         name: src.name.clone(),
         lease: src.lease.clone(),
@@ -308,21 +322,42 @@ fn seed_new(
                 .with_context(|| format!("failed to create {}", path.display()));
         }
     }
+    if let Err(e) = new.set_origin(Origin::SEEDED) {
+        let path = root.join(&new.tmp);
+        new.discard(root);
+        return Err(e).with_context(|| format!("failed to write lease in {}", path.display()));
+    }
     Ok(match new.publish(root, req)? {
         Some(held) => Seed::Done(Box::new((held, seeded))),
         None => Seed::NameTaken,
     })
 }
 
-/// Create a fresh job dir. It is built under a dot-name (invisible to guards and other jobs),
-/// locked before its lease exists, and published by a rename that never replaces: a crash at any
-/// point leaves either nothing under the job's name or a complete, leased dir.
-fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Option<Held>> {
-    let Some(new) = NewDir::create(root, req, key, Origin::FRESH)? else {
-        return Ok(None);
+/// The dir adopted from `cand`, and how: the size the adoption line reports (and pruning's
+/// backstop falls back to) is measured now, as the recorded one dates from the previous job's
+/// last measurement and later steps grow the dir (tests, docs). Recorded only if the walk runs
+/// out of time.
+fn adopted(held: Held, cand: &Candidate) -> (Held, Origin) {
+    let measured = super::job_size(
+        held.dir.as_fd(),
+        Some(Instant::now() + super::held::SIZE_BUDGET),
+    );
+    let origin = Origin::Adopted {
+        from: cand.lease.job_id.clone(),
+        size: measured.or(cand.lease.size_bytes),
+        last_used: cand.lease.renewed_at,
     };
+    (held, origin)
+}
+
+/// Publish the registered dir as a fresh one. It is built under a dot-name (invisible to guards
+/// and other jobs), locked before its lease exists, and published by a rename that never
+/// replaces: a crash at any point leaves either nothing under the job's name or a complete,
+/// leased dir.
+fn create_fresh(root: &Root, req: &Request<'_>, new: NewDir) -> Result<Option<Held>> {
     if let Err(e) = rustix::fs::mkdirat(&new.dir, TARGET, Mode::from_raw_mode(0o755)) {
         let path = root.join(&new.tmp).join(TARGET);
+        new.discard(root);
         return Err(io::Error::from(e))
             .with_context(|| format!("failed to create {}", path.display()));
     }
@@ -377,6 +412,12 @@ impl NewDir {
             tree,
             lease,
         }))
+    }
+
+    /// How the job came by the dir, once known (registered as fresh).
+    fn set_origin(&mut self, origin: &str) -> io::Result<()> {
+        self.lease.origin = Some(origin.to_owned());
+        write(self.dir.as_fd(), &self.lease)
     }
 
     /// Delete an unfinished dir we gave up on (still locked by us until it is gone).

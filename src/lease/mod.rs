@@ -40,6 +40,7 @@ mod request;
 mod root;
 mod seed;
 mod session;
+mod starting;
 #[cfg(test)]
 mod tests;
 
