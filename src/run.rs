@@ -69,8 +69,8 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
     let exit = child.wait();
-    if exit.as_ref().is_ok_and(|e| *e == Exit::SUCCESS) {
-        prune_at_release(cfg, &session, &shape, out);
+    if let Ok(e) = &exit {
+        prune_at_release(cfg, &session, &shape, *e == Exit::SUCCESS, out);
     }
     // The heartbeat's error (the dir was moved away) outranks the child's status; a failed
     // release is only a warning (`Session::finish`).
@@ -388,18 +388,29 @@ fn dir_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuild
 }
 
 /// Prune the job's own dir as it releases (`prune::at_release`): under its lock, its command
-/// over. Only after a command that succeeded: one stopped early may have read only part of its
-/// graph, and what it did not read is not evidence of anything (the next adoption prunes).
-/// Not when the dir was moved away meanwhile: it is no longer ours.
-fn prune_at_release(cfg: &Config, session: &Session, shape: &str, out: &mut dyn Reporter) {
+/// over. Whatever the command's exit: a failed step (a red test run) built and used its units,
+/// and its shape counts in the working set (added to what its shape used before: a step stopped
+/// early may have read only part of its graph). Not when the dir was moved away meanwhile: it
+/// is no longer ours.
+fn prune_at_release(
+    cfg: &Config,
+    session: &Session,
+    shape: &str,
+    succeeded: bool,
+    out: &mut dyn Reporter,
+) {
     if !cfg.prune.enabled || session.check().is_err() {
         return;
     }
     let held = session.held();
     let job = held.job_id();
-    let outcome = prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
+    let outcome = prune::at_release(held.dir_fd(), &job, shape, succeeded, &cfg.prune);
     out.report(&Event::Pruned {
-        moment: Moment::Release { job: &job, shape },
+        moment: Moment::Release {
+            job: &job,
+            shape,
+            succeeded,
+        },
         outcome: &outcome,
         settings: &cfg.prune,
     });
@@ -535,7 +546,7 @@ pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    prune_at_release(cfg, &session, "hold", out);
+    prune_at_release(cfg, &session, "hold", true, out);
     session.finish()?;
     Ok(Exit::SUCCESS)
 }
