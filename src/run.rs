@@ -48,12 +48,13 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // The job's shape, for the size budget: what this step ran.
-    let shape = command.join(" ");
+    // The job's shape, for the size budget: what this step ran, tool first (`nextest run` and
+    // `cargo run` are different shapes).
+    let shape = format!("{} {}", tool.name(), command.join(" "));
     let interrupts = Interrupts::install()?;
     let stopped = |e| stopped_by(&interrupts, e);
     let (session, lease_env) =
-        acquire(cfg, command, &|| interrupts.check(), out).map_err(stopped)?;
+        acquire(cfg, tool.name(), command, &|| interrupts.check(), out).map_err(stopped)?;
     job_env(cfg, &lease_env, llvm_cov, &mut pb);
     // The command's tree inherits the tree lock: the dir stays protected while any process of
     // it lives, even if wrapper and reaper are SIGKILLed together (docs/protocol.md#what-a-lock-means).
@@ -120,6 +121,7 @@ fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
 /// each step: the lifecycle of docs/protocol.md#a-jobs-life, up to the command's start.
 fn acquire(
     cfg: &Config,
+    tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
     out: &mut dyn Reporter,
@@ -128,7 +130,7 @@ fn acquire(
         job_id: &cfg.job_id,
         warning: cfg.job_id_warning.as_deref(),
     });
-    let result = acquire_and_check(cfg, command, interrupted, out);
+    let result = acquire_and_check(cfg, tool, command, interrupted, out);
     if result.is_err() {
         out.report(&Event::GaveUp {
             job_id: &cfg.job_id,
@@ -139,6 +141,7 @@ fn acquire(
 
 fn acquire_and_check(
     cfg: &Config,
+    tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
     out: &mut dyn Reporter,
@@ -155,7 +158,7 @@ fn acquire_and_check(
     let command_line = command.join(" ");
     // From here on the session renews the lease (through a long sweep too) and releases it on
     // every way out of this function but the last.
-    let (session, origin) = take_lease(cfg, &root, trust, command, interrupted)?;
+    let (session, origin) = take_lease(cfg, &root, trust, tool, command, interrupted)?;
     let held = session.held();
     out.report(&Event::Acquired {
         held,
@@ -195,6 +198,7 @@ fn acquire_and_check(
         held,
         origin: &origin,
         pruned: &pruned,
+        tool,
         command: &command_line,
         checked: &Checked {
             report: swept,
@@ -253,6 +257,7 @@ fn take_lease(
     cfg: &Config,
     root: &Root,
     trust: LockTrust,
+    tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<(Session, Origin), CliError> {
@@ -285,6 +290,7 @@ fn take_lease(
     };
     let req = Request {
         job_id: &cfg.job_id,
+        tool,
         name: &cfg.job_name,
         owner: &cfg.owner,
         ttl: cfg.ttl,
@@ -456,7 +462,7 @@ pub(crate) fn env(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResul
             None
         }
         None => {
-            let (session, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()), out)?;
+            let (session, lease_env) = acquire(cfg, "env", vec!["env".into()], &|| Ok(()), out)?;
             dir_env(cfg, &lease_env, false, &mut pb);
             Some(session)
         }
@@ -507,8 +513,14 @@ pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
         .into());
     }
     let interrupts = Interrupts::install()?;
-    let (session, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check(), out)
-        .map_err(|e| stopped_by(&interrupts, e))?;
+    let (session, lease_env) = acquire(
+        cfg,
+        "hold",
+        vec!["hold".into()],
+        &|| interrupts.check(),
+        out,
+    )
+    .map_err(|e| stopped_by(&interrupts, e))?;
     if let Some(file) = &cfg.export_env {
         let mut pb = ProcessBuilder::new("hold");
         dir_env(cfg, &lease_env, false, &mut pb);

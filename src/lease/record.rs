@@ -98,6 +98,11 @@ pub(crate) struct Lease {
     /// as soon as that lock is free (docs/protocol.md#linger-ends-with-the-job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) job_lock: Option<bool>,
+    /// What the last step ran: `cargo`, `nextest`, `llvm-cov`, `exec`, or `env` / `hold` for
+    /// those commands (`command` holds its words, which alone do not tell `nextest run` from
+    /// `cargo run`). Absent in leases of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tool: Option<String>,
 }
 
 mod rfc3339 {

@@ -21,6 +21,8 @@ const MAX_COMMAND_BYTES: usize = 4 * 1024;
 /// What a job asks for.
 pub(crate) struct Request<'a> {
     pub(crate) job_id: &'a str,
+    /// What the step runs (`Tool::name`, or `env` / `hold`), recorded in the lease.
+    pub(crate) tool: &'a str,
     /// The job dir's name under the root (the sanitized job id).
     pub(crate) name: &'a str,
     pub(crate) owner: &'a Owner,
@@ -65,6 +67,7 @@ impl Request<'_> {
             command: cap_command(&self.command),
             origin: None,
             job_lock: None,
+            tool: Some(self.tool.to_owned()),
         };
         now.stamp(&mut lease);
         lease

@@ -252,6 +252,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         command: vec![],
         origin: None,
         job_lock: None,
+        tool: None,
     };
     (l, now)
 }

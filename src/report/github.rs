@@ -307,6 +307,7 @@ impl Reporter for GitHub {
                 pruned,
                 command,
                 checked,
+                ..
             } => self.job_ready(root, held, (origin, pruned), command, checked),
             Event::Refused {
                 held,

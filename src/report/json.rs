@@ -137,6 +137,7 @@ enum Fields<'a> {
         error: Option<String>,
     },
     Ready {
+        tool: &'a str,
         command: &'a str,
         free_bytes: u64,
     },
@@ -206,10 +207,14 @@ impl Reporter for Json {
                 moment, outcome, ..
             } => self.write("pruned", pruned(moment, outcome)),
             Event::Ready {
-                command, checked, ..
+                tool,
+                command,
+                checked,
+                ..
             } => self.write(
                 "ready",
                 Fields::Ready {
+                    tool,
                     command,
                     free_bytes: checked.space.free,
                 },
