@@ -264,16 +264,26 @@ fn the_freshest_dir_is_adopted_alone_and_seeded_from_alongside_another_job() {
         "{}",
         describe(&second)
     );
-    // Alone now: job L adopts the freshest dir, job 2's, not job 1's.
+    assert_eq!(env.lease("job-2")["together"], true);
+    // Alone now, but the freshest dir's job started together with another: job L keeps it a
+    // seed source and adopts the older one.
     let late = starting.resume(300);
     assert_success(&late);
     assert_warm(&late);
     assert!(
-        stderr(&late).contains("Adopted job-2"),
+        stderr(&late).contains("Adopted job-1"),
         "{}",
         describe(&late)
     );
-    assert_eq!(env.job_dirs(), ["job-1", "job-l"]);
+    // Alone, after a job that started alone: the freshest dir, job L's, is adopted.
+    let third = step(&env, &ws, "arc-c", "job-3", &quick);
+    assert_warm(&third);
+    assert!(
+        stderr(&third).contains("Adopted job-l"),
+        "{}",
+        describe(&third)
+    );
+    assert_eq!(env.job_dirs(), ["job-2", "job-3"]);
 }
 
 /// Sequential jobs, each with its dependency moved on: each starts from the last job's dir (by

@@ -191,6 +191,7 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
         lease.size_measured_at = p.size_measured_at;
         // How the job first came by its dir: what `status` counts per workspace.
         lease.origin = p.origin.clone();
+        lease.together = p.together;
     }
     write(dir.as_fd(), &lease)
         .with_context(|| format!("failed to write lease in {}", path.display()))?;
@@ -218,18 +219,20 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
     };
     step("acquire-registered");
     let scan = scan_for_new_job(root, req, &key);
+    let together = scan.live > 0 || starting::others(root, &key, &new.tmp, req.trust) > 0;
     if req.adopt {
         // The rule (docs/protocol.md#seed): alone (no other job of the workspace live or
         // starting), a job adopts the freshest expired dir: nothing is copied, and it starts
         // from the last job's state. Otherwise, while seeding is on, the freshest finished dir
         // is never adopted: it stays the source every job starting now seeds from, so N jobs
-        // starting together all start warm, and none adopts a dir another copies from.
-        let alone = scan.live == 0 && starting::others(root, &key, &new.tmp, req.trust) == 0;
+        // starting together all start warm, and none adopts a dir another copies from. Nor
+        // when the freshest dir's own job started together with another: the workspace runs
+        // jobs together, and a job starting a moment after us would find no source.
         let reserve = req
             .seed
             .as_ref()
-            .filter(|_| !alone)
-            .and(scan.finished.first());
+            .and(scan.finished.first())
+            .filter(|r| together || r.lease.together == Some(true));
         let adoptable = scan
             .expired
             .iter()
@@ -238,6 +241,11 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
             match super::adopt::adopt(root, req, &key, cand)? {
                 AdoptOutcome::Adopted(held) => {
                     new.discard(root);
+                    if together {
+                        held.update(|l| l.together = Some(true)).with_context(|| {
+                            format!("failed to write lease in {}", held.path.display())
+                        })?;
+                    }
                     return Ok(Some(adopted(*held, cand)));
                 }
                 AdoptOutcome::Lost => continue,
@@ -258,7 +266,7 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
                     None => return Ok(None),
                 },
             };
-            match seed_new(root, req, dir, src, seeding)? {
+            match seed_new(root, req, dir, src, seeding, together)? {
                 Seed::Done(done) => {
                     let (held, seeded) = *done;
                     return Ok(Some((held, Origin::Seeded(Box::new(seeded)))));
@@ -279,7 +287,7 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
             None => return Ok(None),
         },
     };
-    create_fresh(root, req, new).map(|h| h.map(|h| (h, Origin::Fresh)))
+    create_fresh(root, req, new, together).map(|h| h.map(|h| (h, Origin::Fresh)))
 }
 
 /// What one seed attempt came to.
@@ -299,6 +307,7 @@ fn seed_new(
     mut new: NewDir,
     src: &Candidate,
     seeding: &Seeding<'_>,
+    together: bool,
 ) -> Result<Seed> {
     let source = seed::Source {
         name: src.name.clone(),
@@ -322,7 +331,7 @@ fn seed_new(
                 .with_context(|| format!("failed to create {}", path.display()));
         }
     }
-    if let Err(e) = new.set_origin(Origin::SEEDED) {
+    if let Err(e) = new.settle(Origin::SEEDED, together) {
         let path = root.join(&new.tmp);
         new.discard(root);
         return Err(e).with_context(|| format!("failed to write lease in {}", path.display()));
@@ -354,12 +363,21 @@ fn adopted(held: Held, cand: &Candidate) -> (Held, Origin) {
 /// and other jobs), locked before its lease exists, and published by a rename that never
 /// replaces: a crash at any point leaves either nothing under the job's name or a complete,
 /// leased dir.
-fn create_fresh(root: &Root, req: &Request<'_>, new: NewDir) -> Result<Option<Held>> {
+fn create_fresh(
+    root: &Root,
+    req: &Request<'_>,
+    mut new: NewDir,
+    together: bool,
+) -> Result<Option<Held>> {
+    let path = root.join(&new.tmp);
+    if together && let Err(e) = new.settle(Origin::FRESH, together) {
+        new.discard(root);
+        return Err(e).with_context(|| format!("failed to write lease in {}", path.display()));
+    }
     if let Err(e) = rustix::fs::mkdirat(&new.dir, TARGET, Mode::from_raw_mode(0o755)) {
-        let path = root.join(&new.tmp).join(TARGET);
         new.discard(root);
         return Err(io::Error::from(e))
-            .with_context(|| format!("failed to create {}", path.display()));
+            .with_context(|| format!("failed to create {}", path.join(TARGET).display()));
     }
     step("acquire-before-publish");
     new.publish(root, req)
@@ -414,9 +432,11 @@ impl NewDir {
         }))
     }
 
-    /// How the job came by the dir, once known (registered as fresh).
-    fn set_origin(&mut self, origin: &str) -> io::Result<()> {
+    /// How the job came by the dir, and whether it started together with another job of its
+    /// workspace, once known (registered as fresh, alone).
+    fn settle(&mut self, origin: &str, together: bool) -> io::Result<()> {
         self.lease.origin = Some(origin.to_owned());
+        self.lease.together = together.then_some(true);
         write(self.dir.as_fd(), &self.lease)
     }
 

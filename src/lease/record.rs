@@ -103,6 +103,11 @@ pub(crate) struct Lease {
     /// `cargo run`). Absent in leases of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tool: Option<String>,
+    /// The job chose its dir while another job of its workspace was live or starting: its
+    /// workspace runs jobs together, so the next job keeps this dir a seed source rather than
+    /// adopt it, even alone (docs/protocol.md#seed). Kept when a later step resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) together: Option<bool>,
 }
 
 mod rfc3339 {

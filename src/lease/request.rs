@@ -68,6 +68,7 @@ impl Request<'_> {
             origin: None,
             job_lock: None,
             tool: Some(self.tool.to_owned()),
+            together: None,
         };
         now.stamp(&mut lease);
         lease

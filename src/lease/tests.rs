@@ -196,6 +196,7 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         toolchain: None,
     };
     let req = Request {
+        tool: "cargo",
         job_id: NAMES[job],
         name: NAMES[job],
         owner,
@@ -253,6 +254,7 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         origin: None,
         job_lock: None,
         tool: None,
+        together: None,
     };
     (l, now)
 }
