@@ -334,6 +334,12 @@ fn a_copy_whose_source_is_resumed_mid_copy_is_discarded() {
         describe(&out)
     );
     assert!(!err.contains("Seeded"), "{}", describe(&out));
+    // The fresh line says why, not "no finished dir".
+    assert!(
+        err.contains("(fresh dir: the seed copied from") && err.contains("was discarded)"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(env.lease("job-2")["origin"], "fresh");
     assert_eq!(env.lease("job-1")["state"], "released");
 }
@@ -388,7 +394,47 @@ fn no_seed_starts_cold_and_a_size_cap_builds_fresh() {
         "{}",
         describe(&out)
     );
+    // The fresh line says the real reason: a source existed, the seed was declined.
+    let using = stderr(&out)
+        .lines()
+        .find(|l| l.trim_start().starts_with("Using"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        using.contains("(fresh dir: not seeding from") && using.contains("larger than 1.0 KiB"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(env.lease("job-3")["origin"], "fresh");
+}
+
+/// A dir whose last step was `env` is no seed source while its linger runs: a plain cargo
+/// started after `env` may still write in it, which the checks after a copy cannot see.
+#[test]
+fn a_dir_env_handed_out_is_no_seed_source_while_it_lingers() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    step(&env, &ws, "arc-a", "job-1", &["env"]);
+    assert_eq!(env.lease("job-1")["tool"], "env");
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert!(compiled_anything(&second), "{}", describe(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains("(fresh dir: not seeding from") && err.contains("its last step was `env`"),
+        "{}",
+        describe(&second)
+    );
+    assert_eq!(env.lease("job-2")["origin"], "fresh");
+    // A wrapped step after `env`: a source again.
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let third = step(&env, &ws, "arc-c", "job-3", &["build"]);
+    assert_warm(&third);
+    assert!(
+        stderr(&third).contains("from finished job `job-"),
+        "{}",
+        describe(&third)
+    );
 }
 
 /// A symlink at the top of a source dir (where `build/` or `llvm-cov-target/` would be) is never

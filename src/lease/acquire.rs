@@ -257,8 +257,27 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
         }
     }
     let mut new = Some(new);
+    // Why no seed, when a source existed: the fresh line says it.
+    let mut cold = None;
     if let Some(seeding) = &req.seed {
-        for src in scan.finished.iter().take(SEED_TRIES) {
+        // A dir whose last step was `env` is no source until its linger ends: a plain cargo
+        // started after `env` may still write in it, and the checks after a copy (its lease, its
+        // locks) cannot see that cargo.
+        let (handed_out, sources): (Vec<&Candidate>, Vec<&Candidate>) =
+            scan.finished.iter().partition(|c| {
+                c.lease.tool.as_deref() == Some("env")
+                    && !scan.expired.iter().any(|e| e.name == c.name)
+            });
+        if let Some(c) = handed_out.first() {
+            let why = format!(
+                "not seeding from {}: its last step was `env`, and a plain cargo may write in \
+                 it until its linger ends",
+                root.join(&c.name).display()
+            );
+            term::verbose("Note", format_args!("{why}"));
+            cold = Some(why);
+        }
+        for src in sources.into_iter().take(SEED_TRIES) {
             let dir = match new.take() {
                 Some(dir) => dir,
                 None => match NewDir::create(root, req, &key, Origin::FRESH)? {
@@ -274,9 +293,13 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
                 Seed::NameTaken => return Ok(None),
                 Seed::Missed(miss @ Miss::Stop(_)) => {
                     seed::note(&miss);
+                    cold = Some(seed::cold(&miss));
                     break;
                 }
-                Seed::Missed(miss) => seed::note(&miss),
+                Seed::Missed(miss) => {
+                    seed::note(&miss);
+                    cold = Some(seed::cold(&miss));
+                }
             }
         }
     }
@@ -287,7 +310,7 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
             None => return Ok(None),
         },
     };
-    create_fresh(root, req, new, together).map(|h| h.map(|h| (h, Origin::Fresh)))
+    create_fresh(root, req, new, together).map(|h| h.map(|h| (h, Origin::Fresh { cold })))
 }
 
 /// What one seed attempt came to.

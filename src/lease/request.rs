@@ -110,7 +110,9 @@ fn cap_command(command: &[String]) -> Vec<String> {
 pub(crate) enum Origin {
     /// Its own dir, from an earlier step of the same job.
     Resumed,
-    Fresh,
+    /// A new, empty dir; `cold`: why not a seed, when a source existed (the seed was declined,
+    /// discarded or failed, or the source was passed over), in words for the status line.
+    Fresh { cold: Option<String> },
     /// Another job's expired dir of the same workspace, renamed to this job's name.
     Adopted {
         from: String,
@@ -131,7 +133,7 @@ impl Origin {
     /// and the lease's `origin` use.
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Origin::Fresh => Origin::FRESH,
+            Origin::Fresh { .. } => Origin::FRESH,
             Origin::Resumed => Origin::RESUMED,
             Origin::Adopted { .. } => Origin::ADOPTED,
             Origin::Seeded(_) => Origin::SEEDED,

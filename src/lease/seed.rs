@@ -195,6 +195,14 @@ pub(crate) fn describe(s: &Seeded) -> String {
     )
 }
 
+/// Why a job that missed this seed starts cold, for its `Using … (fresh dir: …)` line.
+pub(super) fn cold(miss: &Miss) -> String {
+    match miss {
+        Miss::Changed(why) | Miss::Stop(why) => format!("not seeding from {why}"),
+        Miss::Discarded(why) => format!("the seed copied from {why} was discarded"),
+    }
+}
+
 /// Say why a source was passed over: `-v` for one skipped before any copy, always for a copy
 /// that was made and thrown away, or a seed refused (too big, no room).
 pub(super) fn note(miss: &Miss) {

@@ -371,7 +371,7 @@ fn kind_label(kind: KeptAs) -> &'static str {
 /// How the job came by its dir, for the summary's first line.
 fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
     match origin {
-        Origin::Fresh => "a fresh dir".to_owned(),
+        Origin::Fresh { .. } => "a fresh dir".to_owned(),
         Origin::Resumed => "resumed from an earlier step of this job".to_owned(),
         Origin::Seeded(seeded) => format!(
             "seeded warm from finished job `{}` ({})",

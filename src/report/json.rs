@@ -249,7 +249,7 @@ fn acquired<'a>(target_dir: &Path, origin: &'a Origin) -> Fields<'a> {
             Some(s.copied.bytes),
             Some(secs(s.took)),
         ),
-        Origin::Fresh | Origin::Resumed => (None, None, None),
+        Origin::Fresh { .. } | Origin::Resumed => (None, None, None),
     };
     Fields::Acquired {
         target_dir: target_dir.to_string_lossy().into_owned(),
