@@ -454,3 +454,97 @@ fn a_symlink_at_the_top_of_the_source_is_not_copied() {
         "the link was copied"
     );
 }
+
+/// A 200 MiB tmpfs holding a finished dir of about 70 MiB (a build and 60 MB of data), for the
+/// room tests: about 130 MiB free, the reclaim line at 15% (30 MiB).
+fn small_disk_with_a_big_source(env: Env, ws: &Path) -> Option<(Tmpfs, Env)> {
+    let mnt = Tmpfs::mount_or_skip(&env.path().join("mnt"), "200m")?;
+    let env = Env {
+        root: mnt.0.join("root"),
+        ..env
+    };
+    step(&env, ws, "arc-a", "job-1", &["build"]);
+    let blob = "head -c 60000000 /dev/urandom > \"$CARGO_TARGET_DIR/blob\"";
+    step(
+        &env,
+        ws,
+        "arc-a",
+        "job-1",
+        &["exec", "--", "sh", "-c", blob],
+    );
+    Some((mnt, env))
+}
+
+const LINE: u64 = 30 << 20;
+
+/// Two seeders at once share the room above the line through their reservations: one copies,
+/// the other is told there is no room for it and builds fresh; the disk never goes below the line
+/// for a copy.
+#[test]
+fn two_seeders_at_once_share_the_room_above_the_line() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let Some((mnt, env)) = small_disk_with_a_big_source(env, &ws) else {
+        return;
+    };
+    let seeders: Vec<Paused> = ["job-2", "job-3"]
+        .iter()
+        .map(|job| {
+            env.paused(
+                job_cmd(&env, &ws, "arc-b", job, &["build"]),
+                job,
+                "seed-locked",
+            )
+        })
+        .collect();
+    let going: Vec<Spawned> = seeders.into_iter().map(Paused::let_go).collect();
+    let outs: Vec<Output> = going.into_iter().map(|s| s.finish(300)).collect();
+    for out in &outs {
+        assert_success(out);
+    }
+    let seeded = outs.iter().filter(|o| stderr(o).contains("Seeded")).count();
+    assert_eq!(seeded, 1, "{}\n{}", describe(&outs[0]), describe(&outs[1]));
+    let cold = outs.iter().find(|o| !stderr(o).contains("Seeded")).unwrap();
+    assert!(
+        stderr(cold).contains("(fresh dir: not seeding from")
+            && stderr(cold).contains("the disk can spare"),
+        "{}",
+        describe(cold)
+    );
+    let free = rustix_free(&mnt.0);
+    assert!(free >= LINE, "free {free} below the line {LINE}");
+}
+
+/// A copy re-checks the free space as it goes: something else filling the disk meanwhile (another
+/// job's build) stops it at the line, and the job builds fresh, saying why.
+#[test]
+fn a_copy_stops_when_the_disk_fills_below_the_line_meanwhile() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let Some((mnt, env)) = small_disk_with_a_big_source(env, &ws) else {
+        return;
+    };
+    let seeder = env.paused(
+        job_cmd(&env, &ws, "arc-b", "job-2", &["build"]),
+        "job-2",
+        "seed-rechecking",
+    );
+    // Another writer leaves 25 MiB free, below the line.
+    let free = rustix_free(&mnt.0);
+    let filler = (free - (25 << 20)).to_string();
+    let out = std::process::Command::new("head")
+        .args(["-c", &filler, "/dev/zero"])
+        .output()
+        .unwrap();
+    std::fs::write(mnt.0.join("filler"), out.stdout).unwrap();
+    let out = seeder.resume(300);
+    std::fs::remove_file(mnt.0.join("filler")).unwrap();
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        !err.contains("Seeded") && err.contains("fell to the reclaim line"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("job-2")["origin"], "fresh");
+}

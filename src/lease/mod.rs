@@ -37,6 +37,7 @@ mod protected;
 mod record;
 mod release;
 mod request;
+mod reserve;
 mod root;
 mod seed;
 mod session;
