@@ -548,3 +548,29 @@ fn a_copy_stops_when_the_disk_fills_below_the_line_meanwhile() {
     );
     assert_eq!(env.lease("job-2")["origin"], "fresh");
 }
+
+/// Two jobs that overlapped both record it, even the one that started alone: it sees the other
+/// as it releases (its dir then stays a seed source for the next job even alone).
+#[test]
+fn a_job_that_another_overlapped_records_it_at_release() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let quick = ["--linger", "0s", "build"];
+    step(&env, &ws, "arc-0", "job-0", &quick);
+    // Job A started alone (it adopts job 0's dir); job B starts and ends while A still runs.
+    let a = env.paused(
+        job_cmd(&env, &ws, "arc-a", "job-a", &quick),
+        "job-a",
+        "release",
+    );
+    let b = step(&env, &ws, "arc-b", "job-b", &quick);
+    assert_eq!(
+        env.lease("job-b")["together"],
+        true,
+        "{}\n{:#}",
+        describe(&b),
+        env.lease("job-a")
+    );
+    assert_success(&a.resume(300));
+    assert_eq!(env.lease("job-a")["together"], true);
+}

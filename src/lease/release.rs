@@ -39,8 +39,14 @@ impl Held {
         // linger ends when it does. Checked now, not earlier: it may have started after us.
         let job_lock = super::joblock::held_by_job(self.dir.as_fd()).then_some(true);
         step("release");
+        // Another job of the workspace ran alongside ours: the next job keeps our dir a seed
+        // source (docs/protocol.md#seed). Checked now, as it may have started after us.
+        let (root, name) = self.in_root();
+        let together = self
+            .with_lease(|l| l.together == Some(true) || super::starting::overlapped(root, name, l));
         self.update(|l| {
             l.job_lock = job_lock;
+            l.together = together.then_some(true);
             l.state = State::Released;
             clocks.stamp(l);
             l.expires_at = deadline(now, linger);

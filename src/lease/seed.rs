@@ -148,12 +148,12 @@ fn copy_reserved(
     let path = root.join(&src.name);
     let changed = |why: &str| Miss::Changed(format!("{}: {why}", path.display()));
     let skip = |p: &Path| skipped(p, seeding.incremental);
-    // What this copy may write: its source's recorded size (and a margin), out of the room the
-    // seeders in flight left; held until the copy is over (`reserve`).
-    let want = src
-        .lease
-        .size_bytes
-        .map_or(u64::MAX, |s| s.saturating_add(s / 16));
+    // What this copy may write: its source's recorded size (`target/` and `build/`) and a
+    // margin (a sixteenth, and 1 MiB for the small files beside them: `prune.json`, …), out of
+    // the room the seeders in flight left; held until the copy is over (`reserve`).
+    let want = src.lease.size_bytes.map_or(u64::MAX, |s| {
+        s.saturating_add(s / 16).saturating_add(1 << 20)
+    });
     let reservation = reserve::reserve(root, seeding.room, want).map_err(|e| {
         Miss::Stop(format!(
             "{}: cannot reserve room for the copy ({e})",

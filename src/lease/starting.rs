@@ -11,8 +11,33 @@ use crate::workspace::WorkspaceKey;
 
 use super::NEW_PREFIX;
 use super::probe::{Holder, probe};
-use super::record::read;
+use super::record::{Lease, State, read};
 use super::root::Root;
+
+/// Whether another job of `ours`'s workspace ran at some time during our job (it is running, or
+/// its last renewal came after our job started): checked as our job releases, so that two jobs
+/// that overlapped both record it (`Lease::together`), even when neither saw the other starting.
+/// Reads each job dir's lease in the root (`root` is the root's fd; `name` our dir's name).
+pub(super) fn overlapped(root: std::os::fd::BorrowedFd<'_>, name: &OsStr, ours: &Lease) -> bool {
+    let Ok(names) = fs::list(root) else {
+        return false;
+    };
+    names
+        .iter()
+        .filter(|(n, _)| !n.as_encoded_bytes().starts_with(b".") && n != name)
+        .any(|(n, _)| {
+            let Ok(dir) = fs::open_dir_nofollow(root, n) else {
+                return false;
+            };
+            read(dir.as_fd()).is_ok_and(|l| {
+                l.workspace.is_some()
+                    && l.workspace == ours.workspace
+                    && l.toolchain == ours.toolchain
+                    && l.job_id != ours.job_id
+                    && (l.state == State::Active || l.renewed_at > ours.created_at)
+            })
+        })
+}
 
 /// How many other jobs of `key`'s workspace are starting: their `.new-*` dir (not `ours`) is
 /// locked and its lease names the workspace. A dir left behind by a crash (its lock free) is not
