@@ -574,3 +574,29 @@ fn a_job_that_another_overlapped_records_it_at_release() {
     assert_success(&a.resume(300));
     assert_eq!(env.lease("job-a")["together"], true);
 }
+
+/// A reservation whose seeder is gone (its lock free) is ignored and removed; what is not a
+/// seeder's reservation (a FIFO, another name) is left alone and never hangs the seeder.
+#[test]
+fn a_crashed_seeders_reservation_is_ignored() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let dir = env.root.join(".reservations");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("0123456789abcdef0123456789abcdef");
+    std::fs::write(&stale, u64::MAX.to_string()).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    assert!(stderr(&second).contains("Seeded"), "{}", describe(&second));
+    assert!(!stale.exists(), "the stale reservation is still there");
+    assert!(fifo.exists());
+}

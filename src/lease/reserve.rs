@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::fs;
@@ -78,9 +78,19 @@ fn in_flight(dir: std::os::fd::BorrowedFd<'_>) -> u64 {
     };
     let mut total: u64 = 0;
     for (name, _) in names {
-        let Ok(file) = fs::open_read_only(dir, &name) else {
+        // Ours are regular files named by a uuid; anything else is not a seeder's, and is left
+        // alone (opened without blocking, so a FIFO cannot hang us, then checked).
+        let ours = name.len() == 32 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let Ok(fd) = rustix::fs::openat(dir, &name, flags, Mode::empty()) else {
             continue;
         };
+        let regular = rustix::fs::fstat(&fd)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        if !ours || !regular {
+            continue;
+        }
+        let file = File::from(fd);
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
             Err(Errno::WOULDBLOCK) => {
                 let mut text = String::new();

@@ -5,6 +5,8 @@
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 
+use rustix::fs::FileType;
+
 use crate::fs;
 use crate::locks::LockTrust;
 use crate::workspace::WorkspaceKey;
@@ -24,7 +26,11 @@ pub(super) fn overlapped(root: std::os::fd::BorrowedFd<'_>, name: &OsStr, ours: 
     };
     names
         .iter()
-        .filter(|(n, _)| !n.as_encoded_bytes().starts_with(b".") && n != name)
+        .filter(|(n, ty)| {
+            matches!(ty, FileType::Directory | FileType::Unknown)
+                && !n.as_encoded_bytes().starts_with(b".")
+                && n != name
+        })
         .any(|(n, _)| {
             let Ok(dir) = fs::open_dir_nofollow(root, n) else {
                 return false;
@@ -48,7 +54,11 @@ pub(super) fn others(root: &Root, key: &WorkspaceKey, ours: &str, trust: LockTru
     };
     names
         .iter()
-        .filter(|(n, _)| n.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) && n != ours)
+        .filter(|(n, ty)| {
+            matches!(ty, FileType::Directory | FileType::Unknown)
+                && n.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes())
+                && n != ours
+        })
         .filter(|(n, _)| {
             let Ok(dir) = fs::open_dir_nofollow(root.fd(), OsStr::new(n)) else {
                 return false;
