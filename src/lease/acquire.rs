@@ -238,7 +238,16 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
             .iter()
             .filter(|c| reserve.is_none_or(|r| r.name != c.name));
         for cand in adoptable {
-            match super::adopt::adopt(root, req, &key, cand)? {
+            let outcome = super::adopt::adopt(root, req, &key, cand);
+            // Our registration goes on every way out but the seed and fresh paths below.
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    new.discard(root);
+                    return Err(e);
+                }
+            };
+            match outcome {
                 AdoptOutcome::Adopted(held) => {
                     new.discard(root);
                     if together {
