@@ -8,16 +8,22 @@
 //! DaemonSet); here a dir lingers `BENCH_LINGER_SECS` (5), batches start `BENCH_BATCH_SECS` (2)
 //! apart (or as soon as the last one ends, if later) and the sweep runs after every batch.
 //!
+//! Each job ends as the Action ends it: a `cargo guarded hold --job-only` started after its step
+//! and killed at the end of the job, so its dir's linger ends with the job.
+//!
 //! Printed per concurrency: the warm-start rate (jobs started by a seed or an adoption, among the
 //! jobs after each workspace's first on the host; goal >= 95%), units compiled against an
 //! always-warm ideal (one persistent target dir per workspace building the same states in
 //! order), peak disk of the root against one fresh build per workspace, and the seed's wall time
-//! against the cold build it replaced (medians; goal <= 0.2x for a copy, <= 0.05x for a reflink).
+//! against the cold build it replaced (medians; goal <= 0.2x for a copy, <= 0.05x for a reflink),
+//! and a re-run of each workspace, unchanged, after the last batch: what it compiled (goal:
+//! nothing) and how many dirs are left (goal at concurrency 1: one per workspace).
 //! Then the same on an XFS loop image (reflink) when run as root, what `incremental/` adds to a
 //! seed, and a seed of a ripgrep-sized dir (ripgrep 15.1.0 from `RIPGREP_GIT`, default the local
 //! mirror) against its cold build, by copy here and by reflink on XFS.
 //!
 //! `CARGO_GUARDED_BENCH_SMOKE=1`: one short round (4 jobs at concurrency 2, no XFS, no ripgrep).
+//! `BENCH_CONCURRENCY=N`: the fleet at concurrency N only.
 
 mod common;
 #[path = "../tests/common/moving.rs"]
@@ -49,6 +55,10 @@ struct Fleet {
     ideal_units: usize,
     peak_disk: u64,
     fresh_disk: u64,
+    /// Units the unchanged re-run of each workspace compiled.
+    rerun_units: usize,
+    /// Job dirs left after the re-runs.
+    dirs_left: usize,
 }
 
 /// The words after `guarded` in the systemd unit's `ExecStart`: the sweep as shipped.
@@ -150,6 +160,8 @@ fn fleet(base: &Path, c: usize, jobs: usize, opts: &Opts) -> Fleet {
         ideal_units: 0,
         peak_disk: 0,
         fresh_disk: 0,
+        rerun_units: 0,
+        dirs_left: 0,
     };
     let mut finished = [false; 2];
     let batches = jobs.div_ceil(c);
@@ -178,10 +190,8 @@ fn fleet(base: &Path, c: usize, jobs: usize, opts: &Opts) -> Fleet {
                 (w, name, child)
             })
             .collect();
-        for (w, name, mut child) in children {
-            let status = child.wait().unwrap();
-            let stderr = std::fs::read_to_string(logs.join(format!("{name}.stderr"))).unwrap();
-            assert!(status.success(), "job {name} failed:\n{stderr}");
+        for (w, name, child) in children {
+            let stderr = end_job(&root, &ws[w], &name, &logs, child);
             out.eligible.push(finished[w]);
             out.jobs.push(Job {
                 workspace: w,
@@ -198,6 +208,13 @@ fn fleet(base: &Path, c: usize, jobs: usize, opts: &Opts) -> Fleet {
         let mut gc = guarded(&root, &dir, &opts.sweep);
         timed(&mut gc, &logs);
     }
+    // The same states again, one workspace after the other: a warm start compiles nothing.
+    for (w, ws_w) in ws.iter().enumerate() {
+        let name = format!("c{c}-rerun-{w}");
+        let child = spawn_job(&root, ws_w, w, &name, &logs, opts);
+        out.rerun_units += units(&end_job(&root, ws_w, &name, &logs, child));
+    }
+    out.dirs_left = job_dirs(&root).len();
     for (w, ws) in ws.iter().enumerate() {
         let fresh = dir.join(format!("fresh-{w}"));
         let mut cargo = cmd("cargo", ws);
@@ -209,11 +226,35 @@ fn fleet(base: &Path, c: usize, jobs: usize, opts: &Opts) -> Fleet {
     out
 }
 
+/// Wait for a job's step, then end the job as the Action does: a `hold --job-only` started after
+/// the step, killed by the end-of-job cleanup (the dir's linger ends with it). The step's stderr.
+fn end_job(root: &Path, ws: &Path, name: &str, logs: &Path, mut step: Child) -> String {
+    let status = step.wait().unwrap();
+    let stderr = std::fs::read_to_string(logs.join(format!("{name}.stderr"))).unwrap();
+    assert!(status.success(), "job {name} failed:\n{stderr}");
+    let log = logs.join(format!("{name}.hold"));
+    let mut hold = guarded(root, ws, ["--job-id", name, "hold", "--job-only"]);
+    hold.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut holder = hold.spawn().expect("failed to start hold --job-only");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Holding"))
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &holder.id().to_string()])
+        .status();
+    let _ = holder.wait();
+    stderr
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-fn report(label: &str, f: &Fleet, seed_goal: f64) {
+fn report(label: &str, c: usize, f: &Fleet, seed_goal: f64) {
     let after_first: Vec<&Job> = f
         .jobs
         .iter()
@@ -255,12 +296,25 @@ fn report(label: &str, f: &Fleet, seed_goal: f64) {
         compiled as f64 / f.ideal_units.max(1) as f64
     );
     // du-style (each inode's blocks): on XFS a reflinked seed's shared extents count in full.
+    let peak = f.peak_disk as f64 / f.fresh_disk.max(1) as f64;
+    let peak_goal = if c == 1 { 2.0 } else { c as f64 + 1.0 };
     println!(
-        "    peak disk {} (du-style) against one fresh build per workspace {}: {:.2}x; \
-         lingering dirs hold most of it",
+        "    peak disk {} (du-style) against one fresh build per workspace {}: {peak:.2}x   \
+         goal <= {peak_goal:.0}x: {}",
         human_bytes(f.peak_disk),
         human_bytes(f.fresh_disk),
-        f.peak_disk as f64 / f.fresh_disk.max(1) as f64
+        verdict(peak <= peak_goal)
+    );
+    println!(
+        "    re-run of each workspace, unchanged: {} units compiled (goal 0: {}), {} dirs left{}",
+        f.rerun_units,
+        verdict(f.rerun_units == 0),
+        f.dirs_left,
+        if c == 1 {
+            format!(" (goal 1 per workspace: {})", verdict(f.dirs_left <= 2))
+        } else {
+            String::new()
+        }
     );
     if !seeds.is_empty() && !colds.is_empty() {
         let ratio = median(&seeds).as_secs_f64() / median(&colds).as_secs_f64();
@@ -299,24 +353,29 @@ fn main() {
         sweep,
         seed: true,
     };
-    let concurrencies: &[usize] = if smoke { &[2] } else { &[1, 2, 4] };
-    for &c in concurrencies {
+    let only = std::env::var("BENCH_CONCURRENCY").ok();
+    let concurrencies: Vec<usize> = match &only {
+        Some(c) => vec![c.parse().expect("BENCH_CONCURRENCY: a number")],
+        None if smoke => vec![2],
+        None => vec![1, 2, 4],
+    };
+    for &c in &concurrencies {
         let f = fleet(tmp.path(), c, jobs, &opts);
-        report(&format!("{here}, concurrency {c}"), &f, 0.2);
+        report(&format!("{here}, concurrency {c}"), c, &f, 0.2);
     }
-    if smoke {
+    if smoke || only.is_some() {
         return;
     }
     // The same fleet before seeding: adoption only.
     opts.seed = false;
     let f = fleet(tmp.path(), 2, jobs, &opts);
-    report(&format!("{here}, conc. 2, --no-seed"), &f, 0.2);
+    report(&format!("{here}, conc. 2, --no-seed"), 2, &f, 0.2);
     opts.seed = true;
     let xfs = Xfs::mount(tmp.path(), 4096);
     match &xfs {
         Ok(x) => {
             let f = fleet(&x.mount, 2, jobs, &opts);
-            report("xfs (reflink), conc. 2", &f, 0.05);
+            report("xfs (reflink), conc. 2", 2, &f, 0.05);
         }
         Err(why) => println!("  xfs: skipped: {why}"),
     }

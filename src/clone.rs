@@ -28,6 +28,11 @@ use crate::fs::{self, MountId};
 /// Deeper than any target dir cargo makes; a deeper tree is not one of ours.
 const MAX_DEPTH: usize = 64;
 
+/// A real copy asks `Limits::still_room` again after writing this much (and a large file is
+/// copied in pieces of this size): other writers share the disk (another job's build), and a
+/// reservation made before the copy cannot see them.
+const RECHECK_BYTES: u64 = 32 << 20;
+
 /// How the data got there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
@@ -76,6 +81,9 @@ pub(crate) struct Limits<'a> {
     pub(crate) mount: MountId,
     /// Entries to leave out, by their path relative to the source dir.
     pub(crate) skip: &'a dyn Fn(&Path) -> bool,
+    /// Asked every `RECHECK_BYTES` really written: `false` stops the copy (free space fell to
+    /// the line).
+    pub(crate) still_room: &'a dyn Fn() -> bool,
 }
 
 /// Why a clone stopped.
@@ -85,6 +93,8 @@ pub(crate) enum Stop {
     TooBig(u64),
     /// Copying would write more than `max_written`.
     NoRoom(u64),
+    /// Free space fell to the line during the copy (`still_room`), after this many bytes.
+    BelowLine(u64),
     Io(PathBuf, io::Error),
 }
 
@@ -96,6 +106,11 @@ impl fmt::Display for Stop {
                 f,
                 "copying it would write more than the {} the disk can spare",
                 crate::quantity::Bytes(*max)
+            ),
+            Stop::BelowLine(written) => write!(
+                f,
+                "free space fell to the reclaim line after {} of copying",
+                crate::quantity::Bytes(*written)
             ),
             Stop::Io(path, e) => write!(f, "failed to copy {}: {e}", path.display()),
         }
@@ -109,6 +124,8 @@ struct Walk<'a> {
     copied: Copied,
     /// Source `(dev, ino)` of a file with several links → its copy's path under `dst_top`.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Bytes really written since `still_room` was last asked.
+    unchecked: u64,
 }
 
 /// Copy the entries of the dir `src` into the (empty) dir `dst`.
@@ -122,6 +139,7 @@ pub(crate) fn clone_tree(
         dst_top: dst,
         copied: Copied::default(),
         links: HashMap::new(),
+        unchecked: 0,
     };
     walk.dir(src, dst, Path::new(""), 0)?;
     Ok(walk.copied)
@@ -230,8 +248,20 @@ impl Walk<'_> {
             if self.copied.written.saturating_add(size) > self.limits.max_written {
                 return Err(Stop::NoRoom(self.limits.max_written));
             }
-            copy_data(&from, &to, size).map_err(io_at(path))?;
-            self.copied.written += size;
+            let mut done = 0;
+            while done < size {
+                let piece = (size - done).min(RECHECK_BYTES);
+                copy_data(&from, &to, done, piece).map_err(io_at(path))?;
+                done += piece;
+                self.copied.written += piece;
+                self.unchecked += piece;
+                if self.unchecked >= RECHECK_BYTES {
+                    self.unchecked = 0;
+                    if !(self.limits.still_room)() {
+                        return Err(Stop::BelowLine(self.copied.written));
+                    }
+                }
+            }
         }
         rustix::fs::futimens(&to, &times(st)).map_err(errno_at(path))?;
         self.copied.files += 1;
@@ -254,19 +284,24 @@ fn open_noatime(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
     }
 }
 
-/// The data of `from` into `to`: `copy_file_range` (in-kernel, and a clone on filesystems that
-/// can), else plain reads and writes (across filesystems on old kernels, or where unsupported).
-fn copy_data(from: &OwnedFd, to: &OwnedFd, size: u64) -> io::Result<()> {
+/// `size` bytes of `from` at `offset` into `to` at the same offset: `copy_file_range`
+/// (in-kernel, and a clone on filesystems that can), else plain reads and writes (across
+/// filesystems on old kernels, or where unsupported).
+fn copy_data(from: &OwnedFd, to: &OwnedFd, offset: u64, size: u64) -> io::Result<()> {
     let mut left = size;
+    let (mut off_in, mut off_out) = (offset, offset);
     while left > 0 {
         let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-        match rustix::fs::copy_file_range(from, None, to, None, chunk) {
+        match rustix::fs::copy_file_range(from, Some(&mut off_in), to, Some(&mut off_out), chunk) {
             Ok(0) => return Ok(()), // the file shrank meanwhile; the verification decides
             Ok(n) => left = left.saturating_sub(n as u64),
             Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if left == size => {
+                use std::io::{Seek, SeekFrom};
                 let mut r = std::fs::File::from(from.try_clone()?);
                 let mut w = std::fs::File::from(to.try_clone()?);
-                io::copy(&mut r, &mut w)?;
+                r.seek(SeekFrom::Start(off_in))?;
+                w.seek(SeekFrom::Start(off_out))?;
+                io::copy(&mut io::Read::take(r, left), &mut w)?;
                 return Ok(());
             }
             Err(e) => return Err(e.into()),

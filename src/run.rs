@@ -49,12 +49,13 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // The job's shape, for the size budget: what this step ran.
-    let shape = command.join(" ");
+    // The job's shape, for the size budget: what this step ran, tool first (`nextest run` and
+    // `cargo run` are different shapes).
+    let shape = format!("{} {}", tool.name(), command.join(" "));
     let interrupts = Interrupts::install()?;
     let stopped = |e| stopped_by(&interrupts, e);
     let (session, lease_env) =
-        acquire(cfg, command, &|| interrupts.check(), out).map_err(stopped)?;
+        acquire(cfg, tool.name(), command, &|| interrupts.check(), out).map_err(stopped)?;
     job_env(cfg, &lease_env, llvm_cov, &mut pb);
     // The command's tree inherits the tree lock: the dir stays protected while any process of
     // it lives, even if wrapper and reaper are SIGKILLed together (docs/protocol.md#what-a-lock-means).
@@ -70,8 +71,8 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
     let exit = child.wait();
-    if exit.as_ref().is_ok_and(|e| *e == Exit::SUCCESS) {
-        prune_at_release(cfg, &session, &shape, out);
+    if let Ok(e) = &exit {
+        prune_at_release(cfg, &session, &shape, *e == Exit::SUCCESS, out);
     }
     // Whatever the command's exit: the units it built are what the next job starts from.
     record_warm(cfg, &session);
@@ -123,6 +124,7 @@ fn nested(cfg: &Config) -> Result<Option<LeaseEnv>> {
 /// each step: the lifecycle of docs/protocol.md#a-jobs-life, up to the command's start.
 fn acquire(
     cfg: &Config,
+    tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
     out: &mut dyn Reporter,
@@ -131,7 +133,7 @@ fn acquire(
         job_id: &cfg.job_id,
         warning: cfg.job_id_warning.as_deref(),
     });
-    let result = acquire_and_check(cfg, command, interrupted, out);
+    let result = acquire_and_check(cfg, tool, command, interrupted, out);
     if result.is_err() {
         out.report(&Event::GaveUp {
             job_id: &cfg.job_id,
@@ -142,6 +144,7 @@ fn acquire(
 
 fn acquire_and_check(
     cfg: &Config,
+    tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
     out: &mut dyn Reporter,
@@ -158,7 +161,7 @@ fn acquire_and_check(
     let command_line = command.join(" ");
     // From here on the session renews the lease (through a long sweep too) and releases it on
     // every way out of this function but the last.
-    let (session, origin, passed_over) = take_lease(cfg, &root, trust, command, interrupted)?;
+    let (session, origin, passed_over) = take_lease(cfg, &root, trust, tool, command, interrupted)?;
     let held = session.held();
     out.report(&Event::Acquired {
         held,
@@ -202,6 +205,7 @@ fn acquire_and_check(
         held,
         origin: &origin,
         pruned: &pruned,
+        tool,
         command: &command_line,
         checked: &Checked {
             report: swept,
@@ -265,6 +269,7 @@ fn take_lease(
     cfg: &Config,
     root: &Root,
     trust: LockTrust,
+    tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
 ) -> Result<(Session, Origin, usize), CliError> {
@@ -297,6 +302,7 @@ fn take_lease(
     };
     let req = Request {
         job_id: &cfg.job_id,
+        tool,
         name: &cfg.job_name,
         owner: &cfg.owner,
         ttl: cfg.ttl,
@@ -358,7 +364,7 @@ fn here<'a>(
 /// whose inputs here have the recorded content, make the rest stale
 /// (docs/protocol.md#warm-starts-from-elsewhere).
 fn verify_warm(cfg: &Config, held: &Held, origin: &Origin, out: &mut dyn Reporter) {
-    if matches!(origin, Origin::Fresh) {
+    if matches!(origin, Origin::Fresh { .. }) {
         return;
     }
     let checkout = warm::Checkout::of(&cfg.workspace_root);
@@ -463,18 +469,29 @@ fn dir_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuild
 }
 
 /// Prune the job's own dir as it releases (`prune::at_release`): under its lock, its command
-/// over. Only after a command that succeeded: one stopped early may have read only part of its
-/// graph, and what it did not read is not evidence of anything (the next adoption prunes).
-/// Not when the dir was moved away meanwhile: it is no longer ours.
-fn prune_at_release(cfg: &Config, session: &Session, shape: &str, out: &mut dyn Reporter) {
+/// over. Whatever the command's exit: a failed step (a red test run) built and used its units,
+/// and its shape counts in the working set (added to what its shape used before: a step stopped
+/// early may have read only part of its graph). Not when the dir was moved away meanwhile: it
+/// is no longer ours.
+fn prune_at_release(
+    cfg: &Config,
+    session: &Session,
+    shape: &str,
+    succeeded: bool,
+    out: &mut dyn Reporter,
+) {
     if !cfg.prune.enabled || session.check().is_err() {
         return;
     }
     let held = session.held();
     let job = held.job_id();
-    let outcome = prune::at_release(held.dir_fd(), &job, shape, &cfg.prune);
+    let outcome = prune::at_release(held.dir_fd(), &job, shape, succeeded, &cfg.prune);
     out.report(&Event::Pruned {
-        moment: Moment::Release { job: &job, shape },
+        moment: Moment::Release {
+            job: &job,
+            shape,
+            succeeded,
+        },
         outcome: &outcome,
         settings: &cfg.prune,
     });
@@ -520,7 +537,7 @@ pub(crate) fn env(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResul
             None
         }
         None => {
-            let (session, lease_env) = acquire(cfg, vec!["env".into()], &|| Ok(()), out)?;
+            let (session, lease_env) = acquire(cfg, "env", vec!["env".into()], &|| Ok(()), out)?;
             dir_env(cfg, &lease_env, false, &mut pb);
             Some(session)
         }
@@ -571,8 +588,14 @@ pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
         .into());
     }
     let interrupts = Interrupts::install()?;
-    let (session, lease_env) = acquire(cfg, vec!["hold".into()], &|| interrupts.check(), out)
-        .map_err(|e| stopped_by(&interrupts, e))?;
+    let (session, lease_env) = acquire(
+        cfg,
+        "hold",
+        vec!["hold".into()],
+        &|| interrupts.check(),
+        out,
+    )
+    .map_err(|e| stopped_by(&interrupts, e))?;
     if let Some(file) = &cfg.export_env {
         let mut pb = ProcessBuilder::new("hold");
         dir_env(cfg, &lease_env, false, &mut pb);
@@ -610,7 +633,7 @@ pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    prune_at_release(cfg, &session, "hold", out);
+    prune_at_release(cfg, &session, "hold", true, out);
     // What the job's plain cargo steps built under this lease, for the next job elsewhere.
     record_warm(cfg, &session);
     session.finish()?;

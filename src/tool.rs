@@ -33,6 +33,17 @@ impl Tool {
         }
     }
 
+    /// The tool's word, as the lease, the `ready` event and the job's shape record it: `cargo`,
+    /// `llvm-cov`, `nextest` or `exec`.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Tool::Cargo(_) => "cargo",
+            Tool::LlvmCov(_) => "llvm-cov",
+            Tool::Nextest(_) => "nextest",
+            Tool::Exec(_) => "exec",
+        }
+    }
+
     pub(crate) fn args(&self) -> &[OsString] {
         match self {
             Tool::Cargo(a) | Tool::LlvmCov(a) | Tool::Nextest(a) | Tool::Exec(a) => a,

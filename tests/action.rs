@@ -1545,6 +1545,9 @@ fn a_seeded_job_has_origin_seeded_and_says_so_in_its_summary() {
     let a = job.action(&[("command", "build"), ("job-id", "first")]);
     assert_success(&a.run);
     assert_eq!(a.step.outputs()["origin"], "fresh");
+    // Another runner, while the first job's dir lingers (its job holder still runs): a seed.
+    job.exported
+        .push(("RUNNER_NAME".to_owned(), "runner-2".to_owned()));
     let b = job.action(&[("command", "build"), ("job-id", "second")]);
     assert_success(&b.run);
     assert_eq!(b.step.outputs()["origin"], "seeded", "{}", describe(&b.run));

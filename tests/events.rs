@@ -85,12 +85,10 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
         &env,
         &ws,
         &file,
-        &[
-            "--job-id", "job-1", "--linger", "0s", "exec", "--", "sh", "-c", "exit 3",
-        ],
+        &["--job-id", "job-1", "exec", "--", "sh", "-c", "exit 3"],
     );
     assert_eq!(failed.status.code(), Some(3), "{}", describe(&failed));
-    // job-1's dir is the freshest finished one: job-2 seeds from it; then job-3 adopts it.
+    // job-1's dir lingers: job-2 seeds from it; then job-3, alone, adopts job-2's (expired).
     let seed = ["--job-id", "job-2", "--linger", "0s", "exec", "--", "true"];
     assert_success(&run(&env, &ws, &file, &seed));
     assert_success(&run(
@@ -139,20 +137,23 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     assert_eq!(fresh[1]["target_dir"], format!("{root}/job-1/target"));
     assert_eq!(fresh[2]["root"], root);
     assert!(fresh[2]["report"]["kept"].is_array(), "{}", fresh[2]);
+    assert_eq!(fresh[3]["tool"], "exec");
     assert_eq!(fresh[3]["command"], "true");
     assert!(fresh[3]["free_bytes"].is_u64());
     assert_eq!(fresh[4]["moment"], "release");
     assert_eq!(fresh[4]["outcome"], "ran");
     assert_eq!(fresh[5]["exit"], serde_json::json!({"code": 0}));
 
+    // A failed step prunes at release too: its shape counts in the working set.
     let resumed = run_of(&all, "job-1", 1);
     assert_eq!(
         events_of(&resumed),
-        ["starting", "acquired", "ready", "exited"]
+        ["starting", "acquired", "ready", "pruned", "exited"]
     );
     assert_eq!(resumed[1]["origin"], "resumed");
+    assert_eq!(resumed[2]["tool"], "exec");
     assert_eq!(resumed[2]["command"], "sh -c exit 3");
-    assert_eq!(resumed[3]["exit"], serde_json::json!({"code": 3}));
+    assert_eq!(resumed[4]["exit"], serde_json::json!({"code": 3}));
 
     let seeded = run_of(&all, "job-2", 0);
     assert_eq!(seeded[1]["origin"], "seeded", "{}", seeded[1]);
@@ -167,7 +168,7 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
         ]
     );
     assert_eq!(adopted[1]["origin"], "adopted", "{}", adopted[1]);
-    assert_eq!(adopted[1]["from"], "job-1");
+    assert_eq!(adopted[1]["from"], "job-2");
     assert_eq!(adopted[1]["dir"], dir("job-3"));
     assert_eq!(adopted[2]["moment"], "adoption");
     // Built by job-2's step in the same checkout: content verification ran, nothing was stale.
@@ -227,11 +228,11 @@ fn a_nested_run_and_a_signal() {
     assert_eq!(
         names(&all),
         [
-            "starting", "acquired", "swept", "ready", "nested", "exited", "exited"
+            "starting", "acquired", "swept", "ready", "nested", "exited", "pruned", "exited"
         ],
         "{all:#?}"
     );
-    let (nested, inner, outer) = (&all[4], &all[5], &all[6]);
+    let (nested, inner, outer) = (&all[4], &all[5], &all[7]);
     assert_eq!(nested["job_id"], "outer");
     assert_eq!(nested["dir"], all[1]["dir"]);
     assert_eq!(inner["pid"], nested["pid"]);

@@ -882,3 +882,56 @@ fn a_unit_pending_behind_a_bind_mount_is_warned_about_once_then_shown_in_status(
         describe(&out)
     );
 }
+
+/// A step's exit code says nothing about which units it needed: a red test run built and used
+/// its units. Job p builds, then its tests fail; job q adopts p's dir and builds (its release
+/// must not prune what p's test run built), then runs the tests again: nothing compiles.
+#[test]
+fn a_failed_step_counts_in_the_working_set() {
+    let env = Env::new();
+    let ws = env.fixture("shapes");
+    let tight = ["--warm-budget", "1"];
+    job(&env, &ws, "job-p", &tight, &["build"]);
+    let mut red = job_cmd(&env, &ws, "job-p", &tight, &["test"]);
+    red.env("SHAPES_FAIL", "1");
+    let out = output(&mut red);
+    assert!(
+        !out.status.success() && describe(&out).contains("failing as asked"),
+        "{}",
+        describe(&out)
+    );
+    job(&env, &ws, "job-q", &tight, &["build"]);
+    let last = job(&env, &ws, "job-q", &tight, &["test"]);
+    assert!(!compiled_anything(&last), "{}", describe(&last));
+}
+
+/// The tool is part of a step's shape, and of its lease: `nextest run` and `cargo run` share
+/// their words after the tool, never their shape.
+#[test]
+fn nextest_run_and_cargo_run_are_different_shapes() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    job(
+        &env,
+        &ws,
+        "job-1",
+        &[],
+        &["nextest", "run", "--no-tests=pass"],
+    );
+    assert_eq!(env.lease("job-1")["tool"], "nextest");
+    assert_eq!(
+        env.lease("job-1")["command"],
+        serde_json::json!(["run", "--no-tests=pass"])
+    );
+    job(&env, &ws, "job-1", &[], &["run", "-p", "app"]);
+    assert_eq!(env.lease("job-1")["tool"], "cargo");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.root.join("job-1/prune.json")).unwrap())
+            .unwrap();
+    let shapes: Vec<&String> = index["shapes"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        shapes,
+        ["cargo run -p app", "nextest run --no-tests=pass"],
+        "{index:#}"
+    );
+}

@@ -3,6 +3,8 @@
 //! concurrency, and a copy its source's owner overtook is discarded.
 
 mod common;
+#[path = "common/moving.rs"]
+mod moving;
 #[path = "common/tmpfs.rs"]
 mod tmpfs;
 #[path = "common/xfs.rs"]
@@ -210,21 +212,23 @@ fn three_jobs_starting_together_all_start_warm() {
     let env = Env::new();
     let ws = env.fixture("small");
     // Expired at once (linger 0): adoptable too, so the rule that keeps the freshest finished
-    // dir a source, not an adoption, is what keeps all three warm.
+    // dir a source, not an adoption, while other jobs start, is what keeps all three warm.
     step(&env, &ws, "arc-0", "job-0", &["--linger", "0s", "build"]);
-    let jobs: Vec<Spawned> = (1..=3)
+    // Together: each has registered as starting before any of them chooses where to start.
+    let jobs: Vec<Paused> = (1..=3)
         .map(|i| {
-            let mut cmd = job_cmd(
+            let cmd = job_cmd(
                 &env,
                 &ws,
                 &format!("arc-{i}"),
                 &format!("job-{i}"),
                 &["build"],
             );
-            spawn_logged(&mut cmd, &env.path().join(format!("job-{i}")))
+            env.paused(cmd, &format!("job-{i}"), "acquire-registered")
         })
         .collect();
-    for (i, job) in jobs.into_iter().enumerate() {
+    let going: Vec<Spawned> = jobs.into_iter().map(Paused::let_go).collect();
+    for (i, job) in going.into_iter().enumerate() {
         let out = job.finish(300);
         assert_success(&out);
         assert_warm(&out);
@@ -239,29 +243,71 @@ fn three_jobs_starting_together_all_start_warm() {
     assert_eq!(env.lease("job-0")["state"], "released");
 }
 
-/// Expired dirs (linger 0): the freshest finished dir stays the seed source; an older expired
-/// one is adopted (docs/protocol.md#seed).
+/// A job that starts while another job of its workspace is starting seeds from the freshest
+/// finished dir; a job that starts alone adopts the freshest expired dir (docs/protocol.md#seed).
 #[test]
-fn the_freshest_finished_dir_is_seeded_from_and_an_older_one_adopted() {
+fn the_freshest_dir_is_adopted_alone_and_seeded_from_alongside_another_job() {
     let env = Env::new();
     let ws = env.fixture("small");
     let quick = ["--linger", "0s", "build"];
     step(&env, &ws, "arc-a", "job-1", &quick);
+    // Job L is starting (registered, not yet chosen) while job 2 starts.
+    let starting = env.paused(
+        job_cmd(&env, &ws, "arc-l", "job-l", &quick),
+        "job-l",
+        "acquire-registered",
+    );
     let second = step(&env, &ws, "arc-b", "job-2", &quick);
+    assert_warm(&second);
     assert!(
         stderr(&second).contains("from finished job `job-1`"),
         "{}",
         describe(&second)
     );
+    assert_eq!(env.lease("job-2")["together"], true);
+    // Alone now, but the freshest dir's job started together with another: job L keeps it a
+    // seed source and adopts the older one.
+    let late = starting.resume(300);
+    assert_success(&late);
+    assert_warm(&late);
+    assert!(
+        stderr(&late).contains("Adopted job-1"),
+        "{}",
+        describe(&late)
+    );
+    // Alone, after a job that started alone: the freshest dir, job L's, is adopted.
     let third = step(&env, &ws, "arc-c", "job-3", &quick);
     assert_warm(&third);
     assert!(
-        stderr(&third).contains("Adopted job-1"),
+        stderr(&third).contains("Adopted job-l"),
         "{}",
         describe(&third)
     );
     assert_eq!(env.job_dirs(), ["job-2", "job-3"]);
-    assert_eq!(env.lease("job-3")["origin"], "adopted");
+}
+
+/// Sequential jobs, each with its dependency moved on: each starts from the last job's dir (by
+/// adoption, no copy), an unchanged re-run compiles nothing, and one dir is left.
+#[test]
+fn sequential_jobs_start_from_the_freshest_dir_and_leave_one() {
+    let env = Env::new();
+    let ws = env.fixture("moving");
+    let quick = ["--linger", "0s", "build"];
+    for i in 1..=5 {
+        moving::set_dep_version(&ws, &format!("0.1.{i}"));
+        let out = step(&env, &ws, &format!("arc-{i}"), &format!("job-{i}"), &quick);
+        if i > 1 {
+            assert!(
+                stderr(&out).contains(&format!("Adopted job-{}", i - 1)),
+                "job {i}:\n{}",
+                describe(&out)
+            );
+        }
+        assert_eq!(env.job_dirs(), [format!("job-{i}")]);
+    }
+    let rerun = step(&env, &ws, "arc-6", "job-6", &quick);
+    assert_warm(&rerun);
+    assert_eq!(env.job_dirs(), ["job-6"]);
 }
 
 /// The seed's source is resumed by its owner (a later step of job 1 that builds a change) while
@@ -288,6 +334,12 @@ fn a_copy_whose_source_is_resumed_mid_copy_is_discarded() {
         describe(&out)
     );
     assert!(!err.contains("Seeded"), "{}", describe(&out));
+    // The fresh line says why, not "no finished dir".
+    assert!(
+        err.contains("(fresh dir: the seed copied from") && err.contains("was discarded)"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(env.lease("job-2")["origin"], "fresh");
     assert_eq!(env.lease("job-1")["state"], "released");
 }
@@ -342,7 +394,47 @@ fn no_seed_starts_cold_and_a_size_cap_builds_fresh() {
         "{}",
         describe(&out)
     );
+    // The fresh line says the real reason: a source existed, the seed was declined.
+    let using = stderr(&out)
+        .lines()
+        .find(|l| l.trim_start().starts_with("Using"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        using.contains("(fresh dir: not seeding from") && using.contains("larger than 1.0 KiB"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(env.lease("job-3")["origin"], "fresh");
+}
+
+/// A dir whose last step was `env` is no seed source while its linger runs: a plain cargo
+/// started after `env` may still write in it, which the checks after a copy cannot see.
+#[test]
+fn a_dir_env_handed_out_is_no_seed_source_while_it_lingers() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    step(&env, &ws, "arc-a", "job-1", &["env"]);
+    assert_eq!(env.lease("job-1")["tool"], "env");
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert!(compiled_anything(&second), "{}", describe(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains("(fresh dir: not seeding from") && err.contains("its last step was `env`"),
+        "{}",
+        describe(&second)
+    );
+    assert_eq!(env.lease("job-2")["origin"], "fresh");
+    // A wrapped step after `env`: a source again.
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let third = step(&env, &ws, "arc-c", "job-3", &["build"]);
+    assert_warm(&third);
+    assert!(
+        stderr(&third).contains("from finished job `job-"),
+        "{}",
+        describe(&third)
+    );
 }
 
 /// A symlink at the top of a source dir (where `build/` or `llvm-cov-target/` would be) is never
@@ -361,4 +453,150 @@ fn a_symlink_at_the_top_of_the_source_is_not_copied() {
         std::fs::symlink_metadata(env.root.join("job-2/build")).is_err(),
         "the link was copied"
     );
+}
+
+/// A 200 MiB tmpfs holding a finished dir of about 70 MiB (a build and 60 MB of data), for the
+/// room tests: about 130 MiB free, the reclaim line at 15% (30 MiB).
+fn small_disk_with_a_big_source(env: Env, ws: &Path) -> Option<(Tmpfs, Env)> {
+    let mnt = Tmpfs::mount_or_skip(&env.path().join("mnt"), "200m")?;
+    let env = Env {
+        root: mnt.0.join("root"),
+        ..env
+    };
+    step(&env, ws, "arc-a", "job-1", &["build"]);
+    let blob = "head -c 60000000 /dev/urandom > \"$CARGO_TARGET_DIR/blob\"";
+    step(
+        &env,
+        ws,
+        "arc-a",
+        "job-1",
+        &["exec", "--", "sh", "-c", blob],
+    );
+    Some((mnt, env))
+}
+
+const LINE: u64 = 30 << 20;
+
+/// Two seeders at once share the room above the line through their reservations: one copies,
+/// the other is told there is no room for it and builds fresh; the disk never goes below the line
+/// for a copy.
+#[test]
+fn two_seeders_at_once_share_the_room_above_the_line() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let Some((mnt, env)) = small_disk_with_a_big_source(env, &ws) else {
+        return;
+    };
+    let seeders: Vec<Paused> = ["job-2", "job-3"]
+        .iter()
+        .map(|job| {
+            env.paused(
+                job_cmd(&env, &ws, "arc-b", job, &["build"]),
+                job,
+                "seed-locked",
+            )
+        })
+        .collect();
+    let going: Vec<Spawned> = seeders.into_iter().map(Paused::let_go).collect();
+    let outs: Vec<Output> = going.into_iter().map(|s| s.finish(300)).collect();
+    for out in &outs {
+        assert_success(out);
+    }
+    let seeded = outs.iter().filter(|o| stderr(o).contains("Seeded")).count();
+    assert_eq!(seeded, 1, "{}\n{}", describe(&outs[0]), describe(&outs[1]));
+    let cold = outs.iter().find(|o| !stderr(o).contains("Seeded")).unwrap();
+    assert!(
+        stderr(cold).contains("(fresh dir: not seeding from")
+            && stderr(cold).contains("the disk can spare"),
+        "{}",
+        describe(cold)
+    );
+    let free = rustix_free(&mnt.0);
+    assert!(free >= LINE, "free {free} below the line {LINE}");
+}
+
+/// A copy re-checks the free space as it goes: something else filling the disk meanwhile (another
+/// job's build) stops it at the line, and the job builds fresh, saying why.
+#[test]
+fn a_copy_stops_when_the_disk_fills_below_the_line_meanwhile() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let Some((mnt, env)) = small_disk_with_a_big_source(env, &ws) else {
+        return;
+    };
+    let seeder = env.paused(
+        job_cmd(&env, &ws, "arc-b", "job-2", &["build"]),
+        "job-2",
+        "seed-rechecking",
+    );
+    // Another writer leaves 25 MiB free, below the line.
+    let free = rustix_free(&mnt.0);
+    let filler = (free - (25 << 20)).to_string();
+    let out = std::process::Command::new("head")
+        .args(["-c", &filler, "/dev/zero"])
+        .output()
+        .unwrap();
+    std::fs::write(mnt.0.join("filler"), out.stdout).unwrap();
+    let out = seeder.resume(300);
+    std::fs::remove_file(mnt.0.join("filler")).unwrap();
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        !err.contains("Seeded") && err.contains("fell to the reclaim line"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(env.lease("job-2")["origin"], "fresh");
+}
+
+/// Two jobs that overlapped both record it, even the one that started alone: it sees the other
+/// as it releases (its dir then stays a seed source for the next job even alone).
+#[test]
+fn a_job_that_another_overlapped_records_it_at_release() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let quick = ["--linger", "0s", "build"];
+    step(&env, &ws, "arc-0", "job-0", &quick);
+    // Job A started alone (it adopts job 0's dir); job B starts and ends while A still runs.
+    let a = env.paused(
+        job_cmd(&env, &ws, "arc-a", "job-a", &quick),
+        "job-a",
+        "release",
+    );
+    let b = step(&env, &ws, "arc-b", "job-b", &quick);
+    assert_eq!(
+        env.lease("job-b")["together"],
+        true,
+        "{}\n{:#}",
+        describe(&b),
+        env.lease("job-a")
+    );
+    assert_success(&a.resume(300));
+    assert_eq!(env.lease("job-a")["together"], true);
+}
+
+/// A reservation whose seeder is gone (its lock free) is ignored and removed; what is not a
+/// seeder's reservation (a FIFO, another name) is left alone and never hangs the seeder.
+#[test]
+fn a_crashed_seeders_reservation_is_ignored() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    step(&env, &ws, "arc-a", "job-1", &["build"]);
+    let dir = env.root.join(".reservations");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("0123456789abcdef0123456789abcdef");
+    std::fs::write(&stale, u64::MAX.to_string()).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let second = step(&env, &ws, "arc-b", "job-2", &["build"]);
+    assert_warm(&second);
+    assert!(stderr(&second).contains("Seeded"), "{}", describe(&second));
+    assert!(!stale.exists(), "the stale reservation is still there");
+    assert!(fifo.exists());
 }

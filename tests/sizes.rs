@@ -454,3 +454,45 @@ fn gc_json_plain(env: &Env, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("gc --json: {e}\n{}", describe(&out)))
 }
+
+/// After any sequence of steps, the size the lease records is within 5% of what `status
+/// --sizes` measures: `env` first (it measures an empty dir), then a build, a test run, a nextest
+/// run, a step that writes 20 MB into `target/`, and `clean`.
+#[test]
+fn the_recorded_size_follows_every_step() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let job = ["--job-id", "sizes"];
+    let recorded_and_measured = || {
+        let status = serde_json::from_slice::<Value>(
+            &env.ok(env.path(), ["status", "--sizes", "--json"]).stdout,
+        )
+        .unwrap();
+        let measured = status["leases"][0]["size_bytes"].as_u64().unwrap();
+        let recorded = env.lease("sizes")["size_bytes"].as_u64().unwrap_or(0);
+        (recorded, measured)
+    };
+    let steps: [&[&str]; 6] = [
+        &["env"],
+        &["build"],
+        &["test"],
+        &["nextest", "run", "--no-tests=pass"],
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "head -c 20000000 /dev/urandom > \"$CARGO_TARGET_DIR/blob\"",
+        ],
+        &["clean"],
+    ];
+    for step in steps {
+        let args: Vec<&str> = job.iter().chain(step).copied().collect();
+        env.ok(&ws, &args);
+        let (recorded, measured) = recorded_and_measured();
+        assert!(
+            recorded.abs_diff(measured) as f64 <= measured as f64 * 0.05 + 64.0 * 1024.0,
+            "after {step:?}: recorded {recorded}, status --sizes {measured}"
+        );
+    }
+}

@@ -68,13 +68,9 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
 "#]]
     );
 
-    // Expire job-1's dir at once: job-2 seeds from it (the freshest finished dir of a workspace
-    // is a seed source, never adopted: docs/protocol.md#seed).
-    let expire = run(
-        &env,
-        &ws,
-        &["--job-id", "job-1", "--linger", "0s", "exec", "--", "true"],
-    );
+    // job-1's dir lingers (released, protected for its job's later steps): not adoptable, but
+    // job-2 seeds from it (docs/protocol.md#seed).
+    let expire = run(&env, &ws, &["--job-id", "job-1", "exec", "--", "true"]);
     assert_data_eq!(
         transcript(&env, &expire),
         str![[r#"
@@ -95,7 +91,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
 "#]]
     );
 
-    // With job-2's dir the freshest finished one, job-3 adopts the older job-1.
+    // job-2's dir expired, the freshest: job-3, alone, adopts it.
     run(
         &env,
         &ws,
@@ -107,7 +103,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
         str![[r#"
 [exit 0]
 --- stderr
-     Adopted job-1 (warm, [SIZE], last used [AGE] ago) as [ROOT]/job-3
+     Adopted job-2 (warm, [SIZE], last used [AGE] ago) as [ROOT]/job-3
     Verified 2 units warm by content, 0 made stale, built in [TMP]/small
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
 

@@ -25,7 +25,7 @@ use super::record::{Lease, read, write};
 use super::request::{Origin, Request};
 use super::root::{NotAJobDir, Root};
 use super::seed::{self, Miss, Seeded, Seeding};
-use super::{NEW_PREFIX, TARGET, step};
+use super::{NEW_PREFIX, TARGET, starting, step};
 
 /// Acquire the job's dir: resume its own, else adopt a warm expired one, else create it.
 pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> {
@@ -191,6 +191,7 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
         lease.size_measured_at = p.size_measured_at;
         // How the job first came by its dir: what `status` counts per workspace.
         lease.origin = p.origin.clone();
+        lease.together = p.together;
     }
     // Sticky: every earlier writer's scope stays (an unreadable lease stands for an unknown one).
     lease.scopes = req.scopes_after(prev.as_ref());
@@ -210,45 +211,92 @@ const SEED_TRIES: usize = 3;
 /// The job has no dir yet: end same-runner leases, adopt a warm one, seed from a finished one, or
 /// create a fresh one. `Ok(None)`: another step of this job published the dir first; the caller
 /// takes that one.
+// Long: the rule read top to bottom (register, scan, adopt, seed, fresh).
 fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origin)>> {
     let key = (req.key)();
+    // Registered first, as a locked `.new-*` dir with our lease: a job that starts while we
+    // choose sees us starting and keeps the freshest dir a seed source, and we see it.
+    let Some(new) = NewDir::create(root, req, &key, Origin::FRESH)? else {
+        return Ok(None);
+    };
+    step("acquire-registered");
     let scan = scan_for_new_job(root, req, &key);
+    let together = scan.live > 0 || starting::others(root, &key, &new.tmp, req.trust) > 0;
     if req.adopt {
-        // The rule (docs/protocol.md#seed): while seeding is on, the freshest finished dir of the
-        // workspace is never adopted. It stays the source every job starting now seeds from, so
-        // N jobs starting together all start warm, and none adopts a dir another copies from.
-        let reserve = req.seed.as_ref().and(scan.finished.first());
+        // The rule (docs/protocol.md#seed): alone (no other job of the workspace live or
+        // starting), a job adopts the freshest expired dir: nothing is copied, and it starts
+        // from the last job's state. Otherwise, while seeding is on, the freshest finished dir
+        // is never adopted: it stays the source every job starting now seeds from, so N jobs
+        // starting together all start warm, and none adopts a dir another copies from. Nor
+        // when the freshest dir's own job started together with another: the workspace runs
+        // jobs together, and a job starting a moment after us would find no source.
+        let reserve = req
+            .seed
+            .as_ref()
+            .and(scan.finished.first())
+            .filter(|r| together || r.lease.together == Some(true));
         let adoptable = scan
             .expired
             .iter()
             .filter(|c| reserve.is_none_or(|r| r.name != c.name));
         for cand in adoptable {
-            match super::adopt::adopt(root, req, &key, cand)? {
+            let outcome = super::adopt::adopt(root, req, &key, cand);
+            // Our registration goes on every way out but the seed and fresh paths below.
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    new.discard(root);
+                    return Err(e);
+                }
+            };
+            match outcome {
                 AdoptOutcome::Adopted(held) => {
-                    let held = *held;
-                    // The size the adoption line reports (and pruning's backstop falls back to)
-                    // is measured now: the recorded one dates from the previous job's first
-                    // release when its later steps came within SIZE_REFRESH, and later steps
-                    // grow the dir (tests, docs). Recorded only if the walk runs out of time.
-                    let measured = super::job_size(
-                        held.dir.as_fd(),
-                        Some(Instant::now() + super::held::SIZE_BUDGET),
-                    );
-                    let origin = Origin::Adopted {
-                        from: cand.lease.job_id.clone(),
-                        size: measured.or(cand.lease.size_bytes),
-                        last_used: cand.lease.renewed_at,
-                    };
-                    return Ok(Some((held, origin)));
+                    new.discard(root);
+                    if together {
+                        held.update(|l| l.together = Some(true)).with_context(|| {
+                            format!("failed to write lease in {}", held.path.display())
+                        })?;
+                    }
+                    return Ok(Some(adopted(*held, cand)));
                 }
                 AdoptOutcome::Lost => continue,
-                AdoptOutcome::NameTaken => return Ok(None),
+                AdoptOutcome::NameTaken => {
+                    new.discard(root);
+                    return Ok(None);
+                }
             }
         }
     }
+    let mut new = Some(new);
+    // Why no seed, when a source existed: the fresh line says it.
+    let mut cold = None;
     if let Some(seeding) = &req.seed {
-        for src in scan.finished.iter().take(SEED_TRIES) {
-            match seed_new(root, req, &key, src, seeding)? {
+        // A dir whose last step was `env` is no source until its linger ends: a plain cargo
+        // started after `env` may still write in it, and the checks after a copy (its lease, its
+        // locks) cannot see that cargo.
+        let (handed_out, sources): (Vec<&Candidate>, Vec<&Candidate>) =
+            scan.finished.iter().partition(|c| {
+                c.lease.tool.as_deref() == Some("env")
+                    && !scan.expired.iter().any(|e| e.name == c.name)
+            });
+        if let Some(c) = handed_out.first() {
+            let why = format!(
+                "not seeding from {}: its last step was `env`, and a plain cargo may write in \
+                 it until its linger ends",
+                root.join(&c.name).display()
+            );
+            term::verbose("Note", format_args!("{why}"));
+            cold = Some(why);
+        }
+        for src in sources.into_iter().take(SEED_TRIES) {
+            let dir = match new.take() {
+                Some(dir) => dir,
+                None => match NewDir::create(root, req, &key, Origin::FRESH)? {
+                    Some(dir) => dir,
+                    None => return Ok(None),
+                },
+            };
+            match seed_new(root, req, dir, src, seeding, together)? {
                 Seed::Done(done) => {
                     let (held, seeded) = *done;
                     return Ok(Some((held, Origin::Seeded(Box::new(seeded)))));
@@ -256,13 +304,24 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
                 Seed::NameTaken => return Ok(None),
                 Seed::Missed(miss @ Miss::Stop(_)) => {
                     seed::note(&miss);
+                    cold = Some(seed::cold(&miss));
                     break;
                 }
-                Seed::Missed(miss) => seed::note(&miss),
+                Seed::Missed(miss) => {
+                    seed::note(&miss);
+                    cold = Some(seed::cold(&miss));
+                }
             }
         }
     }
-    create_fresh(root, req, &key).map(|h| h.map(|h| (h, Origin::Fresh)))
+    let new = match new {
+        Some(new) => new,
+        None => match NewDir::create(root, req, &key, Origin::FRESH)? {
+            Some(new) => new,
+            None => return Ok(None),
+        },
+    };
+    create_fresh(root, req, new, together).map(|h| h.map(|h| (h, Origin::Fresh { cold })))
 }
 
 /// What one seed attempt came to.
@@ -279,15 +338,11 @@ enum Seed {
 fn seed_new(
     root: &Root,
     req: &Request<'_>,
-    key: &WorkspaceKey,
+    mut new: NewDir,
     src: &Candidate,
     seeding: &Seeding<'_>,
+    together: bool,
 ) -> Result<Seed> {
-    let Some(new) = NewDir::create(root, req, key, Origin::SEEDED, Some(&src.lease))? else {
-        return Ok(Seed::Missed(Miss::Changed(
-            "our new dir was reclaimed".into(),
-        )));
-    };
     let source = seed::Source {
         name: src.name.clone(),
         lease: src.lease.clone(),
@@ -310,23 +365,53 @@ fn seed_new(
                 .with_context(|| format!("failed to create {}", path.display()));
         }
     }
+    if let Err(e) = new.settle(Origin::SEEDED, together, req.scopes_after(Some(&src.lease))) {
+        let path = root.join(&new.tmp);
+        new.discard(root);
+        return Err(e).with_context(|| format!("failed to write lease in {}", path.display()));
+    }
     Ok(match new.publish(root, req)? {
         Some(held) => Seed::Done(Box::new((held, seeded))),
         None => Seed::NameTaken,
     })
 }
 
-/// Create a fresh job dir. It is built under a dot-name (invisible to guards and other jobs),
-/// locked before its lease exists, and published by a rename that never replaces: a crash at any
-/// point leaves either nothing under the job's name or a complete, leased dir.
-fn create_fresh(root: &Root, req: &Request<'_>, key: &WorkspaceKey) -> Result<Option<Held>> {
-    let Some(new) = NewDir::create(root, req, key, Origin::FRESH, None)? else {
-        return Ok(None);
+/// The dir adopted from `cand`, and how: the size the adoption line reports (and pruning's
+/// backstop falls back to) is measured now, as the recorded one dates from the previous job's
+/// last measurement and later steps grow the dir (tests, docs). Recorded only if the walk runs
+/// out of time.
+fn adopted(held: Held, cand: &Candidate) -> (Held, Origin) {
+    let measured = super::job_size(
+        held.dir.as_fd(),
+        Some(Instant::now() + super::held::SIZE_BUDGET),
+    );
+    let origin = Origin::Adopted {
+        from: cand.lease.job_id.clone(),
+        size: measured.or(cand.lease.size_bytes),
+        last_used: cand.lease.renewed_at,
     };
+    (held, origin)
+}
+
+/// Publish the registered dir as a fresh one. It is built under a dot-name (invisible to guards
+/// and other jobs), locked before its lease exists, and published by a rename that never
+/// replaces: a crash at any point leaves either nothing under the job's name or a complete,
+/// leased dir.
+fn create_fresh(
+    root: &Root,
+    req: &Request<'_>,
+    mut new: NewDir,
+    together: bool,
+) -> Result<Option<Held>> {
+    let path = root.join(&new.tmp);
+    if together && let Err(e) = new.settle(Origin::FRESH, together, None) {
+        new.discard(root);
+        return Err(e).with_context(|| format!("failed to write lease in {}", path.display()));
+    }
     if let Err(e) = rustix::fs::mkdirat(&new.dir, TARGET, Mode::from_raw_mode(0o755)) {
-        let path = root.join(&new.tmp).join(TARGET);
+        new.discard(root);
         return Err(io::Error::from(e))
-            .with_context(|| format!("failed to create {}", path.display()));
+            .with_context(|| format!("failed to create {}", path.join(TARGET).display()));
     }
     step("acquire-before-publish");
     new.publish(root, req)
@@ -342,14 +427,12 @@ struct NewDir {
 }
 
 impl NewDir {
-    /// `Ok(None)`: a guard took our unfinished dir before we locked it; start over. A seed's
-    /// lease keeps the scopes of its source's writers (`from`).
+    /// `Ok(None)`: a guard took our unfinished dir before we locked it; start over.
     fn create(
         root: &Root,
         req: &Request<'_>,
         key: &WorkspaceKey,
         origin: &str,
-        from: Option<&Lease>,
     ) -> Result<Option<NewDir>> {
         let tmp = format!("{NEW_PREFIX}{}", uuid::Uuid::new_v4().simple());
         let tmp_path = root.join(&tmp);
@@ -373,9 +456,6 @@ impl NewDir {
         step("acquire-locked");
         let mut lease = req.lease(Some(key), SystemTime::now());
         lease.origin = Some(origin.to_owned());
-        if from.is_some() {
-            lease.scopes = req.scopes_after(from);
-        }
         write(dir.as_fd(), &lease)
             .with_context(|| format!("failed to write lease in {}", tmp_path.display()))?;
         Ok(Some(NewDir {
@@ -384,6 +464,23 @@ impl NewDir {
             tree,
             lease,
         }))
+    }
+
+    /// How the job came by the dir, and whether it started together with another job of its
+    /// workspace, once known (registered as fresh, alone). A seed's lease keeps the scopes of
+    /// its source's writers (`scopes`; docs/protocol.md#scopes).
+    fn settle(
+        &mut self,
+        origin: &str,
+        together: bool,
+        scopes: Option<Vec<crate::scope::Scope>>,
+    ) -> io::Result<()> {
+        self.lease.origin = Some(origin.to_owned());
+        self.lease.together = together.then_some(true);
+        if scopes.is_some() {
+            self.lease.scopes = scopes;
+        }
+        write(self.dir.as_fd(), &self.lease)
     }
 
     /// Delete an unfinished dir we gave up on (still locked by us until it is gone).

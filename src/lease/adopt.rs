@@ -37,6 +37,9 @@ pub(super) struct Scan {
     pub(super) expired: Vec<Candidate>,
     /// Finished dirs (released, lingering or expired): seed sources.
     pub(super) finished: Vec<Candidate>,
+    /// Other jobs of the workspace running now (their lease live): whether the freshest
+    /// finished dir is kept as the seed source (docs/protocol.md#seed).
+    pub(super) live: usize,
 }
 
 /// One pass over the root for a job that needs a dir:
@@ -74,6 +77,9 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         }
         let expiry = expiry(dir.as_fd(), &lease, &now, req.trust);
         let expired = matches!(expiry, Expiry::Expired { .. });
+        if matches!(expiry, Expiry::Live { .. }) && name != req.name {
+            out.live += 1;
+        }
         let finished = expired || matches!(expiry, Expiry::Lingering { .. });
         // Another user's dir is not ours to take, nor to copy (its files would run in our
         // build): start fresh.

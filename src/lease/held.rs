@@ -86,6 +86,11 @@ impl Held {
             .size_measured_at = None;
     }
 
+    /// The root's fd and the dir's name in it.
+    pub(super) fn in_root(&self) -> (BorrowedFd<'_>, &OsStr) {
+        (self.root_fd.as_fd(), &self.name)
+    }
+
     pub(super) fn still_named(&self) -> bool {
         fs::identity_at(self.root_fd.as_fd(), &self.name).is_ok_and(|i| i == self.ident)
     }
@@ -96,6 +101,11 @@ impl Held {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .size_measured_at
+    }
+
+    /// Look at the lease as held (not re-read).
+    pub(super) fn with_lease<T>(&self, look: impl FnOnce(&Lease) -> T) -> T {
+        look(&self.lease.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub(super) fn update(&self, change: impl FnOnce(&mut Lease)) -> io::Result<()> {

@@ -37,9 +37,11 @@ mod protected;
 mod record;
 mod release;
 mod request;
+mod reserve;
 mod root;
 mod seed;
 mod session;
+mod starting;
 #[cfg(test)]
 mod tests;
 

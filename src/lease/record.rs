@@ -104,6 +104,16 @@ pub(crate) struct Lease {
     /// leases of earlier versions, which only local jobs take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) scopes: Option<Vec<Scope>>,
+    /// What the last step ran: `cargo`, `nextest`, `llvm-cov`, `exec`, or `env` / `hold` for
+    /// those commands (`command` holds its words, which alone do not tell `nextest run` from
+    /// `cargo run`). Absent in leases of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tool: Option<String>,
+    /// The job chose its dir while another job of its workspace was live or starting: its
+    /// workspace runs jobs together, so the next job keeps this dir a seed source rather than
+    /// adopt it, even alone (docs/protocol.md#seed). Kept when a later step resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) together: Option<bool>,
 }
 
 mod rfc3339 {

@@ -23,6 +23,8 @@ const MAX_COMMAND_BYTES: usize = 4 * 1024;
 /// What a job asks for.
 pub(crate) struct Request<'a> {
     pub(crate) job_id: &'a str,
+    /// What the step runs (`Tool::name`, or `env` / `hold`), recorded in the lease.
+    pub(crate) tool: &'a str,
     /// The job dir's name under the root (the sanitized job id).
     pub(crate) name: &'a str,
     pub(crate) owner: &'a Owner,
@@ -74,6 +76,8 @@ impl Request<'_> {
             origin: None,
             job_lock: None,
             scopes: Some(vec![self.scope.scope.clone()]),
+            tool: Some(self.tool.to_owned()),
+            together: None,
         };
         now.stamp(&mut lease);
         lease
@@ -131,7 +135,9 @@ fn cap_command(command: &[String]) -> Vec<String> {
 pub(crate) enum Origin {
     /// Its own dir, from an earlier step of the same job.
     Resumed,
-    Fresh,
+    /// A new, empty dir; `cold`: why not a seed, when a source existed (the seed was declined,
+    /// discarded or failed, or the source was passed over), in words for the status line.
+    Fresh { cold: Option<String> },
     /// Another job's expired dir of the same workspace, renamed to this job's name.
     Adopted {
         from: String,
@@ -152,7 +158,7 @@ impl Origin {
     /// and the lease's `origin` use.
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Origin::Fresh => Origin::FRESH,
+            Origin::Fresh { .. } => Origin::FRESH,
             Origin::Resumed => Origin::RESUMED,
             Origin::Adopted { .. } => Origin::ADOPTED,
             Origin::Seeded(_) => Origin::SEEDED,

@@ -28,6 +28,7 @@ use crate::term;
 
 use super::probe::{Holder, TREE_LOCK, probe};
 use super::record::{Lease, read};
+use super::reserve;
 use super::root::Root;
 use super::{JOB_LOCK, LEASE_FILE, NEW_PREFIX, SEED_LOCK, step};
 
@@ -113,18 +114,7 @@ pub(super) fn copy_from(
     }
     step("seed-locked");
     let started = Instant::now();
-    let skip = |p: &Path| skipped(p, seeding.incremental);
-    let limits = clone::Limits {
-        max_bytes: seeding.max_bytes,
-        max_written: (seeding.room)(),
-        mount: root.mount,
-        skip: &skip,
-    };
-    let copied = clone::clone_tree(dir.as_fd(), new_dir.as_fd(), &limits).map_err(|e| match e {
-        // A file that vanished or changed type mid-copy: the owner or a guard is at work.
-        Stop::Io(_, ref io) if io.kind() == std::io::ErrorKind::NotFound => changed(&e.to_string()),
-        e => Miss::Stop(format!("{}: {e}", path.display())),
-    })?;
+    let copied = copy_reserved(root, src, &dir, new_dir, seeding)?;
     step("seed-copied");
     // Race closed: the owner resumed the dir mid-copy (its resume rewrites the lease before it
     // writes anything else), or holds its lock right now: what we copied may be half old, half
@@ -144,6 +134,52 @@ pub(super) fn copy_from(
         copied,
         took: started.elapsed(),
     })
+}
+
+/// The copy itself, within the room reserved for it (`reserve`), re-checking the free space as
+/// it writes. The reservation ends with the copy.
+fn copy_reserved(
+    root: &Root,
+    src: &Source,
+    dir: &File,
+    new_dir: &File,
+    seeding: &Seeding<'_>,
+) -> Result<Copied, Miss> {
+    let path = root.join(&src.name);
+    let changed = |why: &str| Miss::Changed(format!("{}: {why}", path.display()));
+    let skip = |p: &Path| skipped(p, seeding.incremental);
+    // What this copy may write: its source's recorded size (`target/` and `build/`) and a
+    // margin (a sixteenth, and 1 MiB for the small files beside them: `prune.json`, …), out of
+    // the room the seeders in flight left; held until the copy is over (`reserve`).
+    let want = src.lease.size_bytes.map_or(u64::MAX, |s| {
+        s.saturating_add(s / 16).saturating_add(1 << 20)
+    });
+    let reservation = reserve::reserve(root, seeding.room, want).map_err(|e| {
+        Miss::Stop(format!(
+            "{}: cannot reserve room for the copy ({e})",
+            path.display()
+        ))
+    })?;
+    let rechecked = std::cell::Cell::new(false);
+    let still_room = || {
+        if !rechecked.replace(true) {
+            step("seed-rechecking");
+        }
+        (seeding.room)() > 0
+    };
+    let limits = clone::Limits {
+        max_bytes: seeding.max_bytes,
+        max_written: reservation.bytes,
+        mount: root.mount,
+        skip: &skip,
+        still_room: &still_room,
+    };
+    let copied = clone::clone_tree(dir.as_fd(), new_dir.as_fd(), &limits).map_err(|e| match e {
+        // A file that vanished or changed type mid-copy: the owner or a guard is at work.
+        Stop::Io(_, ref io) if io.kind() == std::io::ErrorKind::NotFound => changed(&e.to_string()),
+        e => Miss::Stop(format!("{}: {e}", path.display())),
+    })?;
+    Ok(copied)
 }
 
 /// The lease still reads as it did at the scan: same acquisition, state and last renewal.
@@ -193,6 +229,14 @@ pub(crate) fn describe(s: &Seeded) -> String {
         Bytes(s.copied.bytes),
         s.took.as_secs_f64()
     )
+}
+
+/// Why a job that missed this seed starts cold, for its `Using … (fresh dir: …)` line.
+pub(super) fn cold(miss: &Miss) -> String {
+    match miss {
+        Miss::Changed(why) | Miss::Stop(why) => format!("not seeding from {why}"),
+        Miss::Discarded(why) => format!("the seed copied from {why} was discarded"),
+    }
 }
 
 /// Say why a source was passed over: `-v` for one skipped before any copy, always for a copy

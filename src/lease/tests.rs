@@ -201,6 +201,7 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         default_branch: None,
     };
     let req = Request {
+        tool: "cargo",
         job_id: NAMES[job],
         name: NAMES[job],
         owner,
@@ -261,6 +262,8 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         origin: None,
         job_lock: None,
         scopes: None,
+        tool: None,
+        together: None,
     };
     (l, now)
 }

@@ -35,13 +35,22 @@ pub(super) struct Plan {
 
 /// Record that the job of `generation` ran `shape` and used the live units `scan` marks as
 /// used by it (every step records the units its job used so far: the union over steps is
-/// kept). Shapes older than `window` generations are forgotten.
-pub(super) fn record(index: &mut Index, scan: &Scan, shape: &str, generation: u64, window: u64) {
+/// kept). A step that failed records too, whatever its exit (it built and used its units), but
+/// adds to what its shape used before rather than replace it: stopped early, it may have read
+/// only part of its graph. Shapes older than `window` generations are forgotten.
+pub(super) fn record(
+    index: &mut Index,
+    scan: &Scan,
+    shape: &str,
+    succeeded: bool,
+    generation: u64,
+    window: u64,
+) {
     let mut key: String = shape.chars().take(MAX_SHAPE_KEY).collect();
     if key.is_empty() {
         key = "?".into();
     }
-    let units: BTreeMap<String, BTreeSet<String>> = scan
+    let mut units: BTreeMap<String, BTreeSet<String>> = scan
         .units
         .iter()
         .map(|(rel, u)| {
@@ -50,6 +59,14 @@ pub(super) fn record(index: &mut Index, scan: &Scan, shape: &str, generation: u6
         })
         .filter(|(_, u): &(String, BTreeSet<String>)| !u.is_empty())
         .collect();
+    if !succeeded && let Some(before) = index.shapes.get(&key) {
+        for (rel, u) in &before.units {
+            units
+                .entry(rel.clone())
+                .or_default()
+                .extend(u.iter().cloned());
+        }
+    }
     let bytes = bytes_of(scan, &units);
     index.shapes.insert(
         key,

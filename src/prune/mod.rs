@@ -252,8 +252,13 @@ pub(crate) enum Moment<'a> {
     /// Adopted from `from`; `size` is the dir's, measured by the adoption (`lease::job_size`,
     /// within its budget), else the size `from`'s lease recorded.
     Adoption { from: &'a str, size: Option<u64> },
-    /// The job `job` releases after a step that ran `shape` (its command).
-    Release { job: &'a str, shape: &'a str },
+    /// The job `job` releases after a step that ran `shape` (its command), which succeeded or
+    /// not (a failed step's units add to its shape's, see `budget::record`).
+    Release {
+        job: &'a str,
+        shape: &'a str,
+        succeeded: bool,
+    },
 }
 
 /// Called right after a job adopted `from`'s dir, while its lock is held: what pruning did,
@@ -277,9 +282,15 @@ pub(crate) fn at_release(
     job_dir: BorrowedFd<'_>,
     job: &str,
     shape: &str,
+    succeeded: bool,
     s: &Settings,
 ) -> Result<Outcome> {
-    run(job_dir, Moment::Release { job, shape }, s)
+    let m = Moment::Release {
+        job,
+        shape,
+        succeeded,
+    };
+    run(job_dir, m, s)
 }
 
 fn run(job_dir: BorrowedFd<'_>, m: Moment<'_>, s: &Settings) -> Result<Outcome> {
@@ -340,8 +351,11 @@ fn prune(
     let after = if release { u64::MAX } else { s.after };
     let mut scan = scan(job_dir, target, index, generation, after);
     supersede(&mut scan, generation);
-    if let Moment::Release { shape, .. } = m {
-        budget::record(index, &scan, shape, generation, s.after);
+    if let Moment::Release {
+        shape, succeeded, ..
+    } = m
+    {
+        budget::record(index, &scan, shape, succeeded, generation, s.after);
     }
     let plan = s.budget.and_then(|factor| {
         budget::apply(

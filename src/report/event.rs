@@ -67,6 +67,8 @@ pub(crate) enum Event<'a> {
         origin: &'a Origin,
         /// What pruning removed from an adopted dir.
         pruned: &'a Pruned,
+        /// What runs: `cargo`, `nextest`, `llvm-cov`, `exec`, or `env` / `hold`.
+        tool: &'a str,
         command: &'a str,
         checked: &'a Checked,
     },

@@ -312,6 +312,7 @@ impl Reporter for GitHub {
                 pruned,
                 command,
                 checked,
+                ..
             } => self.job_ready(root, held, (origin, pruned), command, checked),
             Event::Refused {
                 held,
@@ -378,7 +379,7 @@ fn kind_label(kind: KeptAs) -> &'static str {
 /// How the job came by its dir, for the summary's first line.
 fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
     match origin {
-        Origin::Fresh => "a fresh dir".to_owned(),
+        Origin::Fresh { .. } => "a fresh dir".to_owned(),
         Origin::Resumed => "resumed from an earlier step of this job".to_owned(),
         Origin::Seeded(seeded) => format!(
             "seeded warm from finished job `{}` ({})",

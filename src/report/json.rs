@@ -152,6 +152,7 @@ enum Fields<'a> {
         built_in: Option<String>,
     },
     Ready {
+        tool: &'a str,
         command: &'a str,
         free_bytes: u64,
     },
@@ -195,6 +196,7 @@ struct Holding {
 }
 
 impl Reporter for Json {
+    // Long: one arm per event, each naming its JSON fields (README's "Events" table).
     fn report(&mut self, event: &Event<'_>) {
         match event {
             Event::Starting { job_id, .. } => {
@@ -244,10 +246,14 @@ impl Reporter for Json {
                 },
             ),
             Event::Ready {
-                command, checked, ..
+                tool,
+                command,
+                checked,
+                ..
             } => self.write(
                 "ready",
                 Fields::Ready {
+                    tool,
                     command,
                     free_bytes: checked.space.free,
                 },
@@ -287,7 +293,7 @@ fn acquired<'a>(
             Some(s.copied.bytes),
             Some(secs(s.took)),
         ),
-        Origin::Fresh | Origin::Resumed => (None, None, None),
+        Origin::Fresh { .. } | Origin::Resumed => (None, None, None),
     };
     Fields::Acquired {
         target_dir: target_dir.to_string_lossy().into_owned(),

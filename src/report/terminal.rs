@@ -82,7 +82,11 @@ fn announce(held: &Held, origin: &Origin, adopt: bool, seed: bool) {
             "Using",
             format_args!("job dir {} (resumed)", held.path.display()),
         ),
-        Origin::Fresh => term::status(
+        Origin::Fresh { cold: Some(why) } => term::status(
+            "Using",
+            format_args!("job dir {} (fresh dir: {why})", held.path.display()),
+        ),
+        Origin::Fresh { cold: None } => term::status(
             "Using",
             format_args!(
                 "job dir {} (fresh dir{})",

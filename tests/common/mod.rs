@@ -430,8 +430,13 @@ impl Env {
 impl Paused {
     /// Let it go on, and wait (at most `secs`) for it to finish.
     pub fn resume(self, secs: u64) -> Output {
+        self.let_go().finish(secs)
+    }
+
+    /// Let it go on without waiting: several paused runs go on together.
+    pub fn let_go(self) -> Spawned {
         std::fs::remove_file(&self.file).unwrap();
-        self.run.finish(secs)
+        self.run
     }
 }
 

@@ -19,7 +19,7 @@ pub fn set_dep_version(ws: &Path, v: &str) {
             }
         })
         .collect();
-    std::fs::write(toml, text).unwrap();
+    write_if_changed(&toml, &text);
 }
 
 /// Edit the workspace crate's source (its `EDIT` constant), as a commit would.
@@ -29,7 +29,7 @@ pub fn set_edit(ws: &Path, n: u32) {
     let start = text.find("const EDIT: u32 = ").unwrap();
     let end = start + text[start..].find(';').unwrap();
     let text = format!("{}const EDIT: u32 = {n}{}", &text[..start], &text[end..]);
-    std::fs::write(main, text).unwrap();
+    write_if_changed(&main, &text);
 }
 
 /// Rename `dep`'s package to `name`, the app still calling it `dep` (`package = "…"` in its
@@ -48,7 +48,7 @@ pub fn set_dep_name(ws: &Path, name: &str) {
             }
         })
         .collect();
-    std::fs::write(toml, text).unwrap();
+    write_if_changed(&toml, &text);
     let app = ws.join("app/Cargo.toml");
     let text = std::fs::read_to_string(&app).unwrap();
     let text: String = text
@@ -61,5 +61,13 @@ pub fn set_dep_name(ws: &Path, name: &str) {
             }
         })
         .collect();
-    std::fs::write(app, text).unwrap();
+    write_if_changed(&app, &text);
+}
+
+/// Write `text` unless the file holds it already: as a checkout of the same commit, an unchanged
+/// file keeps its mtime (cargo would rebuild a crate whose source looks newer).
+fn write_if_changed(path: &Path, text: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+        std::fs::write(path, text).unwrap();
+    }
 }
