@@ -226,14 +226,15 @@ fn check_command(args: &[std::ffi::OsString]) -> Result<(), clap::Error> {
         cargo_home: cargo_home.as_deref(),
     };
     let cwd = std::env::current_dir().unwrap_or_default();
-    let aliases = || workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
+    // The config files' `[alias]` tables and `CARGO_ALIAS_*`, as cargo merges them (`include`d
+    // files and `--config` are not read: see commands.rs).
+    let aliases = || {
+        let mut aliases = workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
+        aliases.extend(commands::env_aliases(std::env::vars_os()));
+        aliases
+    };
     if !commands::is_known(&name, &search, aliases) {
-        return Err(commands::unknown(
-            Cli::command(),
-            &name,
-            &search,
-            workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases,
-        ));
+        return Err(commands::unknown(Cli::command(), &name, &search, aliases()));
     }
     Ok(())
 }

@@ -64,6 +64,29 @@ fn a_mistyped_command_fails_before_any_lease_with_clap_s_tip() {
     }
 }
 
+/// Tips as cargo gives them: by its edit distance (no `'b'` for a long word that is like no
+/// command), with its `cargo --list` pointer; and an alias from the environment runs as
+/// `cargo xb` does.
+#[test]
+fn typo_tips_and_env_aliases_are_cargo_s() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let out = env.run(&ws, ["frobnicate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("similar"), "{err}");
+    assert!(
+        err.contains("tip: view all installed commands with `cargo --list`"),
+        "{err}"
+    );
+    assert_no_lease(&env, "frobnicate");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_ALIAS_XB", "build").args(["guarded", "xb"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    assert!(compiled_anything(&out), "{}", describe(&out));
+}
+
 #[test]
 fn installed_subcommands_and_config_aliases_are_known() {
     let env = Env::new();
