@@ -283,7 +283,7 @@ fn status(cfg: &Config, args: &StatusArgs) -> CliResult {
     let text = if args.json {
         term::json(&status)?
     } else {
-        report::status::render(&status)
+        report::status::render(&status, term::width())
     };
     // A reader that left early (`status | head -1`) is not an error.
     term::out(&text).context("failed to write to stdout")?;

@@ -368,6 +368,48 @@ fn status_is_a_table_sorted_by_state_with_totals_and_stale_sizes_marked() {
     );
 }
 
+/// The table fits the terminal's width (`COLUMNS`, as a terminal gives it) with GitHub-style
+/// job ids, wrapping inside its columns; piped with no width, rows stay whole.
+#[test]
+fn status_table_fits_a_narrow_terminal() {
+    let env = Env::new();
+    for run in ["19161108462-1", "19161108462-2"] {
+        plant_expired(
+            &env,
+            &format!("acme-widgets-{run}-build-and-test-ubuntu-latest"),
+        );
+    }
+    let table = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("total:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let wide = stdout(&env.ok(env.path(), ["status"]));
+    let widest = table(&wide)
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap();
+    assert!(widest > 100, "{wide}");
+    let mut cmd = env.cmd(env.path());
+    cmd.env("COLUMNS", "72").args(["guarded", "status"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let narrow = stdout(&out);
+    let lines = table(&narrow);
+    assert!(lines.len() > 3, "rows wrap inside their columns:\n{narrow}");
+    for l in &lines {
+        assert!(
+            l.chars().count() <= 72,
+            "{} columns:\n{narrow}",
+            l.chars().count()
+        );
+    }
+    assert!(lines[0].starts_with("STATE"), "{narrow}");
+}
+
 #[test]
 fn completions_and_man_page_come_from_the_clap_definitions() {
     let env = Env::new();

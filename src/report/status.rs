@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use comfy_table::{CellAlignment, Table, presets};
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use serde::Serialize;
 use serde::ser::Serializer;
 
@@ -18,8 +18,9 @@ fn esc(s: &str) -> String {
     term::escape(s).into_owned()
 }
 
-/// The human-readable table: a header line, one aligned row per job dir, totals.
-pub(crate) fn render(status: &Status) -> String {
+/// The human-readable table: a header line, one aligned row per job dir, totals. With a
+/// `width` (the terminal's), the table fits it: long cells wrap inside their column.
+pub(crate) fn render(status: &Status, width: Option<u16>) -> String {
     let mut out = String::new();
     let n = status.leases.len();
     let _ = writeln!(
@@ -34,7 +35,12 @@ pub(crate) fn render(status: &Status) -> String {
     if status.leases.is_empty() {
         return out;
     }
-    let (table, stale) = table(&status.leases);
+    let (mut table, stale) = table(&status.leases);
+    if let Some(width) = width {
+        // comfy-table measures the terminal only with its crossterm feature; the width is given.
+        table.set_width(width);
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
     for line in table.lines() {
         let _ = writeln!(out, "{}", line.trim_end());
     }
