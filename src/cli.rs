@@ -367,7 +367,8 @@ pub(crate) enum Command {
     Env {
         #[command(flatten)]
         job: JobArgs,
-        /// Print `export NAME='value'` lines instead, for `eval "$(cargo guarded env --shell)"`
+        /// Print `export NAME=VALUE` lines instead, quoted for a POSIX shell, for `eval "$(cargo
+        /// guarded env --shell)"`
         #[arg(long)]
         shell: bool,
     },
@@ -416,6 +417,13 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff): `cargo guarded man | man -l -`
     Man,
+    /// Split LINE into words as a POSIX shell would, quotes and backslashes honoured, nothing
+    /// expanded; print each word followed by a NUL (the action's `command` input)
+    #[command(name = "__split-words", hide = true)]
+    SplitWords {
+        #[arg(allow_hyphen_values = true)]
+        line: String,
+    },
     /// A cargo command, `llvm-cov` or `nextest`, run with the job's target dir
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -551,13 +559,15 @@ pub(crate) enum Mode {
     },
     Completions(clap_complete::Shell),
     Man,
+    /// `__split-words LINE`
+    SplitWords(String),
 }
 
 impl Mode {
     /// Whether the command needs the configuration (the root, the job, the workspace): every one
-    /// but printing completions or the man page, which must work anywhere.
+    /// but printing completions or the man page and splitting words, which must work anywhere.
     pub(crate) fn needs_config(&self) -> bool {
-        !matches!(self, Mode::Completions(_) | Mode::Man)
+        !matches!(self, Mode::Completions(_) | Mode::Man | Mode::SplitWords(_))
     }
 
     /// The arguments that may say where the workspace is (`--manifest-path`).
@@ -607,6 +617,7 @@ impl Cli {
             Command::Gc(args) => Mode::Gc(args),
             Command::Completions { shell } => Mode::Completions(shell),
             Command::Man => Mode::Man,
+            Command::SplitWords { line } => Mode::SplitWords(line),
         };
         Parsed { options, mode }
     }
@@ -631,7 +642,10 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
                 }
                 return match invalid {
                     Some(e)
-                        if !matches!(cli.command, Command::Man | Command::Completions { .. }) =>
+                        if !matches!(
+                            cli.command,
+                            Command::Man | Command::Completions { .. } | Command::SplitWords { .. }
+                        ) =>
                     {
                         Err(e)
                     }

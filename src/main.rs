@@ -94,6 +94,7 @@ fn run() -> CliResult {
     if !mode.needs_config() {
         return match mode {
             Mode::Completions(shell) => completions(shell),
+            Mode::SplitWords(line) => split_words(&line),
             _ => man(),
         };
     }
@@ -132,7 +133,9 @@ fn run() -> CliResult {
         Mode::Status(args) => status(&cfg, &args),
         Mode::Gc(args) => gc(&cfg, &args, &mut out),
         Mode::Doctor { json } => doctor(&cfg, json),
-        Mode::Completions(_) | Mode::Man => unreachable!("needs no configuration"),
+        Mode::Completions(_) | Mode::Man | Mode::SplitWords(_) => {
+            unreachable!("needs no configuration")
+        }
     }
 }
 
@@ -142,7 +145,11 @@ fn tells_events(mode: &Mode) -> bool {
     match mode {
         Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) => true,
         Mode::Hold { job_only } => !job_only,
-        Mode::Status(_) | Mode::Doctor { .. } | Mode::Completions(_) | Mode::Man => false,
+        Mode::Status(_)
+        | Mode::Doctor { .. }
+        | Mode::Completions(_)
+        | Mode::Man
+        | Mode::SplitWords(_) => false,
     }
 }
 
@@ -153,6 +160,19 @@ fn man() -> CliResult {
         .render(&mut text)
         .context("failed to render the man page")?;
     term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+    Ok(Exit::SUCCESS)
+}
+
+/// `__split-words LINE`: the action's `command` input as words, each ended by a NUL, split by
+/// POSIX shell rules (shlex) with nothing expanded, so `'$HOME *'` stays one literal word. The
+/// line itself is not repeated in the error: it may hold a line break that a CI log would read
+/// as a command of its own.
+fn split_words(line: &str) -> CliResult {
+    let words = shlex::split(line).ok_or_else(|| {
+        anyhow!("cannot split the command into words: a quote is not closed or a backslash ends it")
+    })?;
+    let text: String = words.iter().map(|w| format!("{w}\0")).collect();
+    term::out(&text).context("failed to write to stdout")?;
     Ok(Exit::SUCCESS)
 }
 
