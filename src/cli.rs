@@ -57,6 +57,9 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) job: JobArgs,
 
+    #[command(flatten)]
+    pub(crate) events: EventsArg,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -157,10 +160,8 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) wait: Option<Duration>,
 
-    /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
-    /// tooling to read as it happens (stdout stays the wrapped command's)
-    #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_EVENTS", hide_env_values = true)]
+    // Given before a wrapped command, or after the commands that tell events (`EventsArg`).
+    #[arg(skip)]
     pub(crate) events: Option<PathBuf>,
 
     /// Print only warnings and errors
@@ -177,6 +178,58 @@ pub(crate) struct GlobalArgs {
 }
 
 const JOB: &str = "Job options";
+
+/// `--events`, offered where events are told: before a wrapped command and after `env`, `exec`,
+/// `hold` and `gc` (not `status` or `doctor`, which tell none).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct EventsArg {
+    /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
+    /// tooling to read as it happens (stdout stays the wrapped command's)
+    #[arg(long, value_name = "PATH", help_heading = GLOBAL,
+          env = "CARGO_GUARDED_EVENTS", hide_env_values = true)]
+    pub(crate) events: Option<PathBuf>,
+}
+
+/// The job options `doctor` reads: whose dir it checks (`--job-id`) and the free space a job
+/// needs (`--min-free`). The others change nothing it checks, so they are not offered there.
+#[derive(Debug, Clone)]
+pub(crate) struct DoctorJobArgs(JobArgs);
+
+impl DoctorJobArgs {
+    const IDS: [&str; 2] = ["job_id", "min_free"];
+}
+
+impl Args for DoctorJobArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        JobArgs::augment_args(clap::Command::new("job"))
+            .get_arguments()
+            .filter(|a| Self::IDS.contains(&a.get_id().as_str()))
+            .cloned()
+            .fold(cmd, clap::Command::arg)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for DoctorJobArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        // Every other job option as if not given (no variable read: the top level reads them).
+        let none = JobArgs::augment_args(clap::Command::new("job"))
+            .mut_args(|a| a.env(Resettable::Reset))
+            .try_get_matches_from(["job"])?;
+        let mut job = JobArgs::from_arg_matches(&none)?;
+        job.job_id = m.get_one::<String>("job_id").cloned();
+        job.min_free = m.get_one::<Threshold>("min_free").cloned();
+        Ok(DoctorJobArgs(job))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
 
 /// The options every command takes, under their own heading in each command's `--help`, apart
 /// from the command's own (`gc --dry-run`).
@@ -317,7 +370,11 @@ impl JobArgs {
     /// Forget what a subcommand's job options took from the environment: the top level's read
     /// the same variables, and a flag typed there (`--wait 5s exec …`) must win over them.
     fn forget_environment(&mut self, m: &clap::ArgMatches) {
-        let env = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
+        // An id the subcommand does not take (`doctor` takes two of them) was not given.
+        let env = |id: &str| {
+            m.try_contains_id(id).is_ok()
+                && m.value_source(id) == Some(clap::parser::ValueSource::EnvVariable)
+        };
         // Each option by its clap id (the field's name); `true` is what the switches default to.
         fn forget<T>(field: &mut Option<T>, from_env: bool) {
             if from_env {
@@ -367,6 +424,8 @@ pub(crate) enum Command {
     Env {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        events: EventsArg,
         /// Print `export NAME=VALUE` lines instead, quoted for a POSIX shell, for `eval "$(cargo
         /// guarded env --shell)"`
         #[arg(long)]
@@ -380,6 +439,8 @@ pub(crate) enum Command {
     Exec {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        events: EventsArg,
         #[arg(
             required = true,
             trailing_var_arg = true,
@@ -394,6 +455,8 @@ pub(crate) enum Command {
     Hold {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        events: EventsArg,
         /// Hold only the job lock of the job's existing dir, not its lease: each step's dir then
         /// lingers only until this process ends (stopped by the CI's end-of-job cleanup), not
         /// for the whole --linger
@@ -404,7 +467,7 @@ pub(crate) enum Command {
     /// (exit 1 if one would make wrapped commands fail)
     Doctor {
         #[command(flatten)]
-        job: JobArgs,
+        job: DoctorJobArgs,
         /// Print the report as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -436,7 +499,21 @@ impl Command {
             Command::Env { job, .. }
             | Command::Exec { job, .. }
             | Command::Hold { job, .. }
-            | Command::Doctor { job, .. } => Some(job),
+            | Command::Doctor {
+                job: DoctorJobArgs(job),
+                ..
+            } => Some(job),
+            _ => None,
+        }
+    }
+
+    /// The subcommand's own `--events`, if it takes it.
+    fn events_mut(&mut self) -> Option<&mut EventsArg> {
+        match self {
+            Command::Env { events, .. }
+            | Command::Exec { events, .. }
+            | Command::Hold { events, .. }
+            | Command::Gc(GcArgs { events, .. }) => Some(events),
             _ => None,
         }
     }
@@ -472,6 +549,8 @@ pub(crate) struct GcArgs {
     /// Start no new deletion after this long
     #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration)]
     pub(crate) max_time: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) events: EventsArg,
     /// Reclaim only this workspace's dirs, every expired and every lingering one (a clean
     /// slate, or a deleted project); live ones are reported and never touched. A path to the
     /// workspace, or its key as `status` shows it
@@ -585,9 +664,13 @@ impl Cli {
         let Cli {
             mut options,
             job,
-            command,
+            events,
+            mut command,
         } = self;
         job.apply(&mut options);
+        // A subcommand's `--events` wins over the top level's.
+        let sub = command.events_mut().and_then(|e| e.events.take());
+        options.events = sub.or(events.events);
         let mode = match command {
             Command::External(args) => {
                 // `cargo guarded build -q`: cargo's own -q/-v set ours too, unless ours were given.
@@ -597,19 +680,22 @@ impl Cli {
                 }
                 Mode::Wrapped(args)
             }
-            Command::Exec { job, command } => {
+            Command::Exec { job, command, .. } => {
                 job.apply(&mut options);
                 Mode::Exec(command)
             }
-            Command::Env { job, shell } => {
+            Command::Env { job, shell, .. } => {
                 job.apply(&mut options);
                 Mode::Env { shell }
             }
-            Command::Hold { job, job_only } => {
+            Command::Hold { job, job_only, .. } => {
                 job.apply(&mut options);
                 Mode::Hold { job_only }
             }
-            Command::Doctor { job, json } => {
+            Command::Doctor {
+                job: DoctorJobArgs(job),
+                json,
+            } => {
                 job.apply(&mut options);
                 Mode::Doctor { json }
             }
@@ -639,6 +725,14 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
                 let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
                 if let (Some(job), Some((_, sub))) = (cli.command.job_mut(), matches.subcommand()) {
                     job.forget_environment(sub);
+                }
+                // As for the job options: the top level read the variable too, and a flag typed
+                // there (`--events x gc`) must win over it.
+                if let (Some(events), Some((_, sub))) =
+                    (cli.command.events_mut(), matches.subcommand())
+                    && sub.value_source("events") == Some(clap::parser::ValueSource::EnvVariable)
+                {
+                    events.events = None;
                 }
                 return match invalid {
                     Some(e)

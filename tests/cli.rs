@@ -277,6 +277,77 @@ fn gc_help_lists_only_what_applies_to_gc() {
     assert_eq!(dirs, ["after", "before"]);
 }
 
+/// A subcommand's `-h` offers what applies to it: `doctor` reads the job id and `--min-free` of
+/// the job options and tells no events; `status` tells none either. Where `--events` applies it
+/// is still taken, the flag winning over its variable wherever it is typed.
+#[test]
+fn subcommand_help_lists_only_the_options_that_apply() {
+    let env = Env::new();
+    let help = |sub: &str| stdout(&env.ok(env.path(), [sub, "-h"]));
+    let doctor = help("doctor");
+    for absent in [
+        "--warm-budget",
+        "--wait",
+        "--no-adopt",
+        "--linger",
+        "--events",
+    ] {
+        assert!(
+            !doctor.contains(absent),
+            "doctor -h offers {absent}:\n{doctor}"
+        );
+    }
+    for present in ["--job-id", "--min-free", "--json", "--root"] {
+        assert!(
+            doctor.contains(present),
+            "doctor -h lacks {present}:\n{doctor}"
+        );
+    }
+    assert!(!help("status").contains("--events"), "{}", help("status"));
+    for sub in ["gc", "exec", "env", "hold"] {
+        assert!(
+            help(sub).contains("--events <PATH>"),
+            "{sub}:\n{}",
+            help(sub)
+        );
+    }
+    // doctor still takes what it reads, after its name.
+    let ws = env.fixture("small");
+    let out = env.run(&ws, ["doctor", "--job-id", "d", "--min-free", "1B"]);
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&out)
+    );
+    // `--events` typed before or after `gc` wins over the variable.
+    env.ok(&ws, ["exec", "--", "true"]);
+    let (typed, var) = (env.path().join("typed.jsonl"), env.path().join("var.jsonl"));
+    for args in [
+        vec!["--events", typed.to_str().unwrap(), "gc"],
+        vec!["gc", "--events", typed.to_str().unwrap()],
+    ] {
+        let mut cmd = env.cmd(&ws);
+        cmd.env("CARGO_GUARDED_EVENTS", &var)
+            .arg("guarded")
+            .args(&args);
+        assert_success(&output(&mut cmd));
+    }
+    let lines = std::fs::read_to_string(&typed).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(!var.exists());
+    // The variable alone still reaches `gc` and `exec`, and `status` ignores it.
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_EVENTS", &var)
+        .args(["guarded", "exec", "--", "true"]);
+    assert_success(&output(&mut cmd));
+    assert!(var.exists());
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_EVENTS", env.path().join("none.jsonl"))
+        .args(["guarded", "status"]);
+    assert_success(&output(&mut cmd));
+    assert!(!env.path().join("none.jsonl").exists());
+}
+
 /// Every key anywhere in `v`.
 fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
     match v {
