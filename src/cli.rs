@@ -478,8 +478,16 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff): `cargo guarded man | man -l -`
-    Man,
+    /// Print the man page (roff): `cargo guarded man | man -l -`; `man gc` for a command's
+    Man {
+        /// The command whose page to print [default: the main page, cargo-guarded(1)]
+        #[arg(value_name = "COMMAND")]
+        page: Option<String>,
+        /// Write every page into this directory (cargo-guarded.1, cargo-guarded-gc.1, ...)
+        /// instead, e.g. /usr/local/share/man/man1
+        #[arg(long, value_name = "DIR", conflicts_with = "page")]
+        out_dir: Option<PathBuf>,
+    },
     /// Split LINE into words as a POSIX shell would, quotes and backslashes honoured, nothing
     /// expanded; print each word followed by a NUL (the action's `command` input)
     #[command(name = "__split-words", hide = true)]
@@ -637,7 +645,10 @@ pub(crate) enum Mode {
         json: bool,
     },
     Completions(clap_complete::Shell),
-    Man,
+    Man {
+        page: Option<String>,
+        out_dir: Option<PathBuf>,
+    },
     /// `__split-words LINE`
     SplitWords(String),
 }
@@ -646,7 +657,10 @@ impl Mode {
     /// Whether the command needs the configuration (the root, the job, the workspace): every one
     /// but printing completions or the man page and splitting words, which must work anywhere.
     pub(crate) fn needs_config(&self) -> bool {
-        !matches!(self, Mode::Completions(_) | Mode::Man | Mode::SplitWords(_))
+        !matches!(
+            self,
+            Mode::Completions(_) | Mode::Man { .. } | Mode::SplitWords(_)
+        )
     }
 
     /// The arguments that may say where the workspace is (`--manifest-path`).
@@ -702,7 +716,7 @@ impl Cli {
             Command::Status(args) => Mode::Status(args),
             Command::Gc(args) => Mode::Gc(args),
             Command::Completions { shell } => Mode::Completions(shell),
-            Command::Man => Mode::Man,
+            Command::Man { page, out_dir } => Mode::Man { page, out_dir },
             Command::SplitWords { line } => Mode::SplitWords(line),
         };
         Parsed { options, mode }
@@ -738,7 +752,9 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
                     Some(e)
                         if !matches!(
                             cli.command,
-                            Command::Man | Command::Completions { .. } | Command::SplitWords { .. }
+                            Command::Man { .. }
+                                | Command::Completions { .. }
+                                | Command::SplitWords { .. }
                         ) =>
                     {
                         Err(e)

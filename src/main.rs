@@ -25,6 +25,7 @@ mod job_id;
 mod lease;
 mod llvm;
 mod locks;
+mod manual;
 mod precheck;
 mod process;
 mod prune;
@@ -95,7 +96,8 @@ fn run() -> CliResult {
         return match mode {
             Mode::Completions(shell) => completions(shell),
             Mode::SplitWords(line) => split_words(&line),
-            _ => man(),
+            Mode::Man { page, out_dir } => man(page.as_deref(), out_dir.as_deref()),
+            _ => unreachable!("needs the configuration"),
         };
     }
     let cfg = Config::resolve(&options, mode.command_args())?;
@@ -133,7 +135,7 @@ fn run() -> CliResult {
         Mode::Status(args) => status(&cfg, &args),
         Mode::Gc(args) => gc(&cfg, &args, &mut out),
         Mode::Doctor { json } => doctor(&cfg, json),
-        Mode::Completions(_) | Mode::Man | Mode::SplitWords(_) => {
+        Mode::Completions(_) | Mode::Man { .. } | Mode::SplitWords(_) => {
             unreachable!("needs no configuration")
         }
     }
@@ -148,18 +150,22 @@ fn tells_events(mode: &Mode) -> bool {
         Mode::Status(_)
         | Mode::Doctor { .. }
         | Mode::Completions(_)
-        | Mode::Man
+        | Mode::Man { .. }
         | Mode::SplitWords(_) => false,
     }
 }
 
-/// `man`: the man page, rendered by clap_mangen.
-fn man() -> CliResult {
-    let mut text = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut text)
-        .context("failed to render the man page")?;
-    term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+/// `man [COMMAND]`: a page on stdout; `man --out-dir DIR`: every page written there, each path
+/// said.
+fn man(page: Option<&str>, out_dir: Option<&std::path::Path>) -> CliResult {
+    if let Some(dir) = out_dir {
+        for path in manual::write_all(dir)? {
+            term::status("Wrote", path.display());
+        }
+        return Ok(Exit::SUCCESS);
+    }
+    let text = manual::page(page).context("failed to render the man page")?;
+    term::out(&text).context("failed to write to stdout")?;
     Ok(Exit::SUCCESS)
 }
 

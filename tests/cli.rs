@@ -513,6 +513,87 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
     assert_no_lease(&env, "completions and man");
 }
 
+/// One page per command, and no page names another that is not there; the main page lists
+/// every `CARGO_GUARDED_*` variable the source reads or sets, and the exit statuses.
+#[test]
+fn man_pages_name_only_pages_that_exist_and_every_variable() {
+    let env = Env::new();
+    let dir = env.path().join("man1");
+    std::fs::create_dir(&dir).unwrap();
+    env.ok(env.path(), ["man", "--out-dir", dir.to_str().unwrap()]);
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .replace("\\-", "-")
+    };
+    for sub in [
+        "env",
+        "status",
+        "gc",
+        "exec",
+        "hold",
+        "doctor",
+        "completions",
+        "man",
+    ] {
+        let page = read(&format!("cargo-guarded-{sub}.1"));
+        assert!(
+            page.contains(&format!(".TH cargo-guarded-{sub} 1")),
+            "{page}"
+        );
+        let printed = stdout(&env.ok(env.path(), ["man", sub])).replace("\\-", "-");
+        assert_eq!(
+            printed, page,
+            "`man {sub}` prints the page --out-dir writes"
+        );
+    }
+    assert_eq!(
+        stdout(&env.ok(env.path(), ["man"])).replace("\\-", "-"),
+        read("cargo-guarded.1")
+    );
+    let reference = regex::Regex::new(r"\b(cargo-guarded[a-z-]*)\((\d)\)").unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        for r in reference.captures_iter(&read(&name)) {
+            let page = format!("{}.{}", &r[1], &r[2]);
+            assert!(
+                dir.join(&page).exists(),
+                "{name} names {page}, which is not there"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "each command's page, both ways: {checked}");
+    let main = read("cargo-guarded.1");
+    let environment = &main[main.find(".SH ENVIRONMENT").expect("ENVIRONMENT")..];
+    let exit = &main[main.find(".SH \"EXIT STATUS\"").expect("EXIT STATUS")..];
+    for code in ["0", "1", "75", "128+N"] {
+        assert!(
+            exit.contains(&format!("\n\\fB{code}\\fR")),
+            "{code}:\n{exit}"
+        );
+    }
+    let variable = regex::Regex::new(r"_?CARGO_GUARDED_[A-Z_]*[A-Z]").unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.clone()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for var in variable.find_iter(&text) {
+            assert!(
+                environment.contains(var.as_str()),
+                "{} ({}) is not in the man page's ENVIRONMENT",
+                var.as_str(),
+                path.display()
+            );
+        }
+    }
+}
+
 /// Issue 21, item 5: a root that is not there is a misconfiguration (a timer and the runners
 /// pointed at different paths), not an empty root: `gc` and `status` fail naming the path with a
 /// hint; the hook mode warns and never fails the job.
