@@ -898,37 +898,6 @@ pub(crate) fn cargo_help_topic(args: &[OsString]) -> Option<&OsString> {
     }
 }
 
-/// Appended to `completions bash`: `cargo guarded <Tab>` goes through cargo's completion, which
-/// hands `cargo <cmd>` over to `cargo-<cmd>`'s only with bash-completion >= 2.12 (rustup's
-/// `cargo.bashcomp.sh`); Debian 12 and Ubuntu 24.04 ship 2.11, where it completes file names.
-/// This hooks `cargo` itself: `guarded …` is completed by our function, anything else by
-/// cargo's own completion, loaded the way bash-completion loads it.
-pub(crate) const BASH_CARGO_HOOK: &str = r#"
-# `cargo guarded <Tab>` on any bash-completion (cargo's own completion hands it over only from
-# 2.12 on): complete `guarded ...` here, leave everything else to cargo's completion.
-_cargo_guarded_via_cargo() {
-    if [[ ${COMP_CWORD} -ge 2 && ${COMP_WORDS[1]} == guarded ]]; then
-        local COMP_WORDS=(cargo-guarded "${COMP_WORDS[@]:2}")
-        local COMP_CWORD=$((COMP_CWORD - 1))
-        _cargo__guarded cargo-guarded "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"
-        return
-    fi
-    if ! declare -F _cargo >/dev/null; then
-        # Loading cargo's completion registers its own function for `cargo`: put ours back.
-        if declare -F _comp_load >/dev/null; then
-            _comp_load cargo
-        elif declare -F __load_completion >/dev/null; then
-            __load_completion cargo
-        fi
-        complete -F _cargo_guarded_via_cargo -o bashdefault -o default cargo
-    fi
-    if declare -F _cargo >/dev/null; then
-        _cargo "$@"
-    fi
-}
-complete -F _cargo_guarded_via_cargo -o bashdefault -o default cargo
-"#;
-
 /// `cargo guarded build` reaches us as `cargo-guarded guarded build`; a direct
 /// `cargo-guarded build` works too. Drop the word cargo inserts.
 pub(crate) fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {

@@ -15,6 +15,7 @@ compile_error!(
 mod cli;
 mod clone;
 mod commands;
+mod completion;
 mod config;
 mod doctor;
 mod exit;
@@ -182,23 +183,9 @@ fn split_words(line: &str) -> CliResult {
     Ok(Exit::SUCCESS)
 }
 
-/// `completions SHELL`: clap's script, and for bash the hook that lets `cargo guarded <Tab>`
-/// complete on bash-completion 2.11 too.
+/// `completions SHELL`: the script (`completion`).
 fn completions(shell: clap_complete::Shell) -> CliResult {
-    let mut text = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
-    let mut text = String::from_utf8_lossy(&text).into_owned();
-    if shell == clap_complete::Shell::Bash {
-        // clap-rs/clap#6421: with a hyphen in the bin name, the bash script's dispatch reaches
-        // `cargo__guarded__subcmd__gc` while its case arms are spelled
-        // `cargo__subcmd__guarded__subcmd__gc`, so no subcommand's options complete.
-        text = text.replace(
-            "cargo__subcmd__guarded__subcmd__",
-            "cargo__guarded__subcmd__",
-        );
-        text.push_str(cli::BASH_CARGO_HOOK);
-    }
-    term::out(&text).context("failed to write to stdout")?;
+    term::out(&completion::script(shell)).context("failed to write to stdout")?;
     Ok(Exit::SUCCESS)
 }
 

@@ -923,6 +923,13 @@ fn bash_completes_cargo_guarded_through_cargo() {
     if rustup_cargo.exists() {
         std::fs::copy(&rustup_cargo, completions.join("cargo")).unwrap();
     }
+    // A third-party command's own completion (cargo-nextest's is not the point: a stand-in).
+    std::fs::write(
+        completions.join("cargo-nextest"),
+        "_cargo_nextest() { COMPREPLY=($(compgen -W 'run list archive' -- \"$2\")); }\n\
+         complete -F _cargo_nextest cargo-nextest\n",
+    )
+    .unwrap();
     let t = tmux::Tmux::start(&env, &ws);
     t.line(&format!(
         "export BASH_COMPLETION_USER_DIR='{}'; source /usr/share/bash-completion/bash_completion; \
@@ -943,7 +950,7 @@ fn bash_completes_cargo_guarded_through_cargo() {
     );
     // `cargo-guarded <Tab>` still completes, and other cargo commands are left to cargo's own.
     t.keys(&["C-u"]);
-    t.keys(&["-l", "cargo-guarded doc"]);
+    t.keys(&["-l", "cargo-guarded doct"]);
     t.keys(&["Tab"]);
     assert!(t.wait_for_text(10, "cargo-guarded doctor "), "{}", t.pane());
     if rustup_cargo.exists() {
@@ -952,6 +959,69 @@ fn bash_completes_cargo_guarded_through_cargo() {
         t.keys(&["Tab"]);
         assert!(t.wait_for_text(10, "cargo build "), "{}", t.pane());
     }
+    // At the command word, cargo's commands are offered too, not file names.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded b"]);
+    t.keys(&["Tab", "Tab"]);
+    assert!(
+        t.wait_for_text(10, "bench") && t.wait_for_text(10, "build"),
+        "{}",
+        t.pane()
+    );
+    t.keys(&["C-u"]);
+    t.line("clear");
+    t.keys(&["-l", "cargo guarded --job-id x bui"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded --job-id x build "),
+        "{}",
+        t.pane()
+    );
+    // After `exec --`, the program's words: a command name first.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded exec -- rustu"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded exec -- rustup "),
+        "{}",
+        t.pane()
+    );
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo-guarded exec -- rustu"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo-guarded exec -- rustup "),
+        "{}",
+        t.pane()
+    );
+    // A wrapped command's own words: cargo's completion, or the `cargo-<cmd>`'s own.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded nextest r"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded nextest run "),
+        "{}",
+        t.pane()
+    );
+    if rustup_cargo.exists() {
+        t.keys(&["C-u"]);
+        t.keys(&["-l", "cargo guarded -v build --rel"]);
+        t.keys(&["Tab"]);
+        assert!(
+            t.wait_for_text(10, "cargo guarded -v build --release "),
+            "{}",
+            t.pane()
+        );
+    }
+    // Hidden words are never offered: `--seed-` is `--seed-max-size` alone.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded --seed-"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded --seed-max-size "),
+        "{}",
+        t.pane()
+    );
 }
 
 /// Issue 21, item 16: README's first screen installs from crates.io first (and names `cargo
@@ -1018,6 +1088,12 @@ fn zsh_completes_cargo_guarded_through_cargo() {
         return;
     }
     std::fs::copy(&rustup_cargo, fpath.join("_cargo")).unwrap();
+    // A third-party command's own completion (a stand-in: cargo-nextest's is not the point).
+    std::fs::write(
+        fpath.join("_cargo-nextest"),
+        "#compdef cargo-nextest\n_arguments '1: :(run list archive)'\n",
+    )
+    .unwrap();
     let socket = env.path().join("zsh-tmux.sock");
     let tmux = |args: &[&str]| {
         let status = std::process::Command::new("tmux")
@@ -1038,8 +1114,13 @@ fn zsh_completes_cargo_guarded_through_cargo() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let path = std::env::var("PATH").unwrap_or_default();
+    // rustup's proxies find their toolchains (for `cargo --list`) through these, not HOME.
+    let home = std::env::var("HOME").unwrap_or_default();
+    let rustup_home = std::env::var("RUSTUP_HOME").unwrap_or(format!("{home}/.rustup"));
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or(format!("{home}/.cargo"));
     let shell = format!(
-        "env -i PATH='{path}' HOME='{}' TERM=screen zsh -f -i",
+        "env -i PATH='{path}' HOME='{}' RUSTUP_HOME='{rustup_home}' CARGO_HOME='{cargo_home}' \
+         TERM=screen zsh -f -i",
         env.path().display()
     );
     tmux(&[
@@ -1069,7 +1150,39 @@ fn zsh_completes_cargo_guarded_through_cargo() {
     tmux(&["send-keys", "Tab"]);
     let ok2 = wait_for(10, || pane().contains("cargo guarded gc --dry-run"));
     let second = pane();
+    // Cargo's commands at the command word, cargo's completion for a wrapped command (and the
+    // `_cargo-<cmd>` it calls for a third-party one), the program's after `exec --`.
+    let mut more = Vec::new();
+    for (typed, completed) in [
+        ("cargo guarded bui", "cargo guarded build"),
+        (
+            "cargo guarded --job-id x build --rel",
+            "cargo guarded --job-id x build --release",
+        ),
+        ("cargo guarded nextest r", "cargo guarded nextest run"),
+        (
+            "cargo guarded exec -- rustu",
+            "cargo guarded exec -- rustup",
+        ),
+        (
+            "cargo-guarded exec -- rustu",
+            "cargo-guarded exec -- rustup",
+        ),
+        ("cargo guarded --seed-", "cargo guarded --seed-max-size"),
+    ] {
+        tmux(&["send-keys", "C-u"]);
+        tmux(&["send-keys", "-l", typed]);
+        tmux(&["send-keys", "Tab"]);
+        more.push((
+            wait_for(10, || pane().contains(completed)),
+            completed,
+            pane(),
+        ));
+    }
     tmux(&["kill-server"]);
     assert!(ok, "{first}");
     assert!(ok2, "{second}");
+    for (ok, completed, pane) in more {
+        assert!(ok, "{completed}:\n{pane}");
+    }
 }
