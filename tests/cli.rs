@@ -481,6 +481,37 @@ fn status_table_fits_a_narrow_terminal() {
     assert!(lines[0].starts_with("STATE"), "{narrow}");
 }
 
+/// The width comes from the terminal itself (its window size) when `COLUMNS` is not set.
+#[test]
+fn status_table_fits_the_terminal_it_is_shown_on() {
+    let tmux = which::which("tmux").map_err(|_| "tmux not installed".to_owned());
+    if require("tmux", tmux).is_none() {
+        return;
+    }
+    let env = Env::new();
+    for run in ["19161108462-1", "19161108462-2"] {
+        plant_expired(
+            &env,
+            &format!("acme-widgets-{run}-build-and-test-ubuntu-latest"),
+        );
+    }
+    let t = tmux::Tmux::start(&env, env.path());
+    t.line(&format!(
+        "clear; unset COLUMNS; stty cols 64; '{BIN}' guarded status; echo status-$((1 + 1))"
+    ));
+    assert!(t.wait_for_text(20, "status-2"), "{}", t.pane());
+    let pane = t.pane();
+    let table: Vec<&str> = pane
+        .lines()
+        .skip_while(|l| !l.starts_with("STATE"))
+        .take_while(|l| !l.starts_with("total:"))
+        .collect();
+    assert!(table.len() > 3, "{pane}");
+    for l in table {
+        assert!(l.trim_end().chars().count() <= 64, "{pane}");
+    }
+}
+
 #[test]
 fn completions_and_man_page_come_from_the_clap_definitions() {
     let env = Env::new();
