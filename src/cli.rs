@@ -1107,6 +1107,24 @@ mod tests {
         let p = parsed(&["cargo-guarded", "-v", "build", "-q"]);
         assert!(!p.options.quiet && p.options.verbose, "ours was given");
         assert!(matches!(p.mode, Mode::Wrapped(ref a) if a == &["build", "-q"]));
+        // `--events` before the command, after it, or both: the subcommand's wins.
+        let p = parsed(&["cargo-guarded", "--events", "a", "gc", "--events", "b"]);
+        assert_eq!(p.options.events, Some(PathBuf::from("b")));
+        let p = parsed(&["cargo-guarded", "--events", "a", "exec", "--", "x"]);
+        assert_eq!(p.options.events, Some(PathBuf::from("a")));
+        assert!(parse(&["cargo-guarded", "status", "--events", "a"]).is_err());
+        // doctor takes the job options it reads, and only those.
+        let p = parsed(&[
+            "cargo-guarded",
+            "doctor",
+            "--job-id",
+            "d",
+            "--min-free",
+            "1GiB",
+        ]);
+        assert_eq!(p.options.job_id.as_deref(), Some("d"));
+        assert!(p.options.min_free.is_some() && p.options.adopt && p.options.seed);
+        assert!(parse(&["cargo-guarded", "doctor", "--warm-budget", "2"]).is_err());
     }
 
     #[test]
