@@ -78,7 +78,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) root: Option<PathBuf>,
 
     // The job's options are parsed into `JobArgs` (before a wrapped command, or after `exec`,
-    // `env`, `hold`, `doctor`), not offered to `gc` or `status`, whose help would otherwise list
+    // `env`, `hold`; `doctor` takes the two it reads), not offered to `gc` or `status`, whose help would otherwise list
     // options that do nothing there; `JobArgs::apply` copies them here.
     #[arg(skip)]
     pub(crate) job_id: Option<String>,
@@ -236,7 +236,8 @@ impl FromArgMatches for DoctorJobArgs {
 const GLOBAL: &str = "Global options";
 
 /// Options of the job a command runs in: given before a wrapped command (`cargo guarded --job-id
-/// x build`) or after `exec`, `env`, `hold` and `doctor`; `gc` and `status` take none.
+/// x build`) or after `exec`, `env` and `hold`; `doctor` takes `--job-id` and `--min-free`
+/// (`DoctorJobArgs`), `gc` and `status` none.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct JobArgs {
     /// Job id; steps with the same id share one dir
