@@ -165,7 +165,7 @@ fn man(page: Option<&str>, out_dir: Option<&std::path::Path>) -> CliResult {
         }
         return Ok(Exit::SUCCESS);
     }
-    let text = manual::page(page).context("failed to render the man page")?;
+    let text = manual::page(page)?;
     term::out(&text).context("failed to write to stdout")?;
     Ok(Exit::SUCCESS)
 }
