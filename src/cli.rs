@@ -59,6 +59,9 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) job: JobArgs,
 
+    #[command(flatten)]
+    pub(crate) events: EventsArg,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -77,7 +80,7 @@ pub(crate) struct GlobalArgs {
     pub(crate) root: Option<PathBuf>,
 
     // The job's options are parsed into `JobArgs` (before a wrapped command, or after `exec`,
-    // `env`, `hold`, `doctor`), not offered to `gc` or `status`, whose help would otherwise list
+    // `env`, `hold`; `doctor` takes the two it reads), not offered to `gc` or `status`, whose help would otherwise list
     // options that do nothing there; `JobArgs::apply` copies them here.
     #[arg(skip)]
     pub(crate) job_id: Option<String>,
@@ -165,10 +168,8 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) default_branch: Option<String>,
 
-    /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
-    /// tooling to read as it happens (stdout stays the wrapped command's)
-    #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
-          env = "CARGO_GUARDED_EVENTS", hide_env_values = true)]
+    // Given before a wrapped command, or after the commands that tell events (`EventsArg`).
+    #[arg(skip)]
     pub(crate) events: Option<PathBuf>,
 
     /// Print only warnings and errors
@@ -186,12 +187,65 @@ pub(crate) struct GlobalArgs {
 
 const JOB: &str = "Job options";
 
+/// `--events`, offered where events are told: before a wrapped command and after `env`, `exec`,
+/// `hold` and `gc` (not `status` or `doctor`, which tell none).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct EventsArg {
+    /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
+    /// tooling to read as it happens (stdout stays the wrapped command's)
+    #[arg(long, value_name = "PATH", help_heading = GLOBAL,
+          env = "CARGO_GUARDED_EVENTS", hide_env_values = true)]
+    pub(crate) events: Option<PathBuf>,
+}
+
+/// The job options `doctor` reads: whose dir it checks (`--job-id`) and the free space a job
+/// needs (`--min-free`). The others change nothing it checks, so they are not offered there.
+#[derive(Debug, Clone)]
+pub(crate) struct DoctorJobArgs(JobArgs);
+
+impl DoctorJobArgs {
+    const IDS: [&str; 2] = ["job_id", "min_free"];
+}
+
+impl Args for DoctorJobArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        JobArgs::augment_args(clap::Command::new("job"))
+            .get_arguments()
+            .filter(|a| Self::IDS.contains(&a.get_id().as_str()))
+            .cloned()
+            .fold(cmd, clap::Command::arg)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for DoctorJobArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        // Every other job option as if not given (no variable read: the top level reads them).
+        let none = JobArgs::augment_args(clap::Command::new("job"))
+            .mut_args(|a| a.env(Resettable::Reset))
+            .try_get_matches_from(["job"])?;
+        let mut job = JobArgs::from_arg_matches(&none)?;
+        job.job_id = m.get_one::<String>("job_id").cloned();
+        job.min_free = m.get_one::<Threshold>("min_free").cloned();
+        Ok(DoctorJobArgs(job))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
 /// The options every command takes, under their own heading in each command's `--help`, apart
 /// from the command's own (`gc --dry-run`).
 const GLOBAL: &str = "Global options";
 
 /// Options of the job a command runs in: given before a wrapped command (`cargo guarded --job-id
-/// x build`) or after `exec`, `env`, `hold` and `doctor`; `gc` and `status` take none.
+/// x build`) or after `exec`, `env` and `hold`; `doctor` takes `--job-id` and `--min-free`
+/// (`DoctorJobArgs`), `gc` and `status` none.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct JobArgs {
     /// Job id; steps with the same id share one dir
@@ -366,7 +420,11 @@ impl JobArgs {
     /// Forget what a subcommand's job options took from the environment: the top level's read
     /// the same variables, and a flag typed there (`--wait 5s exec …`) must win over them.
     fn forget_environment(&mut self, m: &clap::ArgMatches) {
-        let env = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
+        // An id the subcommand does not take (`doctor` takes two of them) was not given.
+        let env = |id: &str| {
+            m.try_contains_id(id).is_ok()
+                && m.value_source(id) == Some(clap::parser::ValueSource::EnvVariable)
+        };
         // Each option by its clap id (the field's name); `true` is what the switches default to.
         fn forget<T>(field: &mut Option<T>, from_env: bool) {
             if from_env {
@@ -420,7 +478,10 @@ pub(crate) enum Command {
     Env {
         #[command(flatten)]
         job: JobArgs,
-        /// Print `export NAME='value'` lines instead, for `eval "$(cargo guarded env --shell)"`
+        #[command(flatten)]
+        events: EventsArg,
+        /// Print `export NAME=VALUE` lines instead, quoted for a POSIX shell, for `eval "$(cargo
+        /// guarded env --shell)"`
         #[arg(long)]
         shell: bool,
     },
@@ -432,6 +493,8 @@ pub(crate) enum Command {
     Exec {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        events: EventsArg,
         #[arg(
             required = true,
             trailing_var_arg = true,
@@ -446,6 +509,8 @@ pub(crate) enum Command {
     Hold {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        events: EventsArg,
         /// Hold only the job lock of the job's existing dir, not its lease: each step's dir then
         /// lingers only until this process ends (stopped by the CI's end-of-job cleanup), not
         /// for the whole --linger
@@ -456,7 +521,7 @@ pub(crate) enum Command {
     /// (exit 1 if one would make wrapped commands fail)
     Doctor {
         #[command(flatten)]
-        job: JobArgs,
+        job: DoctorJobArgs,
         /// Print the report as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -467,8 +532,23 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff): `cargo guarded man | man -l -`
-    Man,
+    /// Print the man page (roff): `cargo guarded man | man -l -`; `man gc` for a command's
+    Man {
+        /// The command whose page to print [default: the main page, cargo-guarded(1)]
+        #[arg(value_name = "COMMAND")]
+        page: Option<String>,
+        /// Write every page into this directory (cargo-guarded.1, cargo-guarded-gc.1, ...)
+        /// instead, e.g. /usr/local/share/man/man1
+        #[arg(long, value_name = "DIR", conflicts_with = "page")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Split LINE into words as a POSIX shell would, quotes and backslashes honoured, nothing
+    /// expanded; print each word followed by a NUL (the action's `command` input)
+    #[command(name = "__split-words", hide = true)]
+    SplitWords {
+        #[arg(allow_hyphen_values = true)]
+        line: String,
+    },
     /// A cargo command, `llvm-cov` or `nextest`, run with the job's target dir
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -481,7 +561,21 @@ impl Command {
             Command::Env { job, .. }
             | Command::Exec { job, .. }
             | Command::Hold { job, .. }
-            | Command::Doctor { job, .. } => Some(job),
+            | Command::Doctor {
+                job: DoctorJobArgs(job),
+                ..
+            } => Some(job),
+            _ => None,
+        }
+    }
+
+    /// The subcommand's own `--events`, if it takes it.
+    fn events_mut(&mut self) -> Option<&mut EventsArg> {
+        match self {
+            Command::Env { events, .. }
+            | Command::Exec { events, .. }
+            | Command::Hold { events, .. }
+            | Command::Gc(GcArgs { events, .. }) => Some(events),
             _ => None,
         }
     }
@@ -517,6 +611,8 @@ pub(crate) struct GcArgs {
     /// Start no new deletion after this long
     #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration)]
     pub(crate) max_time: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) events: EventsArg,
     /// Reclaim only this workspace's dirs, every expired and every lingering one (a clean
     /// slate, or a deleted project); live ones are reported and never touched. A path to the
     /// workspace, or its key as `status` shows it
@@ -616,14 +712,22 @@ pub(crate) enum Mode {
         json: bool,
     },
     Completions(clap_complete::Shell),
-    Man,
+    Man {
+        page: Option<String>,
+        out_dir: Option<PathBuf>,
+    },
+    /// `__split-words LINE`
+    SplitWords(String),
 }
 
 impl Mode {
     /// Whether the command needs the configuration (the root, the job, the workspace): every one
-    /// but printing completions or the man page, which must work anywhere.
+    /// but printing completions or the man page and splitting words, which must work anywhere.
     pub(crate) fn needs_config(&self) -> bool {
-        !matches!(self, Mode::Completions(_) | Mode::Man)
+        !matches!(
+            self,
+            Mode::Completions(_) | Mode::Man { .. } | Mode::SplitWords(_)
+        )
     }
 
     /// The arguments that may say where the workspace is (`--manifest-path`).
@@ -641,9 +745,13 @@ impl Cli {
         let Cli {
             mut options,
             job,
-            command,
+            events,
+            mut command,
         } = self;
         job.apply(&mut options);
+        // A subcommand's `--events` wins over the top level's.
+        let sub = command.events_mut().and_then(|e| e.events.take());
+        options.events = sub.or(events.events);
         let mode = match command {
             Command::External(args) => {
                 // `cargo guarded build -q`: cargo's own -q/-v set ours too, unless ours were given.
@@ -653,26 +761,30 @@ impl Cli {
                 }
                 Mode::Wrapped(args)
             }
-            Command::Exec { job, command } => {
+            Command::Exec { job, command, .. } => {
                 job.apply(&mut options);
                 Mode::Exec(command)
             }
-            Command::Env { job, shell } => {
+            Command::Env { job, shell, .. } => {
                 job.apply(&mut options);
                 Mode::Env { shell }
             }
-            Command::Hold { job, job_only } => {
+            Command::Hold { job, job_only, .. } => {
                 job.apply(&mut options);
                 Mode::Hold { job_only }
             }
-            Command::Doctor { job, json } => {
+            Command::Doctor {
+                job: DoctorJobArgs(job),
+                json,
+            } => {
                 job.apply(&mut options);
                 Mode::Doctor { json }
             }
             Command::Status(args) => Mode::Status(args),
             Command::Gc(args) => Mode::Gc(args),
             Command::Completions { shell } => Mode::Completions(shell),
-            Command::Man => Mode::Man,
+            Command::Man { page, out_dir } => Mode::Man { page, out_dir },
+            Command::SplitWords { line } => Mode::SplitWords(line),
         };
         Parsed { options, mode }
     }
@@ -695,9 +807,22 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
                 if let (Some(job), Some((_, sub))) = (cli.command.job_mut(), matches.subcommand()) {
                     job.forget_environment(sub);
                 }
+                // As for the job options: the top level read the variable too, and a flag typed
+                // there (`--events x gc`) must win over it.
+                if let (Some(events), Some((_, sub))) =
+                    (cli.command.events_mut(), matches.subcommand())
+                    && sub.value_source("events") == Some(clap::parser::ValueSource::EnvVariable)
+                {
+                    events.events = None;
+                }
                 return match invalid {
                     Some(e)
-                        if !matches!(cli.command, Command::Man | Command::Completions { .. }) =>
+                        if !matches!(
+                            cli.command,
+                            Command::Man { .. }
+                                | Command::Completions { .. }
+                                | Command::SplitWords { .. }
+                        ) =>
                     {
                         Err(e)
                     }
@@ -839,37 +964,6 @@ pub(crate) fn cargo_help_topic(args: &[OsString]) -> Option<&OsString> {
         _ => None,
     }
 }
-
-/// Appended to `completions bash`: `cargo guarded <Tab>` goes through cargo's completion, which
-/// hands `cargo <cmd>` over to `cargo-<cmd>`'s only with bash-completion >= 2.12 (rustup's
-/// `cargo.bashcomp.sh`); Debian 12 and Ubuntu 24.04 ship 2.11, where it completes file names.
-/// This hooks `cargo` itself: `guarded …` is completed by our function, anything else by
-/// cargo's own completion, loaded the way bash-completion loads it.
-pub(crate) const BASH_CARGO_HOOK: &str = r#"
-# `cargo guarded <Tab>` on any bash-completion (cargo's own completion hands it over only from
-# 2.12 on): complete `guarded ...` here, leave everything else to cargo's completion.
-_cargo_guarded_via_cargo() {
-    if [[ ${COMP_CWORD} -ge 2 && ${COMP_WORDS[1]} == guarded ]]; then
-        local COMP_WORDS=(cargo-guarded "${COMP_WORDS[@]:2}")
-        local COMP_CWORD=$((COMP_CWORD - 1))
-        _cargo__guarded cargo-guarded "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"
-        return
-    fi
-    if ! declare -F _cargo >/dev/null; then
-        # Loading cargo's completion registers its own function for `cargo`: put ours back.
-        if declare -F _comp_load >/dev/null; then
-            _comp_load cargo
-        elif declare -F __load_completion >/dev/null; then
-            __load_completion cargo
-        fi
-        complete -F _cargo_guarded_via_cargo -o bashdefault -o default cargo
-    fi
-    if declare -F _cargo >/dev/null; then
-        _cargo "$@"
-    fi
-}
-complete -F _cargo_guarded_via_cargo -o bashdefault -o default cargo
-"#;
 
 /// Whether `args` ask for `gc --hook`: the `gc` command with `--hook` after it. Decided on the
 /// words alone, before parsing, so that a parse error (an invalid variable) is a hook's warning
@@ -1122,6 +1216,24 @@ mod tests {
         let p = parsed(&["cargo-guarded", "-v", "build", "-q"]);
         assert!(!p.options.quiet && p.options.verbose, "ours was given");
         assert!(matches!(p.mode, Mode::Wrapped(ref a) if a == &["build", "-q"]));
+        // `--events` before the command, after it, or both: the subcommand's wins.
+        let p = parsed(&["cargo-guarded", "--events", "a", "gc", "--events", "b"]);
+        assert_eq!(p.options.events, Some(PathBuf::from("b")));
+        let p = parsed(&["cargo-guarded", "--events", "a", "exec", "--", "x"]);
+        assert_eq!(p.options.events, Some(PathBuf::from("a")));
+        assert!(parse(&["cargo-guarded", "status", "--events", "a"]).is_err());
+        // doctor takes the job options it reads, and only those.
+        let p = parsed(&[
+            "cargo-guarded",
+            "doctor",
+            "--job-id",
+            "d",
+            "--min-free",
+            "1GiB",
+        ]);
+        assert_eq!(p.options.job_id.as_deref(), Some("d"));
+        assert!(p.options.min_free.is_some() && p.options.adopt && p.options.seed);
+        assert!(parse(&["cargo-guarded", "doctor", "--warm-budget", "2"]).is_err());
     }
 
     #[test]

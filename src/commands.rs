@@ -4,8 +4,12 @@
 //!
 //! Known: our own subcommands (clap knows those), cargo's built-in commands and aliases, a
 //! `cargo-<word>` executable on PATH or in `$CARGO_HOME/bin` (how cargo finds third-party
-//! subcommands), and `[alias]` entries of the cargo config files. No cargo subprocess: `cargo
-//! --list` alone costs more than our whole start-up.
+//! subcommands), `[alias]` entries of the cargo config files, and `CARGO_ALIAS_<NAME>` variables
+//! (cargo's environment spelling of `alias.<name>`). No cargo subprocess: `cargo --list` alone
+//! costs more than our whole start-up. Not read: files named by a config's `include` and cargo's
+//! own `--config` (given to cargo before its command, which `cargo guarded` has no place for);
+//! an alias defined only there is refused with the `cargo --list` hint, where `exec -- cargo
+//! <alias>` runs it.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
@@ -162,16 +166,33 @@ fn all_known(ours: &clap::Command, search: &Search, aliases: Vec<String>) -> Vec
     names
 }
 
-/// The names closest to `name`, best first, by the measure clap uses for its own "similar"
-/// tips (Jaro similarity above 0.7).
+/// The name closest to `name`, as cargo picks it for its own "a command with a similar name
+/// exists" help (`closest` in cargo's `util/edit_distance.rs`): the optimal-string-alignment
+/// distance (edits and adjacent transpositions) of the lowercased words, at most 3, the first of
+/// the sorted names at the least distance. A measure of likeness would tie a long typo to a
+/// one-letter alias (`frobnicate` to `b`); a bounded edit count does not.
 fn similar(name: &str, candidates: &[String]) -> Vec<String> {
-    let mut scored: Vec<(f64, &String)> = candidates
+    let name = name.to_lowercase();
+    candidates
         .iter()
-        .map(|c| (strsim::jaro(name, c), c))
-        .filter(|(score, _)| *score > 0.7)
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(1).map(|(_, c)| c.clone()).collect()
+        .map(|c| (strsim::osa_distance(&name, &c.to_lowercase()), c))
+        .filter(|(distance, _)| *distance <= 3)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c.clone())
+        .into_iter()
+        .collect()
+}
+
+/// The aliases cargo reads from the environment: `CARGO_ALIAS_XB=build` makes `cargo xb` work
+/// (cargo looks up `alias.<command>` as `CARGO_ALIAS_<COMMAND>`, `-` spelled `_`).
+pub(crate) fn env_aliases(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<String> {
+    vars.filter_map(|(k, _)| {
+        let name = k.to_str()?.strip_prefix("CARGO_ALIAS_")?;
+        (!name.is_empty()).then(|| name.to_lowercase().replace('_', "-"))
+    })
+    .collect()
 }
 
 /// clap's own "unrecognized subcommand" error, rendered like any other, with its "a similar
@@ -196,6 +217,13 @@ pub(crate) fn unknown(
             ContextValue::Strings(tips),
         );
     }
+    // cargo's own pointer to what is installed, after the tip as cargo prints it.
+    err.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![
+            "view all installed commands with `cargo --list`".into(),
+        ]),
+    );
     err.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
     err
 }
@@ -213,6 +241,27 @@ mod tests {
         assert_eq!(similar("biuld", &names), ["build"]);
         assert_eq!(similar("stauts", &names), ["status"]);
         assert!(similar("zzzzzz", &names).is_empty());
+        // cargo's measure: a long word is not "similar" to a one-letter alias, a swapped pair of
+        // letters is one edit, case does not count.
+        let names: Vec<String> = ["b", "build", "c", "check"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert!(similar("frobnicate", &names).is_empty());
+        assert_eq!(similar("BUILD", &names), ["build"]);
+        assert_eq!(similar("chekc", &names), ["check"]);
+    }
+
+    #[test]
+    fn aliases_are_read_from_the_environment_as_cargo_reads_them() {
+        let vars = [
+            ("CARGO_ALIAS_XB", "build"),
+            ("CARGO_ALIAS_MY_CHECK", "check"),
+            ("CARGO_HOME", "/x"),
+            ("CARGO_ALIAS_", "x"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        assert_eq!(env_aliases(vars.into_iter()), ["xb", "my-check"]);
     }
 
     #[test]

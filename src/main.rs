@@ -15,6 +15,7 @@ compile_error!(
 mod cli;
 mod clone;
 mod commands;
+mod completion;
 mod config;
 mod doctor;
 mod exit;
@@ -25,6 +26,7 @@ mod job_id;
 mod lease;
 mod llvm;
 mod locks;
+mod manual;
 mod precheck;
 mod process;
 mod prune;
@@ -114,7 +116,9 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
     if !mode.needs_config() {
         return match mode {
             Mode::Completions(shell) => completions(shell),
-            _ => man(),
+            Mode::SplitWords(line) => split_words(&line),
+            Mode::Man { page, out_dir } => man(page.as_deref(), out_dir.as_deref()),
+            _ => unreachable!("needs the configuration"),
         };
     }
     let cfg = Config::resolve(&options, mode.command_args())?;
@@ -152,7 +156,9 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
         Mode::Status(args) => status(&cfg, &args),
         Mode::Gc(args) => gc(&cfg, &args, &mut out),
         Mode::Doctor { json } => doctor(&cfg, json),
-        Mode::Completions(_) | Mode::Man => unreachable!("needs no configuration"),
+        Mode::Completions(_) | Mode::Man { .. } | Mode::SplitWords(_) => {
+            unreachable!("needs no configuration")
+        }
     }
 }
 
@@ -162,37 +168,44 @@ fn tells_events(mode: &Mode) -> bool {
     match mode {
         Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) => true,
         Mode::Hold { job_only } => !job_only,
-        Mode::Status(_) | Mode::Doctor { .. } | Mode::Completions(_) | Mode::Man => false,
+        Mode::Status(_)
+        | Mode::Doctor { .. }
+        | Mode::Completions(_)
+        | Mode::Man { .. }
+        | Mode::SplitWords(_) => false,
     }
 }
 
-/// `man`: the man page, rendered by clap_mangen.
-fn man() -> CliResult {
-    let mut text = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut text)
-        .context("failed to render the man page")?;
-    term::out(&String::from_utf8_lossy(&text)).context("failed to write to stdout")?;
+/// `man [COMMAND]`: a page on stdout; `man --out-dir DIR`: every page written there, each path
+/// said.
+fn man(page: Option<&str>, out_dir: Option<&std::path::Path>) -> CliResult {
+    if let Some(dir) = out_dir {
+        for path in manual::write_all(dir)? {
+            term::status("Wrote", path.display());
+        }
+        return Ok(Exit::SUCCESS);
+    }
+    let text = manual::page(page)?;
+    term::out(&text).context("failed to write to stdout")?;
     Ok(Exit::SUCCESS)
 }
 
-/// `completions SHELL`: clap's script, and for bash the hook that lets `cargo guarded <Tab>`
-/// complete on bash-completion 2.11 too.
-fn completions(shell: clap_complete::Shell) -> CliResult {
-    let mut text = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "cargo-guarded", &mut text);
-    let mut text = String::from_utf8_lossy(&text).into_owned();
-    if shell == clap_complete::Shell::Bash {
-        // clap-rs/clap#6421: with a hyphen in the bin name, the bash script's dispatch reaches
-        // `cargo__guarded__subcmd__gc` while its case arms are spelled
-        // `cargo__subcmd__guarded__subcmd__gc`, so no subcommand's options complete.
-        text = text.replace(
-            "cargo__subcmd__guarded__subcmd__",
-            "cargo__guarded__subcmd__",
-        );
-        text.push_str(cli::BASH_CARGO_HOOK);
-    }
+/// `__split-words LINE`: the action's `command` input as words, each ended by a NUL, split by
+/// POSIX shell rules (shlex) with nothing expanded, so `'$HOME *'` stays one literal word. The
+/// line itself is not repeated in the error: it may hold a line break that a CI log would read
+/// as a command of its own.
+fn split_words(line: &str) -> CliResult {
+    let words = shlex::split(line).ok_or_else(|| {
+        anyhow!("cannot split the command into words: a quote is not closed or a backslash ends it")
+    })?;
+    let text: String = words.iter().map(|w| format!("{w}\0")).collect();
     term::out(&text).context("failed to write to stdout")?;
+    Ok(Exit::SUCCESS)
+}
+
+/// `completions SHELL`: the script (`completion`).
+fn completions(shell: clap_complete::Shell) -> CliResult {
+    term::out(&completion::script(shell)).context("failed to write to stdout")?;
     Ok(Exit::SUCCESS)
 }
 
@@ -252,14 +265,15 @@ fn check_command(args: &[std::ffi::OsString]) -> Result<(), clap::Error> {
         cargo_home: cargo_home.as_deref(),
     };
     let cwd = std::env::current_dir().unwrap_or_default();
-    let aliases = || workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
+    // The config files' `[alias]` tables and `CARGO_ALIAS_*`, as cargo merges them (`include`d
+    // files and `--config` are not read: see commands.rs).
+    let aliases = || {
+        let mut aliases = workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
+        aliases.extend(commands::env_aliases(std::env::vars_os()));
+        aliases
+    };
     if !commands::is_known(&name, &search, aliases) {
-        return Err(commands::unknown(
-            Cli::command(),
-            &name,
-            &search,
-            workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases,
-        ));
+        return Err(commands::unknown(Cli::command(), &name, &search, aliases()));
     }
     Ok(())
 }
@@ -308,7 +322,7 @@ fn status(cfg: &Config, args: &StatusArgs) -> CliResult {
     let text = if args.json {
         term::json(&status)?
     } else {
-        report::status::render(&status)
+        report::status::render(&status, term::width())
     };
     // A reader that left early (`status | head -1`) is not an error.
     term::out(&text).context("failed to write to stdout")?;

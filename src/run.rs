@@ -548,8 +548,10 @@ pub(crate) fn env(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResul
             continue;
         };
         if shell {
-            // Single quotes keep every byte literal; a quote itself is closed, escaped, reopened.
-            text += &format!("export {k}='{}'\n", v.replace('\'', "'\\''"));
+            // A value from the environment holds no NUL, the one thing shlex cannot quote.
+            let quoted = shlex::try_quote(&v)
+                .with_context(|| format!("cannot quote the value of {k} for a shell"))?;
+            text += &format!("export {k}={quoted}\n");
         } else {
             text += &github::env_record(&k, &v);
         }

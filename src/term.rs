@@ -98,6 +98,27 @@ pub(crate) fn cargo_color() -> &'static str {
     if colored() { "always" } else { "never" }
 }
 
+/// The width a table on stdout must fit: `COLUMNS` when set (as clap reads it for `--help`),
+/// else the terminal's when stdout is one; none when stdout is a pipe or a file, where nothing
+/// wraps.
+pub(crate) fn width() -> Option<u16> {
+    if let Some(cols) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<u16>().ok())
+        && cols > 0
+    {
+        return Some(cols);
+    }
+    let stdout = std::io::stdout();
+    if !std::io::IsTerminal::is_terminal(&stdout) {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&stdout)
+        .ok()
+        .map(|w| w.ws_col)
+        .filter(|&cols| cols > 0)
+}
+
 /// Write text that may hold ANSI styles to stderr, stripped unless colour is on.
 pub(crate) fn write_styled(text: &str) {
     let mut err = anstream::AutoStream::new(std::io::stderr().lock(), settings().color);

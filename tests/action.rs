@@ -832,6 +832,67 @@ fn command_words_split_like_a_shell_but_nothing_is_expanded() {
     assert!(stdout(&bad.run).contains("::error title=cargo-guarded::cannot split"));
 }
 
+/// The splitting the action runs (`cargo-guarded __split-words`) is a shell's: for lines with
+/// nothing to expand, the words bash itself makes of them; what bash would expand stays literal.
+#[test]
+fn command_input_is_split_by_the_binary_as_bash_splits_it() {
+    let split = |line: &str| {
+        let mut cmd = Command::new(BIN);
+        clean_env(&mut cmd).args(["__split-words", "--", line]);
+        output(&mut cmd)
+    };
+    let words = |out: &Output| -> Vec<String> {
+        assert_success(out);
+        let text = String::from_utf8(out.stdout.clone()).unwrap();
+        let mut words: Vec<String> = text.split('\0').map(str::to_owned).collect();
+        assert_eq!(
+            words.pop().as_deref(),
+            Some(""),
+            "each word ends with a NUL"
+        );
+        words
+    };
+    for line in [
+        "build --release",
+        "  test\t--features 'a b'  -- --exact x ",
+        r#"exec -- sh -c 'printf "%s\n" "it'\''s"' sh"#,
+        r#"nextest run -E "test(=a\"b)" back\ slash 'x\y' "x\\y""#,
+        "build --config 'build.rustflags=[\"-C\", \"debuginfo=0\"]' # a comment",
+    ] {
+        let bash = Command::new("bash")
+            .args([
+                "-c",
+                "eval \"set -- $1\"; printf '%s\\0' \"$@\"",
+                "bash",
+                line,
+            ])
+            .output()
+            .unwrap();
+        assert_success(&bash);
+        let expected: Vec<String> = String::from_utf8(bash.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(words(&split(line)), expected, "{line}");
+    }
+    // A line break (a YAML block scalar) separates words, as before: one command, not two.
+    assert_eq!(
+        words(&split("clippy --all-targets\n-- -D warnings\n")),
+        ["clippy", "--all-targets", "--", "-D", "warnings"]
+    );
+    // Nothing is expanded: no variables, globs, command substitutions or `~`.
+    assert_eq!(
+        words(&split(r#"exec -- echo $HOME * $(id) ~ "$X""#)),
+        ["exec", "--", "echo", "$HOME", "*", "$(id)", "~", "$X"]
+    );
+    for bad in ["build 'unbalanced", "build \"x", "build x\\"] {
+        let out = split(bad);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {}", describe(&out));
+        assert!(stderr(&out).contains("cannot split"), "{}", describe(&out));
+    }
+}
+
 #[test]
 fn export_target_dir_keeps_the_lease_live_for_later_plain_cargo_steps() {
     let mut job = Job::new();

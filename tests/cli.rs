@@ -64,6 +64,29 @@ fn a_mistyped_command_fails_before_any_lease_with_clap_s_tip() {
     }
 }
 
+/// Tips as cargo gives them: by its edit distance (no `'b'` for a long word that is like no
+/// command), with its `cargo --list` pointer; and an alias from the environment runs as
+/// `cargo xb` does.
+#[test]
+fn typo_tips_and_env_aliases_are_cargo_s() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let out = env.run(&ws, ["frobnicate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("similar"), "{err}");
+    assert!(
+        err.contains("tip: view all installed commands with `cargo --list`"),
+        "{err}"
+    );
+    assert_no_lease(&env, "frobnicate");
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_ALIAS_XB", "build").args(["guarded", "xb"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    assert!(compiled_anything(&out), "{}", describe(&out));
+}
+
 #[test]
 fn installed_subcommands_and_config_aliases_are_known() {
     let env = Env::new();
@@ -254,6 +277,77 @@ fn gc_help_lists_only_what_applies_to_gc() {
     assert_eq!(dirs, ["after", "before"]);
 }
 
+/// A subcommand's `-h` offers what applies to it: `doctor` reads the job id and `--min-free` of
+/// the job options and tells no events; `status` tells none either. Where `--events` applies it
+/// is still taken, the flag winning over its variable wherever it is typed.
+#[test]
+fn subcommand_help_lists_only_the_options_that_apply() {
+    let env = Env::new();
+    let help = |sub: &str| stdout(&env.ok(env.path(), [sub, "-h"]));
+    let doctor = help("doctor");
+    for absent in [
+        "--warm-budget",
+        "--wait",
+        "--no-adopt",
+        "--linger",
+        "--events",
+    ] {
+        assert!(
+            !doctor.contains(absent),
+            "doctor -h offers {absent}:\n{doctor}"
+        );
+    }
+    for present in ["--job-id", "--min-free", "--json", "--root"] {
+        assert!(
+            doctor.contains(present),
+            "doctor -h lacks {present}:\n{doctor}"
+        );
+    }
+    assert!(!help("status").contains("--events"), "{}", help("status"));
+    for sub in ["gc", "exec", "env", "hold"] {
+        assert!(
+            help(sub).contains("--events <PATH>"),
+            "{sub}:\n{}",
+            help(sub)
+        );
+    }
+    // doctor still takes what it reads, after its name.
+    let ws = env.fixture("small");
+    let out = env.run(&ws, ["doctor", "--job-id", "d", "--min-free", "1B"]);
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        describe(&out)
+    );
+    // `--events` typed before or after `gc` wins over the variable.
+    env.ok(&ws, ["exec", "--", "true"]);
+    let (typed, var) = (env.path().join("typed.jsonl"), env.path().join("var.jsonl"));
+    for args in [
+        vec!["--events", typed.to_str().unwrap(), "gc"],
+        vec!["gc", "--events", typed.to_str().unwrap()],
+    ] {
+        let mut cmd = env.cmd(&ws);
+        cmd.env("CARGO_GUARDED_EVENTS", &var)
+            .arg("guarded")
+            .args(&args);
+        assert_success(&output(&mut cmd));
+    }
+    let lines = std::fs::read_to_string(&typed).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(!var.exists());
+    // The variable alone still reaches `gc` and `exec`, and `status` ignores it.
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_EVENTS", &var)
+        .args(["guarded", "exec", "--", "true"]);
+    assert_success(&output(&mut cmd));
+    assert!(var.exists());
+    let mut cmd = env.cmd(&ws);
+    cmd.env("CARGO_GUARDED_EVENTS", env.path().join("none.jsonl"))
+        .args(["guarded", "status"]);
+    assert_success(&output(&mut cmd));
+    assert!(!env.path().join("none.jsonl").exists());
+}
+
 /// Every key anywhere in `v`.
 fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
     match v {
@@ -358,6 +452,79 @@ fn status_is_a_table_sorted_by_state_with_totals_and_stale_sizes_marked() {
     assert!(measured >= recorded + 64 * 1024, "{measured} {text}");
 }
 
+/// The table fits the terminal's width (`COLUMNS`, as a terminal gives it) with GitHub-style
+/// job ids, wrapping inside its columns; piped with no width, rows stay whole.
+#[test]
+fn status_table_fits_a_narrow_terminal() {
+    let env = Env::new();
+    for run in ["19161108462-1", "19161108462-2"] {
+        plant_expired(
+            &env,
+            &format!("acme-widgets-{run}-build-and-test-ubuntu-latest"),
+        );
+    }
+    let table = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("total:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let wide = stdout(&env.ok(env.path(), ["status"]));
+    let widest = table(&wide)
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap();
+    assert!(widest > 100, "{wide}");
+    let mut cmd = env.cmd(env.path());
+    cmd.env("COLUMNS", "72").args(["guarded", "status"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let narrow = stdout(&out);
+    let lines = table(&narrow);
+    assert!(lines.len() > 3, "rows wrap inside their columns:\n{narrow}");
+    for l in &lines {
+        assert!(
+            l.chars().count() <= 72,
+            "{} columns:\n{narrow}",
+            l.chars().count()
+        );
+    }
+    assert!(lines[0].starts_with("STATE"), "{narrow}");
+}
+
+/// The width comes from the terminal itself (its window size) when `COLUMNS` is not set.
+#[test]
+fn status_table_fits_the_terminal_it_is_shown_on() {
+    let tmux = which::which("tmux").map_err(|_| "tmux not installed".to_owned());
+    if require("tmux", tmux).is_none() {
+        return;
+    }
+    let env = Env::new();
+    for run in ["19161108462-1", "19161108462-2"] {
+        plant_expired(
+            &env,
+            &format!("acme-widgets-{run}-build-and-test-ubuntu-latest"),
+        );
+    }
+    let t = tmux::Tmux::start(&env, env.path());
+    t.line(&format!(
+        "clear; unset COLUMNS; stty cols 64; '{BIN}' guarded status; echo status-$((1 + 1))"
+    ));
+    assert!(t.wait_for_text(20, "status-2"), "{}", t.pane());
+    let pane = t.pane();
+    let table: Vec<&str> = pane
+        .lines()
+        .skip_while(|l| !l.starts_with("STATE"))
+        .take_while(|l| !l.starts_with("total:"))
+        .collect();
+    assert!(table.len() > 3, "{pane}");
+    for l in table {
+        assert!(l.trim_end().chars().count() <= 64, "{pane}");
+    }
+}
+
 #[test]
 fn completions_and_man_page_come_from_the_clap_definitions() {
     let env = Env::new();
@@ -388,6 +555,87 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
     assert!(page.contains(".TH cargo-guarded 1"), "{page}");
     assert!(page.contains("completions"), "{page}");
     assert_no_lease(&env, "completions and man");
+}
+
+/// One page per command, and no page names another that is not there; the main page lists
+/// every `CARGO_GUARDED_*` variable the source reads or sets, and the exit statuses.
+#[test]
+fn man_pages_name_only_pages_that_exist_and_every_variable() {
+    let env = Env::new();
+    let dir = env.path().join("man1");
+    std::fs::create_dir(&dir).unwrap();
+    env.ok(env.path(), ["man", "--out-dir", dir.to_str().unwrap()]);
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .replace("\\-", "-")
+    };
+    for sub in [
+        "env",
+        "status",
+        "gc",
+        "exec",
+        "hold",
+        "doctor",
+        "completions",
+        "man",
+    ] {
+        let page = read(&format!("cargo-guarded-{sub}.1"));
+        assert!(
+            page.contains(&format!(".TH cargo-guarded-{sub} 1")),
+            "{page}"
+        );
+        let printed = stdout(&env.ok(env.path(), ["man", sub])).replace("\\-", "-");
+        assert_eq!(
+            printed, page,
+            "`man {sub}` prints the page --out-dir writes"
+        );
+    }
+    assert_eq!(
+        stdout(&env.ok(env.path(), ["man"])).replace("\\-", "-"),
+        read("cargo-guarded.1")
+    );
+    let reference = regex::Regex::new(r"\b(cargo-guarded[a-z-]*)\((\d)\)").unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        for r in reference.captures_iter(&read(&name)) {
+            let page = format!("{}.{}", &r[1], &r[2]);
+            assert!(
+                dir.join(&page).exists(),
+                "{name} names {page}, which is not there"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "each command's page, both ways: {checked}");
+    let main = read("cargo-guarded.1");
+    let environment = &main[main.find(".SH ENVIRONMENT").expect("ENVIRONMENT")..];
+    let exit = &main[main.find(".SH \"EXIT STATUS\"").expect("EXIT STATUS")..];
+    for code in ["0", "1", "75", "128+N"] {
+        assert!(
+            exit.contains(&format!("\n\\fB{code}\\fR")),
+            "{code}:\n{exit}"
+        );
+    }
+    let variable = regex::Regex::new(r"_?CARGO_GUARDED_[A-Z_]*[A-Z]").unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.clone()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for var in variable.find_iter(&text) {
+            assert!(
+                environment.contains(var.as_str()),
+                "{} ({}) is not in the man page's ENVIRONMENT",
+                var.as_str(),
+                path.display()
+            );
+        }
+    }
 }
 
 /// Issue 21, item 5: a root that is not there is a misconfiguration (a timer and the runners
@@ -746,6 +994,13 @@ fn bash_completes_cargo_guarded_through_cargo() {
     if rustup_cargo.exists() {
         std::fs::copy(&rustup_cargo, completions.join("cargo")).unwrap();
     }
+    // A third-party command's own completion (cargo-nextest's is not the point: a stand-in).
+    std::fs::write(
+        completions.join("cargo-nextest"),
+        "_cargo_nextest() { COMPREPLY=($(compgen -W 'run list archive' -- \"$2\")); }\n\
+         complete -F _cargo_nextest cargo-nextest\n",
+    )
+    .unwrap();
     let t = tmux::Tmux::start(&env, &ws);
     t.line(&format!(
         "export BASH_COMPLETION_USER_DIR='{}'; source /usr/share/bash-completion/bash_completion; \
@@ -766,7 +1021,7 @@ fn bash_completes_cargo_guarded_through_cargo() {
     );
     // `cargo-guarded <Tab>` still completes, and other cargo commands are left to cargo's own.
     t.keys(&["C-u"]);
-    t.keys(&["-l", "cargo-guarded doc"]);
+    t.keys(&["-l", "cargo-guarded doct"]);
     t.keys(&["Tab"]);
     assert!(t.wait_for_text(10, "cargo-guarded doctor "), "{}", t.pane());
     if rustup_cargo.exists() {
@@ -775,6 +1030,69 @@ fn bash_completes_cargo_guarded_through_cargo() {
         t.keys(&["Tab"]);
         assert!(t.wait_for_text(10, "cargo build "), "{}", t.pane());
     }
+    // At the command word, cargo's commands are offered too, not file names.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded b"]);
+    t.keys(&["Tab", "Tab"]);
+    assert!(
+        t.wait_for_text(10, "bench") && t.wait_for_text(10, "build"),
+        "{}",
+        t.pane()
+    );
+    t.keys(&["C-u"]);
+    t.line("clear");
+    t.keys(&["-l", "cargo guarded --job-id x bui"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded --job-id x build "),
+        "{}",
+        t.pane()
+    );
+    // After `exec --`, the program's words: a command name first.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded exec -- rustu"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded exec -- rustup "),
+        "{}",
+        t.pane()
+    );
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo-guarded exec -- rustu"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo-guarded exec -- rustup "),
+        "{}",
+        t.pane()
+    );
+    // A wrapped command's own words: cargo's completion, or the `cargo-<cmd>`'s own.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded nextest r"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded nextest run "),
+        "{}",
+        t.pane()
+    );
+    if rustup_cargo.exists() {
+        t.keys(&["C-u"]);
+        t.keys(&["-l", "cargo guarded -v build --rel"]);
+        t.keys(&["Tab"]);
+        assert!(
+            t.wait_for_text(10, "cargo guarded -v build --release "),
+            "{}",
+            t.pane()
+        );
+    }
+    // Hidden words are never offered: `--seed-` is `--seed-max-size` alone.
+    t.keys(&["C-u"]);
+    t.keys(&["-l", "cargo guarded --seed-"]);
+    t.keys(&["Tab"]);
+    assert!(
+        t.wait_for_text(10, "cargo guarded --seed-max-size "),
+        "{}",
+        t.pane()
+    );
 }
 
 /// Issue 21, item 16: README's first screen installs from crates.io first (and names `cargo
@@ -841,6 +1159,12 @@ fn zsh_completes_cargo_guarded_through_cargo() {
         return;
     }
     std::fs::copy(&rustup_cargo, fpath.join("_cargo")).unwrap();
+    // A third-party command's own completion (a stand-in: cargo-nextest's is not the point).
+    std::fs::write(
+        fpath.join("_cargo-nextest"),
+        "#compdef cargo-nextest\n_arguments '1: :(run list archive)'\n",
+    )
+    .unwrap();
     let socket = env.path().join("zsh-tmux.sock");
     let tmux = |args: &[&str]| {
         let status = std::process::Command::new("tmux")
@@ -861,8 +1185,13 @@ fn zsh_completes_cargo_guarded_through_cargo() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let path = std::env::var("PATH").unwrap_or_default();
+    // rustup's proxies find their toolchains (for `cargo --list`) through these, not HOME.
+    let home = std::env::var("HOME").unwrap_or_default();
+    let rustup_home = std::env::var("RUSTUP_HOME").unwrap_or(format!("{home}/.rustup"));
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or(format!("{home}/.cargo"));
     let shell = format!(
-        "env -i PATH='{path}' HOME='{}' TERM=screen zsh -f -i",
+        "env -i PATH='{path}' HOME='{}' RUSTUP_HOME='{rustup_home}' CARGO_HOME='{cargo_home}' \
+         TERM=screen zsh -f -i",
         env.path().display()
     );
     tmux(&[
@@ -892,7 +1221,39 @@ fn zsh_completes_cargo_guarded_through_cargo() {
     tmux(&["send-keys", "Tab"]);
     let ok2 = wait_for(10, || pane().contains("cargo guarded gc --dry-run"));
     let second = pane();
+    // Cargo's commands at the command word, cargo's completion for a wrapped command (and the
+    // `_cargo-<cmd>` it calls for a third-party one), the program's after `exec --`.
+    let mut more = Vec::new();
+    for (typed, completed) in [
+        ("cargo guarded bui", "cargo guarded build"),
+        (
+            "cargo guarded --job-id x build --rel",
+            "cargo guarded --job-id x build --release",
+        ),
+        ("cargo guarded nextest r", "cargo guarded nextest run"),
+        (
+            "cargo guarded exec -- rustu",
+            "cargo guarded exec -- rustup",
+        ),
+        (
+            "cargo-guarded exec -- rustu",
+            "cargo-guarded exec -- rustup",
+        ),
+        ("cargo guarded --seed-", "cargo guarded --seed-max-size"),
+    ] {
+        tmux(&["send-keys", "C-u"]);
+        tmux(&["send-keys", "-l", typed]);
+        tmux(&["send-keys", "Tab"]);
+        more.push((
+            wait_for(10, || pane().contains(completed)),
+            completed,
+            pane(),
+        ));
+    }
     tmux(&["kill-server"]);
     assert!(ok, "{first}");
     assert!(ok2, "{second}");
+    for (ok, completed, pane) in more {
+        assert!(ok, "{completed}:\n{pane}");
+    }
 }

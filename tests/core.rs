@@ -407,7 +407,7 @@ fn env_prints_the_jobs_target_dir_and_id_for_scripts() {
     assert_eq!(env.lease("scripted")["state"], "released");
 
     // A script that calls cargo itself builds in the job's dir, so a later wrapped build of the
-    // same job is warm. (`--shell` prints `export NAME='value'`, quoted for any root path.)
+    // same job is warm. (`--shell` prints `export NAME=VALUE`, quoted for a POSIX shell where needed.)
     let script =
         format!("eval \"$('{BIN}' guarded --job-id scripted env --shell)\" && cargo build");
     let out = env.shell(&ws, &script);

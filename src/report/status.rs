@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use comfy_table::{CellAlignment, Table, presets};
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use serde::Serialize;
 use serde::ser::Serializer;
 
@@ -20,8 +20,9 @@ fn esc(s: &str) -> String {
     term::escape(s).into_owned()
 }
 
-/// The human-readable table: a header line, one aligned row per job dir, totals.
-pub(crate) fn render(status: &Status) -> String {
+/// The human-readable table: a header line, one aligned row per job dir, totals. With a
+/// `width` (the terminal's), the table fits it: long cells wrap inside their column.
+pub(crate) fn render(status: &Status, width: Option<u16>) -> String {
     let mut out = String::new();
     let n = status.leases.len();
     let _ = writeln!(
@@ -36,7 +37,29 @@ pub(crate) fn render(status: &Status) -> String {
     if status.leases.is_empty() {
         return out;
     }
-    let (table, stale) = table(&status.leases);
+    let mut shown = [true; COLUMNS.len()];
+    if let Some(width) = width {
+        // On a narrow terminal the least needed columns go first, so that what is left fits
+        // without wrapping every header.
+        for col in NARROW_DROPS {
+            let natural = table(&status.leases, &shown)
+                .0
+                .lines()
+                .map(|l| l.trim_end().chars().count())
+                .max()
+                .unwrap_or(0);
+            if natural <= usize::from(width) {
+                break;
+            }
+            shown[col] = false;
+        }
+    }
+    let (mut table, stale) = table(&status.leases, &shown);
+    if let Some(width) = width {
+        // comfy-table measures the terminal only with its crossterm feature; the width is given.
+        table.set_width(width);
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
     for line in table.lines() {
         let _ = writeln!(out, "{}", line.trim_end());
     }
@@ -53,35 +76,51 @@ pub(crate) fn render(status: &Status) -> String {
     out
 }
 
-/// One row per job dir; `true` if a size shown is the lease's record rather than measured.
-fn table(leases: &[Entry]) -> (Table, bool) {
+/// The table's columns, in order.
+const COLUMNS: [&str; 11] = [
+    "STATE",
+    "JOB",
+    "HOLDER",
+    "AGE",
+    "RENEWED",
+    "EXPIRES IN",
+    "SIZE",
+    "BUDGET",
+    "PRUNED",
+    "SCOPE",
+    "WORKSPACE",
+];
+/// Sizes, right-aligned.
+const SIZE_COLUMNS: [usize; 3] = [6, 7, 8];
+/// The columns a narrow terminal does without, least needed first (`--json` has them all).
+const NARROW_DROPS: [usize; 7] = [7, 8, 3, 4, 2, 9, 10];
+
+/// One row per job dir, with the `shown` columns; `true` if a size shown is the lease's record
+/// rather than measured.
+fn table(leases: &[Entry], shown: &[bool; COLUMNS.len()]) -> (Table, bool) {
     let now = SystemTime::now();
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
-    table.set_header([
-        "STATE",
-        "JOB",
-        "HOLDER",
-        "AGE",
-        "RENEWED",
-        "EXPIRES IN",
-        "SIZE",
-        "BUDGET",
-        "PRUNED",
-        "SCOPE",
-        "WORKSPACE",
-    ]);
+    let pick = |cells: [String; COLUMNS.len()]| -> Vec<String> {
+        cells
+            .into_iter()
+            .zip(shown)
+            .filter_map(|(c, keep)| keep.then_some(c))
+            .collect()
+    };
+    table.set_header(pick(COLUMNS.map(str::to_owned)));
     let mut stale = false;
     for e in leases {
         stale |= e.size_bytes.is_some() && !e.size_measured;
-        table.add_row(row(e, now));
+        table.add_row(pick(row(e, now)));
     }
     // Columns two spaces apart, the first at the margin, sizes right-aligned.
     if let Some(col) = table.column_mut(0) {
         col.set_padding((0, 1));
     }
-    for sizes in [6, 7, 8] {
-        if let Some(col) = table.column_mut(sizes) {
+    for sizes in SIZE_COLUMNS.into_iter().filter(|c| shown[*c]) {
+        let at = shown[..sizes].iter().filter(|k| **k).count();
+        if let Some(col) = table.column_mut(at) {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
