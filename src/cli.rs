@@ -526,7 +526,7 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a shell completion script: `cargo guarded completions bash > /etc/bash_completion.d/cargo-guarded`
+    /// Print a shell completion script: `cargo guarded completions bash > ~/.local/share/bash-completion/completions/cargo-guarded`
     Completions {
         /// The shell to complete in
         #[arg(value_enum)]

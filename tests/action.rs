@@ -518,6 +518,17 @@ fn every_cli_option_is_an_input_through_one_table() {
     let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(' ').collect()).collect();
     let mut from_table: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     from_table.sort();
+    // The README's inputs table names each of them.
+    let readme = std::fs::read_to_string(Path::new(SOURCE).join("README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| every option of the CLI"))
+        .expect("README's inputs table has the CLI options' row");
+    let missing: Vec<&&str> = from_table
+        .iter()
+        .filter(|input| !row.contains(&format!("`{input}`")))
+        .collect();
+    assert!(missing.is_empty(), "README's inputs row lacks {missing:?}");
 
     let env = Env::new();
     let help = stdout(&env.ok(env.path(), ["--help"]));
@@ -1652,4 +1663,35 @@ fn the_job_holder_ends_the_linger_at_the_end_of_the_job() {
     kill(holders[0], "KILL");
     assert!(wait_for(30, || !alive(holders[0])));
     assert_eq!(gc(&job.env).len(), 1);
+}
+
+/// Every origin a lease records (`lease::Origin`'s names) is described wherever the origin is:
+/// action.yml's `origin` output and the README's outputs paragraph.
+#[test]
+fn every_origin_is_documented_where_the_origin_output_is() {
+    let request = std::fs::read_to_string(Path::new(SOURCE).join("src/lease/request.rs")).unwrap();
+    let origins: Vec<&str> = request
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub(crate) const "))
+        .filter_map(|l| l.split_once(": &str = \""))
+        .filter_map(|(_, v)| v.strip_suffix("\";"))
+        .collect();
+    assert!(origins.len() >= 4, "{origins:?}");
+    let action = std::fs::read_to_string(Path::new(SOURCE).join("action.yml")).unwrap();
+    let output = action
+        .split("\n  origin:\n")
+        .nth(1)
+        .and_then(|o| o.split("\n  warm:").next())
+        .expect("action.yml has an origin output");
+    let readme = std::fs::read_to_string(Path::new(SOURCE).join("README.md")).unwrap();
+    let outputs = readme
+        .split("\nOutputs: ")
+        .nth(1)
+        .and_then(|o| o.split("\n\n").next())
+        .expect("README has the action's outputs paragraph");
+    for origin in origins {
+        let named = format!("`{origin}`");
+        assert!(output.contains(&named), "action.yml's origin lacks {named}");
+        assert!(outputs.contains(&named), "README's outputs lack {named}");
+    }
 }
