@@ -1095,14 +1095,20 @@ fn bash_completes_cargo_guarded_through_cargo() {
     );
 }
 
-/// Issue 21, item 16: README's first screen installs from crates.io first (and names `cargo
-/// binstall`), the checkout second; says that `cargo test` runs this project's tests; and says
-/// that `./target` stays empty and how to find the build's outputs.
+/// README's first screen gives what works today on a fresh machine: the install from a checkout
+/// first (crates.io and binstall only "once released"), a run on a real project, this project's
+/// test command, a real run's output, the workflow step and the runner hook; and says that
+/// `./target` stays empty and where the build's outputs are.
 #[test]
-fn readme_first_screen_installs_from_crates_io_and_says_where_outputs_are() {
+fn readme_first_screen_works_on_a_fresh_machine_and_says_where_outputs_are() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let first: String = readme.lines().take(30).collect::<Vec<_>>().join("\n");
+    let first: String = readme
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(first.lines().count() <= 50, "{first}");
     let at = |needle: &str| {
         first
             .find(needle)
@@ -1114,18 +1120,19 @@ fn readme_first_screen_installs_from_crates_io_and_says_where_outputs_are() {
         .collect();
     assert_eq!(
         commands.first(),
-        Some(&"cargo install --locked cargo-guarded"),
+        Some(&"cargo install --locked --path ."),
         "{first}"
     );
+    assert!(at("--path .") < at("cargo guarded build"), "{first}");
+    assert!(at("cargo guarded build") < at("\ncargo test"), "{first}");
+    assert!(at("--path .") < at("Once released"), "{first}");
     at("cargo binstall cargo-guarded");
-    assert!(
-        at("cargo install --locked cargo-guarded") < at("--path ."),
-        "{first}"
-    );
-    at("this project's own tests");
+    at("Seeded ");
+    at("uses: cargo-guarded/cargo-guarded@");
+    at("ACTIONS_RUNNER_HOOK_JOB_STARTED=");
+    at("this\nproject's** tests");
     at("`./target` stays empty");
     at("cargo guarded env");
-    at("--artifact-dir");
 }
 
 /// Issue 21, item 8, zsh: rustup's `_cargo` calls `_cargo-<cmd>` for `cargo <cmd>`, which is the
