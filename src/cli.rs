@@ -33,7 +33,7 @@ Examples:
   cargo guarded build --release
   cargo guarded llvm-cov --lcov --output-path lcov.info
   cargo guarded --root /srv/cargo-guarded gc --hook
-  eval \"$(cargo guarded env --shell)\"; cargo doc";
+  cargo guarded exec -- ./ci.sh   (a script's plain cargo runs stay under the lease)";
 
 /// Run cargo in a leased, job-scoped target dir, and reclaim only dirs whose lease has expired.
 ///
