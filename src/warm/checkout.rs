@@ -75,9 +75,9 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Whether a walk skips this entry: VCS data, target dirs, and nothing else.
+/// Whether the walk for manifests skips this entry: VCS data, target dirs, JavaScript packages.
 fn skipped(name: &str) -> bool {
-    name == ".git" || name == "target"
+    name == ".git" || name == "target" || name == "node_modules"
 }
 
 /// The checkout's packages: name → package roots relative to the checkout root. `None`: the
@@ -125,7 +125,7 @@ pub(crate) fn tree(checkout: &Path, rel: &str) -> Option<Vec<(String, bool)>> {
         Some(m) if !m.is_dir() => return Some(vec![(rel.to_owned(), false)]),
         Some(_) => out.push((rel.to_owned(), true)),
     }
-    let complete = walk_raw(checkout, rel, &mut |r, is_dir| {
+    let complete = walk_raw(checkout, rel, true, &mut |r, is_dir| {
         out.push((r.to_owned(), is_dir));
         true
     });
@@ -142,7 +142,7 @@ pub(crate) fn package_files(checkout: &Path, pkg: &str) -> Option<Vec<String>> {
     let root = checkout.join(pkg);
     let filter = PackageFilter::of(&root)?;
     let mut out = Vec::new();
-    let complete = walk_raw(&root, "", &mut |rel, is_dir| {
+    let complete = walk_raw(&root, "", true, &mut |rel, is_dir| {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         if !is_dir {
             if filter.keeps(Path::new(rel), false) {
@@ -220,10 +220,11 @@ impl PackageFilter {
     }
 }
 
-/// Walk `rel` under `checkout` without following symlinks, skipping VCS data and target dirs;
+/// Walk `rel` under `checkout` for manifests, without following symlinks (a package reached only
+/// through a link is not found: its units are rebuilt, never kept unverified), skipping `skipped`;
 /// `visit` returns whether to descend into a directory. `false`: stopped at `MAX_ENTRIES`.
 fn walk(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> bool) -> bool {
-    walk_raw(checkout, rel, &mut |r, is_dir| {
+    walk_raw(checkout, rel, false, &mut |r, is_dir| {
         let name = r.rsplit('/').next().unwrap_or(r);
         if skipped(name) {
             return false;
@@ -232,7 +233,12 @@ fn walk(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> bool) -
     })
 }
 
-fn walk_raw(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> bool) -> bool {
+fn walk_raw(
+    checkout: &Path,
+    rel: &str,
+    follow: bool,
+    visit: &mut dyn FnMut(&str, bool) -> bool,
+) -> bool {
     let mut seen = std::collections::BTreeSet::new();
     let mut stack = vec![rel.to_owned()];
     let mut count = 0;
@@ -263,7 +269,12 @@ fn walk_raw(checkout: &Path, rel: &str, visit: &mut dyn FnMut(&str, bool) -> boo
             } else {
                 format!("{dir}/{name}")
             };
-            let is_dir = std::fs::metadata(checkout.join(&r)).is_ok_and(|m| m.is_dir());
+            let meta = if follow {
+                std::fs::metadata(checkout.join(&r))
+            } else {
+                std::fs::symlink_metadata(checkout.join(&r))
+            };
+            let is_dir = meta.is_ok_and(|m| m.is_dir());
             if visit(&r, is_dir) && is_dir {
                 stack.push(r);
             }

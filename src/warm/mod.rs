@@ -23,6 +23,7 @@ mod checkout;
 mod depinfo;
 mod digest;
 mod record;
+mod roots;
 mod units;
 
 pub(crate) use checkout::Checkout;
@@ -31,6 +32,7 @@ pub(crate) use record::{LastVerdict, RECORD, read_verdict as last_verdict};
 use depinfo::DepPath;
 use digest::Digests;
 use record::{Record, UnitRecord};
+use roots::Roots;
 use units::{Judged, Unit};
 
 use crate::fs;
@@ -120,11 +122,12 @@ pub(crate) fn record(job_dir: BorrowedFd<'_>, here: &Here<'_>) -> std::io::Resul
     let roots = Roots::new(here, &units);
     let mut out = record::new(here.checkout.clone(), here.job_dir.to_path_buf());
     let mut recorded = Recorded::default();
-    for unit in &units {
+    for unit in units.iter().filter(|u| roots.is_path(u)) {
         let Some(pkg_root) = roots.of(unit) else {
+            recorded.left_out += 1;
             continue;
         };
-        match record_unit(unit, pkg_root, here.checkout, &mut digests) {
+        match record_unit(unit, &pkg_root, here.checkout, &mut digests) {
             Some((rec, entries)) => {
                 recorded.units += 1;
                 out.files.extend(entries);
@@ -136,75 +139,6 @@ pub(crate) fn record(job_dir: BorrowedFd<'_>, here: &Here<'_>) -> std::io::Resul
     recorded.files_read = digests.read;
     record::write(job_dir, &out)?;
     Ok(recorded)
-}
-
-/// Which package root a unit belongs to in this checkout.
-struct Roots<'u> {
-    /// Package name → roots, relative to the checkout root.
-    packages: BTreeMap<String, Vec<String>>,
-    /// The workspace root relative to the checkout root: cargo runs rustc there, so rustc's
-    /// `.d` names a path package's sources relative to it.
-    workspace: String,
-    /// Units by their fingerprint hash, for a build-script run's script.
-    by_hash: BTreeMap<&'u str, &'u Unit>,
-}
-
-impl<'u> Roots<'u> {
-    fn new(here: &Here<'_>, units: &'u [Unit]) -> Roots<'u> {
-        Roots {
-            packages: checkout::packages(&here.checkout.path).unwrap_or_default(),
-            workspace: here.checkout.relative(here.workspace).unwrap_or_default(),
-            by_hash: units
-                .iter()
-                .filter_map(|u| Some((u.hash.as_deref()?, u)))
-                .collect(),
-        }
-    }
-
-    fn is_package(&self, name: &str) -> bool {
-        self.packages.contains_key(name)
-    }
-
-    /// The unit's package root, when it is a path package here. Two packages of one name (a
-    /// workspace with two versions of a crate) are told apart by where rustc read the unit's
-    /// sources, and a build-script run by the script it runs.
-    fn of(&self, unit: &Unit) -> Option<&str> {
-        self.of_depth(unit, 0)
-    }
-
-    fn of_depth(&self, unit: &Unit, depth: usize) -> Option<&str> {
-        let candidates = self.packages.get(&unit.pkg)?;
-        if let [one] = candidates.as_slice() {
-            return Some(one);
-        }
-        if let Judged::DepInfo(info) = &unit.judged {
-            for file in &info.files {
-                let DepPath::Package(p) = file else { continue };
-                let p = p.to_str()?;
-                for src in &unit.rustc_sources {
-                    let Some(prefix) = src.strip_suffix(p) else {
-                        continue;
-                    };
-                    if !(prefix.is_empty() || prefix.ends_with('/')) {
-                        continue;
-                    }
-                    let joined = Path::new(&self.workspace).join(prefix.trim_end_matches('/'));
-                    let root = checkout::normalize(&joined);
-                    if let Some(c) = candidates.iter().find(|c| Path::new(c) == root) {
-                        return Some(c);
-                    }
-                }
-            }
-        }
-        if depth >= 2 {
-            return None;
-        }
-        unit.deps
-            .iter()
-            .filter_map(|h| self.by_hash.get(h.as_str()))
-            .filter(|d| d.pkg == unit.pkg)
-            .find_map(|d| self.of_depth(d, depth + 1))
-    }
 }
 
 /// A unit's record, when every input can be read and none is newer than cargo's reference for
@@ -318,9 +252,8 @@ pub(crate) fn verify(
     let mut keep: BTreeMap<String, u64> = BTreeMap::new();
     let units = units::scan(job_dir);
     let roots = Roots::new(here, &units);
-    let path_packages = path_evidence(&units);
     for unit in &units {
-        let is_path = path_packages.contains(unit.pkg.as_str()) || roots.is_package(&unit.pkg);
+        let is_path = roots.is_path(unit);
         match judge_unit(unit, is_path, record.as_ref(), &roots, here, &mut digests) {
             Judgement::External => {}
             Judgement::Verified(inputs) => {
@@ -370,21 +303,6 @@ enum Judgement {
     Stale(Why),
 }
 
-/// Packages that are path packages by the units' own evidence, whatever the checkout's listing
-/// says: cargo records a path package's files relative to its root (a registry package's not at
-/// all), and a path package's precalculated fingerprint is an mtime.
-fn path_evidence(units: &[Unit]) -> std::collections::BTreeSet<&str> {
-    units
-        .iter()
-        .filter(|u| match &u.judged {
-            Judged::DepInfo(info) => info.files.iter().any(|f| matches!(f, DepPath::Package(_))),
-            Judged::Precalculated(s) => units::precalculated_mtime(s).is_some(),
-            _ => false,
-        })
-        .map(|u| u.pkg.as_str())
-        .collect()
-}
-
 fn judge_unit(
     unit: &Unit,
     is_path: bool,
@@ -420,7 +338,7 @@ fn judge_unit(
     if rec.absolute && record.checkout.path != here.checkout.path {
         return Judgement::Stale(Why::PathMoved);
     }
-    let Some((inputs, _)) = inputs_of(unit, pkg_root, here.checkout) else {
+    let Some((inputs, _)) = inputs_of(unit, &pkg_root, here.checkout) else {
         return Judgement::Stale(Why::ContentDiffers);
     };
     if inputs != rec.inputs {
