@@ -163,6 +163,9 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) default_branch: Option<String>,
 
+    #[arg(skip)]
+    pub(crate) store: Option<String>,
+
     /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
     /// tooling to read as it happens (stdout stays the wrapped command's)
     #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
@@ -340,6 +343,27 @@ pub(crate) struct JobArgs {
         hide_env_values = true
     )]
     pub(crate) default_branch: Option<String>,
+
+    /// An object store that warms a job with nothing local to adopt or seed (a fresh host), and
+    /// that `cargo guarded store push` fills: `s3://BUCKET[/PREFIX]` (credentials, AWS_REGION
+    /// and AWS_ENDPOINT_URL as AWS's tools read them) or `fs:///PATH`; unreachable or slow, the
+    /// job builds cold with a warning. Needs a build with the `store` feature [default: none]
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = JOB,
+        value_parser = clap::builder::NonEmptyStringValueParser::new(),
+        env = "CARGO_GUARDED_STORE",
+        hide_env_values = true
+    )]
+    pub(crate) store: Option<String>,
+}
+
+/// `store ACTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreAction {
+    /// Upload the job's dir: each file the store lacks, by its content digest, then a manifest
+    Push,
 }
 
 /// `--warm-from`: whether the scope rule decides which dirs a new job may start from.
@@ -384,6 +408,7 @@ impl JobArgs {
         forget(&mut self.wait, env("wait"));
         forget(&mut self.warm_from, env("warm_from"));
         forget(&mut self.default_branch, env("default_branch"));
+        forget(&mut self.store, env("store"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
     }
@@ -405,6 +430,7 @@ impl JobArgs {
         g.restore_mtimes = self.restore_mtimes.or(g.restore_mtimes);
         g.warm_from = self.warm_from.or(g.warm_from);
         g.default_branch = self.default_branch.or(g.default_branch.take());
+        g.store = self.store.or(g.store.take());
     }
 }
 
@@ -459,6 +485,15 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Push the job's dir (its finished steps' units) to the object store `--store` names, for
+    /// jobs on fresh hosts to start warm from: e.g. a workflow's last step
+    Store {
+        #[command(flatten)]
+        job: JobArgs,
+        /// What to do with the store
+        #[arg(value_enum)]
+        action: StoreAction,
+    },
     /// Print a shell completion script: `cargo guarded completions bash > /etc/bash_completion.d/cargo-guarded`
     Completions {
         /// The shell to complete in
@@ -479,7 +514,8 @@ impl Command {
             Command::Env { job, .. }
             | Command::Exec { job, .. }
             | Command::Hold { job, .. }
-            | Command::Doctor { job, .. } => Some(job),
+            | Command::Doctor { job, .. }
+            | Command::Store { job, .. } => Some(job),
             _ => None,
         }
     }
@@ -600,6 +636,7 @@ pub(crate) enum Mode {
     Doctor {
         json: bool,
     },
+    Store(StoreAction),
     Completions(clap_complete::Shell),
     Man,
 }
@@ -653,6 +690,10 @@ impl Cli {
             Command::Doctor { job, json } => {
                 job.apply(&mut options);
                 Mode::Doctor { json }
+            }
+            Command::Store { job, action } => {
+                job.apply(&mut options);
+                Mode::Store(action)
             }
             Command::Status(args) => Mode::Status(args),
             Command::Gc(args) => Mode::Gc(args),

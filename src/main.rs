@@ -34,6 +34,8 @@ mod run;
 mod rustc;
 mod scope;
 mod status;
+#[cfg(feature = "store")]
+mod store;
 mod term;
 mod tool;
 mod warm;
@@ -44,7 +46,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, GcArgs, Mode, Parsed, StatusArgs};
+use crate::cli::{Cli, GcArgs, Mode, Parsed, StatusArgs, StoreAction};
 use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::lease::Root;
@@ -133,6 +135,7 @@ fn run() -> CliResult {
         Mode::Status(args) => status(&cfg, &args),
         Mode::Gc(args) => gc(&cfg, &args, &mut out),
         Mode::Doctor { json } => doctor(&cfg, json),
+        Mode::Store(StoreAction::Push) => run::store_push(&cfg, &mut out),
         Mode::Completions(_) | Mode::Man => unreachable!("needs no configuration"),
     }
 }
@@ -141,7 +144,7 @@ fn run() -> CliResult {
 /// `hold`) or `gc`'s sweep.
 fn tells_events(mode: &Mode) -> bool {
     match mode {
-        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) => true,
+        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(_) => true,
         Mode::Hold { job_only } => !job_only,
         Mode::Status(_) | Mode::Doctor { .. } | Mode::Completions(_) | Mode::Man => false,
     }
