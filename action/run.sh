@@ -62,6 +62,7 @@ no-seed off CARGO_GUARDED_SEED
 seed-max-size value CARGO_GUARDED_SEED_MAX_SIZE
 warm-from value CARGO_GUARDED_WARM_FROM
 default-branch value CARGO_GUARDED_DEFAULT_BRANCH
+store value CARGO_GUARDED_STORE
 wait value CARGO_GUARDED_WAIT
 events value CARGO_GUARDED_EVENTS
 quiet flag --quiet

@@ -462,6 +462,7 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "seed-max-size",
             "warm-from",
             "default-branch",
+            "store",
             "wait",
             "events",
             "quiet",
