@@ -121,6 +121,7 @@ impl Config {
     /// `g` holds the options, from their flags or variables (clap's `env =`); what is still
     /// unset takes its default here, and the rest comes from the environment and the workspace.
     /// `command_args` are the wrapped command's arguments (for `--manifest-path`).
+    // Long: one struct literal, a line per field of `Config`, each resolved where it is set.
     pub(crate) fn resolve(g: &GlobalArgs, command_args: &[OsString]) -> Result<Config> {
         let cwd = std::env::current_dir().context("failed to read the current directory")?;
         let root = match &g.root {

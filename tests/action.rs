@@ -1075,7 +1075,9 @@ done
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(calls.lines().count(), 1, "{calls}");
     assert!(
-        calls.starts_with(&format!("install --locked --path {SOURCE} --root ")),
+        calls.starts_with(&format!(
+            "install --locked --features store --path {SOURCE} --root "
+        )),
         "{calls}"
     );
     let cache = job.tool_cache.join("cargo-guarded");

@@ -61,6 +61,12 @@ pub(crate) fn push(store: &Store, src: &Source<'_>) -> Result<Pushed> {
         walk(&src.dir.join(top), top, &mut found)
             .with_context(|| format!("failed to read {}", src.dir.join(top).display()))?;
     }
+    if found.is_empty() {
+        bail!(
+            "{} has no files under target/ or build/: nothing to push",
+            src.dir.display()
+        );
+    }
     // One upload per inode: hard links share it.
     let mut inodes: HashMap<(u64, u64), usize> = HashMap::new();
     let mut first: Vec<PathBuf> = Vec::new();
@@ -81,26 +87,7 @@ pub(crate) fn push(store: &Store, src: &Source<'_>) -> Result<Pushed> {
         first.push(record);
     }
     let stored = store.rt.block_on(upload_all(store, &first))?;
-    let mut links: HashMap<usize, u32> = HashMap::new();
-    let counts = of_file.iter().fold(HashMap::new(), |mut m, i| {
-        *m.entry(*i).or_insert(0) += 1;
-        m
-    });
-    let files: Vec<File> = found
-        .iter()
-        .zip(&of_file)
-        .map(|(f, &i)| {
-            let next = links.len() as u32;
-            File {
-                path: f.rel.clone(),
-                object: stored[i].object.clone(),
-                mode: f.meta.mode() & 0o7777,
-                mtime_s: f.meta.mtime(),
-                mtime_ns: f.meta.mtime_nsec() as u32,
-                link: (counts[&i] > 1).then(|| *links.entry(i).or_insert(next)),
-            }
-        })
-        .collect();
+    let files = listed(&found, &of_file, &stored);
     let created_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -139,6 +126,31 @@ pub(crate) fn push(store: &Store, src: &Source<'_>) -> Result<Pushed> {
         manifest: path,
         took: start.elapsed(),
     })
+}
+
+/// The manifest's files: each found file with its inode's object, and a link group for inodes
+/// that more than one path names.
+fn listed(found: &[Local], of_file: &[usize], stored: &[Stored]) -> Vec<File> {
+    let mut links: HashMap<usize, u32> = HashMap::new();
+    let counts = of_file.iter().fold(HashMap::new(), |mut m, i| {
+        *m.entry(*i).or_insert(0) += 1;
+        m
+    });
+    found
+        .iter()
+        .zip(of_file)
+        .map(|(f, &i)| {
+            let next = links.len() as u32;
+            File {
+                path: f.rel.clone(),
+                object: stored[i].object.clone(),
+                mode: f.meta.mode() & 0o7777,
+                mtime_s: f.meta.mtime(),
+                mtime_ns: f.meta.mtime_nsec() as u32,
+                link: (counts[&i] > 1).then(|| *links.entry(i).or_insert(next)),
+            }
+        })
+        .collect()
 }
 
 /// Every regular file under `dir` (relative path `rel`), but cargo's `incremental/` dirs and
