@@ -118,17 +118,25 @@ mod with_store {
         assert!(stderr(&out).contains(" 0 of "), "{}", describe(&out));
 
         fresh_clone(env, &ws);
-        let out = ok(
-            env,
-            "host-b",
-            &ws,
-            store,
-            "b",
-            &["--restore-mtimes", "build"],
-        );
+        let events = env.path().join("events.jsonl");
+        let events_arg = format!("--events={}", events.display());
+        let args = [events_arg.as_str(), "--restore-mtimes", "build"];
+        let out = ok(env, "host-b", &ws, store, "b", &args);
         assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
         assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
         assert_eq!(origin(env, "host-b", "b"), "restored");
+        // The `acquired` event, and `status`'s count of how jobs started, say so too.
+        let acquired: serde_json::Value = std::fs::read_to_string(&events)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .find(|e: &serde_json::Value| e["event"] == "acquired")
+            .unwrap();
+        assert_eq!(acquired["origin"], "restored", "{acquired}");
+        assert_eq!(acquired["from"], "a", "{acquired}");
+        let status = ok(env, "host-b", &ws, store, "b", &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["starts"][0]["restored"], 1, "{status}");
         let out = ok(env, "host-b", &ws, store, "b", &["run", "-q"]);
         assert_eq!(stdout(&out).trim(), expected(&ws), "{}", describe(&out));
     }
@@ -203,6 +211,42 @@ mod with_store {
         );
         let out = ok(&env, "host-b", &ws, &store, "b", &["run", "-q"]);
         assert_eq!(stdout(&out).trim(), expected(&ws), "{}", describe(&out));
+    }
+
+    #[test]
+    fn two_hosts_pushing_the_same_units_at_once_leave_a_store_that_restores() {
+        let env = Env::new();
+        let (dir, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &store, "a", &["build"]);
+        ok(&env, "host-c", &ws, &store, "c", &["build"]);
+        let push = |host: &str, id: &str| {
+            let mut cmd = env.cmd(&ws);
+            cmd.env("CARGO_GUARDED_ROOT", env.path().join(host))
+                .envs(store.iter().map(|(k, v)| (k, v)))
+                .args(["guarded", "--job-id", id, "store", "push"]);
+            spawn_logged(&mut cmd, &env.path().join(format!("push-{id}")))
+        };
+        let (a, c) = (push("host-a", "a"), push("host-c", "c"));
+        assert_success(&a.finish(300));
+        assert_success(&c.finish(300));
+        assert_eq!(find_manifests(&dir.join("manifests")).len(), 2);
+        // No temporary file of either push is left where objects are.
+        for entry in std::fs::read_dir(dir.join("objects")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(name.len() == 64, "{name}");
+        }
+        fresh_clone(&env, &ws);
+        let out = ok(
+            &env,
+            "host-b",
+            &ws,
+            &store,
+            "b",
+            &["--restore-mtimes", "build"],
+        );
+        assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
     }
 
     fn find_manifests(dir: &Path) -> Vec<PathBuf> {
