@@ -360,6 +360,7 @@ fn restore(cfg: &Config, held: &Held, origin: Origin) -> Origin {
         workspace,
         toolchain: lease.toolchain.as_deref(),
         allows: &allows,
+        max_bytes: cfg.seed_max_size,
     };
     let working = term::Activity::start_after(
         std::time::Duration::from_secs(1),

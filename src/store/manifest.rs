@@ -45,7 +45,7 @@ pub(crate) struct File {
     pub(crate) path: String,
     #[serde(flatten)]
     pub(crate) object: Object,
-    /// Permission bits.
+    /// Permission bits (`0o777` at most: a pull never makes a setuid file).
     pub(crate) mode: u32,
     pub(crate) mtime_s: i64,
     pub(crate) mtime_ns: u32,

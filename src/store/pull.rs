@@ -32,6 +32,8 @@ pub(crate) struct Want<'a> {
     pub(crate) toolchain: Option<&'a str>,
     /// The scope rule: `Ok` when the job may start from a dir these writers wrote.
     pub(crate) allows: &'a dyn Fn(&[Scope]) -> Result<(), String>,
+    /// A manifest whose files take more than this is not restored (`--seed-max-size`).
+    pub(crate) max_bytes: u64,
 }
 
 /// What a pull laid out.
@@ -129,7 +131,8 @@ async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Re
             let mtime = SystemTime::UNIX_EPOCH
                 .checked_add(Duration::new(f.mtime_s.max(0) as u64, f.mtime_ns))
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            write_file(&path, &bytes, f.mode & 0o7777, Some(mtime))?;
+            // Permission bits only: a manifest never makes a setuid or setgid file.
+            write_file(&path, &bytes, f.mode & 0o777, Some(mtime))?;
             if let Some(g) = f.link {
                 linked.insert(g, path);
             }
@@ -193,6 +196,16 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
             }
         };
         if m.workspace != want.workspace || m.toolchain.as_deref() != want.toolchain {
+            continue;
+        }
+        if m.bytes() > want.max_bytes {
+            term::status(
+                "Note",
+                format_args!(
+                    "not restoring from {path}: its files take {}, over --seed-max-size",
+                    crate::quantity::Bytes(m.bytes())
+                ),
+            );
             continue;
         }
         match (want.allows)(&m.scopes) {

@@ -144,7 +144,7 @@ fn listed(found: &[Local], of_file: &[usize], stored: &[Stored]) -> Vec<File> {
             File {
                 path: f.rel.clone(),
                 object: stored[i].object.clone(),
-                mode: f.meta.mode() & 0o7777,
+                mode: f.meta.mode() & 0o777,
                 mtime_s: f.meta.mtime(),
                 mtime_ns: f.meta.mtime_nsec() as u32,
                 link: (counts[&i] > 1).then(|| *links.entry(i).or_insert(next)),
