@@ -166,6 +166,9 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) store: Option<String>,
 
+    #[arg(skip)]
+    pub(crate) store_push: Option<bool>,
+
     /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
     /// tooling to read as it happens (stdout stays the wrapped command's)
     #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
@@ -357,6 +360,14 @@ pub(crate) struct JobArgs {
         hide_env_values = true
     )]
     pub(crate) store: Option<String>,
+
+    /// At release, after a command that succeeded, push the job's dir to `--store` (as `cargo
+    /// guarded store push` would): the job's time pays for the upload; a push that fails is a
+    /// warning [default: off] (the variable: `1` or `0`)
+    #[arg(long, value_name = "BOOL", value_parser = switch, num_args = 0..=1, require_equals = true,
+          default_missing_value = "1", help_heading = JOB,
+          env = "CARGO_GUARDED_STORE_PUSH", hide_env_values = true)]
+    pub(crate) store_push: Option<bool>,
 }
 
 /// `store ACTION`.
@@ -409,6 +420,7 @@ impl JobArgs {
         forget(&mut self.warm_from, env("warm_from"));
         forget(&mut self.default_branch, env("default_branch"));
         forget(&mut self.store, env("store"));
+        forget(&mut self.store_push, env("store_push"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
     }
@@ -431,6 +443,7 @@ impl JobArgs {
         g.warm_from = self.warm_from.or(g.warm_from);
         g.default_branch = self.default_branch.or(g.default_branch.take());
         g.store = self.store.or(g.store.take());
+        g.store_push = self.store_push.or(g.store_push);
     }
 }
 

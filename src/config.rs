@@ -47,6 +47,8 @@ pub(crate) struct Config {
     pub(crate) restore_mtimes: bool,
     /// `--store`: the object store a fresh job is warmed from and `store push` fills.
     pub(crate) store: Option<String>,
+    /// `--store-push`: push the job's dir to the store at a successful release.
+    pub(crate) store_push: bool,
     /// `CARGO_HOME` (else `~/.cargo`): registry units' fingerprints hash paths under it, so a
     /// store's manifest records it.
     #[cfg_attr(not(feature = "store"), allow(dead_code))]
@@ -161,6 +163,7 @@ impl Config {
             seed_incremental: g.seed_incremental,
             restore_mtimes: g.restore_mtimes.unwrap_or(job_id::ci_name(&var).is_some()),
             store: g.store.clone(),
+            store_push: g.store_push.unwrap_or(false),
             cargo_home: cargo_home
                 .clone()
                 .or_else(|| var_os("HOME").map(|h| Path::new(&h).join(".cargo"))),

@@ -77,6 +77,9 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
     }
     // Whatever the command's exit: the units it built are what the next job starts from.
     record_warm(cfg, &session);
+    if exit.as_ref().is_ok_and(|e| *e == Exit::SUCCESS) {
+        push_at_release(cfg, &session);
+    }
     // The heartbeat's error (the dir was moved away) outranks the child's status; a failed
     // release is only a warning (`Session::finish`).
     session.finish()?;
@@ -326,6 +329,11 @@ fn take_lease(
 /// anything is done.
 fn check_store(cfg: &Config) -> Result<()> {
     let Some(url) = &cfg.store else {
+        if cfg.store_push {
+            return Err(anyhow!(
+                "--store-push needs a store to push to: --store URL or CARGO_GUARDED_STORE"
+            ));
+        }
         return Ok(());
     };
     #[cfg(feature = "store")]
@@ -415,6 +423,36 @@ fn restore(cfg: &Config, held: &Held, origin: Origin) -> Origin {
 fn restore(_: &Config, _: &Held, origin: Origin) -> Origin {
     origin
 }
+
+/// `--store-push`: at release, after a command that succeeded, push the job's dir (its
+/// `inputs.json` just recorded). A failure is a warning: the job's result stands.
+#[cfg(feature = "store")]
+fn push_at_release(cfg: &Config, session: &Session) {
+    let Some(url) = cfg.store.as_deref().filter(|_| cfg.store_push) else {
+        return;
+    };
+    if session.check().is_err() {
+        return;
+    }
+    let held = session.held();
+    let lease = held.lease();
+    let source = store::Source {
+        dir: &held.path,
+        lease: &lease,
+        writer: &cfg.scope.scope,
+        cargo_home: cfg.cargo_home.as_deref(),
+    };
+    match store::Store::open(url).and_then(|s| store::push(&s, &source).map(|p| (s, p))) {
+        Ok((s, pushed)) => crate::report::store::pushed(&held.path, s.url(), &pushed),
+        Err(e) => term::warn(format_args!(
+            "failed to push {} to the store {url}: {e:#}",
+            held.path.display()
+        )),
+    }
+}
+
+#[cfg(not(feature = "store"))]
+fn push_at_release(_: &Config, _: &Session) {}
 
 /// `cargo guarded store push`: upload the job's own dir, under its lease (a parent's, or taken
 /// now), to `--store`.

@@ -463,6 +463,7 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "warm-from",
             "default-branch",
             "store",
+            "store-push",
             "wait",
             "events",
             "quiet",
@@ -530,6 +531,8 @@ fn every_cli_option_is_an_input_through_one_table() {
             _ => l.strip_prefix("--"),
         })
         .filter_map(|rest| rest.split_whitespace().next())
+        // A switch with an optional value: `--store-push[=<BOOL>]`.
+        .map(|name| name.split_once("[=").map_or(name, |(n, _)| n))
         .filter(|name| !["help", "version"].contains(name))
         .collect();
     from_cli.sort();

@@ -249,6 +249,42 @@ mod with_store {
         assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
     }
 
+    #[test]
+    fn a_job_with_store_push_pushes_at_release() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        let out = ok(&env, "host-a", &ws, &store, "a", &["--store-push", "build"]);
+        assert!(stderr(&out).contains("Pushed"), "{}", describe(&out));
+        fresh_clone(&env, &ws);
+        let out = ok(
+            &env,
+            "host-b",
+            &ws,
+            &store,
+            "b",
+            &["--restore-mtimes", "build"],
+        );
+        assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
+        // Without a store it is refused before anything is done.
+        let out = job(
+            &env,
+            "host-c",
+            &ws,
+            &Vars::new(),
+            "c",
+            &["--store-push", "build"],
+        );
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(
+            stderr(&out).contains("--store-push needs a store"),
+            "{}",
+            describe(&out)
+        );
+        assert!(!env.path().join("host-c/c").exists());
+    }
+
     fn find_manifests(dir: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
