@@ -366,6 +366,15 @@ fn doctor(cfg: &Config, json: bool) -> CliResult {
         ci_unrecognised: cfg.ci == Some(crate::job_id::UNRECOGNISED_CI),
         job_id: &cfg.job_id,
         job_dir: cfg.root.join(&cfg.job_name),
+        store: cfg.store.as_deref().map(|url| doctor::StoreInputs {
+            url,
+            push: cfg.store_push,
+            scope: &cfg.scope.scope,
+            cargo_home: cfg.cargo_home.as_deref(),
+            workspace: Some(
+                workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), None).workspace,
+            ),
+        }),
     });
     let text = if json {
         term::json(&report)?

@@ -285,6 +285,54 @@ mod with_store {
         assert!(!env.path().join("host-c/c").exists());
     }
 
+    #[test]
+    fn doctor_checks_the_store() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &store, "a", &["--store-push", "build"]);
+        // A pull request's job that can write, on a host with another CARGO_HOME.
+        let payload = env.path().join("event.json");
+        std::fs::write(&payload, "{}").unwrap();
+        let mut pr = [
+            store.clone(),
+            github("pull_request", "refs/pull/7/merge", Some("main"), &payload),
+        ]
+        .concat();
+        let cargo_home = std::env::var("CARGO_HOME")
+            .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+        let elsewhere = env.path().join("cargo-home");
+        std::os::unix::fs::symlink(&cargo_home, &elsewhere).unwrap();
+        pr.push((
+            "CARGO_HOME".into(),
+            elsewhere.to_string_lossy().into_owned(),
+        ));
+        let out = ok(&env, "host-b", &ws, &pr, "b", &["doctor"]);
+        let text = stdout(&out);
+        assert!(
+            text.contains("this pull-request job can write to the store"),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            text.contains("registry units rebuild"),
+            "{}",
+            describe(&out)
+        );
+        // A store that cannot be listed.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = job(&env, "host-b", &ws, &s3_vars(port), "b", &["doctor"]);
+        assert!(
+            stdout(&out).contains("cannot list the store s3://cache/ci"),
+            "{}",
+            describe(&out)
+        );
+    }
+
     fn find_manifests(dir: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {

@@ -6,6 +6,7 @@
 //! `store` feature; a job without `--store` never gets here (no runtime, no syscalls).
 
 mod manifest;
+mod probe;
 mod pull;
 mod push;
 mod url;
@@ -16,6 +17,7 @@ use anyhow::{Context, Result};
 use opendal::Operator;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 
+pub(crate) use probe::probe;
 pub(crate) use pull::{Want, pull};
 pub(crate) use push::{Pushed, Source, push};
 
