@@ -39,7 +39,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) store: Option<StoreInputs<'a>>,
 }
 
-/// What the store check needs.
+/// What the store check needs (without the `store` feature, only the URL is read).
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
 pub(crate) struct StoreInputs<'a> {
     pub(crate) url: &'a str,
     /// `--store-push`: the job writes to the store.
