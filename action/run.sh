@@ -64,6 +64,7 @@ warm-from value CARGO_GUARDED_WARM_FROM
 default-branch value CARGO_GUARDED_DEFAULT_BRANCH
 store value CARGO_GUARDED_STORE
 store-push value CARGO_GUARDED_STORE_PUSH
+store-timeout value CARGO_GUARDED_STORE_TIMEOUT
 wait value CARGO_GUARDED_WAIT
 events value CARGO_GUARDED_EVENTS
 quiet flag --quiet

@@ -169,6 +169,9 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) store_push: Option<bool>,
 
+    #[arg(skip)]
+    pub(crate) store_timeout: Option<Duration>,
+
     /// Append each event of the job's life (and of `gc`) to this file as one line of JSON, for CI
     /// tooling to read as it happens (stdout stays the wrapped command's)
     #[arg(long, value_name = "PATH", global = true, help_heading = GLOBAL,
@@ -368,6 +371,15 @@ pub(crate) struct JobArgs {
           default_missing_value = "1", help_heading = JOB,
           env = "CARGO_GUARDED_STORE_PUSH", hide_env_values = true)]
     pub(crate) store_push: Option<bool>,
+
+    #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration, help_heading = JOB,
+          env = "CARGO_GUARDED_STORE_TIMEOUT", hide_env_values = true,
+          help = with_default(
+              "Give up restoring from `--store` after this long: what was laid out is removed and \
+               the job builds cold, with a warning",
+              DurationArg(DEFAULT_STORE_TIMEOUT),
+          ))]
+    pub(crate) store_timeout: Option<Duration>,
 }
 
 /// `store ACTION`.
@@ -421,6 +433,7 @@ impl JobArgs {
         forget(&mut self.default_branch, env("default_branch"));
         forget(&mut self.store, env("store"));
         forget(&mut self.store_push, env("store_push"));
+        forget(&mut self.store_timeout, env("store_timeout"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
     }
@@ -444,6 +457,7 @@ impl JobArgs {
         g.default_branch = self.default_branch.or(g.default_branch.take());
         g.store = self.store.or(g.store.take());
         g.store_push = self.store_push.or(g.store_push);
+        g.store_timeout = self.store_timeout.or(g.store_timeout);
     }
 }
 
@@ -570,6 +584,9 @@ pub(crate) struct GcArgs {
     #[arg(long, value_name = "PATH|KEY")]
     pub(crate) workspace: Option<OsString>,
 }
+
+/// How long a job waits for a restore from `--store` before it builds cold.
+pub(crate) const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An option's help, then its default as clap would print a `default_value`'s. The options stay
 /// `Option`s, not `default_value`s: one not given must stay distinguishable, as the job's options

@@ -49,6 +49,9 @@ pub(crate) struct Config {
     pub(crate) store: Option<String>,
     /// `--store-push`: push the job's dir to the store at a successful release.
     pub(crate) store_push: bool,
+    /// `--store-timeout`: a restore taking longer is given up.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) store_timeout: Duration,
     /// `CARGO_HOME` (else `~/.cargo`): registry units' fingerprints hash paths under it, so a
     /// store's manifest records it.
     #[cfg_attr(not(feature = "store"), allow(dead_code))]
@@ -164,6 +167,7 @@ impl Config {
             restore_mtimes: g.restore_mtimes.unwrap_or(job_id::ci_name(&var).is_some()),
             store: g.store.clone(),
             store_push: g.store_push.unwrap_or(false),
+            store_timeout: g.store_timeout.unwrap_or(crate::cli::DEFAULT_STORE_TIMEOUT),
             cargo_home: cargo_home
                 .clone()
                 .or_else(|| var_os("HOME").map(|h| Path::new(&h).join(".cargo"))),

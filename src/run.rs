@@ -369,6 +369,7 @@ fn restore(cfg: &Config, held: &Held, origin: Origin) -> Origin {
         toolchain: lease.toolchain.as_deref(),
         allows: &allows,
         max_bytes: cfg.seed_max_size,
+        timeout: cfg.store_timeout,
     };
     let working = term::Activity::start_after(
         std::time::Duration::from_secs(1),

@@ -464,6 +464,7 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "default-branch",
             "store",
             "store-push",
+            "store-timeout",
             "wait",
             "events",
             "quiet",

@@ -375,6 +375,28 @@ mod with_store {
         assert!(stderr(&out).contains("s3://cache/ci"), "{}", describe(&out));
     }
 
+    #[test]
+    fn a_store_that_never_answers_is_given_up_after_the_timeout() {
+        let env = Env::new();
+        let ws = checkout(&env, "w");
+        // A server that takes connections (the kernel's backlog) and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let store = s3_vars(silent.local_addr().unwrap().port());
+        let out = ok(
+            &env,
+            "host-a",
+            &ws,
+            &store,
+            "a",
+            &["--store-timeout", "2s", "build"],
+        );
+        let err = stderr(&out);
+        assert!(err.contains("gave up after 2s"), "{}", describe(&out));
+        assert!(err.contains("building cold"), "{}", describe(&out));
+        assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        drop(silent);
+    }
+
     /// GitHub Actions' variables for a push to main or a pull request against it.
     fn github(event: &str, git_ref: &str, base: Option<&str>, payload: &Path) -> Vars {
         let mut v = vars(&[

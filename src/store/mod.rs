@@ -23,8 +23,6 @@ pub(crate) use push::{Pushed, Source, push};
 
 /// Objects in flight at once, each way.
 const CONCURRENCY: usize = 16;
-/// A pull that takes longer than this is given up: the job builds cold rather than wait.
-pub(crate) const PULL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An open store: its operator, and the runtime it runs on (current-thread, started only here).
 pub(crate) struct Store {

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{self, MANIFESTS, Manifest, Object};
-use super::{CONCURRENCY, PULL_TIMEOUT, Store};
+use super::{CONCURRENCY, Store};
 use crate::lease::{BUILD_DIR, TARGET};
 use crate::prune::output_hash;
 use crate::scope::Scope;
@@ -34,6 +34,8 @@ pub(crate) struct Want<'a> {
     pub(crate) allows: &'a dyn Fn(&[Scope]) -> Result<(), String>,
     /// A manifest whose files take more than this is not restored (`--seed-max-size`).
     pub(crate) max_bytes: u64,
+    /// A pull that takes longer is given up (`--store-timeout`): the job builds cold.
+    pub(crate) timeout: Duration,
 }
 
 /// What a pull laid out.
@@ -51,16 +53,21 @@ pub(crate) struct Restored {
 }
 
 /// Lay out in `dir` (a fresh job dir, ours) the newest allowed manifest. `Ok(None)`: the store
-/// has none for this workspace the scope allows. On an error or past `PULL_TIMEOUT`, what was
+/// has none for this workspace the scope allows. On an error or past `want.timeout`, what was
 /// laid out is removed again: the job builds cold.
 pub(crate) fn pull(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
     let start = Instant::now();
     let result = store
         .rt
         .block_on(async {
-            tokio::time::timeout(PULL_TIMEOUT, restore(store, dir, want))
+            tokio::time::timeout(want.timeout, restore(store, dir, want))
                 .await
-                .unwrap_or_else(|_| Err(anyhow!("gave up after {}s", PULL_TIMEOUT.as_secs())))
+                .unwrap_or_else(|_| {
+                    Err(anyhow!(
+                        "gave up after {}",
+                        humantime::format_duration(want.timeout)
+                    ))
+                })
         })
         .map(|r| {
             r.map(|mut r| {
