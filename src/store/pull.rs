@@ -193,6 +193,8 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
         let bytes = match store.op.read(&path).await {
             Ok(b) if b.len() as u64 <= manifest::MAX_MANIFEST_BYTES => b.to_vec(),
             Ok(_) => continue,
+            // Removed since the listing (a store's own cleanup): the next one.
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => continue,
             Err(e) => bail!("failed to read {path} in {}: {e}", store.url),
         };
         let m = match Manifest::parse(&bytes) {
