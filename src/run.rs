@@ -166,7 +166,7 @@ fn acquire_and_check(
     // every way out of this function but the last.
     let (session, origin, passed_over) = take_lease(cfg, &root, trust, command, interrupted)?;
     let held = session.held();
-    let origin = restore(cfg, held, origin);
+    let origin = restore(cfg, held, origin, &|| room(cfg, &root, trust));
     out.report(&Event::Acquired {
         held,
         origin: &origin,
@@ -279,18 +279,7 @@ fn take_lease(
         );
         workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
     };
-    // What a real copy may write: the free space above the line where the next sweep would
-    // start reclaiming (or `--min-free`, whichever is higher), so a seed never causes pressure.
-    let room = || {
-        crate::fs::Space::of(&root.path).map_or(0, |s| {
-            let line = cfg
-                .guard
-                .sweep(s.total, trust)
-                .reclaim_below
-                .max(cfg.min_free.bytes(s.total));
-            s.free.saturating_sub(line)
-        })
-    };
+    let room = || room(cfg, root, trust);
     let seeding = lease::Seeding {
         max_bytes: cfg.seed_max_size,
         room: &room,
@@ -349,7 +338,7 @@ fn check_store(cfg: &Config) -> Result<()> {
 /// from the store (docs/protocol.md#the-store). Whatever goes wrong, the job builds cold, said
 /// once as a warning.
 #[cfg(feature = "store")]
-fn restore(cfg: &Config, held: &Held, origin: Origin) -> Origin {
+fn restore(cfg: &Config, held: &Held, origin: Origin, room: &dyn Fn() -> u64) -> Origin {
     let (Origin::Fresh, Some(url)) = (&origin, &cfg.store) else {
         return origin;
     };
@@ -368,7 +357,8 @@ fn restore(cfg: &Config, held: &Held, origin: Origin) -> Origin {
         workspace,
         toolchain: lease.toolchain.as_deref(),
         allows: &allows,
-        max_bytes: cfg.seed_max_size,
+        // Counted as written apart (hard links twice): an upper bound.
+        max_bytes: cfg.seed_max_size.min(room()),
         timeout: cfg.store_timeout,
     };
     let working = term::Activity::start_after(
@@ -421,7 +411,7 @@ fn restore(cfg: &Config, held: &Held, origin: Origin) -> Origin {
 }
 
 #[cfg(not(feature = "store"))]
-fn restore(_: &Config, _: &Held, origin: Origin) -> Origin {
+fn restore(_: &Config, _: &Held, origin: Origin, _: &dyn Fn() -> u64) -> Origin {
     origin
 }
 
@@ -511,6 +501,20 @@ pub(crate) fn store_push(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
         pushed?;
         Ok(Exit::SUCCESS)
     }
+}
+
+/// What a real copy (a seed, a restore) may write: the free space above the line where the next
+/// sweep would start reclaiming (or `--min-free`, whichever is higher), so it never causes
+/// pressure.
+fn room(cfg: &Config, root: &Root, trust: LockTrust) -> u64 {
+    crate::fs::Space::of(&root.path).map_or(0, |s| {
+        let line = cfg
+            .guard
+            .sweep(s.total, trust)
+            .reclaim_below
+            .max(cfg.min_free.bytes(s.total));
+        s.free.saturating_sub(line)
+    })
 }
 
 /// Prune a dir the job just adopted, under the adopter's lock: the previous job is over and no

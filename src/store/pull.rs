@@ -32,7 +32,8 @@ pub(crate) struct Want<'a> {
     pub(crate) toolchain: Option<&'a str>,
     /// The scope rule: `Ok` when the job may start from a dir these writers wrote.
     pub(crate) allows: &'a dyn Fn(&[Scope]) -> Result<(), String>,
-    /// A manifest whose files take more than this is not restored (`--seed-max-size`).
+    /// A manifest whose files take more than this is not restored: `--seed-max-size`, or the
+    /// free space above the line where a sweep would start reclaiming.
     pub(crate) max_bytes: u64,
     /// A pull that takes longer is given up (`--store-timeout`): the job builds cold.
     pub(crate) timeout: Duration,
@@ -211,7 +212,8 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
             term::status(
                 "Note",
                 format_args!(
-                    "not restoring from {path}: its files take {}, over --seed-max-size",
+                    "not restoring from {path}: its files take {}, over --seed-max-size or the \
+                     free space this root can spare",
                     crate::quantity::Bytes(m.bytes())
                 ),
             );
