@@ -179,10 +179,11 @@ else
   # From inside the temp dir, so no .cargo/config.toml of the job's workspace applies. The
   # target dir is ours too: `cargo install --path` would otherwise build in the action's own
   # `target/` (read-only, or shared by every runner of the host), and a job's CARGO_TARGET_DIR
-  # (a job dir) is not where the tool should be built. It goes with the temp dir.
+  # (a job dir) is not where the tool should be built. It goes with the temp dir. With the
+  # `store` feature, as the release binaries are built, so the `store` input works either way.
   (cd "$build" && "${clean_env[@]}" CARGO_TARGET_DIR="$build/target" \
-    cargo install --locked --path "$action_path" --root "$build") ||
-    fail "cargo install --locked --path $action_path failed (see the log above)"
+    cargo install --locked --features store --path "$action_path" --root "$build") ||
+    fail "cargo install --locked --features store --path $action_path failed (see the log above)"
   echo "::endgroup::"
   # The sum is recorded after the binary is in place: a reader in between finds no sum (or the
   # previous build's) and builds again, never trusts an unrecorded binary.

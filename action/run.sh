@@ -63,6 +63,9 @@ seed-max-size value CARGO_GUARDED_SEED_MAX_SIZE
 warm-from value CARGO_GUARDED_WARM_FROM
 default-branch value CARGO_GUARDED_DEFAULT_BRANCH
 restore-mtimes value CARGO_GUARDED_RESTORE_MTIMES
+store value CARGO_GUARDED_STORE
+store-push value CARGO_GUARDED_STORE_PUSH
+store-timeout value CARGO_GUARDED_STORE_TIMEOUT
 wait value CARGO_GUARDED_WAIT
 events value CARGO_GUARDED_EVENTS
 quiet flag --quiet

@@ -16,7 +16,8 @@ version=$(sed -n 's/^version = "\([^"]*\)"$/\1/p' "$root/Cargo.toml" | head -n 1
 if [ -n "${CARGO_GUARDED_PREBUILT:-}" ]; then
   bin=$CARGO_GUARDED_PREBUILT
 else
-  (cd "$root" && cargo build --release --locked --target "$target")
+  # Release binaries (what the action installs) include the object store (`--store`).
+  (cd "$root" && cargo build --release --locked --features store --target "$target")
   target_dir=${CARGO_TARGET_DIR:-$root/target}
   bin="$target_dir/$target/release/cargo-guarded"
 fi

@@ -168,6 +168,15 @@ pub(crate) struct GlobalArgs {
     #[arg(skip)]
     pub(crate) default_branch: Option<String>,
 
+    #[arg(skip)]
+    pub(crate) store: Option<String>,
+
+    #[arg(skip)]
+    pub(crate) store_push: Option<bool>,
+
+    #[arg(skip)]
+    pub(crate) store_timeout: Option<Duration>,
+
     // Given before a wrapped command, or after the commands that tell events (`EventsArg`).
     #[arg(skip)]
     pub(crate) events: Option<PathBuf>,
@@ -396,6 +405,44 @@ pub(crate) struct JobArgs {
         hide_env_values = true
     )]
     pub(crate) default_branch: Option<String>,
+
+    /// An object store that warms a job with nothing local to adopt or seed (a fresh host), and
+    /// that `cargo guarded store push` fills: `s3://BUCKET[/PREFIX]` (credentials, AWS_REGION
+    /// and AWS_ENDPOINT_URL as AWS's tools read them) or `fs:///PATH`; unreachable or slow, the
+    /// job builds cold with a warning. Needs a build with the `store` feature [default: none]
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = JOB,
+        value_parser = clap::builder::NonEmptyStringValueParser::new(),
+        env = "CARGO_GUARDED_STORE",
+        hide_env_values = true
+    )]
+    pub(crate) store: Option<String>,
+
+    /// At release, after a command that succeeded, push the job's dir to `--store` (as `cargo
+    /// guarded store push` would): the job's time pays for the upload; a push that fails is a
+    /// warning [default: off] (the variable: `1` or `0`)
+    #[arg(long, value_name = "BOOL", value_parser = switch, num_args = 0..=1, require_equals = true,
+          default_missing_value = "1", help_heading = JOB,
+          env = "CARGO_GUARDED_STORE_PUSH", hide_env_values = true)]
+    pub(crate) store_push: Option<bool>,
+
+    #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration, help_heading = JOB,
+          env = "CARGO_GUARDED_STORE_TIMEOUT", hide_env_values = true,
+          help = with_default(
+              "Give up restoring from `--store` after this long: what was laid out is removed and \
+               the job builds cold, with a warning",
+              DurationArg(DEFAULT_STORE_TIMEOUT),
+          ))]
+    pub(crate) store_timeout: Option<Duration>,
+}
+
+/// `store ACTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreAction {
+    /// Upload the job's dir: each file the store lacks, by its content digest, then a manifest
+    Push,
 }
 
 /// `--warm-from`: whether the scope rule decides which dirs a new job may start from.
@@ -444,6 +491,9 @@ impl JobArgs {
         forget(&mut self.wait, env("wait"));
         forget(&mut self.warm_from, env("warm_from"));
         forget(&mut self.default_branch, env("default_branch"));
+        forget(&mut self.store, env("store"));
+        forget(&mut self.store_push, env("store_push"));
+        forget(&mut self.store_timeout, env("store_timeout"));
         self.adopt |= env("adopt");
         self.prune |= env("prune");
     }
@@ -465,6 +515,9 @@ impl JobArgs {
         g.restore_mtimes = self.restore_mtimes.or(g.restore_mtimes);
         g.warm_from = self.warm_from.or(g.warm_from);
         g.default_branch = self.default_branch.or(g.default_branch.take());
+        g.store = self.store.or(g.store.take());
+        g.store_push = self.store_push.or(g.store_push);
+        g.store_timeout = self.store_timeout.or(g.store_timeout);
     }
 }
 
@@ -526,6 +579,15 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Push the job's dir (its finished steps' units) to the object store `--store` names, for
+    /// jobs on fresh hosts to start warm from: e.g. a workflow's last step
+    Store {
+        #[command(flatten)]
+        job: JobArgs,
+        /// What to do with the store
+        #[arg(value_enum)]
+        action: StoreAction,
+    },
     /// Print a shell completion script: `cargo guarded completions bash > ~/.local/share/bash-completion/completions/cargo-guarded`
     Completions {
         /// The shell to complete in
@@ -564,7 +626,8 @@ impl Command {
             | Command::Doctor {
                 job: DoctorJobArgs(job),
                 ..
-            } => Some(job),
+            }
+            | Command::Store { job, .. } => Some(job),
             _ => None,
         }
     }
@@ -619,6 +682,9 @@ pub(crate) struct GcArgs {
     #[arg(long, value_name = "PATH|KEY")]
     pub(crate) workspace: Option<OsString>,
 }
+
+/// How long a job waits for a restore from `--store` before it builds cold.
+pub(crate) const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An option's help, then its default as clap would print a `default_value`'s. The options stay
 /// `Option`s, not `default_value`s: one not given must stay distinguishable, as the job's options
@@ -711,6 +777,7 @@ pub(crate) enum Mode {
     Doctor {
         json: bool,
     },
+    Store(StoreAction),
     Completions(clap_complete::Shell),
     Man {
         page: Option<String>,
@@ -779,6 +846,10 @@ impl Cli {
             } => {
                 job.apply(&mut options);
                 Mode::Doctor { json }
+            }
+            Command::Store { job, action } => {
+                job.apply(&mut options);
+                Mode::Store(action)
             }
             Command::Status(args) => Mode::Status(args),
             Command::Gc(args) => Mode::Gc(args),

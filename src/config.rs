@@ -45,6 +45,17 @@ pub(crate) struct Config {
     /// Give verified checkout files their recorded mtimes at a warm start from elsewhere
     /// (`--restore-mtimes`; by default under CI only).
     pub(crate) restore_mtimes: bool,
+    /// `--store`: the object store a fresh job is warmed from and `store push` fills.
+    pub(crate) store: Option<String>,
+    /// `--store-push`: push the job's dir to the store at a successful release.
+    pub(crate) store_push: bool,
+    /// `--store-timeout`: a restore taking longer is given up.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) store_timeout: Duration,
+    /// `CARGO_HOME` (else `~/.cargo`): registry units' fingerprints hash paths under it, so a
+    /// store's manifest records it.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) cargo_home: Option<PathBuf>,
     /// Pruning of adopted dirs (`prune.rs`).
     pub(crate) prune: crate::prune::Settings,
     /// How long to wait for another run of the same job; `None` is "as long as it takes".
@@ -157,6 +168,12 @@ impl Config {
             seed_max_size: g.seed_max_size.unwrap_or(lease::DEFAULT_SEED_MAX_SIZE),
             seed_incremental: g.seed_incremental,
             restore_mtimes: g.restore_mtimes.unwrap_or(job_id::ci_name(&var).is_some()),
+            store: g.store.clone(),
+            store_push: g.store_push.unwrap_or(false),
+            store_timeout: g.store_timeout.unwrap_or(crate::cli::DEFAULT_STORE_TIMEOUT),
+            cargo_home: cargo_home
+                .clone()
+                .or_else(|| var_os("HOME").map(|h| Path::new(&h).join(".cargo"))),
             prune: crate::prune::Settings {
                 enabled: g.prune,
                 after: g.prune_after.unwrap_or(crate::prune::DEFAULT_AFTER),

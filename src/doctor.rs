@@ -35,6 +35,20 @@ pub(crate) struct Inputs<'a> {
     pub(crate) ci_unrecognised: bool,
     pub(crate) job_id: &'a str,
     pub(crate) job_dir: PathBuf,
+    /// `--store`, with what is pushed and who the job is.
+    pub(crate) store: Option<StoreInputs<'a>>,
+}
+
+/// What the store check needs (without the `store` feature, only the URL is read).
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
+pub(crate) struct StoreInputs<'a> {
+    pub(crate) url: &'a str,
+    /// `--store-push`: the job writes to the store.
+    pub(crate) push: bool,
+    pub(crate) scope: &'a Scope,
+    pub(crate) cargo_home: Option<&'a Path>,
+    /// The workspace key, for the newest manifest's `CARGO_HOME`.
+    pub(crate) workspace: Option<String>,
 }
 
 #[derive(Debug)]
@@ -172,6 +186,9 @@ pub(crate) fn collect(inputs: &Inputs<'_>) -> Report {
     );
     let llvm_tools = check_llvm_tools(inputs, &toolchain, &mut problems);
     let ci = check_ci(inputs, &mut problems);
+    if let Some(store) = &inputs.store {
+        check_store(store, &mut problems);
+    }
     Report {
         root,
         toolchain,
@@ -181,6 +198,63 @@ pub(crate) fn collect(inputs: &Inputs<'_>) -> Report {
         ci,
         problems: problems.0,
     }
+}
+
+/// The store: reachable and listable; writable when this job pushes; not writable by a pull
+/// request's job (scopes in a store are only as strong as its credentials); built with the
+/// `CARGO_HOME` this host has.
+#[cfg(feature = "store")]
+fn check_store(s: &StoreInputs<'_>, problems: &mut Problems) {
+    let store = match crate::store::Store::open(s.url) {
+        Ok(store) => store,
+        Err(e) => {
+            problems.error(format!("{e:#}"), "fix --store (CARGO_GUARDED_STORE)");
+            return;
+        }
+    };
+    let pr = s.scope.kind == Kind::Pr;
+    let probe = crate::store::probe(&store, s.push || pr, s.workspace.as_deref());
+    if let Err(e) = &probe.listed {
+        problems.warning(
+            format!("cannot list the store {}: {e}", s.url),
+            "check the endpoint and credentials (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...); jobs \
+             build cold until it can be reached",
+        );
+    }
+    match &probe.writable {
+        Some(Err(e)) if s.push => problems.warning(
+            format!("cannot write to the store {}: {e}", s.url),
+            "give this job credentials that can write, or drop --store-push",
+        ),
+        Some(Ok(())) if pr => problems.warning(
+            format!("this pull-request job can write to the store {}", s.url),
+            "give pull-request jobs read-only credentials (or none): what they write, jobs of \
+             other scopes could restore",
+        ),
+        _ => {}
+    }
+    if let Some(theirs) = &probe.cargo_home
+        && theirs.as_deref().map(Path::new) != s.cargo_home
+    {
+        problems.warning(
+            format!(
+                "the store's newest dir of this workspace was built with CARGO_HOME={}, this \
+                 host has {}: registry units rebuild",
+                theirs.as_deref().unwrap_or("unknown"),
+                s.cargo_home
+                    .map_or("none".into(), |p| p.display().to_string())
+            ),
+            "use the same CARGO_HOME path on every host that shares the store",
+        );
+    }
+}
+
+#[cfg(not(feature = "store"))]
+fn check_store(s: &StoreInputs<'_>, problems: &mut Problems) {
+    problems.error(
+        format!("--store `{}`: this build has no `store` feature", s.url),
+        "install with `cargo install cargo-guarded --features store`, or unset CARGO_GUARDED_STORE",
+    );
 }
 
 /// The root, or the dir it would be created in: its filesystem, lock trust and free space.

@@ -36,6 +36,8 @@ mod run;
 mod rustc;
 mod scope;
 mod status;
+#[cfg(feature = "store")]
+mod store;
 mod term;
 mod tool;
 mod warm;
@@ -46,7 +48,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, GcArgs, Mode, Parsed, StatusArgs};
+use crate::cli::{Cli, GcArgs, Mode, Parsed, StatusArgs, StoreAction};
 use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::lease::Root;
@@ -156,6 +158,7 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
         Mode::Status(args) => status(&cfg, &args),
         Mode::Gc(args) => gc(&cfg, &args, &mut out),
         Mode::Doctor { json } => doctor(&cfg, json),
+        Mode::Store(StoreAction::Push) => run::store_push(&cfg, &mut out),
         Mode::Completions(_) | Mode::Man { .. } | Mode::SplitWords(_) => {
             unreachable!("needs no configuration")
         }
@@ -166,7 +169,7 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
 /// `hold`) or `gc`'s sweep.
 fn tells_events(mode: &Mode) -> bool {
     match mode {
-        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) => true,
+        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(_) => true,
         Mode::Hold { job_only } => !job_only,
         Mode::Status(_)
         | Mode::Doctor { .. }
@@ -402,6 +405,15 @@ fn doctor(cfg: &Config, json: bool) -> CliResult {
         ci_unrecognised: cfg.ci == Some(crate::job_id::UNRECOGNISED_CI),
         job_id: &cfg.job_id,
         job_dir: cfg.root.join(&cfg.job_name),
+        store: cfg.store.as_deref().map(|url| doctor::StoreInputs {
+            url,
+            push: cfg.store_push,
+            scope: &cfg.scope.scope,
+            cargo_home: cfg.cargo_home.as_deref(),
+            workspace: Some(
+                workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), None).workspace,
+            ),
+        }),
     });
     let text = if json {
         term::json(&report)?

@@ -21,6 +21,8 @@ use crate::prune::{self, Moment, Pruned};
 use crate::quantity::RoundDuration;
 use crate::report::github;
 use crate::report::{Event, Reporter};
+#[cfg(feature = "store")]
+use crate::store;
 use crate::term;
 use crate::tool::Tool;
 use crate::warm;
@@ -76,6 +78,9 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
     }
     // Whatever the command's exit: the units it built are what the next job starts from.
     record_warm(cfg, &session);
+    if exit.as_ref().is_ok_and(|e| *e == Exit::SUCCESS) {
+        push_at_release(cfg, &session);
+    }
     // The heartbeat's error (the dir was moved away) outranks the child's status; a failed
     // release is only a warning (`Session::finish`).
     session.finish()?;
@@ -149,6 +154,7 @@ fn acquire_and_check(
     interrupted: &dyn Fn() -> Result<()>,
     out: &mut dyn Reporter,
 ) -> Result<(Session, LeaseEnv), CliError> {
+    check_store(cfg)?;
     let (root, trust) = open_root(cfg)?;
     let limits = precheck::Limits {
         guard: &cfg.guard,
@@ -163,6 +169,7 @@ fn acquire_and_check(
     // every way out of this function but the last.
     let (session, origin, passed_over) = take_lease(cfg, &root, trust, tool, command, interrupted)?;
     let held = session.held();
+    let origin = restore(cfg, held, origin, &|| room(cfg, &root, trust));
     out.report(&Event::Acquired {
         held,
         origin: &origin,
@@ -283,18 +290,7 @@ fn take_lease(
         );
         workspace::key(&cfg.workspace_root, cfg.repository.as_deref(), toolchain)
     };
-    // What a real copy may write: the free space above the line where the next sweep would
-    // start reclaiming (or `--min-free`, whichever is higher), so a seed never causes pressure.
-    let room = || {
-        crate::fs::Space::of(&root.path).map_or(0, |s| {
-            let line = cfg
-                .guard
-                .sweep(s.total, trust)
-                .reclaim_below
-                .max(cfg.min_free.bytes(s.total));
-            s.free.saturating_sub(line)
-        })
-    };
+    let room = || room(cfg, root, trust);
     let seeding = lease::Seeding {
         max_bytes: cfg.seed_max_size,
         room: &room,
@@ -327,6 +323,215 @@ fn take_lease(
             Exit::ERROR
         };
         CliError::new(e, exit)
+    })
+}
+
+/// `--store` given: refused by a build without the `store` feature, and its form checked before
+/// anything is done.
+fn check_store(cfg: &Config) -> Result<()> {
+    let Some(url) = &cfg.store else {
+        if cfg.store_push {
+            return Err(anyhow!(
+                "--store-push needs a store to push to: --store URL or CARGO_GUARDED_STORE"
+            ));
+        }
+        return Ok(());
+    };
+    #[cfg(feature = "store")]
+    return store::check(url);
+    #[cfg(not(feature = "store"))]
+    Err(anyhow!(
+        "--store `{url}`: this cargo-guarded was built without the `store` feature; install it \
+         with `cargo install cargo-guarded --features store`, or unset CARGO_GUARDED_STORE"
+    ))
+}
+
+/// A fresh dir and a store configured: lay the newest finished dir the scope rule allows out
+/// from the store (docs/protocol.md#the-store). Whatever goes wrong, the job builds cold, said
+/// once as a warning.
+#[cfg(feature = "store")]
+fn restore(cfg: &Config, held: &Held, origin: Origin, room: &dyn Fn() -> u64) -> Origin {
+    let (Origin::Fresh { .. }, Some(url)) = (&origin, &cfg.store) else {
+        return origin;
+    };
+    let lease = held.lease();
+    let Some(workspace) = lease.workspace.as_deref() else {
+        return origin;
+    };
+    let allows = |writers: &[crate::scope::Scope]| {
+        if cfg.warm_from_any {
+            Ok(())
+        } else {
+            cfg.scope.allows(Some(writers))
+        }
+    };
+    let want = store::Want {
+        workspace,
+        toolchain: lease.toolchain.as_deref(),
+        allows: &allows,
+        // Counted as written apart (hard links twice): an upper bound.
+        max_bytes: cfg.seed_max_size.min(room()),
+        timeout: cfg.store_timeout,
+    };
+    let working = term::Activity::start_after(
+        std::time::Duration::from_secs(1),
+        "Restoring",
+        format_args!("{} from the store {url}", held.path.display()),
+    );
+    let pulled = store::Store::open(url).and_then(|s| store::pull(&s, &held.path, &want));
+    drop(working);
+    match pulled {
+        Ok(Some(r)) => {
+            if let Err(e) = held.set_origin(Origin::RESTORED) {
+                term::warn(format_args!(
+                    "failed to record the origin in {}: {e}",
+                    held.path.join(lease::LEASE_FILE).display()
+                ));
+            }
+            if r.cargo_home.as_deref().map(std::path::Path::new) != cfg.cargo_home.as_deref() {
+                term::verbose(
+                    "Note",
+                    format_args!(
+                        "the restored dir was built with CARGO_HOME={}: registry units rebuild \
+                         under another",
+                        r.cargo_home.as_deref().unwrap_or("unknown")
+                    ),
+                );
+            }
+            Origin::Restored {
+                from: r.from,
+                files: r.files,
+                bytes: r.bytes,
+                left_out: r.left_out,
+                took: r.took,
+            }
+        }
+        Ok(None) => {
+            term::verbose(
+                "Note",
+                format_args!("nothing in the store {url} for this workspace that its scope allows"),
+            );
+            origin
+        }
+        Err(e) => {
+            term::warn(format_args!(
+                "could not restore from the store {url}: {e:#}; building cold"
+            ));
+            origin
+        }
+    }
+}
+
+#[cfg(not(feature = "store"))]
+fn restore(_: &Config, _: &Held, origin: Origin, _: &dyn Fn() -> u64) -> Origin {
+    origin
+}
+
+/// `--store-push`: at release, after a command that succeeded, push the job's dir (its
+/// `inputs.json` just recorded). A failure is a warning: the job's result stands.
+#[cfg(feature = "store")]
+fn push_at_release(cfg: &Config, session: &Session) {
+    let Some(url) = cfg.store.as_deref().filter(|_| cfg.store_push) else {
+        return;
+    };
+    if session.check().is_err() {
+        return;
+    }
+    let held = session.held();
+    let lease = held.lease();
+    let source = store::Source {
+        dir: &held.path,
+        lease: &lease,
+        writer: &cfg.scope.scope,
+        cargo_home: cfg.cargo_home.as_deref(),
+    };
+    match store::Store::open(url).and_then(|s| store::push(&s, &source).map(|p| (s, p))) {
+        Ok((s, pushed)) => crate::report::store::pushed(&held.path, s.url(), &pushed),
+        Err(e) => term::warn(format_args!(
+            "failed to push {} to the store {url}: {e:#}",
+            held.path.display()
+        )),
+    }
+}
+
+#[cfg(not(feature = "store"))]
+fn push_at_release(_: &Config, _: &Session) {}
+
+/// `cargo guarded store push`: upload the job's own dir, under its lease (a parent's, or taken
+/// now), to `--store`.
+pub(crate) fn store_push(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
+    check_store(cfg)?;
+    let Some(url) = &cfg.store else {
+        return Err(
+            anyhow!("`store push` needs a store: --store URL or CARGO_GUARDED_STORE").into(),
+        );
+    };
+    #[cfg(not(feature = "store"))]
+    return Err(anyhow!("{url}: unreachable without the `store` feature ({out:p})").into());
+    #[cfg(feature = "store")]
+    {
+        let path = cfg.root.join(&cfg.job_name);
+        let no_dir = || {
+            anyhow!(
+                "no dir of job `{}` in {} to push: run the job's steps first",
+                cfg.job_id,
+                cfg.root.display()
+            )
+        };
+        let store = store::Store::open(url)?;
+        let push = |dir: &std::path::Path, lease: &lease::Lease| {
+            let pushed = store::push(
+                &store,
+                &store::Source {
+                    dir,
+                    lease,
+                    writer: &cfg.scope.scope,
+                    cargo_home: cfg.cargo_home.as_deref(),
+                },
+            )?;
+            crate::report::store::pushed(dir, store.url(), &pushed);
+            Ok::<_, anyhow::Error>(())
+        };
+        if let Some(parent) = nested(cfg)? {
+            // Inside the job's `hold`: its lease is ours.
+            let root = Root::open(&cfg.root)?;
+            let dir = root
+                .open_job(OsStr::new(&cfg.job_name))
+                .map_err(|_| no_dir())?;
+            let lease = lease::read(dir.as_fd()).map_err(|e| anyhow!("{e}"))?;
+            push(&parent.path, &lease)?;
+            return Ok(Exit::SUCCESS);
+        }
+        let exists = Root::open(&cfg.root)
+            .is_ok_and(|root| root.open_job(OsStr::new(&cfg.job_name)).is_ok());
+        if !exists {
+            return Err(no_dir().into());
+        }
+        let (session, _) = acquire(
+            cfg,
+            "store",
+            vec!["store".into(), "push".into()],
+            &|| Ok(()),
+            out,
+        )?;
+        let pushed = push(&path, &session.held().lease());
+        session.finish()?;
+        pushed?;
+        Ok(Exit::SUCCESS)
+    }
+}
+
+/// What a real copy (a seed, a restore) may write: the free space above the line where the next
+/// sweep would start reclaiming (or `--min-free`, whichever is higher), so it never causes
+/// pressure.
+fn room(cfg: &Config, root: &Root, trust: LockTrust) -> u64 {
+    crate::fs::Space::of(&root.path).map_or(0, |s| {
+        let line = cfg
+            .guard
+            .sweep(s.total, trust)
+            .reclaim_below
+            .max(cfg.min_free.bytes(s.total));
+        s.free.saturating_sub(line)
     })
 }
 

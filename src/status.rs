@@ -38,6 +38,8 @@ pub(crate) struct Starts {
     pub(crate) adopted: usize,
     /// Started from a copy of a finished dir: warm.
     pub(crate) seeded: usize,
+    /// Laid out from an object store's manifest on a fresh host: warm.
+    pub(crate) restored: usize,
     /// Leases written before the origin was recorded.
     pub(crate) unknown: usize,
     /// Units kept warm by content verification when their jobs started from a dir built
@@ -61,6 +63,7 @@ impl Starts {
                 Some(lease::Origin::FRESH) => s.fresh += 1,
                 Some(lease::Origin::ADOPTED) => s.adopted += 1,
                 Some(lease::Origin::SEEDED) => s.seeded += 1,
+                Some(lease::Origin::RESTORED) => s.restored += 1,
                 _ => s.unknown += 1,
             }
             if let Some(v) = &e.verified {

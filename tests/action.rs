@@ -463,6 +463,9 @@ fn action_yml_passes_every_input_through_env_and_never_splices_expressions_into_
             "warm-from",
             "default-branch",
             "restore-mtimes",
+            "store",
+            "store-push",
+            "store-timeout",
             "wait",
             "events",
             "quiet",
@@ -1149,7 +1152,9 @@ done
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(calls.lines().count(), 1, "{calls}");
     assert!(
-        calls.starts_with(&format!("install --locked --path {SOURCE} --root ")),
+        calls.starts_with(&format!(
+            "install --locked --features store --path {SOURCE} --root "
+        )),
         "{calls}"
     );
     let cache = job.tool_cache.join("cargo-guarded");

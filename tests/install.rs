@@ -206,7 +206,7 @@ fn missing_archive_falls_back_to_cargo_install_with_a_notice_and_a_scrubbed_env(
     assert_eq!(args.len(), 1, "{calls}");
     assert!(
         args[0].starts_with(&format!(
-            "ARGS install --locked --path {} --root ",
+            "ARGS install --locked --features store --path {} --root ",
             r.action.display()
         )),
         "{calls}"

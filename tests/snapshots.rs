@@ -400,6 +400,7 @@ started: planted: 0 of 0 warm (1 not recorded)
       "fresh": 1,
       "adopted": 0,
       "seeded": 0,
+      "restored": 0,
       "unknown": 0,
       "units_verified": 0,
       "units_stale": 0
@@ -409,6 +410,7 @@ started: planted: 0 of 0 warm (1 not recorded)
       "fresh": 0,
       "adopted": 0,
       "seeded": 0,
+      "restored": 0,
       "unknown": 1,
       "units_verified": 0,
       "units_stale": 0

@@ -108,6 +108,19 @@ impl Held {
         look(&self.lease.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    /// The lease as this job last wrote it: the workspace key and scopes a push records.
+    pub(crate) fn lease(&self) -> Lease {
+        self.lease.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    /// Record how the job came by its dir when that was decided after the lease was taken
+    /// (restored from a store into a fresh dir), for `status`.
+    pub(crate) fn set_origin(&self, origin: &str) -> io::Result<()> {
+        self.update(|l| l.origin = Some(origin.to_owned()))
+    }
+
     pub(super) fn update(&self, change: impl FnOnce(&mut Lease)) -> io::Result<()> {
         let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut lease);

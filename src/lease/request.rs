@@ -146,6 +146,17 @@ pub(crate) enum Origin {
     },
     /// A copy of another job's finished dir of the same workspace (docs/protocol.md#seed).
     Seeded(Box<Seeded>),
+    /// A fresh dir laid out from a store's manifest (docs/protocol.md#the-store).
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    Restored {
+        /// The job that pushed the manifest.
+        from: String,
+        files: usize,
+        bytes: u64,
+        /// Files left out: an object of their unit did not have its digest.
+        left_out: usize,
+        took: Duration,
+    },
 }
 
 impl Origin {
@@ -153,8 +164,9 @@ impl Origin {
     pub(crate) const RESUMED: &str = "resumed";
     pub(crate) const ADOPTED: &str = "adopted";
     pub(crate) const SEEDED: &str = "seeded";
+    pub(crate) const RESTORED: &str = "restored";
 
-    /// `fresh`, `resumed`, `adopted` or `seeded`: the word the `origin` step output, summaries
+    /// `fresh`, `resumed`, `adopted`, `seeded` or `restored`: the word the `origin` step output, summaries
     /// and the lease's `origin` use.
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -162,6 +174,7 @@ impl Origin {
             Origin::Resumed => Origin::RESUMED,
             Origin::Adopted { .. } => Origin::ADOPTED,
             Origin::Seeded(_) => Origin::SEEDED,
+            Origin::Restored { .. } => Origin::RESTORED,
         }
     }
 }

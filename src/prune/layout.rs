@@ -25,7 +25,7 @@ fn is_hash(s: &str) -> bool {
 
 /// The hash an output is named by: `-<hash>` followed by the end of the name or a `.`
 /// (`libdep-<hash>.rlib`, `app-<hash>`, `dep-<hash>.d`, `build/app-<hash>/`).
-fn output_hash(name: &str) -> Option<&str> {
+pub(crate) fn output_hash(name: &str) -> Option<&str> {
     name.match_indices('-').find_map(|(i, _)| {
         let rest = name.get(i + 1..)?;
         let hash = rest.get(..16)?;

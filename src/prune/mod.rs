@@ -47,6 +47,8 @@ mod layout;
 pub(crate) use index::{BudgetState, INDEX, LastPrune, last_pruned};
 use index::{Index, PerProfile};
 /// Where cargo keeps units, for content verification (`warm/`) as for pruning.
+#[cfg(feature = "store")]
+pub(crate) use layout::output_hash;
 pub(crate) use layout::profile_dirs;
 use layout::{list, open_sub, remove, unit_hash};
 

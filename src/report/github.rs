@@ -386,6 +386,18 @@ fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
             code(&seeded.from),
             crate::lease::seed_words(seeded)
         ),
+        Origin::Restored {
+            from,
+            files,
+            bytes,
+            took,
+            ..
+        } => format!(
+            "restored warm from the store (job `{}`'s dir: {files} files, {} in {:.1}s)",
+            code(from),
+            Bytes(*bytes),
+            took.as_secs_f64()
+        ),
         Origin::Adopted { from, size, .. } => format!(
             "adopted warm from expired job `{}`{}{}",
             code(from),

@@ -293,6 +293,9 @@ fn acquired<'a>(
             Some(s.copied.bytes),
             Some(secs(s.took)),
         ),
+        Origin::Restored {
+            from, bytes, took, ..
+        } => (Some(from.as_str()), Some(*bytes), Some(secs(*took))),
         Origin::Fresh { .. } | Origin::Resumed => (None, None, None),
     };
     Fields::Acquired {

@@ -12,6 +12,8 @@ pub(crate) mod json;
 pub(crate) mod no_space;
 pub(crate) mod prune;
 pub(crate) mod status;
+#[cfg(feature = "store")]
+pub(crate) mod store;
 pub(crate) mod sweep;
 pub(crate) mod terminal;
 pub(crate) mod warm;

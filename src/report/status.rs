@@ -237,12 +237,13 @@ fn starts(status: &Status) -> Vec<String> {
         .starts
         .iter()
         .map(|s| {
-            let warm = s.adopted + s.seeded;
+            let warm = s.adopted + s.seeded + s.restored;
             let known = warm + s.fresh;
             let mut parts = vec![];
             for (n, what) in [
                 (s.seeded, "seeded"),
                 (s.adopted, "adopted"),
+                (s.restored, "restored"),
                 (s.fresh, "fresh"),
                 (s.unknown, "not recorded"),
             ] {
@@ -338,7 +339,7 @@ impl Serialize for Entry {
             dir: &'a str,
             target_dir: &'a str,
             workspace: Option<&'a str>,
-            /// `fresh` | `adopted` | `seeded`; absent in leases of earlier versions.
+            /// `fresh` | `adopted` | `seeded` | `restored`; absent in leases of earlier versions.
             origin: Option<&'a str>,
             /// Every writer's scope (`branch:main`, `pr:pull/12->main`, `local`); `null` in
             /// leases of earlier versions.

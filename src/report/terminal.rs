@@ -127,5 +127,25 @@ fn announce(held: &Held, origin: &Origin, adopt: bool, seed: bool) {
                 lease::seed_words(seeded)
             ),
         ),
+        Origin::Restored {
+            from,
+            files,
+            bytes,
+            left_out,
+            took,
+        } => term::status(
+            "Restored",
+            format_args!(
+                "{} from the store: job `{from}`'s dir ({files} files, {} in {:.1}s{})",
+                held.path.display(),
+                Bytes(*bytes),
+                took.as_secs_f64(),
+                if *left_out > 0 {
+                    format!("; {left_out} files left out, their units build")
+                } else {
+                    String::new()
+                }
+            ),
+        ),
     }
 }

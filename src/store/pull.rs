@@ -1,0 +1,273 @@
+//! Pull: into a fresh dir, the newest manifest of the job's workspace and toolchain whose writers
+//! the scope rule allows, every object fetched concurrently and its digest checked before use.
+//! Files are laid out as the manifest says: mode, mtime to the nanosecond, atime equal to it (so
+//! pruning starts clean), hard links. An object whose digest differs is dropped, and with it
+//! every file of the units it belonged to: a unit is never used half restored. The dir's
+//! `inputs.json` comes back too; content verification then decides which path units are reused.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{FileTimes, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use sha2::{Digest, Sha256};
+
+use super::manifest::{self, MANIFESTS, Manifest, Object};
+use super::{CONCURRENCY, Store};
+use crate::lease::{BUILD_DIR, TARGET};
+use crate::prune::output_hash;
+use crate::scope::Scope;
+use crate::term;
+use crate::warm::RECORD;
+
+/// Manifests read (newest first) before giving up on finding one the scope allows.
+const MAX_MANIFESTS_READ: usize = 32;
+
+/// What the job wants from the store.
+pub(crate) struct Want<'a> {
+    pub(crate) workspace: &'a str,
+    pub(crate) toolchain: Option<&'a str>,
+    /// The scope rule: `Ok` when the job may start from a dir these writers wrote.
+    pub(crate) allows: &'a dyn Fn(&[Scope]) -> Result<(), String>,
+    /// A manifest whose files take more than this is not restored: `--seed-max-size`, or the
+    /// free space above the line where a sweep would start reclaiming.
+    pub(crate) max_bytes: u64,
+    /// A pull that takes longer is given up (`--store-timeout`): the job builds cold.
+    pub(crate) timeout: Duration,
+}
+
+/// What a pull laid out.
+#[derive(Debug)]
+pub(crate) struct Restored {
+    /// The job that pushed the manifest.
+    pub(crate) from: String,
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
+    /// Files left out: their unit had an object whose digest differed.
+    pub(crate) left_out: usize,
+    pub(crate) took: Duration,
+    /// The `CARGO_HOME` the dir was built with.
+    pub(crate) cargo_home: Option<String>,
+}
+
+/// Lay out in `dir` (a fresh job dir, ours) the newest allowed manifest. `Ok(None)`: the store
+/// has none for this workspace the scope allows. On an error or past `want.timeout`, what was
+/// laid out is removed again: the job builds cold.
+pub(crate) fn pull(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
+    let start = Instant::now();
+    let result = store
+        .rt
+        .block_on(async {
+            tokio::time::timeout(want.timeout, restore(store, dir, want))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow!(
+                        "gave up after {}",
+                        humantime::format_duration(want.timeout)
+                    ))
+                })
+        })
+        .map(|r| {
+            r.map(|mut r| {
+                r.took = start.elapsed();
+                r
+            })
+        });
+    if result.is_err() {
+        for top in [TARGET, BUILD_DIR] {
+            let _ = std::fs::remove_dir_all(dir.join(top));
+        }
+        let _ = std::fs::remove_file(dir.join(RECORD));
+    }
+    result
+}
+
+async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
+    let Some(m) = choose(store, want).await? else {
+        return Ok(None);
+    };
+    let mut objects: Vec<Object> = m.files.iter().map(|f| f.object.clone()).collect();
+    objects.extend(m.inputs.clone());
+    objects.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    objects.dedup();
+    let mut by_sha: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, f) in m.files.iter().enumerate() {
+        by_sha.entry(&f.object.sha256).or_default().push(i);
+    }
+    let mut linked: HashMap<u32, std::path::PathBuf> = HashMap::new();
+    let mut bad_units: HashSet<String> = HashSet::new();
+    let mut bad_files: HashSet<usize> = HashSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while next < objects.len() || !tasks.is_empty() {
+        while next < objects.len() && tasks.len() < CONCURRENCY {
+            let (op, object, url) = (store.op.clone(), objects[next].clone(), store.url.clone());
+            tasks.spawn(async move {
+                let got = fetch(&op, &object, &url).await;
+                (object, got)
+            });
+            next += 1;
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let (object, got) = done.context("a download task failed")?;
+        let files = by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v);
+        let Some(bytes) = got? else {
+            // Dropped, never used: the files that needed it, and their units, are left out.
+            for &i in files {
+                bad_files.insert(i);
+                bad_units.extend(units_of(&m.files[i].path));
+            }
+            continue;
+        };
+        if m.inputs.as_ref() == Some(&object) {
+            write_file(&dir.join(RECORD), &bytes, 0o644, None)?;
+        }
+        for &i in files {
+            let f = &m.files[i];
+            let path = dir.join(&f.path);
+            if let Some(first) = f.link.and_then(|g| linked.get(&g)) {
+                std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+                std::fs::hard_link(first, &path)
+                    .with_context(|| format!("failed to link {}", path.display()))?;
+                continue;
+            }
+            let mtime = SystemTime::UNIX_EPOCH
+                .checked_add(Duration::new(f.mtime_s.max(0) as u64, f.mtime_ns))
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            // Permission bits only: a manifest never makes a setuid or setgid file.
+            write_file(&path, &bytes, f.mode & 0o777, Some(mtime))?;
+            if let Some(g) = f.link {
+                linked.insert(g, path);
+            }
+        }
+    }
+    let mut left_out = 0;
+    for (i, f) in m.files.iter().enumerate() {
+        if bad_files.contains(&i) || units_of(&f.path).any(|u| bad_units.contains(&u)) {
+            left_out += 1;
+            let _ = std::fs::remove_file(dir.join(&f.path));
+        }
+    }
+    Ok(Some(Restored {
+        from: m.job_id.clone(),
+        files: m.files.len() - left_out,
+        bytes: m.bytes(),
+        left_out,
+        took: Duration::ZERO,
+        cargo_home: m.cargo_home.clone(),
+    }))
+}
+
+/// The units a path belongs to: the `-<hash>` of any of its components (`deps/libx-<hash>.rlib`,
+/// `.fingerprint/x-<hash>/…`, `build/x-<hash>/out/…`).
+fn units_of(path: &str) -> impl Iterator<Item = String> + '_ {
+    path.split('/')
+        .filter_map(|c| output_hash(c).map(str::to_owned))
+}
+
+/// The newest manifest of the workspace and toolchain whose writers the scope rule allows.
+async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
+    let key_dir = manifest::key_dir(want.workspace, want.toolchain);
+    let entries = match store.op.list_with(MANIFESTS).recursive(true).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("failed to list {MANIFESTS} in {}: {e}", store.url),
+    };
+    let mut found: Vec<(u64, String)> = entries
+        .iter()
+        .filter_map(|e| {
+            let path = e.path();
+            let rest = path.strip_prefix(MANIFESTS)?;
+            let (_scope, rest) = rest.split_once('/')?;
+            let name = rest.strip_prefix(&key_dir)?;
+            (!name.contains('/')).then_some(())?;
+            Some((manifest::created_ms(name)?, path.to_owned()))
+        })
+        .collect();
+    found.sort_by(|a, b| b.cmp(a));
+    for (_, path) in found.into_iter().take(MAX_MANIFESTS_READ) {
+        let bytes = match store.op.read(&path).await {
+            Ok(b) if b.len() as u64 <= manifest::MAX_MANIFEST_BYTES => b.to_vec(),
+            Ok(_) => continue,
+            // Removed since the listing (a store's own cleanup): the next one.
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => continue,
+            Err(e) => bail!("failed to read {path} in {}: {e}", store.url),
+        };
+        let m = match Manifest::parse(&bytes) {
+            Ok(m) => m,
+            Err(why) => {
+                term::verbose("Note", format_args!("not restoring from {path}: {why}"));
+                continue;
+            }
+        };
+        if m.workspace != want.workspace || m.toolchain.as_deref() != want.toolchain {
+            continue;
+        }
+        if m.bytes() > want.max_bytes {
+            term::status(
+                "Note",
+                format_args!(
+                    "not restoring from {path}: its files take {}, over --seed-max-size or the \
+                     free space this root can spare",
+                    crate::quantity::Bytes(m.bytes())
+                ),
+            );
+            continue;
+        }
+        match (want.allows)(&m.scopes) {
+            Ok(()) => return Ok(Some(m)),
+            Err(why) => term::verbose("Note", format_args!("not restoring from {path}: {why}")),
+        }
+    }
+    Ok(None)
+}
+
+/// An object's bytes, `None` when their digest or size is not the one asked for.
+async fn fetch(op: &opendal::Operator, object: &Object, url: &str) -> Result<Option<Vec<u8>>> {
+    let key = manifest::object_path(&object.sha256);
+    let bytes = match op.read(&key).await {
+        Ok(b) => b.to_vec(),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("failed to read {key} in {url}: {e}"),
+    };
+    let sha: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if sha != object.sha256 || bytes.len() as u64 != object.size {
+        term::warn(format_args!(
+            "{key} in {url} does not have its digest: dropped, and the units that needed it are \
+             left out (they build)"
+        ));
+        return Ok(None);
+    }
+    Ok(Some(bytes))
+}
+
+/// Write a new file: its mode, and its mtime with the atime equal to it.
+fn write_file(path: &Path, bytes: &[u8], mode: u32, mtime: Option<SystemTime>) -> Result<()> {
+    let fail = || format!("failed to write {}", path.display());
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(fail)?;
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+        .with_context(fail)?;
+    f.write_all(bytes).with_context(fail)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(fail)?;
+    if let Some(t) = mtime {
+        f.set_times(FileTimes::new().set_accessed(t).set_modified(t))
+            .with_context(fail)?;
+    }
+    Ok(())
+}
