@@ -193,9 +193,26 @@ fn unchanged(dir: &File, seen: &Lease) -> bool {
 /// (no owner, adopter or guard; no process of its job's tree) and its locks could be tried.
 /// Released at once: seeding never holds a source's lock, so its owner's next step never waits
 /// for a copy.
+///
+/// Race closed: jobs seeding from one source at once probe it at once, and a probe takes the
+/// dir's lock for a moment to see whether anyone holds it, so each can see the other's probe as
+/// a holder. A probe holds the lock for microseconds, an owner for its whole step: a few tries
+/// a few milliseconds apart tell them apart.
 fn owner_gone(dir: &File, trust: LockTrust) -> bool {
-    matches!(probe(dir.as_fd(), trust), Holder::Gone | Holder::Unseen)
+    for attempt in 0..PROBE_TRIES {
+        match probe(dir.as_fd(), trust) {
+            Holder::Gone | Holder::Unseen => return true,
+            Holder::Live(_) if attempt + 1 < PROBE_TRIES => {
+                std::thread::sleep(Duration::from_millis(5 << attempt));
+            }
+            _ => return false,
+        }
+    }
+    false
 }
+
+/// How many times `owner_gone` probes a source that looks held (5 ms, then 10, 20, 40 apart).
+const PROBE_TRIES: u32 = 5;
 
 /// What a seed leaves out: the source's lease and lock files (the new dir has its own), leftover
 /// temp files of lease writes, cargo's `incremental/` dirs (they only speed up recompiling a
