@@ -15,10 +15,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -37,8 +34,8 @@ fn main() {
     );
     println!("  binary:    {BIN}");
 
-    let moto = Moto::start(&tmp.path().join("moto.log"));
-    let s3 = moto.as_ref().map(Moto::vars);
+    let moto = Moto::program().map(|p| Moto::start(&p, &tmp.path().join("moto.log")));
+    let s3 = moto.as_ref().map(s3_vars);
     let job = |root: &Path, id: &str, args: &[&str], how: How| {
         let mut c = guarded(root, &ws, ["--job-id", id]);
         match how {
@@ -120,74 +117,21 @@ enum How {
     Cold,
 }
 
-/// moto's S3 server on a free loopback port with a bucket `cache`; stopped when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start(log: &Path) -> Option<Moto> {
-        let path = std::env::var_os("PATH")?;
-        let program: PathBuf = std::env::split_paths(&path)
-            .map(|d| d.join("moto_server"))
-            .find(|p| p.is_file())?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let moto = Moto { child, port };
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "PUT /cache HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-        Some(moto)
-    }
-
-    fn vars(&self) -> Vec<(String, String)> {
-        [
-            ("CARGO_GUARDED_STORE", "s3://cache/bench".to_owned()),
-            ("AWS_ACCESS_KEY_ID", "bench".into()),
-            ("AWS_SECRET_ACCESS_KEY", "bench".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// What a job needs to reach `moto` as its store.
+fn s3_vars(moto: &Moto) -> Vec<(String, String)> {
+    [
+        ("CARGO_GUARDED_STORE", "s3://cache/bench".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "bench".into()),
+        ("AWS_SECRET_ACCESS_KEY", "bench".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", moto.port),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// The checkout replaced by a copy of itself: the same path and content, every mtime new.

@@ -19,10 +19,9 @@ fn the_store_tests_need_the_store_feature() {
 
 #[cfg(feature = "store")]
 mod with_store {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpListener;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Output, Stdio};
+    use std::process::{Command, Output};
 
     use super::common::*;
 
@@ -87,17 +86,6 @@ mod with_store {
         out
     }
 
-    fn compiled(out: &Output) -> Vec<String> {
-        let mut v: Vec<String> = stderr(out)
-            .lines()
-            .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
-            .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
     fn origin(env: &Env, host: &str, id: &str) -> String {
         let text =
             std::fs::read_to_string(env.path().join(host).join(id).join("lease.json")).unwrap();
@@ -157,10 +145,10 @@ mod with_store {
     #[test]
     fn a_fresh_host_starts_warm_from_an_s3_server() {
         let env = Env::new();
-        let Some(moto) = Moto::start(&env) else {
+        let Some(moto) = moto(&env) else {
             return;
         };
-        round_trip(&env, &moto.vars());
+        round_trip(&env, &s3_vars(moto.port));
     }
 
     #[test]
@@ -474,62 +462,11 @@ mod with_store {
         ])
     }
 
-    /// moto's S3 server on a free loopback port with a bucket `cache`; stopped when dropped.
-    struct Moto {
-        child: Child,
-        port: u16,
-    }
-
-    impl Moto {
-        fn start(env: &Env) -> Option<Moto> {
-            let found = which_moto()
-                .ok_or_else(|| "moto_server not on PATH (pip install 'moto[server]')".to_owned());
-            let program = require("an S3 server on loopback", found)?;
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let log = std::fs::File::create(env.path().join("moto.log")).unwrap();
-            let child = Command::new(program)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            let moto = Moto { child, port };
-            let up = wait_for(60, || TcpStream::connect(("127.0.0.1", port)).is_ok());
-            assert!(up, "moto_server did not listen on port {port}");
-            // moto takes any credentials, and an unsigned request too.
-            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            write!(
-                s,
-                "PUT /cache HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut reply = String::new();
-            s.read_to_string(&mut reply).unwrap();
-            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-            Some(moto)
-        }
-
-        fn vars(&self) -> Vars {
-            s3_vars(self.port)
-        }
-    }
-
-    fn which_moto() -> Option<PathBuf> {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|d| d.join("moto_server"))
-            .find(|p| p.is_file())
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// moto's S3 server, or a skip (a failure under `CARGO_GUARDED_REQUIRE_TOOLS`).
+    fn moto(env: &Env) -> Option<Moto> {
+        let found = Moto::program()
+            .ok_or_else(|| "moto_server not on PATH (pip install 'moto[server]')".to_owned());
+        let program = require("an S3 server on loopback", found)?;
+        Some(Moto::start(&program, &env.path().join("moto.log")))
     }
 }

@@ -116,17 +116,6 @@ fn app(env: &Env, dir: &Path, id: &str, args: &[&str]) -> (String, Output) {
     (stdout(&out).trim().to_owned(), out)
 }
 
-fn compiled(out: &Output) -> Vec<String> {
-    let mut v: Vec<String> = stderr(out)
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
-        .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
 #[test]
 fn a_persistent_checkout_adopting_or_seeding_builds_its_own_sources() {
     let env = Env::new();

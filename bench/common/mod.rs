@@ -22,6 +22,8 @@ pub mod history;
 
 #[path = "../../tests/common/shared.rs"]
 mod shared;
+#[allow(unused_imports)] // Only the store bench starts one.
+pub use shared::Moto;
 use shared::clean_env;
 pub use shared::copy_dir;
 

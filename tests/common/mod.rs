@@ -20,6 +20,8 @@ pub use github_step::*;
 pub use holder::*;
 #[allow(unused_imports)]
 pub use require::*;
+#[allow(unused_imports)] // Only the store's tests start one.
+pub use shared::Moto;
 pub use shared::{clean_env, copy_dir};
 #[allow(unused_imports)]
 pub use snap::*;
@@ -158,6 +160,18 @@ pub fn compiled_anything(out: &Output) -> bool {
     stderr(out)
         .lines()
         .any(|l| l.trim_start().starts_with("Compiling "))
+}
+
+/// The packages cargo compiled in this run (its "Compiling" lines), sorted, each once.
+pub fn compiled(out: &Output) -> Vec<String> {
+    let mut v: Vec<String> = stderr(out)
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
+        .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Poll `cond` every 20 ms for up to `secs` seconds (a bound on a wait, never a timing
