@@ -26,7 +26,7 @@
 //! `BENCH_CONCURRENCY=N`: the fleet at concurrency N only.
 
 mod common;
-#[path = "../tests/common/moving.rs"]
+#[path = "../tests/testsuite/common/moving.rs"]
 mod moving;
 
 use std::path::{Path, PathBuf};

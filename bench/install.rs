@@ -15,7 +15,7 @@
 //! installs are checked, a release build of cargo-guarded is not made.
 
 mod common;
-#[path = "../tests/common/release.rs"]
+#[path = "../tests/testsuite/common/release.rs"]
 mod release;
 
 use std::path::Path;

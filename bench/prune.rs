@@ -14,7 +14,7 @@
 //!   round; goal <= 10% of the plain no-op build.
 
 mod common;
-#[path = "../tests/common/moving.rs"]
+#[path = "../tests/testsuite/common/moving.rs"]
 mod moving;
 
 use std::path::Path;

@@ -20,7 +20,7 @@ mod check;
 pub use check::*;
 pub mod history;
 
-#[path = "../../tests/common/shared.rs"]
+#[path = "../../tests/testsuite/common/shared.rs"]
 mod shared;
 #[allow(unused_imports)] // Only the store bench starts one.
 pub use shared::Moto;

@@ -1,0 +1,470 @@
+//! Warm starts on a fresh host from an object store (docs/protocol.md#the-store): a job pushes
+//! its dir, and a job on another host (another root), in a fresh clone of the same content,
+//! starts from it and compiles nothing; a corrupted object is never used; a store that cannot be
+//! reached never fails a job; a pull request's push never warms main. Real cargo on
+//! `fixtures/warm`, against `fs://` and a real S3 server on loopback (moto's `moto_server`,
+//! PyPI `moto[server]`, which `.ci/run` installs).
+
+#[cfg(not(feature = "store"))]
+#[test]
+fn the_store_tests_need_the_store_feature() {
+    // `.ci/run` runs the suite with `--all-features`; a plain `cargo test` has no store to test.
+    crate::common::require::<()>(
+        "store::",
+        Err("this build has no `store` feature (run `cargo test --all-features`)".into()),
+    );
+}
+
+#[cfg(feature = "store")]
+mod with_store {
+    use std::net::TcpListener;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    use crate::common::*;
+
+    /// A checkout of the fixture at `<tmp>/<name>`, a git work tree with an `origin`, as CI checks
+    /// out: its workspace key is the same on every host.
+    fn checkout(env: &Env, name: &str) -> PathBuf {
+        let dir = env.fixture_as("warm", name);
+        for args in [
+            &["init", "-q", "."][..],
+            &[
+                "remote",
+                "add",
+                "origin",
+                "https://example.com/acme/warm.git",
+            ],
+        ] {
+            assert_success(&output(Command::new("git").args(args).current_dir(&dir)));
+        }
+        dir
+    }
+
+    /// The checkout replaced by a fresh clone of the same content at the same path: every mtime
+    /// new, as on a new host.
+    fn fresh_clone(env: &Env, dir: &Path) {
+        let tmp = env.path().join("clone.tmp");
+        copy_dir(dir, &tmp);
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::rename(&tmp, dir).unwrap();
+    }
+
+    /// What the app of `fixtures/warm` prints, built from the checkout's own sources.
+    fn expected(dir: &Path) -> String {
+        format!(
+            "answer=1 word=word-1 data=data-1 assets=2 plain=plain-1 mac=mac-1 dir={}/lib",
+            dir.display()
+        )
+    }
+
+    type Vars = Vec<(String, String)>;
+
+    fn vars(list: &[(&str, &str)]) -> Vars {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// `cargo guarded -v --job-id JOB ARGS` on host `host` (its own root), with `vars`.
+    fn job(env: &Env, host: &str, ws: &Path, vars: &Vars, id: &str, args: &[&str]) -> Output {
+        let mut cmd = env.cmd(ws);
+        cmd.env("CARGO_GUARDED_ROOT", env.path().join(host))
+            .env("RUNNER_NAME", host)
+            .env("CARGO_GUARDED_MIN_FREE", "0")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .args(["guarded", "-v", "--job-id", id])
+            .args(args);
+        output(&mut cmd)
+    }
+
+    fn ok(env: &Env, host: &str, ws: &Path, vars: &Vars, id: &str, args: &[&str]) -> Output {
+        let out = job(env, host, ws, vars, id, args);
+        assert_success(&out);
+        out
+    }
+
+    fn origin(env: &Env, host: &str, id: &str) -> String {
+        let text =
+            std::fs::read_to_string(env.path().join(host).join(id).join("lease.json")).unwrap();
+        let lease: serde_json::Value = serde_json::from_str(&text).unwrap();
+        lease["origin"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Build on host A, push, then build on a fresh host in a fresh clone: restored, nothing
+    /// compiled, the app right.
+    fn round_trip(env: &Env, store: &Vars) {
+        let ws = checkout(env, "w");
+        let out = ok(env, "host-a", &ws, store, "a", &["build"]);
+        assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        let out = ok(env, "host-a", &ws, store, "a", &["store", "push"]);
+        assert!(stderr(&out).contains("Pushed"), "{}", describe(&out));
+        // Pushed again (another host with the same units): nothing new is uploaded.
+        let out = ok(env, "host-a", &ws, store, "a", &["store", "push"]);
+        assert!(stderr(&out).contains(" 0 of "), "{}", describe(&out));
+
+        fresh_clone(env, &ws);
+        let events = env.path().join("events.jsonl");
+        let events_arg = format!("--events={}", events.display());
+        let args = [events_arg.as_str(), "--restore-mtimes", "build"];
+        let out = ok(env, "host-b", &ws, store, "b", &args);
+        assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
+        assert_eq!(origin(env, "host-b", "b"), "restored");
+        // The `acquired` event, and `status`'s count of how jobs started, say so too.
+        let acquired: serde_json::Value = std::fs::read_to_string(&events)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .find(|e: &serde_json::Value| e["event"] == "acquired")
+            .unwrap();
+        assert_eq!(acquired["origin"], "restored", "{acquired}");
+        assert_eq!(acquired["from"], "a", "{acquired}");
+        let status = ok(env, "host-b", &ws, store, "b", &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["starts"][0]["restored"], 1, "{status}");
+        let out = ok(env, "host-b", &ws, store, "b", &["run", "-q"]);
+        assert_eq!(stdout(&out).trim(), expected(&ws), "{}", describe(&out));
+    }
+
+    fn fs_store(env: &Env) -> (PathBuf, Vars) {
+        let dir = env.path().join("store");
+        let url = format!("fs://{}", dir.display());
+        (dir, vars(&[("CARGO_GUARDED_STORE", &url)]))
+    }
+
+    #[test]
+    fn a_fresh_host_starts_warm_from_a_shared_volume() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        round_trip(&env, &store);
+    }
+
+    #[test]
+    fn a_fresh_host_starts_warm_from_an_s3_server() {
+        let env = Env::new();
+        let Some(moto) = moto(&env) else {
+            return;
+        };
+        round_trip(&env, &s3_vars(moto.port));
+    }
+
+    #[test]
+    fn a_corrupted_object_is_dropped_and_its_unit_builds() {
+        let env = Env::new();
+        let (dir, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &store, "a", &["build"]);
+        ok(&env, "host-a", &ws, &store, "a", &["store", "push"]);
+        // The object of `plain`'s rlib gets other bytes: its digest no longer matches its name.
+        let manifest = find_manifests(&dir.join("manifests")).pop().unwrap();
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        let rlib = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| {
+                let p = f["path"].as_str().unwrap();
+                p.contains("/deps/libplain-") && p.ends_with(".rlib")
+            })
+            .unwrap();
+        let object = dir.join("objects").join(rlib["sha256"].as_str().unwrap());
+        let mut bytes = std::fs::read(&object).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(&object, bytes).unwrap();
+
+        fresh_clone(&env, &ws);
+        let out = ok(
+            &env,
+            "host-b",
+            &ws,
+            &store,
+            "b",
+            &["--restore-mtimes", "build"],
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("does not have its digest"),
+            "{}",
+            describe(&out)
+        );
+        assert!(err.contains("left out"), "{}", describe(&out));
+        assert!(
+            compiled(&out).contains(&"plain".to_owned()),
+            "{}",
+            describe(&out)
+        );
+        let out = ok(&env, "host-b", &ws, &store, "b", &["run", "-q"]);
+        assert_eq!(stdout(&out).trim(), expected(&ws), "{}", describe(&out));
+    }
+
+    #[test]
+    fn two_hosts_pushing_the_same_units_at_once_leave_a_store_that_restores() {
+        let env = Env::new();
+        let (dir, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &store, "a", &["build"]);
+        ok(&env, "host-c", &ws, &store, "c", &["build"]);
+        let push = |host: &str, id: &str| {
+            let mut cmd = env.cmd(&ws);
+            cmd.env("CARGO_GUARDED_ROOT", env.path().join(host))
+                .envs(store.iter().map(|(k, v)| (k, v)))
+                .args(["guarded", "--job-id", id, "store", "push"]);
+            spawn_logged(&mut cmd, &env.path().join(format!("push-{id}")))
+        };
+        let (a, c) = (push("host-a", "a"), push("host-c", "c"));
+        assert_success(&a.finish(300));
+        assert_success(&c.finish(300));
+        assert_eq!(find_manifests(&dir.join("manifests")).len(), 2);
+        // No temporary file of either push is left where objects are.
+        for entry in std::fs::read_dir(dir.join("objects")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(name.len() == 64, "{name}");
+        }
+        fresh_clone(&env, &ws);
+        let out = ok(
+            &env,
+            "host-b",
+            &ws,
+            &store,
+            "b",
+            &["--restore-mtimes", "build"],
+        );
+        assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
+    }
+
+    #[test]
+    fn a_job_with_store_push_pushes_at_release() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        let out = ok(&env, "host-a", &ws, &store, "a", &["--store-push", "build"]);
+        assert!(stderr(&out).contains("Pushed"), "{}", describe(&out));
+        fresh_clone(&env, &ws);
+        let out = ok(
+            &env,
+            "host-b",
+            &ws,
+            &store,
+            "b",
+            &["--restore-mtimes", "build"],
+        );
+        assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
+        // Without a store it is refused before anything is done.
+        let out = job(
+            &env,
+            "host-c",
+            &ws,
+            &Vars::new(),
+            "c",
+            &["--store-push", "build"],
+        );
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(
+            stderr(&out).contains("--store-push needs a store"),
+            "{}",
+            describe(&out)
+        );
+        assert!(!env.path().join("host-c/c").exists());
+    }
+
+    #[test]
+    fn doctor_checks_the_store() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &store, "a", &["--store-push", "build"]);
+        // A pull request's job that can write, on a host with another CARGO_HOME.
+        let payload = env.path().join("event.json");
+        std::fs::write(&payload, "{}").unwrap();
+        let mut pr = [
+            store.clone(),
+            github("pull_request", "refs/pull/7/merge", Some("main"), &payload),
+        ]
+        .concat();
+        let cargo_home = std::env::var("CARGO_HOME")
+            .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+        let elsewhere = env.path().join("cargo-home");
+        std::os::unix::fs::symlink(&cargo_home, &elsewhere).unwrap();
+        pr.push((
+            "CARGO_HOME".into(),
+            elsewhere.to_string_lossy().into_owned(),
+        ));
+        let out = ok(&env, "host-b", &ws, &pr, "b", &["doctor"]);
+        let text = stdout(&out);
+        assert!(
+            text.contains("this pull-request job can write to the store"),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            text.contains("registry units rebuild"),
+            "{}",
+            describe(&out)
+        );
+        // A store that cannot be listed.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = job(&env, "host-b", &ws, &s3_vars(port), "b", &["doctor"]);
+        assert!(
+            stdout(&out).contains("cannot list the store s3://cache/ci"),
+            "{}",
+            describe(&out)
+        );
+    }
+
+    fn find_manifests(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(find_manifests(&path));
+            } else if path.extension().is_some_and(|e| e == "json") {
+                out.push(path);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_reached_never_fails_the_job() {
+        let env = Env::new();
+        let ws = checkout(&env, "w");
+        // A port nothing listens on.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = s3_vars(port);
+        let out = ok(&env, "host-a", &ws, &store, "a", &["build"]);
+        let err = stderr(&out);
+        assert_eq!(
+            err.matches("could not restore from the store").count(),
+            1,
+            "{}",
+            describe(&out)
+        );
+        assert!(err.contains("building cold"), "{}", describe(&out));
+        assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        assert_eq!(origin(&env, "host-a", "a"), "fresh");
+        // A push to it is an error that says where.
+        let out = job(&env, "host-a", &ws, &store, "a", &["store", "push"]);
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(stderr(&out).contains("s3://cache/ci"), "{}", describe(&out));
+    }
+
+    #[test]
+    fn a_store_that_never_answers_is_given_up_after_the_timeout() {
+        let env = Env::new();
+        let ws = checkout(&env, "w");
+        // A server that takes connections (the kernel's backlog) and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let store = s3_vars(silent.local_addr().unwrap().port());
+        let out = ok(
+            &env,
+            "host-a",
+            &ws,
+            &store,
+            "a",
+            &["--store-timeout", "2s", "build"],
+        );
+        let err = stderr(&out);
+        assert!(err.contains("gave up after 2s"), "{}", describe(&out));
+        assert!(err.contains("building cold"), "{}", describe(&out));
+        assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        drop(silent);
+    }
+
+    /// GitHub Actions' variables for a push to main or a pull request against it.
+    fn github(event: &str, git_ref: &str, base: Option<&str>, payload: &Path) -> Vars {
+        let mut v = vars(&[
+            ("GITHUB_RUN_ID", "100"),
+            ("GITHUB_EVENT_NAME", event),
+            ("GITHUB_REF", git_ref),
+            ("GITHUB_EVENT_PATH", &payload.to_string_lossy()),
+        ]);
+        if let Some(b) = base {
+            v.push(("GITHUB_BASE_REF".into(), b.into()));
+        }
+        v
+    }
+
+    #[test]
+    fn main_never_starts_from_what_a_pull_request_pushed() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        let payload = env.path().join("event.json");
+        std::fs::write(&payload, r#"{"repository": {"default_branch": "main"}}"#).unwrap();
+        let pr = [
+            store.clone(),
+            github("pull_request", "refs/pull/7/merge", Some("main"), &payload),
+        ]
+        .concat();
+        let main = [
+            store.clone(),
+            github("push", "refs/heads/main", None, &payload),
+        ]
+        .concat();
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &pr, "pr", &["build"]);
+        ok(&env, "host-a", &ws, &pr, "pr", &["store", "push"]);
+
+        let out = ok(&env, "host-b", &ws, &main, "m", &["build"]);
+        assert!(!stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        assert!(
+            stderr(&out).contains("written by pr:"),
+            "{}",
+            describe(&out)
+        );
+        ok(&env, "host-b", &ws, &main, "m", &["store", "push"]);
+
+        // The other way round is allowed: a pull request warms from its base branch's push.
+        let out = ok(&env, "host-c", &ws, &pr, "pr2", &["build"]);
+        assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert!(stderr(&out).contains("job `m`"), "{}", describe(&out));
+    }
+
+    #[test]
+    fn a_job_without_a_store_is_as_before() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &store, "a", &["build"]);
+        ok(&env, "host-a", &ws, &store, "a", &["store", "push"]);
+        let out = ok(&env, "host-b", &ws, &Vars::new(), "b", &["build"]);
+        assert!(!stderr(&out).contains("store"), "{}", describe(&out));
+        assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        assert_eq!(origin(&env, "host-b", "b"), "fresh");
+        // `store push` needs a store.
+        let out = job(&env, "host-b", &ws, &Vars::new(), "b", &["store", "push"]);
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(stderr(&out).contains("needs a store"), "{}", describe(&out));
+    }
+
+    fn s3_vars(port: u16) -> Vars {
+        vars(&[
+            ("CARGO_GUARDED_STORE", "s3://cache/ci"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{port}")),
+        ])
+    }
+
+    /// moto's S3 server, or a skip (a failure under `CARGO_GUARDED_REQUIRE_TOOLS`).
+    fn moto(env: &Env) -> Option<Moto> {
+        let found = Moto::program()
+            .ok_or_else(|| "moto_server not on PATH (pip install 'moto[server]')".to_owned());
+        let program = require("an S3 server on loopback", found)?;
+        Some(Moto::start(&program, &env.path().join("moto.log")))
+    }
+}
