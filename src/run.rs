@@ -20,7 +20,7 @@ use crate::process::{self, Interrupts, ProcessBuilder};
 use crate::prune::{self, Moment, Pruned};
 use crate::quantity::RoundDuration;
 use crate::report::github;
-use crate::report::{Event, Reporter};
+use crate::report::{Event, JobDir, Reporter};
 #[cfg(feature = "store")]
 use crate::store;
 use crate::term;
@@ -170,8 +170,9 @@ fn acquire_and_check(
     let (session, origin, passed_over) = take_lease(cfg, &root, trust, tool, command, interrupted)?;
     let held = session.held();
     let origin = restore(cfg, held, origin, &|| room(cfg, &root, trust));
+    let job = JobDir::of(held);
     out.report(&Event::Acquired {
-        held,
+        job: &job,
         origin: &origin,
         adopt: cfg.adopt,
         seed: cfg.seed,
@@ -189,7 +190,7 @@ fn acquire_and_check(
     };
     if let Some(report) = &after {
         out.report(&Event::Swept {
-            root: &root,
+            root: &root.path,
             report,
         });
     }
@@ -198,7 +199,7 @@ fn acquire_and_check(
         Ok(space) => space,
         Err(no_space) => {
             out.report(&Event::Refused {
-                held,
+                job: &job,
                 origin: &origin,
                 command: &command_line,
                 no_space: &no_space,
@@ -208,8 +209,8 @@ fn acquire_and_check(
         }
     };
     out.report(&Event::Ready {
-        root: &root,
-        held,
+        root: &root.path,
+        job: &job,
         origin: &origin,
         pruned: &pruned,
         tool,
@@ -266,7 +267,10 @@ fn sweep_before_lease(
     drop(working);
     let before = before?;
     if let Some(report) = &before {
-        out.report(&Event::Swept { root, report });
+        out.report(&Event::Swept {
+            root: &root.path,
+            report,
+        });
     }
     Ok(before)
 }

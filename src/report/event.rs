@@ -9,13 +9,13 @@
 //! (`GaveUp` for any failure before the command started); once the command ran, `Pruned` (at
 //! release) and `Exited`. `gc` tells `Collected`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::exit::Exit;
 use crate::guard;
-use crate::lease::{Held, Origin, Root};
+use crate::lease::{Held, Origin};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{self, Outcome, Pruned};
 use crate::scope::Scope;
@@ -35,13 +35,13 @@ pub(crate) enum Event<'a> {
     /// The disk precheck swept the root: before the lease when free space was low, or after it
     /// (pressure, or a new job's retention).
     Swept {
-        root: &'a Root,
+        root: &'a Path,
         report: &'a guard::Report,
     },
     /// The job holds its dir's lease; `origin` says how it came by it. `adopt` and `seed`: what
     /// it was allowed to start from (a fresh dir says why it is fresh).
     Acquired {
-        held: &'a Held,
+        job: &'a JobDir,
         origin: &'a Origin,
         adopt: bool,
         seed: bool,
@@ -62,8 +62,8 @@ pub(crate) enum Event<'a> {
     Verified { verdict: &'a warm::Verdict },
     /// The precheck passed: the job's command starts now.
     Ready {
-        root: &'a Root,
-        held: &'a Held,
+        root: &'a Path,
+        job: &'a JobDir,
         origin: &'a Origin,
         /// What pruning removed from an adopted dir.
         pruned: &'a Pruned,
@@ -74,7 +74,7 @@ pub(crate) enum Event<'a> {
     },
     /// The precheck refused to start: too little disk even after reclaiming (exit 75).
     Refused {
-        held: &'a Held,
+        job: &'a JobDir,
         origin: &'a Origin,
         command: &'a str,
         no_space: &'a NoSpace,
@@ -87,10 +87,30 @@ pub(crate) enum Event<'a> {
     Exited { exit: Exit },
     /// `gc` swept the root. `hook`: for a runner's hook (`gc --hook`).
     Collected {
-        root: &'a Root,
+        root: &'a Path,
         report: &'a guard::Report,
         hook: bool,
     },
+}
+
+/// The job's dir as plain data, what `Acquired`, `Ready` and `Refused` say of it: read once
+/// from the held lease, so no reporter reaches into it.
+pub(crate) struct JobDir {
+    pub(crate) job_id: String,
+    /// The job dir under the root.
+    pub(crate) dir: PathBuf,
+    /// Its `CARGO_TARGET_DIR`.
+    pub(crate) target_dir: PathBuf,
+}
+
+impl JobDir {
+    pub(crate) fn of(held: &Held) -> JobDir {
+        JobDir {
+            job_id: held.job_id(),
+            dir: held.path.clone(),
+            target_dir: held.target_dir(),
+        }
+    }
 }
 
 /// Where events go.

@@ -210,20 +210,20 @@ impl Reporter for Json {
                 self.write("nested", Fields::None {});
             }
             Event::Swept { root, report } => {
-                let root = root.path.to_string_lossy().into_owned();
+                let root = root.to_string_lossy().into_owned();
                 let hook = None;
                 self.write("swept", Fields::Sweep { root, hook, report });
             }
             Event::Acquired {
-                held,
+                job,
                 origin,
                 scope,
                 passed_over,
                 ..
             } => {
-                self.job_id = Some(held.job_id());
-                self.dir = Some(held.path.to_string_lossy().into_owned());
-                let fields = acquired(&held.target_dir(), origin, scope, *passed_over);
+                self.job_id = Some(job.job_id.clone());
+                self.dir = Some(job.dir.to_string_lossy().into_owned());
+                let fields = acquired(&job.target_dir, origin, scope, *passed_over);
                 self.write("acquired", fields);
             }
             Event::Pruned {
@@ -272,7 +272,7 @@ impl Reporter for Json {
             Event::Collected { root, report, hook } => {
                 self.job_id = None;
                 self.dir = None;
-                let root = root.path.to_string_lossy().into_owned();
+                let root = root.to_string_lossy().into_owned();
                 let hook = Some(*hook);
                 self.write("collected", Fields::Sweep { root, hook, report });
             }

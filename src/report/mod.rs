@@ -18,4 +18,4 @@ pub(crate) mod sweep;
 pub(crate) mod terminal;
 pub(crate) mod warm;
 
-pub(crate) use event::{Event, Reporter, Reporters};
+pub(crate) use event::{Event, JobDir, Reporter, Reporters};
