@@ -72,6 +72,7 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     let file = env.path().join("events.jsonl");
     // The flag (the variable is `run`'s; the flag names the same file).
     let file_arg = file.to_str().unwrap();
+    let began = std::time::SystemTime::now();
     assert_success(&run(
         &env,
         &ws,
@@ -115,9 +116,17 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     assert_success(&run(&env, &ws, &file, &["gc", "--dry-run", "--json"]));
 
     let all = lines(&file);
+    let ended = std::time::SystemTime::now();
+    let mut last = began - std::time::Duration::from_millis(1);
     for l in &all {
         assert_eq!(l["v"], 1, "{l}");
         assert!(l["pid"].is_u64(), "{l}");
+        // When it happened, to the millisecond, in UTC: in the order the lines were written.
+        let time = l["time"].as_str().unwrap_or_else(|| panic!("no time: {l}"));
+        assert!(time.ends_with('Z') && time.len() == 24, "{l}");
+        let time = humantime::parse_rfc3339(time).unwrap();
+        assert!(last <= time && time <= ended, "{l}");
+        last = time;
     }
     let root = env.root.to_str().unwrap();
     let dir = |job: &str| format!("{root}/{job}");
@@ -318,6 +327,7 @@ fn redact(env: &Env, file: &Path) -> String {
     let text = std::fs::read_to_string(file).unwrap();
     let compact = [
         ("[PID]", r#""pid":(\d+)"#),
+        ("[TIME]", r#""time":"([^"]+)""#),
         (
             "[BYTES]",
             r#""([a-z_]*(bytes|free)[a-z_]*|size|working_set)":(\d+)"#,

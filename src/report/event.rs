@@ -10,6 +10,7 @@
 //! release) and `Exited`. `gc` tells `Collected`.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::Result;
 
@@ -113,9 +114,15 @@ impl JobDir {
     }
 }
 
-/// Where events go.
+/// Where events go. Every event is told with the time it happened.
 pub(crate) trait Reporter {
-    fn report(&mut self, event: &Event<'_>);
+    /// Tell `event`, which happened `at`.
+    fn report_at(&mut self, at: SystemTime, event: &Event<'_>);
+
+    /// Tell `event`, happening now: every reporter of a `Reporters` is told the same time.
+    fn report(&mut self, event: &Event<'_>) {
+        self.report_at(SystemTime::now(), event);
+    }
 }
 
 /// Every reporter `main` chose, each told every event, in the order they were added.
@@ -129,9 +136,9 @@ impl Reporters {
 }
 
 impl Reporter for Reporters {
-    fn report(&mut self, event: &Event<'_>) {
+    fn report_at(&mut self, at: SystemTime, event: &Event<'_>) {
         for r in &mut self.0 {
-            r.report(event);
+            r.report_at(at, event);
         }
     }
 }

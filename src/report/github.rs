@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
@@ -293,7 +294,7 @@ impl GitHub {
 }
 
 impl Reporter for GitHub {
-    fn report(&mut self, event: &Event<'_>) {
+    fn report_at(&mut self, _: SystemTime, event: &Event<'_>) {
         match event {
             Event::Starting { .. } => self.job = JobSoFar::default(),
             Event::Nested { dir, job_id } => {

@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -64,13 +64,14 @@ impl Json {
         })
     }
 
-    fn write(&mut self, event: &'static str, fields: Fields<'_>) {
+    fn write(&mut self, at: SystemTime, event: &'static str, fields: Fields<'_>) {
         if self.broken {
             return;
         }
         let line = Line {
             v: EVENTS_VERSION,
             event,
+            time: humantime::format_rfc3339_millis(at).to_string(),
             pid: self.pid,
             job_id: self.job_id.as_deref(),
             dir: self.dir.as_deref(),
@@ -98,6 +99,8 @@ impl Json {
 struct Line<'a> {
     v: u32,
     event: &'static str,
+    /// When it happened: RFC 3339 in UTC, to the millisecond, as the lease file records times.
+    time: String,
     pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     job_id: Option<&'a str>,
@@ -197,22 +200,22 @@ struct Holding {
 
 impl Reporter for Json {
     // Long: one arm per event, each naming its JSON fields (README's "Events" table).
-    fn report(&mut self, event: &Event<'_>) {
+    fn report_at(&mut self, at: SystemTime, event: &Event<'_>) {
         match event {
             Event::Starting { job_id, .. } => {
                 self.job_id = Some((*job_id).to_owned());
                 self.dir = None;
-                self.write("starting", Fields::None {});
+                self.write(at, "starting", Fields::None {});
             }
             Event::Nested { dir, job_id } => {
                 self.job_id = Some((*job_id).to_owned());
                 self.dir = Some(dir.to_string_lossy().into_owned());
-                self.write("nested", Fields::None {});
+                self.write(at, "nested", Fields::None {});
             }
             Event::Swept { root, report } => {
                 let root = root.to_string_lossy().into_owned();
                 let hook = None;
-                self.write("swept", Fields::Sweep { root, hook, report });
+                self.write(at, "swept", Fields::Sweep { root, hook, report });
             }
             Event::Acquired {
                 job,
@@ -224,12 +227,13 @@ impl Reporter for Json {
                 self.job_id = Some(job.job_id.clone());
                 self.dir = Some(job.dir.to_string_lossy().into_owned());
                 let fields = acquired(&job.target_dir, origin, scope, *passed_over);
-                self.write("acquired", fields);
+                self.write(at, "acquired", fields);
             }
             Event::Pruned {
                 moment, outcome, ..
-            } => self.write("pruned", pruned(moment, outcome)),
+            } => self.write(at, "pruned", pruned(moment, outcome)),
             Event::Verified { verdict } => self.write(
+                at,
                 "verified",
                 Fields::Verified {
                     verified: verdict.verified,
@@ -251,6 +255,7 @@ impl Reporter for Json {
                 checked,
                 ..
             } => self.write(
+                at,
                 "ready",
                 Fields::Ready {
                     tool,
@@ -260,21 +265,21 @@ impl Reporter for Json {
             ),
             Event::Refused {
                 command, no_space, ..
-            } => self.write("refused", refused(command, no_space)),
-            Event::GaveUp { .. } => self.write("gave_up", Fields::None {}),
+            } => self.write(at, "refused", refused(command, no_space)),
+            Event::GaveUp { .. } => self.write(at, "gave_up", Fields::None {}),
             Event::Exited { exit } => {
                 let exit = match *exit {
                     Exit::Code(code) => ExitJson::Code(code),
                     Exit::Signal { signal, .. } => ExitJson::Signal(signal),
                 };
-                self.write("exited", Fields::Exited { exit });
+                self.write(at, "exited", Fields::Exited { exit });
             }
             Event::Collected { root, report, hook } => {
                 self.job_id = None;
                 self.dir = None;
                 let root = root.to_string_lossy().into_owned();
                 let hook = Some(*hook);
-                self.write("collected", Fields::Sweep { root, hook, report });
+                self.write(at, "collected", Fields::Sweep { root, hook, report });
             }
         }
     }

@@ -18,7 +18,7 @@ pub(crate) struct Terminal {
 }
 
 impl Reporter for Terminal {
-    fn report(&mut self, event: &Event<'_>) {
+    fn report_at(&mut self, _: SystemTime, event: &Event<'_>) {
         match event {
             Event::Starting { warning, .. } => {
                 if let Some(warning) = warning {
