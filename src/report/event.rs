@@ -10,13 +10,14 @@
 //! release) and `Exited`. `gc` tells `Collected`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use anyhow::Result;
 
 use crate::exit::Exit;
 use crate::guard;
-use crate::lease::{Held, Origin};
+use crate::lease::{self, Held, Notice, Origin};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{self, Outcome, Pruned};
 use crate::scope::Scope;
@@ -86,6 +87,11 @@ pub(crate) enum Event<'a> {
     /// The wrapped command ended and the lease is released; `exit` is how it ended, and what
     /// `run` returns.
     Exited { exit: Exit },
+    /// The lease layer said something on the way without stopping: a warning (a heartbeat that
+    /// cannot write, a release that failed), or a note on a decision (a finished dir passed
+    /// over, a seed discarded); `Level` says which. Told as it is said, from the heartbeat's
+    /// thread too.
+    Notice(&'a Notice),
     /// `gc` swept the root. `hook`: for a runner's hook (`gc --hook`).
     Collected {
         root: &'a Path,
@@ -125,20 +131,49 @@ pub(crate) trait Reporter {
     }
 }
 
-/// Every reporter `main` chose, each told every event, in the order they were added.
+/// Every reporter `main` chose, each told every event, in the order they were added. Shared
+/// with the lease layer's `notices`, which may tell from the heartbeat's thread: one event at a
+/// time reaches them.
 #[derive(Default)]
-pub(crate) struct Reporters(Vec<Box<dyn Reporter>>);
+pub(crate) struct Reporters(Shared);
+
+type Shared = Arc<Mutex<Vec<Box<dyn Reporter + Send>>>>;
 
 impl Reporters {
-    pub(crate) fn add(&mut self, reporter: impl Reporter + 'static) {
-        self.0.push(Box::new(reporter));
+    pub(crate) fn add(&mut self, reporter: impl Reporter + Send + 'static) {
+        lock(&self.0).push(Box::new(reporter));
+    }
+
+    /// Where the lease layer says its warnings and notes (`lease::Request::notices`): each is
+    /// told to every reporter as an `Event::Notice` the moment it is said, whichever thread says
+    /// it (a heartbeat failing while the command runs is said then, not after).
+    pub(crate) fn notices(&self) -> Arc<dyn lease::Notices> {
+        Arc::new(Told(Arc::clone(&self.0)))
     }
 }
 
 impl Reporter for Reporters {
     fn report_at(&mut self, at: SystemTime, event: &Event<'_>) {
-        for r in &mut self.0 {
-            r.report_at(at, event);
-        }
+        tell(&self.0, at, event);
     }
+}
+
+/// The reporters, as the lease layer's `Notices`.
+struct Told(Shared);
+
+impl lease::Notices for Told {
+    fn notice(&self, notice: Notice) {
+        tell(&self.0, SystemTime::now(), &Event::Notice(&notice));
+    }
+}
+
+fn tell(reporters: &Shared, at: SystemTime, event: &Event<'_>) {
+    for r in lock(reporters).iter_mut() {
+        r.report_at(at, event);
+    }
+}
+
+/// A reporter that panicked (a bug) must not silence the others.
+fn lock(reporters: &Shared) -> MutexGuard<'_, Vec<Box<dyn Reporter + Send>>> {
+    reporters.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use super::event::{Event, JobDir, Reporter};
 use crate::fs::Space;
 use crate::guard::{Kept, Removed, Report};
-use crate::lease::{KeptAs, Origin, TARGET};
+use crate::lease::{KeptAs, Level, Origin, TARGET};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
 use crate::quantity::{Bytes, RoundDuration};
@@ -345,7 +345,14 @@ impl Reporter for GitHub {
             Event::Verified { verdict } => {
                 self.job.verified = Some(super::warm::sentence(verdict));
             }
-            Event::GaveUp { .. }
+            // Each warning on the run's page; notes stay in the log.
+            Event::Notice(notice) if notice.level() == Level::Warning => annotate(
+                "warning",
+                &format!("cargo-guarded: {}", notice.what().replace('_', " ")),
+                &super::notice::words(notice),
+            ),
+            Event::Notice(_)
+            | Event::GaveUp { .. }
             | Event::Swept { .. }
             | Event::Pruned { .. }
             | Event::Exited { .. } => {}

@@ -16,7 +16,7 @@ use super::event::{Event, Reporter};
 use super::status::Budget;
 use crate::exit::Exit;
 use crate::guard;
-use crate::lease::Origin;
+use crate::lease::{Level, Origin};
 use crate::precheck::{Group, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
 use crate::scope::Scope;
@@ -170,6 +170,15 @@ enum Fields<'a> {
     Exited {
         exit: ExitJson,
     },
+    /// `warning`, `note`: what the lease layer said on the way.
+    Notice {
+        what: &'static str,
+        /// The dir it is about.
+        path: Option<String>,
+        why: Option<&'a str>,
+        /// The terminal's words (a note's after its verb).
+        message: String,
+    },
 }
 
 /// What a prune removed, in the words of `status --json`'s `leases[].pruned`.
@@ -273,6 +282,19 @@ impl Reporter for Json {
                     Exit::Signal { signal, .. } => ExitJson::Signal(signal),
                 };
                 self.write(at, "exited", Fields::Exited { exit });
+            }
+            Event::Notice(notice) => {
+                let event = match notice.level() {
+                    Level::Warning => "warning",
+                    Level::Note | Level::Detail => "note",
+                };
+                let fields = Fields::Notice {
+                    what: notice.what(),
+                    path: notice.dir().map(|p| p.to_string_lossy().into_owned()),
+                    why: notice.why(),
+                    message: super::notice::words(notice),
+                };
+                self.write(at, event, fields);
             }
             Event::Collected { root, report, hook } => {
                 self.job_id = None;

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::event::{Event, JobDir, Reporter};
 use super::sweep::Style;
-use crate::lease::{self, Origin};
+use crate::lease::{self, Level, Origin};
 use crate::prune::Moment;
 use crate::quantity::{Bytes, RoundDuration};
 use crate::term;
@@ -64,6 +64,14 @@ impl Reporter for Terminal {
                 Moment::Release { job, .. } => super::prune::release(outcome, job),
             },
             Event::Verified { verdict } => super::warm::show(verdict),
+            Event::Notice(notice) => {
+                let words = super::notice::words(notice);
+                match notice.level() {
+                    Level::Warning => term::warn(words),
+                    Level::Note => term::status(super::notice::verb(notice), words),
+                    Level::Detail => term::verbose(super::notice::verb(notice), words),
+                }
+            }
             Event::Collected { root, report, hook } => {
                 let style = if *hook { Style::Hook } else { Style::Gc };
                 super::sweep::show(self.groups, report, root, style);
