@@ -1,6 +1,7 @@
 //! GitHub Actions output, produced by the binary itself when `GITHUB_ACTIONS=true`: step outputs
 //! (`$GITHUB_OUTPUT`), a step summary (`$GITHUB_STEP_SUMMARY`), log groups around the guard's
-//! lines, and annotations for a disk that stays low or a precheck that refuses to start.
+//! lines, and annotations for a disk that stays low, a precheck that refuses to start, and each
+//! warning the lease layer says (`Event::Notice`).
 //!
 //! Workflow commands (`::group::`, `::warning::`, `::error::`) go to stderr. The runner reads
 //! them from both streams (actions/runner's `ScriptHandler` puts a command-parsing
