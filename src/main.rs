@@ -364,7 +364,7 @@ fn gc(cfg: &Config, args: &GcArgs, out: &mut dyn Reporter) -> CliResult {
         term::out(&term::json(&report)?).context("failed to write to stdout")?;
     }
     out.report(&Event::Collected {
-        root: &root,
+        root: &root.path,
         report: &report,
         hook: args.hook,
     });

@@ -20,7 +20,7 @@ use crate::process::{self, Interrupts, ProcessBuilder};
 use crate::prune::{self, Moment, Pruned};
 use crate::quantity::RoundDuration;
 use crate::report::github;
-use crate::report::{Event, Reporter};
+use crate::report::{Event, JobDir, Reporter, Reporters};
 #[cfg(feature = "store")]
 use crate::store;
 use crate::term;
@@ -30,7 +30,7 @@ use crate::workspace;
 
 /// Run `tool` under the job's lease and return how it exited, telling `out` what happens
 /// (docs/protocol.md#a-jobs-life).
-pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliResult {
+pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut Reporters) -> CliResult {
     tool.check_args()?;
     let mut pb = tool.process(cfg)?;
     let llvm_cov = matches!(tool, Tool::LlvmCov(_));
@@ -132,7 +132,7 @@ fn acquire(
     tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-    out: &mut dyn Reporter,
+    out: &mut Reporters,
 ) -> Result<(Session, LeaseEnv), CliError> {
     out.report(&Event::Starting {
         job_id: &cfg.job_id,
@@ -152,7 +152,7 @@ fn acquire_and_check(
     tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
-    out: &mut dyn Reporter,
+    out: &mut Reporters,
 ) -> Result<(Session, LeaseEnv), CliError> {
     check_store(cfg)?;
     let (root, trust) = open_root(cfg)?;
@@ -167,11 +167,13 @@ fn acquire_and_check(
     let command_line = command.join(" ");
     // From here on the session renews the lease (through a long sweep too) and releases it on
     // every way out of this function but the last.
-    let (session, origin, passed_over) = take_lease(cfg, &root, trust, tool, command, interrupted)?;
+    let (session, origin, passed_over) =
+        take_lease(cfg, &root, trust, tool, command, interrupted, out.notices())?;
     let held = session.held();
     let origin = restore(cfg, held, origin, &|| room(cfg, &root, trust));
+    let job = JobDir::of(held);
     out.report(&Event::Acquired {
-        held,
+        job: &job,
         origin: &origin,
         adopt: cfg.adopt,
         seed: cfg.seed,
@@ -188,17 +190,15 @@ fn acquire_and_check(
         }
     };
     if let Some(report) = &after {
-        out.report(&Event::Swept {
-            root: &root,
-            report,
-        });
+        let root = &root.path;
+        out.report(&Event::Swept { root, report });
     }
     let swept = before.or(after);
     let space = match precheck::room_to_start(&root, &limits, swept.as_ref())? {
         Ok(space) => space,
         Err(no_space) => {
             out.report(&Event::Refused {
-                held,
+                job: &job,
                 origin: &origin,
                 command: &command_line,
                 no_space: &no_space,
@@ -208,8 +208,8 @@ fn acquire_and_check(
         }
     };
     out.report(&Event::Ready {
-        root: &root,
-        held,
+        root: &root.path,
+        job: &job,
         origin: &origin,
         pruned: &pruned,
         tool,
@@ -266,7 +266,10 @@ fn sweep_before_lease(
     drop(working);
     let before = before?;
     if let Some(report) = &before {
-        out.report(&Event::Swept { root, report });
+        out.report(&Event::Swept {
+            root: &root.path,
+            report,
+        });
     }
     Ok(before)
 }
@@ -279,6 +282,7 @@ fn take_lease(
     tool: &str,
     command: Vec<String>,
     interrupted: &dyn Fn() -> Result<()>,
+    notices: std::sync::Arc<dyn lease::Notices>,
 ) -> Result<(Session, Origin, usize), CliError> {
     let key = || {
         let toolchain = workspace::toolchain(
@@ -312,6 +316,7 @@ fn take_lease(
         scope: &cfg.scope,
         warm_from_any: cfg.warm_from_any,
         passed_over: Default::default(),
+        notices,
     };
     let acquired = Session::acquire(root, &req, cfg.linger);
     let passed_over = req.passed_over.get();
@@ -459,7 +464,7 @@ fn push_at_release(_: &Config, _: &Session) {}
 
 /// `cargo guarded store push`: upload the job's own dir, under its lease (a parent's, or taken
 /// now), to `--store`.
-pub(crate) fn store_push(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
+pub(crate) fn store_push(cfg: &Config, out: &mut Reporters) -> CliResult {
     check_store(cfg)?;
     let Some(url) = &cfg.store else {
         return Err(
@@ -734,7 +739,7 @@ fn stopped_by(interrupts: &Interrupts, e: CliError) -> CliError {
 ///
 /// A value with a line break is printed in the `NAME<<DELIMITER` form that `GITHUB_ENV`
 /// understands, so `env >> "$GITHUB_ENV"` can never define a second variable.
-pub(crate) fn env(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResult {
+pub(crate) fn env(cfg: &Config, shell: bool, out: &mut Reporters) -> CliResult {
     let mut pb = ProcessBuilder::new("env");
     let session = match nested(cfg)? {
         Some(parent) => {
@@ -785,7 +790,7 @@ pub(crate) fn env(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResul
 /// With `CARGO_GUARDED_EXPORT_ENV` (the action sets it to `GITHUB_ENV`), the job's environment
 /// is written there once the lease is held, including `CARGO_GUARDED_LEASE`: a later
 /// `cargo guarded` step of the job then runs inside this lease instead of waiting for it.
-pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
+pub(crate) fn hold(cfg: &Config, out: &mut Reporters) -> CliResult {
     if let Some(parent) = nested(cfg)? {
         return Err(anyhow!(
             "the lease on {} is already held by this job (pid {}); nothing to hold",

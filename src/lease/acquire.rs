@@ -19,6 +19,7 @@ use crate::workspace::WorkspaceKey;
 use super::adopt::{AdoptOutcome, Candidate, scan_for_new_job};
 use super::held::{Held, held};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::notice::Notice;
 use super::owned::check_owned;
 use super::probe::{TREE_LOCK, share};
 use super::record::{Lease, read, write};
@@ -173,11 +174,11 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
     check_owned(&dir).map_err(|why| unusable(&path, &why))?;
     let prev = read(dir.as_fd());
     if let Err(why) = &prev {
-        term::warn(format_args!(
-            "{} had {why}; taking it over for job `{}`",
-            path.display(),
-            req.job_id
-        ));
+        req.notices.notice(Notice::TakenOver {
+            dir: path.clone(),
+            why: why.clone(),
+            job_id: req.job_id.to_owned(),
+        });
     }
     let prev = prev.ok();
     let mut lease = req.lease(
@@ -280,13 +281,14 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
                     && !scan.expired.iter().any(|e| e.name == c.name)
             });
         if let Some(c) = handed_out.first() {
-            let why = format!(
-                "not seeding from {}: its last step was `env`, and a plain cargo may write in \
-                 it until its linger ends",
-                root.join(&c.name).display()
+            let miss = Miss::Changed(
+                root.join(&c.name),
+                "its last step was `env`, and a plain cargo may write in it until its linger \
+                 ends"
+                    .to_owned(),
             );
-            term::verbose("Note", format_args!("{why}"));
-            cold = Some(why);
+            cold = Some(seed::cold(&miss));
+            req.notices.notice(seed::notice(miss));
         }
         for src in sources.into_iter().take(SEED_TRIES) {
             let dir = match new.take() {
@@ -302,14 +304,13 @@ fn create_or_adopt(root: &Root, req: &Request<'_>) -> Result<Option<(Held, Origi
                     return Ok(Some((held, Origin::Seeded(Box::new(seeded)))));
                 }
                 Seed::NameTaken => return Ok(None),
-                Seed::Missed(miss @ Miss::Stop(_)) => {
-                    seed::note(&miss);
-                    cold = Some(seed::cold(&miss));
-                    break;
-                }
                 Seed::Missed(miss) => {
-                    seed::note(&miss);
+                    let stop = matches!(miss, Miss::Stop(..));
                     cold = Some(seed::cold(&miss));
+                    req.notices.notice(seed::notice(miss));
+                    if stop {
+                        break;
+                    }
                 }
             }
         }

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use rustix::io::Errno;
 
-use crate::term;
 use crate::workspace::WorkspaceKey;
 
 use super::clock::Now;
@@ -17,6 +16,7 @@ use super::expiry::Expiry;
 use super::held::{Held, held};
 use super::joblock::expiry;
 use super::moves::{is_exists, rename_noreplace, verify_moved};
+use super::notice::Notice;
 use super::owned::check_owned;
 use super::probe::{TREE_LOCK, take};
 use super::record::{Lease, State, read, stage, write};
@@ -56,10 +56,7 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
     };
     if req.warm_from_any && (req.adopt || req.seed.is_some()) {
         // Once per job: only a job without a dir scans.
-        term::warn(
-            "--warm-from any: this job may start from a dir of its workspace that any job wrote, \
-             whatever its ref or pull request (the scope rule is off)",
-        );
+        req.notices.notice(Notice::WarmFromAny);
     }
     let now = Now::read();
     let mut out = Scan::default();
@@ -85,10 +82,10 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         // build): start fresh.
         if let Err(why) = owned {
             if finished {
-                term::verbose(
-                    "Note",
-                    format_args!("not adopting {}: {why}", root.join(&name).display()),
-                );
+                req.notices.notice(Notice::NotAdopting {
+                    dir: root.join(&name),
+                    why,
+                });
             }
             continue;
         }
@@ -96,13 +93,10 @@ pub(super) fn scan_for_new_job(root: &Root, req: &Request<'_>, key: &WorkspaceKe
         if let Err(why) = req.may_warm_from(&lease) {
             if finished && (req.adopt || req.seed.is_some()) {
                 req.passed_over.set(req.passed_over.get() + 1);
-                term::verbose(
-                    "Note",
-                    format_args!(
-                        "not adopting or seeding from {}: scope: {why}",
-                        root.join(&name).display()
-                    ),
-                );
+                req.notices.notice(Notice::OtherScope {
+                    dir: root.join(&name),
+                    why,
+                });
             }
             continue;
         }
@@ -151,10 +145,10 @@ fn end_if_same_runner(
         now.stamp(&mut fresh);
         fresh.expires_at = now.wall;
         if write(dir.as_fd(), &fresh).is_ok() {
-            term::verbose(
-                "Ended",
-                format_args!("released lease of job `{}` from this runner", fresh.job_id),
-            );
+            req.notices.notice(Notice::Ended {
+                dir: root.join(name),
+                job_id: fresh.job_id.clone(),
+            });
             // As written: the seed's re-check compares with what it reads back, and the
             // file keeps times at its own precision, not the clock's nanoseconds.
             lease = read(dir.as_fd()).unwrap_or(fresh);
@@ -206,10 +200,10 @@ pub(super) fn adopt(
     }
     // Race closed: swapped for another user's dir, lease or `target` since the scan.
     if let Err(why) = check_owned(&dir) {
-        term::verbose(
-            "Note",
-            format_args!("not adopting {}: {why}", root.join(&cand.name).display()),
-        );
+        req.notices.notice(Notice::NotAdopting {
+            dir: root.join(&cand.name),
+            why,
+        });
         return Ok(AdoptOutcome::Lost);
     }
     // Race closed: the dir's own job resumed it (renewing the lease) after our scan.
@@ -242,10 +236,10 @@ pub(super) fn adopt(
         }
     }
     if let Err(why) = verify_moved(&dir, root.fd(), &cand.name, root.fd(), OsStr::new(req.name)) {
-        term::warn(format_args!(
-            "did not adopt {}: {why}",
-            root.join(&cand.name).display()
-        ));
+        req.notices.notice(Notice::NotAdopted {
+            dir: root.join(&cand.name),
+            why,
+        });
         return Ok(AdoptOutcome::Lost);
     }
     // A crash here leaves the dir under our name with the old (expired) lease: a later step of

@@ -3,6 +3,7 @@
 //! (resume, fresh, seed) and `adopt`.
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
@@ -13,6 +14,7 @@ use crate::workspace::WorkspaceKey;
 
 use super::PROTOCOL;
 use super::clock::Now;
+use super::notice::Notices;
 use super::record::{Lease, Owner, State, deadline, heartbeat_interval};
 use super::seed::{Seeded, Seeding};
 
@@ -46,6 +48,9 @@ pub(crate) struct Request<'a> {
     pub(crate) warm_from_any: bool,
     /// Finished dirs of the workspace the scope rule passed over (counted by the scan).
     pub(crate) passed_over: Cell<usize>,
+    /// Where the protocol's warnings and notes go, from acquisition to release (the heartbeat
+    /// thread's too).
+    pub(crate) notices: Arc<dyn Notices>,
 }
 
 impl Request<'_> {

@@ -17,15 +17,15 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::clone::{self, Copied, Stop};
 use crate::fs;
 use crate::locks::LockTrust;
 use crate::quantity::Bytes;
-use crate::term;
 
+use super::notice::Notice;
 use super::probe::{Holder, TREE_LOCK, probe};
 use super::record::{Lease, read};
 use super::reserve;
@@ -73,14 +73,14 @@ pub(crate) struct Seeded {
     pub(crate) took: Duration,
 }
 
-/// Why a source gave no seed.
+/// Why a source (its dir) gave no seed.
 pub(super) enum Miss {
     /// Someone moved, resumed or is adopting it: try the next source.
-    Changed(String),
+    Changed(PathBuf, String),
     /// Copied, but the source changed meanwhile: the copy was discarded; try the next source.
-    Discarded(String),
+    Discarded(PathBuf, String),
     /// Not a source worth retrying (too big, no room, a copy error): build fresh.
-    Stop(String),
+    Stop(PathBuf, String),
 }
 
 /// Copy the source's tree into `new_dir` (our locked `.new-*` dir), and verify afterwards that
@@ -93,7 +93,7 @@ pub(super) fn copy_from(
     trust: LockTrust,
 ) -> Result<Seeded, Miss> {
     let path = root.join(&src.name);
-    let changed = |why: &str| Miss::Changed(format!("{}: {why}", path.display()));
+    let changed = |why: &str| Miss::Changed(path.clone(), why.to_owned());
     let dir = root
         .open_job(&src.name)
         .map_err(|e| changed(&format!("{e}")))?;
@@ -123,10 +123,10 @@ pub(super) fn copy_from(
         || !owner_gone(&dir, trust)
         || !root.still_names(&src.name, &dir)
     {
-        return Err(Miss::Discarded(format!(
-            "{}: its owner resumed it during the copy",
-            path.display()
-        )));
+        return Err(Miss::Discarded(
+            path,
+            "its owner resumed it during the copy".to_owned(),
+        ));
     }
     drop(lock);
     Ok(Seeded {
@@ -146,7 +146,7 @@ fn copy_reserved(
     seeding: &Seeding<'_>,
 ) -> Result<Copied, Miss> {
     let path = root.join(&src.name);
-    let changed = |why: &str| Miss::Changed(format!("{}: {why}", path.display()));
+    let changed = |why: &str| Miss::Changed(path.clone(), why.to_owned());
     let skip = |p: &Path| skipped(p, seeding.incremental);
     // What this copy may write: its source's recorded size (`target/` and `build/`) and a
     // margin (a sixteenth, and 1 MiB for the small files beside them: `prune.json`, …), out of
@@ -155,10 +155,10 @@ fn copy_reserved(
         s.saturating_add(s / 16).saturating_add(1 << 20)
     });
     let reservation = reserve::reserve(root, seeding.room, want).map_err(|e| {
-        Miss::Stop(format!(
-            "{}: cannot reserve room for the copy ({e})",
-            path.display()
-        ))
+        Miss::Stop(
+            path.clone(),
+            format!("cannot reserve room for the copy ({e})"),
+        )
     })?;
     let rechecked = std::cell::Cell::new(false);
     let still_room = || {
@@ -177,7 +177,7 @@ fn copy_reserved(
     let copied = clone::clone_tree(dir.as_fd(), new_dir.as_fd(), &limits).map_err(|e| match e {
         // A file that vanished or changed type mid-copy: the owner or a guard is at work.
         Stop::Io(_, ref io) if io.kind() == std::io::ErrorKind::NotFound => changed(&e.to_string()),
-        e => Miss::Stop(format!("{}: {e}", path.display())),
+        e => Miss::Stop(path.clone(), e.to_string()),
     })?;
     Ok(copied)
 }
@@ -251,19 +251,24 @@ pub(crate) fn describe(s: &Seeded) -> String {
 /// Why a job that missed this seed starts cold, for its `Using … (fresh dir: …)` line.
 pub(super) fn cold(miss: &Miss) -> String {
     match miss {
-        Miss::Changed(why) | Miss::Stop(why) => format!("not seeding from {why}"),
-        Miss::Discarded(why) => format!("the seed copied from {why} was discarded"),
+        Miss::Changed(dir, why) | Miss::Stop(dir, why) => {
+            format!("not seeding from {}: {why}", dir.display())
+        }
+        Miss::Discarded(dir, why) => {
+            format!(
+                "the seed copied from {}: {why} was discarded",
+                dir.display()
+            )
+        }
     }
 }
 
-/// Say why a source was passed over: `-v` for one skipped before any copy, always for a copy
-/// that was made and thrown away, or a seed refused (too big, no room).
-pub(super) fn note(miss: &Miss) {
+/// Why a source was passed over, to be said: `-v` for one skipped before any copy, always for a
+/// copy that was made and thrown away, or a seed refused (too big, no room).
+pub(super) fn notice(miss: Miss) -> Notice {
     match miss {
-        Miss::Changed(why) => term::verbose("Note", format_args!("not seeding from {why}")),
-        Miss::Discarded(why) => {
-            term::status("Discarded", format_args!("the seed copied from {why}"))
-        }
-        Miss::Stop(why) => term::status("Note", format_args!("not seeding from {why}")),
+        Miss::Changed(dir, why) => Notice::SeedSkipped { dir, why },
+        Miss::Discarded(dir, why) => Notice::SeedDiscarded { dir, why },
+        Miss::Stop(dir, why) => Notice::SeedRefused { dir, why },
     }
 }

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use crate::term;
-
 use super::acquire::acquire;
 use super::clock::Now;
 use super::held::Held;
+use super::notice::{Notice, Notices};
 use super::record::{deadline, heartbeat_interval};
 use super::request::{Origin, Request};
 use super::root::Root;
@@ -29,6 +28,8 @@ pub(crate) struct Session {
     lost: Arc<Mutex<Lost>>,
     /// How long a released lease stays protected, so later steps of the job find the dir.
     linger: Duration,
+    /// Where what goes wrong without stopping the job is said (a release that failed).
+    notices: Arc<dyn Notices>,
 }
 
 /// Whether the heartbeat found the dir moved away, and what to do about it.
@@ -50,12 +51,19 @@ impl Session {
         let (held, origin) = acquire(root, req)?;
         let held = Arc::new(held);
         let lost = Arc::new(Mutex::new(Lost::default()));
-        let heartbeat = Heartbeat::start(Arc::clone(&held), req.ttl, Arc::clone(&lost));
+        let notices = Arc::clone(&req.notices);
+        let heartbeat = Heartbeat::start(
+            Arc::clone(&held),
+            req.ttl,
+            Arc::clone(&lost),
+            Arc::clone(&notices),
+        );
         let session = Session {
             held,
             heartbeat: Some(heartbeat),
             lost,
             linger,
+            notices,
         };
         Ok((session, origin))
     }
@@ -98,20 +106,17 @@ impl Session {
         // not change the command's status: the lock goes with this process anyway, so the lease
         // ends, judged by its heartbeat once the lock is free.
         if let Err(e) = self.held.release(self.linger) {
-            term::warn(format_args!(
-                "{e:#}; the lease ends with this process (its lock is released), protected only \
-                 by its last heartbeat"
-            ));
+            self.notices.notice(Notice::ReleaseFailed {
+                dir: self.held.path.clone(),
+                error: format!("{e:#}"),
+            });
         }
         // Processes that escaped the step's tracking (they moved to another cgroup, or scrubbed
         // their environment) but kept the tree lock they inherited: the dir stays theirs.
         if self.held.survivors() {
-            term::warn(format_args!(
-                "processes of this job (started by this step, or by an earlier one that was \
-                 killed) still run after this step ended; {} stays protected (kept by every \
-                 guard) until they exit",
-                self.held.path.display()
-            ));
+            self.notices.notice(Notice::Survivors {
+                dir: self.held.path.clone(),
+            });
         }
         lost
     }
@@ -122,7 +127,10 @@ impl Drop for Session {
     /// releases; the error that ended the path is reported by its caller, a lost lease here.
     fn drop(&mut self) {
         if let Err(e) = self.end() {
-            term::warn(format_args!("{e:#}"));
+            self.notices.notice(Notice::Lost {
+                dir: self.held.path.clone(),
+                error: format!("{e:#}"),
+            });
         }
     }
 }
@@ -138,7 +146,12 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn start(held: Arc<Held>, ttl: Duration, lost: Arc<Mutex<Lost>>) -> Heartbeat {
+    fn start(
+        held: Arc<Held>,
+        ttl: Duration,
+        lost: Arc<Mutex<Lost>>,
+        notices: Arc<dyn Notices>,
+    ) -> Heartbeat {
         let interval = heartbeat_interval(ttl);
         let (stop, rx) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -156,7 +169,7 @@ impl Heartbeat {
                     now.stamp(l);
                     l.expires_at = deadline(now.wall, ttl);
                 });
-                failing = report_renewal(&held, renewed, failing);
+                failing = report_renewal(&held, renewed, failing, &*notices);
             }
             Ok(())
         });
@@ -198,21 +211,25 @@ fn moved_away(held: &Held) -> anyhow::Error {
 /// The lock still protects the dir while renewing fails; the next beat may succeed (e.g.
 /// ENOSPC). Say so once when it starts failing and once when it recovers, not on every beat.
 /// Returns whether it is failing now.
-fn report_renewal(held: &Held, renewed: std::io::Result<()>, failing: bool) -> bool {
+fn report_renewal(
+    held: &Held,
+    renewed: std::io::Result<()>,
+    failing: bool,
+    notices: &dyn Notices,
+) -> bool {
     match renewed {
         Err(e) if !failing => {
-            term::warn(format_args!(
-                "failed to renew lease in {}: {e} (the lock still protects it; retrying quietly)",
-                held.path.display()
-            ));
+            notices.notice(Notice::RenewalFailing {
+                dir: held.path.clone(),
+                error: e.to_string(),
+            });
             true
         }
         Err(_) => true,
         Ok(()) if failing => {
-            term::warn(format_args!(
-                "renewing the lease in {} works again",
-                held.path.display()
-            ));
+            notices.notice(Notice::RenewalRecovered {
+                dir: held.path.clone(),
+            });
             false
         }
         Ok(()) => false,

@@ -216,6 +216,7 @@ fn acquire_job(root: &Root, owner: &Owner, job: usize, adopt: bool) -> Option<He
         scope: &local,
         warm_from_any: false,
         passed_over: Default::default(),
+        notices: std::sync::Arc::new(super::notice::Unheard),
     };
     let (h, _) = acquire(root, &req).ok()?;
     let _ = rustix::fs::mkdirat(&h.dir, TARGET, Mode::from_raw_mode(0o755));

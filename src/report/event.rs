@@ -9,13 +9,15 @@
 //! (`GaveUp` for any failure before the command started); once the command ran, `Pruned` (at
 //! release) and `Exited`. `gc` tells `Collected`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use anyhow::Result;
 
 use crate::exit::Exit;
 use crate::guard;
-use crate::lease::{Held, Origin, Root};
+use crate::lease::{self, Held, Notice, Origin};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{self, Outcome, Pruned};
 use crate::scope::Scope;
@@ -35,13 +37,13 @@ pub(crate) enum Event<'a> {
     /// The disk precheck swept the root: before the lease when free space was low, or after it
     /// (pressure, or a new job's retention).
     Swept {
-        root: &'a Root,
+        root: &'a Path,
         report: &'a guard::Report,
     },
     /// The job holds its dir's lease; `origin` says how it came by it. `adopt` and `seed`: what
     /// it was allowed to start from (a fresh dir says why it is fresh).
     Acquired {
-        held: &'a Held,
+        job: &'a JobDir,
         origin: &'a Origin,
         adopt: bool,
         seed: bool,
@@ -62,8 +64,8 @@ pub(crate) enum Event<'a> {
     Verified { verdict: &'a warm::Verdict },
     /// The precheck passed: the job's command starts now.
     Ready {
-        root: &'a Root,
-        held: &'a Held,
+        root: &'a Path,
+        job: &'a JobDir,
         origin: &'a Origin,
         /// What pruning removed from an adopted dir.
         pruned: &'a Pruned,
@@ -74,7 +76,7 @@ pub(crate) enum Event<'a> {
     },
     /// The precheck refused to start: too little disk even after reclaiming (exit 75).
     Refused {
-        held: &'a Held,
+        job: &'a JobDir,
         origin: &'a Origin,
         command: &'a str,
         no_space: &'a NoSpace,
@@ -85,33 +87,93 @@ pub(crate) enum Event<'a> {
     /// The wrapped command ended and the lease is released; `exit` is how it ended, and what
     /// `run` returns.
     Exited { exit: Exit },
+    /// The lease layer said something on the way without stopping: a warning (a heartbeat that
+    /// cannot write, a release that failed), or a note on a decision (a finished dir passed
+    /// over, a seed discarded); `Level` says which. Told as it is said, from the heartbeat's
+    /// thread too.
+    Notice(&'a Notice),
     /// `gc` swept the root. `hook`: for a runner's hook (`gc --hook`).
     Collected {
-        root: &'a Root,
+        root: &'a Path,
         report: &'a guard::Report,
         hook: bool,
     },
 }
 
-/// Where events go.
-pub(crate) trait Reporter {
-    fn report(&mut self, event: &Event<'_>);
+/// The job's dir as plain data, what `Acquired`, `Ready` and `Refused` say of it: read once
+/// from the held lease, so no reporter reaches into it.
+pub(crate) struct JobDir {
+    pub(crate) job_id: String,
+    /// The job dir under the root.
+    pub(crate) dir: PathBuf,
+    /// Its `CARGO_TARGET_DIR`.
+    pub(crate) target_dir: PathBuf,
 }
 
-/// Every reporter `main` chose, each told every event, in the order they were added.
+impl JobDir {
+    pub(crate) fn of(held: &Held) -> JobDir {
+        JobDir {
+            job_id: held.job_id(),
+            dir: held.path.clone(),
+            target_dir: held.target_dir(),
+        }
+    }
+}
+
+/// Where events go. Every event is told with the time it happened.
+pub(crate) trait Reporter {
+    /// Tell `event`, which happened `at`.
+    fn report_at(&mut self, at: SystemTime, event: &Event<'_>);
+
+    /// Tell `event`, happening now: every reporter of a `Reporters` is told the same time.
+    fn report(&mut self, event: &Event<'_>) {
+        self.report_at(SystemTime::now(), event);
+    }
+}
+
+/// Every reporter `main` chose, each told every event, in the order they were added. Shared
+/// with the lease layer's `notices`, which may tell from the heartbeat's thread: one event at a
+/// time reaches them.
 #[derive(Default)]
-pub(crate) struct Reporters(Vec<Box<dyn Reporter>>);
+pub(crate) struct Reporters(Shared);
+
+type Shared = Arc<Mutex<Vec<Box<dyn Reporter + Send>>>>;
 
 impl Reporters {
-    pub(crate) fn add(&mut self, reporter: impl Reporter + 'static) {
-        self.0.push(Box::new(reporter));
+    pub(crate) fn add(&mut self, reporter: impl Reporter + Send + 'static) {
+        lock(&self.0).push(Box::new(reporter));
+    }
+
+    /// Where the lease layer says its warnings and notes (`lease::Request::notices`): each is
+    /// told to every reporter as an `Event::Notice` the moment it is said, whichever thread says
+    /// it (a heartbeat failing while the command runs is said then, not after).
+    pub(crate) fn notices(&self) -> Arc<dyn lease::Notices> {
+        Arc::new(Told(Arc::clone(&self.0)))
     }
 }
 
 impl Reporter for Reporters {
-    fn report(&mut self, event: &Event<'_>) {
-        for r in &mut self.0 {
-            r.report(event);
-        }
+    fn report_at(&mut self, at: SystemTime, event: &Event<'_>) {
+        tell(&self.0, at, event);
     }
+}
+
+/// The reporters, as the lease layer's `Notices`.
+struct Told(Shared);
+
+impl lease::Notices for Told {
+    fn notice(&self, notice: Notice) {
+        tell(&self.0, SystemTime::now(), &Event::Notice(&notice));
+    }
+}
+
+fn tell(reporters: &Shared, at: SystemTime, event: &Event<'_>) {
+    for r in lock(reporters).iter_mut() {
+        r.report_at(at, event);
+    }
+}
+
+/// A reporter that panicked (a bug) must not silence the others.
+fn lock(reporters: &Shared) -> MutexGuard<'_, Vec<Box<dyn Reporter + Send>>> {
+    reporters.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,6 +1,7 @@
 //! GitHub Actions output, produced by the binary itself when `GITHUB_ACTIONS=true`: step outputs
 //! (`$GITHUB_OUTPUT`), a step summary (`$GITHUB_STEP_SUMMARY`), log groups around the guard's
-//! lines, and annotations for a disk that stays low or a precheck that refuses to start.
+//! lines, and annotations for a disk that stays low, a precheck that refuses to start, and each
+//! warning the lease layer says (`Event::Notice`).
 //!
 //! Workflow commands (`::group::`, `::warning::`, `::error::`) go to stderr. The runner reads
 //! them from both streams (actions/runner's `ScriptHandler` puts a command-parsing
@@ -11,13 +12,14 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
-use super::event::{Event, Reporter};
+use super::event::{Event, JobDir, Reporter};
 use crate::fs::Space;
 use crate::guard::{Kept, Removed, Report};
-use crate::lease::{Held, KeptAs, Origin, Root, TARGET};
+use crate::lease::{KeptAs, Level, Origin, TARGET};
 use crate::precheck::{Checked, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
 use crate::quantity::{Bytes, RoundDuration};
@@ -70,16 +72,16 @@ impl GitHub {
     /// removed from it if it was adopted.
     fn job_ready(
         &mut self,
-        root: &Root,
-        held: &Held,
+        root: &Path,
+        job: &JobDir,
         (origin, pruned): (&Origin, &Pruned),
         command: &str,
         checked: &Checked,
     ) {
         let report = checked.report.as_ref();
-        let target = held.target_dir();
+        let target = &job.target_dir;
         let reclaimed = report.map_or(0, Report::reclaimed);
-        self.set_job_outputs(&target, &held.job_id(), reclaimed, origin.name());
+        self.set_job_outputs(target, &job.job_id, reclaimed, origin.name());
         if let Some(r) = report {
             self.warn_if_still_low(root, r);
         }
@@ -87,15 +89,15 @@ impl GitHub {
         let _ = writeln!(
             md,
             "Job `{}` builds in `{}` ({}).\n",
-            code(&held.job_id()),
+            code(&job.job_id),
             code(&target.display().to_string()),
             how_it_came(origin, pruned)
         );
         if let Some(verified) = &self.job.verified {
             let _ = writeln!(md, "Built elsewhere: {verified}.\n");
         }
-        let own = held
-            .path
+        let own = job
+            .dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned());
         match report {
@@ -222,7 +224,7 @@ impl GitHub {
     }
 
     /// `cargo guarded gc`: the summary, the `reclaimed-bytes` output and the low-disk warning.
-    fn gc_done(&self, root: &Root, report: &Report) {
+    fn gc_done(&self, root: &Path, report: &Report) {
         self.set_outputs(&[("reclaimed-bytes", &report.reclaimed().to_string())]);
         self.warn_if_still_low(root, report);
         let mut md = format!(
@@ -239,7 +241,7 @@ impl GitHub {
 
     /// `::warning::` when a sweep that ran under pressure could not bring free space up to the
     /// reclaim target: what is left is held by live leases (or is not ours).
-    fn warn_if_still_low(&self, root: &Root, report: &Report) {
+    fn warn_if_still_low(&self, root: &Path, report: &Report) {
         let free_after = report.after.free;
         if report.dry_run || !report.under_pressure() || free_after >= report.target_free {
             return;
@@ -251,7 +253,7 @@ impl GitHub {
                 "{} free on {} after reclaiming {} from {} expired job dir(s), below the reclaim \
                  target of {} ({} < {} bytes); {} job dir(s) kept (live leases or warm dirs)",
                 Bytes(free_after),
-                root.path.display(),
+                root.display(),
                 Bytes(report.freed()),
                 report.removed.len(),
                 Bytes(report.target_free),
@@ -293,7 +295,7 @@ impl GitHub {
 }
 
 impl Reporter for GitHub {
-    fn report(&mut self, event: &Event<'_>) {
+    fn report_at(&mut self, _: SystemTime, event: &Event<'_>) {
         match event {
             Event::Starting { .. } => self.job = JobSoFar::default(),
             Event::Nested { dir, job_id } => {
@@ -302,28 +304,27 @@ impl Reporter for GitHub {
             Event::Swept { report, .. } if self.job.dir.is_none() => {
                 self.job.reclaimed_before = report.freed();
             }
-            Event::Acquired { held, origin, .. } => {
-                self.job.dir = Some((held.target_dir(), held.job_id(), origin.name()));
+            Event::Acquired { job, origin, .. } => {
+                self.job.dir = Some((job.target_dir.clone(), job.job_id.clone(), origin.name()));
             }
             Event::Ready {
                 root,
-                held,
+                job,
                 origin,
                 pruned,
                 command,
                 checked,
                 ..
-            } => self.job_ready(root, held, (origin, pruned), command, checked),
+            } => self.job_ready(root, job, (origin, pruned), command, checked),
             Event::Refused {
-                held,
+                job,
                 origin,
                 command,
                 no_space,
             } => {
-                let (target, job_id) = (held.target_dir(), held.job_id());
                 let reclaimed = self.job.reclaimed_before;
-                self.set_job_outputs(&target, &job_id, reclaimed, origin.name());
-                self.refused(no_space, &job_id, command);
+                self.set_job_outputs(&job.target_dir, &job.job_id, reclaimed, origin.name());
+                self.refused(no_space, &job.job_id, command);
             }
             // Gave up before the command started: the outputs that are known.
             Event::GaveUp { job_id } if !self.job.outputs_set => match self.job.dir.clone() {
@@ -345,7 +346,14 @@ impl Reporter for GitHub {
             Event::Verified { verdict } => {
                 self.job.verified = Some(super::warm::sentence(verdict));
             }
-            Event::GaveUp { .. }
+            // Each warning on the run's page; notes stay in the log.
+            Event::Notice(notice) if notice.level() == Level::Warning => annotate(
+                "warning",
+                &format!("cargo-guarded: {}", notice.what().replace('_', " ")),
+                &super::notice::words(notice),
+            ),
+            Event::Notice(_)
+            | Event::GaveUp { .. }
             | Event::Swept { .. }
             | Event::Pruned { .. }
             | Event::Exited { .. } => {}
@@ -412,11 +420,11 @@ fn how_it_came(origin: &Origin, pruned: &Pruned) -> String {
 }
 
 /// The disk when no sweep ran, as the precheck read it.
-fn no_sweep(md: &mut String, root: &Root, s: Space) {
+fn no_sweep(md: &mut String, root: &Path, s: Space) {
     let _ = writeln!(
         md,
         "Free space on `{}`: {} of {} ({}% used); no sweep was needed.\n",
-        code(&root.path.display().to_string()),
+        code(&root.display().to_string()),
         Bytes(s.free),
         Bytes(s.total),
         s.used_pct()
@@ -426,14 +434,14 @@ fn no_sweep(md: &mut String, root: &Root, s: Space) {
 /// Disk before/after, what was reclaimed and what was kept, as markdown. `own`: the job dir of
 /// the job that ran the sweep (kept because its own lease is live). Rows name only this job and
 /// jobs of this repository (`repo`); other jobs in a shared root are counted, never named.
-fn disk_report(md: &mut String, root: &Root, r: &Report, own: Option<&str>, repo: Option<&str>) {
+fn disk_report(md: &mut String, root: &Path, r: &Report, own: Option<&str>, repo: Option<&str>) {
     let (before, after) = (r.before, r.after);
     let _ = write!(
         md,
         "Disk of `{}` ({} total):\n\n\
          | | free | used |\n|---|---:|---:|\n\
          | before | {} | {}% |\n| after | {} | {}% |\n\n",
-        code(&root.path.display().to_string()),
+        code(&root.display().to_string()),
         Bytes(before.total),
         Bytes(before.free),
         before.used_pct(),

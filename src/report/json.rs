@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -16,7 +16,7 @@ use super::event::{Event, Reporter};
 use super::status::Budget;
 use crate::exit::Exit;
 use crate::guard;
-use crate::lease::Origin;
+use crate::lease::{Level, Origin};
 use crate::precheck::{Group, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
 use crate::scope::Scope;
@@ -64,13 +64,14 @@ impl Json {
         })
     }
 
-    fn write(&mut self, event: &'static str, fields: Fields<'_>) {
+    fn write(&mut self, at: SystemTime, event: &'static str, fields: Fields<'_>) {
         if self.broken {
             return;
         }
         let line = Line {
             v: EVENTS_VERSION,
             event,
+            time: humantime::format_rfc3339_millis(at).to_string(),
             pid: self.pid,
             job_id: self.job_id.as_deref(),
             dir: self.dir.as_deref(),
@@ -98,6 +99,8 @@ impl Json {
 struct Line<'a> {
     v: u32,
     event: &'static str,
+    /// When it happened: RFC 3339 in UTC, to the millisecond, as the lease file records times.
+    time: String,
     pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     job_id: Option<&'a str>,
@@ -167,6 +170,15 @@ enum Fields<'a> {
     Exited {
         exit: ExitJson,
     },
+    /// `warning`, `note`: what the lease layer said on the way.
+    Notice {
+        what: &'static str,
+        /// The dir it is about.
+        path: Option<String>,
+        why: Option<&'a str>,
+        /// The terminal's words (a note's after its verb).
+        message: String,
+    },
 }
 
 /// What a prune removed, in the words of `status --json`'s `leases[].pruned`.
@@ -197,39 +209,40 @@ struct Holding {
 
 impl Reporter for Json {
     // Long: one arm per event, each naming its JSON fields (README's "Events" table).
-    fn report(&mut self, event: &Event<'_>) {
+    fn report_at(&mut self, at: SystemTime, event: &Event<'_>) {
         match event {
             Event::Starting { job_id, .. } => {
                 self.job_id = Some((*job_id).to_owned());
                 self.dir = None;
-                self.write("starting", Fields::None {});
+                self.write(at, "starting", Fields::None {});
             }
             Event::Nested { dir, job_id } => {
                 self.job_id = Some((*job_id).to_owned());
                 self.dir = Some(dir.to_string_lossy().into_owned());
-                self.write("nested", Fields::None {});
+                self.write(at, "nested", Fields::None {});
             }
             Event::Swept { root, report } => {
-                let root = root.path.to_string_lossy().into_owned();
+                let root = root.to_string_lossy().into_owned();
                 let hook = None;
-                self.write("swept", Fields::Sweep { root, hook, report });
+                self.write(at, "swept", Fields::Sweep { root, hook, report });
             }
             Event::Acquired {
-                held,
+                job,
                 origin,
                 scope,
                 passed_over,
                 ..
             } => {
-                self.job_id = Some(held.job_id());
-                self.dir = Some(held.path.to_string_lossy().into_owned());
-                let fields = acquired(&held.target_dir(), origin, scope, *passed_over);
-                self.write("acquired", fields);
+                self.job_id = Some(job.job_id.clone());
+                self.dir = Some(job.dir.to_string_lossy().into_owned());
+                let fields = acquired(&job.target_dir, origin, scope, *passed_over);
+                self.write(at, "acquired", fields);
             }
             Event::Pruned {
                 moment, outcome, ..
-            } => self.write("pruned", pruned(moment, outcome)),
+            } => self.write(at, "pruned", pruned(moment, outcome)),
             Event::Verified { verdict } => self.write(
+                at,
                 "verified",
                 Fields::Verified {
                     verified: verdict.verified,
@@ -251,6 +264,7 @@ impl Reporter for Json {
                 checked,
                 ..
             } => self.write(
+                at,
                 "ready",
                 Fields::Ready {
                     tool,
@@ -260,21 +274,34 @@ impl Reporter for Json {
             ),
             Event::Refused {
                 command, no_space, ..
-            } => self.write("refused", refused(command, no_space)),
-            Event::GaveUp { .. } => self.write("gave_up", Fields::None {}),
+            } => self.write(at, "refused", refused(command, no_space)),
+            Event::GaveUp { .. } => self.write(at, "gave_up", Fields::None {}),
             Event::Exited { exit } => {
                 let exit = match *exit {
                     Exit::Code(code) => ExitJson::Code(code),
                     Exit::Signal { signal, .. } => ExitJson::Signal(signal),
                 };
-                self.write("exited", Fields::Exited { exit });
+                self.write(at, "exited", Fields::Exited { exit });
+            }
+            Event::Notice(notice) => {
+                let event = match notice.level() {
+                    Level::Warning => "warning",
+                    Level::Note | Level::Detail => "note",
+                };
+                let fields = Fields::Notice {
+                    what: notice.what(),
+                    path: notice.dir().map(|p| p.to_string_lossy().into_owned()),
+                    why: notice.why(),
+                    message: super::notice::words(notice),
+                };
+                self.write(at, event, fields);
             }
             Event::Collected { root, report, hook } => {
                 self.job_id = None;
                 self.dir = None;
-                let root = root.path.to_string_lossy().into_owned();
+                let root = root.to_string_lossy().into_owned();
                 let hook = Some(*hook);
-                self.write("collected", Fields::Sweep { root, hook, report });
+                self.write(at, "collected", Fields::Sweep { root, hook, report });
             }
         }
     }

@@ -10,6 +10,7 @@ pub(crate) mod event;
 pub(crate) mod github;
 pub(crate) mod json;
 pub(crate) mod no_space;
+pub(crate) mod notice;
 pub(crate) mod prune;
 pub(crate) mod status;
 #[cfg(feature = "store")]
@@ -18,4 +19,4 @@ pub(crate) mod sweep;
 pub(crate) mod terminal;
 pub(crate) mod warm;
 
-pub(crate) use event::{Event, Reporter, Reporters};
+pub(crate) use event::{Event, JobDir, Reporter, Reporters};

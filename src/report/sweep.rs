@@ -1,12 +1,14 @@
 //! A sweep's report (`guard::Report`) for people and programs: cargo-style status lines on
 //! stderr (`     Removed old (expired 1h ago, …)`), and the shape `gc --json` prints.
 
+use std::path::Path;
+
 use serde::Serialize;
 use serde::ser::Serializer;
 
 use super::github;
 use crate::guard::{Kept, Removed, Report, RootCap};
-use crate::lease::{KeptAs, Root};
+use crate::lease::KeptAs;
 use crate::quantity::{Bytes, RoundDuration};
 use crate::term::{self, Verbosity};
 
@@ -24,7 +26,7 @@ pub(crate) enum Style {
 
 /// Print a sweep's report, inside a collapsed log group when `groups` (on GitHub) and there is
 /// anything to print.
-pub(crate) fn show(groups: bool, report: &Report, root: &Root, style: Style) {
+pub(crate) fn show(groups: bool, report: &Report, root: &Path, style: Style) {
     let prints_anything = !report.errors.is_empty()
         || match term::verbosity() {
             Verbosity::Quiet => false,
@@ -46,7 +48,7 @@ pub(crate) fn show(groups: bool, report: &Report, root: &Root, style: Style) {
 }
 
 /// Every decision with its reason, in cargo's shape, between a header and a footer.
-fn print(report: &Report, root: &Root, style: Style) {
+fn print(report: &Report, root: &Path, style: Style) {
     if style == Style::Hook {
         return print_hook(report, root);
     }
@@ -56,7 +58,7 @@ fn print(report: &Report, root: &Root, style: Style) {
             "Reclaiming",
             format_args!(
                 "expired target dirs in {}: {}% used ({} free)",
-                root.path.display(),
+                root.display(),
                 before.used_pct(),
                 Bytes(before.free)
             ),
@@ -94,7 +96,7 @@ fn print(report: &Report, root: &Root, style: Style) {
 }
 
 /// `gc --hook`: each removal, each error, and one summary line.
-fn print_hook(report: &Report, root: &Root) {
+fn print_hook(report: &Report, root: &Path) {
     let verb = if report.dry_run {
         "Would remove"
     } else {
@@ -113,13 +115,13 @@ fn print_hook(report: &Report, root: &Root) {
             "Nothing",
             format_args!(
                 "to reclaim in {}: {}% used ({} free){kept}",
-                root.path.display(),
+                root.display(),
                 after.used_pct(),
                 Bytes(after.free)
             ),
         );
     } else {
-        print_reclaimed(report, &format!(" of {}", root.path.display()), &kept);
+        print_reclaimed(report, &format!(" of {}", root.display()), &kept);
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::time::SystemTime;
 
-use super::event::{Event, Reporter};
+use super::event::{Event, JobDir, Reporter};
 use super::sweep::Style;
-use crate::lease::{self, Held, Origin};
+use crate::lease::{self, Level, Origin};
 use crate::prune::Moment;
 use crate::quantity::{Bytes, RoundDuration};
 use crate::term;
@@ -18,7 +18,7 @@ pub(crate) struct Terminal {
 }
 
 impl Reporter for Terminal {
-    fn report(&mut self, event: &Event<'_>) {
+    fn report_at(&mut self, _: SystemTime, event: &Event<'_>) {
         match event {
             Event::Starting { warning, .. } => {
                 if let Some(warning) = warning {
@@ -36,14 +36,14 @@ impl Reporter for Terminal {
                 super::sweep::show(self.groups, report, root, Style::Precheck);
             }
             Event::Acquired {
-                held,
+                job,
                 origin,
                 adopt,
                 seed,
                 scope,
                 passed_over,
             } => {
-                announce(held, origin, *adopt, *seed);
+                announce(job, origin, *adopt, *seed);
                 if *passed_over > 0 {
                     term::status(
                         "Passed",
@@ -64,6 +64,14 @@ impl Reporter for Terminal {
                 Moment::Release { job, .. } => super::prune::release(outcome, job),
             },
             Event::Verified { verdict } => super::warm::show(verdict),
+            Event::Notice(notice) => {
+                let words = super::notice::words(notice);
+                match notice.level() {
+                    Level::Warning => term::warn(words),
+                    Level::Note => term::status(super::notice::verb(notice), words),
+                    Level::Detail => term::verbose(super::notice::verb(notice), words),
+                }
+            }
             Event::Collected { root, report, hook } => {
                 let style = if *hook { Style::Hook } else { Style::Gc };
                 super::sweep::show(self.groups, report, root, style);
@@ -76,21 +84,21 @@ impl Reporter for Terminal {
 }
 
 /// Say which dir the job got, and how.
-fn announce(held: &Held, origin: &Origin, adopt: bool, seed: bool) {
+fn announce(job: &JobDir, origin: &Origin, adopt: bool, seed: bool) {
     match origin {
         Origin::Resumed => term::verbose(
             "Using",
-            format_args!("job dir {} (resumed)", held.path.display()),
+            format_args!("job dir {} (resumed)", job.dir.display()),
         ),
         Origin::Fresh { cold: Some(why) } => term::status(
             "Using",
-            format_args!("job dir {} (fresh dir: {why})", held.path.display()),
+            format_args!("job dir {} (fresh dir: {why})", job.dir.display()),
         ),
         Origin::Fresh { cold: None } => term::status(
             "Using",
             format_args!(
                 "job dir {} (fresh dir{})",
-                held.path.display(),
+                job.dir.display(),
                 match (adopt, seed) {
                     (true, true) => ": no finished dir of this workspace to adopt or seed from",
                     (true, false) => ": no expired dir of this workspace to adopt; seeding is off",
@@ -115,14 +123,14 @@ fn announce(held: &Held, origin: &Origin, adopt: bool, seed: bool) {
                         .duration_since(*last_used)
                         .unwrap_or_default()
                 ),
-                held.path.display()
+                job.dir.display()
             ),
         ),
         Origin::Seeded(seeded) => term::status(
             "Seeded",
             format_args!(
                 "{} from finished job `{}` ({})",
-                held.path.display(),
+                job.dir.display(),
                 seeded.from,
                 lease::seed_words(seeded)
             ),
@@ -137,7 +145,7 @@ fn announce(held: &Held, origin: &Origin, adopt: bool, seed: bool) {
             "Restored",
             format_args!(
                 "{} from the store: job `{from}`'s dir ({files} files, {} in {:.1}s{})",
-                held.path.display(),
+                job.dir.display(),
                 Bytes(*bytes),
                 took.as_secs_f64(),
                 if *left_out > 0 {

@@ -70,6 +70,7 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     let file = env.path().join("events.jsonl");
     // The flag (the variable is `run`'s; the flag names the same file).
     let file_arg = file.to_str().unwrap();
+    let began = std::time::SystemTime::now();
     assert_success(&run(
         &env,
         &ws,
@@ -113,9 +114,17 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     assert_success(&run(&env, &ws, &file, &["gc", "--dry-run", "--json"]));
 
     let all = lines(&file);
+    let ended = std::time::SystemTime::now();
+    let mut last = began - std::time::Duration::from_millis(1);
     for l in &all {
         assert_eq!(l["v"], 1, "{l}");
         assert!(l["pid"].is_u64(), "{l}");
+        // When it happened, to the millisecond, in UTC: in the order the lines were written.
+        let time = l["time"].as_str().unwrap_or_else(|| panic!("no time: {l}"));
+        assert!(time.ends_with('Z') && time.len() == 24, "{l}");
+        let time = humantime::parse_rfc3339(time).unwrap();
+        assert!(last <= time && time <= ended, "{l}");
+        last = time;
     }
     let root = env.root.to_str().unwrap();
     let dir = |job: &str| format!("{root}/{job}");
@@ -275,6 +284,121 @@ fn an_events_file_that_cannot_be_opened_is_an_error() {
     );
 }
 
+/// Buildkite's variables for a build of `branch` (`pr`: its pull request, or `false`), for job
+/// `job` on its own runner: scopes without GitHub's event payload.
+fn buildkite(cmd: &mut std::process::Command, job: &str, branch: &str, pr: &str) {
+    cmd.env("BUILDKITE", "true")
+        .env("BUILDKITE_BRANCH", branch)
+        .env("BUILDKITE_PULL_REQUEST", pr)
+        .env("BUILDKITE_PULL_REQUEST_BASE_BRANCH", "main")
+        .env("BUILDKITE_PIPELINE_DEFAULT_BRANCH", "main")
+        .env("RUNNER_NAME", format!("runner-{job}"));
+}
+
+/// Why a new job passed over each finished dir of its workspace is a `note` line, whatever the
+/// terminal's verbosity: one a pull request wrote (the scope rule), and one whose last step was
+/// `env` (no seed source until its linger ends).
+#[test]
+fn a_passed_over_dir_is_a_note() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let file = env.path().join("events.jsonl");
+    let step = |job: &str, branch: &str, pr: &str, args: &[&str]| {
+        let mut cmd = env.cmd(&ws);
+        buildkite(&mut cmd, job, branch, pr);
+        cmd.env("CARGO_GUARDED_EVENTS", &file)
+            .env("CARGO_GUARDED_MIN_FREE", "0")
+            .args(["guarded", "--job-id", job])
+            .args(args);
+        let out = output(&mut cmd);
+        assert_success(&out);
+        out
+    };
+    step("pr-12", "feature", "12", &["exec", "--", "true"]);
+    step("main-env", "main", "false", &["env"]);
+    let out = step("main-1", "main", "false", &["exec", "--", "true"]);
+    // Not said on the terminal without -v, as before.
+    assert!(!stderr(&out).contains("not adopting"), "{}", describe(&out));
+
+    let all = lines(&file);
+    let run = run_of(&all, "main-1", 0);
+    let root = env.root.to_str().unwrap();
+    let notes: Vec<&&Value> = run.iter().filter(|l| l["event"] == "note").collect();
+    assert_eq!(notes.len(), 2, "{run:#?}");
+    let scope = notes[0];
+    assert_eq!(scope["what"], "other_scope", "{scope}");
+    assert_eq!(scope["path"], format!("{root}/pr-12"), "{scope}");
+    assert!(
+        scope["why"].as_str().unwrap().contains("pr:pull/12->main"),
+        "{scope}"
+    );
+    assert_eq!(
+        scope["message"],
+        format!(
+            "not adopting or seeding from {root}/pr-12: scope: {}",
+            scope["why"].as_str().unwrap()
+        )
+    );
+    let handed_out = notes[1];
+    assert_eq!(handed_out["what"], "seed_skipped", "{handed_out}");
+    assert_eq!(handed_out["path"], format!("{root}/main-env"));
+    assert!(
+        handed_out["why"]
+            .as_str()
+            .unwrap()
+            .contains("its last step was `env`"),
+        "{handed_out}"
+    );
+    // Said before the job's dir is chosen, and counted there.
+    let acquired = run.iter().position(|l| l["event"] == "acquired").unwrap();
+    assert!(run.iter().rposition(|l| l["event"] == "note").unwrap() < acquired);
+    assert_eq!(run[acquired]["passed_over"], 1, "{}", run[acquired]);
+    assert_eq!(run[acquired]["origin"], "fresh", "{}", run[acquired]);
+    assert_documented(&all);
+}
+
+/// A warning the lease layer says is a `warning` line, and under GitHub Actions an annotation on
+/// the run's page as well as the terminal's `warning:` line.
+#[test]
+fn a_warning_is_a_line_and_an_annotation() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let file = env.path().join("events.jsonl");
+    let gh = GithubStep::new(env.path().join("gh"));
+    let mut cmd = env.cmd(&ws);
+    gh.apply(&mut cmd)
+        .env("CARGO_GUARDED_EVENTS", &file)
+        .env("CARGO_GUARDED_MIN_FREE", "0")
+        .args(["guarded", "--warm-from", "any", "exec", "--", "true"]);
+    let out = output(&mut cmd);
+    assert_success(&out);
+    let err = stderr(&out);
+    let words = "--warm-from any: this job may start from a dir of its workspace that any job \
+                 wrote, whatever its ref or pull request (the scope rule is off)";
+    assert!(
+        err.contains(&format!("warning: {words}")),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        err.lines()
+            .any(|l| l == format!("::warning title=cargo-guarded%3A warm from any::{words}")),
+        "{}",
+        describe(&out)
+    );
+
+    let all = lines(&file);
+    let warning = all.iter().find(|l| l["event"] == "warning").unwrap();
+    assert_eq!(warning["what"], "warm_from_any", "{warning}");
+    assert_eq!(warning["message"], words, "{warning}");
+    assert!(
+        warning["path"].is_null() && warning["why"].is_null(),
+        "{warning}"
+    );
+    assert!(warning["time"].is_string(), "{warning}");
+    assert_documented(&all);
+}
+
 /// Every field of every line is in README's events section.
 fn assert_documented(lines: &[Value]) {
     let section = readme_section("### Events (`--events`)");
@@ -316,6 +440,7 @@ fn redact(env: &Env, file: &Path) -> String {
     let text = std::fs::read_to_string(file).unwrap();
     let compact = [
         ("[PID]", r#""pid":(\d+)"#),
+        ("[TIME]", r#""time":"([^"]+)""#),
         (
             "[BYTES]",
             r#""([a-z_]*(bytes|free)[a-z_]*|size|working_set)":(\d+)"#,

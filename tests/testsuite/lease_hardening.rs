@@ -310,17 +310,23 @@ fn a_heartbeat_on_a_full_disk_warns_once_and_once_on_recovery() {
     env.root = mnt.0.join("root");
     let ws = env.fixture("small");
     let fill = mnt.0.join("fill");
+    let events = env.path().join("events.jsonl");
     // The workload fills the disk, lets several beats (every 200ms at `--ttl 1s`) fail, frees
-    // the disk and lets a few succeed.
+    // the disk and lets a few succeed. Then it looks at the events: the failing heartbeat was
+    // told while the command ran, not after.
     let script = format!(
-        "dd if=/dev/zero of='{fill}' bs=64k 2>/dev/null; sleep 2; rm '{fill}'; sleep 1",
+        "dd if=/dev/zero of='{fill}' bs=64k 2>/dev/null; sleep 2; rm '{fill}'; sleep 1; \
+         grep -q '\"what\":\"renewal_failing\"' '{events}' || exit 9",
         fill = fill.display(),
+        events = events.display(),
     );
     let out = step(
         &env,
         &ws,
         "hb",
         &[
+            "--events",
+            events.to_str().unwrap(),
             "--ttl",
             "1s",
             "--min-free",
@@ -336,6 +342,19 @@ fn a_heartbeat_on_a_full_disk_warns_once_and_once_on_recovery() {
     let failed = err.matches("failed to renew lease").count();
     assert_eq!(failed, 1, "{err}");
     assert!(err.contains("works again"), "{err}");
+    // Both are `warning` lines of the stream, naming the dir.
+    let text = std::fs::read_to_string(&events).unwrap();
+    let warnings: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "warning")
+        .collect();
+    let what: Vec<&str> = warnings
+        .iter()
+        .map(|l| l["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(what, ["renewal_failing", "renewal_recovered"], "{text}");
+    assert_eq!(warnings[0]["path"], env.root.join("hb").to_str().unwrap());
     drop(mnt);
 }
 

@@ -313,7 +313,9 @@ fn a_copy_whose_source_is_resumed_mid_copy_is_discarded() {
     let env = Env::new();
     let ws = env.fixture("small");
     step(&env, &ws, "arc-a", "job-1", &["build"]);
-    let cmd = job_cmd(&env, &ws, "arc-b", "job-2", &["build"]);
+    let mut cmd = job_cmd(&env, &ws, "arc-b", "job-2", &["build"]);
+    let events = env.path().join("events.jsonl");
+    cmd.env("CARGO_GUARDED_EVENTS", &events);
     let seeder = env.paused(cmd, "job-2", "seed-copied");
     // The owner's next step: resumes its dir and writes into it.
     let main = ws.join("app/src/main.rs");
@@ -338,6 +340,21 @@ fn a_copy_whose_source_is_resumed_mid_copy_is_discarded() {
     );
     assert_eq!(env.lease("job-2")["origin"], "fresh");
     assert_eq!(env.lease("job-1")["state"], "released");
+    // The stream says it too, as a note naming the source, before the job's dir is chosen.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(names[..3], ["starting", "note", "acquired"], "{lines:#?}");
+    let note = &lines[1];
+    assert_eq!(note["what"], "seed_discarded", "{note}");
+    assert_eq!(note["path"], env.root.join("job-1").to_str().unwrap());
+    assert_eq!(
+        note["why"], "its owner resumed it during the copy",
+        "{note}"
+    );
 }
 
 /// `gc` as `contrib/` ships it (the systemd unit's command), run between two jobs, leaves the
