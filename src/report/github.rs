@@ -345,6 +345,11 @@ impl Reporter for GitHub {
             Event::Verified { verdict } => {
                 self.job.verified = Some(super::warm::sentence(verdict));
             }
+            Event::Counted { counted } => {
+                if let Some(sentence) = super::saved::job(counted, &code) {
+                    self.append_summary(&format!("{sentence}\n\n"));
+                }
+            }
             Event::GaveUp { .. }
             | Event::Swept { .. }
             | Event::Pruned { .. }

@@ -64,6 +64,7 @@ impl Reporter for Terminal {
                 Moment::Release { job, .. } => super::prune::release(outcome, job),
             },
             Event::Verified { verdict } => super::warm::show(verdict),
+            Event::Counted { counted } => super::saved::show(counted),
             Event::Collected { root, report, hook } => {
                 let style = if *hook { Style::Hook } else { Style::Gc };
                 super::sweep::show(self.groups, report, root, style);
