@@ -43,8 +43,14 @@ pub fn redactions(env: &Env) -> Redactions {
         ("[AGE]", r"(?:^|[ (\[])(?<redacted>\d+[smhd])\b"),
         // What warmth saved: wall times and their estimates (`0.5s per compiled unit`, `saved
         // ~1m`, `"command_secs": 0.94`); longer than the patterns above, so applied first.
-        ("[ELAPSED]", r"(?<redacted>\d+\.\d+)s per (?:compiled )?unit\b"),
-        ("[ELAPSED]", r"saved ~(?<redacted>\d+\.\d+s|\d+[smhd])(?:\s|$)"),
+        (
+            "[ELAPSED]",
+            r"(?<redacted>\d+\.\d+)s per (?:compiled )?unit\b",
+        ),
+        (
+            "[ELAPSED]",
+            r"saved ~(?<redacted>\d+\.\d+s|\d+[smhd])(?:\s|$)",
+        ),
         (
             "[ELAPSED]",
             r#""(?:command_secs|secs|cold_secs_per_unit|saved_secs_estimate)": (?<redacted>\d+\.\d+(?:e-?\d+)?)"#,
