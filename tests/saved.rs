@@ -262,3 +262,39 @@ fn counts_a_lease_does_not_hold_as_written_are_unknown() {
     assert!(w["steps"].is_null() && w["command_secs"].is_null(), "{w:#}");
     assert!(w["units_compiled"].is_u64(), "{w:#}");
 }
+
+/// Where a read could go unrecorded, units reused is unknown rather than undercounted: a dir
+/// adopted with `--no-prune` keeps the previous job's atimes (after both mtime and ctime, from
+/// its reads), and `relatime` records no read of them for a day.
+#[test]
+fn reads_relatime_could_hide_leave_units_reused_unknown() {
+    let env = Env::new();
+    let ws = env.fixture("small");
+    let mount = output(
+        std::process::Command::new("findmnt")
+            .args(["-no", "OPTIONS", "-T"])
+            .arg(env.path()),
+    );
+    let options = stdout(&mount);
+    if !options.split(',').any(|o| o.trim() == "relatime") {
+        eprintln!(
+            "skipped: {} is not mounted relatime ({options})",
+            env.path().display()
+        );
+        return;
+    }
+    step(&env, &ws, "first", false, &["--linger", "0s", "build"]);
+    // Adopted and pruned: reads are observable, and this job's reads leave atimes ahead.
+    step(&env, &ws, "second", false, &["--linger", "0s", "build"]);
+    assert_eq!(counts(&env, "second").0, 2);
+    let out = step(&env, &ws, "third", false, &["--no-prune", "build"]);
+    assert!(
+        stderr(&out).contains("Adopted second"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(counts(&env, "third"), (Value::Null, 0.into(), 1.into()));
+    let s = &env.status()["starts"][0];
+    assert_eq!(s["dirs_not_counted"], 1, "{s:#}");
+    assert!(s["saved_secs_estimate"].as_f64() == Some(0.0), "{s:#}");
+}

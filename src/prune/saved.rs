@@ -163,8 +163,9 @@ enum Use {
     Compiled,
     /// A file was read since then, none written.
     Reused,
-    /// Neither, and a read would have gone unrecorded: under `relatime` every file's atime was
-    /// after its mtime and ctime, and less than a day old when the job began.
+    /// Neither, and a read could have gone unrecorded: under `relatime`, a file's atime was after
+    /// its mtime and ctime, and less than a day old, when the job began (which file cargo reads
+    /// is cargo's business: any of them could be it).
     Unsure,
     Unused,
 }
@@ -173,7 +174,7 @@ fn used(fp: BorrowedFd<'_>, unit: &str, since: u64, relatime: bool) -> Use {
     let Some(dir) = open_sub(fp, unit) else {
         return Use::Unused;
     };
-    let (mut read, mut unsure, mut files) = (false, relatime, 0);
+    let (mut read, mut unsure) = (false, false);
     for (name, ty) in list(dir.as_fd()) {
         if ty != FileType::RegularFile {
             continue;
@@ -188,13 +189,13 @@ fn used(fp: BorrowedFd<'_>, unit: &str, since: u64, relatime: bool) -> Use {
         if mtime >= since {
             return Use::Compiled;
         }
-        files += 1;
         read |= atime >= since;
-        unsure &= atime > mtime && atime > ctime && since.saturating_sub(atime) < DAY_NS;
+        unsure |=
+            relatime && atime > mtime && atime > ctime && since.saturating_sub(atime) < DAY_NS;
     }
     if read {
         Use::Reused
-    } else if unsure && files > 0 {
+    } else if unsure {
         Use::Unsure
     } else {
         Use::Unused
