@@ -346,8 +346,8 @@ impl Reporter for GitHub {
                 self.job.verified = Some(super::warm::sentence(verdict));
             }
             Event::Counted { counted } => {
-                if let Some(sentence) = super::saved::job(counted, &code) {
-                    self.append_summary(&format!("{sentence}\n\n"));
+                if let Some(md) = super::saved::summary(counted, &code) {
+                    self.append_summary(&md);
                 }
             }
             Event::GaveUp { .. }

@@ -25,10 +25,10 @@ fn share(reused: u64, compiled: u64) -> String {
     format!("{}% reused", reused * 100 / all)
 }
 
-/// The job's units so far, as a sentence: `Job `x` so far: 130 units reused warm, 3 compiled
+/// The job's units so far, as a sentence: `job `x` so far: 130 units reused warm, 3 compiled
 /// (97% reused); time saved ~1m (estimate: 0.7s per compiled unit, from cold build `y`).`
 /// `code` quotes a job id for where it goes. `None` when the job used no unit (`exec -- true`).
-pub(super) fn job(c: &Counted, code: &dyn Fn(&str) -> String) -> Option<String> {
+fn job(c: &Counted, code: &dyn Fn(&str) -> String) -> Option<String> {
     let w = &c.warmth;
     let compiled = w.units_compiled.unwrap_or(0);
     if c.cold_now {
@@ -41,7 +41,7 @@ pub(super) fn job(c: &Counted, code: &dyn Fn(&str) -> String) -> Option<String> 
             _ => " (its time is not known: no estimate is made from it)".to_owned(),
         };
         return Some(format!(
-            "Job `{}` built cold: {compiled} units compiled{took}.",
+            "job `{}` built cold: {compiled} units compiled{took}",
             code(&c.job_id)
         ));
     }
@@ -66,12 +66,18 @@ pub(super) fn job(c: &Counted, code: &dyn Fn(&str) -> String) -> Option<String> 
         _ => "time saved unknown (estimate: no cold build of this workspace on record)".to_owned(),
     };
     Some(format!(
-        "Job `{}` so far: {reused}; {saved}.",
+        "job `{}` so far: {reused}; {saved}",
         code(&c.job_id)
     ))
 }
 
-/// The terminal's line at release, with `-v`.
+/// The step summary's paragraph: the sentence, capitalised.
+pub(super) fn summary(c: &Counted, code: &dyn Fn(&str) -> String) -> Option<String> {
+    let sentence = job(c, code)?;
+    Some(format!("J{}.\n\n", &sentence[1..]))
+}
+
+/// The terminal's line at release, with `-v`: `Counted job `x` so far: …`.
 pub(super) fn show(c: &Counted) {
     if let Some(sentence) = job(c, &|s| term::escape(s).into_owned()) {
         term::verbose("Counted", format_args!("{sentence}"));
