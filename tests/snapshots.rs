@@ -63,7 +63,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
        Using job dir [ROOT]/job-1 (resumed)
     Tracking the command's process tree [..]
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
-     Counted Job `job-1` built cold: 2 units compiled in [ELAPSED]s ([ELAPSED]s per unit), on record for the estimates of this workspace's warm jobs.
+     Counted job `job-1` built cold: 2 units compiled in [ELAPSED]s ([ELAPSED]s per unit), on record for the estimates of this workspace's warm jobs
     Recorded the inputs of 2 path-package units (0 left out, 0 files read)
 
 "#]]
