@@ -7,12 +7,13 @@ use crate::quantity::RoundDuration;
 use crate::status::{Saved, Starts};
 use crate::term;
 
-/// `1.3s`, `42s`, `12m`: tenths under a minute.
+/// `1.3s`, `42s`, `12m`: tenths under a minute. Counts from leases can be absurd: whatever no
+/// `Duration` holds is said in seconds.
 fn secs(s: f64) -> String {
-    if s < 60.0 {
-        format!("{s:.1}s")
-    } else {
-        RoundDuration(std::time::Duration::from_secs_f64(s)).to_string()
+    match std::time::Duration::try_from_secs_f64(s) {
+        Ok(_) if s < 60.0 => format!("{s:.1}s"),
+        Ok(d) => RoundDuration(d).to_string(),
+        Err(_) => format!("{s:.0}s"),
     }
 }
 
@@ -130,5 +131,19 @@ fn not_counted(dirs: usize) -> String {
         0 => String::new(),
         1 => ", 1 dir not counted".to_owned(),
         n => format!(", {n} dirs not counted"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_said_whatever_the_leases_summed_to() {
+        assert_eq!(secs(1.25), "1.2s");
+        assert_eq!(secs(720.0), "12m");
+        assert_eq!(secs(1e30), format!("{:.0}s", 1e30));
+        assert_eq!(share(3, 1), "75% reused");
+        assert_eq!(share(0, 0), "no units used");
     }
 }
