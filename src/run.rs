@@ -74,10 +74,9 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
     let exit = child.wait();
-    let counted = prune::saved::at_release(&session, Some(started.elapsed()));
-    counted
-        .iter()
-        .for_each(|c| out.report(&Event::Counted { counted: c }));
+    if let Some(counted) = prune::saved::at_release(&session, Some(started.elapsed())) {
+        out.report(&Event::Counted { counted: &counted });
+    }
     if let Ok(e) = &exit {
         prune_at_release(cfg, &session, &shape, *e == Exit::SUCCESS, out);
     }
@@ -845,10 +844,9 @@ pub(crate) fn hold(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let counted = prune::saved::at_release(&session, None);
-    counted
-        .iter()
-        .for_each(|c| out.report(&Event::Counted { counted: c }));
+    if let Some(counted) = prune::saved::at_release(&session, None) {
+        out.report(&Event::Counted { counted: &counted });
+    }
     prune_at_release(cfg, &session, "hold", true, out);
     // What the job's plain cargo steps built under this lease, for the next job elsewhere.
     record_warm(cfg, &session);
