@@ -67,12 +67,16 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut Reporters) -> CliResu
     interrupts.check().map_err(|e| stopped(e.into()))?;
     session.check()?;
 
+    let started = std::time::Instant::now();
     let child = process::spawn(&pb)?;
     let pgid = child.pgid();
     session.on_lost(move || {
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
     let exit = child.wait();
+    if let Some(counted) = prune::saved::at_release(&session, Some(started.elapsed())) {
+        out.report(&Event::Counted { counted: &counted });
+    }
     if let Ok(e) = &exit {
         prune_at_release(cfg, &session, &shape, *e == Exit::SUCCESS, out);
     }
@@ -844,6 +848,9 @@ pub(crate) fn hold(cfg: &Config, out: &mut Reporters) -> CliResult {
     });
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if let Some(counted) = prune::saved::at_release(&session, None) {
+        out.report(&Event::Counted { counted: &counted });
     }
     prune_at_release(cfg, &session, "hold", true, out);
     // What the job's plain cargo steps built under this lease, for the next job elsewhere.

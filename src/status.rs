@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use crate::fs::{self, Space};
 use crate::job_id;
-use crate::lease::{self, Protected, Root, TARGET};
+use crate::lease::{self, Cold, Protected, Root, TARGET, Warmth};
 use crate::locks::LockTrust;
-use crate::prune::{self, BudgetState, LastPrune};
+use crate::prune::{self, BudgetState, LastPrune, saved};
 use crate::scope::Scope;
 use crate::warm;
 
@@ -25,11 +25,46 @@ pub(crate) struct Status {
     pub(crate) totals: Totals,
     /// Per workspace, how the jobs whose dirs are in the root started.
     pub(crate) starts: Vec<Starts>,
+    /// What warmth saved over every workspace (`starts` has it per workspace).
+    pub(crate) warmth: Saved,
+}
+
+/// Units reused and compiled by the jobs whose dirs are in the root, and the estimate of time
+/// saved (docs/protocol.md#what-warmth-saved), over every workspace.
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub(crate) struct Saved {
+    pub(crate) units_reused: u64,
+    pub(crate) units_compiled: u64,
+    /// Dirs whose lease has no counts, or unknown ones: left out of both sums.
+    pub(crate) dirs_not_counted: usize,
+    /// The sum of the workspaces' estimates; unknown (`null`) when a workspace that reused
+    /// units has no cold build on record.
+    pub(crate) saved_secs_estimate: Option<f64>,
+}
+
+impl Saved {
+    fn of(starts: &[Starts]) -> Saved {
+        let mut t = Saved {
+            saved_secs_estimate: Some(0.0),
+            ..Saved::default()
+        };
+        for s in starts {
+            t.units_reused += s.units_reused;
+            t.units_compiled += s.units_compiled;
+            t.dirs_not_counted += s.dirs_not_counted;
+            t.saved_secs_estimate = match (t.saved_secs_estimate, s.saved_secs_estimate) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, None) if s.units_reused == 0 => a,
+                _ => None,
+            };
+        }
+        t
+    }
 }
 
 /// How the jobs of one workspace started, counted over the job dirs in the root (each dir's
 /// lease records how its job first came by it; a later step that resumed it keeps that).
-#[derive(Debug, Serialize, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
 pub(crate) struct Starts {
     pub(crate) workspace: String,
     /// Built from empty: cold.
@@ -46,6 +81,20 @@ pub(crate) struct Starts {
     /// elsewhere, and units it made stale, over the dirs in the root.
     pub(crate) units_verified: usize,
     pub(crate) units_stale: usize,
+    /// Later steps of the jobs, which resumed their job's dir (counted at their release).
+    pub(crate) resumed: u64,
+    /// Over the dirs whose lease counts them: units the jobs used without compiling them, and
+    /// units they compiled (docs/protocol.md#what-warmth-saved).
+    pub(crate) units_reused: u64,
+    pub(crate) units_compiled: u64,
+    /// Dirs whose lease has no counts, or unknown ones: left out of both sums.
+    pub(crate) dirs_not_counted: usize,
+    /// Cold builds of the workspace on record in the dirs' leases (each job once).
+    pub(crate) cold_builds: usize,
+    /// Their commands' wall time per unit they compiled; `null`: no cold build on record.
+    pub(crate) cold_secs_per_unit: Option<f64>,
+    /// An estimate: `cold_secs_per_unit` times `units_reused`; `null`: unknown.
+    pub(crate) saved_secs_estimate: Option<f64>,
 }
 
 impl Starts {
@@ -70,8 +119,33 @@ impl Starts {
                 s.units_verified += v.verified;
                 s.units_stale += v.stale_count();
             }
+            s.count(e.warmth.as_ref());
         }
-        by.into_values().collect()
+        let mut starts: Vec<Starts> = by.into_values().collect();
+        for s in &mut starts {
+            let cold = leases
+                .iter()
+                .filter(|e| e.workspace.as_deref() == Some(s.workspace.as_str()))
+                .filter_map(|e| e.cold.as_ref());
+            let ids: std::collections::BTreeSet<&str> =
+                cold.clone().map(|c| c.job_id.as_str()).collect();
+            s.cold_builds = ids.len();
+            s.cold_secs_per_unit = saved::secs_per_unit(cold);
+            s.saved_secs_estimate = saved::estimate(s.cold_secs_per_unit, Some(s.units_reused));
+        }
+        starts
+    }
+
+    /// Add one dir's counts (`None`, or an unknown count: not counted).
+    fn count(&mut self, warmth: Option<&Warmth>) {
+        match warmth.map(|w| (w.units_reused, w.units_compiled, w.steps)) {
+            Some((Some(reused), Some(compiled), steps)) => {
+                self.units_reused += reused;
+                self.units_compiled += compiled;
+                self.resumed += steps.unwrap_or(1).saturating_sub(1);
+            }
+            _ => self.dirs_not_counted += 1,
+        }
     }
 }
 
@@ -166,6 +240,9 @@ pub(crate) struct Entry {
     pub(crate) budget: Option<BudgetState>,
     /// What content verification decided when the dir's job started from it elsewhere.
     pub(crate) verified: Option<warm::LastVerdict>,
+    /// What the job's units came to so far, and the cold build of the dir's line (the lease's).
+    pub(crate) warmth: Option<Warmth>,
+    pub(crate) cold: Option<Cold>,
     /// Why a dir is `unknown`.
     pub(crate) note: Option<String>,
     /// Why a guard keeps it now (`None`: expired, or its lease could not be read): the same
@@ -200,11 +277,13 @@ pub(crate) fn collect(root: &Root, trust: LockTrust, sizes: bool) -> Result<Stat
             &b.job_id,
         ))
     });
+    let starts = Starts::of(&leases);
     Ok(Status {
         root: root.path.display().to_string(),
         space,
         totals: Totals::of(&leases),
-        starts: Starts::of(&leases),
+        warmth: Saved::of(&starts),
+        starts,
         leases,
     })
 }
@@ -230,6 +309,8 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
         pruned: None,
         budget: None,
         verified: None,
+        warmth: None,
+        cold: None,
         note: None,
         kept: None,
         orphans: false,
@@ -258,6 +339,7 @@ fn entry(root: &Root, name: &OsStr, now: &lease::Now, trust: LockTrust) -> Entry
             entry.renewed_at = Some(l.renewed_at);
             entry.expires_at = Some(l.expires_at);
             entry.size_bytes = l.size_bytes;
+            (entry.warmth, entry.cold) = (l.warmth.clone(), l.cold.clone());
             let pruning = prune::last_pruned(dir.as_fd());
             entry.pruned = pruning.last;
             entry.budget = pruning.budget;

@@ -193,6 +193,8 @@ fn resume(root: &Root, req: &Request<'_>, dir: File) -> Result<Held> {
         // How the job first came by its dir: what `status` counts per workspace.
         lease.origin = p.origin.clone();
         lease.together = p.together;
+        // The job's counts so far, and its line's cold build (docs/protocol.md#what-warmth-saved).
+        (lease.warmth, lease.cold) = (p.warmth.clone(), p.cold.clone());
     }
     // Sticky: every earlier writer's scope stays (an unreadable lease stands for an unknown one).
     lease.scopes = req.scopes_after(prev.as_ref());
@@ -366,6 +368,7 @@ fn seed_new(
                 .with_context(|| format!("failed to create {}", path.display()));
         }
     }
+    new.lease.cold = src.lease.cold.clone();
     if let Err(e) = new.settle(Origin::SEEDED, together, req.scopes_after(Some(&src.lease))) {
         let path = root.join(&new.tmp);
         new.discard(root);

@@ -270,6 +270,8 @@ fn stage_lease<'a>(
     lease.origin = Some(Origin::ADOPTED.into());
     // Sticky: the adopted dir keeps its earlier writers' scopes.
     lease.scopes = req.scopes_after(Some(&cand.lease));
+    // Sticky too: the cold build the dir's line started from (docs/protocol.md#what-warmth-saved).
+    lease.cold = cand.lease.cold.clone();
     // The size stays for the guard's ordering, but as unmeasured: this job changes the dir, so
     // its release measures again (a measurement taken when an earlier job released would
     // otherwise be carried through job after job, see SIZE_REFRESH).

@@ -14,7 +14,7 @@ use anyhow::Result;
 use crate::fs::{self, Identity};
 
 use super::TARGET;
-use super::record::{Lease, write};
+use super::record::{Cold, Lease, Warmth, write};
 use super::root::Root;
 
 /// Size walks at release and adoption stop after this; the size is then reported as unknown.
@@ -108,8 +108,8 @@ impl Held {
         look(&self.lease.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    #[cfg_attr(not(feature = "store"), allow(dead_code))]
-    /// The lease as this job last wrote it: the workspace key and scopes a push records.
+    /// The lease as this job last wrote it: the workspace key and scopes a push records, the
+    /// counts so far at release.
     pub(crate) fn lease(&self) -> Lease {
         self.lease.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -119,6 +119,14 @@ impl Held {
     /// (restored from a store into a fresh dir), for `status`.
     pub(crate) fn set_origin(&self, origin: &str) -> io::Result<()> {
         self.update(|l| l.origin = Some(origin.to_owned()))
+    }
+
+    /// Record what the job's units came to so far, and its line's cold build (`prune::saved`).
+    pub(crate) fn record_warmth(&self, warmth: Warmth, cold: Option<Cold>) -> io::Result<()> {
+        self.update(|l| {
+            l.warmth = Some(warmth);
+            l.cold = cold;
+        })
     }
 
     pub(super) fn update(&self, change: impl FnOnce(&mut Lease)) -> io::Result<()> {

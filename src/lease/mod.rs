@@ -55,7 +55,7 @@ pub(crate) use joblock::{hold as hold_job_lock, record_in_released};
 pub(crate) use notice::{Level, Notice, Notices};
 pub(crate) use probe::{Hold, Holder, probe};
 pub(crate) use protected::{KeptAs, Protected};
-pub(crate) use record::{Lease, Owner, State, read};
+pub(crate) use record::{Cold, Lease, Owner, State, Warmth, read};
 pub(crate) use request::{Origin, Request};
 pub(crate) use root::{NotAJobDir, Root};
 pub(crate) use seed::{DEFAULT_SEED_MAX_SIZE, Seeding, describe as seed_words};

@@ -114,6 +114,104 @@ pub(crate) struct Lease {
     /// adopt it, even alone (docs/protocol.md#seed). Kept when a later step resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) together: Option<bool>,
+    /// What the job's units came to so far, counted at each release (`prune::saved`;
+    /// docs/protocol.md#what-warmth-saved). Kept when a later step resumes the dir; a new job's
+    /// lease starts without. Read leniently: a value that is not what we write reads as unknown.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::warmth"
+    )]
+    pub(crate) warmth: Option<Warmth>,
+    /// The last cold build of the workspace in this dir's line (the dir's own job, or a job an
+    /// earlier one adopted or seeded from): what the estimate of time saved is made from. Sticky
+    /// through resumes, adoptions and seeds. Read leniently: anything out of range is no sample.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::cold"
+    )]
+    pub(crate) cold: Option<Cold>,
+}
+
+/// At most this many units in a count: more is not a workspace, it is a corrupt lease.
+const MAX_UNITS: u64 = 10_000_000;
+
+/// A job's units so far: those it used without compiling them (reused warm) and those it
+/// compiled, over all its steps (each unit once); the steps counted and their commands' wall
+/// time. `None` in a field: unknown (not observable, or unreadable in the lease).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct Warmth {
+    pub(crate) units_reused: Option<u64>,
+    pub(crate) units_compiled: Option<u64>,
+    pub(crate) steps: Option<u64>,
+    /// The counted steps' commands' wall time, summed; unknown once a step's is (`hold`: its
+    /// span is the whole job's, not its builds').
+    pub(crate) command_secs: Option<f64>,
+}
+
+/// A cold build: a job that started from nothing (`fresh`) and reused no unit, with the units
+/// it compiled and its commands' wall time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Cold {
+    pub(crate) job_id: String,
+    pub(crate) units: u64,
+    pub(crate) secs: f64,
+}
+
+impl Warmth {
+    /// From whatever a lease holds there: each field in range or unknown.
+    fn from_value(v: &serde_json::Value) -> Warmth {
+        Warmth {
+            units_reused: count(v.get("units_reused")),
+            units_compiled: count(v.get("units_compiled")),
+            steps: count(v.get("steps")),
+            command_secs: secs(v.get("command_secs")),
+        }
+    }
+}
+
+impl Cold {
+    /// A sample only when every field is in range, and a unit was compiled.
+    fn from_value(v: &serde_json::Value) -> Option<Cold> {
+        let job_id = v.get("job_id")?.as_str()?;
+        Some(Cold {
+            job_id: job_id.chars().take(MAX_JOB_ID_CHARS).collect(),
+            units: count(v.get("units")).filter(|u| *u > 0)?,
+            secs: secs(v.get("secs"))?,
+        })
+    }
+}
+
+/// A cold sample's job id is for people; a longer one is cut.
+const MAX_JOB_ID_CHARS: usize = 256;
+
+fn count(v: Option<&serde_json::Value>) -> Option<u64> {
+    v?.as_u64().filter(|n| *n <= MAX_UNITS)
+}
+
+fn secs(v: Option<&serde_json::Value>) -> Option<f64> {
+    v?.as_f64()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= MAX_LEASE_DURATION.as_secs_f64())
+}
+
+/// The optional fields read from any JSON at all: a value we did not write is unknown, never an
+/// unreadable lease (which would keep the dir as `unknown`).
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    use super::{Cold, Warmth};
+
+    pub(super) fn warmth<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Warmth>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.map(|v| Warmth::from_value(&v)))
+    }
+
+    pub(super) fn cold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cold>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?
+            .as_ref()
+            .and_then(Cold::from_value))
+    }
 }
 
 mod rfc3339 {

@@ -83,6 +83,8 @@ impl Request<'_> {
             scopes: Some(vec![self.scope.scope.clone()]),
             tool: Some(self.tool.to_owned()),
             together: None,
+            warmth: None,
+            cold: None,
         };
         now.stamp(&mut lease);
         lease

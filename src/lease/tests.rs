@@ -265,6 +265,8 @@ fn lease(state: State, renewed_ago: u64, ttl: u64, expires_in: i64) -> (Lease, S
         scopes: None,
         tool: None,
         together: None,
+        warmth: None,
+        cold: None,
     };
     (l, now)
 }

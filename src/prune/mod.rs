@@ -43,6 +43,7 @@ mod delete;
 mod identity;
 mod index;
 mod layout;
+pub(crate) mod saved;
 
 pub(crate) use index::{BudgetState, INDEX, LastPrune, last_pruned};
 use index::{Index, PerProfile};
@@ -459,15 +460,9 @@ struct Scan {
     plural: BTreeMap<String, BTreeSet<String>>,
 }
 
-fn scan(
-    job_dir: BorrowedFd<'_>,
-    target: BorrowedFd<'_>,
-    index: &Index,
-    generation: u64,
-    after: u64,
-) -> Scan {
-    // Units live under `target/`, or under `build/` when a build dir is configured (run.rs
-    // points `CARGO_BUILD_BUILD_DIR` there).
+/// Every profile dir of the job dir: units live under `target/`, or under `build/` when a build
+/// dir is configured (run.rs points `CARGO_BUILD_BUILD_DIR` there), named `build:<rel>`.
+fn profiles(job_dir: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Vec<(String, OwnedFd)> {
     let mut profiles = profile_dirs(target);
     if let Some(build) = open_sub(job_dir, BUILD_DIR) {
         profiles.extend(
@@ -476,6 +471,17 @@ fn scan(
                 .map(|(rel, fd)| (format!("{BUILD_DIR}:{rel}"), fd)),
         );
     }
+    profiles
+}
+
+fn scan(
+    job_dir: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    index: &Index,
+    generation: u64,
+    after: u64,
+) -> Scan {
+    let profiles = profiles(job_dir, target);
     let mut scan = Scan {
         profiles: Vec::new(),
         units: BTreeMap::new(),

@@ -6,8 +6,8 @@
 //! The order of one wrapped command: `Nested` (inside a parent's lease: nothing is acquired), or
 //! `Starting`, `Swept` (when the disk was low), `Acquired`, `Pruned` (of an adopted dir), `Verified` (a dir built elsewhere),
 //! `Swept` (pressure, or a new job's retention), then `Ready`, or `Refused` and `GaveUp`
-//! (`GaveUp` for any failure before the command started); once the command ran, `Pruned` (at
-//! release) and `Exited`. `gc` tells `Collected`.
+//! (`GaveUp` for any failure before the command started); once the command ran, `Counted`,
+//! `Pruned` (at release) and `Exited`. `gc` tells `Collected`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -84,6 +84,9 @@ pub(crate) enum Event<'a> {
     /// The run failed before its command started (a refusal included; the error is the run's
     /// own, said by `main`).
     GaveUp { job_id: &'a str },
+    /// At release, before pruning: what the job's units came to so far (reused, compiled), and
+    /// the cold build its estimate of time saved is made from.
+    Counted { counted: &'a prune::saved::Counted },
     /// The wrapped command ended and the lease is released; `exit` is how it ended, and what
     /// `run` returns.
     Exited { exit: Exit },

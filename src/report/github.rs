@@ -352,6 +352,11 @@ impl Reporter for GitHub {
                 &format!("cargo-guarded: {}", notice.what().replace('_', " ")),
                 &super::notice::words(notice),
             ),
+            Event::Counted { counted } => {
+                if let Some(md) = super::saved::summary(counted, &code) {
+                    self.append_summary(&md);
+                }
+            }
             Event::Notice(_)
             | Event::GaveUp { .. }
             | Event::Swept { .. }

@@ -16,7 +16,7 @@ use super::event::{Event, Reporter};
 use super::status::Budget;
 use crate::exit::Exit;
 use crate::guard;
-use crate::lease::{Level, Origin};
+use crate::lease::{Cold, Level, Origin, Warmth};
 use crate::precheck::{Group, NoSpace};
 use crate::prune::{Moment, Outcome, Pruned};
 use crate::scope::Scope;
@@ -167,6 +167,15 @@ enum Fields<'a> {
         reclaimed_bytes: Option<u64>,
         holding: Holding,
     },
+    /// What the job's units came to so far (docs/protocol.md#what-warmth-saved).
+    Counted {
+        /// `units_reused`, `units_compiled`, `steps`, `command_secs`, as the lease's `warmth`.
+        #[serde(flatten)]
+        warmth: &'a Warmth,
+        /// The cold build the estimate is made from.
+        cold: Option<&'a Cold>,
+        saved_secs_estimate: Option<f64>,
+    },
     Exited {
         exit: ExitJson,
     },
@@ -276,6 +285,15 @@ impl Reporter for Json {
                 command, no_space, ..
             } => self.write(at, "refused", refused(command, no_space)),
             Event::GaveUp { .. } => self.write(at, "gave_up", Fields::None {}),
+            Event::Counted { counted } => self.write(
+                at,
+                "counted",
+                Fields::Counted {
+                    warmth: &counted.warmth,
+                    cold: counted.cold.as_ref(),
+                    saved_secs_estimate: counted.saved_secs(),
+                },
+            ),
             Event::Exited { exit } => {
                 let exit = match *exit {
                     Exit::Code(code) => ExitJson::Code(code),

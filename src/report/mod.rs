@@ -12,6 +12,7 @@ pub(crate) mod json;
 pub(crate) mod no_space;
 pub(crate) mod notice;
 pub(crate) mod prune;
+pub(crate) mod saved;
 pub(crate) mod status;
 #[cfg(feature = "store")]
 pub(crate) mod store;

@@ -67,6 +67,12 @@ pub(crate) fn render(status: &Status, width: Option<u16>) -> String {
     for line in starts(status) {
         let _ = writeln!(out, "{line}");
     }
+    for s in &status.starts {
+        let _ = writeln!(out, "{}", super::saved::workspace(s, &esc(&s.workspace)));
+    }
+    if status.starts.len() > 1 {
+        let _ = writeln!(out, "{}", super::saved::total(&status.warmth));
+    }
     if stale {
         let _ = writeln!(
             out,
@@ -251,6 +257,10 @@ fn starts(status: &Status) -> Vec<String> {
                     parts.push(format!("{n} {what}"));
                 }
             }
+            if s.resumed > 0 {
+                let steps = if s.resumed == 1 { "step" } else { "steps" };
+                parts.push(format!("{} later {steps} resumed", s.resumed));
+            }
             let units = if s.units_verified + s.units_stale > 0 {
                 format!(
                     "; units {} warm by content, {} made stale",
@@ -291,8 +301,11 @@ impl Serialize for Status {
             total_bytes: u64,
             leases: &'a [Entry],
             totals: crate::status::Totals,
-            /// Per workspace, how the jobs whose dirs are in the root started.
+            /// Per workspace, how the jobs whose dirs are in the root started, and what warmth
+            /// saved.
             starts: &'a [crate::status::Starts],
+            /// What warmth saved, over every workspace (an added field).
+            warmth: &'a crate::status::Saved,
         }
         Json {
             root: &self.root,
@@ -301,6 +314,7 @@ impl Serialize for Status {
             leases: &self.leases,
             totals: self.totals,
             starts: &self.starts,
+            warmth: &self.warmth,
         }
         .serialize(s)
     }
@@ -358,6 +372,10 @@ impl Serialize for Entry {
             /// What content verification decided when the dir's job started from it elsewhere
             /// (an added field).
             verified: Option<&'a crate::warm::LastVerdict>,
+            /// What the job's units came to so far (an added field; docs/protocol.md#what-warmth-saved).
+            warmth: Option<&'a crate::lease::Warmth>,
+            /// The cold build of the dir's line the estimate is made from (an added field).
+            cold: Option<&'a crate::lease::Cold>,
             #[serde(skip_serializing_if = "Option::is_none")]
             note: Option<String>,
         }
@@ -403,6 +421,8 @@ impl Serialize for Entry {
             }),
             budget: self.budget.map(Budget::from),
             verified: self.verified.as_ref(),
+            warmth: self.warmth.as_ref(),
+            cold: self.cold.as_ref(),
             note: note(self).as_deref().map(|n| match self.state {
                 // Where a program reads it, the time is absolute (RFC 3339).
                 LeaseState::Gone => format!(

@@ -64,6 +64,7 @@ impl Reporter for Terminal {
                 Moment::Release { job, .. } => super::prune::release(outcome, job),
             },
             Event::Verified { verdict } => super::warm::show(verdict),
+            Event::Counted { counted } => super::saved::show(counted),
             Event::Notice(notice) => {
                 let words = super::notice::words(notice);
                 match notice.level() {

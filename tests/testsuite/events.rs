@@ -132,7 +132,9 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     let fresh = run_of(&all, "job-1", 0);
     assert_eq!(
         events_of(&fresh),
-        ["starting", "acquired", "swept", "ready", "pruned", "exited"]
+        [
+            "starting", "acquired", "swept", "ready", "counted", "pruned", "exited"
+        ]
     );
     // Every line after `acquired` names the job and its dir.
     for l in &fresh[1..] {
@@ -147,20 +149,28 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     assert_eq!(fresh[3]["tool"], "exec");
     assert_eq!(fresh[3]["command"], "true");
     assert!(fresh[3]["free_bytes"].is_u64());
-    assert_eq!(fresh[4]["moment"], "release");
-    assert_eq!(fresh[4]["outcome"], "ran");
-    assert_eq!(fresh[5]["exit"], serde_json::json!({"code": 0}));
+    // `exec -- true` used no unit: counted, nothing reused or compiled.
+    assert_eq!(fresh[4]["units_reused"], 0, "{}", fresh[4]);
+    assert_eq!(fresh[4]["units_compiled"], 0, "{}", fresh[4]);
+    assert_eq!(fresh[4]["steps"], 1, "{}", fresh[4]);
+    assert!(fresh[4]["command_secs"].is_f64(), "{}", fresh[4]);
+    assert_eq!(fresh[5]["moment"], "release");
+    assert_eq!(fresh[5]["outcome"], "ran");
+    assert_eq!(fresh[6]["exit"], serde_json::json!({"code": 0}));
 
     // A failed step prunes at release too: its shape counts in the working set.
     let resumed = run_of(&all, "job-1", 1);
     assert_eq!(
         events_of(&resumed),
-        ["starting", "acquired", "ready", "pruned", "exited"]
+        [
+            "starting", "acquired", "ready", "counted", "pruned", "exited"
+        ]
     );
     assert_eq!(resumed[1]["origin"], "resumed");
     assert_eq!(resumed[2]["tool"], "exec");
     assert_eq!(resumed[2]["command"], "sh -c exit 3");
-    assert_eq!(resumed[4]["exit"], serde_json::json!({"code": 3}));
+    assert_eq!(resumed[3]["steps"], 2, "{}", resumed[3]);
+    assert_eq!(resumed[5]["exit"], serde_json::json!({"code": 3}));
 
     let seeded = run_of(&all, "job-2", 0);
     assert_eq!(seeded[1]["origin"], "seeded", "{}", seeded[1]);
@@ -171,7 +181,8 @@ fn a_job_s_life_is_a_stream_of_json_lines() {
     assert_eq!(
         events_of(&adopted),
         [
-            "starting", "acquired", "pruned", "verified", "swept", "ready", "pruned", "exited"
+            "starting", "acquired", "pruned", "verified", "swept", "ready", "counted", "pruned",
+            "exited"
         ]
     );
     assert_eq!(adopted[1]["origin"], "adopted", "{}", adopted[1]);
@@ -235,11 +246,12 @@ fn a_nested_run_and_a_signal() {
     assert_eq!(
         names(&all),
         [
-            "starting", "acquired", "swept", "ready", "nested", "exited", "pruned", "exited"
+            "starting", "acquired", "swept", "ready", "nested", "exited", "counted", "pruned",
+            "exited"
         ],
         "{all:#?}"
     );
-    let (nested, inner, outer) = (&all[4], &all[5], &all[7]);
+    let (nested, inner, outer) = (&all[4], &all[5], &all[8]);
     assert_eq!(nested["job_id"], "outer");
     assert_eq!(nested["dir"], all[1]["dir"]);
     assert_eq!(inner["pid"], nested["pid"]);
@@ -448,6 +460,11 @@ fn redact(env: &Env, file: &Path) -> String {
         // The budget's bytes (`pruned.budget` counts units).
         ("[BYTES]", r#""budget":(\d+),"working_set""#),
         ("[ELAPSED]", r#""copy_secs":([\d.]+)"#),
+        // What warmth saved: wall times, and an estimate made from them.
+        (
+            "[ELAPSED]",
+            r#""(?:command_secs|secs|saved_secs_estimate)":([\d.e-]+)"#,
+        ),
         ("[AGE]", r#""expired_for_secs":(\d+)"#),
     ];
     let mut text = text;

@@ -23,6 +23,7 @@ mod progress;
 mod prune;
 mod release;
 mod run_hardening;
+mod saved;
 mod scope;
 mod seed;
 mod session;

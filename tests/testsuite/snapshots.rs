@@ -61,6 +61,7 @@ fn a_job_fresh_then_resumed_then_seeded_then_adopted() {
        Using job dir [ROOT]/job-1 (resumed)
     Tracking the command's process tree [..]
     Finished `dev` profile [unoptimized + debuginfo] target(s) in [ELAPSED]s
+     Counted job `job-1` built cold: 2 units compiled in [ELAPSED]s ([ELAPSED]s per unit), on record for the estimates of this workspace's warm jobs
     Recorded the inputs of 2 path-package units (0 left out, 0 files read)
 
 "#]]
@@ -312,6 +313,9 @@ expired  old  runner-9 (pid [PID])  [AGE]  [AGE] ago  -  [SIZE]*  -  -  unknown 
 total: live 0 dirs, [SIZE]; lingering 1 dir, [SIZE]; reclaimable 1 dir, [SIZE]
 started: [TMP]/small: 0 of 1 warm (1 fresh)
 started: planted: 0 of 0 warm (1 not recorded)
+units: [TMP]/small: 0 reused, 2 compiled ([PCT] reused); saved ~[ELAPSED] (estimate: 1 cold build, [ELAPSED]s per compiled unit)
+units: planted: 0 reused, 0 compiled (no units used), 1 dir not counted; saved unknown (estimate: no cold build on record)
+units in total: 0 reused, 2 compiled ([PCT] reused), 1 dir not counted; saved ~[ELAPSED] (estimate)
 * size recorded by the lease at release (0 while a job runs); `--sizes` measures now
 
 "#]]
@@ -352,7 +356,18 @@ started: planted: 0 of 0 warm (1 not recorded)
         "working_set": [BYTES],
         "over": false
       },
-      "verified": null
+      "verified": null,
+      "warmth": {
+        "units_reused": 0,
+        "units_compiled": 2,
+        "steps": 1,
+        "command_secs": [ELAPSED]
+      },
+      "cold": {
+        "job_id": "job-1",
+        "units": 2,
+        "secs": [ELAPSED]
+      }
     },
     {
       "job_id": "old",
@@ -371,7 +386,9 @@ started: planted: 0 of 0 warm (1 not recorded)
       "size_measured": false,
       "pruned": null,
       "budget": null,
-      "verified": null
+      "verified": null,
+      "warmth": null,
+      "cold": null
     }
   ],
   "totals": {
@@ -401,7 +418,14 @@ started: planted: 0 of 0 warm (1 not recorded)
       "restored": 0,
       "unknown": 0,
       "units_verified": 0,
-      "units_stale": 0
+      "units_stale": 0,
+      "resumed": 0,
+      "units_reused": 0,
+      "units_compiled": 2,
+      "dirs_not_counted": 0,
+      "cold_builds": 1,
+      "cold_secs_per_unit": [ELAPSED],
+      "saved_secs_estimate": [ELAPSED]
     },
     {
       "workspace": "planted",
@@ -411,9 +435,22 @@ started: planted: 0 of 0 warm (1 not recorded)
       "restored": 0,
       "unknown": 1,
       "units_verified": 0,
-      "units_stale": 0
+      "units_stale": 0,
+      "resumed": 0,
+      "units_reused": 0,
+      "units_compiled": 0,
+      "dirs_not_counted": 1,
+      "cold_builds": 0,
+      "cold_secs_per_unit": null,
+      "saved_secs_estimate": null
     }
-  ]
+  ],
+  "warmth": {
+    "units_reused": 0,
+    "units_compiled": 2,
+    "dirs_not_counted": 1,
+    "saved_secs_estimate": [ELAPSED]
+  }
 }
 
 "#]]
@@ -557,6 +594,8 @@ Kept 1 job dir(s): 1 live.
 | job dir | why |
 |---|---|
 | `gh-octo_app-7001-1-build-runner-1-2b9b4a5b` (this job) | lease held by runner-1 (pid [PID]), renewed [AGE] ago |
+
+Job `gh-octo/app-7001-1-build-runner-1` built cold: 2 units compiled in [ELAPSED]s ([ELAPSED]s per unit), on record for the estimates of this workspace's warm jobs.
 
 At release, the dir is [SIZE] against its budget of [SIZE] ([SIZE] used by recent jobs).
 

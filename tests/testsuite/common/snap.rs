@@ -41,6 +41,20 @@ pub fn redactions(env: &Env) -> Redactions {
         ("[PCT]", r"\b\d+(\.\d+)?%"),
         // Short durations (`0s ago`, `expires in 59m`), as a whole word only.
         ("[AGE]", r"(?:^|[ (\[])(?<redacted>\d+[smhd])\b"),
+        // What warmth saved: wall times and their estimates (`0.5s per compiled unit`, `saved
+        // ~1m`, `"command_secs": 0.94`); longer than the patterns above, so applied first.
+        (
+            "[ELAPSED]",
+            r"(?<redacted>\d+\.\d+)s per (?:compiled )?unit\b",
+        ),
+        (
+            "[ELAPSED]",
+            r"saved ~(?<redacted>\d+\.\d+s|\d+[smhd])(?:\s|$)",
+        ),
+        (
+            "[ELAPSED]",
+            r#""(?:command_secs|secs|cold_secs_per_unit|saved_secs_estimate)": (?<redacted>\d+\.\d+(?:e-?\d+)?)"#,
+        ),
         // Whole seconds in JSON (`"expired_for_secs": 3600` can be 3601 on a slow run).
         ("[AGE]", r#""[a-z_]*_secs": (?<redacted>\d+)"#),
         ("[PID]", r"\bpid (?<redacted>\d+)"),
