@@ -283,7 +283,7 @@ fn locks_forced() -> Result<Option<bool>> {
     }
 }
 
-/// The longest path a job hands its child is `<root>/<job>/llvm-cov-target` (`run::dir_env`).
+/// The longest path a job hands its child is `<root>/<job>/llvm-cov-target` (`cmd::job::dir_env`).
 const LONGEST_JOB_SUBDIR: &str = "llvm-cov-target";
 /// Linux's `PATH_MAX` is 4096 bytes with the terminating NUL: no path a child is given may be
 /// longer than this.

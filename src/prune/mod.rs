@@ -466,7 +466,7 @@ fn scan(
     generation: u64,
     after: u64,
 ) -> Scan {
-    // Units live under `target/`, or under `build/` when a build dir is configured (run.rs
+    // Units live under `target/`, or under `build/` when a build dir is configured (cmd/job.rs
     // points `CARGO_BUILD_BUILD_DIR` there).
     let mut profiles = profile_dirs(target);
     if let Some(build) = open_sub(job_dir, BUILD_DIR) {

@@ -1,0 +1,58 @@
+//! The commands that print without a configuration: cargo's own help for a command we only
+//! wrap, the man pages, the completion scripts, and the action's word splitting.
+
+use anyhow::{Context, anyhow};
+
+use crate::completion;
+use crate::exit::{CliResult, Exit};
+use crate::manual;
+use crate::term;
+
+/// `cargo guarded help build`: cargo's own help for a command we only wrap. cargo takes over the
+/// process (its pager, its exit code); nothing of ours runs after. Returns only if it failed.
+pub(crate) fn cargo_help(topic: &std::ffi::OsStr) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let err = std::process::Command::new(&cargo)
+        .arg("help")
+        .arg(topic)
+        .exec();
+    anyhow::Error::new(err).context(format!(
+        "failed to run `{} help {}`",
+        cargo.to_string_lossy(),
+        topic.to_string_lossy()
+    ))
+}
+
+/// `man [COMMAND]`: a page on stdout; `man --out-dir DIR`: every page written there, each path
+/// said.
+pub(crate) fn man(page: Option<&str>, out_dir: Option<&std::path::Path>) -> CliResult {
+    if let Some(dir) = out_dir {
+        for path in manual::write_all(dir)? {
+            term::status("Wrote", path.display());
+        }
+        return Ok(Exit::SUCCESS);
+    }
+    let text = manual::page(page)?;
+    term::out(&text).context("failed to write to stdout")?;
+    Ok(Exit::SUCCESS)
+}
+
+/// `completions SHELL`: the script (`completion`).
+pub(crate) fn completions(shell: clap_complete::Shell) -> CliResult {
+    term::out(&completion::script(shell)).context("failed to write to stdout")?;
+    Ok(Exit::SUCCESS)
+}
+
+/// `__split-words LINE`: the action's `command` input as words, each ended by a NUL, split by
+/// POSIX shell rules (shlex) with nothing expanded, so `'$HOME *'` stays one literal word. The
+/// line itself is not repeated in the error: it may hold a line break that a CI log would read
+/// as a command of its own.
+pub(crate) fn split_words(line: &str) -> CliResult {
+    let words = shlex::split(line).ok_or_else(|| {
+        anyhow!("cannot split the command into words: a quote is not closed or a backslash ends it")
+    })?;
+    let text: String = words.iter().map(|w| format!("{w}\0")).collect();
+    term::out(&text).context("failed to write to stdout")?;
+    Ok(Exit::SUCCESS)
+}
