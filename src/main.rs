@@ -12,10 +12,10 @@ compile_error!(
      and Linux flock semantics"
 );
 
+mod cargo_words;
 mod cli;
 mod clone;
 mod cmd;
-mod commands;
 mod completion;
 mod config;
 mod doctor;

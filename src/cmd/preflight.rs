@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
+use crate::cargo_words;
 use crate::cli::Cli;
-use crate::commands;
 use crate::workspace;
 
 /// Before any lease is taken, the command must be one cargo would run: a typo would otherwise
@@ -15,21 +15,26 @@ pub(crate) fn check_command(args: &[std::ffi::OsString]) -> Result<(), clap::Err
         return Ok(());
     };
     let path = std::env::var_os("PATH");
-    let cargo_home = commands::cargo_home();
-    let search = commands::Search {
+    let cargo_home = cargo_words::cargo_home();
+    let search = cargo_words::Search {
         path: path.as_deref(),
         cargo_home: cargo_home.as_deref(),
     };
     let cwd = std::env::current_dir().unwrap_or_default();
     // The config files' `[alias]` tables and `CARGO_ALIAS_*`, as cargo merges them (`include`d
-    // files and `--config` are not read: see commands.rs).
+    // files and `--config` are not read: see cargo_words.rs).
     let aliases = || {
         let mut aliases = workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
-        aliases.extend(commands::env_aliases(std::env::vars_os()));
+        aliases.extend(cargo_words::env_aliases(std::env::vars_os()));
         aliases
     };
-    if !commands::is_known(&name, &search, aliases) {
-        return Err(commands::unknown(Cli::command(), &name, &search, aliases()));
+    if !cargo_words::is_known(&name, &search, aliases) {
+        return Err(cargo_words::unknown(
+            Cli::command(),
+            &name,
+            &search,
+            aliases(),
+        ));
     }
     Ok(())
 }
@@ -48,7 +53,7 @@ pub(crate) fn check_project(args: &[std::ffi::OsString]) -> Result<()> {
         a == "-h" || a == "--help" || a.starts_with("--manifest-path")
     });
     let start = workspace::start_dir(args, &cwd);
-    if commands::needs_manifest(&name) && !elsewhere && !workspace::has_manifest(&start) {
+    if cargo_words::needs_manifest(&name) && !elsewhere && !workspace::has_manifest(&start) {
         anyhow::bail!(
             "could not find `Cargo.toml` in `{}` or any parent directory",
             start.display()
