@@ -19,6 +19,7 @@ mod cmd;
 mod completion;
 mod config;
 mod doctor;
+mod env_file;
 mod exit;
 mod fault;
 mod fs;

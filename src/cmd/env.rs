@@ -5,18 +5,17 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::exit::{CliResult, Exit};
-use crate::process::ProcessBuilder;
 use crate::quantity::RoundDuration;
 use crate::report::Reporter;
-use crate::report::github;
 use crate::term;
 
-use super::job::{acquire, dir_env, nested};
+use super::job::{acquire, nested};
+use super::job_env::JobEnv;
 
 /// `cargo guarded env`: take the job's lease, print what locates the job's dir, release it
 /// (protected for `--linger`, so plain cargo steps that follow find the dir).
 ///
-/// Only the variables that locate the dir are printed (`dir_env`), never the wrapper's colour
+/// Only the variables that locate the dir are printed (`JobEnv::locating`), never the wrapper's colour
 /// decision: a script's later `cargo build | tee log` must not inherit `CARGO_TERM_COLOR=always`
 /// from the terminal `env` happened to run on.
 ///
@@ -27,32 +26,14 @@ use super::job::{acquire, dir_env, nested};
 /// A value with a line break is printed in the `NAME<<DELIMITER` form that `GITHUB_ENV`
 /// understands, so `env >> "$GITHUB_ENV"` can never define a second variable.
 pub(crate) fn run(cfg: &Config, shell: bool, out: &mut dyn Reporter) -> CliResult {
-    let mut pb = ProcessBuilder::new("env");
-    let session = match nested(cfg)? {
-        Some(parent) => {
-            dir_env(cfg, &parent, false, &mut pb);
-            None
-        }
+    let (session, env) = match nested(cfg)? {
+        Some(parent) => (None, JobEnv::locating(cfg, &parent, false)),
         None => {
             let (session, lease_env) = acquire(cfg, "env", vec!["env".into()], &|| Ok(()), out)?;
-            dir_env(cfg, &lease_env, false, &mut pb);
-            Some(session)
+            (Some(session), JobEnv::locating(cfg, &lease_env, false))
         }
     };
-    let mut text = String::new();
-    for (k, v) in pb.get_envs() {
-        let (k, Some(v)) = (k.to_string_lossy(), v.map(|v| v.to_string_lossy())) else {
-            continue;
-        };
-        if shell {
-            // A value from the environment holds no NUL, the one thing shlex cannot quote.
-            let quoted = shlex::try_quote(&v)
-                .with_context(|| format!("cannot quote the value of {k} for a shell"))?;
-            text += &format!("export {k}={quoted}\n");
-        } else {
-            text += &github::env_record(&k, &v);
-        }
-    }
+    let text = if shell { env.exports()? } else { env.records() };
     // Released before printing: a reader that went away must not leave the lease active.
     if let Some(session) = session {
         let path = session.held().path.clone();

@@ -7,14 +7,15 @@ use std::os::fd::AsFd;
 use anyhow::{Context, anyhow};
 
 use crate::config::Config;
+use crate::env_file;
 use crate::exit::{CliResult, Exit};
 use crate::lease::{self, Root};
-use crate::process::{Interrupts, ProcessBuilder};
+use crate::process::Interrupts;
 use crate::report::Reporter;
-use crate::report::github;
 use crate::term;
 
-use super::job::{acquire, dir_env, nested, stopped_by};
+use super::job::{acquire, nested, stopped_by};
+use super::job_env::JobEnv;
 use super::release::{prune_at_release, record_warm};
 
 /// `cargo guarded hold`: keep the job's lease live (lock and heartbeat) until SIGTERM, SIGINT or
@@ -42,17 +43,10 @@ pub(crate) fn run(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
     )
     .map_err(|e| stopped_by(&interrupts, e))?;
     if let Some(file) = &cfg.export_env {
-        let mut pb = ProcessBuilder::new("hold");
-        dir_env(cfg, &lease_env, false, &mut pb);
-        pb.env("CARGO_GUARDED_ROOT", &cfg.root);
-        pb.env("CARGO_GUARDED_HOLD_PID", std::process::id().to_string());
-        let mut text = String::new();
-        for (k, v) in pb.get_envs() {
-            if let Some(v) = v {
-                text += &github::env_record(&k.to_string_lossy(), &v.to_string_lossy());
-            }
-        }
-        github::append(file, &text)?;
+        let mut env = JobEnv::locating(cfg, &lease_env, false);
+        env.set("CARGO_GUARDED_ROOT", &cfg.root)
+            .set("CARGO_GUARDED_HOLD_PID", std::process::id().to_string());
+        env_file::append(file, &env.records())?;
     }
     // The job lock too: each step's release records it, and the linger ends with this process
     // (docs/protocol.md#linger-ends-with-the-job). Without it the linger just runs its course.

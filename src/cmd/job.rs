@@ -6,17 +6,16 @@
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 
 use crate::config::Config;
 use crate::exit::{CliError, Exit};
 use crate::guard;
-use crate::lease::{self, Held, Origin, Request, Root, Session, State, TARGET};
+use crate::lease::{self, Held, Origin, Request, Root, Session, State};
 use crate::locks::{self, LockTrust};
 use crate::precheck::{self, Checked};
-use crate::process::{Interrupts, ProcessBuilder};
+use crate::process::Interrupts;
 use crate::prune::{self, Moment, Pruned};
 use crate::report::{Event, Reporter};
 #[cfg(feature = "store")]
@@ -24,6 +23,8 @@ use crate::store;
 use crate::term;
 use crate::warm;
 use crate::workspace;
+
+use super::job_env::{LeaseEnv, marker};
 
 /// The live lease of a parent `cargo guarded` (or the action's `hold`) of this same job, if this
 /// run is nested inside one.
@@ -422,58 +423,6 @@ pub(super) fn verify_warm(cfg: &Config, held: &Held, origin: &Origin, out: &mut 
     if let Some(verdict) = warm::verify(held.dir_fd(), &here, cfg.restore_mtimes, resumed) {
         out.report(&Event::Verified { verdict: &verdict });
     }
-}
-
-/// What a child needs to know of the lease it runs under.
-pub(super) struct LeaseEnv {
-    /// The job dir.
-    pub(super) path: PathBuf,
-    pub(super) job_id: String,
-    /// The holder's pid, for messages.
-    pub(super) pid: u32,
-    /// `CARGO_GUARDED_LEASE`: `<token> <job dir>`.
-    pub(super) marker: String,
-}
-
-/// `CARGO_GUARDED_LEASE` names a lease by its random token and its dir. A nested run finds it
-/// inherited; it is this job's live lease only if the dir is this run's own job dir, its lease
-/// is active with that token, and someone (the parent) holds its lock.
-fn marker(token: &str, path: &std::path::Path) -> String {
-    format!("{token} {}", path.display())
-}
-
-/// What locates the job's dir: its target dir, and job-scoped versions of every other dir a
-/// configuration could point at something shared; the job id and the lease marker. All that
-/// `env` and `hold` export.
-pub(super) fn dir_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
-    let target = lease.path.join(TARGET);
-    if let Some(inherited) = &cfg.inherited_target_dir
-        && *inherited != target
-    {
-        // Said at normal verbosity: a user who set it will look for their binaries there.
-        term::status(
-            "Overriding",
-            format_args!(
-                "inherited CARGO_TARGET_DIR={} with the job's dir {}: the outputs land there \
-                 (a shared target dir is what lets one job's cleanup break another's build)",
-                inherited.to_string_lossy(),
-                target.display()
-            ),
-        );
-    }
-    pb.env("CARGO_TARGET_DIR", &target);
-    if cfg.build_dir_configured {
-        pb.env("CARGO_BUILD_BUILD_DIR", lease.path.join("build"));
-    }
-    if llvm_cov && cfg.llvm_cov_target_dir.is_some() {
-        pb.env(
-            "CARGO_LLVM_COV_TARGET_DIR",
-            lease.path.join("llvm-cov-target"),
-        );
-    }
-    pb.env("CARGO_GUARDED_JOB_ID", &lease.job_id);
-    pb.env("CARGO_GUARDED_TARGET_DIR", OsStr::new(&target));
-    pb.env("CARGO_GUARDED_LEASE", &lease.marker);
 }
 
 /// A failure before the command started. When a signal stopped the run (the failure is its

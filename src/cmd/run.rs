@@ -5,12 +5,12 @@
 
 use crate::config::Config;
 use crate::exit::{CliResult, Exit};
-use crate::process::{self, Interrupts, ProcessBuilder};
+use crate::process::{self, Interrupts};
 use crate::report::{Event, Reporter};
-use crate::term;
 use crate::tool::Tool;
 
-use super::job::{LeaseEnv, acquire, dir_env, nested, stopped_by};
+use super::job::{acquire, nested, stopped_by};
+use super::job_env::JobEnv;
 use super::release::{prune_at_release, push_at_release, record_warm};
 
 /// Run `tool` under the job's lease and return how it exited, telling `out` what happens
@@ -26,7 +26,7 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
             dir: &parent.path,
             job_id: &parent.job_id,
         });
-        job_env(cfg, &parent, llvm_cov, &mut pb);
+        JobEnv::for_child(cfg, &parent, llvm_cov).apply(&mut pb);
         let exit = process::spawn(&pb)?.wait()?;
         out.report(&Event::Exited { exit });
         return Ok(exit);
@@ -43,7 +43,7 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
     let stopped = |e| stopped_by(&interrupts, e);
     let (session, lease_env) =
         acquire(cfg, tool.name(), command, &|| interrupts.check(), out).map_err(stopped)?;
-    job_env(cfg, &lease_env, llvm_cov, &mut pb);
+    JobEnv::for_child(cfg, &lease_env, llvm_cov).apply(&mut pb);
     // The command's tree inherits the tree lock: the dir stays protected while any process of
     // it lives, even if wrapper and reaper are SIGKILLed together (docs/protocol.md#what-a-lock-means).
     pb.inherit_fd(session.held().tree_fd());
@@ -72,17 +72,4 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut dyn Reporter) -> CliR
     let exit = exit?;
     out.report(&Event::Exited { exit });
     Ok(exit)
-}
-
-/// The child's environment: what locates the job's dir (`dir_env`), the one colour decision,
-/// and none of the test-only variables meant for this process.
-fn job_env(cfg: &Config, lease: &LeaseEnv, llvm_cov: bool, pb: &mut ProcessBuilder) {
-    dir_env(cfg, lease, llvm_cov, pb);
-    // One colour decision for the whole log: ours (`--color`, CARGO_TERM_COLOR, NO_COLOR, tty).
-    pb.env("CARGO_TERM_COLOR", term::cargo_color());
-    // Test-only fault points are meant for this process, not for a cargo-guarded the child runs.
-    pb.env_remove("CARGO_GUARDED_FAULT")
-        .env_remove("CARGO_GUARDED_PAUSE")
-        .env_remove("CARGO_GUARDED_CLOCK_OFFSET")
-        .env_remove("CARGO_GUARDED_EXPORT_ENV");
 }
