@@ -107,7 +107,7 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
         }
     };
     let (verbosity, _) = config::output(&options);
-    term::init(verbosity, options.color);
+    term::init(verbosity, options.global.color);
     if let Mode::Wrapped(args) = &mode {
         if let Err(e) = cmd::preflight::check_command(args) {
             return clap_error(e, false);
