@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::cargo_words;
 use crate::cli::{Options, WarmFrom};
 use crate::guard;
 use crate::job_id;
@@ -113,6 +114,37 @@ fn var_os(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
+/// The cargo that invoked us (`$CARGO`), else `cargo` on PATH.
+pub(crate) fn cargo() -> OsString {
+    var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// What the checks before a wrapped run read of the environment (`cmd::preflight`), before
+/// the configuration is resolved: where cargo finds a third-party command, and the aliases its
+/// variables define.
+#[derive(Debug)]
+pub(crate) struct CargoEnv {
+    /// `PATH`, which cargo searches for `cargo-<word>`.
+    pub(crate) path: Option<OsString>,
+    /// `$CARGO_HOME`, or cargo's default `~/.cargo`.
+    pub(crate) cargo_home: Option<PathBuf>,
+    /// The aliases of `CARGO_ALIAS_<NAME>` variables (cargo's environment spelling of
+    /// `alias.<name>`).
+    pub(crate) aliases: Vec<String>,
+}
+
+impl CargoEnv {
+    pub(crate) fn read() -> CargoEnv {
+        CargoEnv {
+            path: std::env::var_os("PATH"),
+            cargo_home: var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo"))),
+            aliases: cargo_words::env_aliases(std::env::vars_os()),
+        }
+    }
+}
+
 /// Output settings, which must be known before anything else can be said.
 pub(crate) fn output(g: &Options) -> (Verbosity, ColorChoice) {
     let verbosity = match (g.global.quiet, g.global.verbose) {
@@ -202,7 +234,7 @@ impl Config {
             workspace_root,
             repository: workspace::ci_repository(&var),
             locks_forced: locks_forced()?,
-            cargo: var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            cargo: cargo(),
             rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
             rustup: workspace::Rustup {
                 toolchain: var_os("RUSTUP_TOOLCHAIN"),

@@ -4,6 +4,7 @@
 use anyhow::{Context, anyhow};
 
 use crate::completion;
+use crate::config;
 use crate::exit::{CliResult, Exit};
 use crate::manual;
 use crate::term;
@@ -12,7 +13,7 @@ use crate::term;
 /// process (its pager, its exit code); nothing of ours runs after. Returns only if it failed.
 pub(crate) fn cargo_help(topic: &std::ffi::OsStr) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo = config::cargo();
     let err = std::process::Command::new(&cargo)
         .arg("help")
         .arg(topic)

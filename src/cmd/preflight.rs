@@ -6,6 +6,7 @@ use clap::CommandFactory;
 
 use crate::cargo_words;
 use crate::cli::Cli;
+use crate::config;
 use crate::workspace;
 
 /// Before any lease is taken, the command must be one cargo would run: a typo would otherwise
@@ -14,18 +15,17 @@ pub(crate) fn check_command(args: &[std::ffi::OsString]) -> Result<(), clap::Err
     let Some(name) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
         return Ok(());
     };
-    let path = std::env::var_os("PATH");
-    let cargo_home = cargo_words::cargo_home();
+    let env = config::CargoEnv::read();
     let search = cargo_words::Search {
-        path: path.as_deref(),
-        cargo_home: cargo_home.as_deref(),
+        path: env.path.as_deref(),
+        cargo_home: env.cargo_home.as_deref(),
     };
     let cwd = std::env::current_dir().unwrap_or_default();
     // The config files' `[alias]` tables and `CARGO_ALIAS_*`, as cargo merges them (`include`d
     // files and `--config` are not read: see cargo_words.rs).
     let aliases = || {
-        let mut aliases = workspace::cargo_config(&cwd, cargo_home.as_deref()).aliases;
-        aliases.extend(cargo_words::env_aliases(std::env::vars_os()));
+        let mut aliases = workspace::cargo_config(&cwd, env.cargo_home.as_deref()).aliases;
+        aliases.extend(env.aliases.iter().cloned());
         aliases
     };
     if !cargo_words::is_known(&name, &search, aliases) {
