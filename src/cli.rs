@@ -687,6 +687,22 @@ impl Mode {
         )
     }
 
+    /// Whether the command tells its reporters events: a job's life (a wrapped command, `exec`,
+    /// `env`, `hold`, `store push`) or `gc`'s sweep.
+    pub(crate) fn tells_events(&self) -> bool {
+        match self {
+            Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(_) => {
+                true
+            }
+            Mode::Hold { job_only } => !job_only,
+            Mode::Status(_)
+            | Mode::Doctor { .. }
+            | Mode::Completions(_)
+            | Mode::Man { .. }
+            | Mode::SplitWords(_) => false,
+        }
+    }
+
     /// The arguments that may say where the workspace is (`--manifest-path`).
     pub(crate) fn command_args(&self) -> &[OsString] {
         match self {

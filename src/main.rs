@@ -46,8 +46,6 @@ mod workspace;
 
 use std::process::ExitCode;
 
-use anyhow::anyhow;
-
 use crate::cli::{GcArgs, Mode, Parsed, StoreAction};
 use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
@@ -103,14 +101,14 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
         Ok(parsed) => parsed,
         Err(e) => {
             term::init(term::Verbosity::Normal, color_flag);
-            return clap_error(e, hook);
+            return cmd::help::parse_error(e, hook);
         }
     };
     let (verbosity, _) = config::output(&options);
     term::init(verbosity, options.global.color);
     if let Mode::Wrapped(args) = &mode {
         if let Err(e) = cmd::preflight::check_command(args) {
-            return clap_error(e, false);
+            return cmd::help::parse_error(e, false);
         }
         cmd::preflight::check_project(args)?;
     }
@@ -123,31 +121,7 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
         };
     }
     let cfg = Config::resolve(&options, mode.command_args())?;
-    let github = GitHub::from_env(&config::var);
-    // The terminal says everything but a command's JSON (on stdout, where a program reads it).
-    let json = matches!(mode, Mode::Gc(GcArgs { json: true, .. }));
-    let mut out = Reporters::default();
-    if !json {
-        out.add(Terminal {
-            groups: github.is_some(),
-        });
-    }
-    if let Some(github) = github {
-        out.add(github);
-    }
-    // `--events`: opened only by the commands that tell events. A file that cannot be opened is
-    // an error before anything is done, but for a hook, which never fails the job it runs before.
-    if let Some(path) = &cfg.events
-        && tells_events(&mode)
-    {
-        match Json::append(path) {
-            Ok(json) => out.add(json),
-            Err(e) if matches!(mode, Mode::Gc(GcArgs { hook: true, .. })) => {
-                term::warn(format_args!("{e:#}; no events are written"));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let mut out = reporters(&cfg, &mode)?;
     match mode {
         Mode::Wrapped(args) => cmd::run::wrapped(&cfg, &tool::Tool::from_external(args), &mut out),
         Mode::Exec(command) => cmd::run::wrapped(&cfg, &tool::Tool::Exec(command), &mut out),
@@ -164,43 +138,32 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
     }
 }
 
-/// Whether `mode` tells its reporters events: a job's life (a wrapped command, `exec`, `env`,
-/// `hold`) or `gc`'s sweep.
-fn tells_events(mode: &Mode) -> bool {
-    match mode {
-        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(_) => true,
-        Mode::Hold { job_only } => !job_only,
-        Mode::Status(_)
-        | Mode::Doctor { .. }
-        | Mode::Completions(_)
-        | Mode::Man { .. }
-        | Mode::SplitWords(_) => false,
+/// The reporters `mode` tells what happens: the terminal always, but for a command's JSON (on
+/// stdout, where a program reads it); GitHub inside Actions; `--events`' file for the commands
+/// that tell events.
+fn reporters(cfg: &Config, mode: &Mode) -> Result<Reporters, CliError> {
+    let github = GitHub::from_env(&config::var);
+    let mut out = Reporters::default();
+    if !matches!(mode, Mode::Gc(GcArgs { json: true, .. })) {
+        out.add(Terminal {
+            groups: github.is_some(),
+        });
     }
-}
-
-/// Help and version go to stdout with exit 0; any other parse error is printed as clap renders
-/// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own (see
-/// `exit::USAGE`). For `gc --hook` (`hook`) it is an error returned, which `run` turns into
-/// a warning.
-fn clap_error(e: clap::Error, hook: bool) -> CliResult {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
-            Ok(Exit::SUCCESS)
-        }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err(anyhow!(
-            "no command given: try `cargo guarded build`, or see `cargo guarded --help`"
-        )
-        .into()),
-        _ if hook => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            Err(anyhow!("{}", first.strip_prefix("error: ").unwrap_or(first)).into())
-        }
-        _ => {
-            term::write_styled(&e.render().ansi().to_string());
-            Ok(Exit::USAGE)
+    if let Some(github) = github {
+        out.add(github);
+    }
+    // A file that cannot be opened is an error before anything is done, but for a hook, which
+    // never fails the job it runs before.
+    if let Some(path) = &cfg.events
+        && mode.tells_events()
+    {
+        match Json::append(path) {
+            Ok(json) => out.add(json),
+            Err(e) if matches!(mode, Mode::Gc(GcArgs { hook: true, .. })) => {
+                term::warn(format_args!("{e:#}; no events are written"));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
+    Ok(out)
 }

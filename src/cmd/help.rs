@@ -1,5 +1,6 @@
-//! The commands that print without a configuration: cargo's own help for a command we only
-//! wrap, the man pages, the completion scripts, and the action's word splitting.
+//! What prints without a configuration: help, version and usage errors as clap renders them,
+//! cargo's own help for a command we only wrap, the man pages, the completion scripts, and the
+//! action's word splitting.
 
 use anyhow::{Context, anyhow};
 
@@ -56,4 +57,31 @@ pub(crate) fn split_words(line: &str) -> CliResult {
     let text: String = words.iter().map(|w| format!("{w}\0")).collect();
     term::out(&text).context("failed to write to stdout")?;
     Ok(Exit::SUCCESS)
+}
+
+/// Help and version go to stdout with exit 0; any other parse error is printed as clap renders
+/// it (its `tip:` lines and `[possible values: …]` included), exit 1 as for cargo's own (see
+/// `exit::USAGE`). For `gc --hook` (`hook`) it is an error returned, which `main` turns into
+/// a warning.
+pub(crate) fn parse_error(e: clap::Error, hook: bool) -> CliResult {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            Ok(Exit::SUCCESS)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err(anyhow!(
+            "no command given: try `cargo guarded build`, or see `cargo guarded --help`"
+        )
+        .into()),
+        _ if hook => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            Err(anyhow!("{}", first.strip_prefix("error: ").unwrap_or(first)).into())
+        }
+        _ => {
+            term::write_styled(&e.render().ansi().to_string());
+            Ok(Exit::USAGE)
+        }
+    }
 }
