@@ -69,6 +69,8 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// The options every command takes, given before the command or after it (`global`), under their
+/// own heading in each command's `--help`.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
     /// Shared root that holds every job dir

@@ -1,8 +1,7 @@
 //! Taking a job's lease, shared by the commands that run under one (the wrapped run, `env`,
 //! `hold`, `store push`): a parent's lease found inherited, else the root opened (or created),
 //! reclaimed if low, the lease taken (resumed, adopted, seeded, restored or fresh), an adopted dir
-//! pruned, a dir built elsewhere verified, room checked, each step told to the reporters; and what
-//! locates the job's dir for a child.
+//! pruned, a dir built elsewhere verified, room checked, each step told to the reporters.
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
