@@ -138,3 +138,45 @@ impl JobEnv {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `env` prints and `hold` exports: the variables set, in order; a removal is for the
+    /// child alone, and a value with a line break cannot define a second variable.
+    #[test]
+    fn only_what_is_set_is_printed() {
+        let mut env = JobEnv::default();
+        env.set("CARGO_TARGET_DIR", "/r/j/target")
+            .remove("CARGO_GUARDED_FAULT")
+            .set("CARGO_GUARDED_JOB_ID", "pr-7\nBASH_ENV=/x");
+        let records = env.records();
+        let mut lines = records.lines();
+        assert_eq!(lines.next(), Some("CARGO_TARGET_DIR=/r/j/target"));
+        let (name, delim) = lines.next().unwrap().split_once("<<").unwrap();
+        assert_eq!(name, "CARGO_GUARDED_JOB_ID");
+        assert_eq!(lines.next(), Some("pr-7"));
+        assert_eq!(lines.next(), Some("BASH_ENV=/x"));
+        assert_eq!(lines.next(), Some(delim));
+        assert_eq!(lines.next(), None, "{records}");
+        assert_eq!(
+            env.exports().unwrap(),
+            "export CARGO_TARGET_DIR=/r/j/target\nexport CARGO_GUARDED_JOB_ID='pr-7\nBASH_ENV=/x'\n"
+        );
+        let mut pb = ProcessBuilder::new("x");
+        env.apply(&mut pb);
+        let given: Vec<_> = pb
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.is_some()))
+            .collect();
+        assert_eq!(
+            given,
+            [
+                ("CARGO_TARGET_DIR".into(), true),
+                ("CARGO_GUARDED_FAULT".into(), false),
+                ("CARGO_GUARDED_JOB_ID".into(), true)
+            ]
+        );
+    }
+}
