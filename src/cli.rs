@@ -1,5 +1,7 @@
-//! Command-line arguments, parsed into plain values. Each option's environment variable is read
-//! by clap (`env =`, so `--help` names it); no I/O happens here: other variables, computed
+//! Command-line arguments, parsed into plain values. Each option is defined once, in the struct of
+//! its kind (`GlobalArgs`, `JobArgs`, `EventsArg`), attached to the commands that take it; its
+//! variable is named there (`env =`, so `--help` names it) and read after parsing, in one place
+//! (`Options::read`): flag, then variable. No other I/O happens here: other variables, computed
 //! defaults and workspace facts are resolved afterwards, once, in `config.rs`.
 
 use std::ffi::OsString;
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use clap::builder::Resettable;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::prune::{self, WarmLimitArg};
@@ -54,18 +57,20 @@ Examples:
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
-    pub(crate) options: GlobalArgs,
+    options: Takes<GlobalArgs>,
 
     #[command(flatten)]
-    pub(crate) job: JobArgs,
+    job: Takes<JobArgs>,
 
     #[command(flatten)]
-    pub(crate) events: EventsArg,
+    events: Takes<EventsArg>,
 
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
+/// The options every command takes, given before the command or after it (`global`), under their
+/// own heading in each command's `--help`.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
     /// Shared root that holds every job dir
@@ -79,12 +84,6 @@ pub(crate) struct GlobalArgs {
     )]
     pub(crate) root: Option<PathBuf>,
 
-    // The job's options are parsed into `JobArgs` (before a wrapped command, or after `exec`,
-    // `env`, `hold`; `doctor` takes the two it reads), not offered to `gc` or `status`, whose help would otherwise list
-    // options that do nothing there; `JobArgs::apply` copies them here.
-    #[arg(skip)]
-    pub(crate) job_id: Option<String>,
-
     #[arg(long, value_name = "DURATION", value_parser = ttl, global = true, help_heading = GLOBAL,
           env = "CARGO_GUARDED_TTL", hide_env_values = true, allow_hyphen_values = true,
           help = with_default(
@@ -92,9 +91,6 @@ pub(crate) struct GlobalArgs {
               DurationArg(lease::DEFAULT_TTL),
           ))]
     pub(crate) ttl: Option<Duration>,
-
-    #[arg(skip)]
-    pub(crate) linger: Option<Duration>,
 
     #[arg(long, value_name = "SIZE|PCT", value_parser = Threshold::parse, global = true, help_heading = GLOBAL,
           env = "CARGO_GUARDED_RECLAIM_BELOW", hide_env_values = true, allow_hyphen_values = true,
@@ -113,9 +109,6 @@ pub(crate) struct GlobalArgs {
           ))]
     pub(crate) reclaim_to: Option<Threshold>,
 
-    #[arg(skip)]
-    pub(crate) min_free: Option<Threshold>,
-
     /// Reclaim expired dirs, oldest first, until the root holds at most this, whatever the free
     /// space (for a root given a fixed share of a large disk; live and lingering dirs are never
     /// touched) [default: no cap]
@@ -131,55 +124,6 @@ pub(crate) struct GlobalArgs {
               guard::DEFAULT_KEEP_EXPIRED,
           ))]
     pub(crate) keep_expired: Option<usize>,
-
-    #[arg(skip = true)]
-    pub(crate) adopt: bool,
-
-    #[arg(skip = true)]
-    pub(crate) prune: bool,
-
-    #[arg(skip)]
-    pub(crate) prune_after: Option<u64>,
-
-    #[arg(skip)]
-    pub(crate) max_warm_size: Option<prune::WarmLimit>,
-
-    #[arg(skip = true)]
-    pub(crate) seed: bool,
-
-    #[arg(skip)]
-    pub(crate) seed_max_size: Option<u64>,
-
-    #[arg(skip)]
-    pub(crate) seed_incremental: bool,
-
-    #[arg(skip)]
-    pub(crate) warm_budget: Option<prune::WarmBudget>,
-
-    #[arg(skip)]
-    pub(crate) restore_mtimes: Option<bool>,
-
-    #[arg(skip)]
-    pub(crate) wait: Option<Duration>,
-
-    #[arg(skip)]
-    pub(crate) warm_from: Option<WarmFrom>,
-
-    #[arg(skip)]
-    pub(crate) default_branch: Option<String>,
-
-    #[arg(skip)]
-    pub(crate) store: Option<String>,
-
-    #[arg(skip)]
-    pub(crate) store_push: Option<bool>,
-
-    #[arg(skip)]
-    pub(crate) store_timeout: Option<Duration>,
-
-    // Given before a wrapped command, or after the commands that tell events (`EventsArg`).
-    #[arg(skip)]
-    pub(crate) events: Option<PathBuf>,
 
     /// Print only warnings and errors
     #[arg(short, long, global = true, help_heading = GLOBAL, conflicts_with = "verbose")]
@@ -209,8 +153,9 @@ pub(crate) struct EventsArg {
 
 /// The job options `doctor` reads: whose dir it checks (`--job-id`) and the free space a job
 /// needs (`--min-free`). The others change nothing it checks, so they are not offered there.
-#[derive(Debug, Clone)]
-pub(crate) struct DoctorJobArgs(JobArgs);
+/// Like [`Takes`], it holds no value: `Options::read` reads them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DoctorJobArgs;
 
 impl DoctorJobArgs {
     const IDS: [&str; 2] = ["job_id", "min_free"];
@@ -231,19 +176,43 @@ impl Args for DoctorJobArgs {
 }
 
 impl FromArgMatches for DoctorJobArgs {
-    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        // Every other job option as if not given (no variable read: the top level reads them).
-        let none = JobArgs::augment_args(clap::Command::new("job"))
-            .mut_args(|a| a.env(Resettable::Reset))
-            .try_get_matches_from(["job"])?;
-        let mut job = JobArgs::from_arg_matches(&none)?;
-        job.job_id = m.get_one::<String>("job_id").cloned();
-        job.min_free = m.get_one::<Threshold>("min_free").cloned();
-        Ok(DoctorJobArgs(job))
+    fn from_arg_matches(_: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(DoctorJobArgs)
     }
 
-    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
-        *self = Self::from_arg_matches(m)?;
+    fn update_from_arg_matches(&mut self, _: &clap::ArgMatches) -> Result<(), clap::Error> {
+        Ok(())
+    }
+}
+
+/// Attaches a set of options (`GlobalArgs`, `JobArgs`, `EventsArg`) to a command, for its
+/// `--help` and its parsing, without holding their values: `Options::read` reads those once,
+/// for the command given (its flag, else the top level's, else its variable).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Takes<T>(std::marker::PhantomData<T>);
+
+impl<T> Default for Takes<T> {
+    fn default() -> Self {
+        Takes(std::marker::PhantomData)
+    }
+}
+
+impl<T: Args> Args for Takes<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        T::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        T::augment_args_for_update(cmd)
+    }
+}
+
+impl<T> FromArgMatches for Takes<T> {
+    fn from_arg_matches(_: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Takes::default())
+    }
+
+    fn update_from_arg_matches(&mut self, _: &clap::ArgMatches) -> Result<(), clap::Error> {
         Ok(())
     }
 }
@@ -463,64 +432,6 @@ impl std::fmt::Display for WarmFrom {
     }
 }
 
-impl JobArgs {
-    /// Forget what a subcommand's job options took from the environment: the top level's read
-    /// the same variables, and a flag typed there (`--wait 5s exec …`) must win over them.
-    fn forget_environment(&mut self, m: &clap::ArgMatches) {
-        // An id the subcommand does not take (`doctor` takes two of them) was not given.
-        let env = |id: &str| {
-            m.try_contains_id(id).is_ok()
-                && m.value_source(id) == Some(clap::parser::ValueSource::EnvVariable)
-        };
-        // Each option by its clap id (the field's name); `true` is what the switches default to.
-        fn forget<T>(field: &mut Option<T>, from_env: bool) {
-            if from_env {
-                *field = None;
-            }
-        }
-        forget(&mut self.job_id, env("job_id"));
-        forget(&mut self.linger, env("linger"));
-        forget(&mut self.min_free, env("min_free"));
-        forget(&mut self.prune_after, env("prune_after"));
-        forget(&mut self.max_warm_size, env("max_warm_size"));
-        forget(&mut self.seed_max_size, env("seed_max_size"));
-        self.seed |= env("seed");
-        self.seed_incremental &= !env("seed_incremental");
-        forget(&mut self.warm_budget, env("warm_budget"));
-        forget(&mut self.restore_mtimes, env("restore_mtimes"));
-        forget(&mut self.wait, env("wait"));
-        forget(&mut self.warm_from, env("warm_from"));
-        forget(&mut self.default_branch, env("default_branch"));
-        forget(&mut self.store, env("store"));
-        forget(&mut self.store_push, env("store_push"));
-        forget(&mut self.store_timeout, env("store_timeout"));
-        self.adopt |= env("adopt");
-        self.prune |= env("prune");
-    }
-
-    /// Copy into `g` what was given; `self` wins over what `g` already holds.
-    fn apply(self, g: &mut GlobalArgs) {
-        g.job_id = self.job_id.or(g.job_id.take());
-        g.linger = self.linger.or(g.linger);
-        g.min_free = self.min_free.or(g.min_free);
-        g.adopt &= self.adopt;
-        g.wait = self.wait.or(g.wait);
-        g.prune &= self.prune;
-        g.prune_after = self.prune_after.or(g.prune_after);
-        g.max_warm_size = self.max_warm_size.or(g.max_warm_size);
-        g.seed &= self.seed;
-        g.seed_max_size = self.seed_max_size.or(g.seed_max_size);
-        g.seed_incremental |= self.seed_incremental;
-        g.warm_budget = self.warm_budget.or(g.warm_budget);
-        g.restore_mtimes = self.restore_mtimes.or(g.restore_mtimes);
-        g.warm_from = self.warm_from.or(g.warm_from);
-        g.default_branch = self.default_branch.or(g.default_branch.take());
-        g.store = self.store.or(g.store.take());
-        g.store_push = self.store_push.or(g.store_push);
-        g.store_timeout = self.store_timeout.or(g.store_timeout);
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Print where the job's dir is (CARGO_TARGET_DIR=...), one variable per line
@@ -530,9 +441,9 @@ pub(crate) enum Command {
     /// `cargo guarded exec -- SCRIPT` (or `exec -- "$SHELL"`).
     Env {
         #[command(flatten)]
-        job: JobArgs,
+        job: Takes<JobArgs>,
         #[command(flatten)]
-        events: EventsArg,
+        events: Takes<EventsArg>,
         /// Print `export NAME=VALUE` lines instead, quoted for a POSIX shell, for `eval "$(cargo
         /// guarded env --shell)"`
         #[arg(long)]
@@ -545,9 +456,9 @@ pub(crate) enum Command {
     /// Run any program under the job's lease and environment: `exec -- PROGRAM [ARGS]...`
     Exec {
         #[command(flatten)]
-        job: JobArgs,
+        job: Takes<JobArgs>,
         #[command(flatten)]
-        events: EventsArg,
+        events: Takes<EventsArg>,
         #[arg(
             required = true,
             trailing_var_arg = true,
@@ -561,9 +472,9 @@ pub(crate) enum Command {
     /// Hold the job's lease (heartbeat included) until this process is stopped
     Hold {
         #[command(flatten)]
-        job: JobArgs,
+        job: Takes<JobArgs>,
         #[command(flatten)]
-        events: EventsArg,
+        events: Takes<EventsArg>,
         /// Hold only the job lock of the job's existing dir, not its lease: each step's dir then
         /// lingers only until this process ends (stopped by the CI's end-of-job cleanup), not
         /// for the whole --linger
@@ -583,7 +494,7 @@ pub(crate) enum Command {
     /// jobs on fresh hosts to start warm from: e.g. a workflow's last step
     Store {
         #[command(flatten)]
-        job: JobArgs,
+        job: Takes<JobArgs>,
         /// What to do with the store
         #[arg(value_enum)]
         action: StoreAction,
@@ -614,34 +525,6 @@ pub(crate) enum Command {
     /// A cargo command, `llvm-cov` or `nextest`, run with the job's target dir
     #[command(external_subcommand)]
     External(Vec<OsString>),
-}
-
-impl Command {
-    /// The subcommand's own job options, if it takes them.
-    fn job_mut(&mut self) -> Option<&mut JobArgs> {
-        match self {
-            Command::Env { job, .. }
-            | Command::Exec { job, .. }
-            | Command::Hold { job, .. }
-            | Command::Doctor {
-                job: DoctorJobArgs(job),
-                ..
-            }
-            | Command::Store { job, .. } => Some(job),
-            _ => None,
-        }
-    }
-
-    /// The subcommand's own `--events`, if it takes it.
-    fn events_mut(&mut self) -> Option<&mut EventsArg> {
-        match self {
-            Command::Env { events, .. }
-            | Command::Exec { events, .. }
-            | Command::Hold { events, .. }
-            | Command::Gc(GcArgs { events, .. }) => Some(events),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -675,7 +558,7 @@ pub(crate) struct GcArgs {
     #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration)]
     pub(crate) max_time: Option<Duration>,
     #[command(flatten)]
-    pub(crate) events: EventsArg,
+    events: Takes<EventsArg>,
     /// Reclaim only this workspace's dirs, every expired and every lingering one (a clean
     /// slate, or a deleted project); live ones are reported and never touched. A path to the
     /// workspace, or its key as `status` shows it
@@ -688,7 +571,7 @@ pub(crate) const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An option's help, then its default as clap would print a `default_value`'s. The options stay
 /// `Option`s, not `default_value`s: one not given must stay distinguishable, as the job's options
-/// given after a command, the top level's and their variables merge (`JobArgs::apply`), and
+/// given after a command, the top level's and their variables are read in turn (`layered`), and
 /// `Config::resolve` applies the same const where none was given.
 fn with_default(help: &str, default: impl std::fmt::Display) -> String {
     format!("{help} [default: {default}]")
@@ -748,15 +631,24 @@ fn switch(s: &str) -> Result<bool, String> {
     }
 }
 
-/// What `cargo guarded` was asked to do, parsed once: the options merged from wherever they were
-/// given, and the command with only its own arguments. `Config::resolve` turns the options into
-/// the configuration (ripgrep's `LowArgs` → `HiArgs`).
+/// What `cargo guarded` was asked to do, parsed once: the options, each read from wherever it
+/// was given, and the command with only its own arguments. `Config::resolve` turns the options
+/// into the configuration (ripgrep's `LowArgs` → `HiArgs`).
 #[derive(Debug)]
 pub(crate) struct Parsed {
-    /// The options: a subcommand's job options (`exec --wait 5s`) win over the top level's, and
-    /// the wrapped cargo's `-q`/`-v` are ours too unless ours were given.
-    pub(crate) options: GlobalArgs,
+    pub(crate) options: Options,
     pub(crate) mode: Mode,
+}
+
+/// The options, each from its flag (typed after the subcommand, else before it), else its
+/// variable; what is still unset (`None`) takes its default in `Config::resolve`. The wrapped
+/// cargo's `-q`/`-v` are ours too unless ours were given.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) global: GlobalArgs,
+    pub(crate) job: JobArgs,
+    /// `--events`.
+    pub(crate) events: Option<PathBuf>,
 }
 
 /// The command, with only its own arguments.
@@ -797,6 +689,22 @@ impl Mode {
         )
     }
 
+    /// Whether the command tells its reporters events: a job's life (a wrapped command, `exec`,
+    /// `env`, `hold`, `store push`) or `gc`'s sweep.
+    pub(crate) fn tells_events(&self) -> bool {
+        match self {
+            Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(_) => {
+                true
+            }
+            Mode::Hold { job_only } => !job_only,
+            Mode::Status(_)
+            | Mode::Doctor { .. }
+            | Mode::Completions(_)
+            | Mode::Man { .. }
+            | Mode::SplitWords(_) => false,
+        }
+    }
+
     /// The arguments that may say where the workspace is (`--manifest-path`).
     pub(crate) fn command_args(&self) -> &[OsString] {
         match self {
@@ -806,150 +714,130 @@ impl Mode {
     }
 }
 
-impl Cli {
-    /// Merge what clap parsed into one set of options and the command's own arguments.
-    fn merged(self) -> Parsed {
-        let Cli {
-            mut options,
-            job,
-            events,
-            mut command,
-        } = self;
-        job.apply(&mut options);
-        // A subcommand's `--events` wins over the top level's.
-        let sub = command.events_mut().and_then(|e| e.events.take());
-        options.events = sub.or(events.events);
-        let mode = match command {
-            Command::External(args) => {
-                // `cargo guarded build -q`: cargo's own -q/-v set ours too, unless ours were given.
-                if !options.quiet && !options.verbose {
-                    (options.quiet, options.verbose) = wrapped_verbosity(&args);
-                    options.verbose &= !options.quiet;
-                }
-                Mode::Wrapped(args)
-            }
-            Command::Exec { job, command, .. } => {
-                job.apply(&mut options);
-                Mode::Exec(command)
-            }
-            Command::Env { job, shell, .. } => {
-                job.apply(&mut options);
-                Mode::Env { shell }
-            }
-            Command::Hold { job, job_only, .. } => {
-                job.apply(&mut options);
-                Mode::Hold { job_only }
-            }
-            Command::Doctor {
-                job: DoctorJobArgs(job),
-                json,
-            } => {
-                job.apply(&mut options);
-                Mode::Doctor { json }
-            }
-            Command::Store { job, action } => {
-                job.apply(&mut options);
-                Mode::Store(action)
-            }
+impl Mode {
+    /// The command clap parsed, with only its own arguments.
+    fn of(command: Command) -> Mode {
+        match command {
+            Command::External(args) => Mode::Wrapped(args),
+            Command::Exec { command, .. } => Mode::Exec(command),
+            Command::Env { shell, .. } => Mode::Env { shell },
+            Command::Hold { job_only, .. } => Mode::Hold { job_only },
+            Command::Doctor { json, .. } => Mode::Doctor { json },
+            Command::Store { action, .. } => Mode::Store(action),
             Command::Status(args) => Mode::Status(args),
             Command::Gc(args) => Mode::Gc(args),
             Command::Completions { shell } => Mode::Completions(shell),
             Command::Man { page, out_dir } => Mode::Man { page, out_dir },
             Command::SplitWords { line } => Mode::SplitWords(line),
-        };
-        Parsed { options, mode }
-    }
-}
-
-/// The command line, with the options' environment variables, parsed and merged. As when the
-/// variables were read after parsing: a flag wins over its variable, whatever the variable
-/// holds; an error on the command line comes before one in a variable; `man` and `completions`
-/// read none.
-pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
-    // Variables clap must not read: invalid ones, each parse finding the next.
-    let mut overridden = Vec::new();
-    // The first invalid variable that no typed flag overrides.
-    let mut invalid = None;
-    loop {
-        let mut cmd = command(&overridden);
-        let e = match cmd.try_get_matches_from_mut(&args) {
-            Ok(matches) => {
-                let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
-                if let (Some(job), Some((_, sub))) = (cli.command.job_mut(), matches.subcommand()) {
-                    job.forget_environment(sub);
-                }
-                // As for the job options: the top level read the variable too, and a flag typed
-                // there (`--events x gc`) must win over it.
-                if let (Some(events), Some((_, sub))) =
-                    (cli.command.events_mut(), matches.subcommand())
-                    && sub.value_source("events") == Some(clap::parser::ValueSource::EnvVariable)
-                {
-                    events.events = None;
-                }
-                return match invalid {
-                    Some(e)
-                        if !matches!(
-                            cli.command,
-                            Command::Man { .. }
-                                | Command::Completions { .. }
-                                | Command::SplitWords { .. }
-                        ) =>
-                    {
-                        Err(e)
-                    }
-                    _ => Ok(cli.merged()),
-                };
-            }
-            // Clap tells "no arguments at all" (help wanted) only when nothing was matched, and
-            // the variables now match options: tell it as before.
-            Err(e) if e.kind() == ErrorKind::MissingSubcommand && args.len() <= 1 => {
-                return Err(clap::Error::new(
-                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand,
-                ));
-            }
-            Err(e) => e,
-        };
-        match from_environment(&e, &cmd) {
-            Some((var, why)) if !overridden.contains(&var.name) => {
-                if invalid.is_none() && !typed(&args, &var.flag) {
-                    let line = format!("{}: {why}\n", var.name);
-                    invalid = Some(clap::Error::raw(e.kind(), line));
-                }
-                overridden.push(var.name);
-            }
-            _ => return Err(e),
         }
     }
 }
 
-/// The clap command. An empty variable counts as unset, as a CI template that passes an empty
-/// input through means "the default", not an invalid value; `overridden` variables are unset.
-fn command(overridden: &[String]) -> clap::Command {
-    fn unset(cmd: clap::Command, overridden: &[String]) -> clap::Command {
-        cmd.mut_args(|a| match a.get_env().and_then(|n| n.to_str()) {
-            Some(name)
-                if overridden.iter().any(|o| o == name)
-                    || std::env::var_os(name).is_some_and(|v| v.is_empty()) =>
-            {
-                a.env(Resettable::Reset)
-            }
-            _ => a,
-        })
-        .mut_subcommands(|sub| unset(sub, overridden))
+/// The command line parsed (no variable read), then the options read (`Options::read`): an
+/// error on the command line comes before one in a variable, a flag wins over its variable
+/// whatever the variable holds, and `man` and `completions` read none.
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
+    let mut cmd = without_variables(Cli::command());
+    let matches = match cmd.try_get_matches_from_mut(&args) {
+        Ok(matches) => matches,
+        // Help names each option's variable: rendered by the command that knows them. Clap
+        // tells help before it reads any variable, so none can stand in its way.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            return Err(Cli::command()
+                .try_get_matches_from(&args)
+                .err()
+                .unwrap_or(e));
+        }
+        Err(e) => return Err(e),
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    let mode = Mode::of(cli.command);
+    let mut options = Options::read(&matches, mode.needs_config())?;
+    // `cargo guarded build -q`: cargo's own -q/-v set ours too, unless ours were given.
+    if let Mode::Wrapped(args) = &mode {
+        let g = &mut options.global;
+        if !g.quiet && !g.verbose {
+            (g.quiet, g.verbose) = wrapped_verbosity(args);
+            g.verbose &= !g.quiet;
+        }
     }
-    unset(Cli::command(), overridden)
+    Ok(Parsed { options, mode })
 }
 
-/// An option's variable: its name and its flag.
-struct Variable {
-    name: String,
-    flag: String,
+/// `cmd` with no option reading its variable: the command line alone.
+fn without_variables(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|a| a.env(Resettable::Reset))
+        .mut_subcommands(without_variables)
 }
 
-/// When `e` is about an invalid value that an option's variable holds: the variable and what
-/// is wrong with the value. Then clap's own message would name the flag, which the user may
-/// never have typed, and its usage lines would not help.
-fn from_environment(e: &clap::Error, cmd: &clap::Command) -> Option<(Variable, String)> {
+impl Options {
+    /// Every option, read in this one place: its flag as typed after the subcommand, else before
+    /// it, else its variable. `variables`: false for the commands that read no option (`man`,
+    /// `completions`), which an invalid variable must not stop.
+    fn read(matches: &clap::ArgMatches, variables: bool) -> Result<Options, clap::Error> {
+        let sub = matches.subcommand().map(|(_, sub)| sub);
+        let levels: Vec<&clap::ArgMatches> = sub.into_iter().chain([matches]).collect();
+        let global = layered::<GlobalArgs>(&levels, variables)?;
+        let job = layered::<JobArgs>(&levels, variables)?;
+        let events = layered::<EventsArg>(&levels, variables)?.events;
+        Ok(Options {
+            global,
+            job,
+            events,
+        })
+    }
+}
+
+/// `T`'s options, each from the first of `levels` where it was typed, else from its variable
+/// (an empty one counts as unset, as a CI template that passes an empty input through means
+/// "the default"), else clap's default. The words typed are given to `T`'s arguments once more,
+/// with the variables of the options not typed, so that clap checks and converts both alike, and
+/// an error can only be a variable's.
+fn layered<T: Args + FromArgMatches>(
+    levels: &[&clap::ArgMatches],
+    variables: bool,
+) -> Result<T, clap::Error> {
+    let mut words = vec![OsString::from("cargo-guarded")];
+    let mut cmd = T::augment_args(clap::Command::new("cargo-guarded")).mut_args(|a| {
+        let id = a.get_id().as_str();
+        // An id a level does not know (`doctor` takes two job options) was not typed there.
+        let typed = levels.iter().find_map(|m| {
+            let raw = m.try_get_raw(id).ok().flatten()?;
+            (m.value_source(id) == Some(ValueSource::CommandLine)).then_some(raw)
+        });
+        let long = format!("--{}", a.get_long().unwrap_or(id));
+        let is_typed = typed.is_some();
+        if let Some(raw) = typed {
+            if a.get_action().takes_values() {
+                for value in raw {
+                    let mut word = OsString::from(format!("{long}="));
+                    word.push(value);
+                    words.push(word);
+                }
+            } else {
+                words.push(long.into());
+            }
+        }
+        let empty = a
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|v| v.is_empty());
+        if is_typed || empty || !variables {
+            a.env(Resettable::Reset)
+        } else {
+            a
+        }
+    });
+    let matches = cmd
+        .try_get_matches_from_mut(&words)
+        .map_err(|e| from_environment(&e, &cmd).unwrap_or(e))?;
+    T::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// When `e` is about an invalid value that an option's variable holds: the error naming the
+/// variable and what is wrong with the value. Then clap's own message would name the flag, which
+/// the user may never have typed, and its usage lines would not help.
+fn from_environment(e: &clap::Error, cmd: &clap::Command) -> Option<clap::Error> {
     if !matches!(
         e.kind(),
         ErrorKind::ValueValidation | ErrorKind::InvalidValue
@@ -972,22 +860,8 @@ fn from_environment(e: &clap::Error, cmd: &clap::Command) -> Option<(Variable, S
         Some(source) => source.to_string(),
         None => format!("invalid value `{value}`"),
     };
-    let name = name.to_string_lossy().into_owned();
-    Some((
-        Variable {
-            name,
-            flag: flag.to_owned(),
-        },
-        why,
-    ))
-}
-
-/// Whether `flag` was typed (`--ttl x` or `--ttl=x`).
-fn typed(args: &[OsString], flag: &str) -> bool {
-    args.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('='))
-    })
+    let line = format!("{}: {why}\n", name.to_string_lossy());
+    Some(clap::Error::raw(e.kind(), line))
 }
 
 /// Every argument of `cmd` and of its subcommands.
@@ -1109,12 +983,16 @@ mod tests {
         Cli::try_parse_from(args)
     }
 
+    fn parsed(args: &[&str]) -> Result<Parsed, clap::Error> {
+        super::parse(normalize(args.iter().map(OsString::from).collect()))
+    }
+
     /// Each default `--help` states is its const's, spelled so that typing it gives the const
     /// back. (tests/documented_defaults.rs keeps the README and action.yml equal to `--help`.)
     #[test]
     fn help_states_each_default_from_its_const() {
         let cmd = Cli::command();
-        let check = |long: &str, default: String, given: &dyn Fn(&Cli) -> bool| {
+        let check = |long: &str, default: String, given: &dyn Fn(&Options) -> bool| {
             let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long));
             let help = arg.and_then(|a| a.get_help()).expect(long).to_string();
             assert!(
@@ -1122,18 +1000,18 @@ mod tests {
                 "--{long}: {help}"
             );
             let flag = format!("--{long}");
-            let cli = parse(&["cargo-guarded", &flag, &default, "build"]).expect(long);
-            assert!(given(&cli), "--{long} {default} is not the default");
+            let p = parsed(&["cargo-guarded", &flag, &default, "build"]).expect(long);
+            assert!(given(&p.options), "--{long} {default} is not the default");
         };
         let ttl = DurationArg(lease::DEFAULT_TTL).to_string();
-        check("ttl", ttl, &|c| c.options.ttl == Some(lease::DEFAULT_TTL));
+        check("ttl", ttl, &|c| c.global.ttl == Some(lease::DEFAULT_TTL));
         let below = ThresholdArg(guard::DEFAULT_RECLAIM_BELOW).to_string();
         check("reclaim-below", below, &|c| {
-            c.options.reclaim_below == Some(guard::DEFAULT_RECLAIM_BELOW)
+            c.global.reclaim_below == Some(guard::DEFAULT_RECLAIM_BELOW)
         });
         let keep = guard::DEFAULT_KEEP_EXPIRED;
         check("keep-expired", keep.to_string(), &|c| {
-            c.options.keep_expired == Some(keep)
+            c.global.keep_expired == Some(keep)
         });
         let linger = DurationArg(lease::DEFAULT_LINGER).to_string();
         check("linger", linger, &|c| {
@@ -1204,8 +1082,9 @@ mod tests {
 
     #[test]
     fn args_after_the_command_pass_through_untouched() {
-        let cli = parse(&["cargo-guarded", "-v", "test", "-v", "--", "--exact", "x"]).unwrap();
-        assert!(cli.options.verbose);
+        let args = ["cargo-guarded", "-v", "test", "-v", "--", "--exact", "x"];
+        assert!(parsed(&args).unwrap().options.global.verbose);
+        let cli = parse(&args).unwrap();
         match cli.command {
             Command::External(a) => assert_eq!(a, ["test", "-v", "--", "--exact", "x"]),
             other => panic!("unexpected {other:?}"),
@@ -1223,7 +1102,7 @@ mod tests {
 
     #[test]
     fn global_options_after_gc() {
-        let cli = parse(&[
+        let p = parsed(&[
             "cargo-guarded",
             "gc",
             "--dry-run",
@@ -1231,23 +1110,11 @@ mod tests {
             "100%",
         ])
         .unwrap();
-        assert_eq!(cli.options.reclaim_below, Some(Threshold::Percent(100.0)));
-        assert!(matches!(
-            cli.command,
-            Command::Gc(GcArgs { dry_run: true, .. })
-        ));
-    }
-
-    #[test]
-    fn a_typed_flag_is_found_in_both_spellings() {
-        let args: Vec<OsString> = ["cargo-guarded", "--ttl=1m", "exec", "--wait", "5s"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert!(typed(&args, "--ttl"));
-        assert!(typed(&args, "--wait"));
-        assert!(!typed(&args, "--linger"));
-        assert!(!typed(&args, "--tt"));
+        assert_eq!(
+            p.options.global.reclaim_below,
+            Some(Threshold::Percent(100.0))
+        );
+        assert!(matches!(p.mode, Mode::Gc(GcArgs { dry_run: true, .. })));
     }
 
     #[test]
@@ -1262,8 +1129,8 @@ mod tests {
     }
 
     #[test]
-    fn options_are_merged_once() {
-        let parsed = |args: &[&str]| parse(args).unwrap().merged();
+    fn options_are_read_once() {
+        let parsed = |args: &[&str]| parsed(args).unwrap();
         let p = parsed(&[
             "cargo-guarded",
             "--wait",
@@ -1275,17 +1142,23 @@ mod tests {
             "x",
         ]);
         assert_eq!(
-            p.options.wait,
+            p.options.job.wait,
             Some(Duration::from_secs(5)),
             "the subcommand's wins"
         );
         assert!(matches!(p.mode, Mode::Exec(ref c) if c == &["x"]));
         let p = parsed(&["cargo-guarded", "--no-adopt", "env", "--no-seed"]);
-        assert!(!p.options.adopt && !p.options.seed, "both apply");
+        assert!(!p.options.job.adopt && !p.options.job.seed, "both apply");
         let p = parsed(&["cargo-guarded", "build", "-q"]);
-        assert!(p.options.quiet && !p.options.verbose, "cargo's -q is ours");
+        assert!(
+            p.options.global.quiet && !p.options.global.verbose,
+            "cargo's -q is ours"
+        );
         let p = parsed(&["cargo-guarded", "-v", "build", "-q"]);
-        assert!(!p.options.quiet && p.options.verbose, "ours was given");
+        assert!(
+            !p.options.global.quiet && p.options.global.verbose,
+            "ours was given"
+        );
         assert!(matches!(p.mode, Mode::Wrapped(ref a) if a == &["build", "-q"]));
         // `--events` before the command, after it, or both: the subcommand's wins.
         let p = parsed(&["cargo-guarded", "--events", "a", "gc", "--events", "b"]);
@@ -1302,8 +1175,8 @@ mod tests {
             "--min-free",
             "1GiB",
         ]);
-        assert_eq!(p.options.job_id.as_deref(), Some("d"));
-        assert!(p.options.min_free.is_some() && p.options.adopt && p.options.seed);
+        assert_eq!(p.options.job.job_id.as_deref(), Some("d"));
+        assert!(p.options.job.min_free.is_some() && p.options.job.adopt && p.options.job.seed);
         assert!(parse(&["cargo-guarded", "doctor", "--warm-budget", "2"]).is_err());
     }
 

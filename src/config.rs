@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{GlobalArgs, WarmFrom};
+use crate::cargo_words;
+use crate::cli::{Options, WarmFrom};
 use crate::guard;
 use crate::job_id;
 use crate::lease::{self, Owner};
@@ -113,31 +114,62 @@ fn var_os(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
+/// The cargo that invoked us (`$CARGO`), else `cargo` on PATH.
+pub(crate) fn cargo() -> OsString {
+    var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// What the checks before a wrapped run read of the environment (`cmd::preflight`), before
+/// the configuration is resolved: where cargo finds a third-party command, and the aliases its
+/// variables define.
+#[derive(Debug)]
+pub(crate) struct CargoEnv {
+    /// `PATH`, which cargo searches for `cargo-<word>`.
+    pub(crate) path: Option<OsString>,
+    /// `$CARGO_HOME`, or cargo's default `~/.cargo`.
+    pub(crate) cargo_home: Option<PathBuf>,
+    /// The aliases of `CARGO_ALIAS_<NAME>` variables (cargo's environment spelling of
+    /// `alias.<name>`).
+    pub(crate) aliases: Vec<String>,
+}
+
+impl CargoEnv {
+    pub(crate) fn read() -> CargoEnv {
+        CargoEnv {
+            path: std::env::var_os("PATH"),
+            cargo_home: var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo"))),
+            aliases: cargo_words::env_aliases(std::env::vars_os()),
+        }
+    }
+}
+
 /// Output settings, which must be known before anything else can be said.
-pub(crate) fn output(g: &GlobalArgs) -> (Verbosity, ColorChoice) {
-    let verbosity = match (g.quiet, g.verbose) {
+pub(crate) fn output(g: &Options) -> (Verbosity, ColorChoice) {
+    let verbosity = match (g.global.quiet, g.global.verbose) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    (verbosity, g.color.unwrap_or(ColorChoice::Auto))
+    (verbosity, g.global.color.unwrap_or(ColorChoice::Auto))
 }
 
 impl Config {
-    /// `g` holds the options, from their flags or variables (clap's `env =`); what is still
+    /// `g` holds the options, from their flags or variables (`cli::Options::read`); what is still
     /// unset takes its default here, and the rest comes from the environment and the workspace.
     /// `command_args` are the wrapped command's arguments (for `--manifest-path`).
     // Long: one line per field of `Config`, each resolved once here (flag, variable, default).
-    pub(crate) fn resolve(g: &GlobalArgs, command_args: &[OsString]) -> Result<Config> {
+    pub(crate) fn resolve(g: &Options, command_args: &[OsString]) -> Result<Config> {
         let cwd = std::env::current_dir().context("failed to read the current directory")?;
-        let root = match &g.root {
+        let root = match &g.global.root {
             Some(r) => cwd.join(r),
             None => default_root()?,
         };
         check_root_path(&root)?;
         let workspace_root = workspace::find_root(&workspace::start_dir(command_args, &cwd));
-        check_root_outside(g.root.as_deref(), &root, &workspace_root)?;
-        let (job_id, job_id_warning) = match &g.job_id {
+        check_root_outside(g.global.root.as_deref(), &root, &workspace_root)?;
+        let (job_id, job_id_warning) = match &g.job.job_id {
             Some(id) => (id.clone(), None),
             None => {
                 let id = job_id::derive(&var, &workspace_root);
@@ -148,48 +180,61 @@ impl Config {
             }
         };
         let cargo_home = var_os("CARGO_HOME").map(PathBuf::from);
-        let ttl = g.ttl.unwrap_or(lease::DEFAULT_TTL);
+        let ttl = g.global.ttl.unwrap_or(lease::DEFAULT_TTL);
         warn_long_leases(g);
         Ok(Config {
             job_name: job_id::sanitize(&job_id),
             job_id,
             ttl,
-            linger: g.linger.unwrap_or(lease::DEFAULT_LINGER),
+            linger: g.job.linger.unwrap_or(lease::DEFAULT_LINGER),
             guard: guard::Policy {
-                reclaim_below: g.reclaim_below.unwrap_or(guard::DEFAULT_RECLAIM_BELOW),
-                reclaim_to: g.reclaim_to,
-                keep_expired: g.keep_expired.unwrap_or(guard::DEFAULT_KEEP_EXPIRED),
-                max_root_size: g.max_root_size,
+                reclaim_below: g
+                    .global
+                    .reclaim_below
+                    .unwrap_or(guard::DEFAULT_RECLAIM_BELOW),
+                reclaim_to: g.global.reclaim_to,
+                keep_expired: g.global.keep_expired.unwrap_or(guard::DEFAULT_KEEP_EXPIRED),
+                max_root_size: g.global.max_root_size,
                 unfinished_age: guard::unfinished_age(ttl),
             },
-            min_free: g.min_free.unwrap_or(precheck::DEFAULT_MIN_FREE),
-            adopt: g.adopt,
-            seed: g.seed,
-            seed_max_size: g.seed_max_size.unwrap_or(lease::DEFAULT_SEED_MAX_SIZE),
-            seed_incremental: g.seed_incremental,
-            restore_mtimes: g.restore_mtimes.unwrap_or(job_id::ci_name(&var).is_some()),
-            store: g.store.clone(),
-            store_push: g.store_push.unwrap_or(false),
-            store_timeout: g.store_timeout.unwrap_or(crate::cli::DEFAULT_STORE_TIMEOUT),
+            min_free: g.job.min_free.unwrap_or(precheck::DEFAULT_MIN_FREE),
+            adopt: g.job.adopt,
+            seed: g.job.seed,
+            seed_max_size: g.job.seed_max_size.unwrap_or(lease::DEFAULT_SEED_MAX_SIZE),
+            seed_incremental: g.job.seed_incremental,
+            restore_mtimes: g
+                .job
+                .restore_mtimes
+                .unwrap_or(job_id::ci_name(&var).is_some()),
+            store: g.job.store.clone(),
+            store_push: g.job.store_push.unwrap_or(false),
+            store_timeout: g
+                .job
+                .store_timeout
+                .unwrap_or(crate::cli::DEFAULT_STORE_TIMEOUT),
             cargo_home: cargo_home
                 .clone()
                 .or_else(|| var_os("HOME").map(|h| Path::new(&h).join(".cargo"))),
             prune: crate::prune::Settings {
-                enabled: g.prune,
-                after: g.prune_after.unwrap_or(crate::prune::DEFAULT_AFTER),
-                max_warm: g.max_warm_size.unwrap_or(crate::prune::DEFAULT_MAX_WARM),
+                enabled: g.job.prune,
+                after: g.job.prune_after.unwrap_or(crate::prune::DEFAULT_AFTER),
+                max_warm: g
+                    .job
+                    .max_warm_size
+                    .unwrap_or(crate::prune::DEFAULT_MAX_WARM),
                 budget: g
+                    .job
                     .warm_budget
                     .map_or(Some(crate::prune::DEFAULT_BUDGET), |b| b.0),
             },
-            wait: g.wait,
+            wait: g.job.wait,
             owner: Owner::this_process(var("RUNNER_NAME")),
             build_dir_configured: var_os("CARGO_BUILD_BUILD_DIR").is_some()
                 || workspace::build_dir_configured(&cwd, cargo_home.as_deref()),
             workspace_root,
             repository: workspace::ci_repository(&var),
             locks_forced: locks_forced()?,
-            cargo: var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            cargo: cargo(),
             rustc: var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from),
             rustup: workspace::Rustup {
                 toolchain: var_os("RUSTUP_TOOLCHAIN"),
@@ -211,8 +256,8 @@ impl Config {
             export_env: var_os("CARGO_GUARDED_EXPORT_ENV").map(PathBuf::from),
             job_id_warning,
             events: g.events.as_ref().map(|p| cwd.join(p)),
-            scope: scope::detect(&var, &github_event, g.default_branch.as_deref()),
-            warm_from_any: g.warm_from == Some(WarmFrom::Any),
+            scope: scope::detect(&var, &github_event, g.job.default_branch.as_deref()),
+            warm_from_any: g.job.warm_from == Some(WarmFrom::Any),
             root,
         })
     }
@@ -249,19 +294,19 @@ fn github_event() -> scope::Event {
 
 /// A `--ttl` or `--linger` beyond [`lease::SANE_LEASE_CEILING`] is accepted (up to
 /// `MAX_LEASE_DURATION`), with a warning: it keeps dirs from the guard for that long.
-fn warn_long_leases(g: &GlobalArgs) {
+fn warn_long_leases(g: &Options) {
     let ceiling = DurationArg(lease::SANE_LEASE_CEILING);
     let long = |d: Option<Duration>| {
         d.filter(|d| *d > lease::SANE_LEASE_CEILING)
             .map(DurationArg)
     };
-    if let Some(ttl) = long(g.ttl) {
+    if let Some(ttl) = long(g.global.ttl) {
         term::warn(format_args!(
             "--ttl (CARGO_GUARDED_TTL) of {ttl} is beyond {ceiling}: a dir whose job died stays \
              out of the guard's reach that long"
         ));
     }
-    if let Some(linger) = long(g.linger) {
+    if let Some(linger) = long(g.job.linger) {
         term::warn(format_args!(
             "--linger (CARGO_GUARDED_LINGER) of {linger} is beyond {ceiling}: a released dir \
              stays out of the guard's reach that long (warm reuse needs no linger: \
@@ -283,7 +328,7 @@ fn locks_forced() -> Result<Option<bool>> {
     }
 }
 
-/// The longest path a job hands its child is `<root>/<job>/llvm-cov-target` (`run::dir_env`).
+/// The longest path a job hands its child is `<root>/<job>/llvm-cov-target` (`cmd::job::dir_env`).
 const LONGEST_JOB_SUBDIR: &str = "llvm-cov-target";
 /// Linux's `PATH_MAX` is 4096 bytes with the terminating NUL: no path a child is given may be
 /// longer than this.

@@ -106,12 +106,15 @@ impl Tool {
                 pb
             }
             Tool::LlvmCov(args) => {
-                let exe = which::which("cargo-llvm-cov").map_err(|_| {
-                    anyhow::anyhow!(
-                        "cargo-llvm-cov is not installed (not found on PATH); install it with \
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let exe = which::which_in("cargo-llvm-cov", cfg.llvm.path.as_ref(), cwd).map_err(
+                    |_| {
+                        anyhow::anyhow!(
+                            "cargo-llvm-cov is not installed (not found on PATH); install it with \
                          `cargo install cargo-llvm-cov --locked`"
-                    )
-                })?;
+                        )
+                    },
+                )?;
                 // Cargo runs subcommands as `cargo-llvm-cov llvm-cov ARGS`; so do we.
                 let mut pb = ProcessBuilder::new(exe);
                 pb.args(["llvm-cov"]).args(args);

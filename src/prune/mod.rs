@@ -461,7 +461,7 @@ struct Scan {
 }
 
 /// Every profile dir of the job dir: units live under `target/`, or under `build/` when a build
-/// dir is configured (run.rs points `CARGO_BUILD_BUILD_DIR` there), named `build:<rel>`.
+/// dir is configured (cmd/job.rs points `CARGO_BUILD_BUILD_DIR` there), named `build:<rel>`.
 fn profiles(job_dir: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Vec<(String, OwnedFd)> {
     let mut profiles = profile_dirs(target);
     if let Some(build) = open_sub(job_dir, BUILD_DIR) {

@@ -14,9 +14,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
-
 use super::event::{Event, JobDir, Reporter};
+use crate::env_file::{self, append};
 use crate::fs::Space;
 use crate::guard::{Kept, Removed, Report};
 use crate::lease::{KeptAs, Level, Origin, TARGET};
@@ -268,16 +267,7 @@ impl GitHub {
         let Some(path) = &self.output else {
             return;
         };
-        let mut text = String::new();
-        for (name, value) in pairs {
-            if value.contains(['\n', '\r']) {
-                // The multi-line form; the delimiter cannot occur in the value.
-                let delim = format!("ghadelimiter_{}", uuid::Uuid::new_v4().simple());
-                let _ = write!(text, "{name}<<{delim}\n{value}\n{delim}\n");
-            } else {
-                let _ = writeln!(text, "{name}={value}");
-            }
-        }
+        let text: String = pairs.iter().map(|(n, v)| env_file::record(n, v)).collect();
         if let Err(e) = append(path, &text) {
             // Not worth failing a build over.
             term::warn(format_args!("{e:#}; the step's outputs are missing"));
@@ -565,28 +555,6 @@ fn code(s: &str) -> String {
 /// Plain text in a markdown table cell.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
-/// One `NAME=value` record for a `GITHUB_ENV`-style file. A value with a line break (a hostile
-/// job id: `pr-7\nBASH_ENV=/x`) takes the `NAME<<DELIMITER` form with a random delimiter, as
-/// the runner parses it, so it can never define a second variable.
-pub(crate) fn env_record(name: &str, value: &str) -> String {
-    if value.contains(['\n', '\r']) {
-        let delim = format!("ghadelimiter_{}", uuid::Uuid::new_v4().simple());
-        format!("{name}<<{delim}\n{value}\n{delim}\n")
-    } else {
-        format!("{name}={value}\n")
-    }
-}
-
-pub(crate) fn append(path: &Path, text: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .with_context(|| format!("failed to open {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("failed to append to {}", path.display()))
 }
 
 /// `::error title=…::message` / `::warning …`: shown on the run's page, not just in the log.
