@@ -117,12 +117,19 @@ fn main() {
                 .to_owned()
         };
         if kind == "restored" {
-            assert!(entry.exists(), "no cache entry: a source round must come first");
+            assert!(
+                entry.exists(),
+                "no cache entry: a source round must come first"
+            );
             std::fs::create_dir_all(&tool_cache).unwrap();
             let mut c = cmd("sh", &dir);
             c.arg("-c")
                 .arg("zstd -d -c \"$1\" | tar -x -f - -C \"$2\"")
-                .args(["restore".as_ref(), entry.as_os_str(), tool_cache.as_os_str()]);
+                .args([
+                    "restore".as_ref(),
+                    entry.as_os_str(),
+                    tool_cache.as_os_str(),
+                ]);
             wall += timed(&mut c, &logs).wall;
         }
         let (run, outputs) = step(kind, false, &dir);
@@ -177,7 +184,10 @@ fn main() {
     );
     println!("{}", summary("prebuilt (download + verify)", &times[0]));
     println!("{}", summary("source (cargo install --locked)", &times[1]));
-    println!("{}", summary("restored (unpack the cache entry)", &times[2]));
+    println!(
+        "{}",
+        summary("restored (unpack the cache entry)", &times[2])
+    );
     ratio_line("source / prebuilt", &times[1], &times[0], None);
     ratio_line("prebuilt / source", &times[0], &times[1], Some(0.1));
     ratio_line("source / restored", &times[1], &times[2], None);

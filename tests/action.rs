@@ -594,17 +594,20 @@ fn every_cli_option_is_an_input_through_one_table() {
     let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(' ').collect()).collect();
     let mut from_table: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     from_table.sort();
-    // The README's inputs table names each of them.
-    let readme = std::fs::read_to_string(Path::new(SOURCE).join("README.md")).unwrap();
+    // docs/action.md's inputs table names each of them.
+    let readme = std::fs::read_to_string(Path::new(SOURCE).join("docs/action.md")).unwrap();
     let row = readme
         .lines()
         .find(|l| l.starts_with("| every option of the CLI"))
-        .expect("README's inputs table has the CLI options' row");
+        .expect("docs/action.md's inputs table has the CLI options' row");
     let missing: Vec<&&str> = from_table
         .iter()
         .filter(|input| !row.contains(&format!("`{input}`")))
         .collect();
-    assert!(missing.is_empty(), "README's inputs row lacks {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/action.md's inputs row lacks {missing:?}"
+    );
 
     let env = Env::new();
     let help = stdout(&env.ok(env.path(), ["--help"]));
@@ -2003,7 +2006,7 @@ fn the_job_holder_ends_the_linger_at_the_end_of_the_job() {
 }
 
 /// Every origin a lease records (`lease::Origin`'s names) is described wherever the origin is:
-/// action.yml's `origin` output and the README's outputs paragraph.
+/// action.yml's `origin` output and docs/action.md's outputs paragraph.
 #[test]
 fn every_origin_is_documented_where_the_origin_output_is() {
     let request = std::fs::read_to_string(Path::new(SOURCE).join("src/lease/request.rs")).unwrap();
@@ -2020,15 +2023,18 @@ fn every_origin_is_documented_where_the_origin_output_is() {
         .nth(1)
         .and_then(|o| o.split("\n  warm:").next())
         .expect("action.yml has an origin output");
-    let readme = std::fs::read_to_string(Path::new(SOURCE).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(Path::new(SOURCE).join("docs/action.md")).unwrap();
     let outputs = readme
         .split("\nOutputs: ")
         .nth(1)
         .and_then(|o| o.split("\n\n").next())
-        .expect("README has the action's outputs paragraph");
+        .expect("docs/action.md has the action's outputs paragraph");
     for origin in origins {
         let named = format!("`{origin}`");
         assert!(output.contains(&named), "action.yml's origin lacks {named}");
-        assert!(outputs.contains(&named), "README's outputs lack {named}");
+        assert!(
+            outputs.contains(&named),
+            "docs/action.md's outputs lack {named}"
+        );
     }
 }
