@@ -10,7 +10,7 @@
 #
 # Runners that take untrusted events (fork pull requests) run as a user of their own with a root
 # of their own (another CARGO_GUARDED_ROOT, owned by that user): a job of the same user can write
-# into any job dir of a root (README, "Trust: whose dirs a job starts from").
+# into any job dir of a root (docs/warmth.md, "Trust: whose dirs a job starts from").
 #
 # Every runner of a host may run it at the same moment: sweeps take turns on the root's
 # .guard.lock and claim each dir under its own lock. It never fails the job (a hook that exits

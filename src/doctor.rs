@@ -365,7 +365,7 @@ fn check_scopes(root: &Path, problems: &mut Problems) {
                  the same user can write into another job's dir in the root",
                 root.display()
             ),
-            "give untrusted events (fork pull requests) their own root and user (README: \
+            "give untrusted events (fork pull requests) their own root and user (docs/warmth.md: \
              \"Trust\")",
         );
     }

@@ -368,7 +368,7 @@ pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
 }
 
 /// The schema version of every `--json` output (`status`, `gc`, `doctor`). Adding a field keeps
-/// it; renaming, removing or changing the meaning of one bumps it. Fields: README, "JSON output".
+/// it; renaming, removing or changing the meaning of one bumps it. Fields: docs/json.md, "JSON output".
 pub(crate) const JSON_VERSION: u32 = 1;
 
 /// `value` as pretty JSON with `"version": JSON_VERSION` first, and a final newline.

@@ -136,7 +136,7 @@ pub(crate) const DEFAULT_AFTER: u64 = 3;
 pub(crate) const DEFAULT_MAX_WARM: WarmLimit = WarmLimit::Times(3.0);
 
 /// `--warm-budget`'s default: a warm dir is kept within 1.3 times its working set (without a
-/// budget, fd's v10.0.0..v10.3.0 history reached 1.95x a fresh build: README.md, "A size
+/// budget, fd's v10.0.0..v10.3.0 history reached 1.95x a fresh build: docs/warmth.md, "A size
 /// budget, after every job").
 pub(crate) const DEFAULT_BUDGET: f64 = 1.3;
 

@@ -156,7 +156,7 @@ fn lock_trust(root: &RootReport) -> Option<String> {
     })
 }
 
-/// `doctor --json`, in the shape README's "JSON output" documents.
+/// `doctor --json`, in the shape docs/json.md's "JSON output" documents.
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]

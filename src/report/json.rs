@@ -2,7 +2,7 @@
 //! public, versioned stream for CI tooling. Each event is one line, `{"v":1,"event":"<name>",…}`,
 //! written with one `write` to a file opened for append, so a `tail -f` sees it as it happens
 //! and the lines of runs sharing the file (steps of a job, a nested run) never mix. The fields
-//! of each event are README's "Events (`--events`)"; `tests/events.rs` keeps the two in step.
+//! of each event are docs/json.md's "Events (`--events`)"; `tests/testsuite/events.rs` keeps the two in step.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -217,7 +217,7 @@ struct Holding {
 }
 
 impl Reporter for Json {
-    // Long: one arm per event, each naming its JSON fields (README's "Events" table).
+    // Long: one arm per event, each naming its JSON fields (docs/json.md's "Events" table).
     fn report_at(&mut self, at: SystemTime, event: &Event<'_>) {
         match event {
             Event::Starting { job_id, .. } => {

@@ -291,7 +291,7 @@ fn epoch_secs(secs: u64) -> Option<String> {
         .then(|| rfc3339(Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))))?
 }
 
-/// `status --json`, in the shape README's "JSON output" documents.
+/// `status --json`, in the shape docs/json.md's "JSON output" documents.
 impl Serialize for Status {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -343,7 +343,7 @@ impl From<BudgetState> for Budget {
 }
 
 impl Serialize for Entry {
-    // Long: one JSON object's whole field list, each field documented in the README's schema.
+    // Long: one JSON object's whole field list, each field documented in docs/json.md's schema.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Json<'a> {

@@ -284,9 +284,9 @@ fn print_nothing(report: &Report) {
 /// The job id an unfinished dir is listed under in `gc --json` (it has no lease to name one).
 const UNFINISHED_JOB: &str = "(unfinished: its job died while creating it)";
 
-/// `gc --json`: every decision, in the shape README's "JSON output" documents.
+/// `gc --json`: every decision, in the shape docs/json.md's "JSON output" documents.
 impl Serialize for Report {
-    // Long: one JSON object's whole field list, each field documented in the README's schema.
+    // Long: one JSON object's whole field list, each field documented in docs/json.md's schema.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Json<'a> {

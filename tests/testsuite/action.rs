@@ -167,6 +167,24 @@ impl Job {
         for (name, default) in &manifest.defaults {
             given.entry(name.as_str()).or_insert(default.as_str());
         }
+        // `plan`: with a release binary at hand (this build, trusted through the test's
+        // checksum list) no source build is coming, and the cache steps do not run.
+        let plan_step = self.step();
+        let mut plan = self.command("timeout", &self.ws, &plan_step);
+        plan.args(STEP_TIMEOUT)
+            .arg("bash")
+            .arg(Path::new(SOURCE).join("action/install.sh"))
+            .arg("plan");
+        let plan_out = output(&mut plan);
+        assert_success(&plan_out);
+        let outputs = HashMap::from([("plan".to_owned(), plan_step.outputs())]);
+        for id in ["restore", "save"] {
+            assert!(
+                !step_runs(manifest.step(id), &outputs),
+                "{id} runs beside a release binary\n{}",
+                describe(&plan_out)
+            );
+        }
         let install_step = self.step();
         let mut install = self.command("timeout", &self.ws, &install_step);
         install
@@ -269,6 +287,50 @@ struct Manifest {
     defaults: Vec<(String, String)>,
     /// The `run` step's `env:` mapping.
     run_env: Vec<(String, Source)>,
+    /// Every step in order: its id, `if:` and `uses:`.
+    steps: Vec<ManifestStep>,
+}
+
+struct ManifestStep {
+    id: String,
+    condition: Option<String>,
+    uses: Option<String>,
+}
+
+impl Manifest {
+    fn step(&self, id: &str) -> &ManifestStep {
+        self.steps
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("action.yml has no step `{id}`"))
+    }
+}
+
+/// Whether a step runs, as the runner decides from its `if:`: a conjunction of
+/// `steps.ID.outputs.NAME == 'VALUE'`, the one form action.yml uses (anything else fails the
+/// test rather than being guessed at), against the outputs of the steps before it.
+fn step_runs(step: &ManifestStep, outputs: &HashMap<String, HashMap<String, String>>) -> bool {
+    let Some(condition) = &step.condition else {
+        return true;
+    };
+    condition.split(" && ").all(|term| {
+        let (lhs, rhs) = term
+            .split_once(" == ")
+            .unwrap_or_else(|| panic!("unexpected condition in action.yml: {condition}"));
+        let value = rhs
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("unexpected condition in action.yml: {condition}"));
+        let (id, name) = lhs
+            .strip_prefix("steps.")
+            .and_then(|l| l.split_once(".outputs."))
+            .unwrap_or_else(|| panic!("unexpected condition in action.yml: {condition}"));
+        outputs
+            .get(id)
+            .and_then(|o| o.get(name))
+            .map(String::as_str)
+            == Some(value)
+    })
 }
 
 impl Manifest {
@@ -280,6 +342,7 @@ impl Manifest {
         let mut current_input: Option<String> = None;
         let mut in_run_env = false;
         let mut step_id = String::new();
+        let mut steps: Vec<ManifestStep> = Vec::new();
         for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
             if !line.starts_with(' ') && line.ends_with(':') {
                 section = line.trim_end_matches(':');
@@ -301,6 +364,15 @@ impl Manifest {
                 if let Some(id) = t.strip_prefix("- id: ") {
                     step_id = id.to_owned();
                     in_run_env = false;
+                    steps.push(ManifestStep {
+                        id: id.to_owned(),
+                        condition: None,
+                        uses: None,
+                    });
+                } else if let Some(c) = t.strip_prefix("if: ") {
+                    steps.last_mut().unwrap().condition = Some(c.to_owned());
+                } else if let Some(u) = t.strip_prefix("uses: ") {
+                    steps.last_mut().unwrap().uses = Some(u.to_owned());
                 } else if t == "env:" {
                     in_run_env = step_id == "run";
                 } else if in_run_env && let Some((var, value)) = t.split_once(": ${{ ") {
@@ -322,6 +394,7 @@ impl Manifest {
             text,
             defaults,
             run_env,
+            steps,
         }
     }
 }
@@ -519,17 +592,20 @@ fn every_cli_option_is_an_input_through_one_table() {
     let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(' ').collect()).collect();
     let mut from_table: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     from_table.sort();
-    // The README's inputs table names each of them.
-    let readme = std::fs::read_to_string(Path::new(SOURCE).join("README.md")).unwrap();
+    // docs/action.md's inputs table names each of them.
+    let readme = std::fs::read_to_string(Path::new(SOURCE).join("docs/action.md")).unwrap();
     let row = readme
         .lines()
         .find(|l| l.starts_with("| every option of the CLI"))
-        .expect("README's inputs table has the CLI options' row");
+        .expect("docs/action.md's inputs table has the CLI options' row");
     let missing: Vec<&&str> = from_table
         .iter()
         .filter(|input| !row.contains(&format!("`{input}`")))
         .collect();
-    assert!(missing.is_empty(), "README's inputs row lacks {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/action.md's inputs row lacks {missing:?}"
+    );
 
     let env = Env::new();
     let help = stdout(&env.ok(env.path(), ["--help"]));
@@ -1185,6 +1261,265 @@ done
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
 }
 
+/// What the action's install steps did on one runner.
+struct InstallSteps {
+    /// Each step's outputs by id, for the steps that ran.
+    outputs: HashMap<String, HashMap<String, String>>,
+    /// The ids of the steps that ran, in order.
+    ran: Vec<String>,
+    install: Output,
+}
+
+impl Job {
+    /// The action's install steps (`plan`, `restore`, `install`, `save`) as the runner runs them,
+    /// each only when its `if:` holds, on a fresh runner (an empty tool cache), with the event's
+    /// variables. `service` stands in for the repository's Actions cache: a dir per key, which
+    /// `restore` copies to the entry's path and `save` fills from it (once per key, as the
+    /// service keeps the first entry saved under a key).
+    fn install_steps(&mut self, event: &[(&str, &str)], service: &Path) -> InstallSteps {
+        let manifest = Manifest::load();
+        self.tool_cache = self.env.path().join(format!("tool-cache-{}", self.steps));
+        std::fs::create_dir_all(&self.tool_cache).unwrap();
+        let mut outputs: HashMap<String, HashMap<String, String>> = HashMap::new();
+        let mut ran = Vec::new();
+        let mut install = None;
+        for step in &manifest.steps {
+            if step.id == "run" || !step_runs(step, &outputs) {
+                continue;
+            }
+            ran.push(step.id.clone());
+            let mut out = HashMap::new();
+            let entry = |outputs: &HashMap<String, HashMap<String, String>>| {
+                let plan = &outputs["plan"];
+                (
+                    service.join(&plan["cache-key"]),
+                    PathBuf::from(&plan["cache-path"]),
+                )
+            };
+            match step.id.as_str() {
+                "plan" | "install" => {
+                    let s = self.step();
+                    let mut cmd = self.command("bash", &self.ws, &s);
+                    cmd.arg(Path::new(SOURCE).join("action/install.sh"))
+                        .args((step.id == "plan").then_some("plan"))
+                        .envs(event.iter().copied());
+                    let o = output(&mut cmd);
+                    assert_success(&o);
+                    out = s.outputs();
+                    if step.id == "install" {
+                        install = Some(o);
+                    }
+                }
+                "restore" => {
+                    let (saved, path) = entry(&outputs);
+                    let hit = saved.exists();
+                    if hit {
+                        std::fs::create_dir_all(&path).unwrap();
+                        copy_tree(&saved, &path);
+                    }
+                    out.insert("cache-hit".to_owned(), hit.to_string());
+                }
+                "save" => {
+                    let (saved, path) = entry(&outputs);
+                    if !saved.exists() {
+                        std::fs::create_dir_all(&saved).unwrap();
+                        copy_tree(&path, &saved);
+                    }
+                }
+                other => panic!("action.yml has a step this test does not know: {other}"),
+            }
+            outputs.insert(step.id.clone(), out);
+        }
+        InstallSteps {
+            outputs,
+            ran,
+            install: install.expect("the install step ran"),
+        }
+    }
+}
+
+/// `cp -a FROM/. TO`: a dir's content, modes and times kept, as the cache's tar keeps them.
+fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from.join("."))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// A `cargo` on the job's PATH that logs each call and "installs" by copying the built binary
+/// into `--root DIR`'s `bin/` (what `cargo install --path` leaves there); returns the log.
+fn fake_cargo_install(job: &Job) -> PathBuf {
+    let log = job.env.path().join("cargo.log");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nwhile [ $# -gt 0 ]; do\n  if [ \"$1\" = --root ]; then mkdir -p \"$2/bin\" && cp '{BIN}' \"$2/bin/cargo-guarded\"; fi\n  shift\ndone\n",
+        log.display()
+    );
+    let cargo = job.bin_dir.join("cargo");
+    std::fs::write(&cargo, script).unwrap();
+    let mut perm = std::fs::metadata(&cargo).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&cargo, perm).unwrap();
+    log
+}
+
+fn builds(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("install "))
+        .count()
+}
+
+/// The cache steps are actions/cache's restore and save, pinned by full commit.
+#[test]
+fn the_cache_steps_are_actions_cache_pinned_by_commit() {
+    let m = Manifest::load();
+    let ids: Vec<&str> = m.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["plan", "restore", "install", "save", "run"]);
+    for (id, action) in [("restore", "restore"), ("save", "save")] {
+        let uses = m.step(id).uses.as_deref().unwrap_or_default();
+        let (name, rest) = uses.split_once('@').unwrap_or_default();
+        assert_eq!(name, format!("actions/cache/{action}"), "{uses}");
+        let (sha, tag) = rest.split_once(" # ").unwrap_or_default();
+        assert!(
+            sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+            "`{id}` is not pinned by a full commit SHA: {uses}"
+        );
+        assert!(tag.starts_with("v4."), "{uses}");
+    }
+    assert!(
+        m.text
+            .contains("EVENT_DEFAULT_BRANCH: ${{ github.event.repository.default_branch }}"),
+        "the plan step reads the default branch from the event"
+    );
+}
+
+/// Until a release exists the binary is built from source, once: a run of the default branch
+/// saves the build to the Actions cache, and every later runner, a pull request's included,
+/// restores it instead of compiling. A pull request's run, even `pull_request_target` (which
+/// runs with the base branch's ref), and a push to another branch never save.
+#[test]
+fn a_source_build_is_saved_by_the_default_branch_and_restored_by_later_runners() {
+    let mut job = Job::new();
+    // No release binary: an empty checksum list, as in an unreleased commit.
+    std::fs::write(job.env.path().join("checksums.txt"), "").unwrap();
+    let log = fake_cargo_install(&job);
+    let service = job.env.path().join("cache-service");
+    std::fs::create_dir_all(&service).unwrap();
+    let pr = [
+        ("GITHUB_EVENT_NAME", "pull_request"),
+        ("GITHUB_REF", "refs/pull/7/merge"),
+        ("EVENT_DEFAULT_BRANCH", "main"),
+    ];
+    let pr_target = [
+        ("GITHUB_EVENT_NAME", "pull_request_target"),
+        ("GITHUB_REF", "refs/heads/main"),
+        ("EVENT_DEFAULT_BRANCH", "main"),
+    ];
+    let branch = [
+        ("GITHUB_EVENT_NAME", "push"),
+        ("GITHUB_REF", "refs/heads/feature"),
+        ("EVENT_DEFAULT_BRANCH", "main"),
+    ];
+    let main = [
+        ("GITHUB_EVENT_NAME", "push"),
+        ("GITHUB_REF", "refs/heads/main"),
+        ("EVENT_DEFAULT_BRANCH", "main"),
+    ];
+
+    // Nothing cached yet: each of these restores (a miss), builds, and does not save.
+    for (n, event) in [&pr[..], &pr_target, &branch].into_iter().enumerate() {
+        let run = job.install_steps(event, &service);
+        assert_eq!(run.ran, ["plan", "restore", "install"], "{event:?}");
+        assert_eq!(run.outputs["plan"]["cache-save"], "false", "{event:?}");
+        assert_eq!(run.outputs["install"]["built"], "true", "{event:?}");
+        assert_eq!(builds(&log), n + 1);
+        assert_eq!(std::fs::read_dir(&service).unwrap().count(), 0, "{event:?}");
+    }
+
+    // The default branch's run builds and saves.
+    let run = job.install_steps(&main, &service);
+    assert_eq!(run.ran, ["plan", "restore", "install", "save"]);
+    assert_eq!(builds(&log), 4);
+    let key = &run.outputs["plan"]["cache-key"];
+    assert!(
+        key.starts_with(&format!("cargo-guarded-{VERSION}-")) && key.contains("-rustc-"),
+        "{key}"
+    );
+    let saved = service.join(key).join("bin");
+    assert!(saved.join("cargo-guarded").is_file(), "{key}");
+    assert!(saved.join("cargo-guarded.sha256").is_file(), "{key}");
+
+    // A pull request's run on a fresh runner restores it: no build, nothing saved.
+    let run = job.install_steps(&pr, &service);
+    assert_eq!(run.ran, ["plan", "restore", "install"]);
+    assert_eq!(run.outputs["restore"]["cache-hit"], "true");
+    assert_eq!(builds(&log), 4, "{}", describe(&run.install));
+    assert!(!run.outputs["install"].contains_key("built"));
+    let bin = &run.outputs["install"]["bin"];
+    assert_eq!(
+        Path::new(bin),
+        Path::new(&run.outputs["plan"]["cache-path"]).join("bin/cargo-guarded")
+    );
+    assert!(
+        stdout(&run.install).contains("restored from the Actions cache"),
+        "{}",
+        describe(&run.install)
+    );
+    let version = Command::new(bin).args(["guarded", "--version"]).output();
+    assert_eq!(
+        String::from_utf8_lossy(&version.unwrap().stdout).trim(),
+        format!("cargo-guarded {VERSION}")
+    );
+
+    // The default branch's next run restores too, and saves nothing (it built nothing).
+    let run = job.install_steps(&main, &service);
+    assert_eq!(run.ran, ["plan", "restore", "install"]);
+    assert_eq!(builds(&log), 4);
+}
+
+/// A restored entry whose binary no longer matches the SHA-256 recorded beside it (a truncated
+/// download, a disk error) is built again, never run.
+#[test]
+fn a_restored_build_that_fails_its_recorded_sum_is_built_again() {
+    let mut job = Job::new();
+    std::fs::write(job.env.path().join("checksums.txt"), "").unwrap();
+    let log = fake_cargo_install(&job);
+    let service = job.env.path().join("cache-service");
+    std::fs::create_dir_all(&service).unwrap();
+    let main = [
+        ("GITHUB_EVENT_NAME", "push"),
+        ("GITHUB_REF", "refs/heads/main"),
+        ("EVENT_DEFAULT_BRANCH", "main"),
+    ];
+    let run = job.install_steps(&main, &service);
+    let saved = service.join(&run.outputs["plan"]["cache-key"]);
+    let bin = saved.join("bin/cargo-guarded");
+    let len = std::fs::metadata(&bin).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&bin)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let run = job.install_steps(&main, &service);
+    assert_eq!(run.outputs["restore"]["cache-hit"], "true");
+    assert_eq!(builds(&log), 2, "{}", describe(&run.install));
+    assert!(
+        stdout(&run.install).contains("does not match the SHA-256 recorded"),
+        "{}",
+        describe(&run.install)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // contrib/: the runner hook and the systemd units
 
@@ -1669,7 +2004,7 @@ fn the_job_holder_ends_the_linger_at_the_end_of_the_job() {
 }
 
 /// Every origin a lease records (`lease::Origin`'s names) is described wherever the origin is:
-/// action.yml's `origin` output and the README's outputs paragraph.
+/// action.yml's `origin` output and docs/action.md's outputs paragraph.
 #[test]
 fn every_origin_is_documented_where_the_origin_output_is() {
     let request = std::fs::read_to_string(Path::new(SOURCE).join("src/lease/request.rs")).unwrap();
@@ -1686,15 +2021,18 @@ fn every_origin_is_documented_where_the_origin_output_is() {
         .nth(1)
         .and_then(|o| o.split("\n  warm:").next())
         .expect("action.yml has an origin output");
-    let readme = std::fs::read_to_string(Path::new(SOURCE).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(Path::new(SOURCE).join("docs/action.md")).unwrap();
     let outputs = readme
         .split("\nOutputs: ")
         .nth(1)
         .and_then(|o| o.split("\n\n").next())
-        .expect("README has the action's outputs paragraph");
+        .expect("docs/action.md has the action's outputs paragraph");
     for origin in origins {
         let named = format!("`{origin}`");
         assert!(output.contains(&named), "action.yml's origin lacks {named}");
-        assert!(outputs.contains(&named), "README's outputs lack {named}");
+        assert!(
+            outputs.contains(&named),
+            "docs/action.md's outputs lack {named}"
+        );
     }
 }

@@ -362,7 +362,7 @@ fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
 
 #[test]
 fn json_outputs_are_versioned_and_every_field_is_documented() {
-    let section = readme_section("## JSON output");
+    let section = doc_section("docs/json.md", "## JSON output");
 
     let env = Env::new();
     let ws = env.fixture("small");
@@ -385,7 +385,7 @@ fn json_outputs_are_versioned_and_every_field_is_documented() {
                 [format!("`{k}`"), format!(".{k}`"), format!("`{k}[]`")]
                     .iter()
                     .any(|form| section.contains(form.as_str())),
-                "field `{k}` is not documented in README's JSON section\n{v:#}"
+                "field `{k}` is not documented in docs/json.md's JSON section\n{v:#}"
             );
         }
     }
@@ -962,7 +962,7 @@ fn help_and_reports_read_cleanly() {
 
 /// `cargo guarded <Tab>` completes in a real interactive bash with the
 /// bash-completion this machine has (Debian 12's 2.11 hands `cargo <cmd>` over to `cargo-<cmd>`'s
-/// completion only from 2.12 on), set up as README says: cargo's completion where
+/// completion only from 2.12 on), set up as docs/wrapping.md says: cargo's completion where
 /// bash-completion loads it on demand (rustup's, when the toolchain ships it), ours sourced.
 #[test]
 fn bash_completes_cargo_guarded_through_cargo() {
@@ -1134,7 +1134,7 @@ fn readme_first_screen_works_on_a_fresh_machine_and_says_where_outputs_are() {
 }
 
 /// Zsh: rustup's `_cargo` calls `_cargo-<cmd>` for `cargo <cmd>`, which is the
-/// function our script defines when it is installed in `fpath` as `_cargo-guarded` (README).
+/// function our script defines when it is installed in `fpath` as `_cargo-guarded` (docs/wrapping.md).
 #[test]
 fn zsh_completes_cargo_guarded_through_cargo() {
     let tmux = which::which("tmux").map_err(|_| "tmux not installed".to_owned());

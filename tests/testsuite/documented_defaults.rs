@@ -204,6 +204,7 @@ fn problems(cli: &BTreeMap<String, String>) -> Vec<String> {
     for file in files_under("docs")
         .into_iter()
         .chain(files_under("contrib"))
+        .chain(["CONTRIBUTING.md".to_owned()])
     {
         problems.extend(check_prose(&file, &read(&file), cli));
     }
@@ -248,9 +249,9 @@ fn a_stale_default_is_named_with_both_values() {
         [differs("README.md", "options table", "ttl", "`11m`", "10m")]
     );
     let prose = check_prose(
-        "README.md",
+        "docs/warmth.md",
         &wrong(
-            &readme,
+            &read("docs/warmth.md"),
             "(`--prune-after`, default 3)",
             "(`--prune-after`, default 4)",
         ),
@@ -258,7 +259,7 @@ fn a_stale_default_is_named_with_both_values() {
     );
     assert_eq!(
         prose,
-        [differs("README.md", "prose", "prune-after", "4", "3")]
+        [differs("docs/warmth.md", "prose", "prune-after", "4", "3")]
     );
     let action = check_action(
         "action.yml",

@@ -1,4 +1,4 @@
-//! `--events PATH` (README, "Events (`--events`)"): every event of a job's life, and `gc`'s
+//! `--events PATH` (docs/json.md, "Events (`--events`)"): every event of a job's life, and `gc`'s
 //! sweep, appended to a file as one line of JSON each, `{"v":1,"event":…}`. Real runs of the
 //! binary on a fixture crate: fresh, resumed (its command failing), seeded, adopted, refused with
 //! exit 75, a nested run whose command dies of a signal, `gc`; every line parsed with
@@ -411,14 +411,14 @@ fn a_warning_is_a_line_and_an_annotation() {
     assert_documented(&all);
 }
 
-/// Every field of every line is in README's events section.
+/// Every field of every line is in docs/json.md's events section.
 fn assert_documented(lines: &[Value]) {
-    let section = readme_section("### Events (`--events`)");
+    let section = doc_section("docs/json.md", "## Events (`--events`)");
     for l in lines {
         let event = l["event"].as_str().unwrap();
         assert!(
             section.contains(&format!("`{event}`")),
-            "event `{event}` is not documented in README's events section"
+            "event `{event}` is not documented in docs/json.md's events section"
         );
         let Value::Object(fields) = l else {
             panic!("{l}")
@@ -438,7 +438,7 @@ fn assert_documented(lines: &[Value]) {
             for k in keys {
                 assert!(
                     section.contains(&format!("`{k}`")),
-                    "field `{k}` of `{event}` is not documented in README's events section\n{l}"
+                    "field `{k}` of `{event}` is not documented in docs/json.md's events section\n{l}"
                 );
             }
         }

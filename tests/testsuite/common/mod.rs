@@ -381,13 +381,14 @@ fn list_tree(base: &Path, dir: &Path, keep: &mut dyn FnMut(&Path) -> bool, out: 
     }
 }
 
-/// README.md's section that starts at `heading` (a `## ` or `### ` line), up to the next `## `.
-pub fn readme_section(heading: &str) -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+/// The section of the document `file` (relative to the source, e.g. `docs/json.md`) that starts
+/// at `heading` (a `## ` or `### ` line), up to the next `## `.
+pub fn doc_section(file: &str, heading: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+        .unwrap_or_else(|e| panic!("failed to read {file}: {e}"));
     let start = readme
         .find(heading)
-        .unwrap_or_else(|| panic!("README has a section `{heading}`"));
+        .unwrap_or_else(|| panic!("{file} has a section `{heading}`"));
     let section = &readme[start..];
     section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)].to_owned()
 }
