@@ -158,7 +158,17 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
         Mode::Status(args) => status(&cfg, &args),
         Mode::Gc(args) => gc(&cfg, &args, &mut out),
         Mode::Doctor { json } => doctor(&cfg, json),
-        Mode::Store(StoreAction::Push) => run::store_push(&cfg, &mut out),
+        Mode::Store(StoreAction::Push, gc) if gc.given() => Err(anyhow!(
+            "--dry-run, --max-size and --grace are `store gc`'s options, not `store push`'s"
+        )
+        .into()),
+        Mode::Store(StoreAction::Push, _) => run::store_push(&cfg, &mut out),
+        Mode::Store(StoreAction::Gc, gc) => run::store_gc(
+            &cfg,
+            gc.max_size,
+            gc.grace.unwrap_or(cli::DEFAULT_STORE_GC_GRACE),
+            gc.dry_run,
+        ),
         Mode::Completions(_) | Mode::Man { .. } | Mode::SplitWords(_) => {
             unreachable!("needs no configuration")
         }
@@ -169,7 +179,7 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
 /// `hold`) or `gc`'s sweep.
 fn tells_events(mode: &Mode) -> bool {
     match mode {
-        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(_) => true,
+        Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(..) => true,
         Mode::Hold { job_only } => !job_only,
         Mode::Status(_)
         | Mode::Doctor { .. }

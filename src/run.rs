@@ -521,6 +521,41 @@ pub(crate) fn store_push(cfg: &Config, out: &mut dyn Reporter) -> CliResult {
     }
 }
 
+/// `cargo guarded store gc`: keep `--store` under `--max-size` (store/gc.rs decides, report/
+/// renders); exits 1 when a removal failed, as `gc` does.
+pub(crate) fn store_gc(
+    cfg: &Config,
+    max_size: Option<u64>,
+    grace: std::time::Duration,
+    dry_run: bool,
+) -> CliResult {
+    check_store(cfg)?;
+    let Some(url) = &cfg.store else {
+        return Err(anyhow!("`store gc` needs a store: --store URL or CARGO_GUARDED_STORE").into());
+    };
+    #[cfg(not(feature = "store"))]
+    return Err(anyhow!(
+        "{url}: unreachable without the `store` feature ({max_size:?} {grace:?} {dry_run})"
+    )
+    .into());
+    #[cfg(feature = "store")]
+    {
+        let store = store::Store::open(url)?;
+        let options = store::GcOptions {
+            max_size,
+            grace,
+            dry_run,
+        };
+        let collected = store::gc(&store, options)?;
+        crate::report::store::collected(store.url(), &collected);
+        Ok(if collected.failed() == 0 {
+            Exit::SUCCESS
+        } else {
+            Exit::ERROR
+        })
+    }
+}
+
 /// What a real copy (a seed, a restore) may write: the free space above the line where the next
 /// sweep would start reclaiming (or `--min-free`, whichever is higher), so it never causes
 /// pressure.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
-use super::manifest::{self, MANIFESTS, Manifest, Object};
+use super::manifest::{self, Manifest, Object};
 use super::{CONCURRENCY, Store};
 use crate::lease::{BUILD_DIR, TARGET};
 use crate::prune::output_hash;
@@ -86,9 +86,12 @@ pub(crate) fn pull(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<
 }
 
 async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
-    let Some(m) = choose(store, want).await? else {
+    let Some((path, m)) = choose(store, want).await? else {
         return Ok(None);
     };
+    // Recorded alongside the downloads, for `store gc`'s order of use; read-only credentials
+    // (a pull request's) cannot, and the restore does not depend on it.
+    let used = tokio::spawn(super::gc::mark_used(store.op.clone(), path.clone()));
     let mut objects: Vec<Object> = m.files.iter().map(|f| f.object.clone()).collect();
     objects.extend(m.inputs.clone());
     objects.sort_by(|a, b| a.sha256.cmp(&b.sha256));
@@ -146,6 +149,13 @@ async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Re
             }
         }
     }
+    let marked = used.await.map_err(|e| e.to_string());
+    if let Err(e) = marked.and_then(|r| r.map_err(|e| e.to_string())) {
+        term::verbose(
+            "Note",
+            format_args!("could not record the use of {path}: {e}"),
+        );
+    }
     let mut left_out = 0;
     for (i, f) in m.files.iter().enumerate() {
         if bad_files.contains(&i) || units_of(&f.path).any(|u| bad_units.contains(&u)) {
@@ -171,20 +181,19 @@ fn units_of(path: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// The newest manifest of the workspace and toolchain whose writers the scope rule allows.
-async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
+async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<(String, Manifest)>> {
+    // Only this workspace's and toolchain's prefix: a pull's listing does not grow with the store.
     let key_dir = manifest::key_dir(want.workspace, want.toolchain);
-    let entries = match store.op.list_with(MANIFESTS).recursive(true).await {
+    let entries = match store.op.list_with(&key_dir).recursive(true).await {
         Ok(e) => e,
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("failed to list {MANIFESTS} in {}: {e}", store.url),
+        Err(e) => bail!("failed to list {key_dir} in {}: {e}", store.url),
     };
     let mut found: Vec<(u64, String)> = entries
         .iter()
         .filter_map(|e| {
             let path = e.path();
-            let rest = path.strip_prefix(MANIFESTS)?;
-            let (_scope, rest) = rest.split_once('/')?;
-            let name = rest.strip_prefix(&key_dir)?;
+            let (_scope, name) = path.strip_prefix(&key_dir)?.split_once('/')?;
             (!name.contains('/')).then_some(())?;
             Some((manifest::created_ms(name)?, path.to_owned()))
         })
@@ -220,7 +229,7 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
             continue;
         }
         match (want.allows)(&m.scopes) {
-            Ok(()) => return Ok(Some(m)),
+            Ok(()) => return Ok(Some((path, m))),
             Err(why) => term::verbose("Note", format_args!("not restoring from {path}: {why}")),
         }
     }
