@@ -19,6 +19,7 @@ use super::manifest::{self, Manifest, Object};
 use super::{CONCURRENCY, Store};
 use crate::lease::{BUILD_DIR, TARGET};
 use crate::prune::output_hash;
+use crate::quantity::Bytes;
 use crate::scope::Scope;
 use crate::term;
 use crate::warm::RECORD;
@@ -55,13 +56,19 @@ pub(crate) struct Restored {
 
 /// Lay out in `dir` (a fresh job dir, ours) the newest allowed manifest. `Ok(None)`: the store
 /// has none for this workspace the scope allows. On an error or past `want.timeout`, what was
-/// laid out is removed again: the job builds cold.
-pub(crate) fn pull(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
+/// laid out is removed again: the job builds cold. `progress` shows objects and bytes fetched on
+/// a terminal.
+pub(crate) fn pull(
+    store: &Store,
+    dir: &Path,
+    want: &Want<'_>,
+    progress: &term::Activity,
+) -> Result<Option<Restored>> {
     let start = Instant::now();
     let result = store
         .rt
         .block_on(async {
-            tokio::time::timeout(want.timeout, restore(store, dir, want))
+            tokio::time::timeout(want.timeout, restore(store, dir, want, progress))
                 .await
                 .unwrap_or_else(|_| {
                     Err(anyhow!(
@@ -85,7 +92,14 @@ pub(crate) fn pull(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<
     result
 }
 
-async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
+// Long: the download loop lays each object's files out as it arrives, and drops a unit whose
+// object failed; split, the bookkeeping it shares would travel through every part.
+async fn restore(
+    store: &Store,
+    dir: &Path,
+    want: &Want<'_>,
+    progress: &term::Activity,
+) -> Result<Option<Restored>> {
     let Some((path, m)) = choose(store, want).await? else {
         return Ok(None);
     };
@@ -103,6 +117,8 @@ async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Re
     let mut linked: HashMap<u32, std::path::PathBuf> = HashMap::new();
     let mut bad_units: HashSet<String> = HashSet::new();
     let mut bad_files: HashSet<usize> = HashSet::new();
+    let total_bytes: u64 = objects.iter().map(|o| o.size).sum();
+    let (mut done, mut done_bytes) = (0, 0);
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = 0;
     while next < objects.len() || !tasks.is_empty() {
@@ -114,10 +130,18 @@ async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Re
             });
             next += 1;
         }
-        let Some(done) = tasks.join_next().await else {
+        let Some(joined) = tasks.join_next().await else {
             break;
         };
-        let (object, got) = done.context("a download task failed")?;
+        let (object, got) = joined.context("a download task failed")?;
+        done += 1;
+        done_bytes += object.size;
+        progress.detail(format_args!(
+            "{done}/{} objects, {}/{}",
+            objects.len(),
+            Bytes(done_bytes),
+            Bytes(total_bytes)
+        ));
         let files = by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v);
         let Some(bytes) = got? else {
             // Dropped, never used: the files that needed it, and their units, are left out.
@@ -223,7 +247,7 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<(String, Manife
                 format_args!(
                     "not restoring from {path}: its files take {}, over --seed-max-size or the \
                      free space this root can spare",
-                    crate::quantity::Bytes(m.bytes())
+                    Bytes(m.bytes())
                 ),
             );
             continue;
