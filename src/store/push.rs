@@ -88,13 +88,7 @@ pub(crate) fn push(store: &Store, src: &Source<'_>) -> Result<Pushed> {
     if with_record {
         first.push(record);
     }
-    let working = term::Activity::on_terminal_after(
-        Duration::from_secs(1),
-        "Pushing",
-        format_args!("{} to {}", src.dir.display(), store.url),
-    );
-    let stored = store.rt.block_on(upload_all(store, &first, &working))?;
-    drop(working);
+    let stored = store.rt.block_on(upload_all(store, &first, src.dir))?;
     let files = listed(&found, &of_file, &stored);
     let created_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -195,13 +189,14 @@ struct Stored {
     uploaded: bool,
 }
 
-/// Upload each file the store lacks, `CONCURRENCY` at a time; in `paths`' order. `progress`
-/// shows files checked and bytes uploaded on a terminal.
-async fn upload_all(
-    store: &Store,
-    paths: &[PathBuf],
-    progress: &term::Activity,
-) -> Result<Vec<Stored>> {
+/// Upload each file the store lacks, `CONCURRENCY` at a time; in `paths`' order. Files checked
+/// and bytes uploaded show on a terminal.
+async fn upload_all(store: &Store, paths: &[PathBuf], dir: &Path) -> Result<Vec<Stored>> {
+    let progress = term::Activity::on_terminal_after(
+        Duration::from_secs(1),
+        "Pushing",
+        format_args!("{} to {}", dir.display(), store.url),
+    );
     let (mut done, mut uploaded, mut bytes) = (0, 0, 0);
     let mut out: Vec<Option<Stored>> = (0..paths.len()).map(|_| None).collect();
     let mut tasks = tokio::task::JoinSet::new();
