@@ -24,6 +24,12 @@ use crate::scope::Scope;
 use crate::term;
 use crate::warm::RECORD;
 
+/// An object larger than this is fetched in `RANGE`-sized ranged requests, `RANGES_AT_ONCE` at
+/// a time.
+const RANGED_ABOVE: u64 = 16 << 20;
+const RANGE: u64 = 8 << 20;
+const RANGES_AT_ONCE: usize = 4;
+
 /// Manifests read (newest first) before giving up on finding one the scope allows.
 const MAX_MANIFESTS_READ: usize = 32;
 
@@ -263,7 +269,17 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<(String, Manife
 /// An object's bytes, `None` when their digest or size is not the one asked for.
 async fn fetch(op: &opendal::Operator, object: &Object, url: &str) -> Result<Option<Vec<u8>>> {
     let key = manifest::object_path(&object.sha256);
-    let bytes = match op.read(&key).await {
+    // OpenDAL reads an object in one request unless asked: a large one (a binary, a big rlib)
+    // in ranged requests, a few at once, each retried on its own.
+    let read = if object.size > RANGED_ABOVE {
+        op.read_with(&key)
+            .concurrent(RANGES_AT_ONCE)
+            .chunk(RANGE as usize)
+            .await
+    } else {
+        op.read(&key).await
+    };
+    let bytes = match read {
         Ok(b) => b.to_vec(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
         Err(e) => bail!("failed to read {key} in {url}: {e}"),
