@@ -253,7 +253,9 @@ mod ripgrep {
         println!("  binary:    {BIN}");
         let job = |root: &Path, id: &str, args: &[&str], with_store: bool| {
             let mut c = guarded(root, &ws, ["--job-id", id]);
-            c.env("CARGO_GUARDED_MIN_FREE", "0");
+            // A restore takes at most the free space above the sweep line.
+            c.env("CARGO_GUARDED_MIN_FREE", "0")
+                .env("CARGO_GUARDED_RECLAIM_BELOW", "0%");
             if with_store {
                 c.env("CARGO_GUARDED_STORE", &store);
             }

@@ -74,6 +74,9 @@ mod with_store {
         cmd.env("CARGO_GUARDED_ROOT", env.path().join(host))
             .env("RUNNER_NAME", host)
             .env("CARGO_GUARDED_MIN_FREE", "0")
+            // A restore takes at most the free space above the sweep line: on a host whose disk
+            // is near it, the tests would restore nothing.
+            .env("CARGO_GUARDED_RECLAIM_BELOW", "0%")
             .envs(vars.iter().map(|(k, v)| (k, v)))
             .args(["guarded", "-v", "--job-id", id])
             .args(args);
@@ -99,6 +102,11 @@ mod with_store {
         let ws = checkout(env, "w");
         let out = ok(env, "host-a", &ws, store, "a", &["build"]);
         assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        // A file large enough to be fetched in ranged requests (a binary of a real project).
+        let big: Vec<u8> = (0..20u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(env.path().join("host-a/a/target/debug/big.bin"), &big).unwrap();
         let out = ok(env, "host-a", &ws, store, "a", &["store", "push"]);
         assert!(stderr(&out).contains("Pushed"), "{}", describe(&out));
         // Pushed again (another host with the same units): nothing new is uploaded.
@@ -113,6 +121,8 @@ mod with_store {
         assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
         assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
         assert_eq!(origin(env, "host-b", "b"), "restored");
+        let got = std::fs::read(env.path().join("host-b/b/target/debug/big.bin")).unwrap();
+        assert!(got == big, "the large file came back different");
         // The `acquired` event, and `status`'s count of how jobs started, say so too.
         let acquired: serde_json::Value = std::fs::read_to_string(&events)
             .unwrap()
