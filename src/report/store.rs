@@ -87,7 +87,7 @@ pub(crate) fn collected(url: &str, c: &Collected) {
     let kept = c
         .decisions
         .iter()
-        .filter(|d| matches!(d.why, Why::WithinCap { .. }))
+        .filter(|d| matches!(d.why, Why::WithinCap { .. } | Why::OverCapUnreadable { .. }))
         .count();
     term::status(
         "Collected",
@@ -127,6 +127,11 @@ fn reason(
             RoundDuration(since(now, *last_used)),
             cap.map_or(String::new(), |c| format!(", within {c}"))
         ),
+        Why::OverCapUnreadable { last_used } => format!(
+            "last used {} ago; the store is over {}, but an unreadable manifest stops gc",
+            RoundDuration(since(now, *last_used)),
+            cap.unwrap_or("the cap")
+        ),
         Why::LeastRecentlyUsed { last_used } => format!(
             "least recently used (last used {} ago) while the store was over {}",
             RoundDuration(since(now, *last_used)),
@@ -160,6 +165,9 @@ fn tallied(why: &Why) -> Option<&'static str> {
         Why::Young { .. } => Some("younger than --grace"),
         Why::MaybeReferenced => Some("an unreadable manifest may name"),
         Why::Orphan => Some("use markers of removed manifests"),
-        Why::WithinCap { .. } | Why::LeastRecentlyUsed { .. } | Why::Unreadable(_) => None,
+        Why::WithinCap { .. }
+        | Why::OverCapUnreadable { .. }
+        | Why::LeastRecentlyUsed { .. }
+        | Why::Unreadable(_) => None,
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct Decision {
 pub(crate) enum Why {
     /// A manifest kept: the store is within the cap with it.
     WithinCap { last_used: SystemTime },
+    /// A manifest kept although the store is over the cap: an unreadable manifest stops gc.
+    OverCapUnreadable { last_used: SystemTime },
     /// A manifest removed: the least recently used while the store was over the cap.
     LeastRecentlyUsed { last_used: SystemTime },
     /// A manifest that could not be read as one: left alone, and no object is removed this run
@@ -305,12 +307,12 @@ pub(crate) fn plan(
         let last_used = m.last_used();
         let over = options.max_size.is_some_and(|max| size > max);
         if !over || blocked {
-            decisions.push(decision(
-                &m.listed.key,
-                m.listed.bytes,
-                false,
-                Why::WithinCap { last_used },
-            ));
+            let why = if over {
+                Why::OverCapUnreadable { last_used }
+            } else {
+                Why::WithinCap { last_used }
+            };
+            decisions.push(decision(&m.listed.key, m.listed.bytes, false, why));
             continue;
         }
         size -= m.listed.bytes;
@@ -525,6 +527,11 @@ mod tests {
             c.decisions
                 .iter()
                 .any(|d| matches!(d.why, Why::Unreadable(_)))
+        );
+        assert!(
+            c.decisions
+                .iter()
+                .any(|d| matches!(d.why, Why::OverCapUnreadable { .. }))
         );
     }
 
