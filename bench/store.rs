@@ -160,8 +160,8 @@ mod ripgrep {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
+    use super::How;
     use super::common::*;
-    use super::fresh_clone;
 
     const DEFAULT_GIT: &str = "/work/.mirror/BurntSushi+ripgrep/repo";
     /// actions/cache's compression (rust-cache stores through it).
@@ -226,6 +226,20 @@ mod ripgrep {
             .unwrap()
     }
 
+    /// The checkout replaced by a copy of itself (`cp -R`: ripgrep's tree has symlinks), every
+    /// mtime new.
+    fn fresh_clone(ws: &Path, tmp: &Path) {
+        let copied = std::process::Command::new("cp")
+            .arg("-R")
+            .arg(ws)
+            .arg(tmp)
+            .status()
+            .unwrap();
+        assert!(copied.success(), "cp -R failed");
+        std::fs::remove_dir_all(ws).unwrap();
+        std::fs::rename(tmp, ws).unwrap();
+    }
+
     fn secs(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     }
@@ -251,24 +265,42 @@ mod ripgrep {
              and a whole-target-dir tar.zst ({ZSTD}) extracted then `cargo build`"
         );
         println!("  binary:    {BIN}");
-        let job = |root: &Path, id: &str, args: &[&str], with_store: bool| {
+        let moto = Moto::program().map(|p| Moto::start(&p, &base.join("moto.log")));
+        let s3 = moto.as_ref().map(super::s3_vars);
+        let job = |root: &Path, id: &str, args: &[&str], how: How| {
             let mut c = guarded(root, &ws, ["--job-id", id]);
             // A restore takes at most the free space above the sweep line.
             c.env("CARGO_GUARDED_MIN_FREE", "0")
                 .env("CARGO_GUARDED_RECLAIM_BELOW", "0%");
-            if with_store {
-                c.env("CARGO_GUARDED_STORE", &store);
+            match how {
+                How::Fs => {
+                    c.env("CARGO_GUARDED_STORE", &store);
+                }
+                How::S3 => {
+                    c.envs(s3.iter().flatten().map(|(k, v)| (k, v)));
+                }
+                How::Cold => {}
             }
             c.args(args);
             c
         };
         let host_a = base.join("host-a");
         let a_dir = host_a.join("a");
-        let first = timed(&mut job(&host_a, "a", &["build"], false), &logs);
+        let first = timed(&mut job(&host_a, "a", &["build"], How::Cold), &logs);
         assert!(first.compiled(), "A's cold build compiled nothing?");
         println!("  A cold build:            {}", secs(first.wall));
-        let push = timed(&mut job(&host_a, "a", &["store", "push"], true), &logs);
+        let push = timed(&mut job(&host_a, "a", &["store", "push"], How::Fs), &logs);
         let pushed = bytes_under(&store_dir.join("objects"));
+        if s3.is_some() {
+            let p = timed(&mut job(&host_a, "a", &["store", "push"], How::S3), &logs);
+            println!(
+                "  A push to S3 (moto):     {} ({})",
+                p.stderr.trim(),
+                secs(p.wall)
+            );
+        } else {
+            println!("  (no moto_server on PATH: the S3 variant is left out)");
+        }
         println!(
             "  A push:                  {} ({})",
             push.stderr.trim(),
@@ -295,11 +327,12 @@ mod ripgrep {
 
         let (mut cold, mut restored, mut pulled, mut unpacked, mut from_archive) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut restored_s3, mut pulled_s3) = (Vec::new(), Vec::new());
         for r in 0..runs {
             // Each variant on its own fresh host: on one, the warm job would seed from the cold.
             let root = base.join(format!("host-{r}-cold"));
             fresh_clone(&ws, &base.join("clone.tmp"));
-            let c = timed(&mut job(&root, "cold", &["build"], false), &logs);
+            let c = timed(&mut job(&root, "cold", &["build"], How::Cold), &logs);
             assert!(c.compiled(), "the cold build compiled nothing");
             cold.push(c.wall);
 
@@ -307,7 +340,7 @@ mod ripgrep {
             let root = base.join(format!("host-{r}-warm"));
             fresh_clone(&ws, &base.join("clone.tmp"));
             let args = ["--restore-mtimes", "build"];
-            let w = timed(&mut job(&root, "warm", &args, true), &logs);
+            let w = timed(&mut job(&root, "warm", &args, How::Fs), &logs);
             assert!(
                 w.stderr.contains("Restored"),
                 "did not restore:\n{}",
@@ -326,6 +359,20 @@ mod ripgrep {
                 secs(w.wall),
                 compiled
             );
+
+            if s3.is_some() {
+                std::fs::remove_dir_all(&root).unwrap();
+                fresh_clone(&ws, &base.join("clone.tmp"));
+                let w = timed(&mut job(&root, "warm", &args, How::S3), &logs);
+                assert!(
+                    w.stderr.contains("Restored"),
+                    "did not restore:\n{}",
+                    w.stderr
+                );
+                restored_s3.push(w.wall);
+                pulled_s3.push(Duration::from_secs_f64(restore_secs(&w.stderr)));
+                println!("           restored from S3 (moto) {}", secs(w.wall));
+            }
 
             // rust-cache's way: the archive into a new target dir, then a plain cargo build
             // in a fresh clone (mtimes all new: cargo decides what it rebuilds).
@@ -378,6 +425,25 @@ mod ripgrep {
         ratio_line("restored + build / cold", &restored, &cold, Some(0.2));
         ratio_line("archive + build / cold", &from_archive, &cold, None);
         ratio_line("restore / extraction", &pulled, &unpacked, Some(1.0));
+        if !restored_s3.is_empty() {
+            println!(
+                "{}",
+                summary("fresh host, restored from S3 (moto) + build", &restored_s3)
+            );
+            println!("{}", summary("  of which the restore", &pulled_s3));
+            ratio_line(
+                "restored from S3 + build / cold",
+                &restored_s3,
+                &cold,
+                Some(0.2),
+            );
+            ratio_line(
+                "restore from S3 / extraction",
+                &pulled_s3,
+                &unpacked,
+                Some(1.0),
+            );
+        }
         ratio_line(
             "restored + build / archive + build",
             &restored,
@@ -396,14 +462,14 @@ mod ripgrep {
             text + "\n#[doc(hidden)]\npub fn bench_next_commit() {}\n",
         )
         .unwrap();
-        let again = timed(&mut job(&host_a, "a", &["build"], false), &logs);
+        let again = timed(&mut job(&host_a, "a", &["build"], How::Cold), &logs);
         let units = again
             .stderr
             .lines()
             .filter(|l| l.contains("Compiling "))
             .count();
         let before = bytes_under(&store_dir.join("objects"));
-        let push2 = timed(&mut job(&host_a, "a", &["store", "push"], true), &logs);
+        let push2 = timed(&mut job(&host_a, "a", &["store", "push"], How::Fs), &logs);
         let uploaded = bytes_under(&store_dir.join("objects")) - before;
         let (_, tar2_bytes) = archive(&a_dir, &base.join("next.tar.zst"), &logs);
         println!(
