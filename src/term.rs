@@ -270,6 +270,8 @@ impl Activity {
 
     /// Like `start_after` on a terminal; nothing at all in a log (a push at release adds no
     /// lines to a CI log but its result).
+    // Only the store's push and pull use it.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) fn on_terminal_after(
         delay: std::time::Duration,
         verb: &'static str,
@@ -292,6 +294,7 @@ impl Activity {
     /// On a terminal, say how far it has got, before the message so that a narrow terminal
     /// cuts the message and not the count (`12/640 objects, 4.1 MiB/310 MiB: /srv/cg/job-7 …`);
     /// nothing in a log, whose lines say only that it is still going.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) fn detail(&self, detail: impl Display) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{}: {}", escape(&detail.to_string()), self.msg));
