@@ -412,6 +412,35 @@ pub(crate) struct JobArgs {
 pub(crate) enum StoreAction {
     /// Upload the job's dir: each file the store lacks, by its content digest, then a manifest
     Push,
+    /// Keep the store under --max-size: least recently used manifests first, then the objects no
+    /// manifest names (those younger than --grace are kept: a push may be about to name them)
+    Gc,
+}
+
+/// `store gc`'s own options.
+#[derive(Debug, Args, Default, Clone, PartialEq)]
+pub(crate) struct StoreGcArgs {
+    /// (store gc) Report what would be removed, remove nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// (store gc) Remove least recently used manifests (a pull records its use) until the store
+    /// holds at most this, e.g. `500GiB` [default: no cap: only objects no manifest names]
+    #[arg(long, value_name = "SIZE", value_parser = store_size)]
+    pub(crate) max_size: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = quantity::parse_duration,
+          help = with_default(
+              "(store gc) Keep an object no manifest names while it is younger than this: a \
+               push writes its objects first and its manifest last",
+              DurationArg(DEFAULT_STORE_GC_GRACE),
+          ))]
+    pub(crate) grace: Option<Duration>,
+}
+
+impl StoreGcArgs {
+    /// Whether any of them was given (they mean nothing to `store push`).
+    pub(crate) fn given(&self) -> bool {
+        *self != StoreGcArgs::default()
+    }
 }
 
 /// `--warm-from`: whether the scope rule decides which dirs a new job may start from.
@@ -491,13 +520,16 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Push the job's dir (its finished steps' units) to the object store `--store` names, for
-    /// jobs on fresh hosts to start warm from: e.g. a workflow's last step
+    /// jobs on fresh hosts to start warm from: e.g. a workflow's last step; or keep the store
+    /// under a size cap (gc)
     Store {
         #[command(flatten)]
         job: Takes<JobArgs>,
         /// What to do with the store
         #[arg(value_enum)]
         action: StoreAction,
+        #[command(flatten)]
+        gc: StoreGcArgs,
     },
     /// Print a shell completion script: `cargo guarded completions bash > ~/.local/share/bash-completion/completions/cargo-guarded`
     Completions {
@@ -566,6 +598,10 @@ pub(crate) struct GcArgs {
     pub(crate) workspace: Option<OsString>,
 }
 
+/// How long `store gc` keeps an object no manifest names: longer than a push takes from its
+/// first object to its manifest.
+pub(crate) const DEFAULT_STORE_GC_GRACE: Duration = Duration::from_secs(3600);
+
 /// How long a job waits for a restore from `--store` before it builds cold.
 pub(crate) const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -601,6 +637,11 @@ fn ttl(s: &str) -> Result<Duration, String> {
 }
 
 /// `--keep-expired`.
+/// `store gc --max-size`.
+fn store_size(s: &str) -> Result<u64, String> {
+    quantity::parse_size(s, "`500GiB` or `800MB`")
+}
+
 /// A size with its unit (`--seed-max-size`).
 fn seed_size(s: &str) -> Result<u64, String> {
     quantity::parse_size(s, "`16GiB` or `500MB`")
@@ -669,7 +710,7 @@ pub(crate) enum Mode {
     Doctor {
         json: bool,
     },
-    Store(StoreAction),
+    Store(StoreAction, StoreGcArgs),
     Completions(clap_complete::Shell),
     Man {
         page: Option<String>,
@@ -693,7 +734,7 @@ impl Mode {
     /// `env`, `hold`, `store push`) or `gc`'s sweep.
     pub(crate) fn tells_events(&self) -> bool {
         match self {
-            Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(_) => {
+            Mode::Wrapped(_) | Mode::Exec(_) | Mode::Env { .. } | Mode::Gc(_) | Mode::Store(..) => {
                 true
             }
             Mode::Hold { job_only } => !job_only,
@@ -723,7 +764,7 @@ impl Mode {
             Command::Env { shell, .. } => Mode::Env { shell },
             Command::Hold { job_only, .. } => Mode::Hold { job_only },
             Command::Doctor { json, .. } => Mode::Doctor { json },
-            Command::Store { action, .. } => Mode::Store(action),
+            Command::Store { action, gc, .. } => Mode::Store(action, gc),
             Command::Status(args) => Mode::Status(args),
             Command::Gc(args) => Mode::Gc(args),
             Command::Completions { shell } => Mode::Completions(shell),

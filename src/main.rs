@@ -131,7 +131,12 @@ fn dispatch(args: Vec<std::ffi::OsString>, hook: bool) -> CliResult {
         Mode::Status(args) => cmd::status::run(&cfg, &args),
         Mode::Gc(args) => cmd::gc::run(&cfg, &args, &mut out),
         Mode::Doctor { json } => cmd::doctor::run(&cfg, json),
-        Mode::Store(StoreAction::Push) => cmd::store::push(&cfg, &mut out),
+        Mode::Store(StoreAction::Push, gc) if gc.given() => Err(anyhow::anyhow!(
+            "--dry-run, --max-size and --grace are `store gc`'s options, not `store push`'s"
+        )
+        .into()),
+        Mode::Store(StoreAction::Push, _) => cmd::store::push(&cfg, &mut out),
+        Mode::Store(StoreAction::Gc, gc) => cmd::store::gc(&cfg, &gc),
         Mode::Completions(_) | Mode::Man { .. } | Mode::SplitWords(_) => {
             unreachable!("needs no configuration")
         }

@@ -209,7 +209,7 @@ impl Activity {
         }
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         if tty {
-            act.bar = Some(spinner(verb, act.msg.clone(), &act.hint));
+            act.bar = Some(spinner(verb, act.msg.clone(), &act.hint, true));
         } else {
             status(verb, &act.msg);
             let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -245,13 +245,18 @@ impl Activity {
         }
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // On a terminal, the spinner exists (hidden) from the start, so `detail` can update it
+        // before it shows.
+        let bar = tty.then(|| spinner(verb, msg.clone(), "", false));
+        act.bar.clone_from(&bar);
         act.ticker = Some(std::thread::spawn(move || {
             use std::sync::mpsc::RecvTimeoutError::Timeout;
             if !matches!(rx.recv_timeout(delay), Err(Timeout)) {
                 return;
             }
-            if tty {
-                let bar = spinner(verb, msg, "");
+            if let Some(bar) = bar {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
                 let _ = rx.recv();
                 bar.finish_and_clear();
             } else {
@@ -263,20 +268,54 @@ impl Activity {
         act
     }
 
+    /// Like `start_after` on a terminal; nothing at all in a log (a push at release adds no
+    /// lines to a CI log but its result).
+    // Only the store's push and pull use it.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) fn on_terminal_after(
+        delay: std::time::Duration,
+        verb: &'static str,
+        msg: impl Display,
+    ) -> Activity {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return Activity::start_after(delay, verb, msg);
+        }
+        Activity {
+            started: std::time::Instant::now(),
+            verb,
+            msg: String::new(),
+            hint: String::new(),
+            bar: None,
+            stop: None,
+            ticker: None,
+        }
+    }
+
+    /// On a terminal, say how far it has got, before the message so that a narrow terminal
+    /// cuts the message and not the count (`12/640 objects, 4.1 MiB/310 MiB: /srv/cg/job-7 …`);
+    /// nothing in a log, whose lines say only that it is still going.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) fn detail(&self, detail: impl Display) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{}: {}", escape(&detail.to_string()), self.msg));
+        }
+    }
+
     /// How long it has been going.
     pub(crate) fn elapsed(&self) -> std::time::Duration {
         self.started.elapsed()
     }
 
     fn stop(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        // The ticker first: a delayed spinner is shown and cleared by it.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 
@@ -289,9 +328,14 @@ impl Activity {
 
 /// The terminal's sign of life: one line, the verb as `status` prints it, the message (cut to
 /// the terminal's width: `wide_msg`), a spinner, the elapsed time and the hint.
-fn spinner(verb: &'static str, msg: String, hint: &str) -> indicatif::ProgressBar {
+/// `shown`: drawn and ticking from now; otherwise hidden until its caller shows it.
+fn spinner(verb: &'static str, msg: String, hint: &str, shown: bool) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.set_draw_target(if shown {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    });
     let verb_style = if colored() { ".green.bold" } else { "" };
     // Braces in the hint would be template syntax.
     let hint = hint.replace(['{', '}'], "");
@@ -306,7 +350,9 @@ fn spinner(verb: &'static str, msg: String, hint: &str) -> indicatif::ProgressBa
     bar.set_style(style);
     bar.set_prefix(verb);
     bar.set_message(msg);
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    if shown {
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
     bar
 }
 

@@ -319,7 +319,7 @@ fn restore(cfg: &Config, held: &Held, origin: Origin, room: &dyn Fn() -> u64) ->
         "Restoring",
         format_args!("{} from the store {url}", held.path.display()),
     );
-    let pulled = store::Store::open(url).and_then(|s| store::pull(&s, &held.path, &want));
+    let pulled = store::Store::open(url).and_then(|s| store::pull(&s, &held.path, &want, &working));
     drop(working);
     match pulled {
         Ok(Some(r)) => {

@@ -1,4 +1,5 @@
-//! `cargo guarded store push`: the job's dir uploaded to `--store`, under its lease.
+//! `cargo guarded store push`: the job's dir uploaded to `--store`, under its lease; `store gc`:
+//! the store kept under `--max-size`.
 
 #[cfg(feature = "store")]
 use std::ffi::OsStr;
@@ -7,6 +8,7 @@ use std::os::fd::AsFd;
 
 use anyhow::anyhow;
 
+use crate::cli::{self, StoreGcArgs};
 use crate::config::Config;
 use crate::exit::CliResult;
 #[cfg(feature = "store")]
@@ -82,5 +84,33 @@ pub(crate) fn push(cfg: &Config, out: &mut Reporters) -> CliResult {
         session.finish()?;
         pushed?;
         Ok(Exit::SUCCESS)
+    }
+}
+
+/// `cargo guarded store gc`: keep `--store` under `--max-size` (store/gc.rs decides, report/
+/// renders); exits 1 when a removal failed, as `gc` does.
+pub(crate) fn gc(cfg: &Config, args: &StoreGcArgs) -> CliResult {
+    check_store(cfg)?;
+    let Some(url) = &cfg.store else {
+        return Err(anyhow!("`store gc` needs a store: --store URL or CARGO_GUARDED_STORE").into());
+    };
+    let grace = args.grace.unwrap_or(cli::DEFAULT_STORE_GC_GRACE);
+    #[cfg(not(feature = "store"))]
+    return Err(anyhow!("{url}: unreachable without the `store` feature ({grace:?})").into());
+    #[cfg(feature = "store")]
+    {
+        let store = store::Store::open(url)?;
+        let options = store::GcOptions {
+            max_size: args.max_size,
+            grace,
+            dry_run: args.dry_run,
+        };
+        let collected = store::gc(&store, options)?;
+        crate::report::store::collected(store.url(), &collected);
+        Ok(if collected.failed() == 0 {
+            Exit::SUCCESS
+        } else {
+            Exit::ERROR
+        })
     }
 }

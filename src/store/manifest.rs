@@ -1,5 +1,6 @@
 //! A manifest: what one push of a finished dir stored, at
-//! `manifests/<scope>/<workspace hash>/<toolchain>/<unix ms>-<job>.json`. Every file of the dir's
+//! `manifests/<workspace hash>/<toolchain>/<scope>/<unix ms>-<job>.json`: keyed by workspace and
+//! toolchain first, so a pull lists only its own key's prefix, however large the store. Every file of the dir's
 //! `target/` and `build/` with its content digest (`objects/<sha256>`), size, mode, mtime to the
 //! nanosecond (an object store keeps none, and cargo orders units by mtime) and hard-link group;
 //! the dir's `inputs.json` as an object; the writers' scopes, the workspace key, the toolchain and
@@ -59,20 +60,29 @@ pub(crate) fn object_path(sha256: &str) -> String {
     format!("objects/{sha256}")
 }
 
-/// The directory of manifests for one scope, workspace and toolchain.
+/// The directory of manifests for one workspace, toolchain and scope.
 pub(crate) fn dir(scope: &Scope, workspace: &str, toolchain: Option<&str>) -> String {
     format!(
-        "{MANIFESTS}{}/{}",
-        segment(&scope.to_string()),
-        key_dir(workspace, toolchain)
+        "{}{}/",
+        key_dir(workspace, toolchain),
+        segment(&scope.to_string())
     )
 }
 
-/// `<workspace hash>/<toolchain>/`: what a pull lists, under every scope.
+/// `manifests/<workspace hash>/<toolchain>/`: what a pull lists (every scope under it).
 pub(crate) fn key_dir(workspace: &str, toolchain: Option<&str>) -> String {
+    format!(
+        "{}{}/",
+        workspace_dir(workspace),
+        segment(toolchain.unwrap_or("unknown"))
+    )
+}
+
+/// `manifests/<workspace hash>/`: every toolchain's manifests of one workspace.
+pub(crate) fn workspace_dir(workspace: &str) -> String {
     let hash = Sha256::digest(workspace.as_bytes());
     let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}/{}/", segment(toolchain.unwrap_or("unknown")))
+    format!("{MANIFESTS}{hex}/")
 }
 
 /// A manifest's name: newest sorts last by its unix milliseconds.

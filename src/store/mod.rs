@@ -3,8 +3,10 @@
 //! (docs/protocol.md#the-store). `push` uploads the job's own dir; `pull` lays the newest
 //! manifest the scope rule allows out in a fresh dir, verifying every object's digest, and content
 //! verification then decides which path units are reused, as for a seed. Compiled only with the
-//! `store` feature; a job without `--store` never gets here (no runtime, no syscalls).
+//! `store` feature; a job without `--store` never gets here (no runtime, no syscalls). `gc` keeps
+//! the store under a size cap, least recently used manifests first.
 
+mod gc;
 mod manifest;
 mod probe;
 mod pull;
@@ -17,6 +19,7 @@ use anyhow::{Context, Result};
 use opendal::Operator;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 
+pub(crate) use gc::{Collected, Decision, Options as GcOptions, Why, gc};
 pub(crate) use probe::probe;
 pub(crate) use pull::{Want, pull};
 pub(crate) use push::{Pushed, Source, push};

@@ -8,7 +8,8 @@ use super::manifest::{self, MANIFESTS, Manifest};
 /// What a probe found.
 #[derive(Debug)]
 pub(crate) struct Probe {
-    /// Manifests in the store (`Err`: why it could not be listed).
+    /// Entries listed: the workspace's manifests, or the top of `manifests/` without one (`Err`:
+    /// why the store could not be listed).
     pub(crate) listed: Result<usize, String>,
     /// `None`: not tried. A probe object is written and deleted.
     pub(crate) writable: Option<Result<(), String>>,
@@ -19,10 +20,13 @@ pub(crate) struct Probe {
 /// Probe `store`; write a probe object only when `write`.
 pub(crate) fn probe(store: &Store, write: bool, workspace: Option<&str>) -> Probe {
     store.rt.block_on(async {
+        // The workspace's own prefix (every toolchain), or the top of the manifests: reaching
+        // the store is the question, not how large it is.
+        let prefix = workspace.map_or_else(|| MANIFESTS.to_owned(), manifest::workspace_dir);
         let listed = store
             .op
-            .list_with(MANIFESTS)
-            .recursive(true)
+            .list_with(&prefix)
+            .recursive(workspace.is_some())
             .await
             .map(|e| e.iter().map(|e| e.path().to_owned()).collect::<Vec<_>>())
             .or_else(|e| match e.kind() {
@@ -30,13 +34,9 @@ pub(crate) fn probe(store: &Store, write: bool, workspace: Option<&str>) -> Prob
                 _ => Err(e.to_string()),
             });
         let mut cargo_home = None;
-        if let (Ok(paths), Some(ws)) = (&listed, workspace) {
-            // The workspace's manifests, of any toolchain.
-            let key = manifest::key_dir(ws, None);
-            let hash = key.split('/').next().unwrap_or_default();
+        if let (Ok(paths), Some(_)) = (&listed, workspace) {
             let newest = paths
                 .iter()
-                .filter(|p| p.contains(&format!("/{hash}/")))
                 .max_by_key(|p| p.rsplit('/').next().and_then(manifest::created_ms));
             if let Some(path) = newest
                 && let Ok(bytes) = store.op.read(path).await

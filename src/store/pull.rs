@@ -15,13 +15,20 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
-use super::manifest::{self, MANIFESTS, Manifest, Object};
+use super::manifest::{self, Manifest, Object};
 use super::{CONCURRENCY, Store};
 use crate::lease::{BUILD_DIR, TARGET};
 use crate::prune::output_hash;
+use crate::quantity::Bytes;
 use crate::scope::Scope;
 use crate::term;
 use crate::warm::RECORD;
+
+/// An object larger than this is fetched in `RANGE`-sized ranged requests, `RANGES_AT_ONCE` at
+/// a time.
+const RANGED_ABOVE: u64 = 16 << 20;
+const RANGE: u64 = 8 << 20;
+const RANGES_AT_ONCE: usize = 4;
 
 /// Manifests read (newest first) before giving up on finding one the scope allows.
 const MAX_MANIFESTS_READ: usize = 32;
@@ -55,13 +62,19 @@ pub(crate) struct Restored {
 
 /// Lay out in `dir` (a fresh job dir, ours) the newest allowed manifest. `Ok(None)`: the store
 /// has none for this workspace the scope allows. On an error or past `want.timeout`, what was
-/// laid out is removed again: the job builds cold.
-pub(crate) fn pull(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
+/// laid out is removed again: the job builds cold. `progress` shows objects and bytes fetched on
+/// a terminal.
+pub(crate) fn pull(
+    store: &Store,
+    dir: &Path,
+    want: &Want<'_>,
+    progress: &term::Activity,
+) -> Result<Option<Restored>> {
     let start = Instant::now();
     let result = store
         .rt
         .block_on(async {
-            tokio::time::timeout(want.timeout, restore(store, dir, want))
+            tokio::time::timeout(want.timeout, restore(store, dir, want, progress))
                 .await
                 .unwrap_or_else(|_| {
                     Err(anyhow!(
@@ -85,10 +98,20 @@ pub(crate) fn pull(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<
     result
 }
 
-async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Restored>> {
-    let Some(m) = choose(store, want).await? else {
+// Long: the download loop lays each object's files out as it arrives, and drops a unit whose
+// object failed; split, the bookkeeping it shares would travel through every part.
+async fn restore(
+    store: &Store,
+    dir: &Path,
+    want: &Want<'_>,
+    progress: &term::Activity,
+) -> Result<Option<Restored>> {
+    let Some((path, m)) = choose(store, want).await? else {
         return Ok(None);
     };
+    // Recorded alongside the downloads, for `store gc`'s order of use; read-only credentials
+    // (a pull request's) cannot, and the restore does not depend on it.
+    let used = tokio::spawn(super::gc::mark_used(store.op.clone(), path.clone()));
     let mut objects: Vec<Object> = m.files.iter().map(|f| f.object.clone()).collect();
     objects.extend(m.inputs.clone());
     objects.sort_by(|a, b| a.sha256.cmp(&b.sha256));
@@ -100,6 +123,8 @@ async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Re
     let mut linked: HashMap<u32, std::path::PathBuf> = HashMap::new();
     let mut bad_units: HashSet<String> = HashSet::new();
     let mut bad_files: HashSet<usize> = HashSet::new();
+    let total_bytes: u64 = objects.iter().map(|o| o.size).sum();
+    let (mut done, mut done_bytes) = (0, 0);
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = 0;
     while next < objects.len() || !tasks.is_empty() {
@@ -111,10 +136,18 @@ async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Re
             });
             next += 1;
         }
-        let Some(done) = tasks.join_next().await else {
+        let Some(joined) = tasks.join_next().await else {
             break;
         };
-        let (object, got) = done.context("a download task failed")?;
+        let (object, got) = joined.context("a download task failed")?;
+        done += 1;
+        done_bytes += object.size;
+        progress.detail(format_args!(
+            "{done}/{} objects, {}/{}",
+            objects.len(),
+            Bytes(done_bytes),
+            Bytes(total_bytes)
+        ));
         let files = by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v);
         let Some(bytes) = got? else {
             // Dropped, never used: the files that needed it, and their units, are left out.
@@ -146,6 +179,13 @@ async fn restore(store: &Store, dir: &Path, want: &Want<'_>) -> Result<Option<Re
             }
         }
     }
+    let marked = used.await.map_err(|e| e.to_string());
+    if let Err(e) = marked.and_then(|r| r.map_err(|e| e.to_string())) {
+        term::verbose(
+            "Note",
+            format_args!("could not record the use of {path}: {e}"),
+        );
+    }
     let mut left_out = 0;
     for (i, f) in m.files.iter().enumerate() {
         if bad_files.contains(&i) || units_of(&f.path).any(|u| bad_units.contains(&u)) {
@@ -171,20 +211,19 @@ fn units_of(path: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// The newest manifest of the workspace and toolchain whose writers the scope rule allows.
-async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
+async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<(String, Manifest)>> {
+    // Only this workspace's and toolchain's prefix: a pull's listing does not grow with the store.
     let key_dir = manifest::key_dir(want.workspace, want.toolchain);
-    let entries = match store.op.list_with(MANIFESTS).recursive(true).await {
+    let entries = match store.op.list_with(&key_dir).recursive(true).await {
         Ok(e) => e,
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("failed to list {MANIFESTS} in {}: {e}", store.url),
+        Err(e) => bail!("failed to list {key_dir} in {}: {e}", store.url),
     };
     let mut found: Vec<(u64, String)> = entries
         .iter()
         .filter_map(|e| {
             let path = e.path();
-            let rest = path.strip_prefix(MANIFESTS)?;
-            let (_scope, rest) = rest.split_once('/')?;
-            let name = rest.strip_prefix(&key_dir)?;
+            let (_scope, name) = path.strip_prefix(&key_dir)?.split_once('/')?;
             (!name.contains('/')).then_some(())?;
             Some((manifest::created_ms(name)?, path.to_owned()))
         })
@@ -214,13 +253,13 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
                 format_args!(
                     "not restoring from {path}: its files take {}, over --seed-max-size or the \
                      free space this root can spare",
-                    crate::quantity::Bytes(m.bytes())
+                    Bytes(m.bytes())
                 ),
             );
             continue;
         }
         match (want.allows)(&m.scopes) {
-            Ok(()) => return Ok(Some(m)),
+            Ok(()) => return Ok(Some((path, m))),
             Err(why) => term::verbose("Note", format_args!("not restoring from {path}: {why}")),
         }
     }
@@ -230,7 +269,17 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<Manifest>> {
 /// An object's bytes, `None` when their digest or size is not the one asked for.
 async fn fetch(op: &opendal::Operator, object: &Object, url: &str) -> Result<Option<Vec<u8>>> {
     let key = manifest::object_path(&object.sha256);
-    let bytes = match op.read(&key).await {
+    // OpenDAL reads an object in one request unless asked: a large one (a binary, a big rlib)
+    // in ranged requests, a few at once, each retried on its own.
+    let read = if object.size > RANGED_ABOVE {
+        op.read_with(&key)
+            .concurrent(RANGES_AT_ONCE)
+            .chunk(RANGE as usize)
+            .await
+    } else {
+        op.read(&key).await
+    };
+    let bytes = match read {
         Ok(b) => b.to_vec(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
         Err(e) => bail!("failed to read {key} in {url}: {e}"),

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use super::manifest::{self, File, Manifest, Object};
 use super::{CONCURRENCY, Store};
 use crate::lease::{BUILD_DIR, Lease, TARGET};
+use crate::quantity::Bytes;
 use crate::scope::Scope;
+use crate::term;
 use crate::warm::RECORD;
 
 /// What a push reads: the job's own dir, under its lease.
@@ -86,7 +88,7 @@ pub(crate) fn push(store: &Store, src: &Source<'_>) -> Result<Pushed> {
     if with_record {
         first.push(record);
     }
-    let stored = store.rt.block_on(upload_all(store, &first))?;
+    let stored = store.rt.block_on(upload_all(store, &first, src.dir))?;
     let files = listed(&found, &of_file, &stored);
     let created_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -187,8 +189,15 @@ struct Stored {
     uploaded: bool,
 }
 
-/// Upload each file the store lacks, `CONCURRENCY` at a time; in `paths`' order.
-async fn upload_all(store: &Store, paths: &[PathBuf]) -> Result<Vec<Stored>> {
+/// Upload each file the store lacks, `CONCURRENCY` at a time; in `paths`' order. Files checked
+/// and bytes uploaded show on a terminal.
+async fn upload_all(store: &Store, paths: &[PathBuf], dir: &Path) -> Result<Vec<Stored>> {
+    let progress = term::Activity::on_terminal_after(
+        Duration::from_secs(1),
+        "Pushing",
+        format_args!("{} to {}", dir.display(), store.url),
+    );
+    let (mut done, mut uploaded, mut bytes) = (0, 0, 0);
     let mut out: Vec<Option<Stored>> = (0..paths.len()).map(|_| None).collect();
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = 0;
@@ -199,9 +208,20 @@ async fn upload_all(store: &Store, paths: &[PathBuf]) -> Result<Vec<Stored>> {
             tasks.spawn(async move { (i, upload(&op, &path, &url).await) });
             next += 1;
         }
-        if let Some(done) = tasks.join_next().await {
-            let (i, stored) = done.context("an upload task failed")?;
-            out[i] = Some(stored?);
+        if let Some(joined) = tasks.join_next().await {
+            let (i, stored) = joined.context("an upload task failed")?;
+            let stored = stored?;
+            done += 1;
+            if stored.uploaded {
+                uploaded += 1;
+                bytes += stored.object.size;
+            }
+            progress.detail(format_args!(
+                "{done}/{} files checked, {uploaded} uploaded ({})",
+                paths.len(),
+                Bytes(bytes)
+            ));
+            out[i] = Some(stored);
         }
     }
     Ok(out.into_iter().flatten().collect())

@@ -72,6 +72,9 @@ mod with_store {
         cmd.env("CARGO_GUARDED_ROOT", env.path().join(host))
             .env("RUNNER_NAME", host)
             .env("CARGO_GUARDED_MIN_FREE", "0")
+            // A restore takes at most the free space above the sweep line: on a host whose disk
+            // is near it, the tests would restore nothing.
+            .env("CARGO_GUARDED_RECLAIM_BELOW", "0%")
             .envs(vars.iter().map(|(k, v)| (k, v)))
             .args(["guarded", "-v", "--job-id", id])
             .args(args);
@@ -97,6 +100,11 @@ mod with_store {
         let ws = checkout(env, "w");
         let out = ok(env, "host-a", &ws, store, "a", &["build"]);
         assert!(!compiled(&out).is_empty(), "{}", describe(&out));
+        // A file large enough to be fetched in ranged requests (a binary of a real project).
+        let big: Vec<u8> = (0..20u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(env.path().join("host-a/a/target/debug/big.bin"), &big).unwrap();
         let out = ok(env, "host-a", &ws, store, "a", &["store", "push"]);
         assert!(stderr(&out).contains("Pushed"), "{}", describe(&out));
         // Pushed again (another host with the same units): nothing new is uploaded.
@@ -111,6 +119,8 @@ mod with_store {
         assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
         assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
         assert_eq!(origin(env, "host-b", "b"), "restored");
+        let got = std::fs::read(env.path().join("host-b/b/target/debug/big.bin")).unwrap();
+        assert!(got == big, "the large file came back different");
         // The `acquired` event, and `status`'s count of how jobs started, say so too.
         let acquired: serde_json::Value = std::fs::read_to_string(&events)
             .unwrap()
@@ -448,6 +458,280 @@ mod with_store {
         let out = job(&env, "host-b", &ws, &Vars::new(), "b", &["store", "push"]);
         assert!(!out.status.success(), "{}", describe(&out));
         assert!(stderr(&out).contains("needs a store"), "{}", describe(&out));
+    }
+
+    /// Every file of an `fs://` store under `manifests/`, `objects/` and `used/`, by its path
+    /// relative to the store, with its size.
+    fn store_files(dir: &Path) -> std::collections::BTreeMap<String, u64> {
+        fn walk(dir: &Path, rel: &str, out: &mut std::collections::BTreeMap<String, u64>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries {
+                let entry = entry.unwrap();
+                let name = entry.file_name().into_string().unwrap();
+                let child = format!("{rel}{name}");
+                if entry.file_type().unwrap().is_dir() {
+                    walk(&entry.path(), &format!("{child}/"), out);
+                } else {
+                    out.insert(child, entry.metadata().unwrap().len());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        for top in ["manifests", "objects", "used"] {
+            walk(&dir.join(top), &format!("{top}/"), &mut out);
+        }
+        out
+    }
+
+    /// The objects a manifest of an `fs://` store names.
+    fn named_objects(dir: &Path, manifest: &str) -> std::collections::BTreeSet<String> {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(manifest)).unwrap()).unwrap();
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(m.get("inputs").filter(|i| !i.is_null()))
+            .map(|f| format!("objects/{}", f["sha256"].as_str().unwrap()))
+            .collect()
+    }
+
+    /// The manifest a `store gc` line with `verb` names.
+    fn manifest_line(err: &str, verb: &str) -> String {
+        let at = format!("{verb} manifests/");
+        let line = err
+            .lines()
+            .find(|l| l.contains(&at))
+            .unwrap_or_else(|| panic!("no `{at}` in {err}"));
+        let key = &line[line.find(&at).unwrap() + verb.len() + 1..];
+        key.split(' ').next().unwrap().to_owned()
+    }
+
+    /// Two pushes of one job's dir, the second after a one-line change to `plain`, to every
+    /// store of `stores` (the same bytes to each); `Ok` the two manifests' paths in the first
+    /// store, which is an `fs://` one.
+    fn two_pushes(env: &Env, ws: &Path, stores: &[Vars]) -> (String, String) {
+        let fs_dir = PathBuf::from(stores[0][0].1.strip_prefix("fs://").unwrap());
+        for round in 0..2 {
+            if round == 1 {
+                let lib = ws.join("plain/src/lib.rs");
+                let text = std::fs::read_to_string(&lib).unwrap();
+                std::fs::write(&lib, text + "pub fn two() -> u32 { 2 }\n").unwrap();
+            }
+            ok(env, "host-a", ws, &stores[0], "a", &["build"]);
+            for store in stores {
+                ok(env, "host-a", ws, store, "a", &["store", "push"]);
+            }
+        }
+        let manifests: Vec<String> = store_files(&fs_dir)
+            .into_keys()
+            .filter(|k| k.starts_with("manifests/"))
+            .collect();
+        assert_eq!(manifests.len(), 2, "{manifests:?}");
+        (manifests[0].clone(), manifests[1].clone())
+    }
+
+    /// Over the cap, the least recently used manifest goes, and with it the objects only it
+    /// named once they are older than the grace; the surviving manifest restores on a fresh host
+    /// with nothing compiled. `gc_store` is what gc runs against; `stores[0]`, an `fs://` store
+    /// with the same contents, is what the test inspects.
+    fn gc_over_the_cap(env: &Env, stores: &[Vars], gc_store: &Vars) {
+        let fs_dir = PathBuf::from(stores[0][0].1.strip_prefix("fs://").unwrap());
+        let ws = checkout(env, "w");
+        let (old, new) = two_pushes(env, &ws, stores);
+        let before = store_files(&fs_dir);
+        let only_old: Vec<String> = named_objects(&fs_dir, &old)
+            .difference(&named_objects(&fs_dir, &new))
+            .cloned()
+            .collect();
+        assert!(!only_old.is_empty(), "the change made no new unit");
+        let total: u64 = before.values().sum();
+        let cap = format!("{}B", total - 1);
+        let gc = |args: &[&str]| {
+            ok(
+                env,
+                "host-a",
+                &ws,
+                gc_store,
+                "a",
+                &[&["store", "gc"], args].concat(),
+            )
+        };
+
+        // A dry run says what it would remove, and removes nothing.
+        let out = gc(&["--dry-run", "--max-size", &cap, "--grace", "0s"]);
+        let err = stderr(&out);
+        let (gone, kept) = (
+            manifest_line(&err, "Would remove"),
+            manifest_line(&err, "Would keep"),
+        );
+        // The older (their names sort by the push's time), and in the fs store the same one.
+        assert!(gone < kept, "{}", describe(&out));
+        if gc_store == &stores[0] {
+            assert_eq!((&gone, &kept), (&old, &new), "{}", describe(&out));
+        }
+        assert!(err.contains("least recently used"), "{}", describe(&out));
+        assert_eq!(store_files(&fs_dir), before);
+
+        // Over the cap: the older manifest goes; the objects only it named are younger than the
+        // default grace, so a push could be about to name them: kept.
+        let out = gc(&["--max-size", &cap]);
+        let err = stderr(&out);
+        assert_eq!(manifest_line(&err, "Removed"), gone, "{}", describe(&out));
+        assert_eq!(manifest_line(&err, "Kept"), kept, "{}", describe(&out));
+        assert!(
+            err.contains("younger than --grace 1h"),
+            "{}",
+            describe(&out)
+        );
+        if gc_store == &stores[0] {
+            let after = store_files(&fs_dir);
+            assert!(!after.contains_key(&old), "{after:?}");
+            for o in &only_old {
+                assert!(after.contains_key(o), "{o} removed within the grace");
+            }
+        }
+
+        // Past the grace, they go; every object the surviving manifest names stays.
+        let out = gc(&["--grace", "0s"]);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("Removed {} objects", only_old.len())),
+            "{}",
+            describe(&out)
+        );
+        if gc_store == &stores[0] {
+            let after = store_files(&fs_dir);
+            for o in &only_old {
+                assert!(!after.contains_key(o), "{o} kept");
+            }
+            for o in named_objects(&fs_dir, &new) {
+                assert!(
+                    after.contains_key(&o),
+                    "{o} of the surviving manifest removed"
+                );
+            }
+        }
+
+        // The survivor restores on a fresh host, and the pull records its use.
+        fresh_clone(env, &ws);
+        let out = ok(
+            env,
+            "host-b",
+            &ws,
+            gc_store,
+            "b",
+            &["--restore-mtimes", "build"],
+        );
+        assert!(stderr(&out).contains("Restored"), "{}", describe(&out));
+        assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
+        if gc_store == &stores[0] {
+            let marker = kept.replacen("manifests/", "used/", 1);
+            assert!(store_files(&fs_dir).contains_key(&marker), "no {marker}");
+        }
+    }
+
+    #[test]
+    fn store_gc_removes_the_least_recently_used_manifest_on_a_shared_volume() {
+        let env = Env::new();
+        let (_, store) = fs_store(&env);
+        gc_over_the_cap(&env, std::slice::from_ref(&store), &store);
+    }
+
+    #[test]
+    fn store_gc_removes_the_least_recently_used_manifest_on_an_s3_server() {
+        let env = Env::new();
+        let Some(moto) = moto(&env) else {
+            return;
+        };
+        let (_, fs) = fs_store(&env);
+        let s3 = s3_vars(moto.port);
+        gc_over_the_cap(&env, &[fs, s3.clone()], &s3);
+    }
+
+    /// A push cut short between its objects and its manifest (or one still under way) left an
+    /// object no manifest names: kept within the grace, removed after it. An unreadable manifest
+    /// is reported and left alone, and while it is there no object is removed (it may name any).
+    #[test]
+    fn store_gc_keeps_a_young_unnamed_object_and_skips_garbage_manifests() {
+        let env = Env::new();
+        let (dir, store) = fs_store(&env);
+        let ws = checkout(&env, "w");
+        ok(&env, "host-a", &ws, &store, "a", &["build"]);
+        ok(&env, "host-a", &ws, &store, "a", &["store", "push"]);
+        let pushing = format!("objects/{}", "ab".repeat(32));
+        std::fs::write(dir.join(&pushing), "a unit a push is uploading").unwrap();
+        let gc = |args: &[&str]| {
+            ok(
+                &env,
+                "host-a",
+                &ws,
+                &store,
+                "a",
+                &[&["store", "gc"], args].concat(),
+            )
+        };
+
+        let out = gc(&[]);
+        assert!(
+            stderr(&out).contains(&format!("Kept {pushing}")),
+            "{}",
+            describe(&out)
+        );
+        assert!(dir.join(&pushing).exists());
+
+        // Garbage where manifests are: reported, never a panic, nothing removed.
+        let garbage = dir.join("manifests/00/garbage.json");
+        std::fs::create_dir_all(garbage.parent().unwrap()).unwrap();
+        std::fs::write(&garbage, "{ not json").unwrap();
+        let before = store_files(&dir);
+        let out = gc(&["--grace", "0s", "--max-size", "0"]);
+        let err = stderr(&out);
+        assert!(
+            err.contains("skipped manifests/00/garbage.json"),
+            "{}",
+            describe(&out)
+        );
+        assert!(err.contains("not JSON"), "{}", describe(&out));
+        assert!(!err.contains("panicked"), "{}", describe(&out));
+        assert_eq!(store_files(&dir), before);
+
+        std::fs::remove_file(&garbage).unwrap();
+        let out = gc(&["--grace", "0s"]);
+        assert!(
+            stderr(&out).contains(&format!("Removed {pushing}")),
+            "{}",
+            describe(&out)
+        );
+        assert!(!dir.join(&pushing).exists());
+        // The manifest, under no cap, is kept with its objects: the store still restores.
+        fresh_clone(&env, &ws);
+        let out = ok(
+            &env,
+            "host-b",
+            &ws,
+            &store,
+            "b",
+            &["--restore-mtimes", "build"],
+        );
+        assert_eq!(compiled(&out), Vec::<String>::new(), "{}", describe(&out));
+        // `store push` takes none of gc's options.
+        let out = job(
+            &env,
+            "host-a",
+            &ws,
+            &store,
+            "a",
+            &["store", "push", "--dry-run"],
+        );
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(
+            stderr(&out).contains("`store gc`'s options"),
+            "{}",
+            describe(&out)
+        );
     }
 
     fn s3_vars(port: u16) -> Vars {
