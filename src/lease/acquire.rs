@@ -18,6 +18,7 @@ use crate::workspace::WorkspaceKey;
 
 use super::adopt::{AdoptOutcome, Candidate, scan_for_new_job};
 use super::held::{Held, held};
+use super::layout::{NEW_PREFIX, TARGET, job_size};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::owned::check_owned;
 use super::probe::{TREE_LOCK, share};
@@ -25,7 +26,8 @@ use super::record::{Lease, read, write};
 use super::request::{Origin, Request};
 use super::root::{NotAJobDir, Root};
 use super::seed::{self, Miss, Seeded, Seeding};
-use super::{NEW_PREFIX, TARGET, starting, step};
+use super::starting;
+use super::step::step;
 
 /// Acquire the job's dir: resume its own, else adopt a warm expired one, else create it.
 pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> {
@@ -381,7 +383,7 @@ fn seed_new(
 /// last measurement and later steps grow the dir (tests, docs). Recorded only if the walk runs
 /// out of time.
 fn adopted(held: Held, cand: &Candidate) -> (Held, Origin) {
-    let measured = super::job_size(
+    let measured = job_size(
         held.dir.as_fd(),
         Some(Instant::now() + super::held::SIZE_BUDGET),
     );

@@ -16,13 +16,14 @@ use crate::term;
 use super::clock::Now;
 use super::expiry::Expiry;
 use super::joblock::expiry;
+use super::layout::TRASH;
 use super::moves::{rename_noreplace, verify_moved};
 use super::probe::{Busy, Hold, take};
 use super::protected::Protected;
 use super::record::{Lease, read};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
-use super::{TRASH, step};
+use super::step::step;
 
 /// What the guard may do with one job dir.
 #[derive(Debug)]

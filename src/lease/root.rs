@@ -13,7 +13,7 @@ use rustix::io::Errno;
 
 use crate::fs;
 
-use super::{GUARD_LOCK, ROOT_MARKER, TOOLCHAIN_CACHE, TRASH};
+use super::layout::{GUARD_LOCK, ROOT_MARKER, TOOLCHAIN_CACHE, TRASH};
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This directory holds cargo-guarded job dirs (Rust target dirs).\n\

@@ -26,11 +26,12 @@ use crate::locks::LockTrust;
 use crate::quantity::Bytes;
 use crate::term;
 
+use super::layout::{JOB_LOCK, LEASE_FILE, NEW_PREFIX, SEED_LOCK};
 use super::probe::{Holder, TREE_LOCK, probe};
 use super::record::{Lease, read};
 use super::reserve;
 use super::root::Root;
-use super::{JOB_LOCK, LEASE_FILE, NEW_PREFIX, SEED_LOCK, step};
+use super::step::step;
 
 /// The lock file seeders share while they copy a dir, and adopters and guards need alone.
 pub(super) fn seed_lock(dir: &File) -> std::io::Result<File> {
