@@ -25,9 +25,9 @@ use crate::locks::LockTrust;
 use crate::quantity::{RoundDuration, Threshold};
 use crate::term;
 
-use plan::plan;
+use plan::{Planning, plan};
 use scan::{root_size, scan};
-use trash::{claim_trash, claim_unfinished, delete_pending};
+use trash::{Claimed, Pending};
 
 #[cfg(test)]
 pub(crate) use report::WhyKept;
@@ -157,12 +157,16 @@ pub(crate) fn sweep_with(
         .with_context(|| format!("failed to read free space of {}", root.path.display()))?;
     let mut report = Report::new(opts, before);
 
-    // One sweep at a time per root. A dry run changes nothing and needs no turn.
-    let turn = if opts.dry_run {
-        None
+    // One sweep at a time per root. A dry run changes nothing: it needs no turn and no trash.
+    // `.trash/` is opened once, under the turn: every claim and delete of the sweep goes there.
+    let (turn, trash) = if opts.dry_run {
+        (None, None)
     } else {
         match take_turn(root, opts.turn_wait, interrupted)? {
-            Some(lock) => Some(lock),
+            Some(lock) => {
+                root.ensure_layout()?;
+                (Some(lock), Some(root.trash()?))
+            }
             // Not waiting (a precheck with room to spare): the running sweep does this work.
             None if opts.turn_wait.is_zero() => return Ok(report),
             None => {
@@ -176,15 +180,14 @@ pub(crate) fn sweep_with(
         }
     };
     let mut pending = Vec::new();
+    if let Some(trash) = &trash {
+        record(&mut report, &mut pending, trash::claim_leftovers(trash));
+    }
     // What the unfinished dirs claimed here will free counts toward the target like an expired
     // dir's: a sweep that left it out would claim warm dirs it does not need to.
-    if !opts.dry_run {
-        root.ensure_layout()?;
-        claim_trash(root, &mut report, &mut pending);
-    }
-    let unfinished = claim_unfinished(root, opts, &mut report, &mut pending);
+    let unfinished = trash::claim_unfinished(root, trash.as_ref(), opts);
+    let unfinished = record(&mut report, &mut pending, unfinished);
     let clocks = lease::Now::read();
-    let now = clocks.wall;
     let expired = scan(root, opts, spare, &clocks, &mut report)?;
     report.root_cap = opts.max_root_size.map(|cap| {
         let before = root_size(root);
@@ -195,20 +198,24 @@ pub(crate) fn sweep_with(
         }
     });
     fault::point("guard-scanned");
-    let projected = plan(
+    let planning = Planning {
         root,
+        trash: trash.as_ref(),
         opts,
-        (start, now),
-        (expired, unfinished),
-        &mut report,
-        &mut pending,
-    );
+        start,
+        now: clocks.wall,
+    };
+    let projected = plan(&planning, expired, unfinished, &mut report, &mut pending);
     // The decisions and renames are done: let other sweeps and prechecks in, then delete.
     drop(turn);
     if let Some(c) = &mut report.root_cap {
         c.after = c.before.saturating_sub(projected);
     }
-    delete_pending(root, pending, &mut report);
+    if let Some(trash) = &trash {
+        for d in trash::delete(trash, pending) {
+            report.deleted(d.removed, d.removal, d.rest);
+        }
+    }
     let counted = before.free.saturating_add(report.freed());
     report.after = if opts.dry_run {
         before.with_free(before.free.saturating_add(projected))
@@ -216,6 +223,15 @@ pub(crate) fn sweep_with(
         Space::of(&root.path).unwrap_or(before.with_free(counted))
     };
     Ok(report)
+}
+
+/// Record what a claiming step did in `.trash/`: the dirs a dry run would claim, the errors;
+/// the entries it claimed join `pending`. Returns what they will free.
+fn record(report: &mut Report, pending: &mut Vec<Pending>, claimed: Claimed) -> u64 {
+    report.removed.extend(claimed.would);
+    report.errors.extend(claimed.errors);
+    pending.extend(claimed.pending);
+    claimed.bytes
 }
 
 /// Take `.guard.lock`, waiting up to `wait` for a sweep on another runner to finish. A signal

@@ -3,28 +3,39 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::fs;
-use crate::lease::{self, Claim, Lease, Root, TRASH};
+use crate::lease::{self, Claim, Lease, Root, Trash};
 
 use super::Sweep;
 use super::report::{Kept, Removed, Report, WhyKept};
 use super::scan::Expired;
-use super::trash::{Pending, lock_trash_entry};
+use super::trash::{Pending, lock_claimed};
+
+/// What a plan works in: the root, where claimed dirs go, the sweep's options and clocks.
+pub(super) struct Planning<'a> {
+    pub(super) root: &'a Root,
+    /// `.trash/`; `None` in a dry run, which only decides.
+    pub(super) trash: Option<&'a Trash>,
+    pub(super) opts: &'a Sweep,
+    /// When the sweep started (for `--max-time`).
+    pub(super) start: Instant,
+    /// The wall clock the scan judged expiry by.
+    pub(super) now: SystemTime,
+}
 
 /// Decide, oldest-expired first, which expired dirs go, and claim each (`lease::claim`: under
 /// its lock, into `.trash/`). `claimed`: what the sweep already claimed will free (unfinished
 /// dirs). Returns what everything claimed will free (see below).
 pub(super) fn plan(
-    root: &Root,
-    opts: &Sweep,
-    (start, now): (Instant, SystemTime),
-    (expired, claimed): (Vec<Expired>, u64),
+    p: &Planning<'_>,
+    expired: Vec<Expired>,
+    claimed: u64,
     report: &mut Report,
     pending: &mut Vec<Pending>,
 ) -> u64 {
+    let (root, opts) = (p.root, p.opts);
     let excess = beyond_retention(&expired, opts.keep_expired);
     let under_pressure = report.under_pressure();
     let free_before = report.before.free;
@@ -50,19 +61,19 @@ pub(super) fn plan(
             || excess.contains(&i)
             || over_cap
             || (under_pressure && short_of_target(free_before, projected, opts.reclaim_to));
-        if let Some(reason) = hold_back(opts, wanted, under_pressure, start) {
+        if let Some(reason) = hold_back(opts, wanted, under_pressure, p.start) {
             report.kept.push(Kept::new(root, &e.name, job_id, reason));
             continue;
         }
-        let expired_for = now.duration_since(e.since).unwrap_or_default();
-        let claim = lease::claim(root, &e.name, opts.trust, opts.dry_run, e.lingering);
-        projected = projected.saturating_add(take_claim(
-            root,
-            (claim, measure),
-            (&e.name, expired_for, e.lingering, over_cap),
-            report,
-            pending,
-        ));
+        let chosen = Chosen {
+            name: &e.name,
+            claim: lease::claim(root, p.trash, &e.name, opts.trust, e.lingering),
+            expired_for: p.now.duration_since(e.since).unwrap_or_default(),
+            lingering: e.lingering,
+            over_cap,
+            measure,
+        };
+        projected = projected.saturating_add(take_claim(p, chosen, report, pending));
     }
     projected
 }
@@ -83,25 +94,39 @@ fn hold_back(opts: &Sweep, wanted: bool, under_pressure: bool, start: Instant) -
     }
 }
 
+/// An expired dir the plan chose, and what `lease::claim` did with it.
+struct Chosen<'a> {
+    /// Its name under the root.
+    name: &'a OsStr,
+    claim: Claim,
+    expired_for: Duration,
+    /// Released but not yet expired (`gc --workspace`).
+    lingering: bool,
+    /// The root was over `--max-root-size` when it was chosen.
+    over_cap: bool,
+    /// A decision depends on what a real claim frees: measure it, else take its recorded size.
+    measure: bool,
+}
+
 /// Record what `lease::claim` did with one expired dir; returns what it will free (a dry run
 /// always measures it, to report it; a real claim only if `measure`, else its recorded size).
 fn take_claim(
-    root: &Root,
-    (claim, measure): (Claim, bool),
-    (name, expired_for, lingering, over_cap): (&OsStr, Duration, bool, bool),
+    p: &Planning<'_>,
+    chosen: Chosen<'_>,
     report: &mut Report,
     pending: &mut Vec<Pending>,
 ) -> u64 {
+    let (root, name) = (p.root, chosen.name);
     let removed = |lease: Lease, bytes| Removed::Expired {
         job_id: lease.job_id,
         name: name.to_string_lossy().into_owned(),
         dir: root.join(name).display().to_string(),
         bytes,
-        expired_for,
-        lingering,
-        over_cap,
+        expired_for: chosen.expired_for,
+        lingering: chosen.lingering,
+        over_cap: chosen.over_cap,
     };
-    match claim {
+    match chosen.claim {
         Claim::Kept { reason, lease } => {
             let job_id = lease.map(|l| l.job_id);
             report
@@ -121,23 +146,17 @@ fn take_claim(
             bytes
         }
         Claim::Trashed { trash_name, lease } => {
-            let estimate = measure
-                .then(|| fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).ok())
+            // A claim moves a dir only into the trash it was given.
+            let Some(trash) = p.trash else { return 0 };
+            let estimate = chosen
+                .measure
+                .then(|| trash.usage(&trash_name))
                 .flatten()
-                .and_then(|trash| fs::tree_usage(trash.as_fd(), &trash_name, None))
-                .map(|u| u.exclusive)
                 .or(lease.size_bytes);
             // Still under the turn, so no other sweep can lock it first.
-            match lock_trash_entry(root, &trash_name) {
-                Ok(lock) => pending.push(Pending {
-                    trash_name,
-                    _lock: lock,
-                    removed: Some(removed(lease, 0)),
-                }),
-                Err(e) => report.errors.push(format!(
-                    "failed to lock {}: {e}",
-                    root.join(TRASH).join(&trash_name).display()
-                )),
+            match lock_claimed(trash, trash_name, Some(removed(lease, 0))) {
+                Ok(claimed) => pending.push(claimed),
+                Err(e) => report.errors.push(e),
             }
             estimate.unwrap_or(0)
         }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::fs::Space;
+use crate::fs::{Removal, Space};
 use crate::lease::{KeptAs, Protected, Root};
 use crate::quantity::Bytes;
 
@@ -211,5 +211,74 @@ impl Report {
     /// Whether the sweep ran with free space below `--reclaim-below`.
     pub(crate) fn under_pressure(&self) -> bool {
         self.before.free < self.reclaim_below
+    }
+
+    /// Record what deleting one claimed entry did: `removed` (what the claim said it was; `None`
+    /// for a leftover of an earlier sweep) freed `removal.freed`; what an error left stays in
+    /// `rest`, named with the error, never reported as removed.
+    pub(super) fn deleted(&mut self, removed: Option<Removed>, removal: Removal, rest: PathBuf) {
+        if let Some(e) = &removal.error {
+            self.errors
+                .push(format!("failed to delete {}: {e}", rest.display()));
+        }
+        match (removed, removal.error) {
+            (
+                Some(Removed::Expired {
+                    job_id,
+                    name,
+                    dir,
+                    expired_for,
+                    lingering,
+                    over_cap,
+                    ..
+                }),
+                None,
+            ) => self.removed.push(Removed::Expired {
+                job_id,
+                name,
+                dir,
+                bytes: removal.freed,
+                expired_for,
+                lingering,
+                over_cap,
+            }),
+            // Never reported as removed: what stays is named, with the error.
+            (
+                Some(Removed::Expired {
+                    job_id, name, dir, ..
+                }),
+                Some(e),
+            ) => {
+                self.other_freed += removal.freed;
+                let reason = WhyKept::PartlyDeleted {
+                    freed: removal.freed,
+                    rest,
+                    error: e.to_string(),
+                };
+                self.kept.push(Kept {
+                    job_id: Some(job_id),
+                    name,
+                    dir,
+                    reason,
+                });
+            }
+            (Some(Removed::Unfinished { .. }), Some(_)) => self.other_freed += removal.freed,
+            (
+                Some(Removed::Unfinished {
+                    name,
+                    dir,
+                    older_than,
+                    ..
+                }),
+                None,
+            ) => self.removed.push(Removed::Unfinished {
+                name,
+                dir,
+                older_than,
+                bytes: removal.freed,
+            }),
+            // A leftover of an earlier sweep (reported then).
+            (None, _) => self.other_freed += removal.freed,
+        }
     }
 }

@@ -20,7 +20,7 @@
 //! when there is nothing to adopt), `joblock` (a linger that ends with the CI job); `layout`
 //! (the names of things in the root and in a job dir), `limits` (the protocol's version, the
 //! bounds of a lease's durations), `step` (a protocol step: a fault point, and in unit tests a
-//! third party's cue).
+//! third party's cue), `trash` (the root's `.trash/`, opened once per sweep).
 
 mod acquire;
 mod adopt;
@@ -46,6 +46,7 @@ mod starting;
 mod step;
 #[cfg(test)]
 mod tests;
+mod trash;
 
 pub(crate) use acquire::WaitTimedOut;
 pub(crate) use claim::{Claim, claim, claim_unfinished, old_enough as unfinished_old_enough};
@@ -54,7 +55,7 @@ pub(crate) use expiry::{Expiry, classify};
 pub(crate) use held::Held;
 pub(crate) use joblock::{hold as hold_job_lock, record_in_released};
 pub(crate) use layout::{
-    BUILD_DIR, GUARD_LOCK, JOB_LOCK, NEW_PREFIX, TARGET, TOOLCHAIN_CACHE, TRASH, job_size,
+    BUILD_DIR, GUARD_LOCK, JOB_LOCK, NEW_PREFIX, TARGET, TOOLCHAIN_CACHE, job_size,
 };
 pub(crate) use limits::{
     DEFAULT_LINGER, DEFAULT_TTL, MAX_LEASE_DURATION, MIN_TTL, SANE_LEASE_CEILING,
@@ -66,3 +67,4 @@ pub(crate) use request::{Origin, Request};
 pub(crate) use root::{NotAJobDir, Root};
 pub(crate) use seed::{DEFAULT_SEED_MAX_SIZE, Seeding, describe as seed_words};
 pub(crate) use session::Session;
+pub(crate) use trash::Trash;

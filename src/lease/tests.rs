@@ -3,13 +3,13 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{Mode, RenameFlags};
 
 use super::acquire::acquire;
+use super::layout::TRASH;
 use super::limits::PROTOCOL;
 use super::record::parse;
 use super::step::third_party;
@@ -135,19 +135,21 @@ fn apply(root: &Root, owner: &Owner, held: &mut Vec<Held>, op: Op) {
         Op::Crash(i) if i < held.len() => drop(held.remove(i)),
         Op::Release(_) | Op::Crash(_) => {}
         Op::Claim(n) => {
-            if let Claim::Trashed { trash_name, .. } =
-                claim(root, OsStr::new(NAMES[n]), LockTrust::Trusted, false, false)
-            {
-                let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).unwrap();
-                fs::remove_tree(trash.as_fd(), &trash_name, root.mount)
-                    .result()
-                    .unwrap();
+            let trash = root.trash().unwrap();
+            if let Claim::Trashed { trash_name, .. } = claim(
+                root,
+                Some(&trash),
+                OsStr::new(NAMES[n]),
+                LockTrust::Trusted,
+                false,
+            ) {
+                trash.delete(&trash_name).result().unwrap();
             }
         }
         Op::ClaimUnfinished => {
             for (n, _) in fs::list(root.fd()).unwrap() {
                 if n.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
-                    let _ = claim_unfinished(root, &n, Duration::ZERO);
+                    let _ = claim_unfinished(root, &root.trash().unwrap(), &n, Duration::ZERO);
                 }
             }
         }
