@@ -13,7 +13,8 @@ mod scan;
 mod trash;
 
 use std::ffi::OsStr;
-use std::fs::{File, TryLockError};
+use std::fs::File;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -21,7 +22,7 @@ use anyhow::{Context, Result};
 use crate::fault;
 use crate::fs::Space;
 use crate::lease::{self, GUARD_LOCK, Root};
-use crate::locks::LockTrust;
+use crate::locks::{self, LockTrust, Patience, Waited};
 use crate::quantity::{RoundDuration, Threshold};
 use crate::term;
 
@@ -245,33 +246,33 @@ fn take_turn(
     let lock = root
         .open_lock_file(GUARD_LOCK)
         .with_context(|| format!("failed to open {}", root.join(GUARD_LOCK).display()))?;
-    let deadline = Instant::now() + wait;
+    let patience = Patience {
+        since: Instant::now(),
+        limit: Some(wait),
+        poll: Duration::from_millis(50),
+        interrupted,
+    };
+    let try_lock = || {
+        locks::try_exclusive(&lock)
+            .with_context(|| format!("failed to lock {}", root.join(GUARD_LOCK).display()))
+    };
     let mut announced = false;
-    loop {
-        match lock.try_lock() {
-            Ok(()) => return Ok(Some(lock)),
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                interrupted()?;
-                if !announced {
-                    term::status(
-                        "Waiting",
-                        format_args!(
-                            "up to {} for another sweep of {} ({})",
-                            RoundDuration(wait),
-                            root.path.display(),
-                            GUARD_LOCK
-                        ),
-                    );
-                    announced = true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| {
-                    format!("failed to lock {}", root.join(GUARD_LOCK).display())
-                });
-            }
+    let held = || {
+        // Said once, and only when waiting at all (a precheck with room to spare does not).
+        if !announced && !wait.is_zero() {
+            term::status(
+                "Waiting",
+                format_args!(
+                    "up to {} for another sweep of {} ({})",
+                    RoundDuration(wait),
+                    root.path.display(),
+                    GUARD_LOCK
+                ),
+            );
+            announced = true;
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    };
+    let taken = locks::wait(&patience, try_lock, held)? == Waited::Taken;
+    Ok(taken.then_some(lock))
 }
