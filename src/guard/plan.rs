@@ -199,8 +199,9 @@ fn beyond_retention(expired: &[Expired], keep: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    /// Item 20 of issue 13: under pressure, "enough" is decided from the free space the sweep
-    /// found plus what it counted as freed, not from a `statvfs` that may still lag behind.
+    /// Under pressure, "enough" is decided from the free space the sweep found plus what it
+    /// counted as freed, not from a `statvfs` that may still lag behind the deletes (delayed
+    /// block accounting), which would make the sweep delete past its target.
     #[test]
     fn the_pressure_decision_uses_the_counted_bytes() {
         let (before, target) = (100, 1_000);
