@@ -6,6 +6,10 @@
 //! decisions and renames into `.trash/`, and each dir is claimed under its own lock
 //! (`lease::claim`), which live jobs hold for their whole run. Deleting what was trashed happens
 //! after the turn, under a lock on each trash entry, so a slow or stopped delete holds no one up.
+//!
+//! The sweep's steps, one file each: `scan` (every job dir's lease), `plan` (which expired dirs
+//! go, each claimed under its lock), `trash` (what `.trash/` holds and the deletes after the
+//! turn); `report` is what the sweep decided.
 
 mod plan;
 mod report;
