@@ -54,6 +54,8 @@ pub(crate) use clock::Now;
 pub(crate) use expiry::{Expiry, classify};
 pub(crate) use held::Held;
 pub(crate) use joblock::{hold as hold_job_lock, record_in_released};
+#[cfg(feature = "store")]
+pub(crate) use layout::LEASE_FILE;
 pub(crate) use layout::{
     BUILD_DIR, GUARD_LOCK, JOB_LOCK, NEW_PREFIX, TARGET, TOOLCHAIN_CACHE, job_size,
 };
