@@ -1,6 +1,10 @@
 //! `cargo guarded`: run cargo in a leased, job-scoped target dir, and reclaim only target dirs
 //! whose lease has expired. See README.md and docs/protocol.md.
 
+// Unsafe code only where a system interface has no safe wrapper; each such file allows it at its
+// top and says why.
+#![deny(unsafe_code)]
+
 // The lease protocol and the guard rest on Linux interfaces that other kernels lack or spell
 // differently; one sentence naming them beats a wall of rustix errors on another target.
 #[cfg(not(target_os = "linux"))]

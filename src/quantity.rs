@@ -222,8 +222,9 @@ mod tests {
         assert!(e.contains("negative"), "{e}");
     }
 
-    /// Issue 21.2: a bare number other than `0` is refused, naming the accepted forms; no
-    /// error quotes bytesize's or humantime's own messages.
+    /// A bare number other than `0` is refused (bytes or gigabytes? the reader cannot tell),
+    /// naming the accepted forms; no error quotes bytesize's or humantime's own messages, which
+    /// name neither the option nor the forms it takes.
     #[test]
     fn a_size_needs_a_unit_and_errors_are_ours() {
         let parse_size = |s| parse_size(s, "`2GiB`, `500MB`");

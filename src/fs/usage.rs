@@ -7,6 +7,9 @@
 //! file) and [`Usage`], the accumulator a walk of its own (pruning's per-unit sums) adds its
 //! entries to so that a whole dir still counts each inode once.
 
+// Unsafe: `FS_IOC_FIEMAP` is an ioctl rustix exposes only as a raw `ioctl` call.
+#![allow(unsafe_code)]
+
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -15,7 +18,8 @@ use std::time::Instant;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 
-use super::{Identity, meta, mount_of, open_dir_nofollow, os};
+use super::mount::{meta, mount_of};
+use super::open::{Identity, open_dir_nofollow, os};
 
 /// Allocated bytes of entries, each inode once: the arithmetic of `du -s --block-size=1`.
 #[derive(Debug, Default)]
@@ -338,5 +342,14 @@ mod tests {
         assert!(first >= 8192);
         assert_eq!(usage.add(&stat("b")), 0);
         assert_eq!(usage.bytes(), first);
+    }
+
+    #[test]
+    fn sizes_are_measured() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), vec![1u8; 10_000]).unwrap();
+        let d = File::open(t.path()).unwrap();
+        assert!(tree_size(d.as_fd(), OsStr::new("d"), None).unwrap() >= 10_000);
     }
 }

@@ -2,8 +2,9 @@
 //! else create a fresh one.
 
 use std::ffi::OsStr;
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,12 +13,14 @@ use rustix::fs::Mode;
 use rustix::io::Errno;
 
 use crate::fs;
+use crate::locks::{self, Patience, Waited, try_exclusive};
 use crate::quantity::RoundDuration;
 use crate::term;
 use crate::workspace::WorkspaceKey;
 
 use super::adopt::{AdoptOutcome, Candidate, scan_for_new_job};
 use super::held::{Held, held};
+use super::layout::{NEW_PREFIX, TARGET, job_size};
 use super::moves::{is_exists, rename_noreplace, verify_moved};
 use super::notice::Notice;
 use super::owned::check_owned;
@@ -26,7 +29,8 @@ use super::record::{Lease, read, write};
 use super::request::{Origin, Request};
 use super::root::{NotAJobDir, Root};
 use super::seed::{self, Miss, Seeded, Seeding};
-use super::{NEW_PREFIX, TARGET, starting, step};
+use super::starting;
+use super::step::step;
 
 /// Acquire the job's dir: resume its own, else adopt a warm expired one, else create it.
 pub(crate) fn acquire(root: &Root, req: &Request<'_>) -> Result<(Held, Origin)> {
@@ -108,59 +112,58 @@ fn wait_for_lock(
 ) -> Result<bool> {
     let name = OsStr::new(req.name);
     let path = root.join(req.name);
-    loop {
-        match dir.try_lock() {
-            Ok(()) => {
-                if let Some(w) = waiting.activity.take() {
-                    let waited = RoundDuration(w.elapsed());
-                    w.finish(
-                        "Acquired",
-                        format_args!("the lease on {} after {waited}", path.display()),
-                    );
-                }
-                return Ok(true);
-            }
-            Err(TryLockError::WouldBlock) => {
-                (req.interrupted)()?;
-                // Race closed: while we wait on this inode, an adopter (holding its lock) may
-                // rename it away to its own job's name, or a guard into `.trash/`. We would then
-                // wait for, and finally lock, a dir that is no longer ours: look at the name
-                // again instead.
-                if !root.still_names(name, dir) {
-                    return Ok(false);
-                }
-                if waiting.activity.is_none() {
-                    // Who holds it and what it runs, said while we wait (a spinner, or a line
-                    // every 10 s in a CI log), not once and then silence.
-                    let holder = read(dir.as_fd()).map_or_else(
-                        |e| e,
-                        |l| format!("{} running `{}`", l.holder(), l.command.join(" ")),
-                    );
-                    // What the user can do: stop it, or bound it.
-                    let hint = match req.wait {
-                        Some(w) => format!("Ctrl-C stops; gives up after {}", RoundDuration(w)),
-                        None => "Ctrl-C stops; --wait bounds the wait".to_owned(),
-                    };
-                    waiting.activity = Some(term::Activity::start(
-                        "Waiting",
-                        format_args!("for lease held by {holder} on {}", path.display()),
-                        &hint,
-                    ));
-                }
-                if let Some(waited) = req.wait.filter(|w| waiting.started.elapsed() >= *w) {
-                    return Err(WaitTimedOut {
-                        waited,
-                        path: path.display().to_string(),
-                        job_id: req.job_id.to_owned(),
-                    }
-                    .into());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("failed to lock {}", path.display()));
-            }
+    let patience = Patience {
+        since: waiting.started,
+        limit: req.wait,
+        poll: Duration::from_millis(100),
+        interrupted: req.interrupted,
+    };
+    let lock = || try_exclusive(dir).with_context(|| format!("failed to lock {}", path.display()));
+    let held = || {
+        // Race closed: while we wait on this inode, an adopter (holding its lock) may rename it
+        // away to its own job's name, or a guard into `.trash/`. We would then wait for, and
+        // finally lock, a dir that is no longer ours: look at the name again instead.
+        if !root.still_names(name, dir) {
+            return Ok(ControlFlow::Break(()));
         }
+        if waiting.activity.is_none() {
+            // Who holds it and what it runs, said while we wait (a spinner, or a line every
+            // 10 s in a CI log), not once and then silence.
+            let holder = read(dir.as_fd()).map_or_else(
+                |e| e,
+                |l| format!("{} running `{}`", l.holder(), l.command.join(" ")),
+            );
+            // What the user can do: stop it, or bound it.
+            let hint = match req.wait {
+                Some(w) => format!("Ctrl-C stops; gives up after {}", RoundDuration(w)),
+                None => "Ctrl-C stops; --wait bounds the wait".to_owned(),
+            };
+            waiting.activity = Some(term::Activity::start(
+                "Waiting",
+                format_args!("for lease held by {holder} on {}", path.display()),
+                &hint,
+            ));
+        }
+        Ok(ControlFlow::Continue(()))
+    };
+    match locks::wait(&patience, lock, held)? {
+        Waited::Taken => {
+            if let Some(w) = waiting.activity.take() {
+                let waited = RoundDuration(w.elapsed());
+                w.finish(
+                    "Acquired",
+                    format_args!("the lease on {} after {waited}", path.display()),
+                );
+            }
+            Ok(true)
+        }
+        Waited::Stopped => Ok(false),
+        Waited::TimedOut(waited) => Err(WaitTimedOut {
+            waited,
+            path: path.display().to_string(),
+            job_id: req.job_id.to_owned(),
+        }
+        .into()),
     }
 }
 
@@ -385,7 +388,7 @@ fn seed_new(
 /// last measurement and later steps grow the dir (tests, docs). Recorded only if the walk runs
 /// out of time.
 fn adopted(held: Held, cand: &Candidate) -> (Held, Origin) {
-    let measured = super::job_size(
+    let measured = job_size(
         held.dir.as_fd(),
         Some(Instant::now() + super::held::SIZE_BUDGET),
     );

@@ -23,7 +23,7 @@ use super::record::{Lease, State, read, stage, write};
 use super::request::{Origin, Request};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
-use super::step;
+use super::step::step;
 
 pub(super) struct Candidate {
     pub(super) name: OsString,

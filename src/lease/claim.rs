@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use crate::fs;
 use crate::locks::LockTrust;
 use crate::term;
 
@@ -22,7 +21,8 @@ use super::protected::Protected;
 use super::record::{Lease, read};
 use super::root::Root;
 use super::seed::no_seed_in_flight;
-use super::{TRASH, step};
+use super::step::step;
+use super::trash::Trash;
 
 /// What the guard may do with one job dir.
 #[derive(Debug)]
@@ -42,11 +42,12 @@ pub(crate) enum Claim {
 /// while still holding it, so no job can resume or adopt it between the decision and the move.
 /// `lingering_too` (`gc --workspace`): a released dir still inside its linger is claimed as
 /// well — under its lock a released lease has no process left (docs/protocol.md#claim-the-guard).
+/// `trash`: where it goes; `None` in a dry run, which only decides.
 pub(crate) fn claim(
     root: &Root,
+    trash: Option<&Trash>,
     name: &OsStr,
     trust: LockTrust,
-    dry_run: bool,
     lingering_too: bool,
 ) -> Claim {
     let kept = |lease: Option<Lease>, reason: Protected| Claim::Kept { lease, reason };
@@ -90,16 +91,16 @@ pub(crate) fn claim(
     if let (false, Err(reason)) = (lingering, Protected::unless_expired(&expiry, &lease)) {
         return kept(Some(lease), reason);
     }
-    if dry_run {
+    let Some(trash) = trash else {
         return Claim::Would { lease };
-    }
+    };
     // Race closed: a new job copies a seed from this dir without its lock (docs/protocol.md#seed);
     // deleting it mid-copy would waste that copy. Held until the dir is in `.trash/`.
     let Some(_no_seed) = no_seed_in_flight(&dir) else {
         return kept(Some(lease), Protected::Seeding);
     };
     step("guard-rename");
-    let trash_name = match move_to_trash(root, name, &dir) {
+    let trash_name = match move_to_trash(root, trash, name, &dir) {
         Ok(trash_name) => trash_name,
         Err(e) => {
             return kept(Some(lease), Protected::NotMoved(e));
@@ -112,7 +113,12 @@ pub(crate) fn claim(
 
 /// A `.new-*` dir left by a job that crashed while creating its dir. Its creator locks it right
 /// after `mkdir`, so an unlocked one older than `min_age` is abandoned.
-pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> Option<OsString> {
+pub(crate) fn claim_unfinished(
+    root: &Root,
+    trash: &Trash,
+    name: &OsStr,
+    min_age: Duration,
+) -> Option<OsString> {
     let dir = root.open_job(name).ok()?;
     if !old_enough(&dir, min_age) {
         return None;
@@ -122,7 +128,7 @@ pub(crate) fn claim_unfinished(root: &Root, name: &OsStr, min_age: Duration) -> 
     if !root.still_names(name, &dir) {
         return None;
     }
-    match move_to_trash(root, name, &dir) {
+    match move_to_trash(root, trash, name, &dir) {
         Ok(trash_name) => Some(trash_name),
         Err(why) => {
             term::warn(format_args!("kept {}: {why}", root.join(name).display()));
@@ -148,16 +154,15 @@ pub(crate) fn old_enough(dir: &File, min_age: Duration) -> bool {
 /// returning that name. Same filesystem, so the rename is atomic: the dir is whole under one
 /// name or the other. Checked afterwards (`verify_moved`): only the locked inode may end up in
 /// `.trash/`, where everything is deleted.
-fn move_to_trash(root: &Root, name: &OsStr, dir: &File) -> Result<OsString, String> {
-    let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).map_err(|e| e.to_string())?;
+fn move_to_trash(root: &Root, trash: &Trash, name: &OsStr, dir: &File) -> Result<OsString, String> {
     let trash_name = OsString::from(format!(
         "{}.{}",
         name.to_string_lossy(),
         uuid::Uuid::new_v4().simple()
     ));
-    rename_noreplace(root.fd(), name, trash.as_fd(), &trash_name)
+    rename_noreplace(root.fd(), name, trash.fd(), &trash_name)
         .map_err(|e| io::Error::from(e).to_string())?;
     step("trash-renamed");
-    verify_moved(dir, root.fd(), name, trash.as_fd(), &trash_name)?;
+    verify_moved(dir, root.fd(), name, trash.fd(), &trash_name)?;
     Ok(trash_name)
 }

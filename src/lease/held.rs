@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use crate::fs::{self, Identity};
 
-use super::TARGET;
+use super::layout::TARGET;
 use super::record::{Cold, Lease, Warmth, write};
 use super::root::Root;
 

@@ -19,9 +19,9 @@ use rustix::io::Errno;
 use crate::fs;
 use crate::locks::LockTrust;
 
-use super::JOB_LOCK;
 use super::clock::Now;
 use super::expiry::{Expiry, classify};
+use super::layout::JOB_LOCK;
 use super::record::{Lease, State, read, write};
 
 /// Take the job lock of the job dir `dir` shared, for as long as the returned file lives.

@@ -5,7 +5,7 @@ use std::fs::File;
 
 use rustix::io::Errno;
 
-use super::{LEASE_FILE, TARGET};
+use super::layout::{LEASE_FILE, TARGET};
 
 /// Race closed (shared roots, mode 1777): another user may pre-create a job's dir with a valid
 /// lease and a `target` symlink into their own files, or into ours. A job dir we resume or adopt,

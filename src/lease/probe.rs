@@ -18,6 +18,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::locks::LockTrust;
+use crate::locks::{self, LockTrust, Patience, Waited, try_shared};
 
 /// The tree lock's name in a job dir.
 pub(crate) const TREE_LOCK: &str = "tree.lock";
@@ -181,24 +182,20 @@ pub(super) fn share(
         let _ = rustix::fs::fchmod(&file, Mode::from_raw_mode(0o644));
     }
     let limit = wait.unwrap_or(Duration::from_secs(30));
-    let started = Instant::now();
-    loop {
-        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
-            Ok(()) => return Ok(file),
-            Err(Errno::WOULDBLOCK) if started.elapsed() < limit => {
-                interrupted()?;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(Errno::WOULDBLOCK) => bail!(
-                "{TREE_LOCK} is held exclusively by a process that does not hold the job dir's \
-                 lock (gave up after {}s)",
-                limit.as_secs()
-            ),
-            Err(e) => {
-                return Err(io::Error::from(e))
-                    .with_context(|| format!("failed to lock {TREE_LOCK}"));
-            }
-        }
+    let patience = Patience {
+        since: Instant::now(),
+        limit: Some(limit),
+        poll: Duration::from_millis(100),
+        interrupted,
+    };
+    let lock = || try_shared(&file).with_context(|| format!("failed to lock {TREE_LOCK}"));
+    match locks::wait(&patience, lock, || Ok(ControlFlow::Continue(())))? {
+        Waited::Taken => Ok(file),
+        Waited::Stopped | Waited::TimedOut(_) => bail!(
+            "{TREE_LOCK} is held exclusively by a process that does not hold the job dir's \
+             lock (gave up after {}s)",
+            limit.as_secs()
+        ),
     }
 }
 

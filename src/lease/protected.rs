@@ -5,8 +5,9 @@ use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, SystemTime};
 
+use super::layout::TRASH;
 use super::probe::{Hold, Holder};
-use super::{Expiry, Lease, NotAJobDir, Now, TRASH};
+use super::{Expiry, Lease, NotAJobDir, Now};
 use crate::locks::LockTrust;
 use crate::quantity::RoundDuration;
 

@@ -15,7 +15,8 @@ use crate::quantity::Bytes;
 use crate::scope::Scope;
 use crate::workspace::WorkspaceKey;
 
-use super::{LEASE_FILE, MAX_LEASE_DURATION, PROTOCOL};
+use super::layout::LEASE_FILE;
+use super::limits::{MAX_LEASE_DURATION, PROTOCOL};
 
 /// Leases are small; anything larger is not ours (and must not make a guard read 100 MB).
 const MAX_LEASE_BYTES: u64 = 64 * 1024;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use super::clock::Now;
 use super::held::{Held, SIZE_BUDGET};
 use super::record::{State, deadline};
-use super::step;
+use super::step::step;
 
 /// A measurement older than this is not kept when a new walk runs out of its budget: the size is
 /// then recorded as unknown rather than carried on.
@@ -34,7 +34,7 @@ impl Held {
         let measured_at = self.size_measured_at();
         let stale =
             measured_at.is_none_or(|at| unix(now).saturating_sub(at) >= SIZE_REFRESH.as_secs());
-        let size = super::job_size(self.dir.as_fd(), Some(Instant::now() + SIZE_BUDGET));
+        let size = super::layout::job_size(self.dir.as_fd(), Some(Instant::now() + SIZE_BUDGET));
         // A job-lifetime holder (docs/protocol.md#linger-ends-with-the-job) alive now: the
         // linger ends when it does. Checked now, not earlier: it may have started after us.
         let job_lock = super::joblock::held_by_job(self.dir.as_fd()).then_some(true);

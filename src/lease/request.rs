@@ -12,8 +12,8 @@ use crate::locks::LockTrust;
 use crate::scope::{self, JobScope};
 use crate::workspace::WorkspaceKey;
 
-use super::PROTOCOL;
 use super::clock::Now;
+use super::limits::PROTOCOL;
 use super::notice::Notices;
 use super::record::{Lease, Owner, State, deadline, heartbeat_interval};
 use super::seed::{Seeded, Seeding};

@@ -13,7 +13,8 @@ use rustix::io::Errno;
 
 use crate::fs;
 
-use super::{GUARD_LOCK, ROOT_MARKER, TOOLCHAIN_CACHE, TRASH};
+use super::layout::{GUARD_LOCK, ROOT_MARKER, TOOLCHAIN_CACHE, TRASH};
+use super::trash::Trash;
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This directory holds cargo-guarded job dirs (Rust target dirs).\n\
@@ -230,6 +231,12 @@ impl Root {
 
     pub(crate) fn join(&self, name: impl AsRef<Path>) -> PathBuf {
         self.path.join(name)
+    }
+
+    /// Its `.trash/`, opened once for a sweep's claims and deletes (after [`Root::ensure_layout`]).
+    pub(crate) fn trash(&self) -> Result<Trash> {
+        Trash::open(self.fd(), &self.path, self.mount)
+            .with_context(|| format!("failed to open {}", self.join(TRASH).display()))
     }
 
     /// The root's job dirs (names only; not yet opened), skipping our own dot-names.

@@ -25,12 +25,13 @@ use crate::fs;
 use crate::locks::LockTrust;
 use crate::quantity::Bytes;
 
+use super::layout::{JOB_LOCK, LEASE_FILE, NEW_PREFIX, SEED_LOCK};
 use super::notice::Notice;
 use super::probe::{Holder, TREE_LOCK, probe};
 use super::record::{Lease, read};
 use super::reserve;
 use super::root::Root;
-use super::{JOB_LOCK, LEASE_FILE, NEW_PREFIX, SEED_LOCK, step};
+use super::step::step;
 
 /// The lock file seeders share while they copy a dir, and adopters and guards need alone.
 pub(super) fn seed_lock(dir: &File) -> std::io::Result<File> {

@@ -15,7 +15,7 @@ use super::notice::{Notice, Notices};
 use super::record::{deadline, heartbeat_interval};
 use super::request::{Origin, Request};
 use super::root::Root;
-use super::step;
+use super::step::step;
 
 /// A held lease, renewed by its heartbeat from the moment it was acquired (a long precheck
 /// sweep, or a wait for the disk, cannot let it expire under us) and released when the session

@@ -11,7 +11,7 @@ use crate::fs;
 use crate::locks::LockTrust;
 use crate::workspace::WorkspaceKey;
 
-use super::NEW_PREFIX;
+use super::layout::NEW_PREFIX;
 use super::probe::{Holder, probe};
 use super::record::{Lease, State, read};
 use super::root::Root;

@@ -1,43 +1,23 @@
 //! Unit tests of the protocol: expiry, parsing, and a property test of random interleavings
 //! with a third party's renames.
 
-use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{Mode, RenameFlags};
 
 use super::acquire::acquire;
+use super::layout::TRASH;
+use super::limits::PROTOCOL;
 use super::record::parse;
+use super::step::third_party;
 use super::*;
 use crate::fs;
 use crate::locks::LockTrust;
 use crate::scope::{JobScope, Scope};
 use crate::workspace::WorkspaceKey;
-
-type ThirdParty = (String, Box<dyn FnMut()>);
-
-thread_local! {
-    /// What a third party does when the protocol reaches a step (once).
-    static THIRD_PARTY: RefCell<Option<ThirdParty>> = const { RefCell::new(None) };
-}
-
-pub(super) fn third_party(at: &str) {
-    let armed = THIRD_PARTY.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.as_ref().is_some_and(|(s, _)| s == at) {
-            t.take()
-        } else {
-            None
-        }
-    });
-    if let Some((_, mut act)) = armed {
-        act();
-    }
-}
 
 /// The names the property test plays with: three jobs, and `x`, at first a symlink out of
 /// the root.
@@ -142,7 +122,7 @@ fn run(ops: Vec<Op>) {
             "deleted outside the root"
         );
     }
-    THIRD_PARTY.with(|t| t.borrow_mut().take());
+    third_party::disarm();
 }
 
 /// One step of the property test: a job's, the guard's or the third party's.
@@ -155,19 +135,21 @@ fn apply(root: &Root, owner: &Owner, held: &mut Vec<Held>, op: Op) {
         Op::Crash(i) if i < held.len() => drop(held.remove(i)),
         Op::Release(_) | Op::Crash(_) => {}
         Op::Claim(n) => {
-            if let Claim::Trashed { trash_name, .. } =
-                claim(root, OsStr::new(NAMES[n]), LockTrust::Trusted, false, false)
-            {
-                let trash = fs::open_dir_nofollow(root.fd(), OsStr::new(TRASH)).unwrap();
-                fs::remove_tree(trash.as_fd(), &trash_name, root.mount)
-                    .result()
-                    .unwrap();
+            let trash = root.trash().unwrap();
+            if let Claim::Trashed { trash_name, .. } = claim(
+                root,
+                Some(&trash),
+                OsStr::new(NAMES[n]),
+                LockTrust::Trusted,
+                false,
+            ) {
+                trash.delete(&trash_name).result().unwrap();
             }
         }
         Op::ClaimUnfinished => {
             for (n, _) in fs::list(root.fd()).unwrap() {
                 if n.as_encoded_bytes().starts_with(NEW_PREFIX.as_bytes()) {
-                    let _ = claim_unfinished(root, &n, Duration::ZERO);
+                    let _ = claim_unfinished(root, &root.trash().unwrap(), &n, Duration::ZERO);
                 }
             }
         }
@@ -179,12 +161,7 @@ fn apply(root: &Root, owner: &Owner, held: &mut Vec<Held>, op: Op) {
             exchange,
         } => {
             let path = root.path.clone();
-            THIRD_PARTY.with(|t| {
-                *t.borrow_mut() = Some((
-                    STEPS[step].to_owned(),
-                    Box::new(move || rename(&path, a, b, exchange)),
-                ));
-            });
+            third_party::arm(STEPS[step], Box::new(move || rename(&path, a, b, exchange)));
         }
     }
 }

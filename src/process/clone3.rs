@@ -6,6 +6,10 @@
 //! so this is the small part of it we need: resolve the program on PATH, build argv and envp
 //! before the fork, exec in the child, report an exec failure through a close-on-exec pipe.
 
+// Unsafe: `clone3` has no safe wrapper (rustix and std offer none with `CLONE_INTO_CGROUP`), and
+// the child after it runs before `execve` on raw pointers prepared by the parent.
+#![allow(unsafe_code)]
+
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -140,49 +144,75 @@ pub(super) unsafe fn spawn(
     };
     if pid == 0 {
         // SAFETY: in the child; see above.
-        unsafe {
-            let errno = match setup() {
-                Err(e) => e.raw_os_error().unwrap_or(libc::EINVAL),
-                Ok(()) => {
-                    // What std's spawn resets too: an empty signal mask, and SIGPIPE, which the
-                    // Rust runtime ignores, back to the default.
-                    let mut none: libc::sigset_t = std::mem::zeroed();
-                    libc::sigemptyset(&mut none);
-                    libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-                    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-                    libc::execve(prepared.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                    *libc::__errno_location()
-                }
-            };
-            let bytes = errno.to_ne_bytes();
-            libc::write(write_end.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
-            libc::_exit(127);
-        }
+        unsafe { exec_child(prepared, &argv, &envp, setup, write_end.as_raw_fd()) }
     }
     if pid < 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            // No clone3 (ENOSYS, also what seccomp filters return), no CLONE_INTO_CGROUP or a
-            // cgroup we may not fork into (EINVAL, EPERM, EACCES, EBUSY, EOPNOTSUPP).
-            Some(
-                libc::ENOSYS
-                | libc::EINVAL
-                | libc::EPERM
-                | libc::EACCES
-                | libc::EBUSY
-                | libc::EOPNOTSUPP
-                | libc::E2BIG,
-            ) => Failed::Unsupported,
-            _ => Failed::Spawn(err),
-        });
+        return Err(clone_failed(io::Error::last_os_error()));
     }
     let pid = pid as libc::pid_t;
     drop(write_end);
-    // EOF: the exec succeeded (the pipe closed on exec). Four bytes: its errno.
+    exec_result(pid, &read_end)
+}
+
+/// In the child of [`spawn`]: run `setup`, reset what std's spawn resets, exec; on failure write
+/// the errno into `report` (the pipe's write end) and exit 127.
+///
+/// # Safety
+/// Only in the child of a fork; `argv` and `envp` are null-terminated arrays of pointers into
+/// `prepared`. Makes only async-signal-safe calls and never returns.
+unsafe fn exec_child(
+    prepared: &Prepared,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    setup: &dyn Fn() -> io::Result<()>,
+    report: i32,
+) -> ! {
+    // SAFETY: see the function's contract.
+    unsafe {
+        let errno = match setup() {
+            Err(e) => e.raw_os_error().unwrap_or(libc::EINVAL),
+            Ok(()) => {
+                // What std's spawn resets too: an empty signal mask, and SIGPIPE, which the
+                // Rust runtime ignores, back to the default.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::execve(prepared.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                *libc::__errno_location()
+            }
+        };
+        let bytes = errno.to_ne_bytes();
+        libc::write(report, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
+    }
+}
+
+/// Why `clone3` failed: unsupported here (start the child another way), or a real error.
+fn clone_failed(err: io::Error) -> Failed {
+    match err.raw_os_error() {
+        // No clone3 (ENOSYS, also what seccomp filters return), no CLONE_INTO_CGROUP or a
+        // cgroup we may not fork into (EINVAL, EPERM, EACCES, EBUSY, EOPNOTSUPP).
+        Some(
+            libc::ENOSYS
+            | libc::EINVAL
+            | libc::EPERM
+            | libc::EACCES
+            | libc::EBUSY
+            | libc::EOPNOTSUPP
+            | libc::E2BIG,
+        ) => Failed::Unsupported,
+        _ => Failed::Spawn(err),
+    }
+}
+
+/// After the fork: read the child's report pipe. EOF: the exec succeeded (the pipe closed on
+/// exec). Four bytes: its errno; the child is reaped and the error returned.
+fn exec_result(pid: libc::pid_t, read_end: &impl std::os::fd::AsFd) -> Result<libc::pid_t, Failed> {
     let mut buf = [0u8; 4];
     let mut got = 0;
     while got < buf.len() {
-        match rustix::io::read(&read_end, &mut buf[got..]) {
+        match rustix::io::read(read_end, &mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(rustix::io::Errno::INTR) => continue,

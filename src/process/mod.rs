@@ -2,6 +2,10 @@
 //! passes the exit status through, and makes sure the child's whole process tree dies with the
 //! wrapper — no orphaned rustc keeps writing into a dir the guard may later reclaim.
 
+// Unsafe: job control and the reaper need what std and rustix leave to libc: `fork`, `waitpid`
+// with `WUNTRACED`, signal dispositions, `pre_exec` hooks, and `clone3`'s spawn.
+#![allow(unsafe_code)]
+
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;

@@ -17,8 +17,17 @@
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
+
+/// How the killer opens a directory: no allocation, no fd leaked into a child.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
 
 /// The variable that carries the run's token to every descendant. Not `CARGO_`-prefixed: sccache
 /// hashes every `CARGO_*` variable into its keys, and a per-run value would make every run miss.
@@ -111,16 +120,12 @@ impl Tree {
 
     /// The raw parts the reaper needs after `fork`.
     pub(super) fn killer(&self) -> Killer<'_> {
-        use std::os::fd::AsRawFd;
         Killer {
             token: self.token.as_bytes(),
-            cgroup: self.cgroup.as_ref().map(|c| {
-                (
-                    c.kill.as_raw_fd(),
-                    c.events.as_raw_fd(),
-                    c.c_path.as_c_str(),
-                )
-            }),
+            cgroup: self
+                .cgroup
+                .as_ref()
+                .map(|c| (c.kill.as_fd(), c.events.as_fd(), c.c_path.as_c_str())),
         }
     }
 
@@ -236,9 +241,7 @@ fn remove_orphans(base: &std::path::Path) {
             continue;
         }
         if let Ok(dir) = std::fs::File::open(entry.path()) {
-            use std::os::fd::AsRawFd;
-            // SAFETY: an open dir fd, for the duration of the call.
-            unsafe { remove_subdirs(dir.as_raw_fd(), 4) };
+            remove_subdirs(dir.as_fd(), 4);
         }
         let _ = std::fs::remove_dir(entry.path());
     }
@@ -308,13 +311,13 @@ fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
     OsStr::from_bytes(&out).to_owned()
 }
 
-/// Everything needed to kill the tree, as borrowed raw parts: usable after `fork`.
+/// Everything needed to kill the tree, as borrowed parts: usable after `fork`.
 #[derive(Clone, Copy)]
 pub(super) struct Killer<'a> {
     /// This run's token.
     token: &'a [u8],
     /// `cgroup.kill` fd, `cgroup.events` fd, the dir.
-    cgroup: Option<(i32, i32, &'a CStr)>,
+    cgroup: Option<(BorrowedFd<'a>, BorrowedFd<'a>, &'a CStr)>,
 }
 
 impl Killer<'_> {
@@ -334,82 +337,48 @@ impl Killer<'_> {
     }
 }
 
-/// `cgroup.kill`, wait (bounded) until the cgroup is empty, remove it.
-fn kill_cgroup(kill: i32, events: i32, path: &CStr) {
-    // SAFETY: plain syscalls on fds and a path we own; the buffers live on this stack.
-    unsafe {
-        libc::write(kill, b"1".as_ptr().cast(), 1);
-        let mut buf = [0u8; 256];
-        // Killed processes leave the cgroup as they exit: usually at once, but a process in
-        // uninterruptible sleep (an NFS write) takes its time. Up to ~10 s, then leave the
-        // (possibly non-empty) dir; it costs nothing but a name.
-        for _ in 0..2000 {
-            let n = libc::pread(events, buf.as_mut_ptr().cast(), buf.len(), 0);
-            if n <= 0 || contains(&buf[..n as usize], b"populated 0") {
-                break;
-            }
-            let pause = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 5_000_000,
-            };
-            libc::nanosleep(&pause, std::ptr::null_mut());
+/// `cgroup.kill`, wait (bounded) until the cgroup is empty, remove it. Async-signal-safe: raw
+/// syscalls, buffers on this stack.
+fn kill_cgroup(kill: BorrowedFd<'_>, events: BorrowedFd<'_>, path: &CStr) {
+    let _ = rustix::io::write(kill, b"1");
+    let mut buf = [0u8; 256];
+    // Killed processes leave the cgroup as they exit: usually at once, but a process in
+    // uninterruptible sleep (an NFS write) takes its time. Up to ~10 s, then leave the
+    // (possibly non-empty) dir; it costs nothing but a name.
+    for _ in 0..2000 {
+        match rustix::io::pread(events, &mut buf, 0) {
+            Ok(n @ 1..) if !contains(&buf[..n], b"populated 0") => {}
+            _ => break,
         }
-        // A nested `cargo guarded` made its own cgroup inside ours, and its reaper, in ours too,
-        // was killed before it could remove it: remove those first (empty now, like ours).
-        let dir = libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if dir >= 0 {
-            remove_subdirs(dir, 4);
-            libc::close(dir);
-        }
-        libc::rmdir(path.as_ptr());
+        // `nanosleep`, nothing more.
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    // A nested `cargo guarded` made its own cgroup inside ours, and its reaper, in ours too,
+    // was killed before it could remove it: remove those first (empty now, like ours).
+    if let Ok(dir) = rustix::fs::open(path, DIR_FLAGS, Mode::empty()) {
+        remove_subdirs(dir.as_fd(), 4);
+    }
+    let _ = rustix::fs::unlinkat(rustix::fs::CWD, path, AtFlags::REMOVEDIR);
 }
 
 /// Remove the (cgroup) dirs under `dir`, down to `depth` levels: a cgroup dir is removed with
 /// `rmdir` once it has no children and no processes, whatever interface files it shows.
-/// Async-signal-safe.
-///
-/// # Safety
-/// `dir` is an open directory fd.
-unsafe fn remove_subdirs(dir: i32, depth: u32) {
+/// Async-signal-safe: `getdents64` into a buffer on this stack, raw syscalls.
+fn remove_subdirs(dir: BorrowedFd<'_>, depth: u32) {
     if depth == 0 {
         return;
     }
-    let mut dents = [0u8; 2048];
-    // SAFETY: as in `kill_token_holders`: records are parsed within the bytes returned.
-    unsafe {
-        loop {
-            let n = libc::syscall(libc::SYS_getdents64, dir, dents.as_mut_ptr(), dents.len());
-            if n <= 0 {
-                break;
-            }
-            let mut off = 0usize;
-            while off + 19 < n as usize {
-                let reclen = u16::from_ne_bytes([dents[off + 16], dents[off + 17]]) as usize;
-                if reclen == 0 {
-                    break;
-                }
-                let is_dir = dents[off + 18] == libc::DT_DIR;
-                let name = &mut dents[off + 19..(off + reclen).min(n as usize)];
-                let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-                if is_dir && len < name.len() && name[..len] != *b"." && name[..len] != *b".." {
-                    let sub = libc::openat(
-                        dir,
-                        name.as_ptr().cast(),
-                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                    );
-                    if sub >= 0 {
-                        remove_subdirs(sub, depth - 1);
-                        libc::close(sub);
-                    }
-                    libc::unlinkat(dir, name.as_ptr().cast(), libc::AT_REMOVEDIR);
-                }
-                off += reclen;
-            }
+    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut entries = RawDir::new(dir, &mut buf);
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name();
+        if entry.file_type() != FileType::Directory || name == c"." || name == c".." {
+            continue;
         }
+        if let Ok(sub) = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty()) {
+            remove_subdirs(sub.as_fd(), depth - 1);
+        }
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
     }
 }
 
@@ -418,51 +387,26 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// SIGKILL every process (but us) whose token chain holds `token`; returns how many.
-/// Raw `getdents64`/`open`/`read` into stack buffers: this runs after `fork` in the reaper.
+/// `getdents64` and `open`/`read` into buffers on this stack: this runs after `fork` in the
+/// reaper, where nothing may allocate.
 fn kill_token_holders(token: &[u8]) -> usize {
+    let Ok(proc_fd) = rustix::fs::open(c"/proc", DIR_FLAGS, Mode::empty()) else {
+        return 0;
+    };
+    let me = rustix::process::getpid().as_raw_nonzero().get();
     let mut killed = 0;
-    // SAFETY: syscalls on fds opened here, into buffers on this stack, each read bounded by the
-    // buffer's length; dirent records are parsed within the bytes getdents64 returned.
-    unsafe {
-        let proc_fd = libc::open(
-            c"/proc".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if proc_fd < 0 {
-            return 0;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = RawDir::new(proc_fd.as_fd(), &mut buf);
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name();
+        if let Some(pid) = parse_pid(name.to_bytes())
+            && pid != me
+            && environ_holds(proc_fd.as_fd(), name.to_bytes(), token)
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+            && rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+        {
+            killed += 1;
         }
-        let me = libc::getpid();
-        let mut dents = [0u8; 4096];
-        loop {
-            let n = libc::syscall(
-                libc::SYS_getdents64,
-                proc_fd,
-                dents.as_mut_ptr(),
-                dents.len(),
-            );
-            if n <= 0 {
-                break;
-            }
-            let mut off = 0usize;
-            while off + 19 < n as usize {
-                // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
-                let reclen = u16::from_ne_bytes([dents[off + 16], dents[off + 17]]) as usize;
-                let name = &dents[off + 19..(off + reclen).min(n as usize)];
-                let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-                if let Some(pid) = parse_pid(name)
-                    && pid != me
-                    && environ_holds(proc_fd, name, token)
-                {
-                    libc::kill(pid, libc::SIGKILL);
-                    killed += 1;
-                }
-                if reclen == 0 {
-                    break;
-                }
-                off += reclen;
-            }
-        }
-        libc::close(proc_fd);
     }
     killed
 }
@@ -542,11 +486,9 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// Whether `/proc/<pid>/environ` holds `TOKEN_VAR` with `token` in its chain.
-///
-/// # Safety
-/// `proc_fd` is an open fd of `/proc`.
-unsafe fn environ_holds(proc_fd: i32, pid: &[u8], token: &[u8]) -> bool {
+/// Whether `/proc/<pid>/environ` holds `TOKEN_VAR` with `token` in its chain. Stack buffers
+/// only: it runs after `fork`.
+fn environ_holds(proc_fd: BorrowedFd<'_>, pid: &[u8], token: &[u8]) -> bool {
     let mut path = [0u8; 32];
     let rel = b"/environ";
     if pid.len() + rel.len() + 1 > path.len() {
@@ -554,32 +496,22 @@ unsafe fn environ_holds(proc_fd: i32, pid: &[u8], token: &[u8]) -> bool {
     }
     path[..pid.len()].copy_from_slice(pid);
     path[pid.len()..pid.len() + rel.len()].copy_from_slice(rel);
-    // SAFETY: `path` is NUL-terminated (zero-filled beyond what was copied).
-    let fd = unsafe {
-        libc::openat(
-            proc_fd,
-            path.as_ptr().cast(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
+    // NUL-terminated: zero-filled beyond what was copied.
+    let Ok(path) = CStr::from_bytes_until_nul(&path) else {
         return false;
-    }
+    };
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(proc_fd, path, flags, Mode::empty()) else {
+        return false;
+    };
     let mut buf = [0u8; 8192];
     let mut scan = Scan::new(token);
-    loop {
-        // SAFETY: reading into `buf`, bounded by its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        scan.feed(&buf[..n as usize]);
+    while let Ok(n @ 1..) = rustix::io::read(&fd, &mut buf) {
+        scan.feed(&buf[..n]);
         if scan.found {
             break;
         }
     }
-    // SAFETY: closing the fd opened above.
-    unsafe { libc::close(fd) };
     scan.finish()
 }
 
@@ -638,9 +570,8 @@ mod tests {
         let check = |name: &str, env: Vec<u8>| {
             std::fs::create_dir_all(dir.path().join(name)).unwrap();
             std::fs::write(dir.path().join(name).join("environ"), env).unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: a dir fd standing in for /proc.
-            unsafe { environ_holds(proc_fd.as_raw_fd(), name.as_bytes(), b"abc") }
+            // A dir standing in for /proc.
+            environ_holds(proc_fd.as_fd(), name.as_bytes(), b"abc")
         };
         assert!(check(
             "1",

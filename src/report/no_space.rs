@@ -154,9 +154,9 @@ mod tests {
         }
     }
 
-    /// The message of issue 21's report claimed "after reclaiming every expired job dir; no live
-    /// leases hold space" while expired and lingering dirs held space: now each is counted, a
-    /// note each, after a short error line.
+    /// A refusal that said "after reclaiming every expired job dir; no live leases hold space"
+    /// while expired and lingering dirs held space sent the reader the wrong way: each kind of
+    /// holder is counted, a note each, after a short error line.
     #[test]
     fn says_what_was_reclaimed_and_what_still_holds_space() {
         let holding = Holding {

@@ -407,8 +407,8 @@ mod tests {
         }
     }
 
-    /// Issue 20 item 1: a dir whose wrapper was killed while its command's processes still run
-    /// is live, and says whose processes keep it.
+    /// A dir whose wrapper was killed while its command's processes still run is live (they
+    /// still write into it), and says whose processes keep it.
     #[test]
     fn a_dir_held_by_its_jobs_orphans_reads_as_live() {
         let reason = WhyKept::Lease(Protected::TreeAlive { job_id: "j".into() });

@@ -725,6 +725,38 @@ fn the_cycle_finder_finds_cycles() {
     );
 }
 
+/// Whether a line starts a function: any visibility (`pub`, `pub(crate)`, `pub(super)`,
+/// `pub(in …)`), then any of `const`, `async`, `unsafe`, `extern "…"`, then `fn `.
+fn fn_signature(line: &str) -> bool {
+    let mut t = line;
+    if let Some(rest) = t.strip_prefix("pub") {
+        t = if let Some(inner) = rest.strip_prefix('(') {
+            inner.split_once(')').map_or("", |(_, after)| after)
+        } else if rest.starts_with(char::is_whitespace) {
+            rest
+        } else {
+            return false; // `pubfn`, `pub_x`: not a visibility
+        }
+        .trim_start();
+    }
+    loop {
+        let next = ["const ", "async ", "unsafe "]
+            .iter()
+            .find_map(|q| t.strip_prefix(q))
+            .or_else(|| {
+                let rest = t.strip_prefix("extern ")?;
+                Some(match rest.strip_prefix('"') {
+                    Some(abi) => abi.split_once('"').map_or("", |(_, after)| after),
+                    None => rest,
+                })
+            });
+        match next {
+            Some(rest) => t = rest.trim_start(),
+            None => return t.starts_with("fn "),
+        }
+    }
+}
+
 /// Functions longer than `MAX_FN_LINES` without a `// Long:` comment above them.
 fn long_functions(path: &Path) -> Vec<String> {
     let text = fs::read_to_string(path).unwrap();
@@ -734,16 +766,7 @@ fn long_functions(path: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for (n, line) in lines.iter().enumerate() {
         let t = line.trim_start();
-        let is_fn = [
-            "fn ",
-            "pub fn ",
-            "pub(crate) fn ",
-            "pub(super) fn ",
-            "const fn ",
-        ]
-        .iter()
-        .any(|p| t.starts_with(p))
-            || (t.starts_with("pub(crate) const fn ") || t.starts_with("unsafe fn "));
+        let is_fn = fn_signature(t);
         if !is_fn {
             continue;
         }
@@ -805,6 +828,37 @@ fn no_function_is_long_without_a_reason() {
         "functions over {MAX_FN_LINES} lines without a `// Long: <reason>` comment:\n{}",
         long.join("\n")
     );
+}
+
+#[test]
+fn every_function_signature_counts() {
+    for sig in [
+        "fn f() {",
+        "pub fn f() {",
+        "pub(crate) fn f() {",
+        "pub(super) fn f() {",
+        "pub(in crate::lease) fn f() {",
+        "const fn f() {",
+        "async fn f() {",
+        "unsafe fn f() {",
+        "pub(super) unsafe fn f() {",
+        "pub(crate) unsafe fn f() {",
+        "pub(crate) const fn f() {",
+        "pub const unsafe fn f() {",
+        "pub(crate) async unsafe fn f() {",
+        "unsafe extern \"C\" fn f() {",
+        "extern \"C\" fn f() {",
+    ] {
+        assert!(fn_signature(sig), "{sig}");
+    }
+    for not in [
+        "let fn_x = 1;",
+        "pubfn f() {",
+        "const X: u8 = 1;",
+        "unsafe { f() }",
+    ] {
+        assert!(!fn_signature(not), "{not}");
+    }
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! "succeed" while another client holds it. Cargo treats "locking not supported" as "acquired";
 //! for a deleter that is the wrong default. Where locks are untrusted the guard falls back to
 //! heartbeat-only expiry with a safety margin (`lease::classify`).
+//!
+//! `wait`: waiting politely for a lock another process holds (try, say who, poll, deadline).
 
 use std::ffi::OsStr;
 use std::fs::{File, TryLockError};
@@ -12,6 +14,10 @@ use std::os::fd::BorrowedFd;
 use rustix::fs::{Mode, OFlags};
 
 use crate::fs;
+
+mod wait;
+
+pub(crate) use wait::{Patience, Waited, try_exclusive, try_shared, wait};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockTrust {
