@@ -35,7 +35,7 @@ is_true() {
   esac
 }
 
-# Every option of the CLI is an input, in this one table: `input kind target`. tests/action.rs
+# Every option of the CLI is an input, in this one table: `input kind target`. tests/testsuite/action/inputs.rs
 # keeps it equal to the CLI's options (`cargo guarded --help`) and to action.yml's inputs and
 # their INPUT_* mapping. Kinds:
 #   value VAR  the input, when given, sets the CLI's variable VAR (else a job-level VAR, or the
@@ -107,7 +107,7 @@ fi
 
 # Split the command into words the way a POSIX shell would, honouring quotes and backslashes,
 # with no expansion of variables, globs or command substitutions: the binary does it (shell
-# rules, where xargs has its own), so tests/action.rs reaches the very splitting a job gets.
+# rules, where xargs has its own), so tests/testsuite/action/steps.rs reaches the very splitting a job gets.
 [ -n "${INPUT_COMMAND//[[:space:]]/}" ] || fail "the 'command' input is empty (e.g. 'build --release')"
 words=$(mktemp)
 trap 'rm -f "$words"' EXIT

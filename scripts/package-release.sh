@@ -3,7 +3,7 @@
 #
 # Writes DIST_DIR/cargo-guarded-vVERSION-TARGET.tar.gz (one top-level dir holding the binary, both
 # licences, README.md and CHANGELOG.md) and its `.sha256` (sha256sum format). The release workflow
-# runs it for each target; CI runs it for the host target and checks the result (tests/release.rs).
+# runs it for each target; CI runs it for the host target and checks the result (tests/testsuite/release.rs).
 # CARGO_GUARDED_PREBUILT=PATH packages that binary instead of building one.
 set -euo pipefail
 

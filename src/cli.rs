@@ -1029,7 +1029,7 @@ mod tests {
     }
 
     /// Each default `--help` states is its const's, spelled so that typing it gives the const
-    /// back. (tests/documented_defaults.rs keeps the README and action.yml equal to `--help`.)
+    /// back. (tests/testsuite/documented_defaults.rs keeps the README and action.yml equal to `--help`.)
     #[test]
     fn help_states_each_default_from_its_const() {
         let cmd = Cli::command();

@@ -150,7 +150,7 @@ fn check_action(file: &str, text: &str, cli: &BTreeMap<String, String>) -> Vec<S
     let mut problems = Vec::new();
     for (option, default) in cli.iter().filter(|(o, _)| !IN_WORDS.contains(&o.as_str())) {
         let Some(description) = inputs.get(option) else {
-            continue; // Not every option is an input (tests/action.rs keeps that list).
+            continue; // Not every option is an input (tests/testsuite/action/inputs.rs keeps that list).
         };
         match stated.captures(description) {
             None => problems.push(format!(

@@ -1,4 +1,4 @@
-//! One GitHub Actions step as the runner sets it up for the binary (as tests/action.rs does):
+//! One GitHub Actions step as the runner sets it up for the binary (as tests/testsuite/action/ does):
 //! `GITHUB_ACTIONS=true`, the run's variables, and fresh `GITHUB_OUTPUT`, `GITHUB_STEP_SUMMARY`
 //! and `GITHUB_ENV` files that the test reads back after the run.
 
