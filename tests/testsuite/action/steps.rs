@@ -1,5 +1,7 @@
 //! The action end to end: a step's outputs, summary, log groups and annotations, low disk, export-target-dir.
 
+use snapbox::{assert_data_eq, str};
+
 use super::*;
 
 /// A later step of the job resumes its dir with plenty of space: no sweep runs, and the summary
@@ -49,19 +51,36 @@ fn build_step_sets_outputs_and_a_summary() {
         describe(&a.run)
     );
 
-    let summary = a.step.summary();
-    for want in [
-        "### cargo guarded `build`",
-        &format!("Job `{JOB_ID}`"),
-        &outputs["target-dir"],
-        "a fresh dir",
-        "| before |",
-        "| after |",
-        "Reclaimed nothing",
-        "(this job)",
-    ] {
-        assert!(summary.contains(want), "summary lacks {want:?}:\n{summary}");
-    }
+    // The whole summary, as the run's page shows it.
+    assert_data_eq!(
+        redact(&job.env, &a.step.summary()),
+        str![[r#"
+### cargo guarded `build`
+
+Job `gh-octo/app-7001-1-build-runner-1` builds in `[ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b/target` (a fresh dir).
+
+Disk of `[ROOT]` ([SIZE] total):
+
+| | free | used |
+|---|---:|---:|
+| before | [SIZE] | [PCT] |
+| after | [SIZE] | [PCT] |
+
+Reclaimed nothing: no expired job dir had to go.
+
+Kept 1 job dir(s): 1 live.
+
+| job dir | why |
+|---|---|
+| `gh-octo_app-7001-1-build-runner-1-2b9b4a5b` (this job) | lease held by runner-1 (pid [PID]), renewed [AGE] ago |
+
+Job `gh-octo/app-7001-1-build-runner-1` built cold: 2 units compiled in [ELAPSED]s ([ELAPSED]s per unit), on record for the estimates of this workspace's warm jobs.
+
+At release, the dir is [SIZE] against its budget of [SIZE] ([SIZE] used by recent jobs).
+
+
+"#]]
+    );
     let err = stderr(&a.run);
     assert!(
         !err.contains("::warning") && !err.contains("::error"),
@@ -102,21 +121,35 @@ fn precheck_reclaims_in_a_log_group_keeps_live_leases_and_warns_when_disk_stays_
     let outputs = a.step.outputs();
     let reclaimed: u64 = outputs["reclaimed-bytes"].parse().unwrap();
     assert!(reclaimed >= 1 << 20, "reclaimed {reclaimed} bytes");
-    let summary = a.step.summary();
-    assert!(summary.contains("**Reclaimed "), "{summary}");
     // `old` and `live` are not this repository's jobs (octo/app's ids are `gh-octo/app-…`): a
-    // shared root's other tenants are counted in the summary, never named.
-    assert!(
-        summary.contains("1 of them (") && summary.contains("belonged to other repositories' jobs"),
-        "{summary}"
-    );
-    assert!(
-        !summary.contains("`old`") && !summary.contains("`live`"),
-        "{summary}"
-    );
-    assert!(
-        summary.contains("Kept 1 job dir(s): 1 live."),
-        "the live lease is counted as kept:\n{summary}"
+    // shared root's other tenants are counted in the summary, never named; the live lease is
+    // counted as kept.
+    assert_data_eq!(
+        redact(&job.env, &a.step.summary()),
+        str![[r#"
+### cargo guarded `build`
+
+Job `gh-octo/app-7001-1-build-runner-1` builds in `[ROOT]/gh-octo_app-7001-1-build-runner-1-2b9b4a5b/target` (a fresh dir).
+
+Disk of `[ROOT]` ([SIZE] total):
+
+| | free | used |
+|---|---:|---:|
+| before | [SIZE] | [PCT] |
+| after | [SIZE] | [PCT] |
+
+**Reclaimed [SIZE]** from 1 expired job dir(s).
+
+1 of them ([SIZE]) belonged to other repositories' jobs.
+
+Kept 1 job dir(s): 1 live.
+
+Job `gh-octo/app-7001-1-build-runner-1` built cold: 2 units compiled in [ELAPSED]s ([ELAPSED]s per unit), on record for the estimates of this workspace's warm jobs.
+
+At release, the dir is [SIZE] against its budget of [SIZE] ([SIZE] used by recent jobs).
+
+
+"#]]
     );
 
     assert!(live.running(), "the live build was disturbed");
