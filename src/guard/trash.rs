@@ -147,9 +147,13 @@ pub(super) fn claim_unfinished(root: &Root, trash: Option<&Trash>, opts: &Sweep)
             }
             continue;
         };
-        let Some(trash_name) = lease::claim_unfinished(root, trash, &name, opts.unfinished_age)
-        else {
-            continue;
+        let trash_name = match lease::claim_unfinished(root, trash, &name, opts.unfinished_age) {
+            Ok(Some(trash_name)) => trash_name,
+            Ok(None) => continue,
+            Err(e) => {
+                claimed.errors.push(e);
+                continue;
+            }
         };
         let bytes = trash.usage(&trash_name).unwrap_or(0);
         match lock_claimed(trash, trash_name, Some(unfinished(0))) {

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use crate::locks::LockTrust;
-use crate::term;
 
 use super::clock::Now;
 use super::expiry::Expiry;
@@ -112,29 +111,31 @@ pub(crate) fn claim(
 }
 
 /// A `.new-*` dir left by a job that crashed while creating its dir. Its creator locks it right
-/// after `mkdir`, so an unlocked one older than `min_age` is abandoned.
+/// after `mkdir`, so an unlocked one older than `min_age` is abandoned: its name in `.trash/`
+/// once moved there, `Ok(None)` when it is not (yet) abandoned, and why it could not be moved
+/// (it stays where it is) as the error, for the sweep's report to say.
 pub(crate) fn claim_unfinished(
     root: &Root,
     trash: &Trash,
     name: &OsStr,
     min_age: Duration,
-) -> Option<OsString> {
-    let dir = root.open_job(name).ok()?;
+) -> Result<Option<OsString>, String> {
+    let Ok(dir) = root.open_job(name) else {
+        return Ok(None);
+    };
     if !old_enough(&dir, min_age) {
-        return None;
+        return Ok(None);
     }
     // Its creator made the tree lock right after locking the dir: both, as for any job dir.
-    let _taken = take(dir.as_fd()).ok()?;
+    let Ok(_taken) = take(dir.as_fd()) else {
+        return Ok(None);
+    };
     if !root.still_names(name, &dir) {
-        return None;
+        return Ok(None);
     }
-    match move_to_trash(root, trash, name, &dir) {
-        Ok(trash_name) => Some(trash_name),
-        Err(why) => {
-            term::warn(format_args!("kept {}: {why}", root.join(name).display()));
-            None
-        }
-    }
+    move_to_trash(root, trash, name, &dir)
+        .map(Some)
+        .map_err(|why| format!("kept {}: {why}", root.join(name).display()))
 }
 
 /// Whether the `.new-*` dir `dir` last changed at least `min_age` ago (its inode's ctime): one
