@@ -119,4 +119,15 @@ mod tests {
         let short = compress(&content[1..]).unwrap();
         assert_eq!(decompress(&short, &object), Err(Bad::TooSmall(99_999)));
     }
+
+    #[test]
+    fn an_object_that_inflates_without_end_is_stopped_at_its_recorded_size() {
+        // 64 GiB of zeros in 2.5 MiB: one frame of a MiB, 65,536 times (a decoder reads every
+        // frame of a stream). Decompressed in full it would take the memory of this machine.
+        let frame = compress(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = frame.repeat(1 << 16);
+        assert!(bomb.len() < 4 << 20, "{}", bomb.len());
+        let content = vec![0u8; 100_000];
+        assert_eq!(decompress(&bomb, &object_of(&content)), Err(Bad::TooLarge));
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{FileTimes, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::codec;
@@ -99,8 +99,6 @@ pub(crate) fn pull(
     result
 }
 
-// Long: the download loop lays each object's files out as it arrives, and drops a unit whose
-// object failed; split, the bookkeeping it shares would travel through every part.
 async fn restore(
     store: &Store,
     dir: &Path,
@@ -121,7 +119,6 @@ async fn restore(
     for (i, f) in m.files.iter().enumerate() {
         by_sha.entry(&f.object.sha256).or_default().push(i);
     }
-    let mut linked: HashMap<u32, std::path::PathBuf> = HashMap::new();
     let mut bad_units: HashSet<String> = HashSet::new();
     let mut bad_files: HashSet<usize> = HashSet::new();
     let total_bytes: u64 = objects.iter().map(|o| o.size).sum();
@@ -131,8 +128,13 @@ async fn restore(
     while next < objects.len() || !tasks.is_empty() {
         while next < objects.len() && tasks.len() < CONCURRENCY {
             let (op, object, url) = (store.op.clone(), objects[next].clone(), store.url.clone());
+            let files = by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v);
+            let layout = Layout {
+                files: files.iter().map(|&i| place(dir, &m.files[i])).collect(),
+                record: (m.inputs.as_ref() == Some(&object)).then(|| dir.join(RECORD)),
+            };
             tasks.spawn(async move {
-                let got = fetch(&op, &object, &url).await;
+                let got = fetch(&op, &object, &url, layout).await;
                 (object, got)
             });
             next += 1;
@@ -149,34 +151,11 @@ async fn restore(
             Bytes(done_bytes),
             Bytes(total_bytes)
         ));
-        let files = by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v);
-        let Some(bytes) = got? else {
+        if !got? {
             // Dropped, never used: the files that needed it, and their units, are left out.
-            for &i in files {
+            for &i in by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v) {
                 bad_files.insert(i);
                 bad_units.extend(units_of(&m.files[i].path));
-            }
-            continue;
-        };
-        if m.inputs.as_ref() == Some(&object) {
-            write_file(&dir.join(RECORD), &bytes, 0o644, None)?;
-        }
-        for &i in files {
-            let f = &m.files[i];
-            let path = dir.join(&f.path);
-            if let Some(first) = f.link.and_then(|g| linked.get(&g)) {
-                std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
-                std::fs::hard_link(first, &path)
-                    .with_context(|| format!("failed to link {}", path.display()))?;
-                continue;
-            }
-            let mtime = SystemTime::UNIX_EPOCH
-                .checked_add(Duration::new(f.mtime_s.max(0) as u64, f.mtime_ns))
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            // Permission bits only: a manifest never makes a setuid or setgid file.
-            write_file(&path, &bytes, f.mode & 0o777, Some(mtime))?;
-            if let Some(g) = f.link {
-                linked.insert(g, path);
             }
         }
     }
@@ -267,9 +246,36 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<(String, Manife
     Ok(None)
 }
 
-/// An object's content, `None` when the store lacks it or its stored bytes are not the object's
-/// (corrupt, cut short, another content, or more than its recorded size).
-async fn fetch(op: &opendal::Operator, object: &Object, url: &str) -> Result<Option<Vec<u8>>> {
+/// Where one object's content goes: the files that have it, and the dir's `inputs.json` if it is
+/// that.
+struct Layout {
+    files: Vec<Place>,
+    record: Option<PathBuf>,
+}
+
+struct Place {
+    path: PathBuf,
+    mode: u32,
+    mtime: SystemTime,
+    link: Option<u32>,
+}
+
+fn place(dir: &Path, f: &manifest::File) -> Place {
+    Place {
+        path: dir.join(&f.path),
+        // Permission bits only: a manifest never makes a setuid or setgid file.
+        mode: f.mode & 0o777,
+        mtime: SystemTime::UNIX_EPOCH
+            .checked_add(Duration::new(f.mtime_s.max(0) as u64, f.mtime_ns))
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        link: f.link,
+    }
+}
+
+/// Fetch an object and lay its files out: `Ok(false)` when the store lacks it or its stored bytes
+/// are not the object's (corrupt, cut short, another content, or more than its recorded size),
+/// and nothing was written.
+async fn fetch(op: &opendal::Operator, object: &Object, url: &str, layout: Layout) -> Result<bool> {
     let key = manifest::object_path(&object.sha256);
     // OpenDAL reads an object in one request unless asked: a large one (a binary, a big rlib)
     // in ranged requests, a few at once, each retried on its own.
@@ -283,24 +289,47 @@ async fn fetch(op: &opendal::Operator, object: &Object, url: &str) -> Result<Opt
     };
     let stored = match read {
         Ok(b) => b.to_vec(),
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(false),
         Err(e) => bail!("failed to read {key} in {url}: {e}"),
     };
-    // Decompressing and hashing on a blocking thread, bounded by the recorded size.
-    let want = object.clone();
-    let checked = tokio::task::spawn_blocking(move || codec::decompress(&stored, &want))
-        .await
-        .context("a decompression task failed")?;
-    match checked {
-        Ok(bytes) => Ok(Some(bytes)),
+    // Decompressing (bounded by the recorded size), hashing and writing on a blocking thread:
+    // objects are laid out in parallel, and the runtime's thread keeps the transfers going.
+    let (want, url) = (object.clone(), url.to_owned());
+    tokio::task::spawn_blocking(move || match codec::decompress(&stored, &want) {
+        Ok(bytes) => lay_out(&bytes, &layout).map(|()| true),
         Err(why) => {
             term::warn(format_args!(
                 "{key} in {url} {why}, not the object its manifest names: dropped, and the units \
                  that needed it are left out (they build)"
             ));
-            Ok(None)
+            Ok(false)
+        }
+    })
+    .await
+    .context("a decompression task failed")?
+}
+
+/// Write an object's files: each with its mode and mtime, hard links as grouped.
+fn lay_out(bytes: &[u8], layout: &Layout) -> Result<()> {
+    if let Some(record) = &layout.record {
+        write_file(record, bytes, 0o644, None)?;
+    }
+    let mut linked: HashMap<u32, &Path> = HashMap::new();
+    for f in &layout.files {
+        if let Some(first) = f.link.and_then(|g| linked.get(&g)) {
+            let fail = || format!("failed to link {}", f.path.display());
+            if let Some(parent) = f.path.parent() {
+                std::fs::create_dir_all(parent).with_context(fail)?;
+            }
+            std::fs::hard_link(first, &f.path).with_context(fail)?;
+            continue;
+        }
+        write_file(&f.path, bytes, f.mode, Some(f.mtime))?;
+        if let Some(g) = f.link {
+            linked.insert(g, &f.path);
         }
     }
+    Ok(())
 }
 
 /// Write a new file: its mode, and its mtime with the atime equal to it.
