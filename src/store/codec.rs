@@ -31,6 +31,14 @@ pub(crate) fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     zstd::bulk::compress(bytes, LEVEL)
 }
 
+/// The most bytes an object whose content takes `size` can be stored as: zstd's bound for one
+/// frame, and a little more for another compressor's framing.
+pub(crate) fn stored_bound(size: u64) -> u64 {
+    let bound =
+        usize::try_from(size).map_or(u64::MAX, |s| zstd::zstd_safe::compress_bound(s) as u64);
+    bound.saturating_add(64 << 10)
+}
+
 /// Why stored bytes are not the object a manifest names.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Bad {
@@ -118,6 +126,17 @@ mod tests {
         assert_eq!(decompress(&bomb, &object), Err(Bad::TooLarge));
         let short = compress(&content[1..]).unwrap();
         assert_eq!(decompress(&short, &object), Err(Bad::TooSmall(99_999)));
+    }
+
+    #[test]
+    fn the_stored_bound_holds_what_compression_makes_and_no_more_than_a_little_over() {
+        let noise: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let stored = compress(&noise).unwrap().len() as u64;
+        assert!(stored <= stored_bound(noise.len() as u64));
+        assert!(stored_bound(1 << 30) < (1 << 30) + (8 << 20));
+        assert_eq!(stored_bound(u64::MAX), u64::MAX);
     }
 
     #[test]

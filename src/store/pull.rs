@@ -277,10 +277,28 @@ fn place(dir: &Path, f: &manifest::File) -> Place {
 /// and nothing was written.
 async fn fetch(op: &opendal::Operator, object: &Object, url: &str, layout: Layout) -> Result<bool> {
     let key = manifest::object_path(&object.sha256);
+    let failed = |e: opendal::Error| match e.kind() {
+        opendal::ErrorKind::NotFound => Ok(false),
+        _ => Err(anyhow!("failed to read {key} in {url}: {e}")),
+    };
     // OpenDAL reads an object in one request unless asked: a large one (a binary, a big rlib)
-    // in ranged requests, a few at once, each retried on its own.
+    // in ranged requests, a few at once, each retried on its own. Ranges need the stored length
+    // (OpenDAL would ask for it too): one larger than any compression of the content is refused
+    // before it is downloaded.
     let read = if object.size > RANGED_ABOVE {
+        let len = match op.stat(&key).await {
+            Ok(meta) => meta.content_length(),
+            Err(e) => return failed(e),
+        };
+        if len > codec::stored_bound(object.size) {
+            term::warn(format_args!(
+                "{key} in {url} takes {len} bytes, more than any compression of its content: \
+                 dropped, and the units that needed it are left out (they build)"
+            ));
+            return Ok(false);
+        }
         op.read_with(&key)
+            .range(0..len)
             .concurrent(RANGES_AT_ONCE)
             .chunk(RANGE as usize)
             .await
@@ -289,8 +307,7 @@ async fn fetch(op: &opendal::Operator, object: &Object, url: &str, layout: Layou
     };
     let stored = match read {
         Ok(b) => b.to_vec(),
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(false),
-        Err(e) => bail!("failed to read {key} in {url}: {e}"),
+        Err(e) => return failed(e),
     };
     // Decompressing (bounded by the recorded size), hashing and writing on a blocking thread:
     // objects are laid out in parallel, and the runtime's thread keeps the transfers going.

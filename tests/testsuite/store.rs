@@ -100,9 +100,16 @@ mod with_store {
         let ws = checkout(env, "w");
         let out = ok(env, "host-a", &ws, store, "a", &["build"]);
         assert!(!compiled(&out).is_empty(), "{}", describe(&out));
-        // A file large enough to be fetched in ranged requests (a binary of a real project).
-        let big: Vec<u8> = (0..20u32 << 20)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        // A file large enough to be fetched in ranged requests (a binary of a real project), and
+        // that compresses to several ranges: xorshift's bytes do not compress.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let big: Vec<u8> = (0..40u32 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
             .collect();
         std::fs::write(env.path().join("host-a/a/target/debug/big.bin"), &big).unwrap();
         let out = ok(env, "host-a", &ws, store, "a", &["store", "push"]);
@@ -259,7 +266,8 @@ mod with_store {
     /// Objects that are not what their manifest names: `plain`'s rlib stored as another content
     /// of its size (a valid zstd stream, the digest wrong), `lib`'s as one that decompresses past
     /// the size the manifest records. Both are dropped, with their units, which build: the job
-    /// succeeds and the app is right. A stream that is not zstd at all (`mac`'s) too.
+    /// succeeds and the app is right. A stream that is not zstd at all (`mac`'s) too, and a large
+    /// file's object longer than any compression of its content.
     fn tampered_objects_are_dropped(env: &Env, store: &Vars, at: &At) {
         let ws = checkout(env, "w");
         ok(env, "host-a", &ws, store, "a", &["build"]);
@@ -287,6 +295,13 @@ mod with_store {
             .unwrap();
         let mac = std::fs::read(mac).unwrap();
         at.put(&object_key(&mac), &mac);
+        // A large file (fetched in ranges) whose stored object is larger than any compression of
+        // its content: refused before it is downloaded.
+        let big = vec![0u8; 33 << 20];
+        let big_path = "target/debug/big.bin";
+        std::fs::write(env.path().join("host-a/a").join(big_path), &big).unwrap();
+        ok(env, "host-a", &ws, store, "a", &["store", "push"]);
+        at.put(&object_key(&big), &vec![1u8; 36 << 20]);
 
         fresh_clone(env, &ws);
         let out = ok(
@@ -302,6 +317,7 @@ mod with_store {
             (&plain, "decompresses to content of digest"),
             (&lib, "decompresses past its recorded size"),
             (&mac, "does not decompress"),
+            (&big, "more than any compression of its content"),
         ] {
             let key = object_key(content);
             assert!(
@@ -313,6 +329,7 @@ mod with_store {
         assert!(err.contains("left out"), "{}", describe(&out));
         assert!(!err.contains("panicked"), "{}", describe(&out));
         assert_eq!(origin(env, "host-b", "b"), "restored");
+        assert!(!env.path().join("host-b/b").join(big_path).exists());
         let built = compiled(&out);
         for unit in ["plain", "lib", "mac"] {
             assert!(
