@@ -491,7 +491,7 @@ mod ripgrep {
         );
         let first_ratio = pushed as f64 / tar_bytes as f64;
         println!(
-            "  first push's upload / first archive      {first_ratio:>6.3}x   ({} uncompressed objects / {} tar.zst)",
+            "  first push's upload / first archive      {first_ratio:>6.3}x   ({} zstd objects / {} tar.zst)",
             human_bytes(pushed),
             human_bytes(tar_bytes)
         );

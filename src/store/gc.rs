@@ -241,6 +241,14 @@ fn digests(v: &serde_json::Value, out: &mut HashSet<String>) {
     }
 }
 
+/// The content digest an object's key names: `objects/<sha256>.zst` (or `objects/<sha256>`, as
+/// an earlier format stored it, so its manifests keep it and it goes with them).
+fn digest_of(key: &str) -> Option<&str> {
+    let name = key.strip_prefix(OBJECTS)?;
+    let stem = name.split_once('.').map_or(name, |(stem, _)| stem);
+    is_digest(stem).then_some(stem)
+}
+
 /// The manifest a use marker is for.
 fn manifest_of(marker: &str) -> Option<String> {
     Some(format!("{MANIFESTS}{}", marker.strip_prefix(USED)?))
@@ -276,7 +284,7 @@ pub(crate) fn plan(
     }
     let by_digest: HashMap<&str, &Listed> = objects
         .iter()
-        .filter_map(|o| Some((o.key.strip_prefix(OBJECTS).filter(|d| is_digest(d))?, o)))
+        .filter_map(|o| Some((digest_of(&o.key)?, o)))
         .collect();
     let mut decisions = Vec::new();
     // An object no manifest names: gone if old enough and no manifest is unreadable.
@@ -448,7 +456,7 @@ mod tests {
 
     fn object(n: u8, bytes: u64, hours_ago: u64) -> Listed {
         Listed {
-            key: format!("objects/{}", digest(n)),
+            key: manifest::object_path(&digest(n)),
             bytes,
             modified: at(hours_ago),
         }
@@ -487,6 +495,15 @@ mod tests {
     }
 
     #[test]
+    fn objects_are_known_by_their_content_digest_whatever_their_suffix() {
+        let d = digest(1);
+        assert_eq!(digest_of(&manifest::object_path(&d)), Some(d.as_str()));
+        assert_eq!(digest_of(&format!("objects/{d}")), Some(d.as_str()));
+        assert_eq!(digest_of("objects/x.zst"), None);
+        assert_eq!(digest_of(&format!("manifests/{d}.zst")), None);
+    }
+
+    #[test]
     fn the_least_recently_used_manifest_goes_first_with_the_objects_only_it_named() {
         // `old` was pushed first but a pull used it an hour ago; `new` no pull has used.
         let named = vec![
@@ -498,7 +515,7 @@ mod tests {
         let c = plan(&named, &objects, &used, now(), options(Some(250)));
         assert_eq!(
             removed(&c),
-            ["manifests/w/t/s/b.json", &format!("objects/{}", digest(3))]
+            ["manifests/w/t/s/b.json", &manifest::object_path(&digest(3))]
         );
         assert_eq!(c.before, 320);
         assert_eq!(c.after, 210);
@@ -510,8 +527,8 @@ mod tests {
         let named = vec![named("a.json", &[1], 48, None)];
         let objects = vec![object(1, 100, 48), object(2, 100, 48), object(3, 100, 0)];
         let c = plan(&named, &objects, &[], now(), options(None));
-        assert_eq!(removed(&c), [format!("objects/{}", digest(2))]);
-        let young = c.decisions.iter().find(|d| d.key.ends_with(&digest(3)));
+        assert_eq!(removed(&c), [manifest::object_path(&digest(2))]);
+        let young = c.decisions.iter().find(|d| d.key.contains(&digest(3)));
         assert!(matches!(young.unwrap().why, Why::Young { .. }));
     }
 

@@ -1,18 +1,21 @@
 //! A manifest: what one push of a finished dir stored, at
 //! `manifests/<workspace hash>/<toolchain>/<scope>/<unix ms>-<job>.json`: keyed by workspace and
-//! toolchain first, so a pull lists only its own key's prefix, however large the store. Every file of the dir's
-//! `target/` and `build/` with its content digest (`objects/<sha256>`), size, mode, mtime to the
-//! nanosecond (an object store keeps none, and cargo orders units by mtime) and hard-link group;
-//! the dir's `inputs.json` as an object; the writers' scopes, the workspace key, the toolchain and
-//! `CARGO_HOME` (registry units' fingerprints hash their path under it). Read back as untrusted
-//! input: every path and digest is checked before anything is laid out.
+//! toolchain first, so a pull lists only its own key's prefix, however large the store. Every file
+//! of the dir's `target/` and `build/` with its content's digest and size (the content stored
+//! zstd-compressed at `objects/<sha256>.zst`), mode, mtime to the nanosecond (an object store keeps
+//! none, and cargo orders units by mtime) and hard-link group; the dir's `inputs.json` as an
+//! object; the writers' scopes, the workspace key, the toolchain and `CARGO_HOME` (registry units'
+//! fingerprints hash their path under it). Read back as untrusted input: every path and digest is
+//! checked before anything is laid out.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::scope::Scope;
 
-pub(crate) const VERSION: u32 = 1;
+/// 2: objects stored zstd-compressed, as `objects/<sha256>.zst` (1 stored them as they were).
+/// A build that reads another version refuses the manifest, and the two never share an object.
+pub(crate) const VERSION: u32 = 2;
 /// A manifest of a few hundred thousand files is tens of MiB; a larger one is not ours.
 pub(crate) const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 pub(crate) const MANIFESTS: &str = "manifests/";
@@ -33,7 +36,7 @@ pub(crate) struct Manifest {
     pub(crate) files: Vec<File>,
 }
 
-/// An object: a content digest and the size it must have.
+/// An object: its content's digest and size (what it must decompress to).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Object {
     pub(crate) sha256: String,
@@ -55,9 +58,9 @@ pub(crate) struct File {
     pub(crate) link: Option<u32>,
 }
 
-/// Where an object with this digest lives.
+/// Where the object whose content has this digest lives, zstd-compressed.
 pub(crate) fn object_path(sha256: &str) -> String {
-    format!("objects/{sha256}")
+    format!("objects/{sha256}.zst")
 }
 
 /// The directory of manifests for one workspace, toolchain and scope.

@@ -1,11 +1,12 @@
 //! Warm starts on a fresh host: a finished dir's files in an object store (S3 or a shared volume,
-//! through Apache OpenDAL), each stored once by its content digest, and a manifest per push
-//! (docs/protocol.md#the-store). `push` uploads the job's own dir; `pull` lays the newest
-//! manifest the scope rule allows out in a fresh dir, verifying every object's digest, and content
-//! verification then decides which path units are reused, as for a seed. Compiled only with the
-//! `store` feature; a job without `--store` never gets here (no runtime, no syscalls). `gc` keeps
-//! the store under a size cap, least recently used manifests first.
+//! through Apache OpenDAL), each stored once by its content digest, compressed with zstd, and a
+//! manifest per push (docs/protocol.md#the-store). `push` uploads the job's own dir; `pull` lays
+//! the newest manifest the scope rule allows out in a fresh dir, verifying every object's digest,
+//! and content verification then decides which path units are reused, as for a seed. Compiled
+//! only with the `store` feature; a job without `--store` never gets here (no runtime, no
+//! syscalls). `gc` keeps the store under a size cap, least recently used manifests first.
 
+mod codec;
 mod gc;
 mod manifest;
 mod probe;

@@ -1,7 +1,8 @@
 //! Pull: into a fresh dir, the newest manifest of the job's workspace and toolchain whose writers
-//! the scope rule allows, every object fetched concurrently and its digest checked before use.
+//! the scope rule allows, every object fetched concurrently, decompressed (at most to its recorded
+//! size) and its digest checked before use.
 //! Files are laid out as the manifest says: mode, mtime to the nanosecond, atime equal to it (so
-//! pruning starts clean), hard links. An object whose digest differs is dropped, and with it
+//! pruning starts clean), hard links. An object whose content or size differs is dropped, and with it
 //! every file of the units it belonged to: a unit is never used half restored. The dir's
 //! `inputs.json` comes back too; content verification then decides which path units are reused.
 
@@ -9,12 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{FileTimes, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, anyhow, bail};
-use sha2::{Digest, Sha256};
-
+use super::codec;
 use super::manifest::{self, Manifest, Object};
 use super::{CONCURRENCY, Store};
 use crate::lease::{BUILD_DIR, TARGET};
@@ -23,11 +22,13 @@ use crate::quantity::Bytes;
 use crate::scope::Scope;
 use crate::term;
 use crate::warm::RECORD;
+use anyhow::{Context, Result, anyhow, bail};
 
-/// An object larger than this is fetched in `RANGE`-sized ranged requests, `RANGES_AT_ONCE` at
-/// a time.
-const RANGED_ABOVE: u64 = 16 << 20;
-const RANGE: u64 = 8 << 20;
+/// An object whose content is larger than this is fetched in `RANGE`-sized ranged requests (of
+/// its compressed bytes, about a quarter of its content for a binary or an rlib), `RANGES_AT_ONCE`
+/// at a time.
+const RANGED_ABOVE: u64 = 32 << 20;
+const RANGE: u64 = 4 << 20;
 const RANGES_AT_ONCE: usize = 4;
 
 /// Manifests read (newest first) before giving up on finding one the scope allows.
@@ -98,8 +99,6 @@ pub(crate) fn pull(
     result
 }
 
-// Long: the download loop lays each object's files out as it arrives, and drops a unit whose
-// object failed; split, the bookkeeping it shares would travel through every part.
 async fn restore(
     store: &Store,
     dir: &Path,
@@ -120,7 +119,6 @@ async fn restore(
     for (i, f) in m.files.iter().enumerate() {
         by_sha.entry(&f.object.sha256).or_default().push(i);
     }
-    let mut linked: HashMap<u32, std::path::PathBuf> = HashMap::new();
     let mut bad_units: HashSet<String> = HashSet::new();
     let mut bad_files: HashSet<usize> = HashSet::new();
     let total_bytes: u64 = objects.iter().map(|o| o.size).sum();
@@ -130,8 +128,13 @@ async fn restore(
     while next < objects.len() || !tasks.is_empty() {
         while next < objects.len() && tasks.len() < CONCURRENCY {
             let (op, object, url) = (store.op.clone(), objects[next].clone(), store.url.clone());
+            let files = by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v);
+            let layout = Layout {
+                files: files.iter().map(|&i| place(dir, &m.files[i])).collect(),
+                record: (m.inputs.as_ref() == Some(&object)).then(|| dir.join(RECORD)),
+            };
             tasks.spawn(async move {
-                let got = fetch(&op, &object, &url).await;
+                let got = fetch(&op, &object, &url, layout).await;
                 (object, got)
             });
             next += 1;
@@ -148,34 +151,11 @@ async fn restore(
             Bytes(done_bytes),
             Bytes(total_bytes)
         ));
-        let files = by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v);
-        let Some(bytes) = got? else {
+        if !got? {
             // Dropped, never used: the files that needed it, and their units, are left out.
-            for &i in files {
+            for &i in by_sha.get(object.sha256.as_str()).map_or(&[][..], |v| v) {
                 bad_files.insert(i);
                 bad_units.extend(units_of(&m.files[i].path));
-            }
-            continue;
-        };
-        if m.inputs.as_ref() == Some(&object) {
-            write_file(&dir.join(RECORD), &bytes, 0o644, None)?;
-        }
-        for &i in files {
-            let f = &m.files[i];
-            let path = dir.join(&f.path);
-            if let Some(first) = f.link.and_then(|g| linked.get(&g)) {
-                std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
-                std::fs::hard_link(first, &path)
-                    .with_context(|| format!("failed to link {}", path.display()))?;
-                continue;
-            }
-            let mtime = SystemTime::UNIX_EPOCH
-                .checked_add(Duration::new(f.mtime_s.max(0) as u64, f.mtime_ns))
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            // Permission bits only: a manifest never makes a setuid or setgid file.
-            write_file(&path, &bytes, f.mode & 0o777, Some(mtime))?;
-            if let Some(g) = f.link {
-                linked.insert(g, path);
             }
         }
     }
@@ -186,13 +166,7 @@ async fn restore(
             format_args!("could not record the use of {path}: {e}"),
         );
     }
-    let mut left_out = 0;
-    for (i, f) in m.files.iter().enumerate() {
-        if bad_files.contains(&i) || units_of(&f.path).any(|u| bad_units.contains(&u)) {
-            left_out += 1;
-            let _ = std::fs::remove_file(dir.join(&f.path));
-        }
-    }
+    let left_out = leave_out(dir, &m, &bad_files, &bad_units);
     Ok(Some(Restored {
         from: m.job_id.clone(),
         files: m.files.len() - left_out,
@@ -201,6 +175,24 @@ async fn restore(
         took: Duration::ZERO,
         cargo_home: m.cargo_home.clone(),
     }))
+}
+
+/// Remove the files a dropped object left incomplete: its own, and every file of a unit that lost
+/// one (a unit is whole or absent, so cargo rebuilds it). Returns how many were left out.
+fn leave_out(
+    dir: &Path,
+    m: &Manifest,
+    bad_files: &HashSet<usize>,
+    bad_units: &HashSet<String>,
+) -> usize {
+    let mut left_out = 0;
+    for (i, f) in m.files.iter().enumerate() {
+        if bad_files.contains(&i) || units_of(&f.path).any(|u| bad_units.contains(&u)) {
+            left_out += 1;
+            let _ = std::fs::remove_file(dir.join(&f.path));
+        }
+    }
+    left_out
 }
 
 /// The units a path belongs to: the `-<hash>` of any of its components (`deps/libx-<hash>.rlib`,
@@ -266,36 +258,107 @@ async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<(String, Manife
     Ok(None)
 }
 
-/// An object's bytes, `None` when their digest or size is not the one asked for.
-async fn fetch(op: &opendal::Operator, object: &Object, url: &str) -> Result<Option<Vec<u8>>> {
+/// Where one object's content goes: the files that have it, and the dir's `inputs.json` if it is
+/// that.
+struct Layout {
+    files: Vec<Place>,
+    record: Option<PathBuf>,
+}
+
+struct Place {
+    path: PathBuf,
+    mode: u32,
+    mtime: SystemTime,
+    link: Option<u32>,
+}
+
+fn place(dir: &Path, f: &manifest::File) -> Place {
+    Place {
+        path: dir.join(&f.path),
+        // Permission bits only: a manifest never makes a setuid or setgid file.
+        mode: f.mode & 0o777,
+        mtime: SystemTime::UNIX_EPOCH
+            .checked_add(Duration::new(f.mtime_s.max(0) as u64, f.mtime_ns))
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        link: f.link,
+    }
+}
+
+/// Fetch an object and lay its files out: `Ok(false)` when the store lacks it or its stored bytes
+/// are not the object's (corrupt, cut short, another content, or more than its recorded size),
+/// and nothing was written.
+async fn fetch(op: &opendal::Operator, object: &Object, url: &str, layout: Layout) -> Result<bool> {
     let key = manifest::object_path(&object.sha256);
+    let failed = |e: opendal::Error| match e.kind() {
+        opendal::ErrorKind::NotFound => Ok(false),
+        _ => Err(anyhow!("failed to read {key} in {url}: {e}")),
+    };
     // OpenDAL reads an object in one request unless asked: a large one (a binary, a big rlib)
-    // in ranged requests, a few at once, each retried on its own.
+    // in ranged requests, a few at once, each retried on its own. Ranges need the stored length
+    // (OpenDAL would ask for it too): one larger than any compression of the content is refused
+    // before it is downloaded.
     let read = if object.size > RANGED_ABOVE {
+        let len = match op.stat(&key).await {
+            Ok(meta) => meta.content_length(),
+            Err(e) => return failed(e),
+        };
+        if len > codec::stored_bound(object.size) {
+            term::warn(format_args!(
+                "{key} in {url} takes {len} bytes, more than any compression of its content: \
+                 dropped, and the units that needed it are left out (they build)"
+            ));
+            return Ok(false);
+        }
         op.read_with(&key)
+            .range(0..len)
             .concurrent(RANGES_AT_ONCE)
             .chunk(RANGE as usize)
             .await
     } else {
         op.read(&key).await
     };
-    let bytes = match read {
+    let stored = match read {
         Ok(b) => b.to_vec(),
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("failed to read {key} in {url}: {e}"),
+        Err(e) => return failed(e),
     };
-    let sha: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if sha != object.sha256 || bytes.len() as u64 != object.size {
-        term::warn(format_args!(
-            "{key} in {url} does not have its digest: dropped, and the units that needed it are \
-             left out (they build)"
-        ));
-        return Ok(None);
+    // Decompressing (bounded by the recorded size), hashing and writing on a blocking thread:
+    // objects are laid out in parallel, and the runtime's thread keeps the transfers going.
+    let (want, url) = (object.clone(), url.to_owned());
+    tokio::task::spawn_blocking(move || match codec::decompress(&stored, &want) {
+        Ok(bytes) => lay_out(&bytes, &layout).map(|()| true),
+        Err(why) => {
+            term::warn(format_args!(
+                "{key} in {url} {why}, not the object its manifest names: dropped, and the units \
+                 that needed it are left out (they build)"
+            ));
+            Ok(false)
+        }
+    })
+    .await
+    .context("a decompression task failed")?
+}
+
+/// Write an object's files: each with its mode and mtime, hard links as grouped.
+fn lay_out(bytes: &[u8], layout: &Layout) -> Result<()> {
+    if let Some(record) = &layout.record {
+        write_file(record, bytes, 0o644, None)?;
     }
-    Ok(Some(bytes))
+    let mut linked: HashMap<u32, &Path> = HashMap::new();
+    for f in &layout.files {
+        if let Some(first) = f.link.and_then(|g| linked.get(&g)) {
+            let fail = || format!("failed to link {}", f.path.display());
+            if let Some(parent) = f.path.parent() {
+                std::fs::create_dir_all(parent).with_context(fail)?;
+            }
+            std::fs::hard_link(first, &f.path).with_context(fail)?;
+            continue;
+        }
+        write_file(&f.path, bytes, f.mode, Some(f.mtime))?;
+        if let Some(g) = f.link {
+            linked.insert(g, &f.path);
+        }
+    }
+    Ok(())
 }
 
 /// Write a new file: its mode, and its mtime with the atime equal to it.

@@ -1,6 +1,6 @@
 //! Push: every regular file of a job dir's `target/` and `build/` (cargo's `incremental/` dirs and
-//! coverage profiles left out, as a seed leaves them) stored once as `objects/<sha256>`, objects
-//! the store has skipped; then the manifest. Objects first, manifest last: a push cut short
+//! coverage profiles left out, as a seed leaves them) stored once, zstd-compressed, as
+//! `objects/<sha256 of the content>.zst`, objects the store has skipped; then the manifest. Objects first, manifest last: a push cut short
 //! leaves objects no manifest names, never a manifest naming a missing object. Pushes are
 //! idempotent and safe from many hosts at once: an object's name is its content.
 
@@ -10,9 +10,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, anyhow, bail};
-use sha2::{Digest, Sha256};
-
+use super::codec;
 use super::manifest::{self, File, Manifest, Object};
 use super::{CONCURRENCY, Store};
 use crate::lease::{BUILD_DIR, Lease, TARGET};
@@ -20,6 +18,7 @@ use crate::quantity::Bytes;
 use crate::scope::Scope;
 use crate::term;
 use crate::warm::RECORD;
+use anyhow::{Context, Result, anyhow, bail};
 
 /// What a push reads: the job's own dir, under its lease.
 pub(crate) struct Source<'a> {
@@ -35,7 +34,8 @@ pub(crate) struct Source<'a> {
 pub(crate) struct Pushed {
     pub(crate) files: usize,
     pub(crate) bytes: u64,
-    /// Distinct objects the manifest names, and those the store lacked.
+    /// Distinct objects the manifest names, and those the store lacked: uploaded, compressed to
+    /// `uploaded_bytes`.
     pub(crate) objects: usize,
     pub(crate) uploaded: usize,
     pub(crate) uploaded_bytes: u64,
@@ -123,7 +123,7 @@ pub(crate) fn push(store: &Store, src: &Source<'_>) -> Result<Pushed> {
         uploaded_bytes: stored
             .iter()
             .filter(|s| s.uploaded)
-            .map(|s| s.object.size)
+            .map(|s| s.stored_bytes)
             .sum(),
         manifest: path,
         took: start.elapsed(),
@@ -187,6 +187,8 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<Local>) -> std::io::Result<()> {
 struct Stored {
     object: Object,
     uploaded: bool,
+    /// What the upload sent: the object compressed.
+    stored_bytes: u64,
 }
 
 /// Upload each file the store lacks, `CONCURRENCY` at a time; in `paths`' order. Files checked
@@ -205,7 +207,7 @@ async fn upload_all(store: &Store, paths: &[PathBuf], dir: &Path) -> Result<Vec<
         while next < paths.len() && tasks.len() < CONCURRENCY {
             let (op, path, url) = (store.op.clone(), paths[next].clone(), store.url.clone());
             let i = next;
-            tasks.spawn(async move { (i, upload(&op, &path, &url).await) });
+            tasks.spawn(async move { (i, upload(&op, path, &url).await) });
             next += 1;
         }
         if let Some(joined) = tasks.join_next().await {
@@ -214,7 +216,7 @@ async fn upload_all(store: &Store, paths: &[PathBuf], dir: &Path) -> Result<Vec<
             done += 1;
             if stored.uploaded {
                 uploaded += 1;
-                bytes += stored.object.size;
+                bytes += stored.stored_bytes;
             }
             progress.detail(format_args!(
                 "{done}/{} files checked, {uploaded} uploaded ({})",
@@ -227,29 +229,40 @@ async fn upload_all(store: &Store, paths: &[PathBuf], dir: &Path) -> Result<Vec<
     Ok(out.into_iter().flatten().collect())
 }
 
-async fn upload(op: &opendal::Operator, path: &Path, url: &str) -> Result<Stored> {
-    let bytes = read_noatime(path).with_context(|| format!("failed to read {}", path.display()))?;
-    let sha: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let object = Object {
-        sha256: sha,
-        size: bytes.len() as u64,
-    };
+async fn upload(op: &opendal::Operator, path: PathBuf, url: &str) -> Result<Stored> {
+    // Reading, hashing and compressing run on the runtime's blocking threads: the thread that
+    // drives the transfers keeps them going, and files are hashed and compressed in parallel.
+    let (bytes, object) = tokio::task::spawn_blocking(move || {
+        let bytes =
+            read_noatime(&path).with_context(|| format!("failed to read {}", path.display()))?;
+        let object = Object {
+            sha256: codec::digest(&bytes),
+            size: bytes.len() as u64,
+        };
+        anyhow::Ok((bytes, object))
+    })
+    .await
+    .context("a read task failed")??;
     let key = manifest::object_path(&object.sha256);
     let have = op
         .exists(&key)
         .await
         .map_err(|e| anyhow!("failed to look up {key} in {url}: {e}"))?;
+    let mut stored_bytes = 0;
     if !have {
-        op.write(&key, bytes)
+        let compressed = tokio::task::spawn_blocking(move || codec::compress(&bytes))
+            .await
+            .context("a compression task failed")?
+            .with_context(|| format!("failed to compress {key}"))?;
+        stored_bytes = compressed.len() as u64;
+        op.write(&key, compressed)
             .await
             .map_err(|e| anyhow!("failed to write {key} to {url}: {e}"))?;
     }
     Ok(Stored {
         object,
         uploaded: !have,
+        stored_bytes,
     })
 }
 

@@ -95,18 +95,33 @@ mod with_store {
     }
 
     /// Build on host A, push, then build on a fresh host in a fresh clone: restored, nothing
-    /// compiled, the app right.
-    fn round_trip(env: &Env, store: &Vars) {
+    /// compiled, the app right. The store holds the app's binary compressed.
+    fn round_trip(env: &Env, store: &Vars, at: &At) {
         let ws = checkout(env, "w");
         let out = ok(env, "host-a", &ws, store, "a", &["build"]);
         assert!(!compiled(&out).is_empty(), "{}", describe(&out));
-        // A file large enough to be fetched in ranged requests (a binary of a real project).
-        let big: Vec<u8> = (0..20u32 << 20)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        // A file large enough to be fetched in ranged requests (a binary of a real project), and
+        // that compresses to several ranges: xorshift's bytes do not compress.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let big: Vec<u8> = (0..40u32 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
             .collect();
         std::fs::write(env.path().join("host-a/a/target/debug/big.bin"), &big).unwrap();
         let out = ok(env, "host-a", &ws, store, "a", &["store", "push"]);
         assert!(stderr(&out).contains("Pushed"), "{}", describe(&out));
+        // A debug binary is stored compressed, under the digest of its content.
+        let app = std::fs::read(env.path().join("host-a/a/target/debug/app")).unwrap();
+        let stored = at.size(&object_key(&app));
+        assert!(
+            stored * 2 < app.len() as u64,
+            "the app's {} bytes stored as {stored}",
+            app.len()
+        );
         // Pushed again (another host with the same units): nothing new is uploaded.
         let out = ok(env, "host-a", &ws, store, "a", &["store", "push"]);
         assert!(stderr(&out).contains(" 0 of "), "{}", describe(&out));
@@ -146,8 +161,8 @@ mod with_store {
     #[test]
     fn a_fresh_host_starts_warm_from_a_shared_volume() {
         let env = Env::new();
-        let (_, store) = fs_store(&env);
-        round_trip(&env, &store);
+        let (dir, store) = fs_store(&env);
+        round_trip(&env, &store, &At::Fs(dir));
     }
 
     #[test]
@@ -156,57 +171,191 @@ mod with_store {
         let Some(moto) = moto(&env) else {
             return;
         };
-        round_trip(&env, &s3_vars(moto.port));
+        round_trip(&env, &s3_vars(moto.port), &At::S3(moto.port));
     }
 
-    #[test]
-    fn a_corrupted_object_is_dropped_and_its_unit_builds() {
-        let env = Env::new();
-        let (dir, store) = fs_store(&env);
-        let ws = checkout(&env, "w");
-        ok(&env, "host-a", &ws, &store, "a", &["build"]);
-        ok(&env, "host-a", &ws, &store, "a", &["store", "push"]);
-        // The object of `plain`'s rlib gets other bytes: its digest no longer matches its name.
-        let manifest = find_manifests(&dir.join("manifests")).pop().unwrap();
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-        let rlib = m["files"]
-            .as_array()
-            .unwrap()
+    /// Where a test reads and writes a store's objects behind the tool's back: an `fs://` store's
+    /// dir, or moto's S3 on loopback (which takes unsigned requests).
+    enum At {
+        Fs(PathBuf),
+        S3(u16),
+    }
+
+    impl At {
+        /// The stored bytes of the object at `key`.
+        fn size(&self, key: &str) -> u64 {
+            match self {
+                At::Fs(dir) => std::fs::metadata(dir.join(key))
+                    .unwrap_or_else(|e| panic!("{key}: {e}"))
+                    .len(),
+                At::S3(port) => {
+                    let reply = s3_request(*port, "HEAD", key, &[]);
+                    assert!(reply.starts_with("HTTP/1.1 200"), "{key}: {reply}");
+                    reply
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or_else(|| panic!("no length for {key}: {reply}"))
+                }
+            }
+        }
+
+        /// Replace the object at `key` with `bytes`.
+        fn put(&self, key: &str, bytes: &[u8]) {
+            match self {
+                At::Fs(dir) => {
+                    assert!(dir.join(key).is_file(), "{key} is not in the store");
+                    std::fs::write(dir.join(key), bytes).unwrap();
+                }
+                At::S3(port) => {
+                    let _ = self.size(key);
+                    let reply = s3_request(*port, "PUT", key, bytes);
+                    assert!(reply.starts_with("HTTP/1.1 200"), "{key}: {reply}");
+                }
+            }
+        }
+    }
+
+    /// One plain HTTP request to moto for `key` in the tests' bucket and prefix; the reply. moto
+    /// checks no signature, but reads an object only for a request that names credentials.
+    fn s3_request(port: u16, method: &str, key: &str, body: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "{method} /cache/ci/{key} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=00\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    /// Where the store keeps a file of this content: the SHA-256 of the content, compressed.
+    fn object_key(content: &[u8]) -> String {
+        use sha2::Digest;
+        let sha: String = sha2::Sha256::digest(content)
             .iter()
-            .find(|f| {
-                let p = f["path"].as_str().unwrap();
-                p.contains("/deps/libplain-") && p.ends_with(".rlib")
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("objects/{sha}.zst")
+    }
+
+    /// The one rlib of package `name` in host A's job dir.
+    fn rlib(env: &Env, name: &str) -> Vec<u8> {
+        let deps = env.path().join("host-a/a/target/debug/deps");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&deps)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with(&format!("lib{name}-")) && n.ends_with(".rlib")
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        std::fs::read(found.pop().unwrap()).unwrap()
+    }
+
+    /// Objects that are not what their manifest names: `plain`'s rlib stored as another content
+    /// of its size (a valid zstd stream, the digest wrong), `lib`'s as one that decompresses past
+    /// the size the manifest records. Both are dropped, with their units, which build: the job
+    /// succeeds and the app is right. A stream that is not zstd at all (`mac`'s) too, and a large
+    /// file's object longer than any compression of its content.
+    fn tampered_objects_are_dropped(env: &Env, store: &Vars, at: &At) {
+        let ws = checkout(env, "w");
+        ok(env, "host-a", &ws, store, "a", &["build"]);
+        ok(env, "host-a", &ws, store, "a", &["store", "push"]);
+        let plain = rlib(env, "plain");
+        let mut other = plain.clone();
+        other[plain.len() / 2] ^= 0xff;
+        at.put(
+            &object_key(&plain),
+            &zstd::bulk::compress(&other, 3).unwrap(),
+        );
+        let lib = rlib(env, "lib");
+        let longer = [&lib[..], &vec![0u8; 1 << 20][..]].concat();
+        at.put(
+            &object_key(&lib),
+            &zstd::bulk::compress(&longer, 3).unwrap(),
+        );
+        let mac = std::fs::read_dir(env.path().join("host-a/a/target/debug/deps"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with("libmac-") && n.ends_with(".so")
             })
             .unwrap();
-        let object = dir.join("objects").join(rlib["sha256"].as_str().unwrap());
-        let mut bytes = std::fs::read(&object).unwrap();
-        bytes[0] ^= 0xff;
-        std::fs::write(&object, bytes).unwrap();
+        let mac = std::fs::read(mac).unwrap();
+        at.put(&object_key(&mac), &mac);
+        // A large file (fetched in ranges) whose stored object is larger than any compression of
+        // its content: refused before it is downloaded.
+        let big = vec![0u8; 33 << 20];
+        let big_path = "target/debug/big.bin";
+        std::fs::write(env.path().join("host-a/a").join(big_path), &big).unwrap();
+        ok(env, "host-a", &ws, store, "a", &["store", "push"]);
+        at.put(&object_key(&big), &vec![1u8; 36 << 20]);
 
-        fresh_clone(&env, &ws);
+        fresh_clone(env, &ws);
         let out = ok(
-            &env,
+            env,
             "host-b",
             &ws,
-            &store,
+            store,
             "b",
             &["--restore-mtimes", "build"],
         );
         let err = stderr(&out);
-        assert!(
-            err.contains("does not have its digest"),
-            "{}",
-            describe(&out)
-        );
+        for (content, why) in [
+            (&plain, "decompresses to content of digest"),
+            (&lib, "decompresses past its recorded size"),
+            (&mac, "does not decompress"),
+            (&big, "more than any compression of its content"),
+        ] {
+            let key = object_key(content);
+            assert!(
+                err.lines().any(|l| l.contains(&key) && l.contains(why)),
+                "no `{key}` that {why} in {}",
+                describe(&out)
+            );
+        }
         assert!(err.contains("left out"), "{}", describe(&out));
-        assert!(
-            compiled(&out).contains(&"plain".to_owned()),
-            "{}",
-            describe(&out)
-        );
-        let out = ok(&env, "host-b", &ws, &store, "b", &["run", "-q"]);
+        assert!(!err.contains("panicked"), "{}", describe(&out));
+        assert_eq!(origin(env, "host-b", "b"), "restored");
+        assert!(!env.path().join("host-b/b").join(big_path).exists());
+        let built = compiled(&out);
+        for unit in ["plain", "lib", "mac"] {
+            assert!(
+                built.contains(&unit.to_owned()),
+                "{unit}: {}",
+                describe(&out)
+            );
+        }
+        let out = ok(env, "host-b", &ws, store, "b", &["run", "-q"]);
         assert_eq!(stdout(&out).trim(), expected(&ws), "{}", describe(&out));
+    }
+
+    #[test]
+    fn tampered_objects_on_a_shared_volume_are_dropped_and_their_units_build() {
+        let env = Env::new();
+        let (dir, store) = fs_store(&env);
+        tampered_objects_are_dropped(&env, &store, &At::Fs(dir));
+    }
+
+    #[test]
+    fn tampered_objects_on_an_s3_server_are_dropped_and_their_units_build() {
+        let env = Env::new();
+        let Some(moto) = moto(&env) else {
+            return;
+        };
+        tampered_objects_are_dropped(&env, &s3_vars(moto.port), &At::S3(moto.port));
     }
 
     #[test]
@@ -230,7 +379,7 @@ mod with_store {
         // No temporary file of either push is left where objects are.
         for entry in std::fs::read_dir(dir.join("objects")).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            assert!(name.len() == 64, "{name}");
+            assert!(name.len() == 68 && name.ends_with(".zst"), "{name}");
         }
         fresh_clone(&env, &ws);
         let out = ok(
@@ -494,7 +643,7 @@ mod with_store {
             .unwrap()
             .iter()
             .chain(m.get("inputs").filter(|i| !i.is_null()))
-            .map(|f| format!("objects/{}", f["sha256"].as_str().unwrap()))
+            .map(|f| format!("objects/{}.zst", f["sha256"].as_str().unwrap()))
             .collect()
     }
 
@@ -661,7 +810,7 @@ mod with_store {
         let ws = checkout(&env, "w");
         ok(&env, "host-a", &ws, &store, "a", &["build"]);
         ok(&env, "host-a", &ws, &store, "a", &["store", "push"]);
-        let pushing = format!("objects/{}", "ab".repeat(32));
+        let pushing = format!("objects/{}.zst", "ab".repeat(32));
         std::fs::write(dir.join(&pushing), "a unit a push is uploading").unwrap();
         let gc = |args: &[&str]| {
             ok(
