@@ -11,13 +11,12 @@ use crate::env_file;
 use crate::exit::{CliResult, Exit};
 use crate::lease::{self, Root};
 use crate::process::Interrupts;
-use crate::prune;
-use crate::report::{Event, Reporter, Reporters};
+use crate::report::Reporters;
 use crate::term;
 
 use super::job::{acquire, nested, stopped_by};
 use super::job_env::JobEnv;
-use super::release::{prune_at_release, record_warm};
+use super::release::{count_at_release, prune_at_release, record_warm};
 
 /// `cargo guarded hold`: keep the job's lease live (lock and heartbeat) until SIGTERM, SIGINT or
 /// SIGHUP, then release it. For workflows whose later steps run plain cargo in the job's dir.
@@ -73,9 +72,7 @@ pub(crate) fn run(cfg: &Config, out: &mut Reporters) -> CliResult {
     while interrupts.check().is_ok() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    if let Some(counted) = prune::saved::at_release(&session, None) {
-        out.report(&Event::Counted { counted: &counted });
-    }
+    count_at_release(&session, None, out);
     prune_at_release(cfg, &session, "hold", true, out);
     // What the job's plain cargo steps built under this lease, for the next job elsewhere.
     record_warm(cfg, &session);

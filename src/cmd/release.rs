@@ -1,5 +1,5 @@
-//! What a job does as it releases its lease, under its lock: prune its dir, record what its
-//! path-package units were built from, push it to the store (`--store-push`).
+//! What a job does as it releases its lease, under its lock: count what warmth saved, prune its
+//! dir, record what its path-package units were built from, push it to the store (`--store-push`).
 
 use crate::config::Config;
 use crate::lease::Session;
@@ -11,6 +11,19 @@ use crate::term;
 use crate::warm;
 
 use super::job::here;
+
+/// Count the job's units reused and compiled so far (`prune::saved`), its step's command having
+/// run for `took` (`None`: not known, as for `hold`), and tell the reporters; before pruning,
+/// which would remove what the count reads.
+pub(super) fn count_at_release(
+    session: &Session,
+    took: Option<std::time::Duration>,
+    out: &mut dyn Reporter,
+) {
+    if let Some(counted) = prune::saved::at_release(session, took) {
+        out.report(&Event::Counted { counted: &counted });
+    }
+}
 
 /// Prune the job's own dir as it releases (`prune::at_release`): under its lock, its command
 /// over. Whatever the command's exit: a failed step (a red test run) built and used its units,

@@ -6,13 +6,12 @@
 use crate::config::Config;
 use crate::exit::{CliResult, Exit};
 use crate::process::{self, Interrupts};
-use crate::prune;
 use crate::report::{Event, Reporter, Reporters};
 use crate::tool::Tool;
 
 use super::job::{acquire, nested, stopped_by};
 use super::job_env::JobEnv;
-use super::release::{prune_at_release, push_at_release, record_warm};
+use super::release::{count_at_release, prune_at_release, push_at_release, record_warm};
 
 /// Run `tool` under the job's lease and return how it exited, telling `out` what happens
 /// (docs/protocol.md#a-jobs-life).
@@ -60,9 +59,7 @@ pub(crate) fn wrapped(cfg: &Config, tool: &Tool, out: &mut Reporters) -> CliResu
         let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
     });
     let exit = child.wait();
-    if let Some(counted) = prune::saved::at_release(&session, Some(started.elapsed())) {
-        out.report(&Event::Counted { counted: &counted });
-    }
+    count_at_release(&session, Some(started.elapsed()), out);
     if let Ok(e) = &exit {
         prune_at_release(cfg, &session, &shape, *e == Exit::SUCCESS, out);
     }

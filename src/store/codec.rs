@@ -7,8 +7,6 @@
 
 use std::io::Read;
 
-use sha2::{Digest, Sha256};
-
 use super::manifest::Object;
 
 /// zstd's default level: a debug binary 4x smaller, an rlib 4.8x, at hundreds of MB/s a core.
@@ -18,12 +16,9 @@ const LEVEL: i32 = 3;
 /// the size it is checked against comes from an untrusted manifest.
 const PREALLOCATE_AT_MOST: u64 = 64 << 20;
 
-/// The SHA-256 of `bytes`, in lowercase hex.
+/// The SHA-256 of `bytes`, in lowercase hex, as content verification records inputs.
 pub(crate) fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::warm::sha256_hex(bytes)
 }
 
 /// `bytes` as stored.

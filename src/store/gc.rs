@@ -149,7 +149,7 @@ pub(crate) fn gc(store: &Store, options: Options) -> Result<Collected> {
 
 /// Every file under `prefix`, with its size and last-modified time (now when the store gives
 /// none: an entry of unknown age is young).
-async fn list(store: &Store, prefix: &str) -> Result<Vec<Listed>> {
+pub(super) async fn list(store: &Store, prefix: &str) -> Result<Vec<Listed>> {
     let entries = match store.op.list_with(prefix).recursive(true).await {
         Ok(e) => e,
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -206,18 +206,13 @@ fn units_of(path: &str) -> impl Iterator<Item = String> + '_ {
 async fn choose(store: &Store, want: &Want<'_>) -> Result<Option<(String, Manifest)>> {
     // Only this workspace's and toolchain's prefix: a pull's listing does not grow with the store.
     let key_dir = manifest::key_dir(want.workspace, want.toolchain);
-    let entries = match store.op.list_with(&key_dir).recursive(true).await {
-        Ok(e) => e,
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("failed to list {key_dir} in {}: {e}", store.url),
-    };
+    let entries = super::gc::list(store, &key_dir).await?;
     let mut found: Vec<(u64, String)> = entries
-        .iter()
+        .into_iter()
         .filter_map(|e| {
-            let path = e.path();
-            let (_scope, name) = path.strip_prefix(&key_dir)?.split_once('/')?;
+            let (_scope, name) = e.key.strip_prefix(&key_dir)?.split_once('/')?;
             (!name.contains('/')).then_some(())?;
-            Some((manifest::created_ms(name)?, path.to_owned()))
+            Some((manifest::created_ms(name)?, e.key))
         })
         .collect();
     found.sort_by(|a, b| b.cmp(a));

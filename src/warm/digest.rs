@@ -82,10 +82,10 @@ impl<'a> Digests<'a> {
             // A link to a directory (whose files are listed through it) or a dangling one: what
             // it points to is its content.
             let target = std::fs::read_link(&path).ok()?;
-            let digest = Sha256::digest(target.as_os_str().as_encoded_bytes());
+            let digest = sha256_hex(target.as_os_str().as_encoded_bytes());
             return Some(Entry {
                 stat,
-                sha256: Some(format!("link:{}", hex(&digest))),
+                sha256: Some(format!("link:{digest}")),
             });
         }
         if let Some(prev) = self.previous.get(rel)
@@ -124,6 +124,12 @@ impl<'a> Digests<'a> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of `bytes` in lowercase hex: the one content digest of the tool (an input
+/// recorded for content verification, an object in the store).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// A time in ns since the epoch (times before it count as the epoch).

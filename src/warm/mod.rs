@@ -27,6 +27,8 @@ mod roots;
 mod units;
 
 pub(crate) use checkout::Checkout;
+#[cfg(feature = "store")]
+pub(crate) use digest::sha256_hex;
 pub(crate) use record::{LastVerdict, RECORD, read_verdict as last_verdict};
 
 use depinfo::DepPath;
